@@ -1,0 +1,32 @@
+"""rnn-ref: the framework-agnostic reference for the Elman recurrent network.
+
+``import rnn_ref`` imports NumPy and nothing else; a framework is imported only when one of its
+backends or converters is used.
+
+The public names:
+
+* the spec: :class:`RNNConfig`, :class:`RNNParams`, :class:`CellParams`, :class:`Readout`,
+  :class:`Activation`, :func:`init`;
+* the oracle: :func:`forward` (fast path), :func:`forward_loop` (the clear loop);
+* the canonical file: :func:`save`, :func:`load`;
+* backends: :func:`get_backend`, :func:`available_backends`.
+"""
+
+from rnn_ref._registry import Backend as Backend
+from rnn_ref._registry import available_backends as available_backends
+from rnn_ref._registry import get_backend as get_backend
+from rnn_ref.activations import ACTIVATIONS as ACTIVATIONS
+from rnn_ref.activations import Activation as Activation
+from rnn_ref.config import RNNConfig as RNNConfig
+from rnn_ref.io import FileFormatError as FileFormatError
+from rnn_ref.io import load as load
+from rnn_ref.io import save as save
+from rnn_ref.params import CellParams as CellParams
+from rnn_ref.params import Readout as Readout
+from rnn_ref.params import RNNParams as RNNParams
+from rnn_ref.params import init as init
+from rnn_ref.reference import ForwardResult as ForwardResult
+from rnn_ref.reference import forward as forward
+from rnn_ref.reference import forward_loop as forward_loop
+
+__version__ = "0.1.0"

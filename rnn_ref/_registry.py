@@ -1,0 +1,144 @@
+"""Backends: the protocol, the table of built-in ones, and lazy lookup.
+
+The table maps a backend's name to ``"module:attribute"`` strings plus the distributions it
+needs. Nothing here imports a framework: :func:`available_backends` asks
+``importlib.util.find_spec`` whether the framework is installed, and :func:`get_backend`
+imports the backend's module only when asked for it.
+
+A backend, built in or a third party's, is any object with
+
+* ``name``: a short string, e.g. ``"torch"`` or ``"keras[jax]"``;
+* ``forward(params, x, *, h0=None, lengths=None, mask=None)``: runs the framework's own
+  implementation and returns ``(outputs, h_n)`` in the canonical shapes (``outputs
+  (N, T, F)``, ``h_n (L*R, N, M)``) or an object with ``.outputs`` and ``.h_n``;
+* ``supports(config, *, dtype, lengths, mask)``: ``None`` when the backend can run that case,
+  else a sentence saying why not (the conformance suite then checks that asking for it raises).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from rnn_ref.config import RNNConfig
+from rnn_ref.params import RNNParams
+
+__all__ = ["BACKENDS", "Backend", "BackendSpec", "available_backends", "get_backend"]
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What the conformance suite and the benchmarks need from a backend."""
+
+    name: str
+
+    def forward(
+        self,
+        params: RNNParams,
+        x: np.ndarray[Any, Any],
+        *,
+        h0: Any = None,
+        lengths: Any = None,
+        mask: Any = None,
+    ) -> Any: ...
+
+    def supports(
+        self, config: RNNConfig, *, dtype: Any, lengths: bool, mask: bool
+    ) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """A built-in backend: where it lives and which modules it needs (checked, not imported)."""
+
+    name: str
+    target: str  # "module:attribute", the attribute a zero-argument factory
+    requires: tuple[str, ...]  # importable top-level module names
+    env: tuple[tuple[str, str], ...] = ()  # environment the backend must be started with
+
+    def missing(self) -> list[str]:
+        """The required modules that are not installed (found without importing them)."""
+        return [m for m in self.requires if importlib.util.find_spec(m) is None]
+
+
+BACKENDS: dict[str, BackendSpec] = {
+    spec.name: spec
+    for spec in (
+        BackendSpec("numpy", "rnn_ref.backends.numpy_backend:NumpyBackend", ("numpy",)),
+    )
+}
+
+
+def available_backends() -> list[str]:
+    """Names of the built-in backends whose frameworks are installed; imports none of them."""
+    return [name for name, spec in BACKENDS.items() if not spec.missing()]
+
+
+def _load_target(target: str) -> Any:
+    module_name, sep, attribute = target.partition(":")
+    if not sep or not module_name or not attribute:
+        raise ValueError(f"backend target must look like 'module:attribute', got {target!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ImportError(f"backend {target!r}: cannot import {module_name!r} ({exc})") from exc
+    obj: Any = module
+    for part in attribute.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ImportError(f"backend {target!r}: {module_name!r} has no {attribute!r}") from None
+    return obj
+
+
+@cache
+def get_backend(name: str) -> Backend:
+    """Return the backend called ``name``, importing its framework now.
+
+    Args:
+        name: a built-in name (see :data:`BACKENDS`) or a third party's ``module:attribute``
+            naming a backend object, a class or a zero-argument factory.
+
+    Raises:
+        ValueError: an unknown name (the message lists the known ones).
+        ImportError: the backend's framework is not installed (the message names it).
+        TypeError: the object found is not a backend.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"backend name must be a string, got {type(name).__name__}")
+    if name in BACKENDS:
+        spec = BACKENDS[name]
+        missing = spec.missing()
+        if missing:
+            raise ImportError(
+                f"backend {name!r} needs {', '.join(missing)}, which is not installed "
+                f"(pip install 'rnn-ref[all]' -c constraints.txt)"
+            )
+        obj = _load_target(spec.target)
+    elif ":" in name:
+        obj = _load_target(name)
+    else:
+        raise ValueError(
+            f"unknown backend {name!r}; built in: {', '.join(BACKENDS)}; "
+            f"or name a third party's as 'module:attribute'"
+        )
+    backend = _instantiate(obj)
+    if not isinstance(backend, Backend):
+        raise TypeError(
+            f"{name!r} gives a {type(backend).__name__}, which is not a backend: it needs "
+            f".name, .forward(params, x, *, h0, lengths, mask) and .supports(config, ...)"
+        )
+    return backend
+
+
+def _instantiate(obj: Any) -> Any:
+    if isinstance(obj, type) or (callable(obj) and not hasattr(obj, "forward")):
+        factory: Callable[[], Any] = obj
+        return factory()
+    return obj

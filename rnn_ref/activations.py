@@ -1,0 +1,252 @@
+"""Activations of the Elman cell, with every parameter explicit.
+
+The set is the ONNX ``RNN`` set (``onnx/docs/Operators.md``, section "RNN", the list of
+activation functions), which contains Keras' and torch's:
+
+=====================  ==========================================  ===================
+name                   f(z)                                        parameters
+=====================  ==========================================  ===================
+``tanh``               tanh(z)                                     none
+``relu``               max(0, z)                                   none
+``sigmoid``            1 / (1 + exp(-z))                           none
+``linear``             z                                           none
+``affine``             alpha * z + beta                            alpha, beta
+``leaky_relu``         z if z >= 0 else alpha * z                  alpha
+``thresholded_relu``   z if z > alpha else 0                       alpha
+``scaled_tanh``        alpha * tanh(beta * z)                      alpha, beta
+``hard_sigmoid``       max(0, min(1, alpha * z + beta))            alpha, beta
+``elu``                z if z >= 0 else alpha * (exp(z) - 1)       alpha
+``softsign``           z / (1 + abs(z))                            none
+``softplus``           log(1 + exp(z))                             none
+=====================  ==========================================  ===================
+
+A parameterised activation never gets an implied default: ONNX, Keras and onnxruntime do not
+agree on them (Keras 3's ``hard_sigmoid`` is ``relu6(z + 3) / 6``, that is ``alpha = 1/6,
+beta = 0.5``; ONNX's documented default is ``alpha = 0.2, beta = 0.5``), so
+``Activation("hard_sigmoid")`` raises and ``Activation("hard_sigmoid", alpha=0.2, beta=0.5)``
+is the way to say it.
+
+Each activation has two implementations that must agree: :meth:`Activation.__call__`, the
+formula as written above (used by the clear reference loop), and :meth:`Activation.apply_`,
+which overwrites its argument using one scratch buffer and allocates nothing (used by the fast
+path).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["ACTIVATIONS", "Activation", "ActivationLike", "as_activation"]
+
+#: Activation names and the parameters each one requires, in order.
+ACTIVATIONS: Mapping[str, tuple[str, ...]] = {
+    "tanh": (),
+    "relu": (),
+    "sigmoid": (),
+    "linear": (),
+    "affine": ("alpha", "beta"),
+    "leaky_relu": ("alpha",),
+    "thresholded_relu": ("alpha",),
+    "scaled_tanh": ("alpha", "beta"),
+    "hard_sigmoid": ("alpha", "beta"),
+    "elu": ("alpha",),
+    "softsign": (),
+    "softplus": (),
+}
+
+
+@dataclass(frozen=True)
+class Activation:
+    """One activation function with its parameters.
+
+    Args:
+        name: one of :data:`ACTIVATIONS` (``"tanh"``, ``"relu"``, ``"sigmoid"``, ``"linear"``,
+            ``"affine"``, ``"leaky_relu"``, ``"thresholded_relu"``, ``"scaled_tanh"``,
+            ``"hard_sigmoid"``, ``"elu"``, ``"softsign"``, ``"softplus"``).
+        alpha: the first parameter, required exactly when the activation has one.
+        beta: the second parameter, required exactly when the activation has two.
+
+    Raises:
+        ValueError: unknown name, a missing parameter, a parameter the activation does not
+            take, or a parameter that is not a finite number.
+    """
+
+    name: str
+    alpha: float | None = None
+    beta: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or self.name not in ACTIVATIONS:
+            raise ValueError(
+                f"activation: unknown name {self.name!r}; allowed: {', '.join(ACTIVATIONS)}"
+            )
+        wanted = ACTIVATIONS[self.name]
+        for pname in ("alpha", "beta"):
+            value = getattr(self, pname)
+            if pname in wanted:
+                if value is None:
+                    raise ValueError(
+                        f"activation {self.name!r} needs an explicit {pname} "
+                        f"(parameters: {', '.join(wanted)}); frameworks disagree on defaults, "
+                        f"so none is implied"
+                    )
+                if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
+                    raise ValueError(
+                        f"activation {self.name!r}: {pname} must be a number, got {value!r}"
+                    )
+                if not np.isfinite(value):
+                    raise ValueError(
+                        f"activation {self.name!r}: {pname} must be finite, got {value!r}"
+                    )
+                object.__setattr__(self, pname, float(value))
+            elif value is not None:
+                takes = ", ".join(wanted) if wanted else "no parameters"
+                raise ValueError(
+                    f"activation {self.name!r} takes {takes}; got {pname}={value!r}"
+                )
+
+    # -- the formula, as in the table above (clear loop) ---------------------------------
+    def __call__(self, z: npt.NDArray[np.floating]) -> npt.NDArray[np.floating]:
+        """Return f(z) as a new array of z's shape and dtype."""
+        z = np.asarray(z)
+        a = z.dtype.type(self.alpha if self.alpha is not None else np.nan)
+        b = z.dtype.type(self.beta if self.beta is not None else np.nan)
+        one = z.dtype.type(1)
+        name = self.name
+        with np.errstate(over="ignore"):
+            if name == "tanh":
+                return np.tanh(z)
+            if name == "relu":
+                return np.maximum(z, z.dtype.type(0))
+            if name == "sigmoid":
+                return one / (one + np.exp(-z))
+            if name == "linear":
+                return z.copy()
+            if name == "affine":
+                return a * z + b
+            if name == "leaky_relu":
+                return np.where(z >= 0, z, a * z)
+            if name == "thresholded_relu":
+                return np.where(z > a, z, z.dtype.type(0))
+            if name == "scaled_tanh":
+                return a * np.tanh(b * z)
+            if name == "hard_sigmoid":
+                return np.maximum(z.dtype.type(0), np.minimum(one, a * z + b))
+            if name == "elu":
+                return np.where(z >= 0, z, a * np.expm1(np.minimum(z, 0)))
+            if name == "softsign":
+                return z / (one + np.abs(z))
+            # softplus, written so that it does not overflow: max(z, 0) + log1p(exp(-|z|))
+            return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
+
+    # -- in place (fast path) ---------------------------------------------------------------
+    def apply_(self, z: npt.NDArray[np.floating], work: npt.NDArray[np.floating]) -> None:
+        """Overwrite ``z`` with f(z), using ``work`` (same shape and dtype) as scratch.
+
+        Pass C-contiguous arrays: NumPy 2.4.6's in-place ``np.negative`` gives wrong values
+        on some strided float64 views.
+        """
+        name = self.name
+        a = cast(float, self.alpha)  # present whenever the activation uses it (validated)
+        b = cast(float, self.beta)
+        if name == "tanh":
+            np.tanh(z, out=z)
+        elif name == "relu":
+            np.maximum(z, 0, out=z)
+        elif name == "sigmoid":
+            with np.errstate(over="ignore"):
+                np.negative(z, out=z)
+                np.exp(z, out=z)
+            z += 1
+            np.reciprocal(z, out=z)
+        elif name == "linear":
+            pass
+        elif name == "affine":
+            z *= a
+            z += b
+        elif name == "leaky_relu":
+            np.minimum(z, 0, out=work)
+            work *= a
+            np.maximum(z, 0, out=z)
+            z += work
+        elif name == "thresholded_relu":
+            np.greater(z, a, out=work)
+            z *= work
+            # 0 * -inf would be nan where the formula gives 0
+            np.nan_to_num(z, copy=False, nan=0.0, posinf=np.inf, neginf=-np.inf)
+        elif name == "scaled_tanh":
+            z *= b
+            np.tanh(z, out=z)
+            z *= a
+        elif name == "hard_sigmoid":
+            z *= a
+            z += b
+            np.clip(z, 0, 1, out=z)
+        elif name == "elu":
+            np.minimum(z, 0, out=work)
+            np.expm1(work, out=work)
+            work *= a
+            np.maximum(z, 0, out=z)
+            z += work
+        elif name == "softsign":
+            np.abs(z, out=work)
+            work += 1
+            z /= work
+        else:  # softplus
+            np.abs(z, out=work)
+            np.negative(work, out=work)
+            np.exp(work, out=work)
+            np.log1p(work, out=work)
+            np.maximum(z, 0, out=z)
+            z += work
+
+    # -- serialisation --------------------------------------------------------------------
+    def to_json(self) -> str | dict[str, Any]:
+        """The name alone when there are no parameters, else ``{"name", "alpha"[, "beta"]}``."""
+        if not ACTIVATIONS[self.name]:
+            return self.name
+        out: dict[str, Any] = {"name": self.name, "alpha": self.alpha}
+        if self.beta is not None:
+            out["beta"] = self.beta
+        return out
+
+    def __repr__(self) -> str:
+        params = "".join(f", {p}={getattr(self, p)!r}" for p in ACTIVATIONS[self.name])
+        return f"Activation({self.name!r}{params})"
+
+    def __str__(self) -> str:
+        params = [f"{p}={getattr(self, p)!r}" for p in ACTIVATIONS[self.name]]
+        return f"{self.name}({', '.join(params)})" if params else self.name
+
+
+ActivationLike = str | Activation | Mapping[str, Any]
+
+
+def as_activation(spec: ActivationLike, *, where: str = "activation") -> Activation:
+    """Turn a name, an :class:`Activation` or a ``{"name", "alpha", "beta"}`` mapping into one.
+
+    Raises:
+        ValueError: unknown name or wrong parameters (see :class:`Activation`).
+        TypeError: anything else; ``where`` names the argument in the message.
+    """
+    if isinstance(spec, Activation):
+        return spec
+    if isinstance(spec, str):
+        return Activation(spec)
+    if isinstance(spec, Mapping):
+        extra = set(spec) - {"name", "alpha", "beta"}
+        if "name" not in spec or extra:
+            raise ValueError(
+                f"{where}: a mapping needs 'name' and at most 'alpha', 'beta'; got keys "
+                f"{sorted(spec)}"
+            )
+        return Activation(spec["name"], spec.get("alpha"), spec.get("beta"))
+    raise TypeError(
+        f"{where}: expected an activation name, an rnn_ref.Activation or a mapping, "
+        f"got {type(spec).__name__} {spec!r}"
+    )

@@ -1,0 +1,139 @@
+"""The ``rnn-ref`` command line.
+
+Every subcommand imports its frameworks only when it runs; ``rnn-ref --help`` and
+``rnn-ref info`` import none. Exit status: 0 success, 1 a check or verification failed,
+2 bad usage or an unreadable input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import tempfile
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import rnn_ref
+from rnn_ref._registry import BACKENDS
+
+__all__ = ["main"]
+
+FRAMEWORKS = ("numpy", "torch", "tensorflow-cpu", "keras", "jax", "jaxlib", "flax", "onnx",
+              "onnxruntime", "safetensors", "h5py")
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = "  ".join("-" * w for w in widths)
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join([fmt.format(*header), line, *(fmt.format(*map(str, r)) for r in rows)])
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Versions and which backends can run here, without importing any framework."""
+    print(f"rnn-ref {rnn_ref.__version__} on Python {platform.python_version()} "
+          f"({platform.machine()}, {platform.system()})")
+    print()
+    print(_table([(d, _version(d)) for d in FRAMEWORKS], ("package", "version")))
+    print()
+    rows = []
+    for name, spec in BACKENDS.items():
+        missing = spec.missing()
+        rows.append((name, "yes" if not missing else f"no: {', '.join(missing)} missing"))
+    print(_table(rows, ("backend", "can run here")))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The tutorials' model, Input -> SimpleRNN(5) -> Dense(2) on (N, T, D) = (1, 10, 3)."""
+    from rnn_ref.conformance.compare import compare, tolerance
+
+    cfg = rnn_ref.RNNConfig(input_size=3, hidden_size=5, output_size=2)
+    params = rnn_ref.init(cfg, seed=args.seed, scheme="keras", dtype=np.float32)
+    x = np.random.default_rng(args.seed).standard_normal((1, 10, 3)).astype(np.float32)
+    print("rnn-ref demo: the tutorials' Elman network, SimpleRNN(5) -> Dense(2) on (1, 10, 3)")
+    print(f"parameters: {cfg.num_parameters('keras')} counted as Keras does (one bias), "
+          f"{cfg.num_parameters('torch')} as torch does (two biases)")
+    oracle = rnn_ref.forward(params, x)
+    steps = x.shape[1]
+    rows: list[tuple[str, str, str]] = []
+    failed = False
+
+    def check(label: str, actual: Any, expected: Any, dtype: str) -> None:
+        nonlocal failed
+        tol = tolerance(dtype, steps, [cfg.activation_of(0, 0)], scale=np.abs(expected).max())
+        rep = compare(actual, expected, tol)
+        failed |= not rep.passed
+        rows.append((label, f"{rep.max_abs:.2e}", "ok" if rep.passed else "FAIL " + rep.problem))
+
+    # 1. The manual check of the tutorials: h_t = tanh(x_t W_x + h_{t-1} W_h + b), y = h W_y + b_y.
+    cell, ro = params.layers[0][0], params.readout
+    if ro is None or oracle.y is None:
+        raise RuntimeError("the demo's config has a readout; params without one is a bug")
+    w_x, w_h, b = (a.astype(np.float64) for a in (cell.w_x, cell.w_h, cell.b_x + cell.b_h))
+    h = np.zeros(5)
+    for t in range(steps):
+        h = np.tanh(x[0, t].astype(np.float64) @ w_x + h @ w_h + b)
+    y_last = h @ ro.w.astype(np.float64) + ro.b.astype(np.float64)
+    check("manual loop (tutorial), last y", y_last, oracle.y[0, -1], "float64")
+    # 2. The clear reference loop against the fast path.
+    loop = rnn_ref.forward_loop(params, x)
+    check("clear loop vs fast path, y", loop.y, oracle.y, "float64")
+    # 3. Every backend that can run here, in float32, against the float64 oracle.
+    for name in rnn_ref.available_backends():
+        res = rnn_ref.get_backend(name).forward(params, x)
+        check(f"backend {name} (float32), outputs", np.asarray(res.outputs), oracle.outputs,
+              "float32")
+    # 4. The canonical file, round trip.
+    with tempfile.TemporaryDirectory() as tmp:
+        path = rnn_ref.save(params, Path(tmp) / "tutorial.npz")
+        back = rnn_ref.load(path)
+        same = back == params
+        failed |= not same
+        rows.append(("canonical file round trip", "0" if same else "-",
+                     "ok (bit-exact)" if same else "FAIL"))
+    print()
+    print(_table(rows, ("check", "max abs err", "result")))
+    print()
+    print("y at the last step:", np.array2string(oracle.y[0, -1], precision=6))
+    return 1 if failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rnn-ref",
+        description="The framework-agnostic reference for the Elman RNN.",
+    )
+    parser.add_argument("--version", action="version", version=f"rnn-ref {rnn_ref.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    p = sub.add_parser("info", help="versions, and which backends can run here")
+    p.set_defaults(func=cmd_info)
+    p = sub.add_parser("demo", help="the tutorials' model through the oracle and every backend")
+    p.add_argument("--seed", type=int, default=0, help="seed of weights and inputs (default 0)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,338 @@
+"""Canonical parameters: :class:`CellParams`, :class:`Readout`, :class:`RNNParams`, :func:`init`.
+
+Canonical storage (SPEC section 4) is (in, out) orientation with **two biases** per cell:
+
+* ``w_x``: shape ``(D_l, M)``, the input kernel (``D_l = D`` for layer 0, else the merged
+  width of the layer below, ``R*M`` for ``concat``);
+* ``w_h``: shape ``(M, M)``, the recurrent kernel, applied as ``h_{t-1} @ w_h``;
+* ``b_x``, ``b_h``: shape ``(M,)``, the input and recurrent biases (torch's ``bias_ih`` and
+  ``bias_hh``; Keras has one bias, which is ``b_x + b_h``).
+
+Every array is copied on construction and made read-only, so an ``RNNParams`` never changes
+after it has been validated. Non-finite values (nan, inf) anywhere in the weights are rejected:
+every output of every step would be poisoned by them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from rnn_ref.config import RNNConfig
+
+__all__ = ["CellParams", "RNNParams", "Readout", "init"]
+
+Array = npt.NDArray[np.floating]
+
+
+def _as_weight(value: Any, where: str) -> Array:
+    """Copy to a read-only floating array; integers become float64, anything else raises."""
+    try:
+        arr = np.array(value)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{where}: cannot be read as an array ({exc})") from None
+    if arr.dtype.kind in "iu":
+        arr = arr.astype(np.float64)
+    if arr.dtype.kind != "f":
+        raise TypeError(f"{where}: expected a floating array, got dtype {arr.dtype}")
+    arr.flags.writeable = False
+    return arr
+
+
+def _check_shape(arr: Array, shape: tuple[int, ...], where: str, meaning: str) -> None:
+    """``meaning`` names the axes, e.g. ``"(M, M) with M=4 from w_x"``."""
+    if arr.shape != shape:
+        raise ValueError(f"{where} has shape {arr.shape}, expected {shape}: {meaning}")
+
+
+def _check_finite(arr: Array, where: str) -> None:
+    if not np.all(np.isfinite(arr)):
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+        raise ValueError(
+            f"{where} holds a non-finite value ({arr[bad].item()!r} at index {bad}); "
+            f"it would poison every output"
+        )
+
+
+@dataclass(frozen=True)
+class CellParams:
+    """The weights of one layer in one direction, in canonical layout.
+
+    Attributes:
+        w_x: input kernel, shape ``(D_l, M)``.
+        w_h: recurrent kernel, shape ``(M, M)``.
+        b_x: input bias, shape ``(M,)``.
+        b_h: recurrent bias, shape ``(M,)``.
+    """
+
+    w_x: Array
+    w_h: Array
+    b_x: Array
+    b_h: Array
+
+    def __post_init__(self) -> None:
+        for name in ("w_x", "w_h", "b_x", "b_h"):
+            object.__setattr__(self, name, _as_weight(getattr(self, name), name))
+        if self.w_x.ndim != 2:
+            raise ValueError(f"w_x must be 2-D (D_l, M), got shape {self.w_x.shape}")
+        m = self.w_x.shape[1]
+        _check_shape(self.w_h, (m, m), "w_h", f"(M, M) with M={m} from w_x")
+        _check_shape(self.b_x, (m,), "b_x", f"(M,) with M={m} from w_x")
+        _check_shape(self.b_h, (m,), "b_h", f"(M,) with M={m} from w_x")
+
+    def arrays(self) -> dict[str, Array]:
+        return {"w_x": self.w_x, "w_h": self.w_h, "b_x": self.b_x, "b_h": self.b_h}
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.w_x.shape[1])
+
+
+@dataclass(frozen=True)
+class Readout:
+    """The readout (Elman's output layer): ``y_t = g(h_t @ w + b)``.
+
+    Attributes:
+        w: shape ``(F, K)``, F the last layer's merged width (``R*M`` for ``concat``).
+        b: shape ``(K,)``.
+    """
+
+    w: Array
+    b: Array
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "w", _as_weight(self.w, "readout.w"))
+        object.__setattr__(self, "b", _as_weight(self.b, "readout.b"))
+        if self.w.ndim != 2:
+            raise ValueError(f"readout.w must be 2-D (F, K), got shape {self.w.shape}")
+        _check_shape(self.b, (self.w.shape[1],), "readout.b", "(K,) with K from readout.w")
+
+    def arrays(self) -> dict[str, Array]:
+        return {"w": self.w, "b": self.b}
+
+
+@dataclass(frozen=True)
+class RNNParams:
+    """A config plus its canonical arrays, validated on construction and immutable.
+
+    Args:
+        config: the architecture.
+        layers: L sequences (one per layer) of R :class:`CellParams` (one per direction:
+            0 forward, 1 backward; a reverse-only network has its one cell at index 0).
+        readout: a :class:`Readout` exactly when ``config.output_size`` is set.
+
+    Every array must have the same floating dtype. Shapes are checked against the config
+    (``w_x`` of layer l is ``(config.layer_input_size(l), M_l)``), a bias-free config requires
+    all-zero biases, and non-finite weights are rejected.
+
+    ``params.layers[l][r]`` is the cell of layer l, direction r.
+    """
+
+    config: RNNConfig
+    layers: tuple[tuple[CellParams, ...], ...]
+    readout: Readout | None = None
+
+    def __post_init__(self) -> None:
+        cfg = self.config
+        if not isinstance(cfg, RNNConfig):
+            raise TypeError(f"config must be an rnn_ref.RNNConfig, got {type(cfg).__name__}")
+        if not isinstance(self.layers, Sequence) or isinstance(self.layers, (str, bytes)):
+            got = type(self.layers).__name__
+            raise TypeError(f"layers must be a sequence of layers, got {got}")
+        L, R = cfg.num_layers, cfg.num_directions
+        if len(self.layers) != L:
+            raise ValueError(f"layers has {len(self.layers)} entries, config has {L} layer(s)")
+        layers: list[tuple[CellParams, ...]] = []
+        for li, layer in enumerate(self.layers):
+            if not isinstance(layer, Sequence) or len(layer) != R:
+                n = len(layer) if isinstance(layer, Sequence) else type(layer).__name__
+                raise ValueError(
+                    f"layers[{li}] must hold {R} CellParams (one per direction of a "
+                    f"{cfg.direction} network), got {n}"
+                )
+            cells = []
+            for r, cell in enumerate(layer):
+                where = f"layers[{li}][{r}]"
+                if not isinstance(cell, CellParams):
+                    got = type(cell).__name__
+                    raise TypeError(f"{where} must be rnn_ref.CellParams, got {got}")
+                d, m = cfg.layer_input_size(li), cfg.hidden_sizes[li]
+                _check_shape(cell.w_x, (d, m), f"{where}.w_x", "(D_l, M)")
+                _check_shape(cell.w_h, (m, m), f"{where}.w_h", "(M, M)")
+                for name, arr in cell.arrays().items():
+                    _check_finite(arr, f"{where}.{name}")
+                if not cfg.bias and (np.any(cell.b_x) or np.any(cell.b_h)):
+                    raise ValueError(
+                        f"{where} has non-zero biases but config.bias is False; "
+                        f"a bias-free network must have zero biases"
+                    )
+                cells.append(cell)
+            layers.append(tuple(cells))
+        object.__setattr__(self, "layers", tuple(layers))
+
+        if cfg.output_size is None:
+            if self.readout is not None:
+                raise ValueError("readout is given but config.output_size is None")
+        else:
+            if not isinstance(self.readout, Readout):
+                raise ValueError(
+                    f"config.output_size={cfg.output_size} needs readout=rnn_ref.Readout(w, b), "
+                    f"got {self.readout!r}"
+                )
+            f, k = cfg.output_features, cfg.output_size
+            _check_shape(self.readout.w, (f, k), "readout.w",
+                         "(F, K), F the last layer's output width")
+            for name, arr in self.readout.arrays().items():
+                _check_finite(arr, f"readout.{name}")
+
+        dtypes = {arr.dtype for _, arr in self.named_arrays()}
+        if len(dtypes) != 1:
+            listing = ", ".join(f"{n}: {a.dtype}" for n, a in self.named_arrays())
+            raise TypeError(f"all arrays must share one dtype, got {listing}")
+
+    # -- access ---------------------------------------------------------------------------
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """The one dtype of every array."""
+        return self.layers[0][0].w_x.dtype
+
+    def named_arrays(self) -> Iterator[tuple[str, Array]]:
+        """``("layers.{l}.{r}.{w_x|w_h|b_x|b_h}", array)`` then ``("readout.{w|b}", array)``."""
+        for li, layer in enumerate(self.layers):
+            for r, cell in enumerate(layer):
+                for name, arr in cell.arrays().items():
+                    yield f"layers.{li}.{r}.{name}", arr
+        if self.readout is not None:
+            for name, arr in self.readout.arrays().items():
+                yield f"readout.{name}", arr
+
+    @classmethod
+    def from_arrays(cls, config: RNNConfig, arrays: Mapping[str, Any]) -> RNNParams:
+        """Inverse of :meth:`named_arrays`: missing or extra names raise ``ValueError``."""
+        expected = set(_array_names(config))
+        missing, extra = expected - set(arrays), set(arrays) - expected
+        if missing or extra:
+            raise ValueError(
+                f"arrays do not match the config: missing {sorted(missing)}, "
+                f"unexpected {sorted(extra)}"
+            )
+        layers = [
+            [
+                CellParams(*(arrays[f"layers.{li}.{r}.{n}"] for n in ("w_x", "w_h", "b_x", "b_h")))
+                for r in range(config.num_directions)
+            ]
+            for li in range(config.num_layers)
+        ]
+        readout = None
+        if config.output_size is not None:
+            readout = Readout(arrays["readout.w"], arrays["readout.b"])
+        return cls(config, layers, readout)  # type: ignore[arg-type]
+
+    def astype(self, dtype: npt.DTypeLike) -> RNNParams:
+        """A copy with every array cast to ``dtype`` (a floating dtype)."""
+        dt = np.dtype(dtype)
+        if dt.kind != "f":
+            raise TypeError(f"dtype must be a floating dtype, got {dt}")
+        return RNNParams.from_arrays(
+            self.config, {n: a.astype(dt) for n, a in self.named_arrays()}
+        )
+
+    def num_parameters(self, convention: Literal["keras", "torch"] = "torch") -> int:
+        """See :meth:`RNNConfig.num_parameters`."""
+        return self.config.num_parameters(convention)
+
+    def __eq__(self, other: object) -> bool:
+        """Same config and bit-identical arrays of the same dtypes."""
+        if not isinstance(other, RNNParams) or other.config != self.config:
+            return False
+        mine, theirs = dict(self.named_arrays()), dict(other.named_arrays())
+        return mine.keys() == theirs.keys() and all(
+            mine[k].dtype == theirs[k].dtype and np.array_equal(mine[k], theirs[k])
+            for k in mine
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _array_names(config: RNNConfig) -> Iterator[str]:
+    for li in range(config.num_layers):
+        for r in range(config.num_directions):
+            for n in ("w_x", "w_h", "b_x", "b_h"):
+                yield f"layers.{li}.{r}.{n}"
+    if config.output_size is not None:
+        yield "readout.w"
+        yield "readout.b"
+
+
+def _orthogonal(rng: np.random.Generator, n: int) -> npt.NDArray[np.float64]:
+    """Keras' ``Orthogonal`` initializer for a square matrix: Q of a Gaussian, signs fixed."""
+    q, r = np.linalg.qr(rng.standard_normal((n, n)))
+    return q * np.sign(np.diag(r))
+
+
+def init(
+    config: RNNConfig,
+    seed: int = 0,
+    scheme: Literal["torch", "keras"] = "torch",
+    dtype: npt.DTypeLike = np.float32,
+) -> RNNParams:
+    """Random parameters for ``config``, reproducible from ``seed``.
+
+    Args:
+        config: the architecture.
+        seed: seed of ``numpy.random.default_rng``.
+        scheme: ``"torch"``, every weight and both biases uniform in ``[-k, k]`` with
+            ``k = 1/sqrt(M)`` (``torch.nn.RNN.reset_parameters``) and the readout uniform in
+            ``[-1/sqrt(F), 1/sqrt(F)]`` (``nn.Linear``); ``"keras"``, ``w_x`` Glorot-uniform,
+            ``w_h`` orthogonal, biases zero, readout Glorot-uniform with a zero bias (Keras 3
+            ``SimpleRNN`` and ``Dense`` defaults).
+        dtype: floating dtype of the arrays; draws are made in float64 and cast.
+
+    Returns:
+        An :class:`RNNParams`. A bias-free config gets zero biases under either scheme.
+    """
+    if not isinstance(config, RNNConfig):
+        raise TypeError(f"config must be an rnn_ref.RNNConfig, got {type(config).__name__}")
+    if scheme not in ("torch", "keras"):
+        raise ValueError(f"scheme must be 'torch' or 'keras', got {scheme!r}")
+    dt = np.dtype(dtype)
+    if dt.kind != "f":
+        raise TypeError(f"dtype must be a floating dtype, got {dt}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int, got {seed!r}")
+    rng = np.random.default_rng(seed)
+
+    def uniform(limit: float, shape: tuple[int, ...]) -> npt.NDArray[np.float64]:
+        return rng.uniform(-limit, limit, size=shape)
+
+    layers = []
+    for li, m in enumerate(config.hidden_sizes):
+        d = config.layer_input_size(li)
+        cells = []
+        for _ in range(config.num_directions):
+            if scheme == "torch":
+                k = 1.0 / np.sqrt(m)
+                w_x, w_h = uniform(k, (d, m)), uniform(k, (m, m))
+                b_x, b_h = uniform(k, (m,)), uniform(k, (m,))
+            else:
+                w_x = uniform(np.sqrt(6.0 / (d + m)), (d, m))
+                w_h = _orthogonal(rng, m)
+                b_x, b_h = np.zeros(m), np.zeros(m)
+            if not config.bias:
+                b_x, b_h = np.zeros(m), np.zeros(m)
+            cells.append(CellParams(*(a.astype(dt) for a in (w_x, w_h, b_x, b_h))))
+        layers.append(tuple(cells))
+    readout = None
+    if config.output_size is not None:
+        f, k_out = config.output_features, config.output_size
+        if scheme == "torch":
+            lim = 1.0 / np.sqrt(f)
+            w, b = uniform(lim, (f, k_out)), uniform(lim, (k_out,))
+        else:
+            w, b = uniform(np.sqrt(6.0 / (f + k_out)), (f, k_out)), np.zeros(k_out)
+        readout = Readout(w.astype(dt), b.astype(dt))
+    return RNNParams(config, tuple(layers), readout)

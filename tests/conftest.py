@@ -1,0 +1,33 @@
+"""Shared fixtures and Hypothesis settings.
+
+``HYPOTHESIS_PROFILE=ci`` (what ``.ci/run`` uses through ``./dev test``) runs more examples;
+``RNN_REF_HYPOTHESIS_EXAMPLES=N`` sets the number directly.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+_examples = int(os.environ.get("RNN_REF_HYPOTHESIS_EXAMPLES", "0"))
+settings.register_profile("dev", max_examples=_examples or 60, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("ci", max_examples=_examples or 150, deadline=None,
+                          derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+def need(module: str):  # type: ignore[no-untyped-def]
+    """Import ``module`` for a test: skip with the reason when it is missing, or fail when
+    ``RNN_REF_REQUIRE_FRAMEWORKS=1`` (what CI sets, so a missing framework cannot pass)."""
+    import importlib
+
+    import pytest
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        if os.environ.get("RNN_REF_REQUIRE_FRAMEWORKS") == "1":
+            pytest.fail(f"{module} is required (RNN_REF_REQUIRE_FRAMEWORKS=1) but missing: {exc}")
+        pytest.skip(f"{module} is not installed: {exc}")

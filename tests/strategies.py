@@ -1,0 +1,79 @@
+"""Hypothesis strategies for configs, parameters and inputs (non-square, seeded)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from hypothesis import strategies as st
+
+import rnn_ref
+
+#: Every activation with parameters drawn where they are needed.
+ACTIVATION_STRATEGY = st.one_of(
+    st.sampled_from(["tanh", "relu", "sigmoid", "linear", "softsign", "softplus"]),
+    st.builds(rnn_ref.Activation, st.just("affine"), st.floats(0.2, 1.5), st.floats(-0.5, 0.5)),
+    st.builds(rnn_ref.Activation, st.just("leaky_relu"), st.floats(0.01, 0.5)),
+    st.builds(rnn_ref.Activation, st.just("thresholded_relu"), st.floats(-0.5, 0.5)),
+    st.builds(rnn_ref.Activation, st.just("scaled_tanh"), st.floats(0.5, 2.0),
+              st.floats(0.5, 2.0)),
+    st.builds(rnn_ref.Activation, st.just("hard_sigmoid"), st.floats(0.1, 0.5),
+              st.floats(0.3, 0.7)),
+    st.builds(rnn_ref.Activation, st.just("elu"), st.floats(0.5, 1.5)),
+)
+
+
+@st.composite
+def configs(draw: st.DrawFn, *, max_layers: int = 3, directions: Any = None,
+            readout: bool | None = None) -> rnn_ref.RNNConfig:
+    direction = draw(st.sampled_from(directions or ["forward", "reverse", "bidirectional"]))
+    R = 2 if direction == "bidirectional" else 1
+    L = draw(st.integers(1, max_layers))
+    hidden = draw(st.one_of(st.integers(1, 6), st.lists(st.integers(1, 6), min_size=L,
+                                                          max_size=L)))
+    acts = draw(st.lists(st.lists(ACTIVATION_STRATEGY, min_size=R, max_size=R),
+                         min_size=L, max_size=L))
+    clip = draw(st.one_of(st.none(), st.floats(0.3, 3.0)))
+    has_readout = draw(st.booleans()) if readout is None else readout
+    merge = "concat"
+    if R == 2:
+        merge = draw(st.sampled_from(["concat", "sum", "mul", "ave"]
+                                     + ([] if has_readout else [None])))
+        if merge is None:
+            merge = ["concat"] * (L - 1) + [None]
+    return rnn_ref.RNNConfig(
+        input_size=draw(st.integers(1, 5)),
+        hidden_size=hidden,
+        num_layers=L,
+        direction=direction,
+        activation=acts,
+        clip=clip,
+        bias=draw(st.booleans()),
+        output_size=draw(st.integers(1, 4)) if has_readout else None,
+        output_activation=draw(st.sampled_from(["linear", "tanh", "sigmoid"])),
+        merge_mode=merge,
+        padded_output=draw(st.sampled_from(["zeros", "carry_output", "carry_state"])),
+    )
+
+
+@st.composite
+def cases(draw: st.DrawFn, config_strategy: Any = None, *, padding: str | None = None
+          ) -> dict[str, Any]:
+    """A config, its params and inputs: x (N, T, D), h0 or None, lengths or mask or neither."""
+    cfg = draw(config_strategy if config_strategy is not None else configs())
+    seed = draw(st.integers(0, 2**31 - 1))
+    rng = np.random.default_rng(seed)
+    params = rnn_ref.init(cfg, seed=seed, dtype=np.float64)
+    n, t = draw(st.integers(1, 4)), draw(st.integers(0, 6))
+    x = rng.standard_normal((n, t, cfg.input_size))
+    h0 = None
+    if draw(st.booleans()):
+        h0 = [rng.standard_normal((n, m)) for m in cfg.hidden_sizes for _ in
+              range(cfg.num_directions)]
+    kind = padding or draw(st.sampled_from(["none", "lengths", "mask"]))
+    extra: dict[str, Any] = {}
+    if kind == "lengths":
+        extra["lengths"] = rng.integers(0, t + 1, size=n)
+    elif kind == "mask":
+        extra["mask"] = rng.random((n, t)) < 0.7
+    return {"params": params, "x": x, "h0": h0, **extra}
