@@ -18,7 +18,8 @@ from rnn_ref._registry import get_backend as get_backend
 from rnn_ref.activations import ACTIVATIONS as ACTIVATIONS
 from rnn_ref.activations import Activation as Activation
 from rnn_ref.config import RNNConfig as RNNConfig
-from rnn_ref.io import FileFormatError as FileFormatError
+from rnn_ref.errors import FileFormatError as FileFormatError
+from rnn_ref.errors import UnsupportedError as UnsupportedError
 from rnn_ref.io import load as load
 from rnn_ref.io import save as save
 from rnn_ref.params import CellParams as CellParams
@@ -29,4 +30,23 @@ from rnn_ref.reference import ForwardResult as ForwardResult
 from rnn_ref.reference import forward as forward
 from rnn_ref.reference import forward_loop as forward_loop
 
+from rnn_ref._lazy import oracle as oracle
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    """Import a converter's framework only when the converter is first used."""
+    from rnn_ref import _lazy
+
+    if name in _lazy.CONVERTERS:
+        value = _lazy.resolve(name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'rnn_ref' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    from rnn_ref import _lazy
+
+    return sorted([*globals(), *_lazy.CONVERTERS])

@@ -71,6 +71,9 @@ BACKENDS: dict[str, BackendSpec] = {
     spec.name: spec
     for spec in (
         BackendSpec("numpy", "rnn_ref.backends.numpy_backend:NumpyBackend", ("numpy",)),
+        BackendSpec("torch", "rnn_ref.backends.torch_backend:TorchBackend", ("torch",)),
+        BackendSpec("onnxruntime", "rnn_ref.backends.onnx_backend:OnnxRuntimeBackend",
+                    ("onnx", "onnxruntime")),
     )
 }
 

@@ -34,15 +34,12 @@ from typing import Any
 import numpy as np
 
 from rnn_ref.config import RNNConfig
+from rnn_ref.errors import FileFormatError
 from rnn_ref.params import RNNParams
 
 __all__ = ["FORMAT", "FileFormatError", "load", "save"]
 
 FORMAT = "rnn-ref/1"
-
-
-class FileFormatError(ValueError):
-    """A file is not a valid file of the format it was read as (names the file and why)."""
 
 
 def save(params: RNNParams, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:

@@ -241,6 +241,14 @@ class RNNParams:
             self.config, {n: a.astype(dt) for n, a in self.named_arrays()}
         )
 
+    def replace(self, **config_changes: Any) -> RNNParams:
+        """The same arrays under a config with some fields changed, validated again.
+
+        For the semantic fields (``padded_output``, ``output_order``, ``activation``, ...),
+        e.g. ``params.replace(padded_output="zeros")`` to accept a target's padding.
+        """
+        return RNNParams(self.config.replace(**config_changes), self.layers, self.readout)
+
     def num_parameters(self, convention: Literal["keras", "torch"] = "torch") -> int:
         """See :meth:`RNNConfig.num_parameters`."""
         return self.config.num_parameters(convention)

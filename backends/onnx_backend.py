@@ -1,0 +1,627 @@
+"""ONNX: one ``RNN`` node per layer, converters, oracle, and the onnxruntime backend.
+
+How ONNX differs from the reference (ONNX ``Operators.md``, section ``RNN``; onnxruntime
+``core/providers/cpu/rnn/rnn_helpers.cc``):
+
+* ``W[r] = w_x.T`` ``(M, D_l)``, ``R[r] = w_h.T``, ``B[r] = [b_x, b_h]`` (Wb then Rb); ``W``
+  is ``[R, M, D_l]``. Inputs are time-major ``X [T, N, D]``; ``Y`` is ``[T, R, N, M]`` and
+  ``Y_h`` is ``[R, N, M]``. onnxruntime rejects ``layout=1``, so batch-first graphs transpose
+  around the RNN nodes.
+* Activation names are capitalised (``Tanh``, ``HardSigmoid``); there is no ``linear``, so it
+  is written as ``Affine(alpha=1, beta=0)`` (exact) and read back as ``linear``.
+  ``activation_alpha``/``activation_beta`` are consumed in the order of the activations, only
+  by those that take them (``rnn_helpers.cc``, ``NormalizeActivationArgumentAndGetAlphaBetaCount``);
+  every parameter is written explicitly. A graph that leaves one out is ambiguous: ONNX's
+  operator defaults (ThresholdedRelu 1.0, Affine 1.0/0.0) are not onnxruntime's (0.0 for
+  everything but LeakyRelu 0.01, HardSigmoid 0.2/0.5 and Elu 1.0), so :func:`from_native`
+  asks which to use.
+* ``sequence_lens`` (int32, right padding) zeroes padded outputs (``padded_output="zeros"``);
+  no masks with holes. onnxruntime returns zeros instead of ``h0`` as the final state of a
+  zero-length sequence (a recorded deviation). onnxruntime's CPU RNN runs float32 only.
+* Graphs written by :func:`to_native` carry the config as metadata (``rnn_ref.config``), so
+  merge modes, the readout activation and the padding semantics survive a round trip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from rnn_ref.activations import Activation
+from rnn_ref.backends._common import raise_if, right_padded_lengths
+from rnn_ref.config import RNNConfig
+from rnn_ref.errors import UnsupportedError
+from rnn_ref.params import CellParams, Readout, RNNParams
+from rnn_ref.reference import ForwardResult, forward
+
+__all__ = ["NAME", "OnnxRuntimeBackend", "from_native", "oracle", "owns", "to_native",
+           "unsupported"]
+
+NAME = "ONNX RNN"
+OPSET = 17
+_ONNX_NAMES = {
+    "tanh": "Tanh", "relu": "Relu", "sigmoid": "Sigmoid", "affine": "Affine",
+    "leaky_relu": "LeakyRelu", "thresholded_relu": "ThresholdedRelu",
+    "scaled_tanh": "ScaledTanh", "hard_sigmoid": "HardSigmoid", "elu": "Elu",
+    "softsign": "Softsign", "softplus": "Softplus",
+}
+_FROM_ONNX = {v.lower(): k for k, v in _ONNX_NAMES.items()}
+#: Defaults when a graph leaves a parameter out, by source.
+_DEFAULTS: dict[str, dict[str, tuple[float | None, float | None]]] = {
+    "onnx": {"leaky_relu": (0.01, None), "thresholded_relu": (1.0, None),
+             "hard_sigmoid": (0.2, 0.5), "elu": (1.0, None), "affine": (1.0, 0.0)},
+    "onnxruntime": {"leaky_relu": (0.01, None), "thresholded_relu": (0.0, None),
+                    "hard_sigmoid": (0.2, 0.5), "elu": (1.0, None), "affine": (0.0, 0.0),
+                    "scaled_tanh": (0.0, 0.0)},
+}
+_DTYPES = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.float64): TensorProto.DOUBLE,
+           np.dtype(np.float16): TensorProto.FLOAT16}
+_PLUMBING = {"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Concat", "Shape", "Gather",
+             "Constant", "ConstantOfShape", "Expand", "Cast", "Slice", "Split", "Identity"}
+
+
+def owns(model: Any) -> bool:
+    """True for the models :func:`oracle` takes."""
+    return isinstance(model, onnx.ModelProto)
+
+
+def unsupported(config: RNNConfig, *, padded: bool = True) -> tuple[str, str] | None:
+    """``(feature, why)`` for the first part of ``config`` ONNX cannot express, else ``None``."""
+    if padded and config.padded_output != "zeros":
+        return (f"padded_output {config.padded_output!r}",
+                "sequence_lens zeroes padded outputs; use params.replace(padded_output='zeros') "
+                "to accept that")
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# to ONNX
+# --------------------------------------------------------------------------------------------
+class _Graph:
+    """A small builder that names nodes and values uniquely."""
+
+    def __init__(self, dtype: np.dtype[Any]) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+        self.dtype = dtype
+        self._count = 0
+
+    def name(self, hint: str) -> str:
+        self._count += 1
+        return f"{hint}_{self._count}"
+
+    def const(self, name: str, value: np.ndarray[Any, Any]) -> str:
+        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
+        return name
+
+    def op(self, op_type: str, inputs: Sequence[str], n_out: int = 1, **attrs: Any) -> list[str]:
+        outs = [self.name(op_type.lower()) for _ in range(n_out)]
+        self.nodes.append(helper.make_node(op_type, list(inputs), outs, name=self.name(op_type),
+                                           **attrs))
+        return outs
+
+    def op1(self, op_type: str, inputs: Sequence[str], **attrs: Any) -> str:
+        return self.op(op_type, inputs, 1, **attrs)[0]
+
+    def activation(self, x: str, act: Activation) -> str:
+        """Apply a standalone activation (the readout's g) with ONNX ops."""
+        scalar = np.dtype(self.dtype).type
+        n = act.name
+        if n == "linear":
+            return x
+        if n == "affine":
+            y = self.op1("Mul", [x, self.const(self.name("alpha"), scalar(act.alpha))])
+            return self.op1("Add", [y, self.const(self.name("beta"), scalar(act.beta))])
+        if n == "scaled_tanh":
+            y = self.op1("Mul", [x, self.const(self.name("beta"), scalar(act.beta))])
+            y = self.op1("Tanh", [y])
+            return self.op1("Mul", [y, self.const(self.name("alpha"), scalar(act.alpha))])
+        attrs: dict[str, float] = {}
+        if act.alpha is not None:
+            attrs["alpha"] = act.alpha
+        if act.beta is not None:
+            attrs["beta"] = act.beta
+        return self.op1(_ONNX_NAMES[n], [x], **attrs)
+
+
+def _rnn_attrs(config: RNNConfig, layer: int) -> dict[str, Any]:
+    acts = [a if a.name != "linear" else Activation("affine", 1.0, 0.0)
+            for a in config.activations[layer]]
+    attrs: dict[str, Any] = {
+        "hidden_size": config.hidden_sizes[layer],
+        "direction": config.direction,
+        "activations": [_ONNX_NAMES[a.name] for a in acts],
+    }
+    alphas = [a.alpha for a in acts if a.alpha is not None]
+    betas = [a.beta for a in acts if a.beta is not None]
+    if alphas:
+        attrs["activation_alpha"] = alphas
+    if betas:
+        attrs["activation_beta"] = betas
+    clip = config.clips[layer]
+    if clip is not None:
+        attrs["clip"] = clip
+    return attrs
+
+
+def to_native(params: RNNParams, *, time_major: bool = False, lengths: bool = False,
+              initial_state: bool = False, expose_outputs: bool = False) -> onnx.ModelProto:
+    """An ONNX model (opset 17) with one ``RNN`` node per layer.
+
+    Args:
+        params: the network.
+        time_major: inputs and outputs ``(T, N, ...)`` instead of batch-major ``(N, T, ...)``.
+        lengths: add an int32 input ``lengths (N,)`` fed to every node's ``sequence_lens``.
+        initial_state: add an input ``h0 (L*R, N, M)`` (with hidden sizes that differ: one
+            input ``h0_l{l} (R, N, M_l)`` per layer).
+        expose_outputs: with a readout, also output the last layer's outputs (``output``)
+            after ``y``.
+
+    Inputs are ``x`` then ``lengths`` then ``h0`` as asked. Outputs: ``output`` (the last
+    layer, merged; ``output_forward`` and ``output_backward`` for ``merge_mode=None``), or
+    ``y`` with a readout; then ``h_n (L*R, N, M)`` (or ``h_n_l{l} (R, N, M_l)`` per layer).
+
+    Raises:
+        UnsupportedError: ``padded_output`` other than zeros with ``lengths=True``.
+    """
+    cfg = params.config
+    raise_if(unsupported(cfg, padded=lengths), NAME)
+    if params.dtype not in _DTYPES:
+        raise UnsupportedError(NAME, f"dtype {params.dtype}", "use float16, float32 or float64")
+    g = _Graph(params.dtype)
+    elem = _DTYPES[params.dtype]
+    L, R = cfg.num_layers, cfg.num_directions
+    batch, steps = ("T", "N") if time_major else ("N", "T")
+    inputs = [helper.make_tensor_value_info("x", elem, [batch, steps, cfg.input_size])]
+    if lengths:
+        inputs.append(helper.make_tensor_value_info("lengths", TensorProto.INT32, ["N"]))
+    h0_names: list[str] = []
+    if initial_state:
+        if cfg.uniform_hidden:
+            inputs.append(helper.make_tensor_value_info(
+                "h0", elem, [L * R, "N", cfg.hidden_sizes[0]]))
+        else:
+            for li in range(L):
+                inputs.append(helper.make_tensor_value_info(
+                    f"h0_l{li}", elem, [R, "N", cfg.hidden_sizes[li]]))
+                h0_names.append(f"h0_l{li}")
+
+    x = "x" if time_major else g.op1("Transpose", ["x"], perm=[1, 0, 2])
+    y_hs: list[str] = []
+    outputs_tm: list[str] = []
+    for li, layer in enumerate(params.layers):
+        W = g.const(f"layers.{li}.W", np.stack([c.w_x.T for c in layer]))
+        Rm = g.const(f"layers.{li}.R", np.stack([c.w_h.T for c in layer]))
+        node_in = [x, W, Rm]
+        node_in.append(g.const(f"layers.{li}.B", np.stack([np.concatenate([c.b_x, c.b_h])
+                                                            for c in layer]))
+                       if cfg.bias else "")
+        node_in.append("lengths" if lengths else "")
+        if initial_state:
+            if cfg.uniform_hidden:
+                starts = g.const(g.name("start"), np.array([li * R], np.int64))
+                ends = g.const(g.name("end"), np.array([(li + 1) * R], np.int64))
+                axes = g.const(g.name("axes"), np.array([0], np.int64))
+                node_in.append(g.op1("Slice", ["h0", starts, ends, axes]))
+            else:
+                node_in.append(h0_names[li])
+        while node_in and node_in[-1] == "":
+            node_in.pop()
+        y, y_h = g.op("RNN", node_in, 2, **_rnn_attrs(cfg, li))
+        y_hs.append(y_h)
+        merge = cfg.merge_modes[li]
+        if merge == "concat":  # [T, R, N, M] -> [T, N, R, M] -> [T, N, R*M]
+            t = g.op1("Transpose", [y], perm=[0, 2, 1, 3])
+            shape = g.const(g.name("shape"), np.array([0, 0, -1], np.int64))
+            x = g.op1("Reshape", [t, shape])
+            outputs_tm = [x]
+        else:
+            split = g.const(g.name("split"), np.array([1, 1], np.int64))
+            halves = g.op("Split", [y, split], 2, axis=1)
+            one = g.const(g.name("axes"), np.array([1], np.int64))
+            fwd, bwd = (g.op1("Squeeze", [h, one]) for h in halves)
+            if merge is None:
+                outputs_tm = [fwd, bwd]
+                continue
+            if merge == "sum":
+                x = g.op1("Add", [fwd, bwd])
+            elif merge == "mul":
+                x = g.op1("Mul", [fwd, bwd])
+            else:  # ave, written as Keras does: (f + b) / 2
+                two = g.const(g.name("two"), np.array(2, params.dtype))
+                x = g.op1("Div", [g.op1("Add", [fwd, bwd]), two])
+            outputs_tm = [x]
+
+    if cfg.output_order == "processing":
+        starts = g.const(g.name("start"), np.array([-1], np.int64))
+        ends = g.const(g.name("end"), np.array([np.iinfo(np.int64).min], np.int64))
+        axes = g.const(g.name("axes"), np.array([0], np.int64))
+        step = g.const(g.name("step"), np.array([-1], np.int64))
+        outputs_tm = [g.op1("Slice", [o, starts, ends, axes, step]) for o in outputs_tm]
+    names = ["output"] if len(outputs_tm) == 1 else ["output_forward", "output_backward"]
+    m_last = cfg.hidden_sizes[-1]
+    widths = {"output": cfg.output_features, "output_forward": m_last,
+              "output_backward": m_last, "y": cfg.output_size}
+    if params.readout is not None:
+        w = g.const("readout.w", params.readout.w)
+        b = g.const("readout.b", params.readout.b)
+        y = g.op1("Add", [g.op1("MatMul", [outputs_tm[0], w]), b])
+        y = g.activation(y, cfg.output_activation)  # type: ignore[arg-type]
+        outputs_tm, names = ([y, outputs_tm[0]], ["y", "output"]) if expose_outputs else (
+            [y], ["y"])
+    graph_outputs = []
+    for name, o in zip(names, outputs_tm, strict=True):
+        g.nodes.append(helper.make_node("Identity" if time_major else "Transpose", [o], [name],
+                                        name=g.name("out"),
+                                        **({} if time_major else {"perm": [1, 0, 2]})))
+        graph_outputs.append(helper.make_tensor_value_info(name, elem,
+                                                           [batch, steps, widths[name]]))
+    if cfg.uniform_hidden:
+        g.nodes.append(helper.make_node("Concat", y_hs, ["h_n"], axis=0, name=g.name("h_n")))
+        graph_outputs.append(helper.make_tensor_value_info(
+            "h_n", elem, [L * R, "N", cfg.hidden_sizes[0]]))
+    else:
+        for li, y_h in enumerate(y_hs):
+            g.nodes.append(helper.make_node("Identity", [y_h], [f"h_n_l{li}"], name=g.name("h")))
+            graph_outputs.append(helper.make_tensor_value_info(
+                f"h_n_l{li}", elem, [R, "N", cfg.hidden_sizes[li]]))
+
+    graph = helper.make_graph(g.nodes, "rnn_ref", inputs, graph_outputs,
+                              initializer=g.initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="rnn-ref")
+    model.ir_version = 8
+    helper.set_model_props(model, {"rnn_ref.config": cfg.to_json(),
+                                   "rnn_ref.time_major": str(time_major)})
+    onnx.checker.check_model(model)
+    return model
+
+
+# --------------------------------------------------------------------------------------------
+# from ONNX
+# --------------------------------------------------------------------------------------------
+def _load(obj: Any) -> onnx.ModelProto:
+    if isinstance(obj, onnx.ModelProto):
+        return obj
+    if isinstance(obj, (bytes, bytearray)):
+        return onnx.load_from_string(bytes(obj))
+    if isinstance(obj, (str, os.PathLike)):
+        return onnx.load(os.fspath(obj))
+    raise TypeError(f"from_onnx takes an onnx.ModelProto, bytes or a path, "
+                    f"got {type(obj).__name__}")
+
+
+def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _activations_of(node: onnx.NodeProto, R: int, missing: str) -> tuple[Activation, ...]:
+    attrs = _attrs(node)
+    names = [n.decode() if isinstance(n, bytes) else n
+             for n in attrs.get("activations", [b"Tanh"] * R)]
+    if len(names) != R:
+        raise ValueError(f"RNN node {node.name!r} lists {len(names)} activations for {R} "
+                         f"direction(s)")
+    alphas = list(attrs.get("activation_alpha", []))
+    betas = list(attrs.get("activation_beta", []))
+    acts = []
+    for raw in names:
+        name = _FROM_ONNX.get(raw.lower())
+        if name is None:
+            raise UnsupportedError("rnn-ref", f"activation {raw!r} in RNN node {node.name!r}")
+        params: list[float | None] = []
+        for pname, values in (("alpha", alphas), ("beta", betas)):
+            if not _needs(name, pname):
+                params.append(None)
+            elif values:
+                params.append(float(values.pop(0)))
+            elif missing in _DEFAULTS and name in _DEFAULTS[missing]:
+                params.append(_DEFAULTS[missing][name][0 if pname == "alpha" else 1])
+            else:
+                raise ValueError(
+                    f"RNN node {node.name!r} gives no {pname} for {raw}; ONNX's operator "
+                    f"default and onnxruntime's differ: pass missing_parameters='onnx' or "
+                    f"'onnxruntime'" if missing == "raise" else
+                    f"RNN node {node.name!r} gives no {pname} for {raw} and {missing} has no "
+                    f"default for it")
+        act = Activation(name, params[0], params[1])
+        acts.append(Activation("linear") if act == Activation("affine", 1.0, 0.0) else act)
+    return tuple(acts)
+
+
+def _needs(name: str, pname: str) -> bool:
+    from rnn_ref.activations import ACTIVATIONS
+
+    return pname in ACTIVATIONS[name]
+
+
+def from_native(model: Any, *, missing_parameters: str = "raise") -> RNNParams:
+    """Canonical parameters of an ONNX graph made of ``RNN`` nodes.
+
+    Reads graphs written by :func:`to_native` (their metadata gives the config) and graphs of
+    other exporters, e.g. ``torch.onnx.export`` of a multi-layer bidirectional ``nn.RNN``:
+    each ``RNN`` node is a layer in graph order, the directions of a layer are concatenated,
+    and a ``MatMul`` (+ ``Add``) or ``Gemm`` after the last layer is the readout.
+
+    Args:
+        model: an ``onnx.ModelProto``, its bytes, or a path.
+        missing_parameters: what to do when a node leaves out an activation parameter:
+            ``"raise"`` (default), ``"onnx"`` (ONNX's operator defaults) or
+            ``"onnxruntime"`` (what onnxruntime uses).
+
+    Raises:
+        UnsupportedError: LSTM/GRU/loop nodes, or nodes that are not RNN plumbing.
+        ValueError: weights that are not initializers or constants, inconsistent nodes.
+    """
+    if missing_parameters not in ("raise", "onnx", "onnxruntime"):
+        raise ValueError(f"missing_parameters must be 'raise', 'onnx' or 'onnxruntime', "
+                         f"got {missing_parameters!r}")
+    m = _load(model)
+    consts = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    for node in m.graph.node:
+        if node.op_type == "Constant" and node.output:
+            value = _attrs(node).get("value")
+            if isinstance(value, onnx.TensorProto):
+                consts[node.output[0]] = numpy_helper.to_array(value)
+    rnn_nodes = [n for n in m.graph.node if n.op_type == "RNN"]
+    for node in m.graph.node:
+        if node.op_type in ("LSTM", "GRU", "Scan", "Loop", "If"):
+            raise UnsupportedError("rnn-ref", f"an ONNX {node.op_type} node ({node.name!r})",
+                                   "only RNN nodes make an Elman network")
+    if not rnn_nodes:
+        raise ValueError("the ONNX graph has no RNN node")
+    meta = {p.key: p.value for p in m.metadata_props}
+    config_meta = json.loads(meta["rnn_ref.config"]) if "rnn_ref.config" in meta else None
+
+    def weight(name: str, what: str, node: onnx.NodeProto) -> np.ndarray[Any, Any]:
+        if name not in consts:
+            raise ValueError(f"{what} of RNN node {node.name!r} ({name!r}) is not an "
+                             f"initializer or a constant")
+        return consts[name]
+
+    directions = {str(_attrs(n).get("direction", b"forward").decode()
+                      if isinstance(_attrs(n).get("direction"), bytes)
+                      else _attrs(n).get("direction", "forward")) for n in rnn_nodes}
+    if len(directions) != 1:
+        raise UnsupportedError("rnn-ref", f"layers of different directions {sorted(directions)}")
+    direction = directions.pop()
+    R = 2 if direction == "bidirectional" else 1
+    layers, acts, clips, sizes = [], [], [], []
+    has_bias = None
+    for node in rnn_nodes:
+        attrs = _attrs(node)
+        if int(attrs.get("layout", 0)) != 0:
+            raise UnsupportedError("rnn-ref", f"layout=1 in RNN node {node.name!r}",
+                                   "onnxruntime rejects it; rnn-ref reads layout=0")
+        W = weight(node.input[1], "W", node)
+        Rm = weight(node.input[2], "R", node)
+        bias_name = node.input[3] if len(node.input) > 3 else ""
+        node_bias = bias_name != ""
+        if has_bias is not None and has_bias != node_bias:
+            raise UnsupportedError("rnn-ref", "some layers with a bias and some without")
+        has_bias = node_bias
+        B = weight(bias_name, "B", node) if node_bias else None
+        if W.shape[0] != R:
+            raise ValueError(f"W of RNN node {node.name!r} has {W.shape[0]} directions, "
+                             f"the direction attribute says {R}")
+        m_size = W.shape[1]
+        row = []
+        for r in range(R):
+            b_x = B[r, :m_size] if B is not None else np.zeros(m_size, W.dtype)
+            b_h = B[r, m_size:] if B is not None else np.zeros(m_size, W.dtype)
+            row.append(CellParams(W[r].T, Rm[r].T, b_x, b_h))
+        layers.append(row)
+        acts.append(_activations_of(node, R, missing_parameters))
+        clips.append(float(attrs["clip"]) if "clip" in attrs else None)
+        sizes.append(m_size)
+
+    readout = None
+    if config_meta is not None:
+        config = RNNConfig.from_dict(config_meta)
+        if config.output_size is not None:
+            readout = Readout(weight("readout.w", "readout.w", rnn_nodes[-1]),
+                              weight("readout.b", "readout.b", rnn_nodes[-1]))
+        params = RNNParams(config, layers, readout)  # type: ignore[arg-type]
+        return params
+    readout = _foreign_readout(m, consts)
+    config = RNNConfig(
+        input_size=int(layers[0][0].w_x.shape[0]), hidden_size=tuple(sizes),
+        direction=direction, activation=[list(a) for a in acts], clip=tuple(clips),
+        bias=bool(has_bias), output_size=None if readout is None else readout.w.shape[1],
+    )
+    return RNNParams(config, layers, readout)  # type: ignore[arg-type]
+
+
+def _foreign_readout(m: onnx.ModelProto, consts: Mapping[str, np.ndarray[Any, Any]]
+                     ) -> Readout | None:
+    """A MatMul (+Add) or Gemm with constant weights after the last RNN node, or None."""
+    nodes = list(m.graph.node)
+    last = max(i for i, n in enumerate(nodes) if n.op_type == "RNN")
+    after = nodes[last + 1:]
+    w = b = None
+    for i, node in enumerate(after):
+        if node.op_type == "MatMul" and node.input[1] in consts:
+            w = consts[node.input[1]]
+            nxt = after[i + 1] if i + 1 < len(after) else None
+            if nxt is not None and nxt.op_type == "Add":
+                other = [n for n in nxt.input if n in consts]
+                b = consts[other[0]] if other else None
+        elif node.op_type == "Gemm" and node.input[1] in consts:
+            attrs = _attrs(node)
+            w = consts[node.input[1]]
+            w = w.T if attrs.get("transB", 0) else w
+            b = consts[node.input[2]] if len(node.input) > 2 and node.input[2] in consts else None
+        elif node.op_type not in _PLUMBING and node.op_type not in ("Add", "MatMul", "Gemm"):
+            raise UnsupportedError("rnn-ref", f"an ONNX {node.op_type} node after the last RNN",
+                                   "a readout is MatMul (+ Add) or Gemm")
+    if w is None:
+        return None
+    return Readout(w, b if b is not None else np.zeros(w.shape[1], w.dtype))
+
+
+# --------------------------------------------------------------------------------------------
+# oracle: the graph evaluated by onnx.reference, with every RNN node computed by rnn_ref
+# --------------------------------------------------------------------------------------------
+def _oracle_rnn_op() -> type:
+    from onnx.reference.op_run import OpRun
+
+    class RNN(OpRun):  # type: ignore[misc]
+        op_domain = ""
+
+        def _run(self, X: Any, W: Any, R: Any, B: Any = None, sequence_lens: Any = None,
+                 initial_h: Any = None, activation_alpha: Any = None,
+                 activation_beta: Any = None, activations: Any = None, clip: Any = None,
+                 direction: Any = None, hidden_size: Any = None, layout: Any = None
+                 ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+            if layout not in (None, 0):
+                raise UnsupportedError("rnn-ref", "layout=1")
+            direction = direction or "forward"
+            nd = 2 if direction == "bidirectional" else 1
+            node = helper.make_node("RNN", [], [], activations=activations or ["Tanh"] * nd,
+                                    **({"activation_alpha": activation_alpha}
+                                       if activation_alpha is not None else {}),
+                                    **({"activation_beta": activation_beta}
+                                       if activation_beta is not None else {}))
+            acts = _activations_of(node, nd, "raise")
+            m_size = W.shape[1]
+            cells = []
+            for r in range(nd):
+                bias = np.zeros(2 * m_size) if B is None else np.asarray(B[r], np.float64)
+                cells.append(CellParams(np.asarray(W[r], np.float64).T,
+                                        np.asarray(R[r], np.float64).T,
+                                        bias[:m_size], bias[m_size:]))
+            cfg = RNNConfig(W.shape[2], m_size, direction=direction, activation=list(acts),
+                            clip=None if clip is None else float(clip), bias=B is not None)
+            x = np.asarray(X, np.float64).transpose(1, 0, 2)
+            lens = None if sequence_lens is None else np.asarray(sequence_lens, np.int64)
+            h0 = None if initial_h is None else np.asarray(initial_h, np.float64)
+            res = forward(RNNParams(cfg, [cells]), x, h0=h0, lengths=lens)
+            out = res.outputs.reshape(x.shape[0], x.shape[1], nd, m_size)
+            return out.transpose(1, 2, 0, 3), res.h_n  # Y [T, R, N, M], Y_h [R, N, M]
+
+    return RNN
+
+
+_FLOATS = (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16)
+
+
+def _as_float64(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy whose floating tensors, constants, casts and value types are all float64."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+
+    def promote(t: onnx.TensorProto) -> None:
+        if t.data_type in _FLOATS:
+            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float64),
+                                               t.name))
+
+    for t in m.graph.initializer:
+        promote(t)
+    for node in m.graph.node:
+        for a in node.attribute:
+            if a.type == onnx.AttributeProto.TENSOR:
+                promote(a.t)
+            elif node.op_type == "Cast" and a.name == "to" and a.i in _FLOATS:
+                a.i = TensorProto.DOUBLE
+    for vi in [*m.graph.input, *m.graph.output, *m.graph.value_info]:
+        if vi.type.tensor_type.elem_type in _FLOATS:
+            vi.type.tensor_type.elem_type = TensorProto.DOUBLE
+    return m
+
+
+def oracle(model: onnx.ModelProto) -> Callable[..., list[np.ndarray[Any, Any]]]:
+    """A NumPy function returning what onnxruntime returns for ``model``, in float64.
+
+    It takes the graph's inputs by position or by name, as NumPy arrays, and returns the list
+    of the graph's outputs in order (as ``InferenceSession.run`` does). The graph is evaluated
+    by ``onnx.reference`` with every ``RNN`` node computed by the rnn-ref oracle in float64
+    (a zero-length sequence's final state is ``h0``, as the spec says).
+    """
+    from onnx.reference import ReferenceEvaluator
+
+    m = _load(model)
+    evaluator = ReferenceEvaluator(_as_float64(m), new_ops=[_oracle_rnn_op()])
+    names = [i.name for i in m.graph.input
+             if i.name not in {t.name for t in m.graph.initializer}]
+
+    def call(*args: Any, **kwargs: Any) -> list[np.ndarray[Any, Any]]:
+        if len(args) > len(names):
+            raise TypeError(f"the graph takes {len(names)} inputs {names}, got {len(args)}")
+        feeds = dict(zip(names, args, strict=False))
+        for k, v in kwargs.items():
+            if k not in names:
+                raise TypeError(f"the graph has no input {k!r}; inputs: {names}")
+            if k in feeds:
+                raise TypeError(f"input {k!r} given twice")
+            feeds[k] = v
+        missing = [n for n in names if n not in feeds]
+        if missing:
+            raise TypeError(f"missing graph inputs {missing}")
+        arrays = {k: np.asarray(v) for k, v in feeds.items()}
+        arrays = {k: v.astype(np.float64) if v.dtype.kind == "f" else v
+                  for k, v in arrays.items()}
+        return [np.asarray(o) for o in evaluator.run(None, arrays)]
+
+    return call
+
+
+# --------------------------------------------------------------------------------------------
+# the onnxruntime backend
+# --------------------------------------------------------------------------------------------
+class OnnxRuntimeBackend:
+    """The graph of :func:`to_native` run by onnxruntime's CPU provider (float32 only)."""
+
+    name = "onnxruntime"
+
+    def supports(self, config: RNNConfig, *, dtype: Any, lengths: bool, mask: bool
+                 ) -> str | None:
+        reason = unsupported(config, padded=lengths or mask)
+        if reason is not None:
+            return f"{reason[0]}: {reason[1]}"
+        if np.dtype(dtype) != np.float32:
+            return f"dtype {np.dtype(dtype)}: onnxruntime's CPU RNN runs float32 only"
+        return None
+
+    def forward(self, params: RNNParams, x: np.ndarray[Any, Any], *, h0: Any = None,
+                lengths: Any = None, mask: Any = None) -> ForwardResult:
+        import onnxruntime as ort
+
+        cfg = params.config
+        x = np.asarray(x)
+        n, t = x.shape[:2]
+        la = right_padded_lengths(lengths, mask, n, t, "onnxruntime")
+        if params.dtype != np.float32:
+            raise UnsupportedError("onnxruntime", f"dtype {params.dtype}",
+                                   "its CPU RNN runs float32 only")
+        model = to_native(params, lengths=la is not None, initial_state=h0 is not None,
+                          expose_outputs=True)
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        session = ort.InferenceSession(model.SerializeToString(), options,
+                                       providers=["CPUExecutionProvider"])
+        feeds: dict[str, np.ndarray[Any, Any]] = {"x": x.astype(np.float32)}
+        if la is not None:
+            feeds["lengths"] = la.astype(np.int32)
+        if h0 is not None:
+            if cfg.uniform_hidden:
+                feeds["h0"] = np.asarray(h0, np.float32)
+            else:
+                R = cfg.num_directions
+                for li in range(cfg.num_layers):
+                    feeds[f"h0_l{li}"] = np.stack([np.asarray(h0[li * R + r], np.float32)
+                                                   for r in range(R)])
+        names = [o.name for o in model.graph.output]
+        got = dict(zip(names, session.run(None, feeds), strict=True))
+        if cfg.uniform_hidden:
+            h_n: Any = got["h_n"]
+        else:
+            h_n = tuple(h for li in range(cfg.num_layers) for h in got[f"h_n_l{li}"])
+        outputs = got["output"] if "output" in got else (got["output_forward"],
+                                                          got["output_backward"])
+        return ForwardResult(outputs, h_n, got.get("y"))

@@ -1,0 +1,339 @@
+"""PyTorch: ``torch.nn.RNN``, converters, oracle and backend.
+
+How torch differs from the reference (``torch/nn/modules/rnn.py``, class ``RNN``):
+
+* Weights are (out, in): ``weight_ih_l{k} = w_x.T`` ``(M, D_l)``, ``weight_hh_l{k} = w_h.T``;
+  two biases, ``bias_ih_l{k} = b_x`` and ``bias_hh_l{k} = b_h``; the backward direction of a
+  bidirectional layer has the suffix ``_reverse``. Converting both ways is bit-exact.
+* ``nonlinearity`` is ``"tanh"`` or ``"relu"``, one for every layer and direction; there is no
+  clip, no reverse-only direction, one ``hidden_size`` for all layers, and the directions are
+  always concatenated.
+* Variable lengths come as a ``PackedSequence``; ``pad_packed_sequence`` fills padded steps
+  with zeros (``padded_output="zeros"``). A mask with holes or left padding cannot be said.
+  ``pack_padded_sequence`` refuses a zero length (a recorded deviation).
+* ``h0``/``h_n`` are ``(L*R, N, M)`` whatever ``batch_first`` is.
+
+A readout is a :class:`RNNWithReadout` module: ``.rnn`` (the ``nn.RNN``) and ``.readout`` (an
+``nn.Linear``), returning ``(y, h_n)`` like ``nn.RNN`` returns ``(output, h_n)``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from rnn_ref.backends._common import raise_if, right_padded_lengths, same_activation_everywhere
+from rnn_ref.config import RNNConfig
+from rnn_ref.errors import UnsupportedError
+from rnn_ref.params import CellParams, Readout, RNNParams
+from rnn_ref.reference import ForwardResult, forward
+
+__all__ = ["NAME", "RNNWithReadout", "TorchBackend", "from_native", "oracle", "owns",
+           "to_native", "unsupported"]
+
+NAME = "torch.nn.RNN"
+_READOUT_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "linear": lambda t: t, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu,
+}
+_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
+
+
+class RNNWithReadout(nn.Module):
+    """An ``nn.RNN`` followed by an ``nn.Linear`` readout (and its activation) at every step.
+
+    ``forward(input, hx=None)`` returns ``(y, h_n)``: ``y`` is ``(N, T, K)`` (batch-first) or
+    ``(T, N, K)``; a ``PackedSequence`` input gives ``y`` on the zero-padded outputs.
+    """
+
+    def __init__(self, rnn: nn.RNN, readout: nn.Linear, activation: str = "linear") -> None:
+        super().__init__()
+        if activation not in _READOUT_ACTIVATIONS:
+            raise ValueError(f"activation must be one of {list(_READOUT_ACTIVATIONS)}, "
+                             f"got {activation!r}")
+        self.rnn = rnn
+        self.readout = readout
+        self.activation = activation
+
+    def forward(self, input: Any, hx: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        output, h_n = self.rnn(input, hx)
+        if isinstance(output, nn.utils.rnn.PackedSequence):
+            output, _ = nn.utils.rnn.pad_packed_sequence(output, batch_first=self.rnn.batch_first)
+        return _READOUT_ACTIVATIONS[self.activation](self.readout(output)), h_n
+
+
+def unsupported(config: RNNConfig, *, padded: bool = True) -> tuple[str, str] | None:
+    """``(feature, why)`` for the first part of ``config`` that ``nn.RNN`` cannot express.
+
+    ``padded=False`` skips the check of ``padded_output`` (it matters only with lengths).
+    """
+    if config.direction == "reverse":
+        return "a reverse-only direction", "nn.RNN is forward or bidirectional"
+    for li, layer in enumerate(config.activations):
+        for r, act in enumerate(layer):
+            if act.name not in ("tanh", "relu"):
+                return (f"activation {act} (layer {li}, direction {r})",
+                        "nn.RNN has only tanh and relu")
+    if not same_activation_everywhere(config):
+        return "different activations per layer or direction", "nn.RNN has one nonlinearity"
+    if any(c is not None for c in config.clips):
+        return "clip", "nn.RNN has no clip"
+    if not config.uniform_hidden:
+        return (f"hidden sizes {config.hidden_sizes}",
+                "nn.RNN has one hidden_size for all layers")
+    for mm in config.merge_modes:
+        if mm != "concat":
+            return f"merge_mode {mm!r}", "nn.RNN concatenates the two directions"
+    if config.output_size is not None:
+        g = config.output_activation
+        if g.name not in _READOUT_ACTIVATIONS:  # type: ignore[union-attr]
+            return (f"readout activation {g}",
+                    f"RNNWithReadout takes {', '.join(_READOUT_ACTIVATIONS)}")
+    if padded and config.padded_output != "zeros":
+        return (f"padded_output {config.padded_output!r}",
+                "a PackedSequence pads outputs with zeros; use "
+                "params.replace(padded_output='zeros') to accept that")
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# from torch
+# --------------------------------------------------------------------------------------------
+_KEY = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh)_l(\d+)(_reverse)?$")
+
+
+def owns(model: Any) -> bool:
+    """True for the models :func:`oracle` takes."""
+    return isinstance(model, (nn.RNN, RNNWithReadout))
+
+
+def _numpy(t: Any) -> np.ndarray[Any, Any]:
+    if isinstance(t, torch.Tensor):
+        return t.detach().cpu().numpy()
+    return np.asarray(t)
+
+
+def from_native(obj: Any, *, nonlinearity: str | None = None) -> RNNParams:
+    """Canonical parameters of an ``nn.RNN``, a :class:`RNNWithReadout`, or a state dict.
+
+    Args:
+        obj: the module, or a state dict of either (``weight_ih_l0``... or ``rnn.weight_ih_l0``
+            ... ``readout.weight``), tensors or arrays.
+        nonlinearity: ``"tanh"`` or ``"relu"``; required for a state dict (it does not record
+            it), and must agree with a module's when given.
+
+    Raises:
+        UnsupportedError: an ``nn.LSTM``/``nn.GRU`` or another module.
+        ValueError: an incomplete or inconsistent state dict, named key by key.
+    """
+    if isinstance(obj, RNNWithReadout):
+        sd = {f"rnn.{k}": v for k, v in obj.rnn.state_dict().items()}
+        sd.update({f"readout.{k}": v for k, v in obj.readout.state_dict().items()})
+        return _from_state_dict(sd, _nonlinearity(obj.rnn, nonlinearity), obj.activation)
+    if isinstance(obj, nn.RNN):
+        return _from_state_dict(obj.state_dict(), _nonlinearity(obj, nonlinearity))
+    if isinstance(obj, nn.RNNBase):
+        raise UnsupportedError("rnn-ref", f"torch.nn.{type(obj).__name__}",
+                               "it is not an Elman RNN (torch.nn.RNN)")
+    if isinstance(obj, Mapping):
+        if nonlinearity is None:
+            raise ValueError("a state dict does not record the nonlinearity: pass "
+                             "nonlinearity='tanh' or 'relu'")
+        return _from_state_dict(obj, nonlinearity)
+    raise TypeError(f"from_torch takes an nn.RNN, an RNNWithReadout or a state dict, "
+                    f"got {type(obj).__name__}")
+
+
+def _nonlinearity(rnn: nn.RNN, given: str | None) -> str:
+    if given is not None and given != rnn.nonlinearity:
+        raise ValueError(f"nonlinearity={given!r} but the module's is {rnn.nonlinearity!r}")
+    return str(rnn.nonlinearity)
+
+
+def _from_state_dict(sd: Mapping[str, Any], nonlinearity: str,
+                     readout_activation: str = "linear") -> RNNParams:
+    if nonlinearity not in ("tanh", "relu"):
+        raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+    prefix = "rnn." if any(k.startswith("rnn.") for k in sd) else ""
+    cells: dict[tuple[int, int], dict[str, np.ndarray[Any, Any]]] = {}
+    readout: dict[str, np.ndarray[Any, Any]] = {}
+    for key, value in sd.items():
+        if key in ("readout.weight", "readout.bias"):
+            readout[key.split(".")[1]] = _numpy(value)
+            continue
+        match = _KEY.match(key[len(prefix):]) if key.startswith(prefix) else None
+        if match is None:
+            raise ValueError(f"unexpected state dict key {key!r}; an nn.RNN has "
+                             f"{prefix}weight_ih_l<k>[_reverse], weight_hh, bias_ih, bias_hh")
+        name, layer, rev = match.group(1), int(match.group(2)), bool(match.group(3))
+        cells.setdefault((layer, int(rev)), {})[name] = _numpy(value)
+    if not cells:
+        raise ValueError("the state dict holds no nn.RNN weights")
+    num_layers = max(k[0] for k in cells) + 1
+    R = 2 if any(k[1] for k in cells) else 1
+    bias = any("bias_ih" in c for c in cells.values())
+    for li in range(num_layers):
+        for r in range(R):
+            have = cells.get((li, r), {})
+            need = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if bias else [])
+            missing = [f"{prefix}{n}_l{li}{'_reverse' if r else ''}" for n in need
+                       if n not in have]
+            if missing:
+                raise ValueError(f"the state dict misses {', '.join(missing)}")
+    first = cells[(0, 0)]["weight_ih"]
+    hidden, input_size = first.shape
+    out_size = None
+    if readout:
+        if set(readout) != {"weight", "bias"}:
+            raise ValueError("a readout needs both readout.weight and readout.bias")
+        out_size = readout["weight"].shape[0]
+    config = RNNConfig(
+        input_size=int(input_size), hidden_size=int(hidden), num_layers=num_layers,
+        direction="bidirectional" if R == 2 else "forward", activation=nonlinearity,
+        bias=bias, output_size=out_size, output_activation=readout_activation,
+    )
+    layers = []
+    for li in range(num_layers):
+        row = []
+        for r in range(R):
+            c = cells[(li, r)]
+            zeros = np.zeros(hidden, c["weight_ih"].dtype)
+            row.append(CellParams(c["weight_ih"].T, c["weight_hh"].T,
+                                  c.get("bias_ih", zeros), c.get("bias_hh", zeros)))
+        layers.append(row)
+    ro = Readout(readout["weight"].T, readout["bias"]) if readout else None
+    return RNNParams(config, layers, ro)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------------------------
+# to torch
+# --------------------------------------------------------------------------------------------
+def _tensor(a: np.ndarray[Any, Any]) -> torch.Tensor:
+    return torch.tensor(np.ascontiguousarray(a))
+
+
+def to_native(params: RNNParams, *, batch_first: bool = True) -> nn.Module:
+    """A ready ``nn.RNN`` (or :class:`RNNWithReadout`) in eval mode, in the params' dtype.
+
+    Raises:
+        UnsupportedError: anything ``nn.RNN`` cannot express (see :func:`unsupported`).
+    """
+    cfg = params.config
+    raise_if(unsupported(cfg), NAME)
+    if params.dtype not in _DTYPES:
+        raise UnsupportedError(NAME, f"dtype {params.dtype}", "use float32 or float64")
+    dtype = _DTYPES[params.dtype]
+    rnn = nn.RNN(cfg.input_size, cfg.hidden_sizes[0], num_layers=cfg.num_layers,
+                 nonlinearity=cfg.activation_of(0, 0).name, bias=cfg.bias,
+                 batch_first=batch_first, bidirectional=cfg.num_directions == 2, dtype=dtype)
+    with torch.no_grad():
+        for li, layer in enumerate(params.layers):
+            for r, cell in enumerate(layer):
+                sfx = f"_l{li}" + ("_reverse" if r else "")
+                getattr(rnn, f"weight_ih{sfx}").copy_(_tensor(cell.w_x.T))
+                getattr(rnn, f"weight_hh{sfx}").copy_(_tensor(cell.w_h.T))
+                if cfg.bias:
+                    getattr(rnn, f"bias_ih{sfx}").copy_(_tensor(cell.b_x))
+                    getattr(rnn, f"bias_hh{sfx}").copy_(_tensor(cell.b_h))
+    rnn.eval()
+    if params.readout is None:
+        return rnn
+    w, b = params.readout.w, params.readout.b
+    linear = nn.Linear(w.shape[0], w.shape[1], dtype=dtype)
+    with torch.no_grad():
+        linear.weight.copy_(_tensor(w.T))
+        linear.bias.copy_(_tensor(b))
+    return RNNWithReadout(rnn, linear, cfg.output_activation.name).eval()  # type: ignore[union-attr]
+
+
+# --------------------------------------------------------------------------------------------
+# oracle and backend
+# --------------------------------------------------------------------------------------------
+def oracle(model: nn.Module) -> Callable[..., tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]]:
+    """A NumPy function returning what ``model(input, hx)`` returns, computed in float64.
+
+    The function takes ``(input, hx=None, *, lengths=None)``: ``input`` is ``(N, T, D)`` with
+    ``batch_first`` or ``(T, N, D)`` without (``(T, D)`` unbatched), ``hx`` is
+    ``(L*R, N, M)``. For what a ``PackedSequence`` gives, pass the padded input and
+    ``lengths``: the result is what ``pad_packed_sequence`` returns (zeros at padded steps,
+    ``T`` = the longest length). It returns ``(output, h_n)``, or ``(y, h_n)`` for a
+    :class:`RNNWithReadout`.
+    """
+    params = from_native(model)
+    rnn = model.rnn if isinstance(model, RNNWithReadout) else model
+    batch_first = bool(rnn.batch_first)
+
+    def call(input: Any, hx: Any = None, *, lengths: Any = None
+             ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+        x = np.asarray(input)
+        unbatched = x.ndim == 2
+        if unbatched:
+            x = x[None] if batch_first else x[:, None]
+            hx = None if hx is None else np.asarray(hx)[:, None]
+        if x.ndim != 3:
+            raise ValueError(f"input must be (N, T, D) or (T, D), got shape {x.shape}")
+        if not batch_first:
+            x = x.transpose(1, 0, 2)
+        if lengths is not None:
+            la = np.asarray(lengths)
+            if la.ndim == 1 and la.size and la.min() == 0:
+                raise ValueError("torch cannot pack a zero length (pack_padded_sequence)")
+            x = x[:, : int(la.max())] if la.size else x
+        res = forward(params, x, h0=hx, lengths=lengths, padded_output="zeros")
+        main = res.y if res.y is not None else res.outputs
+        if not batch_first:
+            main = main.transpose(1, 0, 2)
+        h_n = res.h_n
+        if unbatched:
+            main = main[0] if batch_first else main[:, 0]
+            h_n = h_n[:, 0]
+        return np.ascontiguousarray(main), h_n  # type: ignore[return-value]
+
+    return call
+
+
+class TorchBackend:
+    """``torch.nn.RNN`` run by torch on the CPU, in the parameters' dtype."""
+
+    name = "torch"
+
+    def supports(self, config: RNNConfig, *, dtype: Any, lengths: bool, mask: bool
+                 ) -> str | None:
+        reason = unsupported(config, padded=lengths or mask)
+        if reason is not None:
+            return f"{reason[0]}: {reason[1]}"
+        if np.dtype(dtype) not in _DTYPES:
+            return f"dtype {np.dtype(dtype)}: use float32 or float64"
+        return None
+
+    def forward(self, params: RNNParams, x: np.ndarray[Any, Any], *, h0: Any = None,
+                lengths: Any = None, mask: Any = None) -> ForwardResult:
+        cfg = params.config
+        x = np.asarray(x)
+        n, t = x.shape[:2]
+        la = right_padded_lengths(lengths, mask, n, t, NAME)
+        raise_if(unsupported(cfg, padded=la is not None), NAME)
+        if la is not None and la.min() == 0:
+            raise UnsupportedError(NAME, "a zero length", "pack_padded_sequence refuses it")
+        model = to_native(params, batch_first=True)
+        dtype = _DTYPES[params.dtype]
+        xt = _tensor(x).to(dtype)
+        inp: Any = xt
+        if la is not None:
+            inp = nn.utils.rnn.pack_padded_sequence(xt, torch.from_numpy(la),
+                                                    batch_first=True, enforce_sorted=False)
+        hx = None if h0 is None else _tensor(np.asarray(h0)).to(dtype)
+        rnn = model.rnn if isinstance(model, RNNWithReadout) else model
+        with torch.no_grad():
+            out, h_n = rnn(inp, hx)
+            if la is not None:
+                out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=t)
+            y = None
+            if isinstance(model, RNNWithReadout):
+                y = _READOUT_ACTIVATIONS[model.activation](model.readout(out)).numpy()
+        return ForwardResult(out.numpy(), h_n.numpy(), y)

@@ -1,0 +1,53 @@
+"""Converters and the oracle dispatcher, reached lazily from ``rnn_ref``.
+
+``rnn_ref.from_torch`` and friends live in the backend modules, which import their framework;
+``rnn_ref.__getattr__`` imports a module only when one of its names is first used.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["CONVERTERS", "oracle", "resolve"]
+
+#: public name -> (backend module, attribute)
+CONVERTERS: dict[str, tuple[str, str]] = {
+    "from_torch": ("rnn_ref.backends.torch_backend", "from_native"),
+    "to_torch": ("rnn_ref.backends.torch_backend", "to_native"),
+    "from_onnx": ("rnn_ref.backends.onnx_backend", "from_native"),
+    "to_onnx": ("rnn_ref.backends.onnx_backend", "to_native"),
+}
+
+#: (framework module that must already be imported, backend module) for oracle dispatch
+_ORACLES: tuple[tuple[str, str], ...] = (
+    ("torch", "rnn_ref.backends.torch_backend"),
+    ("onnx", "rnn_ref.backends.onnx_backend"),
+)
+
+
+def resolve(name: str) -> Any:
+    module, attribute = CONVERTERS[name]
+    return getattr(importlib.import_module(module), attribute)
+
+
+def oracle(model: Any) -> Callable[..., Any]:
+    """A NumPy function that returns exactly what ``model`` returns, computed by the oracle.
+
+    ``model`` is a native model: a torch ``nn.RNN`` (or ``RNNWithReadout``). The function
+    takes the native call's arguments as NumPy arrays and returns NumPy arrays of the same
+    structure, shapes and order, computed in float64. See each backend's ``oracle`` for the
+    arguments it takes.
+
+    Dispatch never imports a framework: a model of a framework is recognised only when that
+    framework is already imported (it must be, to have made the model).
+    """
+    for framework, module in _ORACLES:
+        if framework in sys.modules:
+            backend = importlib.import_module(module)
+            if backend.owns(model):
+                return backend.oracle(model)  # type: ignore[no-any-return]
+    raise TypeError(f"no oracle for a {type(model).__module__}.{type(model).__name__}; "
+                    f"supported: torch.nn.RNN")

@@ -1,0 +1,21 @@
+"""The project's exception types (both are also ordinary built-in exception types)."""
+
+from __future__ import annotations
+
+__all__ = ["FileFormatError", "UnsupportedError"]
+
+
+class FileFormatError(ValueError):
+    """A file is not a valid file of the format it was read as (names the file and why)."""
+
+
+class UnsupportedError(NotImplementedError):
+    """A target cannot express a feature. The message names the feature, the target and why.
+
+    Raised at conversion time (``to_*``, ``from_*``) and by a backend asked for something it
+    declares unsupported: never silently dropped or approximated.
+    """
+
+    def __init__(self, target: str, feature: str, why: str = "") -> None:
+        self.target, self.feature, self.why = target, feature, why
+        super().__init__(f"{target} cannot express {feature}" + (f": {why}" if why else ""))
