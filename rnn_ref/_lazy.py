@@ -19,12 +19,18 @@ CONVERTERS: dict[str, tuple[str, str]] = {
     "to_torch": ("rnn_ref.backends.torch_backend", "to_native"),
     "from_onnx": ("rnn_ref.backends.onnx_backend", "from_native"),
     "to_onnx": ("rnn_ref.backends.onnx_backend", "to_native"),
+    "from_flax": ("rnn_ref.backends.jax_backend", "from_native"),
+    "to_flax": ("rnn_ref.backends.jax_backend", "to_native"),
+    "from_keras": ("rnn_ref.backends.keras_backend", "from_native"),
+    "to_keras": ("rnn_ref.backends.keras_backend", "to_native"),
 }
 
 #: (framework module that must already be imported, backend module) for oracle dispatch
 _ORACLES: tuple[tuple[str, str], ...] = (
     ("torch", "rnn_ref.backends.torch_backend"),
     ("onnx", "rnn_ref.backends.onnx_backend"),
+    ("flax", "rnn_ref.backends.jax_backend"),
+    ("keras", "rnn_ref.backends.keras_backend"),
 )
 
 
@@ -33,13 +39,16 @@ def resolve(name: str) -> Any:
     return getattr(importlib.import_module(module), attribute)
 
 
-def oracle(model: Any) -> Callable[..., Any]:
+def oracle(model: Any, **hints: Any) -> Callable[..., Any]:
     """A NumPy function that returns exactly what ``model`` returns, computed by the oracle.
 
-    ``model`` is a native model: a torch ``nn.RNN`` (or ``RNNWithReadout``). The function
-    takes the native call's arguments as NumPy arrays and returns NumPy arrays of the same
-    structure, shapes and order, computed in float64. See each backend's ``oracle`` for the
-    arguments it takes.
+    ``model`` is a native model: a torch ``nn.RNN`` (or ``RNNWithReadout``), a Keras
+    ``SimpleRNN``/``Bidirectional`` layer or model, an ONNX ``ModelProto``, or a flax
+    ``SimpleCell`` (module or linen params). The function takes the native call's arguments
+    as NumPy arrays and returns NumPy arrays of the same structure, shapes and order,
+    computed in float64. See each backend's ``oracle`` for the arguments it takes.
+    ``hints`` go to the converter for what the model does not record (flax params:
+    ``activation=``).
 
     Dispatch never imports a framework: a model of a framework is recognised only when that
     framework is already imported (it must be, to have made the model).
@@ -48,6 +57,7 @@ def oracle(model: Any) -> Callable[..., Any]:
         if framework in sys.modules:
             backend = importlib.import_module(module)
             if backend.owns(model):
-                return backend.oracle(model)  # type: ignore[no-any-return]
+                return backend.oracle(model, **hints)  # type: ignore[no-any-return]
     raise TypeError(f"no oracle for a {type(model).__module__}.{type(model).__name__}; "
-                    f"supported: torch.nn.RNN")
+                    f"supported: torch.nn.RNN, Keras SimpleRNN/Bidirectional/Model, "
+                    f"onnx.ModelProto, flax SimpleCell (its framework must be imported)")

@@ -72,6 +72,13 @@ BACKENDS: dict[str, BackendSpec] = {
     for spec in (
         BackendSpec("numpy", "rnn_ref.backends.numpy_backend:NumpyBackend", ("numpy",)),
         BackendSpec("torch", "rnn_ref.backends.torch_backend:TorchBackend", ("torch",)),
+        BackendSpec("jax", "rnn_ref.backends.jax_backend:JaxBackend", ("jax", "jaxlib")),
+        BackendSpec("keras[tensorflow]", "rnn_ref.backends.keras_backend:tensorflow_backend",
+                    ("keras", "tensorflow")),
+        BackendSpec("keras[jax]", "rnn_ref.backends.keras_backend:jax_backend",
+                    ("keras", "jax")),
+        BackendSpec("keras[torch]", "rnn_ref.backends.keras_backend:torch_backend",
+                    ("keras", "torch")),
         BackendSpec("onnxruntime", "rnn_ref.backends.onnx_backend:OnnxRuntimeBackend",
                     ("onnx", "onnxruntime")),
     )

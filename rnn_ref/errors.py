@@ -16,6 +16,9 @@ class UnsupportedError(NotImplementedError):
     declares unsupported: never silently dropped or approximated.
     """
 
-    def __init__(self, target: str, feature: str, why: str = "") -> None:
+    def __init__(self, target: str, feature: str | None = None, why: str = "") -> None:
         self.target, self.feature, self.why = target, feature, why
-        super().__init__(f"{target} cannot express {feature}" + (f": {why}" if why else ""))
+        if feature is None:  # a whole message, e.g. one relayed from a worker process
+            super().__init__(target)
+        else:
+            super().__init__(f"{target} cannot express {feature}" + (f": {why}" if why else ""))

@@ -1,5 +1,9 @@
 """Shared fixtures and Hypothesis settings.
 
+Keras runs on TensorFlow in this process (``KERAS_BACKEND`` is set before any import);
+``keras[jax]`` and ``keras[torch]`` run in worker processes. torch is imported before
+TensorFlow: the other order can crash (Keras' own conftest does the same).
+
 ``HYPOTHESIS_PROFILE=ci`` (what ``.ci/run`` uses through ``./dev test``) runs more examples;
 ``RNN_REF_HYPOTHESIS_EXAMPLES=N`` sets the number directly.
 """
@@ -9,6 +13,9 @@ from __future__ import annotations
 import os
 
 from hypothesis import HealthCheck, settings
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 _examples = int(os.environ.get("RNN_REF_HYPOTHESIS_EXAMPLES", "0"))
 settings.register_profile("dev", max_examples=_examples or 60, deadline=None,
@@ -31,3 +38,12 @@ def need(module: str):  # type: ignore[no-untyped-def]
         if os.environ.get("RNN_REF_REQUIRE_FRAMEWORKS") == "1":
             pytest.fail(f"{module} is required (RNN_REF_REQUIRE_FRAMEWORKS=1) but missing: {exc}")
         pytest.skip(f"{module} is not installed: {exc}")
+
+
+def need_keras():  # type: ignore[no-untyped-def]
+    """Import Keras (TensorFlow backend) after torch, skipping or failing like :func:`need`."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is not None:
+        import torch  # noqa: F401  (before TensorFlow)
+    return need("keras")

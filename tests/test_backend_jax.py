@@ -1,0 +1,129 @@
+"""The jax backend (lax.scan) against the oracle, its gradient, and flax SimpleCell."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import need
+from hypothesis import given, settings
+from strategies import cases
+
+import rnn_ref
+from rnn_ref import RNNConfig, UnsupportedError
+
+jax = need("jax")
+jnp = jax.numpy
+
+
+@settings(max_examples=25)
+@given(cases())
+def test_jax_backend_equals_oracle(case: dict) -> None:
+    """Every feature: layers, directions, merge modes, masks, the three padded modes, clip,
+    readout, activations; float64, so the agreement is to rounding."""
+    backend = rnn_ref.get_backend("jax")
+    got = backend.forward(**case)
+    want = rnn_ref.forward(**case)
+    outs = got.outputs if isinstance(got.outputs, tuple) else (got.outputs,)
+    wants = want.outputs if isinstance(want.outputs, tuple) else (want.outputs,)
+    for g, w in zip(outs, wants, strict=True):
+        assert g.dtype == np.float64
+        np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-9)
+    for g, w in zip(got.h_n, want.h_n, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-9)
+    if want.y is not None:
+        np.testing.assert_allclose(got.y, want.y, rtol=1e-9, atol=1e-9)
+
+
+def test_processing_order_and_float32() -> None:
+    cfg = RNNConfig(5, 4, direction="reverse", output_order="processing",
+                    padded_output="carry_state", output_size=2)
+    params = rnn_ref.init(cfg, seed=1)
+    x = np.random.default_rng(2).standard_normal((3, 6, 5)).astype(np.float32)
+    mask = np.random.default_rng(3).random((3, 6)) < 0.6
+    got = rnn_ref.get_backend("jax").forward(params, x, mask=mask)
+    want = rnn_ref.forward(params, x, mask=mask)
+    assert got.outputs.dtype == np.float32
+    np.testing.assert_allclose(got.outputs, want.outputs, atol=2e-6)
+    np.testing.assert_allclose(got.y, want.y, atol=2e-6)
+    assert not jax.config.jax_enable_x64  # float64 runs never leave x64 switched on
+
+
+def test_grad_matches_central_differences_of_the_oracle() -> None:
+    from rnn_ref.backends import jax_backend
+
+    cfg = RNNConfig(3, 4, direction="bidirectional", activation=("tanh", "softplus"),
+                    output_size=2)
+    params = rnn_ref.init(cfg, seed=4, dtype=np.float64)
+    x = np.random.default_rng(5).standard_normal((2, 5, 3))
+    lengths = np.array([5, 3])
+
+    def loss_np(p: rnn_ref.RNNParams) -> float:
+        return float(np.sum(rnn_ref.forward(p, x, lengths=lengths).y ** 2))
+
+    with jax.enable_x64(True):
+        tree = jax_backend.pytree_of(params)
+
+        def loss(t: dict) -> jax.Array:
+            _, _, y = jax_backend.apply(t, jnp.asarray(x), config=cfg, lengths=lengths)
+            return jnp.sum(y**2)
+
+        grad = jax.grad(loss)(tree)
+    eps = 1e-6
+    for name in ("w_h", "b_x"):
+        for r in range(2):
+            g = np.asarray(grad["layers"][0][r][name])
+            base = getattr(params.layers[0][r], name)
+            idx = (1, 2) if base.ndim == 2 else (3,)
+            arrays = dict(params.named_arrays())
+            key = f"layers.0.{r}.{name}"
+            plus, minus = arrays[key].copy(), arrays[key].copy()
+            plus[idx] += eps
+            minus[idx] -= eps
+            fd = (loss_np(rnn_ref.RNNParams.from_arrays(cfg, {**arrays, key: plus}))
+                  - loss_np(rnn_ref.RNNParams.from_arrays(cfg, {**arrays, key: minus}))) / (2 * eps)
+            assert g[idx] == pytest.approx(fd, rel=1e-6, abs=1e-9), key
+
+
+def test_flax_round_trips_are_bit_exact_and_oracle_matches() -> None:
+    nnx = need("flax.nnx")
+    linen = need("flax.linen")
+    cell = nnx.SimpleCell(5, 4, activation_fn=nnx.relu, rngs=nnx.Rngs(0))
+    params = rnn_ref.from_flax(cell)
+    assert params.config.activation == rnn_ref.Activation("relu")
+    again = rnn_ref.to_flax(params)
+    for a, b in zip(jax.tree.leaves(nnx.state(cell)), jax.tree.leaves(nnx.state(again)),
+                    strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    lin = rnn_ref.to_flax(params, kind="linen")
+    assert rnn_ref.from_flax(lin, activation="relu") == params
+    assert rnn_ref.from_flax(nnx.state(cell), activation="relu") == params
+    carry = np.random.default_rng(6).standard_normal((2, 4)).astype(np.float32)
+    inputs = np.random.default_rng(7).standard_normal((2, 5)).astype(np.float32)
+    want, _ = cell(jnp.asarray(carry), jnp.asarray(inputs))
+    got, out = rnn_ref.oracle(cell)(carry, inputs)
+    np.testing.assert_allclose(got, np.asarray(want), atol=2e-6)
+    lw, _ = linen.SimpleCell(4, activation_fn=linen.relu).apply(lin, carry, inputs)
+    np.testing.assert_allclose(np.asarray(lw), got, atol=2e-6)
+    np.testing.assert_allclose(rnn_ref.oracle(lin, activation="relu")(carry, inputs)[0], got,
+                               rtol=1e-12)
+    # a two-layer bidirectional network as lists of cells
+    cfg = RNNConfig(5, 3, num_layers=2, direction="bidirectional")
+    p2 = rnn_ref.init(cfg, seed=8)
+    cells = rnn_ref.to_flax(p2)
+    assert len(cells) == 2 and len(cells[1]) == 2
+    back = rnn_ref.from_flax(cells)
+    assert back.config == cfg.replace()
+    np.testing.assert_array_equal(back.layers[1][1].b_x, p2.layers[1][1].b_x + p2.layers[1][1].b_h)
+
+
+def test_flax_refusals() -> None:
+    nnx = need("flax.nnx")
+    with pytest.raises(UnsupportedError, match="residual=True"):
+        rnn_ref.from_flax(nnx.SimpleCell(3, 2, residual=True, rngs=nnx.Rngs(0)))
+    with pytest.raises(UnsupportedError, match="flax SimpleCell cannot express clip"):
+        rnn_ref.to_flax(rnn_ref.init(RNNConfig(3, 2, clip=1.0), seed=0))
+    with pytest.raises(UnsupportedError, match="activation elu"):
+        rnn_ref.to_flax(rnn_ref.init(RNNConfig(3, 2, activation={"name": "elu", "alpha": 1.0}),
+                                     seed=0))
+    with pytest.raises(ValueError, match="not SimpleCell parameters"):
+        rnn_ref.from_flax({"params": {"dense": {}}})
