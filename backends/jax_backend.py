@@ -35,7 +35,7 @@ from jax import lax
 from rnn_ref.activations import Activation
 from rnn_ref.config import RNNConfig
 from rnn_ref.errors import UnsupportedError
-from rnn_ref.params import CellParams, Readout, RNNParams
+from rnn_ref.params import CellParams, RNNParams
 from rnn_ref.reference import ForwardResult, _prepare
 
 __all__ = ["JaxBackend", "apply", "from_native", "oracle", "owns", "pytree_of", "to_native"]
@@ -47,7 +47,9 @@ Tree = dict[str, Any]
 # the lax.scan implementation
 # --------------------------------------------------------------------------------------------
 def _act(a: Activation) -> Callable[[jax.Array], jax.Array]:
-    n, al, be = a.name, a.alpha, a.beta
+    n = a.name
+    al = a.alpha if a.alpha is not None else 0.0  # only the activations that take one use it
+    be = a.beta if a.beta is not None else 0.0
     table: dict[str, Callable[[jax.Array], jax.Array]] = {
         "tanh": jnp.tanh,
         "relu": jax.nn.relu,
@@ -208,6 +210,9 @@ class JaxBackend:
 
     def forward(self, params: RNNParams, x: np.ndarray[Any, Any], *, h0: Any = None,
                 lengths: Any = None, mask: Any = None) -> ForwardResult:
+        def as_np(a: Any) -> Any:
+            return tuple(np.asarray(v) for v in a) if isinstance(a, tuple) else np.asarray(a)
+
         dt = params.dtype
         p = _prepare(params, x, h0, lengths, mask, dt, None, None)  # the oracle's validation
         with jax.enable_x64(dt == np.float64):
@@ -216,8 +221,6 @@ class JaxBackend:
                                     h0=[jnp.asarray(h) for h in p.h0],
                                     mask=None if p.valid is None else jnp.asarray(p.valid))
             jax.block_until_ready(outputs)
-            as_np: Callable[[Any], Any] = lambda a: (tuple(np.asarray(v) for v in a)
-                                                     if isinstance(a, tuple) else np.asarray(a))
             return ForwardResult(as_np(outputs), as_np(h_n), None if y is None else as_np(y))
 
 
@@ -313,7 +316,7 @@ def from_native(obj: Any, *, activation: Any = None, direction: str | None = Non
         sizes.append(row[0].hidden_size)
     config = RNNConfig(int(cells[0][0].w_x.shape[0]), tuple(sizes), direction=direction,
                        activation=activation)
-    return RNNParams(config, cells)  # type: ignore[arg-type]
+    return RNNParams(config, cells)
 
 
 def to_native(params: RNNParams, *, kind: str = "nnx", seed: int = 0) -> Any:
@@ -339,9 +342,9 @@ def to_native(params: RNNParams, *, kind: str = "nnx", seed: int = 0) -> Any:
         raise UnsupportedError("flax SimpleCell", "a readout", "a cell has no output layer")
     fns = {"tanh": jnp.tanh, "relu": nnx.relu, "sigmoid": nnx.sigmoid, "softplus": nnx.softplus,
            "softsign": nnx.soft_sign}
-    out = []
+    out: list[list[Any]] = []
     for li, layer in enumerate(params.layers):
-        row = []
+        row: list[Any] = []
         for r, cell in enumerate(layer):
             act = cfg.activation_of(li, r)
             bias = cell.b_x + cell.b_h
@@ -357,7 +360,7 @@ def to_native(params: RNNParams, *, kind: str = "nnx", seed: int = 0) -> Any:
                                     activation_fn=fns[act.name], rngs=nnx.Rngs(seed),
                                     param_dtype=jnp.dtype(params.dtype.name))
             module.dense_i.kernel.value = jnp.asarray(cell.w_x)
-            module.dense_i.bias.value = jnp.asarray(bias)
+            module.dense_i.bias.value = jnp.asarray(bias)  # type: ignore[union-attr]
             module.dense_h.kernel.value = jnp.asarray(cell.w_h)
             row.append(module)
         out.append(row)

@@ -40,9 +40,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from rnn_ref.backends._common import raise_if
 
 from rnn_ref.activations import Activation
-from rnn_ref.backends._common import raise_if
 from rnn_ref.config import RNNConfig
 from rnn_ref.errors import UnsupportedError
 from rnn_ref.params import CellParams, Readout, RNNParams
@@ -193,7 +193,10 @@ def _parse(obj: Any) -> tuple[RNNParams, _Structure]:
         raise UnsupportedError("rnn-ref", "a mix of SimpleRNN and Bidirectional layers",
                                "every layer of a network has the same directions")
     is_bidi = bidi.pop()
-    cells, acts, sizes, merges = [], [], [], []
+    cells: list[list[CellParams]] = []
+    acts: list[tuple[Activation, ...]] = []
+    sizes: list[int] = []
+    merges: list[str | None] = []
     modes: list[str] = []
     backwards: set[bool] = set()
     for li, layer in enumerate(layers):
@@ -243,7 +246,7 @@ def _parse(obj: Any) -> tuple[RNNParams, _Structure]:
         padded_output=modes[-1] if has_mask_source else "zeros",
         output_order="processing" if reverse else "aligned",
     )
-    params = RNNParams(config, cells, readout)  # type: ignore[arg-type]
+    params = RNNParams(config, cells, readout)
     structure = _Structure(is_bidi, bool(last.return_sequences), bool(last.return_state),
                            mask_value, bare)
     return params, structure
@@ -288,9 +291,9 @@ def _rnn_layers(params: RNNParams, *, return_sequences: bool = True,
     layers = []
     for li, layer in enumerate(params.layers):
         last = li == cfg.num_layers - 1
-        seqs = return_sequences if last else True
 
-        def simple(cell: CellParams, act: Activation, backwards: bool, zero: bool) -> Any:
+        def simple(cell: CellParams, act: Activation, backwards: bool, zero: bool,
+                   seqs: bool = return_sequences if last else True) -> Any:
             rnn = keras.layers.SimpleRNN(
                 cell.hidden_size, activation=_TO_KERAS[act], use_bias=cfg.bias,
                 return_sequences=seqs, return_state=return_state, go_backwards=backwards,

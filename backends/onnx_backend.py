@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+from rnn_ref.backends._common import raise_if, right_padded_lengths
 
 from rnn_ref.activations import Activation
-from rnn_ref.backends._common import raise_if, right_padded_lengths
 from rnn_ref.config import RNNConfig
 from rnn_ref.errors import UnsupportedError
 from rnn_ref.params import CellParams, Readout, RNNParams
@@ -257,9 +257,11 @@ def to_native(params: RNNParams, *, time_major: bool = False, lengths: bool = Fa
             [y], ["y"])
     graph_outputs = []
     for name, o in zip(names, outputs_tm, strict=True):
-        g.nodes.append(helper.make_node("Identity" if time_major else "Transpose", [o], [name],
-                                        name=g.name("out"),
-                                        **({} if time_major else {"perm": [1, 0, 2]})))
+        if time_major:
+            g.nodes.append(helper.make_node("Identity", [o], [name], name=g.name("out")))
+        else:
+            g.nodes.append(helper.make_node("Transpose", [o], [name], name=g.name("out"),
+                                            perm=[1, 0, 2]))
         graph_outputs.append(helper.make_tensor_value_info(name, elem,
                                                            [batch, steps, widths[name]]))
     if cfg.uniform_hidden:
@@ -427,7 +429,7 @@ def from_native(model: Any, *, missing_parameters: str = "raise") -> RNNParams:
         if config.output_size is not None:
             readout = Readout(weight("readout.w", "readout.w", rnn_nodes[-1]),
                               weight("readout.b", "readout.b", rnn_nodes[-1]))
-        params = RNNParams(config, layers, readout)  # type: ignore[arg-type]
+        params = RNNParams(config, layers, readout)
         return params
     readout = _foreign_readout(m, consts)
     config = RNNConfig(
@@ -435,7 +437,7 @@ def from_native(model: Any, *, missing_parameters: str = "raise") -> RNNParams:
         direction=direction, activation=[list(a) for a in acts], clip=tuple(clips),
         bias=bool(has_bias), output_size=None if readout is None else readout.w.shape[1],
     )
-    return RNNParams(config, layers, readout)  # type: ignore[arg-type]
+    return RNNParams(config, layers, readout)
 
 
 def _foreign_readout(m: onnx.ModelProto, consts: Mapping[str, np.ndarray[Any, Any]]

@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from rnn_ref.backends._common import raise_if, right_padded_lengths, same_activation_everywhere
 from torch import nn
 
-from rnn_ref.backends._common import raise_if, right_padded_lengths, same_activation_everywhere
 from rnn_ref.config import RNNConfig
 from rnn_ref.errors import UnsupportedError
 from rnn_ref.params import CellParams, Readout, RNNParams
@@ -207,7 +207,7 @@ def _from_state_dict(sd: Mapping[str, Any], nonlinearity: str,
                                   c.get("bias_ih", zeros), c.get("bias_hh", zeros)))
         layers.append(row)
     ro = Readout(readout["weight"].T, readout["bias"]) if readout else None
-    return RNNParams(config, layers, ro)  # type: ignore[arg-type]
+    return RNNParams(config, layers, ro)
 
 
 # --------------------------------------------------------------------------------------------

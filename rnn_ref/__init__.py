@@ -12,6 +12,7 @@ The public names:
 * backends: :func:`get_backend`, :func:`available_backends`.
 """
 
+from rnn_ref._lazy import oracle as oracle
 from rnn_ref._registry import Backend as Backend
 from rnn_ref._registry import available_backends as available_backends
 from rnn_ref._registry import get_backend as get_backend
@@ -29,8 +30,6 @@ from rnn_ref.params import init as init
 from rnn_ref.reference import ForwardResult as ForwardResult
 from rnn_ref.reference import forward as forward
 from rnn_ref.reference import forward_loop as forward_loop
-
-from rnn_ref._lazy import oracle as oracle
 
 __version__ = "0.1.0"
 

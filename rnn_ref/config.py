@@ -15,11 +15,6 @@ from rnn_ref.activations import Activation, ActivationLike, as_activation
 
 __all__ = ["DIRECTIONS", "MERGE_MODES", "OUTPUT_ORDERS", "PADDED_OUTPUTS", "RNNConfig"]
 
-Direction = Literal["forward", "reverse", "bidirectional"]
-MergeMode = Literal["concat", "sum", "mul", "ave"] | None
-PaddedOutput = Literal["zeros", "carry_output", "carry_state"]
-OutputOrder = Literal["aligned", "processing"]
-
 DIRECTIONS: tuple[str, ...] = ("forward", "reverse", "bidirectional")
 MERGE_MODES: tuple[str | None, ...] = ("concat", "sum", "mul", "ave", None)
 PADDED_OUTPUTS: tuple[str, ...] = ("zeros", "carry_output", "carry_state")
@@ -92,15 +87,15 @@ class RNNConfig:
     input_size: int
     hidden_size: int | tuple[int, ...]
     num_layers: int = None  # type: ignore[assignment]  # int after validation
-    direction: Direction = "forward"
+    direction: str = "forward"
     activation: Any = "tanh"
     clip: float | None | tuple[float | None, ...] = None
     bias: bool = True
     output_size: int | None = None
     output_activation: ActivationLike = "linear"
     merge_mode: Any = "concat"
-    padded_output: PaddedOutput = "zeros"
-    output_order: OutputOrder = "aligned"
+    padded_output: str = "zeros"
+    output_order: str = "aligned"
     _activations: tuple[tuple[Activation, ...], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

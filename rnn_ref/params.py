@@ -133,7 +133,7 @@ class RNNParams:
     """
 
     config: RNNConfig
-    layers: tuple[tuple[CellParams, ...], ...]
+    layers: Sequence[Sequence[CellParams]]  # stored as a tuple of tuples
     readout: Readout | None = None
 
     def __post_init__(self) -> None:
@@ -230,7 +230,7 @@ class RNNParams:
         readout = None
         if config.output_size is not None:
             readout = Readout(arrays["readout.w"], arrays["readout.b"])
-        return cls(config, layers, readout)  # type: ignore[arg-type]
+        return cls(config, layers, readout)
 
     def astype(self, dtype: npt.DTypeLike) -> RNNParams:
         """A copy with every array cast to ``dtype`` (a floating dtype)."""

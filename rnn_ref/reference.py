@@ -67,9 +67,9 @@ class ForwardResult:
         y: the readout, shape ``(N, T, K)``, or ``None`` without a readout.
     """
 
-    outputs: Array | tuple[Array, Array]
-    h_n: HiddenState
-    y: Array | None
+    outputs: Any  # (N, T, F) array, or a pair of (N, T, M) arrays for merge_mode=None
+    h_n: Any  # (L*R, N, M) array, or a tuple of L*R (N, M_l) arrays
+    y: Any  # (N, T, K) array or None
 
 
 @dataclass(frozen=True)
