@@ -138,7 +138,11 @@ def get_backend(name: str) -> Backend:
             f"unknown backend {name!r}; built in: {', '.join(BACKENDS)}; "
             f"or name a third party's as 'module:attribute'"
         )
-    backend = _instantiate(obj)
+    try:
+        backend = _instantiate(obj)
+    except TypeError as exc:
+        raise TypeError(f"{name!r}: calling it with no arguments failed ({exc}); name a backend "
+                        f"object, a class or a zero-argument factory") from None
     if not isinstance(backend, Backend):
         raise TypeError(
             f"{name!r} gives a {type(backend).__name__}, which is not a backend: it needs "
