@@ -37,7 +37,7 @@ def need(module: str):  # type: ignore[no-untyped-def]
     except ImportError as exc:
         if os.environ.get("RNN_REF_REQUIRE_FRAMEWORKS") == "1":
             pytest.fail(f"{module} is required (RNN_REF_REQUIRE_FRAMEWORKS=1) but missing: {exc}")
-        pytest.skip(f"{module} is not installed: {exc}")
+        pytest.skip(f"{module} is not installed: {exc}", allow_module_level=True)
 
 
 def need_keras():  # type: ignore[no-untyped-def]

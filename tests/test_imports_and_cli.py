@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 import rnn_ref
 from rnn_ref import cli
 
@@ -48,6 +50,7 @@ def test_info_lists_backends(capsys) -> None:
         assert name in out
 
 
+@pytest.mark.slow
 def test_demo_passes(capsys) -> None:
     assert cli.main(["demo"]) == 0
     out = capsys.readouterr().out
