@@ -2,8 +2,9 @@
 
 Each entry says what the framework does, what the spec says, why, where that is seen (a source
 file or a test of this project that reproduces it), and which conformance cases it concerns
-(``match``: case properties that must all hold). The conformance suite reads them as known
-failures; ``tests/test_deviations.py`` checks that each is still real.
+(``match``: case properties that must all hold, and optionally ``categories``; ``null`` for an
+entry no runtime case can show). The conformance suite reads them as known failures;
+``tests/test_deviations.py`` checks that each is still real.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-__all__ = ["Deviation", "load"]
+__all__ = ["Deviation", "load", "load_file", "parse"]
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,7 @@ class Deviation:
     what: str
     spec: str
     source: str
-    match: dict[str, Any]
+    match: dict[str, Any] | None  # None: not a runtime case (documentation only)
 
 
 def load(backend: str) -> list[Deviation]:
@@ -33,12 +34,32 @@ def load(backend: str) -> list[Deviation]:
     path = folder.joinpath(name)
     if not path.is_file():
         return []
-    entries = json.loads(path.read_text(encoding="utf-8"))
+    return parse(json.loads(path.read_text(encoding="utf-8")), backend, name)
+
+
+def load_file(path: str, backend: str) -> list[Deviation]:
+    """A third party's known-failure file, in the same JSON form."""
+    with open(path, encoding="utf-8") as fh:
+        try:
+            data = json.load(fh)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not JSON ({exc})") from None
+    return parse(data, backend, path)
+
+
+def parse(entries: Any, backend: str, where: str) -> list[Deviation]:
+    """Validate a list of entries (``id``, ``what``, ``spec``, ``source``, ``match``)."""
+    if not isinstance(entries, list):
+        raise ValueError(f"{where}: expected a JSON list of entries")
     required = {"id", "what", "spec", "source", "match"}
     out = []
     for e in entries:
+        if not isinstance(e, dict):
+            raise ValueError(f"{where}: every entry must be an object, got {e!r}")
         missing = required - set(e)
         if missing:
-            raise ValueError(f"{name}: entry {e.get('id', '?')!r} lacks {sorted(missing)}")
+            raise ValueError(f"{where}: entry {e.get('id', '?')!r} lacks {sorted(missing)}")
+        if e["match"] is not None and not isinstance(e["match"], dict):
+            raise ValueError(f"{where}: entry {e['id']!r}: match must be an object or null")
         out.append(Deviation(e["id"], backend, e["what"], e["spec"], e["source"], e["match"]))
     return out

@@ -208,6 +208,15 @@ class JaxBackend:
             return f"dtype {np.dtype(dtype)} is not a floating dtype"
         return None
 
+    def round_trip(self, params: RNNParams) -> RNNParams:
+        """Through flax ``nnx.SimpleCell`` modules and back (raises where a cell cannot)."""
+        cfg = params.config
+        if cfg.output_order != "aligned":
+            raise UnsupportedError("flax SimpleCell", "output_order 'processing'")
+        if any(m != "concat" for m in cfg.merge_modes):
+            raise UnsupportedError("flax SimpleCell", "merge modes other than concat")
+        return from_native(to_native(params), direction=cfg.direction, bias=cfg.bias)
+
     def forward(self, params: RNNParams, x: np.ndarray[Any, Any], *, h0: Any = None,
                 lengths: Any = None, mask: Any = None) -> ForwardResult:
         def as_np(a: Any) -> Any:
@@ -275,8 +284,8 @@ def _activation_of_module(cell: Any) -> str | None:
     return mapped
 
 
-def from_native(obj: Any, *, activation: Any = None, direction: str | None = None
-                ) -> RNNParams:
+def from_native(obj: Any, *, activation: Any = None, direction: str | None = None,
+                bias: bool = True) -> RNNParams:
     """Canonical parameters of flax ``SimpleCell`` s.
 
     Args:
@@ -288,6 +297,8 @@ def from_native(obj: Any, *, activation: Any = None, direction: str | None = Non
             agree when both are given.
         direction: ``"reverse"`` for one-cell layers that read backwards; otherwise inferred
             (one cell per layer: forward, two: bidirectional).
+        bias: a cell always holds a bias; ``False`` reads a bias-free network (the biases
+            must then be zero).
     """
     layers_in = obj if isinstance(obj, (list, tuple)) else [[obj]]
     layers_in = [layer if isinstance(layer, (list, tuple)) else [layer] for layer in layers_in]
@@ -296,16 +307,16 @@ def from_native(obj: Any, *, activation: Any = None, direction: str | None = Non
         raise ValueError("every layer must hold the same number of cells, 1 or 2")
     if direction is None:
         direction = "bidirectional" if R == 2 else "forward"
-    module_acts = {a for layer in layers_in for c in layer
-                   if (a := _activation_of_module(c)) is not None}
-    if len(module_acts) > 1:
-        raise UnsupportedError("rnn-ref", "flax cells with different activations",
-                               "give activation= per layer and direction")
-    if activation is None:
-        activation = module_acts.pop() if module_acts else "tanh"
-    elif module_acts and module_acts != {Activation(activation).name
-                                         if isinstance(activation, str) else None}:
-        raise ValueError(f"activation={activation!r} but the cells use {module_acts.pop()!r}")
+    module_acts = [[_activation_of_module(c) for c in layer] for layer in layers_in]
+    if activation is None:  # each module's own, else flax's default
+        activation = [[a or "tanh" for a in layer] for layer in module_acts]
+    else:
+        wanted = RNNConfig(1, 1, num_layers=len(layers_in), direction=direction,
+                           activation=activation).activations
+        for li, layer in enumerate(module_acts):
+            for r, a in enumerate(layer):
+                if a is not None and Activation(a) != wanted[li][r]:
+                    raise ValueError(f"activation={activation!r} but cell [{li}][{r}] uses {a!r}")
     cells, sizes = [], []
     for layer in layers_in:
         row = []
@@ -315,7 +326,7 @@ def from_native(obj: Any, *, activation: Any = None, direction: str | None = Non
         cells.append(row)
         sizes.append(row[0].hidden_size)
     config = RNNConfig(int(cells[0][0].w_x.shape[0]), tuple(sizes), direction=direction,
-                       activation=activation)
+                       activation=activation, bias=bias)
     return RNNParams(config, cells)
 
 
@@ -331,7 +342,6 @@ def to_native(params: RNNParams, *, kind: str = "nnx", seed: int = 0) -> Any:
         UnsupportedError: clip, a readout, or merge modes other than concat (a cell has none
             of them), or an activation flax has no function for.
     """
-    from flax import nnx
 
     cfg = params.config
     if kind not in ("nnx", "linen"):
@@ -340,6 +350,14 @@ def to_native(params: RNNParams, *, kind: str = "nnx", seed: int = 0) -> Any:
         raise UnsupportedError("flax SimpleCell", "clip")
     if params.readout is not None:
         raise UnsupportedError("flax SimpleCell", "a readout", "a cell has no output layer")
+    with jax.enable_x64(params.dtype == np.float64):
+        return _to_flax(params, kind, seed)
+
+
+def _to_flax(params: RNNParams, kind: str, seed: int) -> Any:
+    from flax import nnx
+
+    cfg = params.config
     fns = {"tanh": jnp.tanh, "relu": nnx.relu, "sigmoid": nnx.sigmoid, "softplus": nnx.softplus,
            "softsign": nnx.soft_sign}
     out: list[list[Any]] = []

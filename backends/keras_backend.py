@@ -80,6 +80,16 @@ def masked_step_output(backend: str, *, zero_output_for_mask: bool, unroll: bool
     return "carry_output"
 
 
+def unsupported_dtype(dtype: Any, backend: str) -> str | None:
+    """Why Keras on ``backend`` cannot compute in ``dtype``, or ``None``."""
+    dt = np.dtype(dtype)
+    if dt not in (np.float32, np.float64):
+        return f"dtype {dt}: use float32 or float64"
+    if dt == np.float64 and backend == "jax" and os.environ.get("JAX_ENABLE_X64") != "1":
+        return "dtype float64: JAX truncates it to float32 unless JAX_ENABLE_X64=1"
+    return None
+
+
 def unsupported(config: RNNConfig, *, backend: str | None = None, padded: bool = True
                 ) -> tuple[str, str] | None:
     """``(feature, why)`` for what a Keras model cannot express, else ``None``."""
@@ -434,9 +444,7 @@ class KerasBackend:
         reason = unsupported(config, backend=self.backend, padded=lengths or mask)
         if reason is not None:
             return f"{reason[0]}: {reason[1]}"
-        if np.dtype(dtype) not in (np.float32, np.float64):
-            return f"dtype {np.dtype(dtype)}: use float32 or float64"
-        return None
+        return unsupported_dtype(dtype, self.backend)
 
     def forward(self, params: RNNParams, x: np.ndarray[Any, Any], *, h0: Any = None,
                 lengths: Any = None, mask: Any = None) -> ForwardResult:
@@ -450,8 +458,9 @@ class KerasBackend:
             mask = np.arange(t)[None, :] < np.asarray(lengths)[:, None]
         padded = mask is not None
         raise_if(unsupported(cfg, backend=self.backend, padded=padded), self.name)
-        if np.dtype(params.dtype) not in (np.float32, np.float64):
-            raise UnsupportedError(self.name, f"dtype {params.dtype}")
+        dtype_problem = unsupported_dtype(params.dtype, self.backend)
+        if dtype_problem is not None:
+            raise UnsupportedError(self.name, dtype_problem)
         R = cfg.num_directions
         h = keras.ops.convert_to_tensor(x.astype(params.dtype))
         m = None if mask is None else keras.ops.convert_to_tensor(np.asarray(mask, bool))
@@ -521,28 +530,43 @@ def _request(params: RNNParams, x: Any, h0: Any, lengths: Any, mask: Any) -> dic
     return req
 
 
+def _answer(backend: KerasBackend, req: dict[str, np.ndarray[Any, Any]]) -> dict[str, Any]:
+    """One request: ``forward`` (the default) or ``round_trip``."""
+    config = RNNConfig.from_dict(json.loads(str(req["__config__"])))
+    params = RNNParams.from_arrays(config, {k[2:]: v for k, v in req.items()
+                                            if k.startswith("p.")})
+    out: dict[str, Any]
+    if str(req.get("__op__", "forward")) == "round_trip":
+        back = from_native(to_native(params))
+        out = {"__config__": np.array(back.config.to_json())}
+        out.update({f"p.{k}": v for k, v in back.named_arrays()})
+        return out
+    h0_list = sorted((int(k[3:]), v) for k, v in req.items() if k.startswith("h0."))
+    h0 = req.get("h0", [v for _, v in h0_list] or None)
+    res = backend.forward(params, req["x"], h0=h0, lengths=req.get("lengths"),
+                          mask=req.get("mask"))
+    out = {"__name__": np.array(backend.name)}
+    outputs = res.outputs if isinstance(res.outputs, tuple) else (res.outputs,)
+    out.update({f"outputs.{i}": o for i, o in enumerate(outputs)})
+    h_n = res.h_n if isinstance(res.h_n, tuple) else (res.h_n,)
+    out.update({f"h_n.{i}": h for i, h in enumerate(h_n)})
+    out["__h_n_tuple__"] = np.array(isinstance(res.h_n, tuple))
+    if res.y is not None:
+        out["y"] = res.y
+    return out
+
+
 def serve() -> None:
     """The worker loop: read requests on stdin, answer on stdout, until stdin closes."""
+    import warnings
+
+    warnings.simplefilter("ignore")  # Keras' and JAX's notices would only clutter the log
     backend = KerasBackend()
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # stray prints must not corrupt the answers
     while (req := _unpack(stdin)) is not None:
         try:
-            config = RNNConfig.from_dict(json.loads(str(req["__config__"])))
-            params = RNNParams.from_arrays(config, {k[2:]: v for k, v in req.items()
-                                                    if k.startswith("p.")})
-            h0_list = sorted((int(k[3:]), v) for k, v in req.items() if k.startswith("h0."))
-            h0 = req.get("h0", [v for _, v in h0_list] or None)
-            res = backend.forward(params, req["x"], h0=h0, lengths=req.get("lengths"),
-                                  mask=req.get("mask"))
-            out: dict[str, Any] = {"__name__": np.array(backend.name)}
-            outputs = res.outputs if isinstance(res.outputs, tuple) else (res.outputs,)
-            out.update({f"outputs.{i}": o for i, o in enumerate(outputs)})
-            h_n = res.h_n if isinstance(res.h_n, tuple) else (res.h_n,)
-            out.update({f"h_n.{i}": h for i, h in enumerate(h_n)})
-            out["__h_n_tuple__"] = np.array(isinstance(res.h_n, tuple))
-            if res.y is not None:
-                out["y"] = res.y
+            out = _answer(backend, req)
         except Exception as exc:  # every error goes back to the caller, typed
             out = {"__error__": np.array(json.dumps({"type": type(exc).__name__,
                                                      "message": str(exc)}))}
@@ -568,6 +592,7 @@ class KerasProcessBackend:
         self.backend = backend
         self.name = f"keras[{backend}]"
         self._proc: subprocess.Popen[bytes] | None = None
+        self._log: Any = None  # the worker's stderr, quoted when it dies
         self._lock = threading.Lock()
 
     def supports(self, config: RNNConfig, *, dtype: Any, lengths: bool, mask: bool
@@ -575,16 +600,17 @@ class KerasProcessBackend:
         reason = unsupported(config, backend=self.backend, padded=lengths or mask)
         if reason is not None:
             return f"{reason[0]}: {reason[1]}"
-        if np.dtype(dtype) not in (np.float32, np.float64):
-            return f"dtype {np.dtype(dtype)}: use float32 or float64"
-        return None
+        return unsupported_dtype(dtype, self.backend)
 
     def _start(self) -> subprocess.Popen[bytes]:
         if self._proc is None or self._proc.poll() is not None:
             env = {**os.environ, "KERAS_BACKEND": self.backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
             code = "from rnn_ref.backends.keras_backend import serve; serve()"
+            import tempfile
+
+            self._log = tempfile.TemporaryFile()
             self._proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
-                                          stdout=subprocess.PIPE, env=env)
+                                          stdout=subprocess.PIPE, stderr=self._log, env=env)
             atexit.register(self.close)
         return self._proc
 
@@ -594,20 +620,38 @@ class KerasProcessBackend:
             proc.stdin.close()
             proc.wait(timeout=30)
 
-    def forward(self, params: RNNParams, x: np.ndarray[Any, Any], *, h0: Any = None,
-                lengths: Any = None, mask: Any = None) -> ForwardResult:
+    def _ask(self, request: dict[str, Any]) -> dict[str, np.ndarray[Any, Any]]:
         with self._lock:
             proc = self._start()
             if proc.stdin is None or proc.stdout is None:
                 raise RuntimeError(f"the {self.name} worker has no pipes")
-            proc.stdin.write(_pack(_request(params, x, h0, lengths, mask)))
+            proc.stdin.write(_pack(request))
             proc.stdin.flush()
             res = _unpack(proc.stdout)
         if res is None:
-            raise RuntimeError(f"the {self.name} worker died (exit code {proc.poll()})")
+            tail = ""
+            if self._log is not None:
+                self._log.seek(0)
+                tail = self._log.read().decode(errors="replace")[-2000:]
+            raise RuntimeError(f"the {self.name} worker died (exit code {proc.wait()}); its "
+                               f"last words:\n{tail}")
         if "__error__" in res:
             err = json.loads(str(res["__error__"]))
             raise _ERRORS.get(err["type"], RuntimeError)(err["message"])
+        return res
+
+    def round_trip(self, params: RNNParams) -> RNNParams:
+        """Through a Keras model built by the worker (``to_keras`` then ``from_keras``)."""
+        req = {"__op__": np.array("round_trip"), "__config__": np.array(params.config.to_json())}
+        req.update({f"p.{k}": v for k, v in params.named_arrays()})
+        res = self._ask(req)
+        config = RNNConfig.from_dict(json.loads(str(res["__config__"])))
+        return RNNParams.from_arrays(config, {k[2:]: v for k, v in res.items()
+                                              if k.startswith("p.")})
+
+    def forward(self, params: RNNParams, x: np.ndarray[Any, Any], *, h0: Any = None,
+                lengths: Any = None, mask: Any = None) -> ForwardResult:
+        res = self._ask(_request(params, x, h0, lengths, mask))
         outs = [res[k] for k in sorted((k for k in res if k.startswith("outputs.")),
                                        key=lambda k: int(k.split(".")[1]))]
         hs = [res[k] for k in sorted((k for k in res if k.startswith("h_n.")),

@@ -33,6 +33,16 @@ class NumpyBackend:
     ) -> ForwardResult:
         return forward(params, x, h0=h0, lengths=lengths, mask=mask, compute_dtype=params.dtype)
 
+    def round_trip(self, params: RNNParams) -> RNNParams:
+        """Through the canonical file and back."""
+        import tempfile
+        from pathlib import Path
+
+        from rnn_ref.io import load, save
+
+        with tempfile.TemporaryDirectory() as tmp:
+            return load(save(params, Path(tmp) / "params.npz"))
+
     def supports(self, config: RNNConfig, *, dtype: Any, lengths: bool, mask: bool) -> str | None:
         """Everything in the spec, in any floating dtype."""
         if np.dtype(dtype).kind != "f":

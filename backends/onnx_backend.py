@@ -218,7 +218,8 @@ def to_native(params: RNNParams, *, time_major: bool = False, lengths: bool = Fa
         merge = cfg.merge_modes[li]
         if merge == "concat":  # [T, R, N, M] -> [T, N, R, M] -> [T, N, R*M]
             t = g.op1("Transpose", [y], perm=[0, 2, 1, 3])
-            shape = g.const(g.name("shape"), np.array([0, 0, -1], np.int64))
+            width = R * cfg.hidden_sizes[li]  # static: -1 is ambiguous for an empty sequence
+            shape = g.const(g.name("shape"), np.array([0, 0, width], np.int64))
             x = g.op1("Reshape", [t, shape])
             outputs_tm = [x]
         else:
@@ -583,12 +584,19 @@ class OnnxRuntimeBackend:
 
     def supports(self, config: RNNConfig, *, dtype: Any, lengths: bool, mask: bool
                  ) -> str | None:
-        reason = unsupported(config, padded=lengths or mask)
+        if mask:
+            return "a mask of any pattern: sequence_lens takes right-padded lengths"
+        reason = unsupported(config, padded=lengths)
         if reason is not None:
             return f"{reason[0]}: {reason[1]}"
         if np.dtype(dtype) != np.float32:
             return f"dtype {np.dtype(dtype)}: onnxruntime's CPU RNN runs float32 only"
         return None
+
+    def round_trip(self, params: RNNParams) -> RNNParams:
+        """Through an ONNX graph (serialised and parsed again) and back."""
+        model = to_native(params)
+        return from_native(onnx.load_from_string(model.SerializeToString()))
 
     def forward(self, params: RNNParams, x: np.ndarray[Any, Any], *, h0: Any = None,
                 lengths: Any = None, mask: Any = None) -> ForwardResult:

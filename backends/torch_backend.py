@@ -304,12 +304,18 @@ class TorchBackend:
 
     def supports(self, config: RNNConfig, *, dtype: Any, lengths: bool, mask: bool
                  ) -> str | None:
-        reason = unsupported(config, padded=lengths or mask)
+        if mask:
+            return "a mask of any pattern: nn.RNN takes right-padded lengths (PackedSequence)"
+        reason = unsupported(config, padded=lengths)
         if reason is not None:
             return f"{reason[0]}: {reason[1]}"
         if np.dtype(dtype) not in _DTYPES:
             return f"dtype {np.dtype(dtype)}: use float32 or float64"
         return None
+
+    def round_trip(self, params: RNNParams) -> RNNParams:
+        """Through ``nn.RNN`` and back (raises where torch cannot express the config)."""
+        return from_native(to_native(params.replace(padded_output="zeros")))
 
     def forward(self, params: RNNParams, x: np.ndarray[Any, Any], *, h0: Any = None,
                 lengths: Any = None, mask: Any = None) -> ForwardResult:

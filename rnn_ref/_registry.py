@@ -13,6 +13,8 @@ A backend, built in or a third party's, is any object with
   (N, T, F)``, ``h_n (L*R, N, M)``) or an object with ``.outputs`` and ``.h_n``;
 * ``supports(config, *, dtype, lengths, mask)``: ``None`` when the backend can run that case,
   else a sentence saying why not (the conformance suite then checks that asking for it raises).
+  ``lengths`` means right-padded lengths; ``mask`` a boolean mask of any pattern (holes, left
+  padding). A backend that takes only right padding declares ``mask`` unsupported.
 """
 
 from __future__ import annotations
@@ -133,10 +135,13 @@ def get_backend(name: str) -> Backend:
         obj = _load_target(spec.target)
     elif ":" in name:
         obj = _load_target(name)
+    elif (ep := _entry_point(name)) is not None:
+        obj = ep.load()
     else:
         raise ValueError(
             f"unknown backend {name!r}; built in: {', '.join(BACKENDS)}; "
-            f"or name a third party's as 'module:attribute'"
+            f"or name a third party's as 'module:attribute' or register it in the "
+            f"'{ENTRY_POINT_GROUP}' entry-point group"
         )
     try:
         backend = _instantiate(obj)
@@ -149,6 +154,16 @@ def get_backend(name: str) -> Backend:
             f".name, .forward(params, x, *, h0, lengths, mask) and .supports(config, ...)"
         )
     return backend
+
+
+ENTRY_POINT_GROUP = "rnn_ref.backends"
+
+
+def _entry_point(name: str) -> Any:
+    from importlib.metadata import entry_points
+
+    found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+    return found[0] if found else None
 
 
 def _instantiate(obj: Any) -> Any:

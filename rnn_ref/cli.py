@@ -111,6 +111,72 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    """Run the conformance suite on backends; exit 1 on any failure."""
+    import re
+
+    from rnn_ref.backends import deviations
+    from rnn_ref.conformance import cases as case_lib
+    from rnn_ref.conformance import report as report_lib
+    from rnn_ref.conformance import runner
+
+    names = args.backend or rnn_ref.available_backends()
+    mode = "full" if args.full else "quick"
+    selected = case_lib.full_cases() if args.full else case_lib.quick_cases()
+    if args.case and not args.full:  # a named case may come from the full matrix
+        selected = case_lib.full_cases()
+    if args.random:
+        selected += case_lib.random_cases(args.random, args.seed)
+    if args.case:
+        try:
+            pattern = re.compile(args.case)
+        except re.error as exc:
+            print(f"rnn-ref check: --case is not a valid regular expression: {exc}",
+                  file=sys.stderr)
+            return 2
+        selected = [c for c in selected if pattern.search(c.name)]
+        if not selected:
+            print(f"rnn-ref check: no case matches --case {args.case!r}", file=sys.stderr)
+            return 2
+    reports = []
+    for name in names:
+        try:
+            backend = rnn_ref.get_backend(name)
+        except (ImportError, ValueError, TypeError) as exc:
+            print(f"rnn-ref check: backend {name!r}: {exc}", file=sys.stderr)
+            return 2
+        try:
+            known = (deviations.load_file(args.known_failures, backend.name)
+                     if args.known_failures else deviations.load(backend.name))
+        except (OSError, ValueError) as exc:
+            print(f"rnn-ref check: --known-failures: {exc}", file=sys.stderr)
+            return 2
+        progress = None if args.no_progress else report_lib.ProgressBar()
+        print(f"{backend.name}: {len(selected)} {mode} cases", file=sys.stderr)
+        reports.append(runner.run(backend, selected, deviations=known,
+                                  progress=progress))
+    print(report_lib.summary_table(reports))
+    failed = False
+    for rep in reports:
+        for r in rep.results:
+            if r.status == "fail":
+                failed = True
+                rerun = f"rnn-ref check --backend {rep.backend!r} --case '^{r.case}$'"
+                if args.random and "_s" in r.case:
+                    rerun += f" --random {args.random} --seed {args.seed}"
+                print(f"FAIL {rep.backend} {r.case} [{r.category}]: {r.detail}\n"
+                      f"     rerun: {rerun}")
+            elif r.status == "xpass":
+                print(f"XPASS {rep.backend} {r.case} [{r.category}]: passes although known "
+                      f"failure {r.deviation!r} matches it; update the known failures")
+        for d in rep.stale:
+            print(f"STALE {rep.backend}: known failure {d.id!r} matched no case of this run")
+    if args.json:
+        report_lib.write_json(args.json, reports, mode=mode)
+        print(f"wrote {args.json}")
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rnn-ref",
@@ -120,6 +186,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser("info", help="versions, and which backends can run here")
     p.set_defaults(func=cmd_info)
+    p = sub.add_parser("check", help="the conformance suite: backends held to the oracle",
+                       description="Run every conformance case each backend declares it "
+                       "supports, compare with the oracle, and check that what it declares "
+                       "unsupported raises. Exit status 1 on any failure.")
+    p.add_argument("--backend", action="append", metavar="NAME",
+                   help="a built-in name or a third party's module:attribute (repeatable; "
+                   "default: every built-in backend that can run here)")
+    p.add_argument("--full", action="store_true", help="the full matrix (default: quick)")
+    p.add_argument("--random", type=int, default=0, metavar="N",
+                   help="add N randomly sampled configurations")
+    p.add_argument("--seed", type=int, default=0, help="seed of --random (default 0)")
+    p.add_argument("--case", metavar="REGEX", help="only cases whose name matches")
+    p.add_argument("--known-failures", metavar="FILE",
+                   help="a JSON list of known failures (default: the built-in ones)")
+    p.add_argument("--json", metavar="PATH", help="write every result as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_check)
     p = sub.add_parser("demo", help="the tutorials' model through the oracle and every backend")
     p.add_argument("--seed", type=int, default=0, help="seed of weights and inputs (default 0)")
     p.set_defaults(func=cmd_demo)

@@ -1,0 +1,248 @@
+"""Conformance cases as data: named, seeded, reproducible.
+
+A :class:`Case` is a config, a shape, a dtype, an input pattern (initial state, padding) and a
+seed; everything a backend is given (weights, inputs, lengths, masks) is drawn from the seed,
+and the expected values come from the oracle. Names spell the case out, e.g.
+``rnn_tanh_2layer_bidir_h0_lengths_readout_n3t7d5m4_f32``, and are unique.
+
+* :func:`quick_cases`: one axis at a time around a few bases (50 cases): every
+  activation, 1 and 2 layers, the three directions, every merge mode, ``h0``, lengths, masks
+  with holes and a leading masked step, a zero length, the three padded-output modes, the
+  processing order, clip, readout, narrowing stacks, float64, and the tutorials' shapes.
+* :func:`full_cases`: the product of activation x layers x direction x padding x initial
+  state (readout on every other case), in float32, plus the quick cases.
+* :func:`random_cases`: ``count`` configurations sampled from ``seed`` (any mix of the above).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rnn_ref.activations import Activation
+from rnn_ref.config import RNNConfig
+from rnn_ref.params import RNNParams, init
+
+__all__ = ["ACTIVATION_SET", "Case", "CaseInputs", "all_named_cases", "full_cases",
+           "quick_cases", "random_cases"]
+
+#: Short names and activations; parameters chosen as Keras defines them where Keras has one.
+ACTIVATION_SET: dict[str, Activation] = {
+    "tanh": Activation("tanh"), "relu": Activation("relu"), "sigmoid": Activation("sigmoid"),
+    "linear": Activation("linear"), "softsign": Activation("softsign"),
+    "softplus": Activation("softplus"),
+    "hardsigmoid": Activation("hard_sigmoid", 1 / 6, 0.5),
+    "elu": Activation("elu", 1.0), "leakyrelu": Activation("leaky_relu", 0.2),
+    "affine": Activation("affine", 0.8, 0.1),
+    "thresholdedrelu": Activation("thresholded_relu", 0.1),
+    "scaledtanh": Activation("scaled_tanh", 1.5, 0.7),
+}
+_DIRS = {"fwd": "forward", "rev": "reverse", "bidir": "bidirectional"}
+_DTYPES = {"f32": "float32", "f64": "float64"}
+
+
+@dataclass(frozen=True)
+class CaseInputs:
+    """What a backend is given for a case (arrays in the case's dtype)."""
+
+    params: RNNParams
+    x: np.ndarray[Any, Any]
+    h0: np.ndarray[Any, Any] | list[np.ndarray[Any, Any]] | None
+    lengths: np.ndarray[Any, Any] | None
+    mask: np.ndarray[Any, Any] | None
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"h0": self.h0, "lengths": self.lengths, "mask": self.mask}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One conformance case.
+
+    Attributes:
+        name: unique, spelled out from the fields.
+        config: the architecture.
+        n, t: batch size and sequence length (D and M come from the config).
+        dtype: ``"float32"`` or ``"float64"``, the dtype the backend computes in.
+        h0: whether a random initial state is given.
+        padding: ``"none"``, ``"lengths"`` (right padding), ``"mask"`` (holes and a leading
+            masked step) or ``"zero"`` (lengths with one zero).
+        seed: draws every array.
+    """
+
+    name: str
+    config: RNNConfig
+    n: int
+    t: int
+    dtype: str
+    h0: bool
+    padding: str
+    seed: int
+    tags: tuple[str, ...] = field(default=())
+
+    def inputs(self) -> CaseInputs:
+        rng = np.random.default_rng(self.seed)
+        dt = np.dtype(self.dtype)
+        params = init(self.config, seed=self.seed, scheme="torch", dtype=dt)
+        x = rng.standard_normal((self.n, self.t, self.config.input_size)).astype(dt)
+        h0 = None
+        if self.h0:
+            R = self.config.num_directions
+            states = [rng.standard_normal((self.n, m)).astype(dt) * 0.5
+                      for m in self.config.hidden_sizes for _ in range(R)]
+            h0 = np.stack(states) if self.config.uniform_hidden else states
+        lengths = mask = None
+        if self.padding in ("lengths", "zero"):
+            lengths = rng.integers(1, self.t + 1, size=self.n)
+            lengths[0] = self.t  # one full-length sample
+            if self.padding == "zero":
+                lengths[-1] = 0
+        elif self.padding == "mask":
+            mask = rng.random((self.n, self.t)) < 0.7
+            mask[0, 0] = False  # a leading masked step
+            mask[-1, :] = True
+            if self.t > 2:
+                mask[-1, self.t // 2] = False  # a hole
+        return CaseInputs(params, x, h0, lengths, mask)
+
+    def properties(self) -> dict[str, Any]:
+        """What known-failure entries match on."""
+        return {
+            "zero_length": self.padding == "zero",
+            "empty": self.t == 0,
+            "h0": self.h0,
+            "padding": self.padding != "none",
+            "padded_output": self.config.padded_output,
+            "direction": self.config.direction,
+            "dtype": self.dtype,
+            "layers": self.config.num_layers,
+            "readout": self.config.output_size is not None,
+        }
+
+
+def _name(act: str, cfg: RNNConfig, dir_key: str, h0: bool, padding: str, n: int, t: int,
+          dtype_key: str, extra: str = "") -> str:
+    m = "x".join(str(s) for s in cfg.hidden_sizes) if not cfg.uniform_hidden else str(
+        cfg.hidden_sizes[0])
+    parts = [f"rnn_{act}", f"{cfg.num_layers}layer", dir_key]
+    if h0:
+        parts.append("h0")
+    if padding != "none":
+        parts.append({"lengths": "lengths", "mask": "mask", "zero": "zerolen"}[padding])
+    if cfg.output_size is not None:
+        parts.append("readout")
+    if extra:
+        parts.append(extra)
+    parts += [f"n{n}t{t}d{cfg.input_size}m{m}", dtype_key]
+    return "_".join(parts)
+
+
+def _case(act: str = "tanh", layers: int = 2, dir_key: str = "bidir", h0: bool = False,
+          padding: str = "none", readout: bool = False, dtype_key: str = "f32",
+          n: int = 3, t: int = 7, d: int = 5, m: int | tuple[int, ...] = 4, seed: int = 0,
+          extra: str = "", **config: Any) -> Case:
+    activation = config.pop("activation", None) or ACTIVATION_SET[act]
+    cfg = RNNConfig(d, m, num_layers=len(m) if isinstance(m, tuple) else layers,
+                    direction=_DIRS[dir_key], activation=activation,
+                    output_size=2 if readout else None, **config)
+    name = _name(act, cfg, dir_key, h0, padding, n, t, dtype_key, extra)
+    # a stable seed from the name, so adding cases never reseeds others
+    stable = seed or int.from_bytes(name.encode()[-8:].rjust(8, b"\0"), "little") % (2**31)
+    return Case(name, cfg, n, t, _DTYPES[dtype_key], h0, padding, stable)
+
+
+def quick_cases() -> list[Case]:
+    cases = []
+    for act, dir_key, layers in itertools.product(["tanh", "relu"], _DIRS, [1, 2]):
+        cases.append(_case(act, layers, dir_key))
+    for act in ACTIVATION_SET:
+        if act not in ("tanh", "relu"):
+            cases.append(_case(act, 1, "bidir"))
+    cases += [
+        _case("tanh", 2, "bidir", h0=True, padding="lengths", readout=True),
+        _case("tanh", 2, "bidir", h0=True, padding="mask"),
+        _case("relu", 2, "fwd", h0=True, padding="lengths"),
+        _case("tanh", 1, "rev", h0=True, padding="lengths"),
+        _case("tanh", 1, "rev", padding="mask"),
+        _case("tanh", 2, "fwd", padding="mask", padded_output="carry_output", extra="carryout"),
+        _case("tanh", 1, "fwd", h0=True, padding="mask", padded_output="carry_state",
+              extra="carrystate"),
+        _case("tanh", 1, "fwd", h0=True, padding="mask", padded_output="carry_output",
+              extra="carryout"),
+        _case("tanh", 1, "rev", padding="mask", output_order="processing", extra="processing"),
+        _case("tanh", 1, "rev", output_order="processing", extra="processing"),
+        _case("tanh", 2, "bidir", h0=True, padding="zero"),
+        _case("tanh", 1, "fwd", h0=True, padding="zero"),
+        _case("tanh", 2, "fwd", clip=0.5, extra="clip"),
+        _case("relu", 1, "bidir", clip=1.0, extra="clip"),
+        _case("tanh", 2, "fwd", bias=False, extra="nobias"),
+        _case("tanh", 2, "bidir", readout=True, m=(6, 3), extra="narrow"),
+        _case("tanh", 2, "bidir", activation=[("relu", "tanh"), ("sigmoid", "relu")],
+              extra="mixedacts"),
+        _case("tanh", 1, "bidir", activation=("relu", "tanh"), extra="perdir"),
+        _case("tanh", 2, "bidir", readout=True, output_activation="sigmoid", extra="sigout"),
+        _case("tanh", 2, "bidir", h0=True, padding="lengths", readout=True, dtype_key="f64"),
+        _case("relu", 1, "rev", padding="mask", dtype_key="f64"),
+        # the tutorials' shapes (N, T, D, M, K) = (1, 10, 3, 5, 2) and (10, 20, 4, 4, 3)
+        _case("tanh", 1, "fwd", readout=True, n=1, t=10, d=3, m=5, extra="tutorial"),
+        _case("tanh", 1, "fwd", readout=True, n=10, t=20, d=4, m=4, extra="tutorial"),
+        _case("tanh", 1, "fwd", n=2, t=0, extra="emptyseq"),
+    ]
+    for merge in ("sum", "mul", "ave"):
+        cases.append(_case("tanh", 2, "bidir", merge_mode=merge, extra=merge))
+    cases.append(_case("tanh", 1, "bidir", merge_mode=None, extra="pair"))
+    return _unique(cases)
+
+
+def full_cases() -> list[Case]:
+    cases = list(quick_cases())
+    for i, (act, layers, dir_key, padding, h0) in enumerate(itertools.product(
+            ACTIVATION_SET, [1, 2], _DIRS, ["none", "lengths", "mask", "zero"], [False, True])):
+        cases.append(_case(act, layers, dir_key, h0=h0, padding=padding, readout=i % 2 == 1))
+    return _unique(cases)
+
+
+def random_cases(count: int, seed: int = 0) -> list[Case]:
+    """``count`` sampled cases; the same ``(count, seed)`` gives the same cases."""
+    rng = np.random.default_rng(seed)
+    out = []
+    acts = list(ACTIVATION_SET)
+    for i in range(count):
+        dir_key = str(rng.choice(list(_DIRS)))
+        layers = int(rng.integers(1, 4))
+        R = 2 if dir_key == "bidir" else 1
+        act_names = [[str(rng.choice(acts)) for _ in range(R)] for _ in range(layers)]
+        hidden = tuple(int(v) for v in rng.integers(1, 8, size=layers))
+        readout = bool(rng.integers(0, 2))
+        merge = str(rng.choice(["concat", "sum", "mul", "ave"])) if R == 2 else "concat"
+        padding = str(rng.choice(["none", "lengths", "mask", "zero"]))
+        case = _case(
+            "random", layers, dir_key, h0=bool(rng.integers(0, 2)), padding=padding,
+            readout=readout, dtype_key=str(rng.choice(["f32", "f64"])),
+            n=int(rng.integers(1, 5)), t=int(rng.integers(1, 9)), d=int(rng.integers(1, 7)),
+            m=hidden, seed=int(rng.integers(1, 2**31)), extra=f"s{seed}i{i}",
+            activation=[tuple(ACTIVATION_SET[a] for a in names) for names in act_names],
+            merge_mode=merge,
+            clip=float(rng.uniform(0.5, 3)) if rng.integers(0, 4) == 0 else None,
+            padded_output=str(rng.choice(["zeros", "carry_output", "carry_state"])),
+        )
+        out.append(case)
+    return out
+
+
+def all_named_cases() -> Iterator[Case]:
+    """Every case that has a fixed name (quick and full), for ``--case`` lookups."""
+    yield from full_cases()
+
+
+def _unique(cases: list[Case]) -> list[Case]:
+    seen: dict[str, Case] = {}
+    for c in cases:
+        if c.name in seen and seen[c.name] != c:
+            raise ValueError(f"two different cases are both named {c.name!r}")
+        seen[c.name] = c
+    return list(seen.values())

@@ -1,0 +1,245 @@
+"""The runner: any backend, every case it declares it supports, held to the oracle.
+
+For each case the runner asks ``backend.supports(config, dtype=..., lengths=..., mask=...)``:
+
+* supported: it runs ``backend.forward`` and compares with :func:`rnn_ref.forward` (float64),
+  shape first, then dtype, then values, with the tolerance policy of
+  :mod:`rnn_ref.conformance.compare`; categories ``forward`` (outputs, and the readout when
+  the backend returns one) and ``final_state`` (``h_n``). A backend with ``round_trip(params)``
+  (to its native format and back) also gets ``conversion``: the weights must come back
+  bit-exact (a one-bias format may merge ``b_x + b_h`` into ``b_x``).
+* unsupported: ``must_raise``: asking for it must raise (``NotImplementedError``,
+  ``ValueError`` or ``TypeError`` with a message), never return numbers.
+
+Known failures (:mod:`rnn_ref.backends.deviations`) turn a matching failure into ``known``; a
+matching case that passes is reported as ``xpass``, and an entry that matches no case of the
+run is reported as stale.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from rnn_ref.backends.deviations import Deviation
+from rnn_ref.conformance.cases import Case
+from rnn_ref.conformance.compare import ErrorReport, Tolerance, compare, tolerance
+
+from rnn_ref.params import RNNParams
+from rnn_ref.reference import forward
+
+__all__ = ["CATEGORIES", "CaseResult", "RunReport", "check_case", "run"]
+
+CATEGORIES = ("forward", "final_state", "conversion", "must_raise")
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    backend: str
+    case: str
+    category: str
+    status: str  # "pass", "fail", "known", "xpass"
+    detail: str = ""
+    report: ErrorReport | None = None
+    deviation: str | None = None
+    seconds: float = 0.0
+
+    def worst_ratio(self) -> float:
+        """max |error| / tolerance at the worst element (0 when not a value comparison)."""
+        r = self.report
+        if r is None or not np.isfinite(r.max_abs) or r.atol == 0:
+            return 0.0
+        return float(r.max_abs / r.atol)
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"backend": self.backend, "case": self.case,
+                               "category": self.category, "status": self.status,
+                               "detail": self.detail, "deviation": self.deviation,
+                               "seconds": round(self.seconds, 4)}
+        if self.report is not None:
+            r = self.report
+            out.update({"max_abs_error": r.max_abs, "max_rel_error": r.max_rel,
+                        "eps_units": r.eps_units, "where_t_n_m": list(r.where),
+                        "atol": r.atol, "rtol": r.rtol})
+        return out
+
+
+@dataclass
+class RunReport:
+    backend: str
+    results: list[CaseResult] = field(default_factory=list)
+    stale: list[Deviation] = field(default_factory=list)
+    cases: int = 0
+    seconds: float = 0.0
+
+    @property
+    def failures(self) -> list[CaseResult]:
+        return [r for r in self.results if r.status == "fail"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+def _as_result(value: Any) -> tuple[Any, Any, Any]:
+    if isinstance(value, tuple) and len(value) == 2:
+        return value[0], value[1], None
+    if hasattr(value, "outputs") and hasattr(value, "h_n"):
+        return value.outputs, value.h_n, getattr(value, "y", None)
+    raise TypeError(f"forward must return (outputs, h_n) or an object with .outputs and .h_n, "
+                    f"got {type(value).__name__}")
+
+
+def _seq(value: Any) -> tuple[Any, ...]:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,)
+
+
+def _tolerance(case: Case, expected: Any) -> Tolerance:
+    acts = [a for layer in case.config.activations for a in layer]
+    if case.config.output_size is not None:
+        acts.append(case.config.output_activation)
+    arrays = [np.asarray(a) for a in _seq(expected)]
+    scale = max((float(np.abs(a).max()) for a in arrays if a.size), default=1.0)
+    return tolerance(case.dtype, max(case.t, 1), acts, layers=case.config.num_layers,
+                     scale=scale)
+
+
+def _compare_all(got: Any, want: Any, case: Case, label: str) -> ErrorReport:
+    got_s, want_s = _seq(got), _seq(want)
+    if len(got_s) != len(want_s):
+        return ErrorReport(False, f"{label}: {len(got_s)} arrays, expected {len(want_s)}",
+                           max_abs=np.inf)
+    worst: ErrorReport | None = None
+    for g, w in zip(got_s, want_s, strict=True):
+        rep = compare(np.asarray(g), w, _tolerance(case, w), dtype=case.dtype,
+                      time_axis=1 if np.ndim(w) == 3 and label != "h_n" else None)
+        if not rep.passed:
+            return rep
+        if worst is None or rep.max_abs > worst.max_abs:
+            worst = rep
+    return worst or ErrorReport(True, "")
+
+
+def _matches(dev: Deviation, case: Case, category: str) -> bool:
+    if dev.match is None:
+        return False
+    props = case.properties()
+    # a deviation is about computed values unless it says otherwise
+    cats = dev.match.get("categories", ("forward", "final_state"))
+    if category not in cats:
+        return False
+    return all(props.get(k) == v for k, v in dev.match.items() if k != "categories")
+
+
+def _equivalent(p: RNNParams, q: RNNParams) -> str:
+    """"" when q holds p's weights bit-exactly (one-bias formats: b_x + b_h in b_x)."""
+    a, b = p.config, q.config
+    for attr in ("direction", "hidden_sizes", "activations", "clips", "merge_modes", "bias",
+                 "output_size", "output_activation", "output_order"):
+        if getattr(a, attr) != getattr(b, attr):
+            return f"config.{attr} changed: {getattr(a, attr)!r} -> {getattr(b, attr)!r}"
+    for li, (lp, lq) in enumerate(zip(p.layers, q.layers, strict=True)):
+        for r, (cp, cq) in enumerate(zip(lp, lq, strict=True)):
+            where = f"layers[{li}][{r}]"
+            for n in ("w_x", "w_h"):
+                if not np.array_equal(getattr(cp, n), getattr(cq, n)):
+                    return f"{where}.{n} changed"
+            if np.array_equal(cp.b_x, cq.b_x) and np.array_equal(cp.b_h, cq.b_h):
+                continue
+            one_bias = not cq.b_h.any() and np.array_equal(cq.b_x, cp.b_x + cp.b_h)
+            if not one_bias:
+                return f"{where} biases changed (b_x, b_h not kept, nor merged into b_x)"
+    if (p.readout is None) != (q.readout is None):
+        return "the readout was lost or added"
+    if p.readout is not None and q.readout is not None and not (
+            np.array_equal(p.readout.w, q.readout.w) and np.array_equal(p.readout.b, q.readout.b)):
+        return "the readout changed"
+    return ""
+
+
+def check_case(backend: Any, case: Case, deviations: Sequence[Deviation] = ()
+               ) -> list[CaseResult]:
+    """Run one case on one backend; one result per category that applies."""
+    name = str(getattr(backend, "name", type(backend).__name__))
+    inp = case.inputs()
+    reason = backend.supports(case.config, dtype=np.dtype(case.dtype),
+                              lengths=inp.lengths is not None, mask=inp.mask is not None)
+    results: list[CaseResult] = []
+    start = time.perf_counter()
+
+    def add(category: str, ok: bool, detail: str, report: ErrorReport | None = None) -> None:
+        dev = next((d for d in deviations if _matches(d, case, category)), None)
+        status = "pass" if ok else "fail"
+        if dev is not None:
+            status = "xpass" if ok else "known"
+        results.append(CaseResult(name, case.name, category, status, detail, report,
+                                  None if dev is None else dev.id,
+                                  time.perf_counter() - start))
+
+    if reason is not None:
+        try:
+            backend.forward(inp.params, inp.x, **inp.kwargs())
+        except (NotImplementedError, ValueError, TypeError) as exc:
+            add("must_raise", bool(str(exc)), f"declared unsupported ({reason}); raised "
+                f"{type(exc).__name__}: {exc}" if str(exc) else "raised with no message")
+        except Exception as exc:  # a crash is not a clear refusal
+            add("must_raise", False, f"declared unsupported ({reason}) but crashed: "
+                f"{type(exc).__name__}: {exc}")
+        else:
+            add("must_raise", False, f"declared unsupported ({reason}) but returned numbers")
+        return results
+
+    want = forward(inp.params, inp.x, **inp.kwargs())
+    try:
+        outputs, h_n, y = _as_result(backend.forward(inp.params, inp.x, **inp.kwargs()))
+    except Exception as exc:
+        add("forward", False, f"raised {type(exc).__name__}: {exc}")
+        add("final_state", False, "not computed")
+        return results
+    rep = _compare_all(outputs, want.outputs, case, "outputs")
+    detail = rep.summary()
+    if rep.passed and want.y is not None:
+        if y is None:
+            detail += "; readout not returned, y unchecked"
+        else:
+            rep_y = _compare_all(y, want.y, case, "y")
+            if not rep_y.passed or rep_y.max_abs > rep.max_abs:
+                rep, detail = rep_y, "y: " + rep_y.summary()
+    add("forward", rep.passed, detail, rep)
+    rep_h = _compare_all(h_n, want.h_n, case, "h_n")
+    add("final_state", rep_h.passed, rep_h.summary(), rep_h)
+
+    round_trip = getattr(backend, "round_trip", None)
+    if round_trip is not None:
+        try:
+            back = round_trip(inp.params)
+        except NotImplementedError:
+            pass  # the format cannot hold this config; forward already covers the backend
+        else:
+            problem = _equivalent(inp.params, back)
+            add("conversion", not problem, problem or "weights bit-exact")
+    return results
+
+
+def run(backend: Any, cases: Iterable[Case], *, deviations: Sequence[Deviation] = (),
+        progress: Callable[[int, int, str], None] | None = None) -> RunReport:
+    """Run ``cases`` on ``backend``; ``progress(done, total, case_name)`` after each case."""
+    cases = list(cases)
+    name = str(getattr(backend, "name", type(backend).__name__))
+    report = RunReport(name, cases=len(cases))
+    start = time.perf_counter()
+    used: set[str] = set()
+    for i, case in enumerate(cases):
+        for d in deviations:
+            if d.match is not None and all(case.properties().get(k) == v
+                                           for k, v in d.match.items() if k != "categories"):
+                used.add(d.id)
+        report.results.extend(check_case(backend, case, deviations))
+        if progress is not None:
+            progress(i + 1, len(cases), case.name)
+    report.stale = [d for d in deviations if d.match is not None and d.id not in used]
+    report.seconds = time.perf_counter() - start
+    return report

@@ -1,0 +1,121 @@
+"""The conformance suite: cases, runner, known failures, CLI, pytest plugin, planted bugs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from planted import BROKEN, Correct, ReturnsNumbersWhenUnsupported
+from rnn_ref.backends.deviations import Deviation
+from rnn_ref.conformance import cases, runner
+
+import rnn_ref
+from rnn_ref import cli
+
+QUICK = cases.quick_cases()
+
+
+def test_case_names_are_unique_stable_and_spelled_out() -> None:
+    full = cases.full_cases()
+    assert len({c.name for c in full}) == len(full) > 500
+    names = {c.name for c in QUICK}
+    assert "rnn_tanh_2layer_bidir_h0_lengths_readout_n3t7d5m4_f32" in names
+    assert "rnn_tanh_1layer_fwd_readout_tutorial_n1t10d3m5_f32" in names  # (1, 10, 3, 5, 2)
+    assert "rnn_tanh_1layer_fwd_readout_tutorial_n10t20d4m4_f32" in names  # (10, 20, 4, 4, 3)
+    acts = {a.name for c in QUICK for layer in c.config.activations for a in layer}
+    assert acts == set(rnn_ref.ACTIVATIONS)
+    a, b = QUICK[5].inputs(), QUICK[5].inputs()
+    np.testing.assert_array_equal(a.x, b.x)
+    assert a.params == b.params
+    assert cases.random_cases(5, seed=3) == cases.random_cases(5, seed=3)
+    assert cases.random_cases(5, seed=3) != cases.random_cases(5, seed=4)
+
+
+def test_non_square_shapes() -> None:
+    for c in QUICK:
+        if "tutorial" in c.name or c.t == 0:
+            continue
+        d, m = c.config.input_size, c.config.hidden_sizes[0]
+        assert len({c.n, c.t, d, m}) == 4, c.name
+
+
+def test_correct_backends_pass_the_quick_matrix() -> None:
+    for backend in (rnn_ref.get_backend("numpy"), Correct()):
+        report = runner.run(backend, QUICK)
+        assert report.ok, [r.detail for r in report.failures][:3]
+        assert {r.category for r in report.results} >= {"forward", "final_state", "conversion"}
+
+
+@pytest.mark.parametrize("broken", BROKEN, ids=lambda b: b.name)
+def test_every_planted_bug_is_caught(broken: type) -> None:
+    report = runner.run(broken(), QUICK)
+    caught = sorted({r.case for r in report.failures})
+    assert caught, f"{broken.name} passed every case"
+
+
+def test_what_catches_what() -> None:
+    """The named cases that catch each planted bug (a few of them, as documentation)."""
+    def caught(backend: object, name: str) -> list[str]:
+        case = next(c for c in QUICK if c.name == name)
+        return [r.category for r in runner.check_case(backend, case) if r.status == "fail"]
+
+    from planted import ClipIgnored, PaddingNotZeroed, SwappedBiases
+
+    assert caught(SwappedBiases(), "rnn_tanh_1layer_fwd_n3t7d5m4_f32") == ["conversion"]
+    assert "forward" in caught(ClipIgnored(), "rnn_tanh_2layer_fwd_clip_n3t7d5m4_f32")
+    assert caught(PaddingNotZeroed(), "rnn_relu_2layer_fwd_h0_lengths_n3t7d5m4_f32") == [
+        "forward"]
+    assert caught(ReturnsNumbersWhenUnsupported(), "rnn_sigmoid_1layer_bidir_n3t7d5m4_f32") == [
+        "must_raise"]
+
+
+def test_known_failures_xpass_and_stale() -> None:
+    from planted import PaddingNotZeroed
+
+    known = [Deviation("padding", "x", "pads", "spec", "src", {"padding": True}),
+             Deviation("never", "x", "never", "spec", "src", {"dtype": "float16"})]
+    report = runner.run(PaddingNotZeroed(), QUICK, deviations=known)
+    assert report.ok  # every padding failure is known
+    assert {r.deviation for r in report.results if r.status == "known"} == {"padding"}
+    assert any(r.status == "xpass" for r in report.results)  # padded carry_state cases pass
+    assert [d.id for d in report.stale] == ["never"]
+
+
+def test_cli_check_passes_writes_json_and_reports_failures(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "check.json"
+    assert cli.main(["check", "--backend", "numpy", "--no-progress", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    (entry,) = data["backends"]
+    assert entry["backend"] == "numpy" and entry["cases"] == len(QUICK) and entry["ok"]
+    first = entry["results"][0]
+    for key in ("max_abs_error", "max_rel_error", "eps_units", "where_t_n_m", "atol"):
+        assert key in first
+    capsys.readouterr()
+    code = cli.main(["check", "--backend", "planted:ClipIgnored", "--no-progress"])
+    text = capsys.readouterr().out
+    assert code == 1
+    assert "FAIL planted-clip-ignored rnn_tanh_2layer_fwd_clip_n3t7d5m4_f32 [forward]" in text
+    assert "rerun: rnn-ref check --backend 'planted-clip-ignored' --case " in text
+    assert cli.main(["check", "--backend", "planted:ClipIgnored", "--no-progress",
+                     "--case", "^rnn_tanh_2layer_fwd_clip_n3t7d5m4_f32$"]) == 1
+    assert cli.main(["check", "--backend", "nonexistent"]) == 2
+    assert cli.main(["check", "--backend", "numpy", "--case", "no-such-case"]) == 2
+
+
+def test_pytest_plugin_is_inert_unless_asked(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_rnn="from rnn_ref.conformance.plugin import "
+                                  "test_rnn_conformance  # noqa: F401\n")
+    inert = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    inert.assert_outcomes(skipped=1)  # an empty parameter set: nothing runs
+    run = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--rnn-backend", "numpy",
+                                        "--rnn-random", "3")
+    run.assert_outcomes(passed=len(QUICK) + 3)
+    run.stdout.fnmatch_lines(["rnn-ref conformance: numpy (quick, random 3 seed 0)"])
+
+
+@pytest.mark.slow
+def test_every_builtin_backend_passes_the_quick_matrix(capsys) -> None:
+    """What `rnn-ref check` runs by default: every built-in backend that can run here."""
+    assert cli.main(["check", "--no-progress"]) == 0, capsys.readouterr().out
