@@ -35,7 +35,7 @@ from jax import lax
 from rnn_ref.activations import Activation
 from rnn_ref.config import RNNConfig
 from rnn_ref.errors import UnsupportedError
-from rnn_ref.params import CellParams, RNNParams
+from rnn_ref.params import CellParams, Readout, RNNParams
 from rnn_ref.reference import ForwardResult, _prepare
 
 __all__ = ["JaxBackend", "apply", "from_native", "oracle", "owns", "pytree_of", "to_native"]
@@ -207,6 +207,52 @@ class JaxBackend:
         if np.dtype(dtype).kind != "f":
             return f"dtype {np.dtype(dtype)} is not a floating dtype"
         return None
+
+    def backward(self, params: RNNParams, x: np.ndarray[Any, Any], *, h0: Any = None,
+                 lengths: Any = None, mask: Any = None, grad_outputs: Any = None,
+                 grad_h_n: Any = None, grad_y: Any = None) -> Any:
+        """Gradients by ``jax.grad`` through :func:`apply` (a ``BackwardResult``)."""
+        from rnn_ref.gradient import BackwardResult
+
+        cfg = params.config
+        dt = params.dtype
+        p = _prepare(params, x, h0, lengths, mask, dt, None, None)
+        with jax.enable_x64(dt == np.float64):
+            tree = pytree_of(params)
+            h0s = [jnp.asarray(h) for h in p.h0]
+            valid = None if p.valid is None else jnp.asarray(p.valid)
+
+            def pairs(a: Any, g: Any) -> list[tuple[Any, Any]]:
+                if g is None:
+                    return []
+                if isinstance(a, tuple):
+                    return list(zip(a, g, strict=True))
+                return [(a, jnp.asarray(g, dt))]
+
+            def loss(t: Tree, xx: jax.Array, hh: list[jax.Array]) -> jax.Array:
+                out, h_n, y = apply(t, xx, config=cfg, h0=hh, mask=valid)
+                hs = h_n if isinstance(h_n, tuple) else tuple(h_n)
+                g_hn = None if grad_h_n is None else (
+                    grad_h_n if isinstance(grad_h_n, (list, tuple)) else list(grad_h_n))
+                total = jnp.zeros((), dt)
+                for a, g in pairs(out, grad_outputs) + pairs(y, grad_y):
+                    total = total + jnp.sum(a * jnp.asarray(g, dt))
+                if g_hn is not None:
+                    for a, g in zip(hs, g_hn, strict=True):
+                        total = total + jnp.sum(a * jnp.asarray(g, dt))
+                return total
+
+            g_tree, g_x, g_h0 = jax.grad(loss, argnums=(0, 1, 2))(tree, jnp.asarray(p.x), h0s)
+            layers = [[CellParams(*(np.asarray(c[k]) for k in ("w_x", "w_h", "b_x", "b_h")))
+                       for c in layer] for layer in g_tree["layers"]]
+            if not cfg.bias:
+                layers = [[CellParams(c.w_x, c.w_h, np.zeros_like(c.b_x), np.zeros_like(c.b_h))
+                           for c in layer] for layer in layers]
+            ro = g_tree.get("readout")
+            readout = None if ro is None else Readout(np.asarray(ro["w"]), np.asarray(ro["b"]))
+            hs0 = [np.asarray(h) for h in g_h0]
+            return BackwardResult(RNNParams(cfg, layers, readout), np.asarray(g_x),
+                                  np.stack(hs0) if cfg.uniform_hidden else tuple(hs0))
 
     def round_trip(self, params: RNNParams) -> RNNParams:
         """Through flax ``nnx.SimpleCell`` modules and back (raises where a cell cannot)."""

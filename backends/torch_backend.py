@@ -313,6 +313,44 @@ class TorchBackend:
             return f"dtype {np.dtype(dtype)}: use float32 or float64"
         return None
 
+    def backward(self, params: RNNParams, x: np.ndarray[Any, Any], *, h0: Any = None,
+                 lengths: Any = None, mask: Any = None, grad_outputs: Any = None,
+                 grad_h_n: Any = None, grad_y: Any = None) -> Any:
+        """Gradients by torch autograd, in the parameters' dtype (a ``BackwardResult``)."""
+        from rnn_ref.gradient import BackwardResult
+
+        cfg = params.config
+        x = np.asarray(x)
+        n, t = x.shape[:2]
+        la = right_padded_lengths(lengths, mask, n, t, NAME)
+        raise_if(unsupported(cfg, padded=la is not None), NAME)
+        model = to_native(params, batch_first=True)
+        rnn = model.rnn if isinstance(model, RNNWithReadout) else model
+        dtype = _DTYPES[params.dtype]
+        xt = _tensor(x).to(dtype).requires_grad_(True)
+        L, R, m = cfg.num_layers, cfg.num_directions, cfg.hidden_sizes[0]
+        ht = (_tensor(np.asarray(h0)) if h0 is not None else torch.zeros(L * R, n, m)).to(
+            dtype).requires_grad_(True)
+        inp: Any = xt if la is None else nn.utils.rnn.pack_padded_sequence(
+            xt, torch.from_numpy(la), batch_first=True, enforce_sorted=False)
+        out, h_n = rnn(inp, ht)
+        if la is not None:
+            out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=t)
+        loss = out.sum() * 0
+        if grad_outputs is not None:
+            loss = loss + (out * _tensor(np.asarray(grad_outputs)).to(dtype)).sum()
+        if grad_h_n is not None:
+            loss = loss + (h_n * _tensor(np.asarray(grad_h_n)).to(dtype)).sum()
+        if grad_y is not None and isinstance(model, RNNWithReadout):
+            y = _READOUT_ACTIVATIONS[model.activation](model.readout(out))
+            loss = loss + (y * _tensor(np.asarray(grad_y)).to(dtype)).sum()
+        loss.backward()
+        grads = {k: (v.grad if v.grad is not None else torch.zeros_like(v))
+                 for k, v in model.named_parameters()}
+        g = from_native(grads, nonlinearity=str(rnn.nonlinearity))
+        g = RNNParams(cfg, g.layers, g.readout)
+        return BackwardResult(g, xt.grad.numpy(), ht.grad.numpy())  # type: ignore[union-attr]
+
     def round_trip(self, params: RNNParams) -> RNNParams:
         """Through ``nn.RNN`` and back (raises where torch cannot express the config)."""
         return from_native(to_native(params.replace(padded_output="zeros")))

@@ -33,7 +33,7 @@ from rnn_ref.reference import forward
 
 __all__ = ["CATEGORIES", "CaseResult", "RunReport", "check_case", "run"]
 
-CATEGORIES = ("forward", "final_state", "conversion", "must_raise")
+CATEGORIES = ("forward", "final_state", "gradient", "conversion", "must_raise")
 
 
 @dataclass(frozen=True)
@@ -160,6 +160,50 @@ def _equivalent(p: RNNParams, q: RNNParams) -> str:
     return ""
 
 
+def _check_gradient(grad_fn: Any, case: Case, inp: Any, want: Any, add: Any) -> None:
+    """The backend's gradients against :func:`rnn_ref.backward`, for seeded cotangents."""
+    from rnn_ref.gradient import backward
+
+    rng = np.random.default_rng(case.seed + 1)
+
+    def like(a: Any) -> Any:
+        if isinstance(a, tuple):
+            return tuple(rng.standard_normal(np.shape(b)) for b in a)
+        return rng.standard_normal(np.shape(a))
+
+    cot = {"grad_outputs": like(want.outputs), "grad_h_n": like(want.h_n)}
+    if want.y is not None:
+        cot["grad_y"] = like(want.y)
+    expected = backward(inp.params, inp.x, **inp.kwargs(), **cot)
+    try:
+        got = grad_fn(inp.params, inp.x, **inp.kwargs(), **cot)
+    except NotImplementedError:
+        return
+    except Exception as exc:
+        add("gradient", False, f"raised {type(exc).__name__}: {exc}")
+        return
+    worst: ErrorReport | None = None
+    pairs = [(f"params.{k}", a, b) for (k, a), (_, b) in zip(
+        got.params.named_arrays(), expected.params.named_arrays(), strict=True)]
+    pairs += [("x", got.x, expected.x)]
+    pairs += [(f"h0[{i}]", a, b) for i, (a, b) in enumerate(zip(_seq(got.h0),
+                                                                _seq(expected.h0), strict=True))]
+    for label, g, w in pairs:
+        w = np.asarray(w)
+        scale = float(np.abs(w).max()) if w.size else 1.0
+        acts = [a for layer in case.config.activations for a in layer]
+        tol = tolerance(case.dtype, max(case.t, 1) * 2, acts, layers=case.config.num_layers,
+                        scale=scale)
+        rep = compare(np.asarray(g), w, tol, dtype=case.dtype, time_axis=None)
+        if not rep.passed:
+            add("gradient", False, f"{label}: {rep.summary()}", rep)
+            return
+        if worst is None or rep.max_abs / max(rep.atol, 1e-300) > worst.max_abs / max(
+                worst.atol, 1e-300):
+            worst = rep
+    add("gradient", True, worst.summary() if worst else "no gradients", worst)
+
+
 def check_case(backend: Any, case: Case, deviations: Sequence[Deviation] = ()
                ) -> list[CaseResult]:
     """Run one case on one backend; one result per category that applies."""
@@ -211,6 +255,10 @@ def check_case(backend: Any, case: Case, deviations: Sequence[Deviation] = ()
     add("forward", rep.passed, detail, rep)
     rep_h = _compare_all(h_n, want.h_n, case, "h_n")
     add("final_state", rep_h.passed, rep_h.summary(), rep_h)
+
+    grad_fn = getattr(backend, "backward", None)
+    if grad_fn is not None:
+        _check_gradient(grad_fn, case, inp, want, add)
 
     round_trip = getattr(backend, "round_trip", None)
     if round_trip is not None:

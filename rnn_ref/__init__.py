@@ -21,6 +21,8 @@ from rnn_ref.activations import Activation as Activation
 from rnn_ref.config import RNNConfig as RNNConfig
 from rnn_ref.errors import FileFormatError as FileFormatError
 from rnn_ref.errors import UnsupportedError as UnsupportedError
+from rnn_ref.gradient import BackwardResult as BackwardResult
+from rnn_ref.gradient import backward as backward
 from rnn_ref.io import load as load
 from rnn_ref.io import save as save
 from rnn_ref.params import CellParams as CellParams

@@ -144,6 +144,54 @@ class Activation:
             # softplus, written so that it does not overflow: max(z, 0) + log1p(exp(-|z|))
             return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
 
+    def derivative(self, z: npt.NDArray[np.floating]) -> npt.NDArray[np.floating]:
+        """f'(z), elementwise (at a kink, the one-sided derivative of the branch that holds).
+
+        ===================  ==========================================
+        tanh                 1 - tanh(z)^2
+        relu                 1 if z > 0 else 0
+        sigmoid              s (1 - s), s = sigmoid(z)
+        linear               1
+        affine               alpha
+        leaky_relu           1 if z >= 0 else alpha
+        thresholded_relu     1 if z > alpha else 0
+        scaled_tanh          alpha beta (1 - tanh(beta z)^2)
+        hard_sigmoid         alpha if 0 < alpha z + beta < 1 else 0
+        elu                  1 if z >= 0 else alpha exp(z)
+        softsign             1 / (1 + |z|)^2
+        softplus             sigmoid(z)
+        ===================  ==========================================
+        """
+        z = np.asarray(z)
+        one, zero = z.dtype.type(1), z.dtype.type(0)
+        a = z.dtype.type(self.alpha if self.alpha is not None else np.nan)
+        b = z.dtype.type(self.beta if self.beta is not None else np.nan)
+        name = self.name
+        with np.errstate(over="ignore"):
+            if name == "tanh":
+                return one - np.tanh(z) ** 2
+            if name == "relu":
+                return np.where(z > 0, one, zero)
+            if name in ("sigmoid", "softplus"):
+                s = one / (one + np.exp(-z))
+                return s * (one - s) if name == "sigmoid" else s
+            if name == "linear":
+                return np.ones_like(z)
+            if name == "affine":
+                return np.full_like(z, a)
+            if name == "leaky_relu":
+                return np.where(z >= 0, one, a)
+            if name == "thresholded_relu":
+                return np.where(z > a, one, zero)
+            if name == "scaled_tanh":
+                return a * b * (one - np.tanh(b * z) ** 2)
+            if name == "hard_sigmoid":
+                u = a * z + b
+                return np.where((u > 0) & (u < 1), a, zero)
+            if name == "elu":
+                return np.where(z >= 0, one, a * np.exp(np.minimum(z, 0)))
+            return one / (one + np.abs(z)) ** 2  # softsign
+
     # -- in place (fast path) ---------------------------------------------------------------
     def apply_(self, z: npt.NDArray[np.floating], work: npt.NDArray[np.floating]) -> None:
         """Overwrite ``z`` with f(z), using ``work`` (same shape and dtype) as scratch.

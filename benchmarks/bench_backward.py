@@ -1,0 +1,70 @@
+"""Forward plus backward: the oracle's BPTT against torch autograd.
+
+    ./dev run python benchmarks/bench_backward.py [--shape N T D M] [--repeats 5]
+
+Reports median milliseconds of the oracle's forward (float64), its forward + backward
+(`rnn_ref.backward` recomputes the forward it needs), the backward-over-forward ratio, and
+torch's forward + backward through `nn.RNN` autograd in float64 and float32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+import rnn_ref
+
+
+def timeit(fn: Callable[[], object], repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", type=int, nargs=4, default=[64, 200, 128, 128],
+                        metavar=("N", "T", "D", "M"))
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    n, t, d, m = args.shape
+    params = rnn_ref.init(rnn_ref.RNNConfig(d, m), seed=0, dtype=np.float64)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, t, d))
+    g = rng.standard_normal((n, t, m))
+    fwd = timeit(lambda: rnn_ref.forward(params, x), args.repeats)
+    both = timeit(lambda: rnn_ref.backward(params, x, grad_outputs=g), args.repeats)
+    print(f"(N, T, D, M) = ({n}, {t}, {d}, {m})")
+    print(f"oracle forward, float64            {fwd:9.1f} ms")
+    print(f"oracle forward + backward, float64 {both:9.1f} ms   "
+          f"(forward + backward) / forward = {both / fwd:.2f}")
+    try:
+        import torch
+    except ImportError:
+        print("torch: not installed")
+        return
+    for dtype in (torch.float64, torch.float32):
+        module = rnn_ref.to_torch(params.astype(np.float64 if dtype == torch.float64
+                                                else np.float32))
+        xt = torch.tensor(x, dtype=dtype, requires_grad=True)
+        gt = torch.tensor(g, dtype=dtype)
+
+        def step(module: torch.nn.Module = module, xt: torch.Tensor = xt,
+                 gt: torch.Tensor = gt) -> None:
+            module.zero_grad()
+            out, _ = module(xt)
+            (out * gt).sum().backward()
+
+        print(f"torch forward + backward, {str(dtype)[6:]:8s} {timeit(step, args.repeats):9.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
