@@ -225,6 +225,7 @@ def backward(
 
     # h_n cotangents, one per layer and direction
     sizes = cfg.hidden_sizes
+    g_hn: list[Array]
     if grad_h_n is None:
         g_hn = [np.zeros((n, sizes[i // R])) for i in range(L * R)]
     elif isinstance(grad_h_n, (list, tuple)):
