@@ -177,6 +177,19 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_bench(args: argparse.Namespace, rest: Sequence[str]) -> int:
+    """Run benchmarks/harness.py of this checkout (benchmarks/ is not installed)."""
+    folder = Path(rnn_ref.__file__).resolve().parent.parent / "benchmarks"
+    if not (folder / "harness.py").is_file():
+        print("rnn-ref bench: benchmarks/ is not installed with the package; run it from a "
+              "checkout (./dev run rnn-ref bench)", file=sys.stderr)
+        return 2
+    sys.path.insert(0, str(folder))
+    import harness  # type: ignore[import-not-found]
+
+    return int(harness.main(list(rest)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rnn-ref",
@@ -203,6 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="PATH", help="write every result as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_check)
+    p = sub.add_parser("bench", add_help=False,
+                       help="benchmarks: every backend side by side (--quick, --json PATH, "
+                       "--threads K..., --repeats R, --framework F, --out DIR; --help)")
+    p.set_defaults(func=cmd_bench)
     p = sub.add_parser("demo", help="the tutorials' model through the oracle and every backend")
     p.add_argument("--seed", type=int, default=0, help="seed of weights and inputs (default 0)")
     p.set_defaults(func=cmd_demo)
@@ -211,10 +228,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command == "bench":
+        return cmd_bench(args, rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     return int(args.func(args))
 
 

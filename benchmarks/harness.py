@@ -1,0 +1,236 @@
+"""Benchmarks: every backend side by side, against the machine's own matrix-multiply peak.
+
+``rnn-ref bench`` (or ``python benchmarks/harness.py``) runs one worker process per framework
+and thread count (``benchmarks/worker.py``), with ``OMP_NUM_THREADS``,
+``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS`` and ``XLA_FLAGS`` set before the framework is
+imported and each framework's own thread setting applied. Per shape and variant it records
+the median, min, max and interquartile range of the timed repetitions, the first call
+(warm-up and compilation) on its own, GFLOP/s with FLOPs per forward = 2 N T (D + M) M (three
+times that for forward + backward), and the fraction of the peak of a 2048 x 2048 float32
+matrix product measured in the same process with the same threads.
+
+Outputs, in ``--out`` (default ``benchmarks/results``): ``bench.json`` (one record per
+backend, shape, threads and pass, with the machine, versions and thread settings),
+``bench.md`` (a markdown table), ``time_vs_T.png``, ``time_vs_M.png`` and
+``peak_fraction.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+SHAPES = [(1, 10, 3, 5), (32, 100, 64, 64), (64, 200, 128, 128), (16, 1000, 32, 256),
+          (128, 50, 256, 512)]
+QUICK_SHAPES = [(1, 10, 3, 5), (32, 100, 64, 64), (64, 200, 128, 128)]
+FRAMEWORKS = ["numpy", "torch", "jax", "keras-tensorflow", "keras-jax", "onnxruntime"]
+_IMPORTS = {"numpy": "numpy", "torch": "torch", "jax": "jax", "keras-tensorflow": "tensorflow",
+            "keras-jax": "keras", "onnxruntime": "onnxruntime"}
+
+
+def _env(framework: str, threads: int) -> dict[str, str]:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads),
+           "MKL_NUM_THREADS": str(threads), "TF_CPP_MIN_LOG_LEVEL": "2",
+           "XLA_FLAGS": (f"--xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'} "
+                         f"intra_op_parallelism_threads={threads}"),
+           "PYTHONWARNINGS": "ignore"}
+    if framework.startswith("keras-"):
+        env["KERAS_BACKEND"] = framework.split("-", 1)[1]
+    return env
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+
+    def version(dist: str) -> str | None:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "platform": platform.platform(),
+            "versions": {d: version(d) for d in ("rnn-ref", "numpy", "torch", "tensorflow-cpu",
+                                                 "keras", "jax", "jaxlib", "onnxruntime")}}
+
+
+def run(*, quick: bool, threads: Sequence[int], repeats: int, out: Path,
+        frameworks: Sequence[str] = FRAMEWORKS, progress: bool = True) -> dict[str, Any]:
+    """Run every framework x thread count; write every output; return the JSON document."""
+    import importlib.util
+
+    shapes = QUICK_SHAPES if quick else SHAPES
+    records: list[dict[str, Any]] = []
+    peaks: dict[int, float] = {}
+    jobs = [(f, t) for t in threads for f in frameworks]
+    start = time.perf_counter()
+    for i, (framework, k) in enumerate(jobs):
+        if progress:
+            bar = "#" * (20 * i // len(jobs)) + "." * (20 - 20 * i // len(jobs))
+            print(f"\r[{bar}] {framework}, {k} thread(s)            ", end="", file=sys.stderr,
+                  flush=True)
+        from worker import FRAMEWORK_VARIANTS, TRAINS, flops
+
+        if importlib.util.find_spec(_IMPORTS[framework]) is None:
+            for variant in FRAMEWORK_VARIANTS[framework]:
+                for shape in shapes:
+                    for pass_ in ("forward", "forward_backward"):
+                        records.append({"backend": variant, "shape": list(shape), "threads": k,
+                                        "pass": pass_, "status": "skipped",
+                                        "reason": f"{_IMPORTS[framework]} is not installed",
+                                        "flops": flops(*shape)})
+            continue
+        cmd = [sys.executable, str(HERE / "worker.py"), framework, "--threads", str(k),
+               "--repeats", str(repeats), "--shapes", *(",".join(map(str, s)) for s in shapes)]
+        proc = subprocess.run(cmd, env=_env(framework, k), capture_output=True, text=True)
+        got = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+        for rec in got:
+            if rec.pop("kind") == "peak":
+                peaks.setdefault(rec["threads"], rec["gflops"])
+            else:
+                if rec["backend"] not in TRAINS and rec["pass"] == "forward_backward":
+                    rec["reason"] = "not measured: inference only"
+                records.append(rec)
+        if proc.returncode != 0:
+            records.append({"backend": framework, "threads": k, "status": "error",
+                            "reason": proc.stderr.strip().splitlines()[-1:] or ["failed"]})
+    if progress:
+        print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
+    doc = {"machine": machine(), "mode": "quick" if quick else "full", "repeats": repeats,
+           "threads": list(threads), "matmul_peak_gflops": {str(k): v for k, v in peaks.items()},
+           "seconds": round(time.perf_counter() - start, 1), "records": records}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(doc, indent=1) + "\n")
+    (out / "bench.md").write_text(markdown(doc))
+    plots(doc, out)
+    return doc
+
+
+def _ok(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r for r in doc["records"] if r.get("status") == "ok"]
+
+
+def table(doc: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for r in sorted(_ok(doc), key=lambda r: (r["threads"], r["pass"], r["shape"][2:],
+                                             r["shape"], r["median_ms"])):
+        n, t, d, m = r["shape"]
+        rows.append([r["backend"], f"({n}, {t}, {d}, {m})", str(r["threads"]), r["pass"],
+                     f"{r['median_ms']:.3g}", f"{r['min_ms']:.3g}-{r['max_ms']:.3g}",
+                     f"{r['compile_ms']:.3g}", f"{r['gflops']:.3g}",
+                     f"{100 * r['peak_fraction']:.0f}%"])
+    return rows
+
+
+HEADER = ["backend", "(N, T, D, M)", "threads", "pass", "median ms", "min-max ms",
+          "first call ms", "GFLOP/s", "of peak"]
+
+
+def terminal(doc: dict[str, Any]) -> str:
+    rows = table(doc)
+    widths = [max(len(x[i]) for x in [HEADER, *rows]) for i in range(len(HEADER))]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    lines = [fmt.format(*HEADER), "  ".join("-" * w for w in widths)]
+    lines += [fmt.format(*r) for r in rows]
+    skipped = sorted({(r["backend"], r.get("reason", "")) for r in doc["records"]
+                      if r.get("status") != "ok" and r.get("pass") == "forward"})
+    lines += [f"skipped {b}: {why}" for b, why in skipped]
+    return "\n".join(lines)
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    m = doc["machine"]
+    peaks = ", ".join(f"{k} thread(s) {v:.1f}" for k, v in doc["matmul_peak_gflops"].items())
+    head = (f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}; "
+            f"float32 matmul peak (GFLOP/s): {peaks}; {doc['mode']} run, median of "
+            f"{doc['repeats']}.\n\n")
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(r) + " |" for r in table(doc)]
+    return head + "\n".join(lines) + "\n"
+
+
+def plots(doc: dict[str, Any], out: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    recs = [r for r in _ok(doc) if r["pass"] == "forward" and r["threads"] == min(doc["threads"])]
+    backends = sorted({r["backend"] for r in recs})
+    for axis, index, name in (("T", 1, "time_vs_T.png"), ("M", 3, "time_vs_M.png")):
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for b in backends:
+            pts = sorted((r["shape"][index], r["median_ms"]) for r in recs if r["backend"] == b)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=b)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(f"{axis} (shapes of the grid)")
+        ax.set_ylabel("forward, median ms")
+        ax.set_title(f"Forward time against {axis}, float32, {min(doc['threads'])} thread(s)")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=90)
+        plt.close(fig)
+    shapes = sorted({tuple(r["shape"]) for r in recs})
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    width = 0.8 / max(len(backends), 1)
+    for i, b in enumerate(backends):
+        vals = [next((100 * r["peak_fraction"] for r in recs
+                      if r["backend"] == b and tuple(r["shape"]) == s), 0.0) for s in shapes]
+        ax.bar([j + i * width for j in range(len(shapes))], vals, width, label=b)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(shapes))],
+                  [str(s) for s in shapes], fontsize=7)
+    ax.set_ylabel("% of float32 matmul peak")
+    ax.set_title(f"Forward, {min(doc['threads'])} thread(s)")
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    fig.savefig(out / "peak_fraction.png", dpi=90)
+    plt.close(fig)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Benchmark every backend side by side.")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"shapes {QUICK_SHAPES}, 1 thread (default: every shape, 1 and 2)")
+    parser.add_argument("--threads", type=int, nargs="+")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--framework", action="append", choices=FRAMEWORKS)
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--json", type=Path, help="also copy bench.json here")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
+    threads = args.threads or ([1] if args.quick else [1, 2])
+    doc = run(quick=args.quick, threads=threads, repeats=args.repeats, out=args.out,
+              frameworks=args.framework or FRAMEWORKS, progress=sys.stderr.isatty())
+    print(terminal(doc))
+    print(f"\nwrote {args.out}/bench.json, bench.md, time_vs_T.png, time_vs_M.png, "
+          f"peak_fraction.png ({doc['seconds']} s)")
+    if args.json:
+        args.json.write_text(json.dumps(doc, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(HERE))
+    sys.exit(main())

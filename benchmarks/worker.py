@@ -1,0 +1,214 @@
+"""One benchmark process: one framework, one thread count, every shape; JSON lines on stdout.
+
+    python benchmarks/worker.py FRAMEWORK --threads K --shapes N,T,D,M ... --repeats R
+
+The thread count is fixed through the environment before any framework is imported (the
+harness sets it; this script checks it) and through each framework's own setting. Each
+variant is warmed up once (that first call, compilation included, is reported as
+``compile_ms``), then timed ``repeats`` times. A variant that cannot run here prints a
+``skipped`` record with the reason, so the grid is the same whatever is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+FRAMEWORK_VARIANTS: dict[str, list[str]] = {
+    "numpy": ["numpy-loop", "numpy", "numpy-f64"],
+    "torch": ["torch"],
+    "jax": ["jax", "jax-bare"],
+    "keras-tensorflow": ["keras[tensorflow]-xla", "keras[tensorflow]-predict"],
+    "keras-jax": ["keras[jax]"],
+    "onnxruntime": ["onnxruntime"],
+}
+#: variants whose forward + backward is measured too
+TRAINS = {"numpy-f64", "torch", "jax", "jax-bare"}
+
+
+def flops(n: int, t: int, d: int, m: int) -> float:
+    """Forward FLOPs: 2 N T (D + M) M (the two matrix products; activations not counted)."""
+    return 2.0 * n * t * (d + m) * m
+
+
+def timed(fn: Callable[[], Any], repeats: int) -> dict[str, float]:
+    start = time.perf_counter()
+    fn()
+    first = (time.perf_counter() - start) * 1e3
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    q = np.percentile(times, [25, 75])
+    return {"compile_ms": first, "median_ms": statistics.median(times), "min_ms": min(times),
+            "max_ms": max(times), "iqr_ms": float(q[1] - q[0]), "repeats": repeats}
+
+
+def matmul_peak(repeats: int = 5, size: int = 2048) -> float:
+    """GFLOP/s of a large float32 matrix product with this process's threads."""
+    a = np.random.default_rng(0).standard_normal((size, size)).astype(np.float32)
+    b = a.T.copy()
+    res = timed(lambda: a @ b, repeats)
+    return 2.0 * size**3 / (res["median_ms"] / 1e3) / 1e9
+
+
+def _inputs(shape: tuple[int, int, int, int]) -> tuple[Any, np.ndarray, np.ndarray]:
+    import rnn_ref
+
+    n, t, d, m = shape
+    params = rnn_ref.init(rnn_ref.RNNConfig(d, m), seed=0, dtype=np.float32)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, t, d)).astype(np.float32)
+    g = rng.standard_normal((n, t, m)).astype(np.float32)
+    return params, x, g
+
+
+def build(variant: str, shape: tuple[int, int, int, int], threads: int
+          ) -> tuple[Callable[[], Any], Callable[[], Any] | None]:
+    """(forward, forward+backward or None) closures for one variant at one shape."""
+    import rnn_ref
+
+    params, x, g = _inputs(shape)
+    cfg = params.config
+    if variant == "numpy-loop":
+        return lambda: rnn_ref.forward_loop(params, x, compute_dtype=np.float32), None
+    if variant == "numpy":
+        return lambda: rnn_ref.forward(params, x, compute_dtype=np.float32), None
+    if variant == "numpy-f64":
+        p64, x64, g64 = params.astype(np.float64), x.astype(np.float64), g.astype(np.float64)
+        return (lambda: rnn_ref.forward(p64, x64),
+                lambda: rnn_ref.backward(p64, x64, grad_outputs=g64))
+    if variant == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+        module = rnn_ref.to_torch(params)
+        xt, gt = torch.from_numpy(x), torch.from_numpy(g)
+        xg = xt.clone().requires_grad_(True)
+
+        def fwd() -> Any:
+            with torch.no_grad():
+                return module(xt)
+
+        def fwd_bwd() -> None:
+            module.zero_grad()
+            out, _ = module(xg)
+            (out * gt).sum().backward()
+
+        return fwd, fwd_bwd
+    if variant in ("jax", "jax-bare"):
+        import jax
+        import jax.numpy as jnp
+        from jax import lax
+        from rnn_ref.backends import jax_backend
+
+        tree = jax_backend.pytree_of(params)
+        xj, gj = jnp.asarray(x), jnp.asarray(g)
+        if variant == "jax":
+            def out_of(tr: Any, xx: Any) -> Any:
+                return jax_backend.apply(tr, xx, config=cfg)[0]
+        else:  # a bare hand-written scan: the yardstick for the backend's overhead
+            def out_of(tr: Any, xx: Any) -> Any:
+                c = tr["layers"][0][0]
+                proj = jnp.swapaxes(xx, 0, 1) @ c["w_x"] + (c["b_x"] + c["b_h"])
+
+                def step(h: Any, p_t: Any) -> tuple[Any, Any]:
+                    h = jnp.tanh(h @ c["w_h"] + p_t)
+                    return h, h
+
+                _, out = lax.scan(step, jnp.zeros((xx.shape[0], c["w_h"].shape[0]), xx.dtype),
+                                  proj)
+                return jnp.swapaxes(out, 0, 1)
+
+        fwd_j = jax.jit(out_of)
+        grad_j = jax.jit(jax.grad(lambda tr, xx: jnp.sum(out_of(tr, xx) * gj)))
+        return (lambda: fwd_j(tree, xj).block_until_ready(),
+                lambda: jax.block_until_ready(grad_j(tree, xj)))
+    if variant.startswith("keras[tensorflow]"):
+        import tensorflow as tf
+
+        model = rnn_ref.to_keras(params)
+        if variant.endswith("-xla"):
+            spec = tf.TensorSpec(x.shape, tf.float32)
+            fn = tf.function(lambda v: model(v, training=False), jit_compile=True,
+                             input_signature=[spec])
+            xt = tf.constant(x)
+            return lambda: fn(xt).numpy(), None
+        return lambda: model.predict_on_batch(x), None
+    if variant == "keras[jax]":
+        model = rnn_ref.to_keras(params)
+        return lambda: model.predict_on_batch(x), None
+    if variant == "onnxruntime":
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        sess = ort.InferenceSession(rnn_ref.to_onnx(params).SerializeToString(), options,
+                                    providers=["CPUExecutionProvider"])
+        return lambda: sess.run(None, {"x": x}), None
+    raise ValueError(f"unknown variant {variant!r}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("framework", choices=list(FRAMEWORK_VARIANTS))
+    parser.add_argument("--threads", type=int, required=True)
+    parser.add_argument("--shapes", nargs="+", required=True)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--variants", nargs="*")
+    args = parser.parse_args()
+    if os.environ.get("OMP_NUM_THREADS") != str(args.threads):
+        raise SystemExit("worker.py: the harness must set OMP_NUM_THREADS to --threads")
+    if args.framework.startswith("keras-tensorflow"):
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    peak = matmul_peak()
+    print(json.dumps({"kind": "peak", "threads": args.threads, "gflops": peak}), flush=True)
+    for variant in args.variants or FRAMEWORK_VARIANTS[args.framework]:
+        for text in args.shapes:
+            shape = tuple(int(v) for v in text.split(","))
+            base = {"kind": "result", "backend": variant, "shape": list(shape),
+                    "threads": args.threads, "dtype": "float32" if variant != "numpy-f64"
+                    else "float64", "flops": flops(*shape), "peak_gflops": peak}
+            try:
+                fwd, fwd_bwd = build(variant, shape, args.threads)  # type: ignore[arg-type]
+            except Exception as exc:
+                for pass_ in ("forward", "forward_backward"):
+                    print(json.dumps({**base, "pass": pass_, "status": "skipped",
+                                      "reason": f"{type(exc).__name__}: {exc}"}), flush=True)
+                continue
+            passes = [("forward", fwd), ("forward_backward", fwd_bwd)]
+            for pass_, fn in passes:
+                if fn is None:
+                    print(json.dumps({**base, "pass": pass_, "status": "skipped",
+                                      "reason": "not measured: inference only" if pass_ ==
+                                      "forward_backward" else "unavailable"}), flush=True)
+                    continue
+                try:
+                    res = timed(fn, args.repeats)
+                except Exception as exc:
+                    print(json.dumps({**base, "pass": pass_, "status": "skipped",
+                                      "reason": f"{type(exc).__name__}: {exc}"}), flush=True)
+                    continue
+                work = base["flops"] * (3 if pass_ == "forward_backward" else 1)
+                gflops = work / (res["median_ms"] / 1e3) / 1e9
+                print(json.dumps({**base, **res, "pass": pass_, "status": "ok",
+                                  "gflops": gflops, "peak_fraction": gflops / peak}),
+                      flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
