@@ -57,46 +57,75 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The tutorials' model, Input -> SimpleRNN(5) -> Dense(2) on (N, T, D) = (1, 10, 3)."""
+    """The tutorials' model, Input -> SimpleRNN(5) -> Dense(2) on (N, T, D) = (1, 10, 3), built
+    in Keras, converted to PyTorch, ONNX, JAX and the canonical file, each run by its own
+    framework and checked against the oracle."""
+    import importlib.util
+    import warnings
+
     from rnn_ref.conformance.compare import compare, tolerance
 
-    cfg = rnn_ref.RNNConfig(input_size=3, hidden_size=5, output_size=2)
-    params = rnn_ref.init(cfg, seed=args.seed, scheme="keras", dtype=np.float32)
-    x = np.random.default_rng(args.seed).standard_normal((1, 10, 3)).astype(np.float32)
-    print("rnn-ref demo: the tutorials' Elman network, SimpleRNN(5) -> Dense(2) on (1, 10, 3)")
-    print(f"parameters: {cfg.num_parameters('keras')} counted as Keras does (one bias), "
-          f"{cfg.num_parameters('torch')} as torch does (two biases)")
-    oracle = rnn_ref.forward(params, x)
-    steps = x.shape[1]
+    warnings.simplefilter("ignore")
+    rng = np.random.default_rng(args.seed)
+    x = rng.standard_normal((1, 10, 3)).astype(np.float32)
     rows: list[tuple[str, str, str]] = []
     failed = False
 
-    def check(label: str, actual: Any, expected: Any, dtype: str) -> None:
+    def check(label: str, actual: Any, expected: Any, dtype: str = "float32") -> None:
         nonlocal failed
-        tol = tolerance(dtype, steps, [cfg.activation_of(0, 0)], scale=np.abs(expected).max())
-        rep = compare(actual, expected, tol)
+        tol = tolerance(dtype, 10, ["tanh"], scale=float(np.abs(expected).max()))
+        rep = compare(np.asarray(actual), np.asarray(expected), tol, time_axis=None)
         failed |= not rep.passed
         rows.append((label, f"{rep.max_abs:.2e}", "ok" if rep.passed else "FAIL " + rep.problem))
 
-    # 1. The manual check of the tutorials: h_t = tanh(x_t W_x + h_{t-1} W_h + b), y = h W_y + b_y.
+    def skip(label: str, why: str) -> None:
+        rows.append((label, "-", f"skipped: {why}"))
+
+    print("rnn-ref demo: the tutorials' Elman network, SimpleRNN(5) -> Dense(2) on (1, 10, 3)")
+    if importlib.util.find_spec("keras") is not None:
+        from rnn_ref.convert import _keras
+
+        keras = _keras()
+        keras.utils.set_random_seed(args.seed)
+        model = keras.Sequential([keras.Input((None, 3)), keras.layers.SimpleRNN(5),
+                                  keras.layers.Dense(2)])
+        params = rnn_ref.from_keras(model)  # type: ignore[attr-defined]  # lazy converter
+        oracle = rnn_ref.oracle(model)
+        want = oracle(x)  # (1, 2): the last step's readout, what model(x) returns
+        check("Keras model (source) vs oracle", keras.ops.convert_to_numpy(model(x)), want)
+        source = "Keras"
+    else:
+        params = rnn_ref.init(rnn_ref.RNNConfig(3, 5, output_size=2), seed=args.seed,
+                              scheme="keras")
+        want = rnn_ref.forward(params, x).y[:, -1]
+        skip("Keras model (source)", "keras is not installed; weights from rnn_ref.init")
+        source = "rnn_ref.init (Keras scheme)"
+    cfg = params.config
+    print(f"source: {source}; parameters: {cfg.num_parameters('keras')} counted as Keras does "
+          f"(one bias), {cfg.num_parameters('torch')} as torch does (two biases)")
+
+    # The tutorials' manual check: h_t = tanh(x_t W_x + h_{t-1} W_h + b), y = h_T W_y + b_y.
     cell, ro = params.layers[0][0], params.readout
-    if ro is None or oracle.y is None:
-        raise RuntimeError("the demo's config has a readout; params without one is a bug")
+    if ro is None:
+        raise RuntimeError("the demo's model has a Dense readout")
     w_x, w_h, b = (a.astype(np.float64) for a in (cell.w_x, cell.w_h, cell.b_x + cell.b_h))
     h = np.zeros(5)
-    for t in range(steps):
+    for t in range(10):
         h = np.tanh(x[0, t].astype(np.float64) @ w_x + h @ w_h + b)
-    y_last = h @ ro.w.astype(np.float64) + ro.b.astype(np.float64)
-    check("manual loop (tutorial), last y", y_last, oracle.y[0, -1], "float64")
-    # 2. The clear reference loop against the fast path.
-    loop = rnn_ref.forward_loop(params, x)
-    check("clear loop vs fast path, y", loop.y, oracle.y, "float64")
-    # 3. Every backend that can run here, in float32, against the float64 oracle.
-    for name in rnn_ref.available_backends():
+    check("manual loop (tutorial) vs oracle", h @ ro.w.astype(np.float64) + ro.b, want[0],
+          "float64")
+    check("clear reference loop vs fast path", rnn_ref.forward_loop(params, x).y,
+          rnn_ref.forward(params, x).y, "float64")
+
+    targets = [("PyTorch nn.RNN + Linear", "torch"), ("ONNX Runtime", "onnxruntime"),
+               ("JAX lax.scan", "jax")]
+    available = set(rnn_ref.available_backends())
+    for label, name in targets:
+        if name not in available:
+            skip(label, f"{name} is not installed")
+            continue
         res = rnn_ref.get_backend(name).forward(params, x)
-        check(f"backend {name} (float32), outputs", np.asarray(res.outputs), oracle.outputs,
-              "float32")
-    # 4. The canonical file, round trip.
+        check(f"{label} vs oracle", res.y[:, -1], want)
     with tempfile.TemporaryDirectory() as tmp:
         path = rnn_ref.save(params, Path(tmp) / "tutorial.npz")
         back = rnn_ref.load(path)
@@ -107,7 +136,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print()
     print(_table(rows, ("check", "max abs err", "result")))
     print()
-    print("y at the last step:", np.array2string(oracle.y[0, -1], precision=6))
+    print("y at the last step:", np.array2string(np.asarray(want)[0], precision=6))
     return 1 if failed else 0
 
 
@@ -190,6 +219,159 @@ def cmd_bench(args: argparse.Namespace, rest: Sequence[str]) -> int:
     return int(harness.main(list(rest)))
 
 
+class _Fail(Exception):
+    """A one-line error for the user, with an exit status."""
+
+    def __init__(self, message: str, status: int = 2) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _hints(args: argparse.Namespace) -> Any:
+    from rnn_ref.convert import Hints
+
+    return Hints(activation=args.activation, merge_mode=args.merge_mode,
+                 direction=args.direction)
+
+
+def _read_input(path: str, fmt: str | None, args: argparse.Namespace) -> tuple[Any, str]:
+    from rnn_ref import convert
+
+    try:
+        fmt = convert.detect(path, fmt)
+        return convert.read(path, fmt, _hints(args)), fmt
+    except FileNotFoundError as exc:
+        raise _Fail(str(exc)) from None
+    except (ValueError, NotImplementedError, ImportError, OSError) as exc:
+        raise _Fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+
+
+def _params_hints(params: Any) -> Any:
+    from rnn_ref.convert import Hints
+
+    cfg = params.config
+    act = cfg.activation_of(0, 0).name
+    return Hints(activation=act, merge_mode=cfg.merge_modes[-1] or "concat",
+                 direction=cfg.direction if cfg.direction != "bidirectional" else None)
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """Convert a file between formats; --verify runs both in their own frameworks."""
+    from rnn_ref import convert
+
+    params, src_fmt = _read_input(args.src, args.from_format, args)
+    try:
+        dst_fmt = convert.detect(args.dst, args.to_format)
+    except ValueError as exc:
+        raise _Fail(str(exc)) from None
+    reason = convert.convertible(params)[dst_fmt]
+    if reason is not None:
+        raise _Fail(f"cannot write {args.dst} as {dst_fmt}: {reason}")
+    results: list[Any] = []
+
+    def check(tmp: Path) -> None:
+        back = convert.read(tmp, dst_fmt, _params_hints(params))
+        res = convert.verify(Path(args.src), src_fmt, params, tmp, dst_fmt, back,
+                             seed=args.seed)
+        results.append(res)
+        if not res.passed:
+            raise _Fail(f"verification failed, nothing written: {res.summary}", status=1)
+
+    try:
+        convert.write(params, args.dst, dst_fmt, force=args.force,
+                      check=check if args.verify else None)
+    except _Fail:
+        raise
+    except (FileExistsError, FileNotFoundError) as exc:
+        raise _Fail(str(exc)) from None
+    except (ValueError, NotImplementedError, OSError) as exc:
+        raise _Fail(f"cannot write {args.dst}: {str(exc).splitlines()[0]}") from None
+    cfg = params.config
+    print(f"wrote {args.dst} ({dst_fmt}) from {args.src} ({src_fmt}): {_describe(cfg)}")
+    if results:
+        print(f"verified: {results[0].summary}")
+    return 0
+
+
+def _describe(cfg: Any) -> str:
+    acts = sorted({str(a) for layer in cfg.activations for a in layer})
+    readout = f", readout {cfg.output_size} ({cfg.output_activation})" if cfg.output_size else ""
+    return (f"{cfg.num_layers} layer(s) {cfg.direction}, input {cfg.input_size}, hidden "
+            f"{cfg.hidden_size}, activation {'/'.join(acts)}"
+            f"{', clip ' + str(cfg.clip) if cfg.clip is not None else ''}"
+            f"{'' if cfg.bias else ', no bias'}{readout}")
+
+
+def _native_arrays(path: str, fmt: str) -> list[tuple[str, tuple[int, ...], str]]:
+    """Every array the file stores, by the file's own names."""
+    import io
+    import zipfile
+
+    out: list[tuple[str, tuple[int, ...], str]] = []
+    if fmt == "rnn-ref":
+        with np.load(path, allow_pickle=False) as z:
+            out = [(k, z[k].shape, str(z[k].dtype)) for k in z.files if not k.startswith("__")]
+    elif fmt == "onnx":
+        import onnx
+        from onnx import numpy_helper
+
+        out = [(t.name, numpy_helper.to_array(t).shape, str(numpy_helper.to_array(t).dtype))
+               for t in onnx.load(path).graph.initializer]
+    elif fmt == "torch":
+        import torch
+
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+        out = [(k, tuple(v.shape), str(v.dtype).replace("torch.", "")) for k, v in sd.items()]
+    elif fmt == "safetensors":
+        from safetensors.numpy import load_file
+
+        out = [(k, v.shape, str(v.dtype)) for k, v in load_file(path).items()]
+    else:
+        import h5py
+
+        source: Any = path
+        if fmt == "keras":
+            with zipfile.ZipFile(path) as zf:
+                source = io.BytesIO(zf.read("model.weights.h5"))
+
+        def visit(name: str, obj: Any) -> None:
+            if isinstance(obj, h5py.Dataset):
+                out.append((name, obj.shape, str(obj.dtype)))
+
+        with h5py.File(source, "r") as f:
+            f.visititems(visit)
+    return out
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """Architecture, arrays, parameter counts, and which formats it converts to."""
+    from rnn_ref import convert
+
+    params, fmt = _read_input(args.file, args.from_format, args)
+    cfg = params.config
+    print(f"{args.file}: {fmt}")
+    print(f"architecture: {_describe(cfg)}")
+    print(f"  merge modes {cfg.merge_modes}, padded steps output {cfg.padded_output}, "
+          f"output order {cfg.output_order}, dtype {params.dtype}")
+    print(f"parameters: {cfg.num_parameters('keras')} counted as Keras does (one bias per "
+          f"cell), {cfg.num_parameters('torch')} as torch does (two)")
+    print("\narrays in the file:")
+    try:
+        native = _native_arrays(args.file, fmt)
+    except Exception as exc:  # listing is a courtesy: the file already read as parameters
+        native = []
+        print(f"  (cannot list them: {type(exc).__name__})")
+    print(_table([(n, str(tuple(s)), d) for n, s, d in native], ("name", "shape", "dtype")))
+    print("\ncanonical arrays:")
+    print(_table([(n, str(a.shape), str(a.dtype)) for n, a in params.named_arrays()],
+                 ("name", "shape", "dtype")))
+    print("\nconverts to:")
+    rows = [(f, ", ".join(convert.FORMATS[f]), "yes" if why is None else f"no: {why}")
+            for f, why in convert.convertible(params).items()]
+    print(_table(rows, ("format", "extensions", "")))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rnn-ref",
@@ -216,6 +398,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="PATH", help="write every result as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_check)
+    fmts = ", ".join(__import__("rnn_ref.convert", fromlist=["FORMATS"]).FORMATS)
+
+    def hint_args(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--from", dest="from_format", metavar="FORMAT",
+                       help=f"the input's format when its extension does not say ({fmts})")
+        q.add_argument("--activation", help="for files that do not record it (torch state "
+                       "dicts, safetensors, Keras weights): tanh, relu, sigmoid, ...")
+        q.add_argument("--merge-mode", choices=["concat", "sum", "mul", "ave"],
+                       help="for Keras weights of Bidirectional layers that do not concatenate")
+        q.add_argument("--direction", choices=["forward", "reverse"],
+                       help="for Keras weights of a go_backwards layer: reverse")
+
+    p = sub.add_parser("convert", help="convert a file between frameworks (--verify)",
+                       description="Convert between Keras (.keras, .weights.h5, legacy .h5), "
+                       "PyTorch (.pt/.pth state dicts, .safetensors), ONNX (.onnx) and the "
+                       "canonical .npz. Nothing from a file is executed; the output appears "
+                       "only when complete (and verified). Exit status: 0 ok, 1 verification "
+                       "failed, 2 bad input.")
+    p.add_argument("src")
+    p.add_argument("dst")
+    hint_args(p)
+    p.add_argument("--to", dest="to_format", metavar="FORMAT", help="the output's format")
+    p.add_argument("--verify", action="store_true",
+                   help="run source and target in their own frameworks on seeded inputs and "
+                   "compare within the float32 tolerance; on failure write nothing")
+    p.add_argument("--seed", type=int, default=0, help="seed of the --verify inputs")
+    p.add_argument("--force", action="store_true", help="replace an existing output")
+    p.set_defaults(func=cmd_convert)
+    p = sub.add_parser("inspect", help="architecture, arrays, counts, convertible formats")
+    p.add_argument("file")
+    hint_args(p)
+    p.set_defaults(func=cmd_inspect)
     p = sub.add_parser("bench", add_help=False,
                        help="benchmarks: every backend side by side (--quick, --json PATH, "
                        "--threads K..., --repeats R, --framework F, --out DIR; --help)")
@@ -236,7 +450,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_bench(args, rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except _Fail as exc:
+        print(f"rnn-ref {args.command}: {exc}", file=sys.stderr)
+        return exc.status
 
 
 if __name__ == "__main__":
