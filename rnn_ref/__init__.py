@@ -13,6 +13,8 @@ The public names:
 """
 
 from rnn_ref._lazy import oracle as oracle
+from typing import Any
+
 from rnn_ref._registry import Backend as Backend
 from rnn_ref._registry import available_backends as available_backends
 from rnn_ref._registry import get_backend as get_backend
@@ -36,7 +38,7 @@ from rnn_ref.reference import forward_loop as forward_loop
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str) -> object:
+def __getattr__(name: str) -> Any:
     """Import a converter's framework only when the converter is first used."""
     from rnn_ref import _lazy
 

@@ -89,7 +89,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         keras.utils.set_random_seed(args.seed)
         model = keras.Sequential([keras.Input((None, 3)), keras.layers.SimpleRNN(5),
                                   keras.layers.Dense(2)])
-        params = rnn_ref.from_keras(model)  # type: ignore[attr-defined]  # lazy converter
+        params = rnn_ref.from_keras(model)
         oracle = rnn_ref.oracle(model)
         want = oracle(x)  # (1, 2): the last step's readout, what model(x) returns
         check("Keras model (source) vs oracle", keras.ops.convert_to_numpy(model(x)), want)
