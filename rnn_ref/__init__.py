@@ -12,9 +12,9 @@ The public names:
 * backends: :func:`get_backend`, :func:`available_backends`.
 """
 
-from rnn_ref._lazy import oracle as oracle
 from typing import Any
 
+from rnn_ref._lazy import oracle as oracle
 from rnn_ref._registry import Backend as Backend
 from rnn_ref._registry import available_backends as available_backends
 from rnn_ref._registry import get_backend as get_backend
