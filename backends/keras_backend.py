@@ -432,12 +432,10 @@ def oracle(model: Any) -> Callable[..., Any]:
 # --------------------------------------------------------------------------------------------
 # backends
 # --------------------------------------------------------------------------------------------
-class KerasBackend:
-    """Keras' own layers on the backend this process imported Keras with, called eagerly."""
+class _KerasSupport:
+    """What Keras on ``self.backend`` can run (shared by the in-process and worker backends)."""
 
-    def __init__(self) -> None:
-        self.backend = backend_name()
-        self.name = f"keras[{self.backend}]"
+    backend: str
 
     def supports(self, config: RNNConfig, *, dtype: Any, lengths: bool, mask: bool
                  ) -> str | None:
@@ -445,6 +443,14 @@ class KerasBackend:
         if reason is not None:
             return f"{reason[0]}: {reason[1]}"
         return unsupported_dtype(dtype, self.backend)
+
+
+class KerasBackend(_KerasSupport):
+    """Keras' own layers on the backend this process imported Keras with, called eagerly."""
+
+    def __init__(self) -> None:
+        self.backend = backend_name()
+        self.name = f"keras[{self.backend}]"
 
     def forward(self, params: RNNParams, x: np.ndarray[Any, Any], *, h0: Any = None,
                 lengths: Any = None, mask: Any = None) -> ForwardResult:
@@ -578,7 +584,7 @@ _ERRORS: dict[str, type[Exception]] = {"UnsupportedError": UnsupportedError,
                                        "ValueError": ValueError, "TypeError": TypeError}
 
 
-class KerasProcessBackend:
+class KerasProcessBackend(_KerasSupport):
     """``keras[<backend>]``: a worker process with ``KERAS_BACKEND`` set runs Keras' layers.
 
     The worker starts on first use (TensorFlow's import takes a few seconds) and is reused
@@ -594,13 +600,6 @@ class KerasProcessBackend:
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: Any = None  # the worker's stderr, quoted when it dies
         self._lock = threading.Lock()
-
-    def supports(self, config: RNNConfig, *, dtype: Any, lengths: bool, mask: bool
-                 ) -> str | None:
-        reason = unsupported(config, backend=self.backend, padded=lengths or mask)
-        if reason is not None:
-            return f"{reason[0]}: {reason[1]}"
-        return unsupported_dtype(dtype, self.backend)
 
     def _start(self) -> subprocess.Popen[bytes]:
         if self._proc is None or self._proc.poll() is not None:

@@ -10,23 +10,11 @@ torch's forward + backward through `nn.RNN` autograd in float64 and float32.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 
 import numpy as np
+from bench_oracle import timeit
 
 import rnn_ref
-
-
-def timeit(fn: Callable[[], object], repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -40,8 +28,8 @@ def main() -> None:
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n, t, d))
     g = rng.standard_normal((n, t, m))
-    fwd = timeit(lambda: rnn_ref.forward(params, x), args.repeats)
-    both = timeit(lambda: rnn_ref.backward(params, x, grad_outputs=g), args.repeats)
+    fwd = timeit(lambda: rnn_ref.forward(params, x), args.repeats)[0]
+    both = timeit(lambda: rnn_ref.backward(params, x, grad_outputs=g), args.repeats)[0]
     print(f"(N, T, D, M) = ({n}, {t}, {d}, {m})")
     print(f"oracle forward, float64            {fwd:9.1f} ms")
     print(f"oracle forward + backward, float64 {both:9.1f} ms   "
@@ -63,7 +51,8 @@ def main() -> None:
             out, _ = module(xt)
             (out * gt).sum().backward()
 
-        print(f"torch forward + backward, {str(dtype)[6:]:8s} {timeit(step, args.repeats):9.1f} ms")
+        ms = timeit(step, args.repeats)[0]
+        print(f"torch forward + backward, {str(dtype)[6:]:8s} {ms:9.1f} ms")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Benchmarks: every backend side by side, against the machine's own matrix-multiply peak.
 
 ``rnn-ref bench`` (or ``python benchmarks/harness.py``) runs one worker process per framework
-and thread count (``benchmarks/worker.py``), with ``OMP_NUM_THREADS``,
+and thread count (``benchmarks/worker.py``), pinned to that many cores, with ``OMP_NUM_THREADS``,
 ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS`` and ``XLA_FLAGS`` set before the framework is
 imported and each framework's own thread setting applied. Per shape and variant it records
 the median, min, max and interquartile range of the timed repetitions, the first call

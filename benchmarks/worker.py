@@ -2,8 +2,9 @@
 
     python benchmarks/worker.py FRAMEWORK --threads K --shapes N,T,D,M ... --repeats R
 
-The thread count is fixed through the environment before any framework is imported (the
-harness sets it; this script checks it) and through each framework's own setting. Each
+The thread count is fixed by pinning the process to that many cores, through the environment
+before any framework is imported (the harness sets it; this script checks it) and through each
+framework's own setting. Each
 variant is warmed up once (that first call, compilation included, is reported as
 ``compile_ms``), then timed ``repeats`` times. A variant that cannot run here prints a
 ``skipped`` record with the reason, so the grid is the same whatever is installed.
@@ -170,6 +171,11 @@ def main() -> None:
     args = parser.parse_args()
     if os.environ.get("OMP_NUM_THREADS") != str(args.threads):
         raise SystemExit("worker.py: the harness must set OMP_NUM_THREADS to --threads")
+    if hasattr(os, "sched_setaffinity"):
+        # Pin the process to K cores: thread flags alone do not bind every runtime (XLA's
+        # CPU client ran 1-"thread" work on both cores, above the 1-core matmul peak).
+        cores = sorted(os.sched_getaffinity(0))[: args.threads]
+        os.sched_setaffinity(0, cores)
     if args.framework.startswith("keras-tensorflow"):
         import tensorflow as tf
 

@@ -413,6 +413,7 @@ def _run_direction(
     out += cell.b_x + cell.b_h
     states = (np.empty((n_samples, m), x.dtype), np.empty((n_samples, m), x.dtype))
     work = np.empty((n_samples, m), x.dtype)
+    work2 = np.empty((n_samples, m), x.dtype)
     h = h0
     steps = range(n_steps - 1, -1, -1) if reverse else range(n_steps)
     for i, t in enumerate(steps):
@@ -421,7 +422,7 @@ def _run_direction(
         z += out[:, t]
         if clip is not None:
             np.clip(z, -clip, clip, out=z)
-        f.apply_(z, work)
+        f.apply_(z, work, work2)
         if invalid is not None:
             np.copyto(z, h, where=invalid[:, t, None])
         out[:, t] = z

@@ -45,13 +45,27 @@ def test_hand_values(act: Activation, z: float, expected: float) -> None:
 
 
 @given(ACTIVATION_STRATEGY, hnp.arrays(np.float64, (3, 4),
-                                       elements=st.floats(-50, 50, allow_nan=False)))
-def test_in_place_equals_formula(spec: object, z: np.ndarray) -> None:
+                                       elements=st.floats(-50, 50, allow_nan=False)),
+       st.booleans())
+def test_in_place_equals_formula(spec: object, z: np.ndarray, two_buffers: bool) -> None:
     act = Activation(spec) if isinstance(spec, str) else spec
     expected = act(z)
     got = z.copy()
-    act.apply_(got, np.empty_like(got))
+    act.apply_(got, np.empty_like(got), np.empty_like(got) if two_buffers else None)
     np.testing.assert_allclose(got, expected, rtol=1e-14, atol=1e-300)
+
+
+def test_fast_float64_tanh_is_within_three_ulp_and_keeps_signs() -> None:
+    z = np.concatenate([np.linspace(-20, 20, 400_001), [0.0, -0.0, 1e-300, -1e-300, 1e-8,
+                                                        np.inf, -np.inf, np.nan]])
+    got = z.copy()
+    Activation("tanh").apply_(got, np.empty_like(z), np.empty_like(z))
+    want = np.tanh(z)
+    finite = np.isfinite(want)
+    ulp = np.spacing(np.abs(want[finite]))
+    assert np.all(np.abs(got[finite] - want[finite]) <= 3 * ulp)
+    assert np.signbit(got[400_002]) and np.isnan(got[-1]) and got[-3] == 1.0
+    assert got[-2] == -1.0
 
 
 def test_in_place_handles_extremes_like_the_formula() -> None:
