@@ -117,9 +117,40 @@ def run(*, quick: bool, threads: Sequence[int], repeats: int, out: Path,
            "seconds": round(time.perf_counter() - start, 1), "records": records}
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.json").write_text(json.dumps(doc, indent=1) + "\n")
-    (out / "bench.md").write_text(markdown(doc))
-    plots(doc, out)
+    write_outputs(doc, out)
     return doc
+
+
+def write_outputs(doc: dict[str, Any], out: Path) -> None:
+    """bench.md (every row), summary.md (forward, fewest threads), and the plots."""
+    (out / "bench.md").write_text(markdown(doc))
+    (out / "summary.md").write_text(summary(doc))
+    plots(doc, out)
+
+
+def summary(doc: dict[str, Any]) -> str:
+    """Forward, float32 (float64 for numpy-f64), fewest threads: median ms (% of peak)."""
+    k = min(doc["threads"])
+    recs = [r for r in _ok(doc) if r["pass"] == "forward" and r["threads"] == k]
+    shapes = sorted({tuple(r["shape"]) for r in recs}, key=lambda s: s[0] * s[1] * s[3])
+    backends = sorted({r["backend"] for r in recs},
+                      key=lambda b: min(r["median_ms"] for r in recs if r["backend"] == b
+                                        and tuple(r["shape"]) == shapes[-1]) if any(
+                          r["backend"] == b and tuple(r["shape"]) == shapes[-1] for r in recs)
+                      else 1e9)
+    head = ["backend"] + [f"({n}, {t}, {d}, {m})" for n, t, d, m in shapes]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for b in backends:
+        cells = []
+        for s in shapes:
+            r = next((r for r in recs if r["backend"] == b and tuple(r["shape"]) == s), None)
+            cells.append("-" if r is None else
+                         f"{r['median_ms']:.3g} ms ({100 * r['peak_fraction']:.0f}%)")
+        lines.append("| " + " | ".join([b, *cells]) + " |")
+    m = doc["machine"]
+    return (f"Forward pass, {k} thread, median of {doc['repeats']} (percent of the float32 "
+            f"matmul peak, {doc['matmul_peak_gflops'][str(k)]:.1f} GFLOP/s), on {m['cpu']}, "
+            f"{m['cores']} cores, Python {m['python']}.\n\n" + "\n".join(lines) + "\n")
 
 
 def _ok(doc: dict[str, Any]) -> list[dict[str, Any]]:
@@ -224,8 +255,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     doc = run(quick=args.quick, threads=threads, repeats=args.repeats, out=args.out,
               frameworks=args.framework or FRAMEWORKS, progress=sys.stderr.isatty())
     print(terminal(doc))
-    print(f"\nwrote {args.out}/bench.json, bench.md, time_vs_T.png, time_vs_M.png, "
-          f"peak_fraction.png ({doc['seconds']} s)")
+    print(f"\nwrote {args.out}/bench.json, bench.md, summary.md, time_vs_T.png, "
+          f"time_vs_M.png, peak_fraction.png ({doc['seconds']} s)")
     if args.json:
         args.json.write_text(json.dumps(doc, indent=1) + "\n")
     return 0
