@@ -47,8 +47,9 @@ def _cell(report: RunReport, category: str) -> str:
 
 def summary_table(reports: Sequence[RunReport]) -> str:
     """Backend x category: pass / fail / known failure / unsupported, worst error, time."""
-    header = ["backend", "cases", "forward", "final state", "conversion", "unsupported (raised)",
-              "worst err/tol", "time"]
+    titles = {"forward": "forward", "final_state": "final state", "gradient": "gradient",
+              "conversion": "conversion", "must_raise": "unsupported (raised)"}
+    header = ["backend", "cases", *(titles[c] for c in CATEGORIES), "worst err/tol", "time"]
     rows = []
     for rep in reports:
         worst = max((r.worst_ratio() for r in rep.results if r.status == "pass"), default=0.0)

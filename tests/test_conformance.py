@@ -92,7 +92,10 @@ def test_cli_check_passes_writes_json_and_reports_failures(tmp_path: Path, capsy
     first = entry["results"][0]
     for key in ("max_abs_error", "max_rel_error", "eps_units", "where_t_n_m", "atol"):
         assert key in first
-    capsys.readouterr()
+    table = capsys.readouterr().out.splitlines()
+    header, row = table[0].split(), table[2].split()
+    assert header[:4] == ["backend", "cases", "forward", "final"]
+    assert row[0] == "numpy" and row[-1].endswith("s")  # the time column is last
     code = cli.main(["check", "--backend", "planted:ClipIgnored", "--no-progress"])
     text = capsys.readouterr().out
     assert code == 1
