@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -82,7 +82,6 @@ class Case:
     h0: bool
     padding: str
     seed: int
-    tags: tuple[str, ...] = field(default=())
 
     def inputs(self) -> CaseInputs:
         rng = np.random.default_rng(self.seed)

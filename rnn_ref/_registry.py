@@ -62,7 +62,6 @@ class BackendSpec:
     name: str
     target: str  # "module:attribute", the attribute a zero-argument factory
     requires: tuple[str, ...]  # importable top-level module names
-    env: tuple[tuple[str, str], ...] = ()  # environment the backend must be started with
 
     def missing(self) -> list[str]:
         """The required modules that are not installed (found without importing them)."""
