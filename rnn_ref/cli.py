@@ -246,15 +246,6 @@ def _read_input(path: str, fmt: str | None, args: argparse.Namespace) -> tuple[A
         raise _Fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
 
 
-def _params_hints(params: Any) -> Any:
-    from rnn_ref.convert import Hints
-
-    cfg = params.config
-    act = cfg.activation_of(0, 0).name
-    return Hints(activation=act, merge_mode=cfg.merge_modes[-1] or "concat",
-                 direction=cfg.direction if cfg.direction != "bidirectional" else None)
-
-
 def cmd_convert(args: argparse.Namespace) -> int:
     """Convert a file between formats; --verify runs both in their own frameworks."""
     from rnn_ref import convert
@@ -270,7 +261,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     results: list[Any] = []
 
     def check(tmp: Path) -> None:
-        back = convert.read(tmp, dst_fmt, _params_hints(params))
+        back = convert.read(tmp, dst_fmt, convert.hints_for(params, dst_fmt))
         res = convert.verify(Path(args.src), src_fmt, params, tmp, dst_fmt, back,
                              seed=args.seed)
         results.append(res)

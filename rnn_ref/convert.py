@@ -45,7 +45,8 @@ from rnn_ref.config import RNNConfig
 from rnn_ref.errors import FileFormatError, UnsupportedError
 from rnn_ref.params import CellParams, Readout, RNNParams
 
-__all__ = ["FORMATS", "Hints", "convertible", "detect", "read", "verify", "write"]
+__all__ = ["FORMATS", "Hints", "convertible", "detect", "hints_for", "read", "verify",
+           "write"]
 
 FORMATS: dict[str, tuple[str, ...]] = {
     "keras": (".keras",), "keras-weights": (".weights.h5",), "keras-h5": (".h5",),
@@ -122,12 +123,16 @@ def read(path: str | os.PathLike[str], fmt: str | None = None, hints: Hints = Hi
     if not source.is_file():
         raise FileNotFoundError(f"{source}: no such file")
     fmt = detect(source, fmt)
+    for name in ("activation", "merge_mode", "direction"):
+        if getattr(hints, name) is not None and name not in _HINTS_USED[fmt]:
+            flag = "--" + name.replace("_", "-")
+            raise ValueError(f"{flag} does not apply to {fmt} files: they record that themselves")
     try:
         return _READERS[fmt](source, hints)
     except (FileFormatError, UnsupportedError, FileNotFoundError):
         raise
     except ValueError as exc:
-        if "--activation" in str(exc) or "--merge-mode" in str(exc):
+        if "--activation" in str(exc) or "--merge-mode" in str(exc) or "--direction" in str(exc):
             raise
         raise FileFormatError(f"{source}: {exc}") from None
     except Exception as exc:  # a library's own complaint about a bad file
@@ -374,6 +379,25 @@ def _legacy_params(path: Path, names: list[str], weights: dict[str, dict[str, An
         output_activation=out_act, output_order="processing" if reverse else "aligned",
     )
     return RNNParams(config, layers, readout)
+
+
+#: the hints each format reads (a weights-only file cannot tell them); any other is an error
+_HINTS_USED: dict[str, set[str]] = {
+    "rnn-ref": set(), "onnx": set(), "keras": set(), "torch": {"activation"},
+    "safetensors": {"activation"}, "keras-weights": {"activation", "merge_mode", "direction"},
+    "keras-h5": {"activation", "merge_mode"},  # used only when the file has no model config
+}
+
+def hints_for(params: RNNParams, fmt: str) -> Hints:
+    """The hints a ``fmt`` file of ``params`` needs to be read back (and no others)."""
+    cfg = params.config
+    used = _HINTS_USED[fmt]
+    return Hints(
+        activation=cfg.activation_of(0, 0).name if "activation" in used else None,
+        merge_mode=(cfg.merge_modes[-1] or "concat") if "merge_mode" in used else None,
+        direction=(cfg.direction if cfg.direction != "bidirectional" else None)
+        if "direction" in used else None,
+    )
 
 
 _READERS: dict[str, Callable[[Path, Hints], RNNParams]] = {

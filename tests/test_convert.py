@@ -46,11 +46,11 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]
 def test_every_route_converts_and_verifies(files: dict[str, Path], src: str, dst: str,
                                            tmp_path: Path, capsys) -> None:
     target = tmp_path / f"out{convert.FORMATS[dst][0]}"
-    code, out, err = _run(capsys, "convert", str(files[src]), str(target), "--verify",
-                          "--activation", "tanh")
+    hint = ["--activation", "tanh"] if "activation" in convert._HINTS_USED[src] else []
+    code, out, err = _run(capsys, "convert", str(files[src]), str(target), "--verify", *hint)
     assert code == 0, err
     assert "verified: ok" in out
-    back = convert.read(target, dst, convert.Hints(activation="tanh"))
+    back = convert.read(target, dst, convert.hints_for(PARAMS, dst))
     # bit-exact weights; a one-bias format (Keras) holds b_x + b_h in b_x
     assert _equivalent(PARAMS, back) == "", f"{src} -> {dst}"
 
@@ -92,6 +92,15 @@ def test_outputs_are_never_overwritten_or_left_half_written(files: dict[str, Pat
     assert code == 1 and "verification failed, nothing written" in err
     assert not dest.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".rnn-ref-")] == []
+
+
+def test_flags_a_format_does_not_read_are_refused(files: dict[str, Path], tmp_path: Path,
+                                                  capsys) -> None:
+    code, _, err = _run(capsys, "convert", str(files["torch"]), str(tmp_path / "x.npz"),
+                        "--activation", "tanh", "--direction", "reverse")
+    assert code == 2 and "--direction does not apply to torch files" in err
+    code, _, err = _run(capsys, "inspect", str(files["onnx"]), "--activation", "relu")
+    assert code == 2 and "--activation does not apply to onnx files" in err
 
 
 def test_missing_information_names_the_flag(files: dict[str, Path], tmp_path: Path,
@@ -137,8 +146,8 @@ def test_hostile_files_are_refused_in_one_line(tmp_path: Path, capsys) -> None:
         f["layers/simple_rnn/cell/vars/3"] = np.zeros(3)
     for bad, needle in ((evil, ""), (torch_evil, ""), (lstm, "LSTM"), (lam, ""),
                         (w, ""), (extra, "holds 4 arrays")):
-        code, out, err = _run(capsys, "convert", str(bad), str(tmp_path / "out.npz"),
-                              "--activation", "tanh")
+        hint = [] if bad.suffix == ".keras" else ["--activation", "tanh"]
+        code, out, err = _run(capsys, "convert", str(bad), str(tmp_path / "out.npz"), *hint)
         assert code == 2, (bad.name, out, err)
         assert len(err.strip().splitlines()) == 1 and needle in err, (bad.name, err)
         assert not (tmp_path / "out.npz").exists()
@@ -162,7 +171,8 @@ def test_fuzzed_files_never_crash(files: dict[str, Path], fmt: str, tmp_path: Pa
         bad = tmp_path / f"bad{i}{convert.FORMATS[fmt][0]}"
         bad.write_bytes(blob)
         out = tmp_path / f"out{i}.npz"
-        code, _, err = _run(capsys, "convert", str(bad), str(out), "--activation", "tanh")
+        hint = ["--activation", "tanh"] if "activation" in convert._HINTS_USED[fmt] else []
+        code, _, err = _run(capsys, "convert", str(bad), str(out), *hint)
         assert code in (0, 2), err
         assert out.exists() == (code == 0)
         if code == 2:
