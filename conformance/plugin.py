@@ -52,6 +52,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "rnn_conformance_case" not in metafunc.fixturenames:
         return
     config = metafunc.config
+    if config.getoption("rnn_seed") and not config.getoption("rnn_random"):
+        raise pytest.UsageError("--rnn-seed applies to the --rnn-random cases; add --rnn-random N")
     selected = case_lib.full_cases() if config.getoption("rnn_full") else case_lib.quick_cases()
     if config.getoption("rnn_random"):
         selected += case_lib.random_cases(config.getoption("rnn_random"),

@@ -150,6 +150,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     from rnn_ref.conformance import runner
 
     names = args.backend or rnn_ref.available_backends()
+    if args.seed and not args.random:
+        print("rnn-ref check: --seed applies to the --random cases; add --random N",
+              file=sys.stderr)
+        return 2
     mode = "full" if args.full else "quick"
     selected = case_lib.full_cases() if args.full else case_lib.quick_cases()
     if args.case and not args.full:  # a named case may come from the full matrix

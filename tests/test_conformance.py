@@ -104,6 +104,7 @@ def test_cli_check_passes_writes_json_and_reports_failures(tmp_path: Path, capsy
     assert cli.main(["check", "--backend", "planted:ClipIgnored", "--no-progress",
                      "--case", "^rnn_tanh_2layer_fwd_clip_n3t7d5m4_f32$"]) == 1
     assert cli.main(["check", "--backend", "nonexistent"]) == 2
+    assert cli.main(["check", "--backend", "numpy", "--seed", "3"]) == 2  # --seed needs --random
     assert cli.main(["check", "--backend", "numpy", "--case", "no-such-case"]) == 2
 
 
