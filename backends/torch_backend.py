@@ -313,29 +313,40 @@ class TorchBackend:
             return f"dtype {np.dtype(dtype)}: use float32 or float64"
         return None
 
+    def _run(self, params: RNNParams, x: Any, h0: Any, lengths: Any, mask: Any, grad: bool
+             ) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(model, x tensor, h0 tensor, outputs zero-padded to T, h_n); with ``grad``, x and
+        h0 require gradients and autograd records the call."""
+        cfg = params.config
+        x = np.asarray(x)
+        n, t = x.shape[:2]
+        la = right_padded_lengths(lengths, mask, n, t, NAME)
+        raise_if(unsupported(cfg, padded=la is not None), NAME)
+        if la is not None and la.min() == 0:
+            raise UnsupportedError(NAME, "a zero length", "pack_padded_sequence refuses it")
+        model = to_native(params, batch_first=True)
+        rnn = model.rnn if isinstance(model, RNNWithReadout) else model
+        dtype = _DTYPES[params.dtype]
+        L, R, m = cfg.num_layers, cfg.num_directions, cfg.hidden_sizes[0]
+        xt = _tensor(x).to(dtype).requires_grad_(grad)
+        ht = (_tensor(np.asarray(h0)) if h0 is not None else torch.zeros(L * R, n, m)).to(
+            dtype).requires_grad_(grad)
+        inp: Any = xt if la is None else nn.utils.rnn.pack_padded_sequence(
+            xt, torch.from_numpy(la), batch_first=True, enforce_sorted=False)
+        with torch.set_grad_enabled(grad):
+            out, h_n = rnn(inp, ht)
+            if la is not None:
+                out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=t)
+        return model, xt, ht, out, h_n
+
     def backward(self, params: RNNParams, x: np.ndarray[Any, Any], *, h0: Any = None,
                  lengths: Any = None, mask: Any = None, grad_outputs: Any = None,
                  grad_h_n: Any = None, grad_y: Any = None) -> Any:
         """Gradients by torch autograd, in the parameters' dtype (a ``BackwardResult``)."""
         from rnn_ref.gradient import BackwardResult
 
-        cfg = params.config
-        x = np.asarray(x)
-        n, t = x.shape[:2]
-        la = right_padded_lengths(lengths, mask, n, t, NAME)
-        raise_if(unsupported(cfg, padded=la is not None), NAME)
-        model = to_native(params, batch_first=True)
-        rnn = model.rnn if isinstance(model, RNNWithReadout) else model
+        model, xt, ht, out, h_n = self._run(params, x, h0, lengths, mask, grad=True)
         dtype = _DTYPES[params.dtype]
-        xt = _tensor(x).to(dtype).requires_grad_(True)
-        L, R, m = cfg.num_layers, cfg.num_directions, cfg.hidden_sizes[0]
-        ht = (_tensor(np.asarray(h0)) if h0 is not None else torch.zeros(L * R, n, m)).to(
-            dtype).requires_grad_(True)
-        inp: Any = xt if la is None else nn.utils.rnn.pack_padded_sequence(
-            xt, torch.from_numpy(la), batch_first=True, enforce_sorted=False)
-        out, h_n = rnn(inp, ht)
-        if la is not None:
-            out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=t)
         loss = out.sum() * 0
         if grad_outputs is not None:
             loss = loss + (out * _tensor(np.asarray(grad_outputs)).to(dtype)).sum()
@@ -347,8 +358,9 @@ class TorchBackend:
         loss.backward()
         grads = {k: (v.grad if v.grad is not None else torch.zeros_like(v))
                  for k, v in model.named_parameters()}
+        rnn = model.rnn if isinstance(model, RNNWithReadout) else model
         g = from_native(grads, nonlinearity=str(rnn.nonlinearity))
-        g = RNNParams(cfg, g.layers, g.readout)
+        g = RNNParams(params.config, g.layers, g.readout)
         return BackwardResult(g, xt.grad.numpy(), ht.grad.numpy())  # type: ignore[union-attr]
 
     def round_trip(self, params: RNNParams) -> RNNParams:
@@ -357,27 +369,9 @@ class TorchBackend:
 
     def forward(self, params: RNNParams, x: np.ndarray[Any, Any], *, h0: Any = None,
                 lengths: Any = None, mask: Any = None) -> ForwardResult:
-        cfg = params.config
-        x = np.asarray(x)
-        n, t = x.shape[:2]
-        la = right_padded_lengths(lengths, mask, n, t, NAME)
-        raise_if(unsupported(cfg, padded=la is not None), NAME)
-        if la is not None and la.min() == 0:
-            raise UnsupportedError(NAME, "a zero length", "pack_padded_sequence refuses it")
-        model = to_native(params, batch_first=True)
-        dtype = _DTYPES[params.dtype]
-        xt = _tensor(x).to(dtype)
-        inp: Any = xt
-        if la is not None:
-            inp = nn.utils.rnn.pack_padded_sequence(xt, torch.from_numpy(la),
-                                                    batch_first=True, enforce_sorted=False)
-        hx = None if h0 is None else _tensor(np.asarray(h0)).to(dtype)
-        rnn = model.rnn if isinstance(model, RNNWithReadout) else model
-        with torch.no_grad():
-            out, h_n = rnn(inp, hx)
-            if la is not None:
-                out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=t)
-            y = None
-            if isinstance(model, RNNWithReadout):
+        model, _, _, out, h_n = self._run(params, x, h0, lengths, mask, grad=False)
+        y = None
+        if isinstance(model, RNNWithReadout):
+            with torch.no_grad():
                 y = _READOUT_ACTIVATIONS[model.activation](model.readout(out)).numpy()
         return ForwardResult(out.numpy(), h_n.numpy(), y)
