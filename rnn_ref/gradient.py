@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from rnn_ref._blas import prime
 from rnn_ref.activations import Activation
 from rnn_ref.config import RNNConfig
 from rnn_ref.params import CellParams, Readout, RNNParams
@@ -85,6 +86,7 @@ def _forward_direction(x: Array, cell: CellParams, h0: Array, f: Activation,
     n, t_len, _ = x.shape
     m = cell.hidden_size
     proj = x @ cell.w_x + (cell.b_x + cell.b_h)
+    prime(proj.dtype, m, m)  # see rnn_ref._blas
     z = np.zeros((n, t_len, m))
     a_inside = np.ones((n, t_len, m), bool) if clip is not None else None
     h_prev = np.zeros((n, t_len, m))

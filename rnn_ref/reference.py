@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from rnn_ref._blas import prime
 from rnn_ref.activations import Activation
 from rnn_ref.config import OUTPUT_ORDERS, PADDED_OUTPUTS, RNNConfig
 from rnn_ref.params import RNNParams
@@ -411,6 +412,7 @@ def _run_direction(
     np.matmul(x.reshape(n_samples * n_steps, d), cell.w_x,
               out=buf.reshape(n_samples * n_steps, buf.shape[2])[:, lo : lo + m])
     out += cell.b_x + cell.b_h
+    prime(x.dtype, m, m)  # see rnn_ref._blas: the per-step products run up to 2.6x faster
     states = (np.empty((n_samples, m), x.dtype), np.empty((n_samples, m), x.dtype))
     work = np.empty((n_samples, m), x.dtype)
     work2 = np.empty((n_samples, m), x.dtype)
