@@ -70,12 +70,25 @@ def machine() -> dict[str, Any]:
                                                  "keras", "jax", "jaxlib", "onnxruntime")}}
 
 
+def import_seconds(runs: int = 5) -> float:
+    """Median wall time of ``import rnn_ref`` in ``runs`` fresh interpreters."""
+    code = "import time; t = time.perf_counter(); import rnn_ref; print(time.perf_counter() - t)"
+    times = [float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                  check=True).stdout) for _ in range(runs)]
+    return sorted(times)[runs // 2]
+
+
 def run(*, quick: bool, threads: Sequence[int], repeats: int, out: Path,
-        frameworks: Sequence[str] = FRAMEWORKS, progress: bool = True) -> dict[str, Any]:
-    """Run every framework x thread count; write every output; return the JSON document."""
+        frameworks: Sequence[str] = FRAMEWORKS, progress: bool = True,
+        shapes: Sequence[tuple[int, int, int, int]] | None = None) -> dict[str, Any]:
+    """Run every framework x thread count; write every output; return the JSON document.
+
+    ``shapes`` replaces the grid (``SHAPES``, or ``QUICK_SHAPES`` with ``quick``).
+    """
     import importlib.util
 
-    shapes = QUICK_SHAPES if quick else SHAPES
+    if shapes is None:
+        shapes = QUICK_SHAPES if quick else SHAPES
     records: list[dict[str, Any]] = []
     peaks: dict[int, float] = {}
     jobs = [(f, t) for t in threads for f in frameworks]
@@ -114,6 +127,7 @@ def run(*, quick: bool, threads: Sequence[int], repeats: int, out: Path,
         print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
     doc = {"machine": machine(), "mode": "quick" if quick else "full", "repeats": repeats,
            "threads": list(threads), "matmul_peak_gflops": {str(k): v for k, v in peaks.items()},
+           "import_seconds": import_seconds(),
            "seconds": round(time.perf_counter() - start, 1), "records": records}
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.json").write_text(json.dumps(doc, indent=1) + "\n")
@@ -150,7 +164,54 @@ def summary(doc: dict[str, Any]) -> str:
     m = doc["machine"]
     return (f"Forward pass, {k} thread, median of {doc['repeats']} (percent of the float32 "
             f"matmul peak, {doc['matmul_peak_gflops'][str(k)]:.1f} GFLOP/s), on {m['cpu']}, "
-            f"{m['cores']} cores, Python {m['python']}.\n\n" + "\n".join(lines) + "\n")
+            f"{m['cores']} cores, Python {m['python']}.\n\n" + "\n".join(lines) + "\n\n"
+            + _md_table(["target", "shape", "measured", "met"], ratios(doc)))
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
+
+
+#: the targets of issue 6 for this project's own code: (what, backends, shapes)
+TARGET_SHAPES = {"jax": [(64, 200, 128, 128), (16, 1000, 32, 256)],
+                 "larger": [(32, 100, 64, 64), (64, 200, 128, 128), (16, 1000, 32, 256),
+                            (128, 50, 256, 512)]}
+
+
+def ratios(doc: dict[str, Any]) -> list[list[str]]:
+    """The speed targets for our own code, from one run: forward, float32, fewest threads.
+
+    Rows of ``[target, shape, measured, met]``, ``met`` being ``yes``, ``no`` or ``not
+    measured`` (a missing framework, or a shape outside a quick run).
+    """
+    k = min(doc["threads"])
+    ms = {(r["backend"], tuple(r["shape"])): r for r in _ok(doc)
+          if r["pass"] == "forward" and r["threads"] == k}
+    rows: list[list[str]] = []
+
+    def row(target: str, shape: tuple[int, ...], a: str, b: str | None,
+            fmt: str, ok: Any) -> None:
+        ra, rb = ms.get((a, shape)), ms.get((b, shape)) if b else None
+        if ra is None or (b is not None and rb is None):
+            rows.append([target, str(shape), "-", "not measured"])
+            return
+        value = ra["peak_fraction"] if b is None else ra["median_ms"] / rb["median_ms"]
+        rows.append([target, str(shape), fmt.format(value), "yes" if ok(value) else "no"])
+
+    for s in TARGET_SHAPES["jax"]:
+        row("jax / jax-bare <= 1.05", s, "jax", "jax-bare", "{:.3f}", lambda v: v <= 1.05)
+    for s in TARGET_SHAPES["jax"]:
+        row("jax >= 65% of peak", s, "jax", None, "{:.0%}", lambda v: v >= 0.65)
+    for s in TARGET_SHAPES["larger"]:
+        row("torch / numpy > 1 (oracle faster)", s, "torch", "numpy", "{:.3f}",
+            lambda v: v > 1)
+    for s in TARGET_SHAPES["larger"]:
+        row("numpy-f64 / numpy <= 2.5", s, "numpy-f64", "numpy", "{:.2f}", lambda v: v <= 2.5)
+    if "import_seconds" in doc:
+        v = doc["import_seconds"]
+        rows.append(["import rnn_ref < 0.3 s", "-", f"{v:.3f} s", "yes" if v < 0.3 else "no"])
+    return rows
 
 
 def _ok(doc: dict[str, Any]) -> list[dict[str, Any]]:
@@ -173,15 +234,20 @@ HEADER = ["backend", "(N, T, D, M)", "threads", "pass", "median ms", "min-max ms
           "first call ms", "GFLOP/s", "of peak"]
 
 
-def terminal(doc: dict[str, Any]) -> str:
-    rows = table(doc)
-    widths = [max(len(x[i]) for x in [HEADER, *rows]) for i in range(len(HEADER))]
+def _aligned(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(x[i]) for x in [header, *rows]) for i in range(len(header))]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    lines = [fmt.format(*HEADER), "  ".join("-" * w for w in widths)]
-    lines += [fmt.format(*r) for r in rows]
+    return [fmt.format(*header), "  ".join("-" * w for w in widths)] + [fmt.format(*r)
+                                                                         for r in rows]
+
+
+def terminal(doc: dict[str, Any]) -> str:
+    lines = _aligned(HEADER, table(doc))
     skipped = sorted({(r["backend"], r.get("reason", "")) for r in doc["records"]
                       if r.get("status") != "ok" and r.get("pass") == "forward"})
     lines += [f"skipped {b}: {why}" for b, why in skipped]
+    lines += ["", "Targets for this project's own code (forward, float32, fewest threads):"]
+    lines += _aligned(["target", "shape", "measured", "met"], ratios(doc))
     return "\n".join(lines)
 
 
@@ -191,9 +257,7 @@ def markdown(doc: dict[str, Any]) -> str:
     head = (f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}; "
             f"float32 matmul peak (GFLOP/s): {peaks}; {doc['mode']} run, median of "
             f"{doc['repeats']}.\n\n")
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    lines += ["| " + " | ".join(r) + " |" for r in table(doc)]
-    return head + "\n".join(lines) + "\n"
+    return head + _md_table(HEADER, table(doc))
 
 
 def plots(doc: dict[str, Any], out: Path) -> None:

@@ -4,9 +4,10 @@
 
 The thread count is fixed by pinning the process to that many cores, through the environment
 before any framework is imported (the harness sets it; this script checks it) and through each
-framework's own setting. Each
+framework's own setting. Per shape, each
 variant is warmed up once (that first call, compilation included, is reported as
-``compile_ms``), then timed ``repeats`` times. A variant that cannot run here prints a
+``compile_ms``), then every variant is timed ``repeats`` times, interleaved (see
+:func:`timed`). The matrix-multiply peak is measured last. A variant that cannot run here prints a
 ``skipped`` record with the reason, so the grid is the same whatever is installed.
 """
 
@@ -40,25 +41,46 @@ def flops(n: int, t: int, d: int, m: int) -> float:
     return 2.0 * n * t * (d + m) * m
 
 
-def timed(fn: Callable[[], Any], repeats: int) -> dict[str, float]:
-    start = time.perf_counter()
-    fn()
-    first = (time.perf_counter() - start) * 1e3
-    times = []
+def timed(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, dict[str, Any]]:
+    """Time several closures with their repetitions interleaved, round-robin.
+
+    Each closure's first call (warm-up, compilation included) is timed on its own; then every
+    round calls each closure once. A drift of the machine over the minutes of a run (seen
+    here: 10 to 15 % between two runs) so falls on every variant alike, and the ratio of two
+    variants of one shape (``jax`` to ``jax-bare``) is not an artefact of their order. A
+    closure that raises is reported as ``{"error": ...}`` and left out of the rounds.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    times: dict[str, list[float]] = {}
+    for key, fn in fns.items():
+        try:
+            start = time.perf_counter()
+            fn()
+            out[key] = {"compile_ms": (time.perf_counter() - start) * 1e3}
+            times[key] = []
+        except Exception as exc:
+            out[key] = {"error": f"{type(exc).__name__}: {exc}"}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    q = np.percentile(times, [25, 75])
-    return {"compile_ms": first, "median_ms": statistics.median(times), "min_ms": min(times),
-            "max_ms": max(times), "iqr_ms": float(q[1] - q[0]), "repeats": repeats}
+        for key in list(times):
+            try:
+                start = time.perf_counter()
+                fns[key]()
+                times[key].append((time.perf_counter() - start) * 1e3)
+            except Exception as exc:
+                out[key] = {"error": f"{type(exc).__name__}: {exc}"}
+                del times[key]
+    for key, ts in times.items():
+        q = np.percentile(ts, [25, 75])
+        out[key].update(median_ms=statistics.median(ts), min_ms=min(ts), max_ms=max(ts),
+                        iqr_ms=float(q[1] - q[0]), repeats=repeats)
+    return out
 
 
 def matmul_peak(repeats: int = 5, size: int = 2048) -> float:
     """GFLOP/s of a large float32 matrix product with this process's threads."""
     a = np.random.default_rng(0).standard_normal((size, size)).astype(np.float32)
     b = a.T.copy()
-    res = timed(lambda: a @ b, repeats)
+    res = timed({"peak": lambda: a @ b}, repeats)["peak"]
     return 2.0 * size**3 / (res["median_ms"] / 1e3) / 1e9
 
 
@@ -181,39 +203,45 @@ def main() -> None:
 
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
-    peak = matmul_peak()
-    print(json.dumps({"kind": "peak", "threads": args.threads, "gflops": peak}), flush=True)
-    for variant in args.variants or FRAMEWORK_VARIANTS[args.framework]:
-        for text in args.shapes:
-            shape = tuple(int(v) for v in text.split(","))
+    records: list[dict[str, Any]] = []
+    for text in args.shapes:
+        shape = tuple(int(v) for v in text.split(","))
+        jobs: dict[str, Callable[[], Any]] = {}
+        bases: dict[str, dict[str, Any]] = {}
+        for variant in args.variants or FRAMEWORK_VARIANTS[args.framework]:
             base = {"kind": "result", "backend": variant, "shape": list(shape),
                     "threads": args.threads, "dtype": "float32" if variant != "numpy-f64"
-                    else "float64", "flops": flops(*shape), "peak_gflops": peak}
+                    else "float64", "flops": flops(*shape)}
             try:
                 fwd, fwd_bwd = build(variant, shape, args.threads)  # type: ignore[arg-type]
             except Exception as exc:
-                for pass_ in ("forward", "forward_backward"):
-                    print(json.dumps({**base, "pass": pass_, "status": "skipped",
-                                      "reason": f"{type(exc).__name__}: {exc}"}), flush=True)
+                records += [{**base, "pass": pass_, "status": "skipped",
+                             "reason": f"{type(exc).__name__}: {exc}"}
+                            for pass_ in ("forward", "forward_backward")]
                 continue
-            passes = [("forward", fwd), ("forward_backward", fwd_bwd)]
-            for pass_, fn in passes:
+            for pass_, fn in (("forward", fwd), ("forward_backward", fwd_bwd)):
                 if fn is None:
-                    print(json.dumps({**base, "pass": pass_, "status": "skipped",
-                                      "reason": "not measured: inference only" if pass_ ==
-                                      "forward_backward" else "unavailable"}), flush=True)
-                    continue
-                try:
-                    res = timed(fn, args.repeats)
-                except Exception as exc:
-                    print(json.dumps({**base, "pass": pass_, "status": "skipped",
-                                      "reason": f"{type(exc).__name__}: {exc}"}), flush=True)
-                    continue
-                work = base["flops"] * (3 if pass_ == "forward_backward" else 1)
-                gflops = work / (res["median_ms"] / 1e3) / 1e9
-                print(json.dumps({**base, **res, "pass": pass_, "status": "ok",
-                                  "gflops": gflops, "peak_fraction": gflops / peak}),
-                      flush=True)
+                    records.append({**base, "pass": pass_, "status": "skipped",
+                                    "reason": "not measured: inference only"})
+                else:
+                    jobs[f"{variant}/{pass_}"] = fn
+                    bases[f"{variant}/{pass_}"] = {**base, "pass": pass_}
+        for key, res in timed(jobs, args.repeats).items():
+            if "error" in res:
+                records.append({**bases[key], "status": "skipped", "reason": res["error"]})
+            else:
+                records.append({**bases[key], **res, "status": "ok"})
+    # The peak comes last, so that no variant runs after a large product it did not ask for
+    # (OpenBLAS's small products are faster after one: see rnn_ref/_blas.py).
+    peak = matmul_peak()
+    print(json.dumps({"kind": "peak", "threads": args.threads, "gflops": peak}), flush=True)
+    for rec in records:
+        rec["peak_gflops"] = peak
+        if rec["status"] == "ok":
+            work = rec["flops"] * (3 if rec["pass"] == "forward_backward" else 1)
+            rec["gflops"] = work / (rec["median_ms"] / 1e3) / 1e9
+            rec["peak_fraction"] = rec["gflops"] / peak
+        print(json.dumps(rec), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,93 @@
+"""The benchmark harness: interleaved timing, the target ratios, and a real run's outputs.
+
+Speed itself is not asserted here (timings belong to the benchmarks); these tests check what
+the harness records and writes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+
+import harness  # noqa: E402
+import worker  # noqa: E402
+
+
+def test_timed_interleaves_rounds_and_reports_failures() -> None:
+    calls: list[str] = []
+    state = {"c": 0}
+
+    def failing_on_third_call() -> None:
+        state["c"] += 1
+        calls.append("c")
+        if state["c"] == 3:
+            raise RuntimeError("boom")
+
+    fns = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b"),
+           "c": failing_on_third_call,
+           "d": lambda: (_ for _ in ()).throw(ValueError("no"))}
+    res = worker.timed(fns, repeats=3)
+    # first calls, then rounds a b c, a b c (c fails on its third call), a b
+    assert calls == ["a", "b", "c", "a", "b", "c", "a", "b", "c", "a", "b"]
+    assert res["a"]["repeats"] == 3 and res["a"]["min_ms"] <= res["a"]["median_ms"]
+    assert set(res["a"]) == {"compile_ms", "median_ms", "min_ms", "max_ms", "iqr_ms", "repeats"}
+    assert res["c"] == {"error": "RuntimeError: boom"}
+    assert res["d"] == {"error": "ValueError: no"}
+
+
+def _rec(backend: str, shape: tuple[int, ...], ms: float, frac: float = 0.5) -> dict[str, Any]:
+    return {"backend": backend, "shape": list(shape), "threads": 1, "pass": "forward",
+            "status": "ok", "median_ms": ms, "peak_fraction": frac}
+
+
+def test_ratios_against_the_targets() -> None:
+    big, long_ = (64, 200, 128, 128), (16, 1000, 32, 256)
+    doc = {"threads": [1, 2], "import_seconds": 0.31, "records": [
+        _rec("jax", big, 10.4, 0.70), _rec("jax-bare", big, 10.0),
+        _rec("jax", long_, 10.6, 0.60), _rec("jax-bare", long_, 10.0),
+        _rec("torch", big, 12.0), _rec("numpy", big, 10.0), _rec("numpy-f64", big, 26.0),
+        {**_rec("torch", long_, 1.0), "threads": 2},  # other thread count: ignored
+    ]}
+    rows = {(r[0], r[1]): r[2:] for r in harness.ratios(doc)}
+    assert rows[("jax / jax-bare <= 1.05", str(big))] == ["1.040", "yes"]
+    assert rows[("jax / jax-bare <= 1.05", str(long_))] == ["1.060", "no"]
+    assert rows[("jax >= 65% of peak", str(big))] == ["70%", "yes"]
+    assert rows[("jax >= 65% of peak", str(long_))] == ["60%", "no"]
+    assert rows[("torch / numpy > 1 (oracle faster)", str(big))] == ["1.200", "yes"]
+    assert rows[("torch / numpy > 1 (oracle faster)", str(long_))] == ["-", "not measured"]
+    assert rows[("numpy-f64 / numpy <= 2.5", str(big))] == ["2.60", "no"]
+    assert rows[("import rnn_ref < 0.3 s", "-")] == ["0.310 s", "no"]
+
+
+def test_a_real_run_writes_every_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                        ) -> None:
+    pytest.importorskip("matplotlib")
+    # a framework that is not installed is a skipped row with its reason, not a missing row
+    monkeypatch.setitem(harness._IMPORTS, "torch", "no_such_module_rnn_ref")
+    shape = (2, 6, 3, 5)
+    doc = harness.run(quick=True, threads=[1], repeats=2, out=tmp_path,
+                      frameworks=["numpy", "torch"], progress=False, shapes=[shape])
+    for name in ("bench.json", "bench.md", "summary.md", "time_vs_T.png", "time_vs_M.png",
+                 "peak_fraction.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert json.loads((tmp_path / "bench.json").read_text()) == doc
+    assert doc["machine"]["versions"]["numpy"] and doc["machine"]["cores"]
+    assert doc["matmul_peak_gflops"]["1"] > 0 and 0 < doc["import_seconds"] < 30
+    by = {(r["backend"], r["pass"]): r for r in doc["records"]}
+    assert set(by) == {(b, p) for b in ("numpy-loop", "numpy", "numpy-f64", "torch")
+                       for p in ("forward", "forward_backward")}
+    ok = by[("numpy", "forward")]
+    assert ok["status"] == "ok" and ok["repeats"] == 2 and ok["shape"] == list(shape)
+    assert ok["gflops"] == pytest.approx(worker.flops(*shape) / ok["median_ms"] * 1e-6)
+    assert ok["peak_fraction"] == pytest.approx(ok["gflops"] / doc["matmul_peak_gflops"]["1"])
+    assert by[("numpy-f64", "forward_backward")]["status"] == "ok"
+    assert by[("numpy", "forward_backward")]["reason"] == "not measured: inference only"
+    assert by[("torch", "forward")]["reason"] == "no_such_module_rnn_ref is not installed"
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| numpy |" in summary and "| target | shape | measured | met |" in summary
