@@ -33,7 +33,7 @@ FRAMEWORK_VARIANTS: dict[str, list[str]] = {
     "onnxruntime": ["onnxruntime"],
 }
 #: variants whose forward + backward is measured too
-TRAINS = {"numpy-f64", "torch", "jax", "jax-bare"}
+TRAINS = {"numpy-f64", "torch", "jax", "jax-bare", "keras[tensorflow]-xla", "keras[jax]"}
 
 
 def flops(n: int, t: int, d: int, m: int) -> float:
@@ -164,12 +164,34 @@ def build(variant: str, shape: tuple[int, int, int, int], threads: int
             spec = tf.TensorSpec(x.shape, tf.float32)
             fn = tf.function(lambda v: model(v, training=False), jit_compile=True,
                              input_signature=[spec])
-            xt = tf.constant(x)
-            return lambda: fn(xt).numpy(), None
+            xt, gt = tf.constant(x), tf.constant(g)
+
+            @tf.function(jit_compile=True, input_signature=[spec])
+            def grads(v: Any) -> Any:
+                with tf.GradientTape() as tape:
+                    loss = tf.reduce_sum(model(v, training=True) * gt)
+                return tape.gradient(loss, model.trainable_variables)
+
+            return (lambda: fn(xt).numpy(),
+                    lambda: [w.numpy() for w in grads(xt)])
         return lambda: model.predict_on_batch(x), None
     if variant == "keras[jax]":
+        import jax
+        import jax.numpy as jnp
+
         model = rnn_ref.to_keras(params)
-        return lambda: model.predict_on_batch(x), None
+        # copies: predict_on_batch donates the variables' own buffers
+        trainable = [jnp.array(np.asarray(v.value)) for v in model.trainable_variables]
+        fixed = [jnp.array(np.asarray(v.value)) for v in model.non_trainable_variables]
+        xj, gj = jnp.asarray(x), jnp.asarray(g)
+
+        def loss(tv: Any, xx: Any) -> Any:
+            out, _ = model.stateless_call(tv, fixed, xx, training=True)
+            return jnp.sum(out * gj)
+
+        grad_j = jax.jit(jax.grad(loss))
+        return (lambda: model.predict_on_batch(x),
+                lambda: jax.block_until_ready(grad_j(trainable, xj)))
     if variant == "onnxruntime":
         import onnxruntime as ort
 
