@@ -26,7 +26,9 @@ import numpy as np
 
 FRAMEWORK_VARIANTS: dict[str, list[str]] = {
     "numpy": ["numpy-loop", "numpy", "numpy-f64"],
-    "torch": ["torch"],
+    # numpy-beside-torch: the oracle again, timed interleaved with torch in torch's process,
+    # so that the torch / oracle ratio does not carry the drift between two processes
+    "torch": ["torch", "numpy-beside-torch"],
     "jax": ["jax", "jax-bare"],
     "keras-tensorflow": ["keras[tensorflow]-xla", "keras[tensorflow]-predict"],
     "keras-jax": ["keras[jax]"],
@@ -104,7 +106,7 @@ def build(variant: str, shape: tuple[int, int, int, int], threads: int
     cfg = params.config
     if variant == "numpy-loop":
         return lambda: rnn_ref.forward_loop(params, x, compute_dtype=np.float32), None
-    if variant == "numpy":
+    if variant in ("numpy", "numpy-beside-torch"):
         return lambda: rnn_ref.forward(params, x, compute_dtype=np.float32), None
     if variant == "numpy-f64":
         p64, x64, g64 = params.astype(np.float64), x.astype(np.float64), g.astype(np.float64)

@@ -53,6 +53,8 @@ def test_ratios_against_the_targets() -> None:
         _rec("jax", long_, 10.6, 0.60), _rec("jax-bare", long_, 10.0),
         _rec("torch", big, 12.0), _rec("numpy", big, 10.0), _rec("numpy-f64", big, 26.0),
         {**_rec("torch", long_, 1.0), "threads": 2},  # other thread count: ignored
+        _rec("torch", (128, 50, 256, 512), 9.0), _rec("numpy", (128, 50, 256, 512), 10.0),
+        _rec("numpy-beside-torch", (128, 50, 256, 512), 8.0),  # preferred over numpy
     ]}
     rows = {(r[0], r[1]): r[2:] for r in harness.ratios(doc)}
     assert rows[("jax / jax-bare <= 1.05", str(big))] == ["1.040", "yes"]
@@ -61,6 +63,8 @@ def test_ratios_against_the_targets() -> None:
     assert rows[("jax >= 65% of peak", str(long_))] == ["60%", "no"]
     assert rows[("torch / numpy > 1 (oracle faster)", str(big))] == ["1.200", "yes"]
     assert rows[("torch / numpy > 1 (oracle faster)", str(long_))] == ["-", "not measured"]
+    assert rows[("torch / numpy-beside-torch > 1 (oracle faster)", "(128, 50, 256, 512)")] == [
+        "1.125", "yes"]
     assert rows[("numpy-f64 / numpy <= 2.5", str(big))] == ["2.60", "no"]
     assert rows[("import rnn_ref < 0.3 s", "-")] == ["0.310 s", "no"]
 
@@ -79,8 +83,10 @@ def test_a_real_run_writes_every_output(tmp_path: Path, monkeypatch: pytest.Monk
     assert json.loads((tmp_path / "bench.json").read_text()) == doc
     assert doc["machine"]["versions"]["numpy"] and doc["machine"]["cores"]
     assert doc["matmul_peak_gflops"]["1"] > 0 and 0 < doc["import_seconds"] < 30
+    assert doc["thread_settings"]["1"]["OMP_NUM_THREADS"] == "1"
     by = {(r["backend"], r["pass"]): r for r in doc["records"]}
-    assert set(by) == {(b, p) for b in ("numpy-loop", "numpy", "numpy-f64", "torch")
+    assert set(by) == {(b, p) for b in ("numpy-loop", "numpy", "numpy-f64", "torch",
+                                        "numpy-beside-torch")
                        for p in ("forward", "forward_backward")}
     ok = by[("numpy", "forward")]
     assert ok["status"] == "ok" and ok["repeats"] == 2 and ok["shape"] == list(shape)
