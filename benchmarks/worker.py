@@ -97,6 +97,26 @@ def _inputs(shape: tuple[int, int, int, int]) -> tuple[Any, np.ndarray, np.ndarr
     return params, x, g
 
 
+def bare_scan(tree: Any, x: Any) -> Any:
+    """A hand-written one-layer tanh ``lax.scan``: the yardstick for the ``jax`` backend.
+
+    ``tree`` is :func:`rnn_ref.backends.jax_backend.pytree_of`'s, ``x`` ``(N, T, D)``; returns
+    the outputs ``(N, T, M)``.
+    """
+    import jax.numpy as jnp
+    from jax import lax
+
+    c = tree["layers"][0][0]
+    proj = jnp.swapaxes(x, 0, 1) @ c["w_x"] + (c["b_x"] + c["b_h"])
+
+    def step(h: Any, p_t: Any) -> tuple[Any, Any]:
+        h = jnp.tanh(h @ c["w_h"] + p_t)
+        return h, h
+
+    _, out = lax.scan(step, jnp.zeros((x.shape[0], c["w_h"].shape[0]), x.dtype), proj)
+    return jnp.swapaxes(out, 0, 1)
+
+
 def build(variant: str, shape: tuple[int, int, int, int], threads: int
           ) -> tuple[Callable[[], Any], Callable[[], Any] | None]:
     """(forward, forward+backward or None) closures for one variant at one shape."""
@@ -133,7 +153,6 @@ def build(variant: str, shape: tuple[int, int, int, int], threads: int
     if variant in ("jax", "jax-bare"):
         import jax
         import jax.numpy as jnp
-        from jax import lax
         from rnn_ref.backends import jax_backend
 
         tree = jax_backend.pytree_of(params)
@@ -141,18 +160,8 @@ def build(variant: str, shape: tuple[int, int, int, int], threads: int
         if variant == "jax":
             def out_of(tr: Any, xx: Any) -> Any:
                 return jax_backend.apply(tr, xx, config=cfg)[0]
-        else:  # a bare hand-written scan: the yardstick for the backend's overhead
-            def out_of(tr: Any, xx: Any) -> Any:
-                c = tr["layers"][0][0]
-                proj = jnp.swapaxes(xx, 0, 1) @ c["w_x"] + (c["b_x"] + c["b_h"])
-
-                def step(h: Any, p_t: Any) -> tuple[Any, Any]:
-                    h = jnp.tanh(h @ c["w_h"] + p_t)
-                    return h, h
-
-                _, out = lax.scan(step, jnp.zeros((xx.shape[0], c["w_h"].shape[0]), xx.dtype),
-                                  proj)
-                return jnp.swapaxes(out, 0, 1)
+        else:
+            out_of = bare_scan
 
         fwd_j = jax.jit(out_of)
         grad_j = jax.jit(jax.grad(lambda tr, xx: jnp.sum(out_of(tr, xx) * gj)))
