@@ -188,7 +188,7 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
 
 
-#: the targets of issue 6 for this project's own code: (what, backends, shapes)
+#: the shapes at which issue 6 sets targets for this project's own code
 TARGET_SHAPES = {"jax": [(64, 200, 128, 128), (16, 1000, 32, 256)],
                  "larger": [(32, 100, 64, 64), (64, 200, 128, 128), (16, 1000, 32, 256),
                             (128, 50, 256, 512)]}

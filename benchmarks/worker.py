@@ -4,11 +4,11 @@
 
 The thread count is fixed by pinning the process to that many cores, through the environment
 before any framework is imported (the harness sets it; this script checks it) and through each
-framework's own setting. Per shape, each
-variant is warmed up once (that first call, compilation included, is reported as
-``compile_ms``), then every variant is timed ``repeats`` times, interleaved (see
-:func:`timed`). The matrix-multiply peak is measured last. A variant that cannot run here prints a
-``skipped`` record with the reason, so the grid is the same whatever is installed.
+framework's own setting. Per shape, each variant is warmed up once (that first call,
+compilation included, is reported as ``compile_ms``), then all the variants are timed
+``repeats`` times, interleaved (see :func:`timed`). The matrix-multiply peak is measured last.
+A variant that cannot run here prints a ``skipped`` record with the reason, so the grid is the
+same whatever is installed.
 """
 
 from __future__ import annotations

@@ -15,13 +15,14 @@ product                fresh       after a (64, 2M) @ (2M, 2M) one
 =====================  ==========  ===============================
 
 callgrind counts the same instructions in both states and no page faults occur per call, so
-the time goes to the memory system; the likeliest cause is OpenBLAS reading ahead into pages of
-its work buffer that no product has written yet. The oracle's own input projection does not
-help: its inner dimension is D. So before a time loop the oracle runs one product of
-:func:`prime`'s size, once per process and size class: 0.2 to 7 ms, which made
-``forward`` 1.2x to 1.9x faster at the benchmark shapes (1.87x at (16, 1000, 32, 256)). On a
-machine without the effect it costs that once. It never touches a result: the product is
-discarded.
+the time goes to the memory system. Our guess, which this virtual machine's missing hardware
+counters did not let us confirm: OpenBLAS reads ahead into pages of its work buffer that no
+product has written yet, and each such read costs a page walk. The oracle's own input
+projection does not help: its inner dimension is D. So before a time loop the oracle runs one
+product of :func:`prime`'s size, once per process and size class: 0.2 to 7 ms, which made
+``forward`` 1.1x to 1.9x faster at the four larger benchmark shapes in a fresh process (1.53x
+at (64, 200, 128, 128), 1.87x at (16, 1000, 32, 256)). On a machine without the effect it
+costs that once. It never touches a result: the product is discarded.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ import numpy as np
 
 #: largest (k, n) primed so far, per dtype
 _PRIMED: dict[np.dtype[Any], tuple[int, int]] = {}
-#: products at least this large ran at full speed in a fresh process; they are not primed
+#: k or n above this is not primed: the priming product would cost more (about 13 ms for the
+#: 1024 class already), and (64, 1024) @ (1024, 1024) ran at 33 GFLOP/s fresh here
 LARGEST = 1024
 
 
