@@ -135,8 +135,9 @@ def run(*, quick: bool, threads: Sequence[int], repeats: int, out: Path,
                     rec["reason"] = "not measured: inference only"
                 records.append(rec)
         if proc.returncode != 0:
-            records.append({"backend": framework, "threads": k, "status": "error",
-                            "reason": proc.stderr.strip().splitlines()[-1:] or ["failed"]})
+            last = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+            records.append({"backend": framework, "threads": k, "pass": "forward",
+                            "status": "error", "reason": f"the worker failed: {last}"})
     if progress:
         print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
     doc = {"machine": machine(), "mode": "quick" if quick else "full", "repeats": repeats,
@@ -177,8 +178,10 @@ def summary(doc: dict[str, Any]) -> str:
                          f"{r['median_ms']:.3g} ms ({100 * r['peak_fraction']:.0f}%)")
         lines.append("| " + " | ".join([b, *cells]) + " |")
     m = doc["machine"]
+    peak = doc["matmul_peak_gflops"].get(str(k))
     return (f"Forward pass, {k} thread, median of {doc['repeats']} (percent of the float32 "
-            f"matmul peak, {doc['matmul_peak_gflops'][str(k)]:.1f} GFLOP/s), on {m['cpu']}, "
+            f"matmul peak, {'not measured' if peak is None else f'{peak:.1f} GFLOP/s'}), on "
+            f"{m['cpu']}, "
             f"{m['cores']} cores, Python {m['python']}.\n\n" + "\n".join(lines) + "\n\n"
             + _md_table(["target", "shape", "measured", "met"], ratios(doc)))
 
@@ -297,7 +300,8 @@ def plots(doc: dict[str, Any], out: Path) -> None:
         ax.set_xlabel(f"{axis} (shapes of the grid)")
         ax.set_ylabel("forward, median ms")
         ax.set_title(f"Forward time against {axis}, float32, {min(doc['threads'])} thread(s)")
-        ax.legend(fontsize=7)
+        if backends:
+            ax.legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(out / name, dpi=90)
         plt.close(fig)
@@ -312,7 +316,8 @@ def plots(doc: dict[str, Any], out: Path) -> None:
                   [str(s) for s in shapes], fontsize=7)
     ax.set_ylabel("% of float32 matmul peak")
     ax.set_title(f"Forward, {min(doc['threads'])} thread(s)")
-    ax.legend(fontsize=6, ncol=2)
+    if backends:
+        ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
     fig.savefig(out / "peak_fraction.png", dpi=90)
     plt.close(fig)
@@ -332,7 +337,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error(f"--repeats must be at least 1, got {args.repeats}")
-    threads = args.threads or ([1] if args.quick else [1, 2])
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+    for k in args.threads or []:
+        if not 1 <= k <= cores:
+            parser.error(f"--threads: each count must be from 1 to {cores} (the cores this "
+                         f"process may use), got {k}")
+    threads = args.threads or ([1] if args.quick else [k for k in (1, 2) if k <= cores])
     doc = run(quick=args.quick, threads=threads, repeats=args.repeats, out=args.out,
               frameworks=args.framework or FRAMEWORKS, progress=sys.stderr.isatty())
     print(terminal(doc))

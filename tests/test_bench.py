@@ -132,3 +132,27 @@ def test_jax_backend_compiles_to_the_bare_scan() -> None:
             for f in (ours, worker.bare_scan))
     assert a == b
     np.testing.assert_array_equal(jax.jit(ours)(tree, x), jax.jit(worker.bare_scan)(tree, x))
+
+
+def test_a_failing_worker_is_an_error_row_not_a_missing_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_env = harness._env
+    # the worker refuses to run when the environment does not match --threads
+    monkeypatch.setattr(harness, "_env", lambda f, k: {**real_env(f, k), "OMP_NUM_THREADS": "7"})
+    doc = harness.run(quick=True, threads=[1], repeats=1, out=tmp_path, frameworks=["numpy"],
+                      progress=False, shapes=[(2, 3, 2, 2)])
+    assert doc["records"] == [{
+        "backend": "numpy", "threads": 1, "pass": "forward", "status": "error",
+        "reason": "the worker failed: worker.py: the harness must set OMP_NUM_THREADS to "
+                  "--threads"}]
+    assert "skipped numpy: the worker failed" in harness.terminal(doc)
+    assert "matmul peak, not measured" in (tmp_path / "summary.md").read_text()
+
+
+@pytest.mark.parametrize("bad", ["0", "100000"])
+def test_thread_counts_outside_the_cores_are_refused(
+        bad: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        harness.main(["--threads", "1", bad])
+    assert exc.value.code == 2
+    assert f"the cores this process may use), got {bad}" in capsys.readouterr().err
