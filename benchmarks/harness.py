@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -146,15 +147,15 @@ def run(*, quick: bool, threads: Sequence[int], repeats: int, out: Path,
            "import_seconds": import_seconds(),
            "seconds": round(time.perf_counter() - start, 1), "records": records}
     out.mkdir(parents=True, exist_ok=True)
-    (out / "bench.json").write_text(json.dumps(doc, indent=1) + "\n")
+    _write_text(out / "bench.json", json.dumps(doc, indent=1) + "\n")
     write_outputs(doc, out)
     return doc
 
 
 def write_outputs(doc: dict[str, Any], out: Path) -> None:
     """bench.md (every row), summary.md (forward, fewest threads), and the plots."""
-    (out / "bench.md").write_text(markdown(doc))
-    (out / "summary.md").write_text(summary(doc))
+    _write_text(out / "bench.md", markdown(doc))
+    _write_text(out / "summary.md", summary(doc))
     plots(doc, out)
 
 
@@ -303,7 +304,7 @@ def plots(doc: dict[str, Any], out: Path) -> None:
         if backends:
             ax.legend(fontsize=7)
         fig.tight_layout()
-        fig.savefig(out / name, dpi=90)
+        _replace(out / name, partial(fig.savefig, dpi=90, format="png"))
         plt.close(fig)
     shapes = sorted({tuple(r["shape"]) for r in recs})
     fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -319,8 +320,58 @@ def plots(doc: dict[str, Any], out: Path) -> None:
     if backends:
         ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
-    fig.savefig(out / "peak_fraction.png", dpi=90)
+    _replace(out / "peak_fraction.png", partial(fig.savefig, dpi=90, format="png"))
     plt.close(fig)
+
+
+OUTPUTS = ("bench.json", "bench.md", "summary.md", "time_vs_T.png", "time_vs_M.png",
+           "peak_fraction.png")
+
+
+def _is_bench_json(path: Path) -> bool:
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and {"machine", "records"} <= doc.keys()
+
+
+def refusal(out: Path, json_copy: Path | None) -> str | None:
+    """Why a run may not write to ``out`` (and copy its JSON to ``json_copy``), or ``None``.
+
+    A run overwrites only an earlier run's outputs: a folder holding any of :data:`OUTPUTS`
+    needs an earlier run's ``bench.json`` beside them, and ``json_copy`` may replace only an
+    earlier run's JSON. Checked before the run, so that no minutes are spent first.
+    """
+    if out.exists() and not out.is_dir():
+        return f"--out: {out} exists and is not a folder"
+    present = [n for n in OUTPUTS if (out / n).exists()]
+    if present and not _is_bench_json(out / "bench.json"):
+        return (f"--out: {out} holds {present[0]} but no bench.json of an earlier run; "
+                f"refusing to overwrite it (give a new or empty folder)")
+    if json_copy is not None:
+        if json_copy.is_dir():
+            return f"--json: {json_copy} is a folder; give a file path"
+        if not json_copy.parent.is_dir():
+            return f"--json: the folder {json_copy.parent} does not exist"
+        if json_copy.exists() and not _is_bench_json(json_copy):
+            return (f"--json: {json_copy} exists and is not an earlier run's JSON; refusing to "
+                    f"overwrite it")
+    return None
+
+
+def _replace(path: Path, write: Any) -> None:
+    """``write(tmp)`` to a temporary file beside ``path``, then rename it onto ``path``."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_text(path: Path, text: str) -> None:
+    _replace(path, lambda tmp: tmp.write_text(text))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -344,13 +395,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"--threads: each count must be from 1 to {cores} (the cores this "
                          f"process may use), got {k}")
     threads = args.threads or ([1] if args.quick else [k for k in (1, 2) if k <= cores])
+    why = refusal(args.out, args.json)
+    if why:
+        parser.error(why)
     doc = run(quick=args.quick, threads=threads, repeats=args.repeats, out=args.out,
               frameworks=args.framework or FRAMEWORKS, progress=sys.stderr.isatty())
     print(terminal(doc))
     print(f"\nwrote {args.out}/bench.json, bench.md, summary.md, time_vs_T.png, "
           f"time_vs_M.png, peak_fraction.png ({doc['seconds']} s)")
     if args.json:
-        args.json.write_text(json.dumps(doc, indent=1) + "\n")
+        _write_text(args.json, json.dumps(doc, indent=1) + "\n")
     return 0
 
 

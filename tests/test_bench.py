@@ -156,3 +156,33 @@ def test_thread_counts_outside_the_cores_are_refused(
         harness.main(["--threads", "1", bad])
     assert exc.value.code == 2
     assert f"the cores this process may use), got {bad}" in capsys.readouterr().err
+
+
+def test_a_run_overwrites_only_an_earlier_runs_outputs(tmp_path: Path) -> None:
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / "bench.json").write_text(json.dumps({"machine": {}, "records": []}))
+    (earlier / "summary.md").write_text("an earlier summary")
+    assert harness.refusal(earlier, earlier / "bench.json") is None
+    assert harness.refusal(tmp_path / "new" / "folder", None) is None
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "summary.md").write_text("my own notes")
+    (mine / "notes.json").write_text('{"mine": true}')
+    assert "refusing to overwrite" in harness.refusal(mine, None)  # type: ignore[operator]
+    assert "refusing to overwrite" in harness.refusal(  # type: ignore[operator]
+        earlier, mine / "notes.json")
+    assert "is not a folder" in harness.refusal(mine / "summary.md", None)  # type: ignore[operator]
+    assert "does not exist" in harness.refusal(  # type: ignore[operator]
+        earlier, tmp_path / "nowhere" / "x.json")
+
+
+def test_the_cli_refuses_before_running(tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "bench.md").write_text("not a benchmark")
+    with pytest.raises(SystemExit) as exc:
+        harness.main(["--quick", "--out", str(tmp_path)])
+    assert exc.value.code == 2 and "holds bench.md" in capsys.readouterr().err
+    assert (tmp_path / "bench.md").read_text() == "not a benchmark"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.md"]
