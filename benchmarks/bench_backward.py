@@ -9,20 +9,14 @@ torch's forward + backward through `nn.RNN` autograd in float64 and float32.
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
-from bench_oracle import timeit
+from bench_oracle import parse_args, timeit
 
 import rnn_ref
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shape", type=int, nargs=4, default=[64, 200, 128, 128],
-                        metavar=("N", "T", "D", "M"))
-    parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
+    args = parse_args(__doc__.splitlines()[0], repeats=5)
     n, t, d, m = args.shape
     params = rnn_ref.init(rnn_ref.RNNConfig(d, m), seed=0, dtype=np.float64)
     rng = np.random.default_rng(0)

@@ -43,12 +43,22 @@ def timeit(fn: Callable[[], object], repeats: int) -> tuple[float, float, float]
     return statistics.median(times), min(times), max(times)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(description: str, repeats: int) -> argparse.Namespace:
+    """``--shape N T D M`` (default 64 200 128 128, each at least 1) and ``--repeats``."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--shape", type=int, nargs=4, default=[64, 200, 128, 128],
                         metavar=("N", "T", "D", "M"))
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=repeats)
     args = parser.parse_args()
+    if min(args.shape) < 1:
+        parser.error(f"--shape: N, T, D and M must each be at least 1, got {args.shape}")
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
+    return args
+
+
+def main() -> None:
+    args = parse_args(__doc__.splitlines()[0], repeats=7)
     n, t, d, m = args.shape
     cfg = rnn_ref.RNNConfig(d, m)
     x64 = np.random.default_rng(0).standard_normal((n, t, d))

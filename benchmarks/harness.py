@@ -23,7 +23,7 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from importlib import metadata
 from pathlib import Path
@@ -210,7 +210,7 @@ def ratios(doc: dict[str, Any]) -> list[list[str]]:
     rows: list[list[str]] = []
 
     def row(target: str, shape: tuple[int, ...], a: str, b: str | None,
-            fmt: str, ok: Any) -> None:
+            fmt: str, ok: Callable[[float], bool]) -> None:
         ra, rb = ms.get((a, shape)), ms.get((b, shape)) if b else None
         if ra is None or (b is not None and rb is None):
             rows.append([target, str(shape), "-", "not measured"])
