@@ -18,6 +18,13 @@ How ONNX differs from the reference (ONNX ``Operators.md``, section ``RNN``; onn
 * ``sequence_lens`` (int32, right padding) zeroes padded outputs (``padded_output="zeros"``);
   no masks with holes. onnxruntime returns zeros instead of ``h0`` as the final state of a
   zero-length sequence (a recorded deviation). onnxruntime's CPU RNN runs float32 only.
+* Every valid ``RNN`` node of every version (RNN-1, -7, -14, -22) is read (:func:`read_node`):
+  attributes absent take the spec's defaults (one ``Tanh`` per direction, although the schema
+  lists ``["Tanh", "Tanh"]`` as the default value), optional inputs may be absent or
+  empty-named, either output may be skipped, ``layout=1`` is computed (:func:`run_node`), and
+  what the spec forbids is refused naming the rule. onnxruntime refuses ``layout=1`` and nodes
+  without ``hidden_size`` (recorded deviations); :func:`to_native` writes ``layout=1`` only
+  when asked.
 * Graphs written by :func:`to_native` carry the config as metadata (``rnn_ref.config``), so
   merge modes, the readout activation and the padding semantics survive a round trip.
 """
@@ -27,6 +34,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -131,13 +139,16 @@ class _Graph:
 
 
 def _rnn_attrs(config: RNNConfig, layer: int) -> dict[str, Any]:
+    """The node's attributes, written as most exporters write them: what equals the spec's
+    default (``direction="forward"``, every activation ``Tanh``) is left out, so readers of
+    these graphs (onnxruntime in the conformance suite) meet the defaults too."""
     acts = [a if a.name != "linear" else Activation("affine", 1.0, 0.0)
             for a in config.activations[layer]]
-    attrs: dict[str, Any] = {
-        "hidden_size": config.hidden_sizes[layer],
-        "direction": config.direction,
-        "activations": [_ONNX_NAMES[a.name] for a in acts],
-    }
+    attrs: dict[str, Any] = {"hidden_size": config.hidden_sizes[layer]}
+    if config.direction != "forward":
+        attrs["direction"] = config.direction
+    if any(a.name != "tanh" for a in acts):
+        attrs["activations"] = [_ONNX_NAMES[a.name] for a in acts]
     alphas = [a.alpha for a in acts if a.alpha is not None]
     betas = [a.beta for a in acts if a.beta is not None]
     if alphas:
@@ -151,12 +162,18 @@ def _rnn_attrs(config: RNNConfig, layer: int) -> dict[str, Any]:
 
 
 def to_native(params: RNNParams, *, time_major: bool = False, lengths: bool = False,
-              initial_state: bool = False, expose_outputs: bool = False) -> onnx.ModelProto:
+              initial_state: bool = False, expose_outputs: bool = False, layout: int = 0
+              ) -> onnx.ModelProto:
     """An ONNX model (opset 17) with one ``RNN`` node per layer.
 
     Args:
         params: the network.
         time_major: inputs and outputs ``(T, N, ...)`` instead of batch-major ``(N, T, ...)``.
+        layout: the RNN nodes' ``layout`` attribute. ``0`` (default) writes time-major nodes
+            (what onnxruntime runs; a batch-major graph transposes around them); ``1`` writes
+            batch-major nodes fed straight from ``x (N, T, D)``, which onnxruntime refuses but
+            the spec, OpenVINO and :func:`rnn_ref.oracle` accept. ``1`` needs a batch-major
+            graph (``time_major=False``).
         lengths: add an int32 input ``lengths (N,)`` fed to every node's ``sequence_lens``.
         initial_state: add an input ``h0 (L*R, N, M)`` (with hidden sizes that differ: one
             input ``h0_l{l} (R, N, M_l)`` per layer).
@@ -172,6 +189,9 @@ def to_native(params: RNNParams, *, time_major: bool = False, lengths: bool = Fa
     """
     cfg = params.config
     raise_if(unsupported(cfg, padded=lengths), NAME)
+    if layout not in (0, 1) or (layout == 1 and time_major):
+        raise ValueError(f"layout must be 0, or 1 with a batch-major graph (time_major=False); "
+                         f"got layout={layout!r}, time_major={time_major}")
     if params.dtype not in _DTYPES:
         raise UnsupportedError(NAME, f"dtype {params.dtype}", "use float16, float32 or float64")
     g = _Graph(params.dtype)
@@ -192,7 +212,10 @@ def to_native(params: RNNParams, *, time_major: bool = False, lengths: bool = Fa
                     f"h0_l{li}", elem, [R, "N", cfg.hidden_sizes[li]]))
                 h0_names.append(f"h0_l{li}")
 
-    x = "x" if time_major else g.op1("Transpose", ["x"], perm=[1, 0, 2])
+    # the nodes' own axes: layout 0 is [T, N, ...] with Y [T, R, N, M]; 1 is [N, T, ...] with
+    # Y [N, T, R, M], Y_h [N, R, M] and initial_h [N, R, M]
+    t_axis, r_axis = (1, 2) if layout else (0, 1)
+    x = "x" if time_major or layout else g.op1("Transpose", ["x"], perm=[1, 0, 2])
     y_hs: list[str] = []
     outputs_tm: list[str] = []
     for li, layer in enumerate(params.layers):
@@ -208,24 +231,26 @@ def to_native(params: RNNParams, *, time_major: bool = False, lengths: bool = Fa
                 starts = g.const(g.name("start"), np.array([li * R], np.int64))
                 ends = g.const(g.name("end"), np.array([(li + 1) * R], np.int64))
                 axes = g.const(g.name("axes"), np.array([0], np.int64))
-                node_in.append(g.op1("Slice", ["h0", starts, ends, axes]))
+                h0_l = g.op1("Slice", ["h0", starts, ends, axes])
             else:
-                node_in.append(h0_names[li])
+                h0_l = h0_names[li]
+            node_in.append(g.op1("Transpose", [h0_l], perm=[1, 0, 2]) if layout else h0_l)
         while node_in and node_in[-1] == "":
             node_in.pop()
-        y, y_h = g.op("RNN", node_in, 2, **_rnn_attrs(cfg, li))
-        y_hs.append(y_h)
+        attrs = _rnn_attrs(cfg, li) | ({"layout": 1} if layout else {})
+        y, y_h = g.op("RNN", node_in, 2, **attrs)
+        y_hs.append(g.op1("Transpose", [y_h], perm=[1, 0, 2]) if layout else y_h)
         merge = cfg.merge_modes[li]
-        if merge == "concat":  # [T, R, N, M] -> [T, N, R, M] -> [T, N, R*M]
-            t = g.op1("Transpose", [y], perm=[0, 2, 1, 3])
+        if merge == "concat":  # [T, R, N, M] -> [T, N, R, M] (or [N, T, R, M]) -> [., ., R*M]
+            t = y if layout else g.op1("Transpose", [y], perm=[0, 2, 1, 3])
             width = R * cfg.hidden_sizes[li]  # static: -1 is ambiguous for an empty sequence
             shape = g.const(g.name("shape"), np.array([0, 0, width], np.int64))
             x = g.op1("Reshape", [t, shape])
             outputs_tm = [x]
         else:
             split = g.const(g.name("split"), np.array([1, 1], np.int64))
-            halves = g.op("Split", [y, split], 2, axis=1)
-            one = g.const(g.name("axes"), np.array([1], np.int64))
+            halves = g.op("Split", [y, split], 2, axis=r_axis)
+            one = g.const(g.name("axes"), np.array([r_axis], np.int64))
             fwd, bwd = (g.op1("Squeeze", [h, one]) for h in halves)
             if merge is None:
                 outputs_tm = [fwd, bwd]
@@ -242,7 +267,7 @@ def to_native(params: RNNParams, *, time_major: bool = False, lengths: bool = Fa
     if cfg.output_order == "processing":
         starts = g.const(g.name("start"), np.array([-1], np.int64))
         ends = g.const(g.name("end"), np.array([np.iinfo(np.int64).min], np.int64))
-        axes = g.const(g.name("axes"), np.array([0], np.int64))
+        axes = g.const(g.name("axes"), np.array([t_axis], np.int64))
         step = g.const(g.name("step"), np.array([-1], np.int64))
         outputs_tm = [g.op1("Slice", [o, starts, ends, axes, step]) for o in outputs_tm]
     names = ["output"] if len(outputs_tm) == 1 else ["output_forward", "output_backward"]
@@ -258,7 +283,7 @@ def to_native(params: RNNParams, *, time_major: bool = False, lengths: bool = Fa
             [y], ["y"])
     graph_outputs = []
     for name, o in zip(names, outputs_tm, strict=True):
-        if time_major:
+        if time_major or layout:
             g.nodes.append(helper.make_node("Identity", [o], [name], name=g.name("out")))
         else:
             g.nodes.append(helper.make_node("Transpose", [o], [name], name=g.name("out"),
@@ -287,6 +312,240 @@ def to_native(params: RNNParams, *, time_major: bool = False, lengths: bool = Fa
 
 
 # --------------------------------------------------------------------------------------------
+# one RNN node, read as the ONNX spec defines it (every opset version: 1, 7, 14, 22)
+# --------------------------------------------------------------------------------------------
+_INPUTS = ("X", "W", "R", "B", "sequence_lens", "initial_h")
+_DIRECTIONS = {"forward": 1, "reverse": 1, "bidirectional": 2}
+
+
+@dataclass(frozen=True)
+class RnnNode:
+    """One ``RNN`` node with the spec's defaults applied and every rule checked.
+
+    ``inputs`` maps each of ``X, W, R, B, sequence_lens, initial_h`` to its value name, ``""``
+    where the node leaves it out (absent or empty-named, the two ways the spec allows).
+    ``outputs`` holds the names of ``Y`` and ``Y_h``, ``""`` for one that is skipped.
+    """
+
+    name: str
+    opset: int
+    direction: str
+    activations: tuple[Activation, ...]
+    clip: float | None
+    hidden_size: int | None
+    layout: int
+    inputs: dict[str, str]
+    outputs: tuple[str, str]
+
+    @property
+    def num_directions(self) -> int:
+        return _DIRECTIONS[self.direction]
+
+
+def _opset_of(model: onnx.ModelProto) -> int:
+    """The default-domain opset the model imports (RNN lives there)."""
+    versions = [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")]
+    if not versions:
+        raise ValueError("the model imports no version of the default ONNX domain, where RNN "
+                         "is defined")
+    return versions[0]
+
+
+def _attribute_rules(node: onnx.NodeProto, opset: int) -> dict[str, Any]:
+    """The node's attributes as Python values, each checked against RNN's schema at ``opset``
+    (known at that version, of the declared type, given once)."""
+    try:
+        schema = onnx.defs.get_schema("RNN", opset)
+    except onnx.defs.SchemaError:
+        raise ValueError(f"RNN node {node.name!r}: opset {opset} defines no RNN operator "
+                         f"(RNN exists from opset 1)") from None
+    allowed = schema.attributes
+    found: dict[str, Any] = {}
+    for a in node.attribute:
+        if a.name not in allowed:
+            raise ValueError(f"RNN node {node.name!r}: attribute {a.name!r} is not defined for "
+                             f"RNN-{schema.since_version} (opset {opset}); it takes "
+                             f"{', '.join(sorted(allowed))}")
+        if a.type != allowed[a.name].type:
+            raise ValueError(f"RNN node {node.name!r}: attribute {a.name!r} must be of type "
+                             f"{onnx.AttributeProto.AttributeType.Name(allowed[a.name].type)}, "
+                             f"got {onnx.AttributeProto.AttributeType.Name(a.type)}")
+        if a.name in found:
+            raise ValueError(f"RNN node {node.name!r}: attribute {a.name!r} is given twice")
+        value = helper.get_attribute_value(a)
+        if isinstance(value, bytes):
+            value = value.decode()
+        elif isinstance(value, list):
+            value = [v.decode() if isinstance(v, bytes) else v for v in value]
+        found[a.name] = value
+    return found
+
+
+def read_node(node: onnx.NodeProto, opset: int, *, missing_parameters: str = "raise"
+              ) -> RnnNode:
+    """Read one ``RNN`` node of a model that imports ``opset``, with the spec's defaults.
+
+    The defaults (ONNX ``Operators.md``, ``RNN``): ``direction="forward"``; ``activations``
+    ``Tanh`` for every direction (the schema lists ``["Tanh", "Tanh"]`` as the default value
+    for the bidirectional case; a one-direction node takes one); ``layout=0``; no clip;
+    ``hidden_size`` taken from ``W``. RNN-1's ``output_sequence`` only makes ``Y`` optional,
+    which every version allows, so it does not change what is computed.
+
+    Raises:
+        ValueError: anything the spec forbids, naming the rule.
+        UnsupportedError: an activation outside the RNN set.
+    """
+    attrs = _attribute_rules(node, opset)
+    where = f"RNN node {node.name!r}"
+    direction = attrs.get("direction", "forward")
+    if direction not in _DIRECTIONS:
+        raise ValueError(f"{where}: direction must be 'forward', 'reverse' or "
+                         f"'bidirectional', got {direction!r}")
+    nd = _DIRECTIONS[direction]
+    layout = attrs.get("layout", 0)
+    if layout not in (0, 1):
+        raise ValueError(f"{where}: layout must be 0 (time-major) or 1 (batch-major), "
+                         f"got {layout}")
+    if attrs.get("output_sequence", 0) not in (0, 1):
+        raise ValueError(f"{where}: output_sequence must be 0 or 1, "
+                         f"got {attrs['output_sequence']}")
+    clip = attrs.get("clip")
+    if clip is not None and not (np.isfinite(clip) and clip > 0):
+        raise ValueError(f"{where}: clip must be a positive threshold, got {clip}")
+    hidden = attrs.get("hidden_size")
+    if hidden is not None and hidden < 1:
+        raise ValueError(f"{where}: hidden_size must be at least 1, got {hidden}")
+    names = attrs.get("activations", ["Tanh"] * nd)
+    if len(names) != nd:
+        raise ValueError(f"{where}: activations lists {len(names)} function(s) {names}; the "
+                         f"spec wants one per direction ({nd} for {direction!r})")
+    if not 3 <= len(node.input) <= len(_INPUTS) or "" in node.input[:3]:
+        raise ValueError(f"{where}: takes inputs X, W, R and optionally B, sequence_lens, "
+                         f"initial_h; got {list(node.input)}")
+    if len(node.output) > 2:
+        raise ValueError(f"{where}: has outputs Y and Y_h, got {len(node.output)}")
+    inputs = dict(zip(_INPUTS, [*node.input, *[""] * (len(_INPUTS) - len(node.input))],
+                      strict=True))
+    outputs = (*node.output, "", "")[:2]
+    return RnnNode(
+        name=node.name, opset=opset, direction=direction,
+        activations=_activations(where, names, attrs, missing_parameters), clip=clip,
+        hidden_size=hidden, layout=layout, inputs=inputs,
+        outputs=(outputs[0], outputs[1]),
+    )
+
+
+def _activations(where: str, names: Sequence[str], attrs: Mapping[str, Any],
+                 missing: str) -> tuple[Activation, ...]:
+    """The node's activations with their parameters: ``activation_alpha``/``_beta`` are
+    consumed in the order of the activations, only by those that take them (onnxruntime's
+    ``rnn_helpers.cc``, ``NormalizeActivationArgumentAndGetAlphaBetaCount``); a value left
+    over is an error. A parameter left out takes the default ``missing`` names."""
+    from rnn_ref.activations import ACTIVATIONS
+
+    alphas = [float(a) for a in attrs.get("activation_alpha", [])]
+    betas = [float(b) for b in attrs.get("activation_beta", [])]
+    acts = []
+    for raw in names:
+        name = _FROM_ONNX.get(raw.lower())
+        if name is None:
+            raise UnsupportedError("rnn-ref", f"activation {raw!r} in {where}",
+                                   f"RNN takes {', '.join(_ONNX_NAMES.values())}")
+        params: list[float | None] = []
+        for pname, values in (("alpha", alphas), ("beta", betas)):
+            if pname not in ACTIVATIONS[name]:
+                params.append(None)
+            elif values:
+                params.append(values.pop(0))
+            elif missing in _DEFAULTS and name in _DEFAULTS[missing]:
+                params.append(_DEFAULTS[missing][name][0 if pname == "alpha" else 1])
+            elif missing == "raise":
+                raise ValueError(f"{where} gives no {pname} for {raw}; ONNX's operator "
+                                 f"default and onnxruntime's differ: pass "
+                                 f"missing_parameters='onnx' or 'onnxruntime'")
+            else:
+                raise ValueError(f"{where} gives no {pname} for {raw} and {missing} has no "
+                                 f"default for it")
+        act = Activation(name, params[0], params[1])
+        acts.append(Activation("linear") if act == Activation("affine", 1.0, 0.0) else act)
+    if alphas or betas:
+        raise ValueError(f"{where}: {len(alphas)} activation_alpha and {len(betas)} "
+                         f"activation_beta value(s) left over after {list(names)} took theirs")
+    return tuple(acts)
+
+
+def node_cells(node: RnnNode, W: Any, R: Any, B: Any = None) -> list[CellParams]:
+    """The node's cells (one per direction) from ``W [R, M, D]``, ``R [R, M, M]`` and
+    ``B [R, 2M]`` (``None``: no bias), their shapes checked against the spec."""
+    W, Rm = np.asarray(W), np.asarray(R)
+    nd, where = node.num_directions, f"RNN node {node.name!r}"
+    if W.ndim != 3 or W.shape[0] != nd:
+        raise ValueError(f"{where}: W must be [num_directions={nd}, hidden_size, input_size], "
+                         f"got shape {W.shape}")
+    m = W.shape[1]
+    if node.hidden_size is not None and node.hidden_size != m:
+        raise ValueError(f"{where}: hidden_size is {node.hidden_size} but W has {m} rows")
+    if Rm.shape != (nd, m, m):
+        raise ValueError(f"{where}: R must be [{nd}, {m}, {m}], got shape {Rm.shape}")
+    bias = np.zeros((nd, 2 * m), W.dtype) if B is None else np.asarray(B)
+    if bias.shape != (nd, 2 * m):
+        raise ValueError(f"{where}: B must be [{nd}, {2 * m}] (Wb then Rb), got shape "
+                         f"{bias.shape}")
+    return [CellParams(W[r].T, Rm[r].T, bias[r, :m], bias[r, m:]) for r in range(nd)]
+
+
+def node_config(node: RnnNode, cells: Sequence[CellParams], *, bias: bool) -> RNNConfig:
+    """The one-layer config of ``node`` (cells from :func:`node_cells`)."""
+    return RNNConfig(cells[0].w_x.shape[0], cells[0].hidden_size, direction=node.direction,
+                     activation=list(node.activations), clip=node.clip, bias=bias)
+
+
+def run_node(node: RnnNode, X: Any, W: Any, R: Any, B: Any = None, sequence_lens: Any = None,
+             initial_h: Any = None) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """``(Y, Y_h)`` of one ``RNN`` node, computed by the oracle in float64.
+
+    Shapes as the spec gives them: ``layout=0`` takes ``X [T, N, D]`` and
+    ``initial_h [R, N, M]`` and returns ``Y [T, R, N, M]``, ``Y_h [R, N, M]``; ``layout=1``
+    takes ``X [N, T, D]``, ``initial_h [N, R, M]`` and returns ``Y [N, T, R, M]``,
+    ``Y_h [N, R, M]``. ``sequence_lens [N]`` are right-padded lengths: padded outputs are
+    zeros, the final state is the last valid state (``h0`` for a zero length).
+    """
+    where = f"RNN node {node.name!r}"
+    x = np.asarray(X, np.float64)
+    if x.ndim != 3:
+        raise ValueError(f"{where}: X must be 3-D ([seq_length, batch_size, input_size], or "
+                         f"batch first with layout=1), got shape {x.shape}")
+    x = x if node.layout == 1 else x.transpose(1, 0, 2)  # now (N, T, D)
+    cells = node_cells(node, np.asarray(W, np.float64), np.asarray(R, np.float64),
+                       None if B is None else np.asarray(B, np.float64))
+    if x.shape[2] != cells[0].w_x.shape[0]:
+        raise ValueError(f"{where}: X has {x.shape[2]} features, W takes "
+                         f"{cells[0].w_x.shape[0]}")
+    n, nd, m = x.shape[0], node.num_directions, cells[0].hidden_size
+    h0 = None
+    if initial_h is not None:
+        h0 = np.asarray(initial_h, np.float64)
+        want = (n, nd, m) if node.layout == 1 else (nd, n, m)
+        if h0.shape != want:
+            raise ValueError(f"{where}: initial_h must have shape {list(want)} with "
+                             f"layout={node.layout}, got {list(h0.shape)}")
+        h0 = h0.transpose(1, 0, 2) if node.layout == 1 else h0
+    lengths = None
+    if sequence_lens is not None:
+        lengths = np.asarray(sequence_lens)
+        if lengths.dtype.kind not in "iu" or lengths.shape != (n,):
+            raise ValueError(f"{where}: sequence_lens must be {n} integers (int32), got "
+                             f"{lengths.dtype} of shape {list(lengths.shape)}")
+    params = RNNParams(node_config(node, cells, bias=B is not None), [cells])
+    res = forward(params, x, h0=h0, lengths=lengths, padded_output="zeros")
+    y = res.outputs.reshape(n, x.shape[1], nd, m)  # (N, T, R, M)
+    h_n = np.asarray(res.h_n)  # (R, N, M)
+    if node.layout == 1:
+        return y, h_n.transpose(1, 0, 2)
+    return y.transpose(1, 2, 0, 3), h_n
+
+
+# --------------------------------------------------------------------------------------------
 # from ONNX
 # --------------------------------------------------------------------------------------------
 def _load(obj: Any) -> onnx.ModelProto:
@@ -302,46 +561,6 @@ def _load(obj: Any) -> onnx.ModelProto:
 
 def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-
-def _activations_of(node: onnx.NodeProto, R: int, missing: str) -> tuple[Activation, ...]:
-    attrs = _attrs(node)
-    names = [n.decode() if isinstance(n, bytes) else n
-             for n in attrs.get("activations", [b"Tanh"] * R)]
-    if len(names) != R:
-        raise ValueError(f"RNN node {node.name!r} lists {len(names)} activations for {R} "
-                         f"direction(s)")
-    alphas = list(attrs.get("activation_alpha", []))
-    betas = list(attrs.get("activation_beta", []))
-    acts = []
-    for raw in names:
-        name = _FROM_ONNX.get(raw.lower())
-        if name is None:
-            raise UnsupportedError("rnn-ref", f"activation {raw!r} in RNN node {node.name!r}")
-        params: list[float | None] = []
-        for pname, values in (("alpha", alphas), ("beta", betas)):
-            if not _needs(name, pname):
-                params.append(None)
-            elif values:
-                params.append(float(values.pop(0)))
-            elif missing in _DEFAULTS and name in _DEFAULTS[missing]:
-                params.append(_DEFAULTS[missing][name][0 if pname == "alpha" else 1])
-            else:
-                raise ValueError(
-                    f"RNN node {node.name!r} gives no {pname} for {raw}; ONNX's operator "
-                    f"default and onnxruntime's differ: pass missing_parameters='onnx' or "
-                    f"'onnxruntime'" if missing == "raise" else
-                    f"RNN node {node.name!r} gives no {pname} for {raw} and {missing} has no "
-                    f"default for it")
-        act = Activation(name, params[0], params[1])
-        acts.append(Activation("linear") if act == Activation("affine", 1.0, 0.0) else act)
-    return tuple(acts)
-
-
-def _needs(name: str, pname: str) -> bool:
-    from rnn_ref.activations import ACTIVATIONS
-
-    return pname in ACTIVATIONS[name]
 
 
 def from_native(model: Any, *, missing_parameters: str = "raise") -> RNNParams:
@@ -388,41 +607,25 @@ def from_native(model: Any, *, missing_parameters: str = "raise") -> RNNParams:
                              f"initializer or a constant")
         return consts[name]
 
-    directions = {str(_attrs(n).get("direction", b"forward").decode()
-                      if isinstance(_attrs(n).get("direction"), bytes)
-                      else _attrs(n).get("direction", "forward")) for n in rnn_nodes}
+    opset = _opset_of(m)
+    nodes = [read_node(n, opset, missing_parameters=missing_parameters) for n in rnn_nodes]
+    directions = {n.direction for n in nodes}
     if len(directions) != 1:
         raise UnsupportedError("rnn-ref", f"layers of different directions {sorted(directions)}")
     direction = directions.pop()
-    R = 2 if direction == "bidirectional" else 1
+    biases = {n.inputs["B"] != "" for n in nodes}
+    if len(biases) != 1:
+        raise UnsupportedError("rnn-ref", "some layers with a bias and some without")
+    has_bias = biases.pop()
     layers, acts, clips, sizes = [], [], [], []
-    has_bias = None
-    for node in rnn_nodes:
-        attrs = _attrs(node)
-        if int(attrs.get("layout", 0)) != 0:
-            raise UnsupportedError("rnn-ref", f"layout=1 in RNN node {node.name!r}",
-                                   "onnxruntime rejects it; rnn-ref reads layout=0")
-        W = weight(node.input[1], "W", node)
-        Rm = weight(node.input[2], "R", node)
-        bias_name = node.input[3] if len(node.input) > 3 else ""
-        node_bias = bias_name != ""
-        if has_bias is not None and has_bias != node_bias:
-            raise UnsupportedError("rnn-ref", "some layers with a bias and some without")
-        has_bias = node_bias
-        B = weight(bias_name, "B", node) if node_bias else None
-        if W.shape[0] != R:
-            raise ValueError(f"W of RNN node {node.name!r} has {W.shape[0]} directions, "
-                             f"the direction attribute says {R}")
-        m_size = W.shape[1]
-        row = []
-        for r in range(R):
-            b_x = B[r, :m_size] if B is not None else np.zeros(m_size, W.dtype)
-            b_h = B[r, m_size:] if B is not None else np.zeros(m_size, W.dtype)
-            row.append(CellParams(W[r].T, Rm[r].T, b_x, b_h))
+    for node, proto in zip(nodes, rnn_nodes, strict=True):
+        row = node_cells(node, weight(node.inputs["W"], "W", proto),
+                         weight(node.inputs["R"], "R", proto),
+                         weight(node.inputs["B"], "B", proto) if has_bias else None)
         layers.append(row)
-        acts.append(_activations_of(node, R, missing_parameters))
-        clips.append(float(attrs["clip"]) if "clip" in attrs else None)
-        sizes.append(m_size)
+        acts.append(node.activations)
+        clips.append(node.clip)
+        sizes.append(row[0].hidden_size)
 
     readout = None
     if config_meta is not None:
@@ -471,42 +674,24 @@ def _foreign_readout(m: onnx.ModelProto, consts: Mapping[str, np.ndarray[Any, An
 # --------------------------------------------------------------------------------------------
 # oracle: the graph evaluated by onnx.reference, with every RNN node computed by rnn_ref
 # --------------------------------------------------------------------------------------------
-def _oracle_rnn_op() -> type:
+def _oracle_rnn_op(opset: int) -> type:
+    """An ``onnx.reference`` operator computing every ``RNN`` node with :func:`run_node`.
+
+    The node is read from its ``NodeProto`` by :func:`read_node`, not from the attributes
+    ``onnx.reference`` hands over: those have the schema's defaults filled in (two
+    activations for a one-direction node), which hides what the node really says.
+    """
     from onnx.reference.op_run import OpRun
 
     class RNN(OpRun):  # type: ignore[misc]
         op_domain = ""
 
         def _run(self, X: Any, W: Any, R: Any, B: Any = None, sequence_lens: Any = None,
-                 initial_h: Any = None, activation_alpha: Any = None,
-                 activation_beta: Any = None, activations: Any = None, clip: Any = None,
-                 direction: Any = None, hidden_size: Any = None, layout: Any = None
-                 ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-            if layout not in (None, 0):
-                raise UnsupportedError("rnn-ref", "layout=1")
-            direction = direction or "forward"
-            nd = 2 if direction == "bidirectional" else 1
-            node = helper.make_node("RNN", [], [], activations=activations or ["Tanh"] * nd,
-                                    **({"activation_alpha": activation_alpha}
-                                       if activation_alpha is not None else {}),
-                                    **({"activation_beta": activation_beta}
-                                       if activation_beta is not None else {}))
-            acts = _activations_of(node, nd, "raise")
-            m_size = W.shape[1]
-            cells = []
-            for r in range(nd):
-                bias = np.zeros(2 * m_size) if B is None else np.asarray(B[r], np.float64)
-                cells.append(CellParams(np.asarray(W[r], np.float64).T,
-                                        np.asarray(R[r], np.float64).T,
-                                        bias[:m_size], bias[m_size:]))
-            cfg = RNNConfig(W.shape[2], m_size, direction=direction, activation=list(acts),
-                            clip=None if clip is None else float(clip), bias=B is not None)
-            x = np.asarray(X, np.float64).transpose(1, 0, 2)
-            lens = None if sequence_lens is None else np.asarray(sequence_lens, np.int64)
-            h0 = None if initial_h is None else np.asarray(initial_h, np.float64)
-            res = forward(RNNParams(cfg, [cells]), x, h0=h0, lengths=lens)
-            out = res.outputs.reshape(x.shape[0], x.shape[1], nd, m_size)
-            return out.transpose(1, 2, 0, 3), res.h_n  # Y [T, R, N, M], Y_h [R, N, M]
+                 initial_h: Any = None, **attributes: Any
+                 ) -> tuple[np.ndarray[Any, Any], ...]:
+            node = read_node(self.onnx_node, opset)
+            y, y_h = run_node(node, X, W, R, B, sequence_lens, initial_h)
+            return (y, y_h) if len(self.onnx_node.output) == 2 else (y,)
 
     return RNN
 
@@ -549,7 +734,7 @@ def oracle(model: onnx.ModelProto) -> Callable[..., list[np.ndarray[Any, Any]]]:
     from onnx.reference import ReferenceEvaluator
 
     m = _load(model)
-    evaluator = ReferenceEvaluator(_as_float64(m), new_ops=[_oracle_rnn_op()])
+    evaluator = ReferenceEvaluator(_as_float64(m), new_ops=[_oracle_rnn_op(_opset_of(m))])
     names = [i.name for i in m.graph.input
              if i.name not in {t.name for t in m.graph.initializer}]
 
