@@ -3,5 +3,5 @@
 :mod:`rnn_ref.conformance.compare` holds the tolerance policy and the error report that every
 comparison in the project uses: the demo, the converters' verification and the suite's runner.
 No collected ``test_*.py`` lives here: pytest would import such files a second time under
-another name (SPEC section 7); the project's tests are in the uninstalled ``tests/``.
+another name (docs/spec.md section 6); the project's tests are in the uninstalled ``tests/``.
 """

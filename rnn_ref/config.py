@@ -1,6 +1,6 @@
 """The architecture of an Elman network: :class:`RNNConfig`.
 
-Notation (SPEC section 2): N samples, T steps, D input features, M hidden units, K readout
+Notation (docs/spec.md section 1.2): N samples, T steps, D input features, M hidden units, K readout
 units, L layers, R directions (1 or 2).
 """
 

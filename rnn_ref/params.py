@@ -1,6 +1,6 @@
 """Canonical parameters: :class:`CellParams`, :class:`Readout`, :class:`RNNParams`, :func:`init`.
 
-Canonical storage (SPEC section 4) is (in, out) orientation with **two biases** per cell:
+Canonical storage (docs/spec.md section 3) is (in, out) orientation with **two biases** per cell:
 
 * ``w_x``: shape ``(D_l, M)``, the input kernel (``D_l = D`` for layer 0, else the merged
   width of the layer below, ``R*M`` for ``concat``);

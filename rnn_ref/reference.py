@@ -9,7 +9,7 @@ with ``clip(z) = min(max(z, -c), c)`` when the layer has a clip c, else the iden
 ``y_t = g(o_t @ w_y + b_y)`` at every step, padded ones included, where ``o_t`` is what the
 last layer outputs at t.
 
-Semantics (SPEC section 5), every variant an explicit option:
+Semantics (docs/spec.md section 4), every variant an explicit option:
 
 * **Directions.** A reverse direction reads each sequence from its last valid step to its
   first. Its outputs are time-aligned (position t holds the state after consuming ``x_t``;

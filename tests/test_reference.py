@@ -1,4 +1,4 @@
-"""The oracle: hand-computed cases, every semantic of SPEC sections 3-5, and properties."""
+"""The oracle: hand-computed cases, every semantic of docs/spec.md sections 2-4, and properties."""
 
 from __future__ import annotations
 
