@@ -3,7 +3,8 @@
 For each config and each source framework that can express it: build the source's native
 model, read it back (``from_*``), convert to every target that can express it (``to_*``), run
 both in their own frameworks on seeded inputs with lengths, and compare the valid steps within
-the float32 tolerance. Padded steps differ by design (docs/spec.md section 4.3) and are covered elsewhere.
+the float32 tolerance. Padded steps differ by design (docs/spec.md section 4.3) and are covered
+elsewhere.
 """
 
 from __future__ import annotations
