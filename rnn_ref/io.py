@@ -1,4 +1,5 @@
-"""The canonical file: :func:`save` and :func:`load`.
+"""The canonical file: :func:`save` and :func:`load`; its members in memory: :func:`to_members`
+and :func:`from_members`.
 
 Format (version 1), a NumPy ``.npz`` archive (a zip of ``.npy`` files) that any language with a
 zip reader and an ``.npy`` reader can write:
@@ -20,6 +21,10 @@ Arrays keep their dtype, so a round trip is bit-exact. Nothing is pickled: files
 ``allow_pickle=False``, and a member holding Python objects is refused. Writing goes to a
 temporary file in the target folder that is renamed into place, so an interrupted save never
 leaves a half-written file, and an existing file is kept unless ``overwrite=True``.
+
+:func:`to_members` and :func:`from_members` are the same format as a ``{name: array}`` dict, for
+carrying parameters inside another ``.npz`` message (the Keras worker protocol does); they check
+what :func:`load` checks.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import json
 import os
 import tempfile
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +43,10 @@ from rnn_ref.config import RNNConfig
 from rnn_ref.errors import FileFormatError
 from rnn_ref.params import RNNParams
 
-__all__ = ["FORMAT", "FileFormatError", "load", "save"]
+__all__ = ["FORMAT", "FileFormatError", "from_members", "load", "save", "to_members"]
 
 FORMAT = "rnn-ref/1"
+_MARKERS = ("__format__", "__config__")
 
 
 def save(params: RNNParams, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
@@ -49,18 +56,56 @@ def save(params: RNNParams, path: str | os.PathLike[str], *, overwrite: bool = F
         FileExistsError: ``path`` exists and ``overwrite`` is False.
         TypeError: ``params`` is not an :class:`~rnn_ref.RNNParams`.
     """
-    if not isinstance(params, RNNParams):
-        raise TypeError(f"params must be rnn_ref.RNNParams, got {type(params).__name__}")
+    members: dict[str, Any] = to_members(params)
     target = Path(path)
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
-    members: dict[str, Any] = {
+    atomic_write(target, lambda fh: np.savez(fh, **members))
+    return target
+
+
+def to_members(params: RNNParams) -> dict[str, np.ndarray[Any, Any]]:
+    """The members of the canonical file for ``params`` (the table above), name to array.
+
+    Raises:
+        TypeError: ``params`` is not an :class:`~rnn_ref.RNNParams`.
+    """
+    if not isinstance(params, RNNParams):
+        raise TypeError(f"params must be rnn_ref.RNNParams, got {type(params).__name__}")
+    members: dict[str, np.ndarray[Any, Any]] = {
         "__format__": np.array(FORMAT),
         "__config__": np.array(params.config.to_json()),
     }
     members.update(params.named_arrays())
-    atomic_write(target, lambda fh: np.savez(fh, **members))
-    return target
+    return members
+
+
+def from_members(members: Mapping[str, Any], *, source: str = "members") -> RNNParams:
+    """Inverse of :func:`to_members`: the parameters that canonical members describe.
+
+    ``members`` maps member names to arrays (a dict, or an open ``NpzFile``); ``source`` starts
+    every error message.
+
+    Raises:
+        FileFormatError: a wrong or missing format marker, a bad config, missing or extra
+            arrays, or arrays of the wrong shape or dtype (the message says which).
+    """
+    names = set(members)
+    for marker in _MARKERS:
+        if marker not in names:
+            raise FileFormatError(f"{source}: not an rnn-ref file (no {marker} member)")
+    try:
+        fmt = str(members["__format__"])
+        if fmt != FORMAT:
+            raise FileFormatError(f"{source}: format {fmt!r}, this version reads {FORMAT!r}")
+        config_dict = json.loads(str(members["__config__"]))
+        arrays = {k: members[k] for k in names - set(_MARKERS)}
+        config = RNNConfig.from_dict(config_dict)
+        return RNNParams.from_arrays(config, arrays)
+    except FileFormatError:
+        raise
+    except (TypeError, ValueError) as exc:  # np.load's refusal of pickled members lands here too
+        raise FileFormatError(f"{source}: {exc}") from None
 
 
 def atomic_write(target: Path, write: Any) -> None:
@@ -99,23 +144,10 @@ def load(path: str | os.PathLike[str]) -> RNNParams:
         with open(source, "rb") as fh, np.load(fh, allow_pickle=False) as archive:
             if not isinstance(archive, np.lib.npyio.NpzFile):
                 raise FileFormatError(f"{source}: a single .npy array, not an rnn-ref .npz file")
-            names = set(archive.files)
-            for marker in ("__format__", "__config__"):
-                if marker not in names:
-                    raise FileFormatError(f"{source}: not an rnn-ref file (no {marker} member)")
-            fmt = str(archive["__format__"])
-            if fmt != FORMAT:
-                raise FileFormatError(f"{source}: format {fmt!r}, this version reads {FORMAT!r}")
-            config_dict = json.loads(str(archive["__config__"]))
-            arrays = {k: archive[k] for k in names - {"__format__", "__config__"}}
+            return from_members(archive, source=str(source))
     except FileFormatError:
         raise
     except (zipfile.BadZipFile, EOFError, OSError, KeyError, UnicodeDecodeError) as exc:
         raise FileFormatError(f"{source}: unreadable or truncated file ({exc})") from None
     except ValueError as exc:  # np.load's refusal of pickled members lands here too
-        raise FileFormatError(f"{source}: {exc}") from None
-    try:
-        config = RNNConfig.from_dict(config_dict)
-        return RNNParams.from_arrays(config, arrays)
-    except (TypeError, ValueError) as exc:
         raise FileFormatError(f"{source}: {exc}") from None

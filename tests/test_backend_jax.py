@@ -127,3 +127,56 @@ def test_flax_refusals() -> None:
                                      seed=0))
     with pytest.raises(ValueError, match="not SimpleCell parameters"):
         rnn_ref.from_flax({"params": {"dense": {}}})
+
+
+@pytest.mark.parametrize("kind", ["nnx", "linen"])
+@pytest.mark.parametrize(("config", "feature"), [
+    (RNNConfig(3, 2, direction="bidirectional", merge_mode="sum"), "merge_mode 'sum'"),
+    (RNNConfig(3, 2, direction="reverse", output_order="processing"),
+     "output_order 'processing'"),
+], ids=["bidirectional-sum", "reverse-processing"])
+def test_to_flax_refuses_what_a_cell_list_drops(config: RNNConfig, feature: str,
+                                                kind: str) -> None:
+    """A list of SimpleCells records neither how two directions merge nor the output order:
+    to_flax raises instead of dropping them (it used to return cells that read back as
+    merge_mode='concat' and output_order='aligned')."""
+    need("flax.nnx")
+    with pytest.raises(UnsupportedError, match=f"flax SimpleCell cannot express {feature}"):
+        rnn_ref.to_flax(rnn_ref.init(config, seed=0), kind=kind)
+
+
+def test_flax_unsupported_rules() -> None:
+    """flax_backend.unsupported names the first thing a SimpleCell list cannot hold, and only
+    that: per-layer sizes, mixed activations, reverse and bias=False are all expressible."""
+    need("flax.nnx")
+    from rnn_ref.backends.flax_backend import unsupported
+
+    def feature(cfg: RNNConfig, kind: str = "nnx") -> str | None:
+        reason = unsupported(cfg, kind=kind)
+        return None if reason is None else reason[0]
+
+    bidir = {"num_layers": 2, "direction": "bidirectional"}
+    assert feature(RNNConfig(3, 2, clip=(None, 1.0), num_layers=2)) == "clip"
+    assert feature(RNNConfig(3, 2, output_size=1)) == "a readout"
+    assert feature(RNNConfig(3, 2, merge_mode=("ave", "concat"), **bidir)) == \
+        "merge_mode 'ave' (layer 0)"
+    assert feature(RNNConfig(3, 2, merge_mode=("concat", None), **bidir)) == \
+        "merge_mode None (layer 1)"
+    assert feature(RNNConfig(3, 2, direction="reverse", output_order="processing"),
+                   "linen") == "output_order 'processing'"
+    assert feature(RNNConfig(3, 2, activation="linear")) == \
+        "activation linear (layer 0, direction 0)"
+    assert feature(RNNConfig(3, 2, activation="linear"), "linen") is None
+    for ok in (RNNConfig(3, (4, 2), activation=[("relu", "softsign"), ("sigmoid", "softplus")],
+                         bias=False, padded_output="carry_state", **bidir),
+               RNNConfig(3, 2, direction="reverse", num_layers=3)):
+        assert unsupported(ok) is None
+        p = rnn_ref.init(ok, seed=0)
+        back = rnn_ref.from_flax(rnn_ref.to_flax(p), direction=ok.direction, bias=ok.bias)
+        assert back.config == ok.replace(padded_output="zeros")  # a cell holds no padding
+        for lp, lb in zip(p.layers, back.layers, strict=True):
+            for cp, cb in zip(lp, lb, strict=True):
+                np.testing.assert_array_equal(cb.w_h, cp.w_h)
+                np.testing.assert_array_equal(cb.b_x, cp.b_x + cp.b_h)  # the bias rule
+    with pytest.raises(ValueError, match="kind must be"):
+        unsupported(RNNConfig(3, 2), kind="haiku")
