@@ -7,21 +7,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from rnn_ref.config import RNNConfig
 from rnn_ref.errors import UnsupportedError
 
-__all__ = ["raise_if", "right_padded_lengths", "same_activation_everywhere"]
+__all__ = ["raise_if", "right_padded_lengths"]
 
 
 def raise_if(reason: tuple[str, str] | None, target: str) -> None:
     """Raise :class:`UnsupportedError` when ``reason`` (feature, why) is set."""
     if reason is not None:
         raise UnsupportedError(target, *reason)
-
-
-def same_activation_everywhere(config: RNNConfig) -> bool:
-    first = config.activation_of(0, 0)
-    return all(a == first for layer in config.activations for a in layer)
 
 
 def right_padded_lengths(

@@ -1,4 +1,4 @@
-"""JAX: a jitted ``lax.scan`` implementation of the whole spec, and flax ``SimpleCell``.
+"""JAX: a jitted ``lax.scan`` implementation of the whole spec.
 
 The ``jax`` backend is this project's own code, not a framework layer: :func:`apply` runs the
 reference semantics (layers, directions and merge modes, ``h0``, lengths and masks with the
@@ -9,21 +9,13 @@ direction scans with ``lax.scan(..., reverse=True)``, which keeps outputs time-a
 float64 runs inside ``jax.enable_x64(True)`` for the call only; JAX's global setting is never
 changed.
 
-flax (``flax.nnx.SimpleCell`` and ``flax.linen.SimpleCell``, ``flax/nnx/nn/recurrent.py``)
-differs from the reference:
-
-* one bias: ``dense_i`` (linen ``i``) has ``kernel (D, M)`` and ``bias (M,)``; ``dense_h``
-  (linen ``h``) has ``kernel (M, M)`` and no bias. So ``bias = b_x + b_h`` and, reading,
-  ``b_x = bias, b_h = 0`` (the bias rule).
-* a cell is one layer in one direction; a network is a list of layers, each a list of one
-  cell (or two for a bidirectional layer).
-* a params pytree does not record the activation (flax's default is tanh) nor
-  ``residual=True`` (pre-activation residual, not an Elman cell: refused when a module says so).
+flax ``SimpleCell`` (converters, oracle, what it cannot express) is
+:mod:`rnn_ref.backends.flax_backend`; :meth:`JaxBackend.round_trip` goes through it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -33,12 +25,12 @@ import numpy as np
 from jax import lax
 
 from rnn_ref.activations import Activation
+from rnn_ref.backends._frameworks import nothing_unsupported as unsupported
 from rnn_ref.config import RNNConfig
-from rnn_ref.errors import UnsupportedError
 from rnn_ref.params import CellParams, Readout, RNNParams
 from rnn_ref.reference import ForwardResult, _prepare
 
-__all__ = ["JaxBackend", "apply", "from_native", "oracle", "owns", "pytree_of", "to_native"]
+__all__ = ["JaxBackend", "apply", "pytree_of", "unsupported"]
 
 Tree = dict[str, Any]
 
@@ -255,12 +247,11 @@ class JaxBackend:
                                   np.stack(hs0) if cfg.uniform_hidden else tuple(hs0))
 
     def round_trip(self, params: RNNParams) -> RNNParams:
-        """Through flax ``nnx.SimpleCell`` modules and back (raises where a cell cannot)."""
+        """Through flax ``nnx.SimpleCell`` modules and back (raises where a cell cannot: see
+        :func:`rnn_ref.backends.flax_backend.unsupported`)."""
+        from rnn_ref.backends.flax_backend import from_native, to_native
+
         cfg = params.config
-        if cfg.output_order != "aligned":
-            raise UnsupportedError("flax SimpleCell", "output_order 'processing'")
-        if any(m != "concat" for m in cfg.merge_modes):
-            raise UnsupportedError("flax SimpleCell", "merge modes other than concat")
         return from_native(to_native(params), direction=cfg.direction, bias=cfg.bias)
 
     def forward(self, params: RNNParams, x: np.ndarray[Any, Any], *, h0: Any = None,
@@ -277,196 +268,3 @@ class JaxBackend:
                                     mask=None if p.valid is None else jnp.asarray(p.valid))
             jax.block_until_ready(outputs)
             return ForwardResult(as_np(outputs), as_np(h_n), None if y is None else as_np(y))
-
-
-# --------------------------------------------------------------------------------------------
-# flax SimpleCell
-# --------------------------------------------------------------------------------------------
-_FLAX_FN_NAMES = {"tanh": "tanh", "relu": "relu", "sigmoid": "sigmoid", "softplus": "softplus",
-                  "soft_sign": "softsign"}
-
-
-def _cell_arrays(obj: Any) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any],
-                                     np.ndarray[Any, Any]]:
-    """(kernel_i, bias_i, kernel_h) from an nnx.SimpleCell, its state, or linen params."""
-    from flax import nnx
-
-    if isinstance(obj, nnx.Module):
-        if getattr(obj, "residual", False):
-            raise UnsupportedError("rnn-ref", "a flax SimpleCell with residual=True",
-                                   "a pre-activation residual is not an Elman cell")
-        if not isinstance(obj, nnx.SimpleCell):
-            raise UnsupportedError("rnn-ref", f"flax.nnx.{type(obj).__name__}",
-                                   "only SimpleCell is an Elman cell")
-        obj = nnx.state(obj)
-    if isinstance(obj, nnx.State):
-        obj = obj.to_pure_dict()
-    if not isinstance(obj, Mapping):
-        raise TypeError(f"expected a flax SimpleCell, its state or its params, "
-                        f"got {type(obj).__name__}")
-    if "params" in obj and len(obj) == 1:
-        obj = obj["params"]
-    if "dense_i" in obj:  # nnx
-        i, h = obj["dense_i"], obj["dense_h"]
-    elif "i" in obj and "h" in obj:  # linen
-        i, h = obj["i"], obj["h"]
-    else:
-        raise ValueError(f"not SimpleCell parameters: keys {sorted(obj)}; expected dense_i and "
-                         f"dense_h (nnx) or i and h (linen)")
-    if "bias" in h:
-        raise ValueError("the recurrent Dense of a SimpleCell has no bias, but one is given")
-    return np.asarray(i["kernel"]), np.asarray(i["bias"]), np.asarray(h["kernel"])
-
-
-def _activation_of_module(cell: Any) -> str | None:
-    fn = getattr(cell, "activation_fn", None)
-    if fn is None:
-        return None
-    name = getattr(fn, "__name__", "")
-    mapped = _FLAX_FN_NAMES.get(name)
-    if mapped is None:
-        raise UnsupportedError("rnn-ref", f"the flax activation {name or fn!r}",
-                               "give activation= explicitly for a parameterised one")
-    return mapped
-
-
-def from_native(obj: Any, *, activation: Any = None, direction: str | None = None,
-                bias: bool = True) -> RNNParams:
-    """Canonical parameters of flax ``SimpleCell`` s.
-
-    Args:
-        obj: one cell (an ``nnx.SimpleCell``, its ``nnx.State``, or linen's ``{"params":
-            {"i": ..., "h": ...}}``), or a list of layers, each a list of one or two cells
-            (forward, then backward).
-        activation: the cell activation; a params pytree does not record it, so it defaults
-            to flax's default ``"tanh"``; an nnx module's ``activation_fn`` is read and must
-            agree when both are given.
-        direction: ``"reverse"`` for one-cell layers that read backwards; otherwise inferred
-            (one cell per layer: forward, two: bidirectional).
-        bias: a cell always holds a bias; ``False`` reads a bias-free network (the biases
-            must then be zero).
-    """
-    layers_in = obj if isinstance(obj, (list, tuple)) else [[obj]]
-    layers_in = [layer if isinstance(layer, (list, tuple)) else [layer] for layer in layers_in]
-    R = len(layers_in[0])
-    if R not in (1, 2) or any(len(layer) != R for layer in layers_in):
-        raise ValueError("every layer must hold the same number of cells, 1 or 2")
-    if direction is None:
-        direction = "bidirectional" if R == 2 else "forward"
-    module_acts = [[_activation_of_module(c) for c in layer] for layer in layers_in]
-    if activation is None:  # each module's own, else flax's default
-        activation = [[a or "tanh" for a in layer] for layer in module_acts]
-    else:
-        wanted = RNNConfig(1, 1, num_layers=len(layers_in), direction=direction,
-                           activation=activation).activations
-        for li, layer in enumerate(module_acts):
-            for r, a in enumerate(layer):
-                if a is not None and Activation(a) != wanted[li][r]:
-                    raise ValueError(f"activation={activation!r} but cell [{li}][{r}] uses {a!r}")
-    cells, sizes = [], []
-    for layer in layers_in:
-        row = []
-        for c in layer:
-            k_i, b, k_h = _cell_arrays(c)
-            row.append(CellParams(k_i, k_h, b, np.zeros_like(b)))
-        cells.append(row)
-        sizes.append(row[0].hidden_size)
-    config = RNNConfig(int(cells[0][0].w_x.shape[0]), tuple(sizes), direction=direction,
-                       activation=activation, bias=bias)
-    return RNNParams(config, cells)
-
-
-def to_native(params: RNNParams, *, kind: str = "nnx", seed: int = 0) -> Any:
-    """flax ``SimpleCell`` parameters: one cell, or a list per layer of a list per direction.
-
-    Args:
-        kind: ``"nnx"`` (``nnx.SimpleCell`` modules with the activation set) or ``"linen"``
-            (``{"params": {"i": {"kernel", "bias"}, "h": {"kernel"}}}`` dicts).
-        seed: the seed nnx needs to build a module (every weight is then overwritten).
-
-    Raises:
-        UnsupportedError: clip, a readout, or merge modes other than concat (a cell has none
-            of them), or an activation flax has no function for.
-    """
-
-    cfg = params.config
-    if kind not in ("nnx", "linen"):
-        raise ValueError(f"kind must be 'nnx' or 'linen', got {kind!r}")
-    if any(c is not None for c in cfg.clips):
-        raise UnsupportedError("flax SimpleCell", "clip")
-    if params.readout is not None:
-        raise UnsupportedError("flax SimpleCell", "a readout", "a cell has no output layer")
-    with jax.enable_x64(params.dtype == np.float64):
-        return _to_flax(params, kind, seed)
-
-
-def _to_flax(params: RNNParams, kind: str, seed: int) -> Any:
-    from flax import nnx
-
-    cfg = params.config
-    fns = {"tanh": jnp.tanh, "relu": nnx.relu, "sigmoid": nnx.sigmoid, "softplus": nnx.softplus,
-           "softsign": nnx.soft_sign}
-    out: list[list[Any]] = []
-    for li, layer in enumerate(params.layers):
-        row: list[Any] = []
-        for r, cell in enumerate(layer):
-            act = cfg.activation_of(li, r)
-            bias = cell.b_x + cell.b_h
-            if kind == "linen":
-                row.append({"params": {"i": {"kernel": jnp.asarray(cell.w_x),
-                                             "bias": jnp.asarray(bias)},
-                                       "h": {"kernel": jnp.asarray(cell.w_h)}}})
-                continue
-            if act.name not in fns:
-                raise UnsupportedError("flax.nnx.SimpleCell", f"activation {act}",
-                                       f"it takes {', '.join(fns)} here")
-            module = nnx.SimpleCell(cell.w_x.shape[0], cell.hidden_size,
-                                    activation_fn=fns[act.name], rngs=nnx.Rngs(seed),
-                                    param_dtype=jnp.dtype(params.dtype.name))
-            module.dense_i.kernel.value = jnp.asarray(cell.w_x)
-            module.dense_i.bias.value = jnp.asarray(bias)  # type: ignore[union-attr]
-            module.dense_h.kernel.value = jnp.asarray(cell.w_h)
-            row.append(module)
-        out.append(row)
-    if cfg.num_layers == 1 and cfg.num_directions == 1:
-        return out[0][0]
-    return out
-
-
-def owns(model: Any) -> bool:
-    """True for a flax SimpleCell module or linen SimpleCell params."""
-    from flax import nnx
-
-    if isinstance(model, nnx.SimpleCell):
-        return True
-    if isinstance(model, Mapping):
-        inner = model.get("params", model)
-        return isinstance(inner, Mapping) and set(inner) == {"i", "h"}
-    return False
-
-
-def oracle(model: Any, *, activation: Any = None
-           ) -> Callable[[Any, Any], tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]]:
-    """For one flax ``SimpleCell`` (module or linen params): ``f(carry, inputs)`` returning
-    ``(new_carry, output)`` of one step, as ``cell(carry, inputs)`` / ``apply`` do, in float64.
-
-    ``carry`` is ``(..., M)`` and ``inputs`` ``(..., D)`` with the same leading axes. Linen
-    params do not record the activation: pass ``activation=`` unless it is flax's default tanh.
-    """
-    from rnn_ref.reference import forward
-
-    params = from_native(model, activation=activation)
-
-    def call(carry: Any, inputs: Any) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-        h = np.asarray(carry, np.float64)
-        x = np.asarray(inputs, np.float64)
-        lead = x.shape[:-1]
-        if h.shape[:-1] != lead:
-            raise ValueError(f"carry {h.shape} and inputs {x.shape} must share leading axes")
-        res = forward(params, x.reshape(-1, 1, x.shape[-1]),
-                      h0=h.reshape(1, -1, h.shape[-1]))
-        new = res.h_n[0].reshape(*lead, h.shape[-1])
-        return new, new.copy()
-
-    return call
-

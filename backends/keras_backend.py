@@ -1,8 +1,8 @@
 """Keras 3: ``SimpleRNN``/``Bidirectional`` converters, oracle, and the ``keras[...]`` backends.
 
 Keras fixes its backend once per process (``KERAS_BACKEND``), so this module describes
-whatever Keras was imported with; :class:`KerasProcessBackend` runs ``keras[tensorflow]``,
-``keras[jax]`` and ``keras[torch]`` each in a worker process of its own.
+whatever Keras was imported with; :mod:`rnn_ref.backends.keras_worker` runs
+``keras[tensorflow]``, ``keras[jax]`` and ``keras[torch]`` each in a worker process of its own.
 
 How Keras differs from the reference (Keras 3.15.1 sources):
 
@@ -27,38 +27,33 @@ How Keras differs from the reference (Keras 3.15.1 sources):
 
 from __future__ import annotations
 
-import atexit
-import io
 import json
 import os
-import struct
-import subprocess
+import re
 import sys
-import threading
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rnn_ref.backends._common import raise_if
 
 from rnn_ref.activations import Activation
+from rnn_ref.backends._common import raise_if
+from rnn_ref.backends._frameworks import KERAS_ACTIVATIONS, keras_masked_step_output
+from rnn_ref.backends._frameworks import keras_unsupported as unsupported
 from rnn_ref.config import RNNConfig
-from rnn_ref.errors import UnsupportedError
+from rnn_ref.convert import Hints, MissingHintError, NativeFile, hint_activation
+from rnn_ref.errors import FileFormatError, UnsupportedError
 from rnn_ref.params import CellParams, Readout, RNNParams
 from rnn_ref.reference import ForwardResult, _merge, forward
 
-__all__ = ["KerasBackend", "KerasProcessBackend", "from_native", "oracle", "owns",
-           "to_native", "unsupported"]
+__all__ = ["KerasBackend", "from_native", "import_keras", "list_arrays", "load_native",
+           "oracle", "owns", "read_file", "run_native", "to_native", "unsupported",
+           "write_file"]
 
-_KERAS_ACTIVATIONS: dict[str, Activation] = {
-    "tanh": Activation("tanh"), "relu": Activation("relu"), "sigmoid": Activation("sigmoid"),
-    "linear": Activation("linear"), "softsign": Activation("softsign"),
-    "softplus": Activation("softplus"),
-    "hard_sigmoid": Activation("hard_sigmoid", alpha=1 / 6, beta=0.5),
-    "elu": Activation("elu", alpha=1.0), "leaky_relu": Activation("leaky_relu", alpha=0.2),
-}
-_TO_KERAS = {v: k for k, v in _KERAS_ACTIVATIONS.items()}
+_TO_KERAS = {v: k for k, v in KERAS_ACTIVATIONS.items()}
 
 
 def _keras() -> Any:
@@ -71,14 +66,6 @@ def backend_name() -> str:
     return str(_keras().backend.backend())
 
 
-def masked_step_output(backend: str, *, zero_output_for_mask: bool, unroll: bool) -> str:
-    """The padded-output variant of a Keras RNN layer on ``backend``."""
-    if zero_output_for_mask:
-        return "zeros"
-    if backend in ("jax", "numpy") and not unroll:
-        return "carry_state"
-    return "carry_output"
-
 
 def unsupported_dtype(dtype: Any, backend: str) -> str | None:
     """Why Keras on ``backend`` cannot compute in ``dtype``, or ``None``."""
@@ -90,49 +77,15 @@ def unsupported_dtype(dtype: Any, backend: str) -> str | None:
     return None
 
 
-def unsupported(config: RNNConfig, *, backend: str | None = None, padded: bool = True
-                ) -> tuple[str, str] | None:
-    """``(feature, why)`` for what a Keras model cannot express, else ``None``."""
-    if any(c is not None for c in config.clips):
-        return "clip", "Keras' SimpleRNN has no clip"
-    for li, layer in enumerate(config.activations):
-        for r, act in enumerate(layer):
-            if act not in _TO_KERAS:
-                return (f"activation {act} (layer {li}, direction {r})",
-                        f"Keras has {', '.join(str(a) for a in _TO_KERAS)}")
-    if config.output_size is not None and config.output_activation not in _TO_KERAS:
-        return f"readout activation {config.output_activation}", "Dense takes Keras activations"
-    if config.direction == "reverse":
-        if config.num_layers > 1:
-            return ("a stack of reverse layers",
-                    "go_backwards hands the next layer its outputs in processing order")
-        if config.output_order != "processing":
-            return ("time-aligned outputs of a reverse direction",
-                    "go_backwards returns them in processing order; use "
-                    "params.replace(output_order='processing')")
-    if padded:
-        mode = config.padded_output
-        if config.direction == "bidirectional":
-            if mode != "zeros":
-                return (f"padded_output {mode!r} in a Bidirectional layer",
-                        "Bidirectional forces zero_output_for_mask when returning sequences")
-        elif backend is not None and mode != "zeros":
-            native = masked_step_output(backend, zero_output_for_mask=False, unroll=False)
-            if mode != native:
-                return (f"padded_output {mode!r} on Keras' {backend} backend",
-                        f"its masked steps give {native!r} (or 'zeros')")
-    return None
-
-
 # --------------------------------------------------------------------------------------------
 # from Keras
 # --------------------------------------------------------------------------------------------
 def _activation(fn: Any, where: str) -> Activation:
     name = getattr(fn, "__name__", str(fn))
-    if name not in _KERAS_ACTIVATIONS:
+    if name not in KERAS_ACTIVATIONS:
         raise UnsupportedError("rnn-ref", f"the Keras activation {name!r} ({where})",
-                               f"rnn-ref reads {', '.join(_KERAS_ACTIVATIONS)}")
-    return _KERAS_ACTIVATIONS[name]
+                               f"rnn-ref reads {', '.join(KERAS_ACTIVATIONS)}")
+    return KERAS_ACTIVATIONS[name]
 
 
 def _cell(layer: Any) -> tuple[CellParams, Activation]:
@@ -168,7 +121,7 @@ class _Structure:
     bare_layer: bool
 
 
-def _parse(obj: Any) -> tuple[RNNParams, _Structure]:
+def _parse(obj: Any) -> tuple[RNNParams, _Structure]:  # noqa: C901
     keras = _keras()
     backend = backend_name()
     if isinstance(obj, (keras.layers.SimpleRNN, keras.layers.Bidirectional)):
@@ -220,7 +173,7 @@ def _parse(obj: Any) -> tuple[RNNParams, _Structure]:
             acts.append((af, ab))
             merges.append(layer.merge_mode)
             inner = layer.forward_layer
-            modes.append(masked_step_output(
+            modes.append(keras_masked_step_output(
                 backend, zero_output_for_mask=bool(layer.return_sequences),
                 unroll=bool(inner.unroll)))
         else:
@@ -229,7 +182,7 @@ def _parse(obj: Any) -> tuple[RNNParams, _Structure]:
             acts.append((a,))
             merges.append("concat")
             backwards.add(bool(layer.go_backwards))
-            modes.append(masked_step_output(
+            modes.append(keras_masked_step_output(
                 backend, zero_output_for_mask=bool(layer.zero_output_for_mask),
                 unroll=bool(layer.unroll)))
         sizes.append(cells[-1][0].hidden_size)
@@ -501,171 +454,314 @@ def _readout_keras(params: RNNParams, h: Any) -> np.ndarray[Any, Any]:
     return np.asarray(keras.ops.convert_to_numpy(dense(h)))
 
 
+
 # --------------------------------------------------------------------------------------------
-# one worker process per Keras backend
+# files: .keras, .weights.h5 (Keras 3, by position), legacy .h5 (by name)
 # --------------------------------------------------------------------------------------------
-def _pack(arrays: dict[str, Any]) -> bytes:
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    data = buf.getvalue()
-    return struct.pack(">Q", len(data)) + data
+def import_keras() -> Any:
+    """Keras for reading and writing files: on TensorFlow unless ``KERAS_BACKEND`` says
+    otherwise, torch imported first when installed (the other order can crash)."""
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is not None:
+        import torch  # noqa: F401  (before TensorFlow)
+    if "keras" in sys.modules:
+        return _keras()
+    # TensorFlow's C++ logging prints banners to the process's stderr on import whatever
+    # TF_CPP_MIN_LOG_LEVEL says (absl logs before it is initialised); hold them back and show
+    # them only if the import fails.
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            return _keras()
+        except BaseException:
+            os.dup2(saved, 2)
+            log.seek(0)
+            sys.stderr.write(log.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
-def _unpack(stream: Any) -> dict[str, np.ndarray[Any, Any]] | None:
-    head = stream.read(8)
-    if len(head) < 8:
-        return None
-    (size,) = struct.unpack(">Q", head)
-    data = stream.read(size)
-    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-        return {k: archive[k] for k in archive.files}
+def read_file(path: Path, fmt: str, hints: Hints) -> RNNParams:
+    """The parameters of a Keras file (the hints only for weights-only files)."""
+    if fmt == "keras":
+        model = import_keras().saving.load_model(str(path), compile=False, safe_mode=True)
+        return from_native(model)
+    if fmt == "keras-weights":
+        return _read_weights_h5(path, hints)
+    return _read_legacy_h5(path, hints)
 
 
-def _request(params: RNNParams, x: Any, h0: Any, lengths: Any, mask: Any) -> dict[str, Any]:
-    req: dict[str, Any] = {"__config__": np.array(params.config.to_json()), "x": np.asarray(x)}
-    req.update({f"p.{k}": v for k, v in params.named_arrays()})
-    if h0 is not None:
-        if isinstance(h0, (list, tuple)):
-            req.update({f"h0.{i}": np.asarray(h) for i, h in enumerate(h0)})
+_SUFFIX = re.compile(r"^(.*?)(?:_(\d+))?$")
+
+
+def _layer_order(name: str) -> tuple[int, str]:
+    m = _SUFFIX.match(name)
+    base, index = (m.group(1), int(m.group(2) or 0)) if m else (name, 0)
+    return index, base
+
+
+_Arrays = list[list[np.ndarray[Any, Any]]]
+
+
+def _weights_h5_groups(path: Path) -> tuple[list[str], list[str], dict[str, _Arrays]]:
+    """(RNN layer names in Keras' order, Dense layer names, every layer's arrays: one list
+    per cell, one list for a Dense)."""
+    import h5py
+
+    def vars_of(group: Any) -> list[np.ndarray[Any, Any]]:
+        v = group["vars"]
+        return [np.asarray(v[str(i)]) for i in range(len(v))]
+
+    with h5py.File(path, "r") as f:
+        if "layers" not in f:
+            raise FileFormatError(f"{path}: no 'layers' group: not a Keras 3 .weights.h5 file")
+        rnn, dense, other = [], [], []
+        arrays: dict[str, _Arrays] = {}
+        for name, group in f["layers"].items():
+            if "forward_layer" in group:
+                rnn.append(name)
+                arrays[name] = [vars_of(group["forward_layer"]["cell"]),
+                                vars_of(group["backward_layer"]["cell"])]
+            elif "cell" in group:
+                rnn.append(name)
+                arrays[name] = [vars_of(group["cell"])]
+            elif "vars" in group and len(group["vars"]) in (1, 2):
+                dense.append(name)
+                arrays[name] = [vars_of(group)]
+            elif not ("vars" in group and len(group["vars"]) == 0):  # Masking, InputLayer
+                other.append(name)
+    if other:
+        raise UnsupportedError("rnn-ref", f"layers {sorted(other)} in {path.name}",
+                               "a weights file of SimpleRNN/Bidirectional [+ Dense] only")
+    if len(dense) > 1:
+        raise UnsupportedError("rnn-ref", f"{len(dense)} Dense layers",
+                               "one final Dense is the readout")
+    if not rnn:
+        raise FileFormatError(f"{path}: no SimpleRNN or Bidirectional layer")
+    return sorted(rnn, key=_layer_order), dense, arrays
+
+
+def _one_bias_cell(path: Path, name: str, v: list[np.ndarray[Any, Any]]) -> CellParams:
+    if len(v) not in (2, 3):
+        raise FileFormatError(f"{path}: layer {name!r} holds {len(v)} arrays; a SimpleRNN cell "
+                              f"has 2 or 3")
+    bias = v[2] if len(v) == 3 else np.zeros(v[1].shape[0], v[1].dtype)
+    return CellParams(v[0], v[1], bias, np.zeros_like(bias))
+
+
+def _read_weights_h5(path: Path, hints: Hints) -> RNNParams:
+    rnn, dense, arrays = _weights_h5_groups(path)
+    act = hint_activation(hints, "keras-weights", KERAS_ACTIVATIONS)
+    layers = [[_one_bias_cell(path, name, v) for v in arrays[name]] for name in rnn]
+    if len({len(row) for row in layers}) > 1:
+        raise UnsupportedError("rnn-ref", "a mix of SimpleRNN and Bidirectional layers")
+    if len({len(arrays[name][0]) for name in rnn}) > 1:
+        raise UnsupportedError("rnn-ref", "layers with and without a bias")
+    readout = None
+    if dense:
+        dv = arrays[dense[0]][0]
+        readout = Readout(dv[0], dv[1] if len(dv) == 2 else np.zeros(dv[0].shape[1],
+                                                                    dv[0].dtype))
+    sizes = [row[0].hidden_size for row in layers]
+    is_bidi = len(layers[0]) == 2
+    merge = "concat"
+    if is_bidi:
+        merge = hints.merge_mode or "concat"
+        widths = [layers[i + 1][0].w_x.shape[0] for i in range(len(layers) - 1)]
+        if readout is not None:
+            widths.append(readout.w.shape[0])
+        if any(w == sizes[0] for w in widths) and hints.merge_mode is None:
+            raise MissingHintError("merge_mode", "the Bidirectional layers merge their "
+                                   "directions without concatenating, and the file does not "
+                                   "say how: give the merge_mode hint (sum, mul or ave)")
+    direction = "bidirectional" if is_bidi else (hints.direction or "forward")
+    config = RNNConfig(
+        input_size=int(layers[0][0].w_x.shape[0]), hidden_size=tuple(sizes),
+        direction=direction, activation=act, bias=len(arrays[rnn[0]][0]) == 3,
+        output_size=None if readout is None else int(readout.w.shape[1]), merge_mode=merge,
+        output_order="processing" if direction == "reverse" else "aligned",
+    )
+    return RNNParams(config, layers, readout)
+
+
+def _read_legacy_h5(path: Path, hints: Hints) -> RNNParams:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        root = f["model_weights"] if "model_weights" in f else f
+        if "layer_names" not in root.attrs:
+            raise FileFormatError(f"{path}: no layer_names: not a legacy Keras .h5 file")
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in root.attrs["layer_names"]]
+        config_json = f.attrs.get("model_config")
+        weights: dict[str, dict[str, np.ndarray[Any, Any]]] = {}
+        for name in names:
+            g = root[name]
+            wn = [w.decode() if isinstance(w, bytes) else str(w)
+                  for w in g.attrs.get("weight_names", [])]
+            weights[name] = {w: np.asarray(g[w]) for w in wn}
+    layer_cfgs: dict[str, dict[str, Any]] = {}
+    if config_json is not None:
+        cfg = json.loads(config_json if isinstance(config_json, str) else config_json.decode())
+        for layer in cfg.get("config", {}).get("layers", []):
+            layer_cfgs[layer["config"]["name"]] = layer
+    return _LegacyReader(path, hints).params(names, weights, layer_cfgs)
+
+
+class _LegacyReader:
+    """Legacy ``.h5`` layers, read by weight name: SimpleRNN/Bidirectional layers then one
+    Dense readout."""
+
+    def __init__(self, path: Path, hints: Hints) -> None:
+        self.path, self.hints = path, hints
+        self.layers: list[list[CellParams]] = []
+        self.acts: list[tuple[Activation, ...]] = []
+        self.merges: list[str | None] = []
+        self.kinds: set[bool] = set()
+        self.backwards: set[bool] = set()
+        self.readout: Readout | None = None
+        self.out_act = Activation("linear")
+
+    @staticmethod
+    def _by(w: dict[str, Any], prefix: str, key: str) -> Any:
+        found = [v for k, v in w.items()
+                 if k.startswith(prefix) and k.split("/")[-1].split(":")[0] == key]
+        return found[0] if found else None
+
+    def _act(self, conf: dict[str, Any] | None) -> Activation:
+        if conf is None:
+            return hint_activation(self.hints, "keras-h5", KERAS_ACTIVATIONS)
+        name = conf.get("activation", "tanh")
+        if name not in KERAS_ACTIVATIONS:
+            raise UnsupportedError("rnn-ref", f"the Keras activation {name!r}")
+        return KERAS_ACTIVATIONS[name]
+
+    def _dense(self, name: str, cls: str | None, w: dict[str, Any],
+               lc: dict[str, Any] | None) -> None:
+        if self.readout is not None or cls not in (None, "Dense"):
+            raise UnsupportedError("rnn-ref", f"layer {name} ({cls})")
+        kernel, bias = self._by(w, "", "kernel"), self._by(w, "", "bias")
+        self.readout = Readout(kernel, bias if bias is not None else np.zeros(kernel.shape[1]))
+        if lc:
+            self.out_act = self._act(lc["config"])
+
+    def _rnn(self, name: str, cls: str | None, w: dict[str, Any],
+             lc: dict[str, Any] | None) -> None:
+        is_bidi = cls == "Bidirectional" or any("forward_" in k for k in w)
+        self.kinds.add(is_bidi)
+        stems = sorted({k.split("simple_rnn_cell")[0] for k in w})
+        prefixes = ([p for p in stems if "forward" in p] + [p for p in stems if "backward" in p]
+                    if is_bidi else [""])
+        row = []
+        for prefix in prefixes:
+            k, r = self._by(w, prefix, "kernel"), self._by(w, prefix, "recurrent_kernel")
+            b = self._by(w, prefix, "bias")
+            if k is None or r is None:
+                raise FileFormatError(f"{self.path}: layer {name} misses its kernel or "
+                                      f"recurrent_kernel")
+            b = b if b is not None else np.zeros(r.shape[0], r.dtype)
+            row.append(CellParams(k, r, b, np.zeros_like(b)))
+        self.layers.append(row)
+        inner = (lc or {}).get("config", {})
+        if is_bidi:
+            self.merges.append(inner.get("merge_mode", self.hints.merge_mode or "concat"))
+            sub = inner.get("layer", {}).get("config")
+            self.acts.append((self._act(sub),
+                              self._act(inner.get("backward_layer", {}).get("config", sub))))
         else:
-            req["h0"] = np.asarray(h0)
-    if lengths is not None:
-        req["lengths"] = np.asarray(lengths)
-    if mask is not None:
-        req["mask"] = np.asarray(mask)
-    return req
+            self.merges.append("concat")
+            self.acts.append((self._act(inner if lc else None),))
+            self.backwards.add(bool(inner.get("go_backwards", False)))
+
+    def params(self, names: list[str], weights: dict[str, dict[str, Any]],
+               layer_cfgs: dict[str, dict[str, Any]]) -> RNNParams:
+        for name in names:
+            w, lc = weights[name], layer_cfgs.get(name)
+            cls = lc["class_name"] if lc else None
+            if not w:
+                continue
+            if cls in ("LSTM", "GRU") or any("lstm" in k or "gru" in k for k in w):
+                raise UnsupportedError("rnn-ref", f"a Keras {cls or 'LSTM/GRU'} layer ({name})",
+                                       "only SimpleRNN is an Elman RNN")
+            if self._by(w, "", "recurrent_kernel") is None:
+                self._dense(name, cls, w, lc)
+            else:
+                self._rnn(name, cls, w, lc)
+        if len(self.kinds) != 1:
+            raise UnsupportedError("rnn-ref", "this mix of layers" if self.kinds else
+                                   "a file without SimpleRNN layers")
+        reverse = self.backwards == {True}
+        config = RNNConfig(
+            input_size=int(self.layers[0][0].w_x.shape[0]),
+            hidden_size=tuple(row[0].hidden_size for row in self.layers),
+            direction="bidirectional" if self.kinds.pop() else (
+                "reverse" if reverse else "forward"),
+            activation=[list(a) for a in self.acts], merge_mode=tuple(self.merges),
+            output_size=None if self.readout is None else int(self.readout.w.shape[1]),
+            output_activation=self.out_act, output_order="processing" if reverse else "aligned",
+        )
+        return RNNParams(config, self.layers, self.readout)
 
 
-def _answer(backend: KerasBackend, req: dict[str, np.ndarray[Any, Any]]) -> dict[str, Any]:
-    """One request: ``forward`` (the default) or ``round_trip``."""
-    config = RNNConfig.from_dict(json.loads(str(req["__config__"])))
-    params = RNNParams.from_arrays(config, {k[2:]: v for k, v in req.items()
-                                            if k.startswith("p.")})
-    out: dict[str, Any]
-    if str(req.get("__op__", "forward")) == "round_trip":
-        back = from_native(to_native(params))
-        out = {"__config__": np.array(back.config.to_json())}
-        out.update({f"p.{k}": v for k, v in back.named_arrays()})
-        return out
-    h0_list = sorted((int(k[3:]), v) for k, v in req.items() if k.startswith("h0."))
-    h0 = req.get("h0", [v for _, v in h0_list] or None)
-    res = backend.forward(params, req["x"], h0=h0, lengths=req.get("lengths"),
-                          mask=req.get("mask"))
-    out = {"__name__": np.array(backend.name)}
-    outputs = res.outputs if isinstance(res.outputs, tuple) else (res.outputs,)
-    out.update({f"outputs.{i}": o for i, o in enumerate(outputs)})
-    h_n = res.h_n if isinstance(res.h_n, tuple) else (res.h_n,)
-    out.update({f"h_n.{i}": h for i, h in enumerate(h_n)})
-    out["__h_n_tuple__"] = np.array(isinstance(res.h_n, tuple))
-    if res.y is not None:
-        out["y"] = res.y
-    return out
-
-
-def serve() -> None:
-    """The worker loop: read requests on stdin, answer on stdout, until stdin closes."""
+def write_file(params: RNNParams, path: Path, fmt: str) -> None:
     import warnings
 
-    warnings.simplefilter("ignore")  # Keras' and JAX's notices would only clutter the log
-    backend = KerasBackend()
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    sys.stdout = sys.stderr  # stray prints must not corrupt the answers
-    while (req := _unpack(stdin)) is not None:
-        try:
-            out = _answer(backend, req)
-        except Exception as exc:  # every error goes back to the caller, typed
-            out = {"__error__": np.array(json.dumps({"type": type(exc).__name__,
-                                                     "message": str(exc)}))}
-        stdout.write(_pack(out))
-        stdout.flush()
+    import_keras()
+    model = to_native(params)
+    if fmt == "keras":
+        model.save(str(path))
+    elif fmt == "keras-weights":
+        model.save_weights(str(path))
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Keras calls the legacy format legacy
+            model.save(str(path))
 
 
-_ERRORS: dict[str, type[Exception]] = {"UnsupportedError": UnsupportedError,
-                                       "ValueError": ValueError, "TypeError": TypeError}
+def load_native(path: Path, fmt: str, params: RNNParams) -> NativeFile:
+    """A ``.keras`` model as saved; for weights files, the weights loaded into the model of
+    ``params``' architecture."""
+    keras = import_keras()
+    if fmt == "keras":
+        model = keras.saving.load_model(str(path), compile=False, safe_mode=True)
+    else:
+        model = to_native(params)
+        model.load_weights(str(path))
+    return NativeFile(model, takes_lengths=False, oracle=oracle(model))
 
 
-class KerasProcessBackend(_KerasSupport):
-    """``keras[<backend>]``: a worker process with ``KERAS_BACKEND`` set runs Keras' layers.
-
-    The worker starts on first use (TensorFlow's import takes a few seconds) and is reused
-    until :meth:`close` or the interpreter exits.
-    """
-
-    def __init__(self, backend: str) -> None:
-        if backend not in ("tensorflow", "jax", "torch"):
-            raise ValueError(f"Keras backend must be 'tensorflow', 'jax' or 'torch', "
-                             f"got {backend!r}")
-        self.backend = backend
-        self.name = f"keras[{backend}]"
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log: Any = None  # the worker's stderr, quoted when it dies
-        self._lock = threading.Lock()
-
-    def _start(self) -> subprocess.Popen[bytes]:
-        if self._proc is None or self._proc.poll() is not None:
-            env = {**os.environ, "KERAS_BACKEND": self.backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
-            code = "from rnn_ref.backends.keras_backend import serve; serve()"
-            import tempfile
-
-            self._log = tempfile.TemporaryFile()
-            self._proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
-                                          stdout=subprocess.PIPE, stderr=self._log, env=env)
-            atexit.register(self.close)
-        return self._proc
-
-    def close(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None and proc.stdin is not None:
-            proc.stdin.close()
-            proc.wait(timeout=30)
-
-    def _ask(self, request: dict[str, Any]) -> dict[str, np.ndarray[Any, Any]]:
-        with self._lock:
-            proc = self._start()
-            if proc.stdin is None or proc.stdout is None:
-                raise RuntimeError(f"the {self.name} worker has no pipes")
-            proc.stdin.write(_pack(request))
-            proc.stdin.flush()
-            res = _unpack(proc.stdout)
-        if res is None:
-            tail = ""
-            if self._log is not None:
-                self._log.seek(0)
-                tail = self._log.read().decode(errors="replace")[-2000:]
-            raise RuntimeError(f"the {self.name} worker died (exit code {proc.wait()}); its "
-                               f"last words:\n{tail}")
-        if "__error__" in res:
-            err = json.loads(str(res["__error__"]))
-            raise _ERRORS.get(err["type"], RuntimeError)(err["message"])
-        return res
-
-    def round_trip(self, params: RNNParams) -> RNNParams:
-        """Through a Keras model built by the worker (``to_keras`` then ``from_keras``)."""
-        req = {"__op__": np.array("round_trip"), "__config__": np.array(params.config.to_json())}
-        req.update({f"p.{k}": v for k, v in params.named_arrays()})
-        res = self._ask(req)
-        config = RNNConfig.from_dict(json.loads(str(res["__config__"])))
-        return RNNParams.from_arrays(config, {k[2:]: v for k, v in res.items()
-                                              if k.startswith("p.")})
-
-    def forward(self, params: RNNParams, x: np.ndarray[Any, Any], *, h0: Any = None,
-                lengths: Any = None, mask: Any = None) -> ForwardResult:
-        res = self._ask(_request(params, x, h0, lengths, mask))
-        outs = [res[k] for k in sorted((k for k in res if k.startswith("outputs.")),
-                                       key=lambda k: int(k.split(".")[1]))]
-        hs = [res[k] for k in sorted((k for k in res if k.startswith("h_n.")),
-                                     key=lambda k: int(k.split(".")[1]))]
-        h_n: Any = tuple(hs) if bool(res["__h_n_tuple__"]) else hs[0]
-        return ForwardResult(outs[0] if len(outs) == 1 else tuple(outs), h_n, res.get("y"))
+def run_native(model: Any, x: np.ndarray[Any, Any], lengths: Any = None
+               ) -> np.ndarray[Any, Any]:
+    """The model's output on ``x``; with ``lengths``, padded steps are zeroed in the input,
+    which a model of ``to_native(..., mask_value=0.0)`` masks."""
+    if lengths is not None:
+        valid = np.arange(x.shape[1])[None, :, None] < np.asarray(lengths)[:, None, None]
+        x = x * valid
+    return np.asarray(_keras().ops.convert_to_numpy(model(x)))
 
 
-def tensorflow_backend() -> KerasProcessBackend:
-    return KerasProcessBackend("tensorflow")
+def list_arrays(path: Path, fmt: str) -> list[tuple[str, tuple[int, ...], str]]:
+    """Every HDF5 dataset of the file (of a ``.keras`` archive's weights) by its path."""
+    import io
+    import zipfile
 
+    import h5py
 
-def jax_backend() -> KerasProcessBackend:
-    return KerasProcessBackend("jax")
+    out: list[tuple[str, tuple[int, ...], str]] = []
+    source: Any = path
+    if fmt == "keras":
+        with zipfile.ZipFile(path) as zf:
+            source = io.BytesIO(zf.read("model.weights.h5"))
 
+    def visit(name: str, obj: Any) -> None:
+        if isinstance(obj, h5py.Dataset):
+            out.append((name, obj.shape, str(obj.dtype)))
 
-def torch_backend() -> KerasProcessBackend:
-    return KerasProcessBackend("torch")
+    with h5py.File(source, "r") as f:
+        f.visititems(visit)
+    return out

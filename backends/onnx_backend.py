@@ -35,21 +35,25 @@ import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
-from rnn_ref.backends._common import raise_if, right_padded_lengths
 
 from rnn_ref.activations import Activation
+from rnn_ref.backends._common import raise_if, right_padded_lengths
+from rnn_ref.backends._frameworks import onnx_unsupported as unsupported
 from rnn_ref.config import RNNConfig
+from rnn_ref.convert import Hints, NativeFile
 from rnn_ref.errors import UnsupportedError
 from rnn_ref.params import CellParams, Readout, RNNParams
 from rnn_ref.reference import ForwardResult, forward
 
-__all__ = ["NAME", "OnnxRuntimeBackend", "from_native", "oracle", "owns", "to_native",
-           "unsupported"]
+__all__ = ["NAME", "OnnxRuntimeBackend", "RnnNode", "from_native", "list_arrays",
+           "load_native", "oracle", "owns", "read_file", "read_node", "run_native", "run_node",
+           "to_native", "unsupported", "write_file"]
 
 NAME = "ONNX RNN"
 OPSET = 17
@@ -77,15 +81,6 @@ _PLUMBING = {"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Concat", "Shape", 
 def owns(model: Any) -> bool:
     """True for the models :func:`oracle` takes."""
     return isinstance(model, onnx.ModelProto)
-
-
-def unsupported(config: RNNConfig, *, padded: bool = True) -> tuple[str, str] | None:
-    """``(feature, why)`` for the first part of ``config`` ONNX cannot express, else ``None``."""
-    if padded and config.padded_output != "zeros":
-        return (f"padded_output {config.padded_output!r}",
-                "sequence_lens zeroes padded outputs; use params.replace(padded_output='zeros') "
-                "to accept that")
-    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -161,7 +156,7 @@ def _rnn_attrs(config: RNNConfig, layer: int) -> dict[str, Any]:
     return attrs
 
 
-def to_native(params: RNNParams, *, time_major: bool = False, lengths: bool = False,
+def to_native(params: RNNParams, *, time_major: bool = False, lengths: bool = False,  # noqa: C901
               initial_state: bool = False, expose_outputs: bool = False, layout: int = 0
               ) -> onnx.ModelProto:
     """An ONNX model (opset 17) with one ``RNN`` node per layer.
@@ -563,7 +558,7 @@ def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
-def from_native(model: Any, *, missing_parameters: str = "raise") -> RNNParams:
+def from_native(model: Any, *, missing_parameters: str = "raise") -> RNNParams:  # noqa: C901
     """Canonical parameters of an ONNX graph made of ``RNN`` nodes.
 
     Reads graphs written by :func:`to_native` (their metadata gives the config) and graphs of
@@ -820,3 +815,49 @@ class OnnxRuntimeBackend:
         outputs = got["output"] if "output" in got else (got["output_forward"],
                                                           got["output_backward"])
         return ForwardResult(outputs, h_n, got.get("y"))
+
+
+# --------------------------------------------------------------------------------------------
+# files (.onnx)
+# --------------------------------------------------------------------------------------------
+def read_file(path: Path, fmt: str, hints: Hints) -> RNNParams:
+    """The parameters of an ``.onnx`` file, checked by ``onnx.checker`` first."""
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model)
+    return from_native(model)
+
+
+def write_file(params: RNNParams, path: Path, fmt: str) -> None:
+    onnx.save(to_native(params), str(path))
+
+
+def load_native(path: Path, fmt: str, params: RNNParams) -> NativeFile:
+    """The file's graph; one whose only input is ``x`` runs as it is, others are rebuilt from
+    ``params`` with a ``lengths`` input."""
+    model = onnx.load(str(path))
+    if [i.name for i in model.graph.input if i.name not in
+            {t.name for t in model.graph.initializer}] == ["x"]:
+        return NativeFile(model, takes_lengths=False)
+    return NativeFile(to_native(params, lengths=True), takes_lengths=True)
+
+
+def run_native(model: onnx.ModelProto, x: np.ndarray[Any, Any], lengths: Any = None
+               ) -> np.ndarray[Any, Any]:
+    """The first output of a graph of :func:`to_native` run by onnxruntime's CPU provider
+    (inputs ``x`` and, when given, ``lengths``)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(model.SerializeToString(), options,
+                                   providers=["CPUExecutionProvider"])
+    feeds = {"x": np.asarray(x, np.float32)}
+    if lengths is not None:
+        feeds["lengths"] = np.asarray(lengths, np.int32)
+    return np.asarray(session.run(None, feeds)[0])
+
+
+def list_arrays(path: Path, fmt: str) -> list[tuple[str, tuple[int, ...], str]]:
+    """Every initializer of the file by its own name: ``(name, shape, dtype)``."""
+    arrays = [(t.name, numpy_helper.to_array(t)) for t in onnx.load(str(path)).graph.initializer]
+    return [(name, a.shape, str(a.dtype)) for name, a in arrays]

@@ -21,25 +21,32 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from rnn_ref.backends._common import raise_if, right_padded_lengths, same_activation_everywhere
 from torch import nn
 
+from rnn_ref.activations import Activation
+from rnn_ref.backends._common import raise_if, right_padded_lengths
+from rnn_ref.backends._frameworks import TORCH_READOUT_ACTIVATIONS
+from rnn_ref.backends._frameworks import torch_unsupported as unsupported
 from rnn_ref.config import RNNConfig
-from rnn_ref.errors import UnsupportedError
+from rnn_ref.convert import Hints, NativeFile, hint_activation
+from rnn_ref.errors import FileFormatError, UnsupportedError
 from rnn_ref.params import CellParams, Readout, RNNParams
 from rnn_ref.reference import ForwardResult, forward
 
-__all__ = ["NAME", "RNNWithReadout", "TorchBackend", "from_native", "oracle", "owns",
-           "to_native", "unsupported"]
+__all__ = ["NAME", "READOUT_ACTIVATIONS", "RNNWithReadout", "TorchBackend", "from_native",
+           "list_arrays", "load_native", "oracle", "owns", "read_file", "run_native",
+           "to_native", "unsupported", "write_file"]
 
 NAME = "torch.nn.RNN"
-_READOUT_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "linear": lambda t: t, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu,
-}
+#: RNNWithReadout's activations, as torch functions (names: _frameworks)
+READOUT_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = dict(zip(
+    TORCH_READOUT_ACTIVATIONS, (lambda t: t, torch.tanh, torch.relu, torch.sigmoid),
+    strict=True))
 _DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
 
 
@@ -52,8 +59,8 @@ class RNNWithReadout(nn.Module):
 
     def __init__(self, rnn: nn.RNN, readout: nn.Linear, activation: str = "linear") -> None:
         super().__init__()
-        if activation not in _READOUT_ACTIVATIONS:
-            raise ValueError(f"activation must be one of {list(_READOUT_ACTIVATIONS)}, "
+        if activation not in READOUT_ACTIVATIONS:
+            raise ValueError(f"activation must be one of {list(READOUT_ACTIVATIONS)}, "
                              f"got {activation!r}")
         self.rnn = rnn
         self.readout = readout
@@ -64,41 +71,7 @@ class RNNWithReadout(nn.Module):
         output, h_n = self.rnn(input, hx)
         if isinstance(output, nn.utils.rnn.PackedSequence):
             output, _ = nn.utils.rnn.pad_packed_sequence(output, batch_first=self.rnn.batch_first)
-        return _READOUT_ACTIVATIONS[self.activation](self.readout(output)), h_n
-
-
-def unsupported(config: RNNConfig, *, padded: bool = True) -> tuple[str, str] | None:
-    """``(feature, why)`` for the first part of ``config`` that ``nn.RNN`` cannot express.
-
-    ``padded=False`` skips the check of ``padded_output`` (it matters only with lengths).
-    """
-    if config.direction == "reverse":
-        return "a reverse-only direction", "nn.RNN is forward or bidirectional"
-    for li, layer in enumerate(config.activations):
-        for r, act in enumerate(layer):
-            if act.name not in ("tanh", "relu"):
-                return (f"activation {act} (layer {li}, direction {r})",
-                        "nn.RNN has only tanh and relu")
-    if not same_activation_everywhere(config):
-        return "different activations per layer or direction", "nn.RNN has one nonlinearity"
-    if any(c is not None for c in config.clips):
-        return "clip", "nn.RNN has no clip"
-    if not config.uniform_hidden:
-        return (f"hidden sizes {config.hidden_sizes}",
-                "nn.RNN has one hidden_size for all layers")
-    for mm in config.merge_modes:
-        if mm != "concat":
-            return f"merge_mode {mm!r}", "nn.RNN concatenates the two directions"
-    if config.output_size is not None:
-        g = config.output_activation
-        if g.name not in _READOUT_ACTIVATIONS:  # type: ignore[union-attr]
-            return (f"readout activation {g}",
-                    f"RNNWithReadout takes {', '.join(_READOUT_ACTIVATIONS)}")
-    if padded and config.padded_output != "zeros":
-        return (f"padded_output {config.padded_output!r}",
-                "a PackedSequence pads outputs with zeros; use "
-                "params.replace(padded_output='zeros') to accept that")
-    return None
+        return READOUT_ACTIVATIONS[self.activation](self.readout(output)), h_n
 
 
 # --------------------------------------------------------------------------------------------
@@ -155,7 +128,7 @@ def _nonlinearity(rnn: nn.RNN, given: str | None) -> str:
     return str(rnn.nonlinearity)
 
 
-def _from_state_dict(sd: Mapping[str, Any], nonlinearity: str,
+def _from_state_dict(sd: Mapping[str, Any], nonlinearity: str,  # noqa: C901
                      readout_activation: str = "linear") -> RNNParams:
     if nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
@@ -353,7 +326,7 @@ class TorchBackend:
         if grad_h_n is not None:
             loss = loss + (h_n * _tensor(np.asarray(grad_h_n)).to(dtype)).sum()
         if grad_y is not None and isinstance(model, RNNWithReadout):
-            y = _READOUT_ACTIVATIONS[model.activation](model.readout(out))
+            y = READOUT_ACTIVATIONS[model.activation](model.readout(out))
             loss = loss + (y * _tensor(np.asarray(grad_y)).to(dtype)).sum()
         loss.backward()
         grads = {k: (v.grad if v.grad is not None else torch.zeros_like(v))
@@ -373,5 +346,69 @@ class TorchBackend:
         y = None
         if isinstance(model, RNNWithReadout):
             with torch.no_grad():
-                y = _READOUT_ACTIVATIONS[model.activation](model.readout(out)).numpy()
+                y = READOUT_ACTIVATIONS[model.activation](model.readout(out)).numpy()
         return ForwardResult(out.numpy(), h_n.numpy(), y)
+
+
+# --------------------------------------------------------------------------------------------
+# files: state dicts (.pt, .pth) and safetensors
+# --------------------------------------------------------------------------------------------
+def _state_dict(path: Path, fmt: str) -> dict[str, torch.Tensor]:
+    if fmt == "safetensors":
+        from safetensors.torch import load_file
+
+        return dict(load_file(str(path)))
+    sd = torch.load(str(path), map_location="cpu", weights_only=True)
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise FileFormatError(f"{path}: not a state dict of tensors (got {type(sd).__name__})")
+    return sd
+
+
+def read_file(path: Path, fmt: str, hints: Hints) -> RNNParams:
+    """The parameters of a state dict file; the activation (tanh or relu) is a hint."""
+    act = hint_activation(hints, fmt, {"tanh": Activation("tanh"), "relu": Activation("relu")})
+    sd = _state_dict(path, fmt)
+    return from_native({k: v.numpy() for k, v in sd.items()}, nonlinearity=act.name)
+
+
+def write_file(params: RNNParams, path: Path, fmt: str) -> None:
+    module = to_native(params.replace(padded_output="zeros"))
+    sd = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
+    if fmt == "safetensors":
+        from safetensors.torch import save_file
+
+        save_file(sd, str(path))
+    else:
+        torch.save(sd, str(path))
+
+
+def load_native(path: Path, fmt: str, params: RNNParams) -> NativeFile:
+    """The file's state dict loaded into the module of ``params``' architecture."""
+    module = to_native(params.replace(padded_output="zeros"))
+    module.load_state_dict(_state_dict(path, fmt))
+    return NativeFile(module, takes_lengths=True)
+
+
+def run_native(model: nn.Module, x: np.ndarray[Any, Any], lengths: Any = None
+               ) -> np.ndarray[Any, Any]:
+    """The first output of an ``nn.RNN`` or :class:`RNNWithReadout` on batch-first ``x``,
+    through a packed sequence when ``lengths`` are given (padded steps are zeros)."""
+    xt = torch.from_numpy(np.ascontiguousarray(x))
+    with torch.no_grad():
+        if lengths is None:
+            return model(xt)[0].numpy()  # type: ignore[no-any-return]
+        packed = nn.utils.rnn.pack_padded_sequence(
+            xt, torch.from_numpy(np.asarray(lengths, np.int64)), batch_first=True,
+            enforce_sorted=False)
+        rnn = model.rnn if isinstance(model, RNNWithReadout) else model
+        out, _ = nn.utils.rnn.pad_packed_sequence(rnn(packed)[0], batch_first=True,
+                                                  total_length=x.shape[1])
+        if isinstance(model, RNNWithReadout):
+            out = READOUT_ACTIVATIONS[model.activation](model.readout(out))
+        return out.numpy()  # type: ignore[no-any-return]
+
+
+def list_arrays(path: Path, fmt: str) -> list[tuple[str, tuple[int, ...], str]]:
+    """Every tensor of the file by its own name: ``(name, shape, dtype)``."""
+    return [(k, tuple(v.shape), str(v.dtype).replace("torch.", ""))
+            for k, v in _state_dict(path, fmt).items()]

@@ -25,9 +25,10 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
-from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from rnn_ref.backends._frameworks import versions
 
 HERE = Path(__file__).resolve().parent
 SHAPES = [(1, 10, 3, 5), (32, 100, 64, 64), (64, 200, 128, 128), (16, 1000, 32, 256),
@@ -73,16 +74,9 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
 
-    def version(dist: str) -> str | None:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return None
-
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
             "platform": platform.platform(),
-            "versions": {d: version(d) for d in ("rnn-ref", "numpy", "torch", "tensorflow-cpu",
-                                                 "keras", "jax", "jaxlib", "onnxruntime")}}
+            "versions": versions()}
 
 
 def import_seconds(runs: int = 5) -> float:
@@ -93,7 +87,7 @@ def import_seconds(runs: int = 5) -> float:
     return sorted(times)[runs // 2]
 
 
-def run(*, quick: bool, threads: Sequence[int], repeats: int, out: Path,
+def run(*, quick: bool, threads: Sequence[int], repeats: int, out: Path,  # noqa: C901
         frameworks: Sequence[str] = FRAMEWORKS, progress: bool = True,
         shapes: Sequence[tuple[int, int, int, int]] | None = None) -> dict[str, Any]:
     """Run every framework x thread count; write every output; return the JSON document.

@@ -117,7 +117,7 @@ def bare_scan(tree: Any, x: Any) -> Any:
     return jnp.swapaxes(out, 0, 1)
 
 
-def build(variant: str, shape: tuple[int, int, int, int], threads: int
+def build(variant: str, shape: tuple[int, int, int, int], threads: int  # noqa: C901
           ) -> tuple[Callable[[], Any], Callable[[], Any] | None]:
     """(forward, forward+backward or None) closures for one variant at one shape."""
     import rnn_ref
@@ -152,6 +152,7 @@ def build(variant: str, shape: tuple[int, int, int, int], threads: int
     if variant in ("jax", "jax-bare"):
         import jax
         import jax.numpy as jnp
+
         from rnn_ref.backends import jax_backend
 
         tree = jax_backend.pytree_of(params)
@@ -215,7 +216,7 @@ def build(variant: str, shape: tuple[int, int, int, int], threads: int
     raise ValueError(f"unknown variant {variant!r}")
 
 
-def main() -> None:
+def main() -> None:  # noqa: C901
     parser = argparse.ArgumentParser()
     parser.add_argument("framework", choices=list(FRAMEWORK_VARIANTS))
     parser.add_argument("--threads", type=int, required=True)

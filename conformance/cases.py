@@ -24,19 +24,16 @@ from typing import Any
 import numpy as np
 
 from rnn_ref.activations import Activation
+from rnn_ref.backends._frameworks import KERAS_ACTIVATIONS
 from rnn_ref.config import RNNConfig
 from rnn_ref.params import RNNParams, init
 
 __all__ = ["ACTIVATION_SET", "Case", "CaseInputs", "all_named_cases", "full_cases",
            "quick_cases", "random_cases"]
 
-#: Short names and activations; parameters chosen as Keras defines them where Keras has one.
+#: Short names and activations: Keras' set with the parameters Keras fixes, then ONNX's others.
 ACTIVATION_SET: dict[str, Activation] = {
-    "tanh": Activation("tanh"), "relu": Activation("relu"), "sigmoid": Activation("sigmoid"),
-    "linear": Activation("linear"), "softsign": Activation("softsign"),
-    "softplus": Activation("softplus"),
-    "hardsigmoid": Activation("hard_sigmoid", 1 / 6, 0.5),
-    "elu": Activation("elu", 1.0), "leakyrelu": Activation("leaky_relu", 0.2),
+    **{name.replace("_", ""): act for name, act in KERAS_ACTIVATIONS.items()},
     "affine": Activation("affine", 0.8, 0.1),
     "thresholdedrelu": Activation("thresholded_relu", 0.1),
     "scaledtanh": Activation("scaled_tanh", 1.5, 0.7),

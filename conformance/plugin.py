@@ -17,11 +17,11 @@ from functools import cache
 from typing import Any
 
 import pytest
+
+from rnn_ref._registry import get_backend
 from rnn_ref.backends import deviations
 from rnn_ref.conformance import cases as case_lib
 from rnn_ref.conformance.runner import check_case
-
-from rnn_ref._registry import get_backend
 
 __all__ = ["test_rnn_conformance"]
 

@@ -6,10 +6,10 @@ import json
 import platform
 import sys
 from collections.abc import Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
 
+from rnn_ref.backends._frameworks import versions
 from rnn_ref.conformance.runner import CATEGORIES, RunReport
 
 __all__ = ["ProgressBar", "summary_table", "to_json", "write_json"]
@@ -64,19 +64,13 @@ def summary_table(reports: Sequence[RunReport]) -> str:
 
 
 def to_json(reports: Sequence[RunReport], *, mode: str) -> dict[str, Any]:
-    def version(dist: str) -> str | None:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return None
-
+    found = versions()
     return {
-        "rnn_ref": version("rnn-ref"),
+        "rnn_ref": found.pop("rnn-ref"),
         "mode": mode,
         "machine": {"python": platform.python_version(), "platform": platform.platform(),
                     "processor": platform.machine()},
-        "versions": {d: version(d) for d in ("numpy", "torch", "tensorflow-cpu", "keras", "jax",
-                                             "flax", "onnx", "onnxruntime")},
+        "versions": found,
         "backends": [
             {"backend": rep.backend, "cases": rep.cases, "seconds": round(rep.seconds, 3),
              "ok": rep.ok, "results": [r.as_dict() for r in rep.results],

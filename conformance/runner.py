@@ -1,6 +1,8 @@
 """The runner: any backend, every case it declares it supports, held to the oracle.
 
-For each case the runner asks ``backend.supports(config, dtype=..., lengths=..., mask=...)``:
+For each case the runner asks ``backend.supports(config, dtype=..., lengths=..., mask=...)``
+(a backend without ``supports`` runs every case, and a ``NotImplementedError`` with a message
+is reported as ``must_raise`` passed: "unsupported (raised)"):
 
 * supported: it runs ``backend.forward`` and compares with :func:`rnn_ref.forward` (float64),
   shape first, then dtype, then values, with the tolerance policy of
@@ -24,10 +26,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
 from rnn_ref.backends.deviations import Deviation
 from rnn_ref.conformance.cases import Case
 from rnn_ref.conformance.compare import ErrorReport, Tolerance, compare, tolerance
-
 from rnn_ref.params import RNNParams
 from rnn_ref.reference import forward
 
@@ -204,13 +206,15 @@ def _check_gradient(grad_fn: Any, case: Case, inp: Any, want: Any, add: Any) -> 
     add("gradient", True, worst.summary() if worst else "no gradients", worst)
 
 
-def check_case(backend: Any, case: Case, deviations: Sequence[Deviation] = ()
+def check_case(backend: Any, case: Case, deviations: Sequence[Deviation] = ()  # noqa: C901
                ) -> list[CaseResult]:
     """Run one case on one backend; one result per category that applies."""
     name = str(getattr(backend, "name", type(backend).__name__))
     inp = case.inputs()
-    reason = backend.supports(case.config, dtype=np.dtype(case.dtype),
-                              lengths=inp.lengths is not None, mask=inp.mask is not None)
+    supports = getattr(backend, "supports", None)  # optional: without it, every case runs
+    reason = None if supports is None else supports(
+        case.config, dtype=np.dtype(case.dtype), lengths=inp.lengths is not None,
+        mask=inp.mask is not None)
     results: list[CaseResult] = []
     start = time.perf_counter()
 
@@ -239,6 +243,14 @@ def check_case(backend: Any, case: Case, deviations: Sequence[Deviation] = ()
     want = forward(inp.params, inp.x, **inp.kwargs())
     try:
         outputs, h_n, y = _as_result(backend.forward(inp.params, inp.x, **inp.kwargs()))
+    except NotImplementedError as exc:
+        if supports is None and str(exc):  # undeclared, but a clear refusal
+            add("must_raise", True, f"no supports(); raised NotImplementedError: {exc}")
+        else:
+            add("forward", False, f"raised NotImplementedError: {exc}" if str(exc) else
+                "raised NotImplementedError with no message")
+            add("final_state", False, "not computed")
+        return results
     except Exception as exc:
         add("forward", False, f"raised {type(exc).__name__}: {exc}")
         add("final_state", False, "not computed")

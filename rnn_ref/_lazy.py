@@ -11,27 +11,20 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from rnn_ref.backends._frameworks import FRAMEWORKS
+
 __all__ = ["CONVERTERS", "oracle", "resolve"]
 
-#: public name -> (backend module, attribute)
+#: public name -> (backend module, attribute), from the framework records
 CONVERTERS: dict[str, tuple[str, str]] = {
-    "from_torch": ("rnn_ref.backends.torch_backend", "from_native"),
-    "to_torch": ("rnn_ref.backends.torch_backend", "to_native"),
-    "from_onnx": ("rnn_ref.backends.onnx_backend", "from_native"),
-    "to_onnx": ("rnn_ref.backends.onnx_backend", "to_native"),
-    "from_flax": ("rnn_ref.backends.jax_backend", "from_native"),
-    "to_flax": ("rnn_ref.backends.jax_backend", "to_native"),
-    "from_keras": ("rnn_ref.backends.keras_backend", "from_native"),
-    "to_keras": ("rnn_ref.backends.keras_backend", "to_native"),
+    name: (fw.module, attribute)
+    for fw in FRAMEWORKS if fw.converters is not None
+    for name, attribute in zip(fw.converters, ("from_native", "to_native"), strict=True)
 }
 
 #: (framework module that must already be imported, backend module) for oracle dispatch
-_ORACLES: tuple[tuple[str, str], ...] = (
-    ("torch", "rnn_ref.backends.torch_backend"),
-    ("onnx", "rnn_ref.backends.onnx_backend"),
-    ("flax", "rnn_ref.backends.jax_backend"),
-    ("keras", "rnn_ref.backends.keras_backend"),
-)
+_ORACLES: tuple[tuple[str, str], ...] = tuple(
+    (fw.recognised_when, fw.module) for fw in FRAMEWORKS if fw.recognised_when is not None)
 
 
 def resolve(name: str) -> Any:

@@ -11,8 +11,10 @@ A backend, built in or a third party's, is any object with
 * ``forward(params, x, *, h0=None, lengths=None, mask=None)``: runs the framework's own
   implementation and returns ``(outputs, h_n)`` in the canonical shapes (``outputs
   (N, T, F)``, ``h_n (L*R, N, M)``) or an object with ``.outputs`` and ``.h_n``;
-* ``supports(config, *, dtype, lengths, mask)``: ``None`` when the backend can run that case,
-  else a sentence saying why not (the conformance suite then checks that asking for it raises).
+* optionally ``supports(config, *, dtype, lengths, mask)``: ``None`` when the backend can run
+  that case, else a sentence saying why not (the conformance suite then checks that asking for
+  it raises). Without it every case is run, and a ``NotImplementedError`` with a message is
+  reported as a refusal ("unsupported (raised)"), not a failure.
   ``lengths`` means right-padded lengths; ``mask`` a boolean mask of any pattern (holes, left
   padding). A backend that takes only right padding declares ``mask`` unsupported.
 """
@@ -22,13 +24,13 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import cache
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from rnn_ref.config import RNNConfig
+from rnn_ref.backends import _frameworks
+from rnn_ref.backends._frameworks import BackendSpec
 from rnn_ref.params import RNNParams
 
 __all__ = ["BACKENDS", "Backend", "BackendSpec", "available_backends", "get_backend"]
@@ -50,40 +52,9 @@ class Backend(Protocol):
         mask: Any = None,
     ) -> Any: ...
 
-    def supports(
-        self, config: RNNConfig, *, dtype: Any, lengths: bool, mask: bool
-    ) -> str | None: ...
 
-
-@dataclass(frozen=True)
-class BackendSpec:
-    """A built-in backend: where it lives and which modules it needs (checked, not imported)."""
-
-    name: str
-    target: str  # "module:attribute", the attribute a zero-argument factory
-    requires: tuple[str, ...]  # importable top-level module names
-
-    def missing(self) -> list[str]:
-        """The required modules that are not installed (found without importing them)."""
-        return [m for m in self.requires if importlib.util.find_spec(m) is None]
-
-
-BACKENDS: dict[str, BackendSpec] = {
-    spec.name: spec
-    for spec in (
-        BackendSpec("numpy", "rnn_ref.backends.numpy_backend:NumpyBackend", ("numpy",)),
-        BackendSpec("torch", "rnn_ref.backends.torch_backend:TorchBackend", ("torch",)),
-        BackendSpec("jax", "rnn_ref.backends.jax_backend:JaxBackend", ("jax", "jaxlib")),
-        BackendSpec("keras[tensorflow]", "rnn_ref.backends.keras_backend:tensorflow_backend",
-                    ("keras", "tensorflow")),
-        BackendSpec("keras[jax]", "rnn_ref.backends.keras_backend:jax_backend",
-                    ("keras", "jax")),
-        BackendSpec("keras[torch]", "rnn_ref.backends.keras_backend:torch_backend",
-                    ("keras", "torch")),
-        BackendSpec("onnxruntime", "rnn_ref.backends.onnx_backend:OnnxRuntimeBackend",
-                    ("onnx", "onnxruntime")),
-    )
-}
+#: Every built-in backend by name, from the framework records (``rnn_ref.backends._frameworks``).
+BACKENDS: dict[str, BackendSpec] = _frameworks.backends()
 
 
 def available_backends() -> list[str]:
@@ -150,7 +121,8 @@ def get_backend(name: str) -> Backend:
     if not isinstance(backend, Backend):
         raise TypeError(
             f"{name!r} gives a {type(backend).__name__}, which is not a backend: it needs "
-            f".name, .forward(params, x, *, h0, lengths, mask) and .supports(config, ...)"
+            f".name and .forward(params, x, *, h0, lengths, mask) (and optionally "
+            f".supports(config, *, dtype, lengths, mask))"
         )
     return backend
 

@@ -193,7 +193,7 @@ class Activation:
             return one / (one + np.abs(z)) ** 2  # softsign
 
     # -- in place (fast path) ---------------------------------------------------------------
-    def apply_(self, z: npt.NDArray[np.floating], work: npt.NDArray[np.floating],
+    def apply_(self, z: npt.NDArray[np.floating], work: npt.NDArray[np.floating],  # noqa: C901
                work2: npt.NDArray[np.floating] | None = None) -> None:
         """Overwrite ``z`` with f(z), using ``work`` (and ``work2``) of z's shape as scratch.
 

@@ -12,7 +12,6 @@ import platform
 import sys
 import tempfile
 from collections.abc import Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +19,9 @@ import numpy as np
 
 import rnn_ref
 from rnn_ref._registry import BACKENDS
+from rnn_ref.backends import _frameworks
 
 __all__ = ["main"]
-
-FRAMEWORKS = ("numpy", "torch", "tensorflow-cpu", "keras", "jax", "jaxlib", "flax", "onnx",
-              "onnxruntime", "safetensors", "h5py")
-
-
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
 
 
 def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
@@ -46,7 +36,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"rnn-ref {rnn_ref.__version__} on Python {platform.python_version()} "
           f"({platform.machine()}, {platform.system()})")
     print()
-    print(_table([(d, _version(d)) for d in FRAMEWORKS], ("package", "version")))
+    print(_table([(d, v or "not installed") for d, v in _frameworks.versions().items()
+                  if d != "rnn-ref"], ("package", "version")))
     print()
     rows = []
     for name, spec in BACKENDS.items():
@@ -83,9 +74,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     print("rnn-ref demo: the tutorials' Elman network, SimpleRNN(5) -> Dense(2) on (1, 10, 3)")
     if importlib.util.find_spec("keras") is not None:
-        from rnn_ref.convert import _keras
+        from rnn_ref.backends.keras_backend import import_keras
 
-        keras = _keras()
+        keras = import_keras()
         keras.utils.set_random_seed(args.seed)
         model = keras.Sequential([keras.Input((None, 3)), keras.layers.SimpleRNN(5),
                                   keras.layers.Dense(2)])
@@ -140,7 +131,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def cmd_check(args: argparse.Namespace) -> int:
+def cmd_check(args: argparse.Namespace) -> int:  # noqa: C901
     """Run the conformance suite on backends; exit 1 on any failure."""
     import re
 
@@ -238,53 +229,46 @@ def _hints(args: argparse.Namespace) -> Any:
                  direction=args.direction)
 
 
+def _one_line(exc: BaseException) -> str:
+    """The first line of an error, hints named as this command line's flags."""
+    from rnn_ref.convert import HINT_NAMES, MissingHintError
+
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, MissingHintError):
+        text += f" (pass --{exc.hint.replace('_', '-')})"
+    for name in HINT_NAMES:
+        text = text.replace(f"the {name} hint", f"--{name.replace('_', '-')}")
+    return text.replace("; name the format", "; name it with --from/--to")
+
+
 def _read_input(path: str, fmt: str | None, args: argparse.Namespace) -> tuple[Any, str]:
     from rnn_ref import convert
 
     try:
         fmt = convert.detect(path, fmt)
         return convert.read(path, fmt, _hints(args)), fmt
-    except FileNotFoundError as exc:
-        raise _Fail(str(exc)) from None
     except (ValueError, NotImplementedError, ImportError, OSError) as exc:
-        raise _Fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+        raise _Fail(_one_line(exc)) from None
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
     """Convert a file between formats; --verify runs both in their own frameworks."""
     from rnn_ref import convert
 
-    params, src_fmt = _read_input(args.src, args.from_format, args)
     try:
-        dst_fmt = convert.detect(args.dst, args.to_format)
-    except ValueError as exc:
-        raise _Fail(str(exc)) from None
-    reason = convert.convertible(params)[dst_fmt]
-    if reason is not None:
-        raise _Fail(f"cannot write {args.dst} as {dst_fmt}: {reason}")
-    results: list[Any] = []
-
-    def check(tmp: Path) -> None:
-        back = convert.read(tmp, dst_fmt, convert.hints_for(params, dst_fmt))
-        res = convert.verify(Path(args.src), src_fmt, params, tmp, dst_fmt, back,
-                             seed=args.seed)
-        results.append(res)
-        if not res.passed:
-            raise _Fail(f"verification failed, nothing written: {res.summary}", status=1)
-
-    try:
-        convert.write(params, args.dst, dst_fmt, force=args.force,
-                      check=check if args.verify else None)
-    except _Fail:
-        raise
-    except (FileExistsError, FileNotFoundError) as exc:
-        raise _Fail(str(exc)) from None
-    except (ValueError, NotImplementedError, OSError) as exc:
-        raise _Fail(f"cannot write {args.dst}: {str(exc).splitlines()[0]}") from None
-    cfg = params.config
-    print(f"wrote {args.dst} ({dst_fmt}) from {args.src} ({src_fmt}): {_describe(cfg)}")
-    if results:
-        print(f"verified: {results[0].summary}")
+        done = convert.convert(args.src, args.dst, src_format=args.from_format,
+                               dst_format=args.to_format, hints=_hints(args),
+                               verify=args.verify, force=args.force, seed=args.seed)
+    except convert.VerificationError as exc:
+        raise _Fail(str(exc), status=1) from None
+    except FileExistsError:
+        raise _Fail(f"{args.dst} exists; pass --force to replace it") from None
+    except (ValueError, NotImplementedError, ImportError, OSError) as exc:
+        raise _Fail(_one_line(exc)) from None
+    print(f"wrote {args.dst} ({done.dst_format}) from {args.src} ({done.src_format}): "
+          f"{_describe(done.params.config)}")
+    if done.verification is not None:
+        print(f"verified: {done.verification.summary}")
     return 0
 
 
@@ -295,47 +279,6 @@ def _describe(cfg: Any) -> str:
             f"{cfg.hidden_size}, activation {'/'.join(acts)}"
             f"{', clip ' + str(cfg.clip) if cfg.clip is not None else ''}"
             f"{'' if cfg.bias else ', no bias'}{readout}")
-
-
-def _native_arrays(path: str, fmt: str) -> list[tuple[str, tuple[int, ...], str]]:
-    """Every array the file stores, by the file's own names."""
-    import io
-    import zipfile
-
-    out: list[tuple[str, tuple[int, ...], str]] = []
-    if fmt == "rnn-ref":
-        with np.load(path, allow_pickle=False) as z:
-            out = [(k, z[k].shape, str(z[k].dtype)) for k in z.files if not k.startswith("__")]
-    elif fmt == "onnx":
-        import onnx
-        from onnx import numpy_helper
-
-        out = [(t.name, numpy_helper.to_array(t).shape, str(numpy_helper.to_array(t).dtype))
-               for t in onnx.load(path).graph.initializer]
-    elif fmt == "torch":
-        import torch
-
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-        out = [(k, tuple(v.shape), str(v.dtype).replace("torch.", "")) for k, v in sd.items()]
-    elif fmt == "safetensors":
-        from safetensors.numpy import load_file
-
-        out = [(k, v.shape, str(v.dtype)) for k, v in load_file(path).items()]
-    else:
-        import h5py
-
-        source: Any = path
-        if fmt == "keras":
-            with zipfile.ZipFile(path) as zf:
-                source = io.BytesIO(zf.read("model.weights.h5"))
-
-        def visit(name: str, obj: Any) -> None:
-            if isinstance(obj, h5py.Dataset):
-                out.append((name, obj.shape, str(obj.dtype)))
-
-        with h5py.File(source, "r") as f:
-            f.visititems(visit)
-    return out
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -352,7 +295,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
           f"cell), {cfg.num_parameters('torch')} as torch does (two)")
     print("\narrays in the file:")
     try:
-        native = _native_arrays(args.file, fmt)
+        native = convert.framework_module(fmt).list_arrays(Path(args.file), fmt)
     except Exception as exc:  # listing is a courtesy: the file already read as parameters
         native = []
         print(f"  (cannot list them: {type(exc).__name__})")

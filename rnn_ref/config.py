@@ -98,7 +98,7 @@ class RNNConfig:
     output_order: str = "aligned"
     _activations: tuple[tuple[Activation, ...], ...] = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
+    def __post_init__(self) -> None:  # noqa: C901
         set_ = object.__setattr__
         set_(self, "input_size", _positive_int(self.input_size, "input_size"))
         # hidden sizes and layer count

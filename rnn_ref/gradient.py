@@ -152,7 +152,7 @@ def _as_grad(value: Any, shape: tuple[int, ...], where: str) -> Array:
     return arr
 
 
-def backward(
+def backward(  # noqa: C901
     params: RNNParams,
     x: Any,
     *,

@@ -136,7 +136,7 @@ class RNNParams:
     layers: Sequence[Sequence[CellParams]]  # stored as a tuple of tuples
     readout: Readout | None = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self) -> None:  # noqa: C901
         cfg = self.config
         if not isinstance(cfg, RNNConfig):
             raise TypeError(f"config must be an rnn_ref.RNNConfig, got {type(cfg).__name__}")

@@ -102,7 +102,7 @@ def _as_array(value: Any, where: str) -> np.ndarray[Any, Any]:
         raise TypeError(f"{where}: cannot be read as an array ({exc})") from None
 
 
-def _prepare(
+def _prepare(  # noqa: C901
     params: RNNParams,
     x: Any,
     h0: Any,
@@ -226,7 +226,7 @@ def _is_reverse(cfg: RNNConfig, r: int) -> bool:
 # ---------------------------------------------------------------------------------------------
 # The clear loop: one sample, one step at a time, exactly as the equation reads.
 # ---------------------------------------------------------------------------------------------
-def forward_loop(
+def forward_loop(  # noqa: C901
     params: RNNParams,
     x: Any,
     *,

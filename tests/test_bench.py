@@ -117,9 +117,9 @@ def test_jax_backend_compiles_to_the_bare_scan() -> None:
     need("jax")
     import jax
     import numpy as np
-    from rnn_ref.backends import jax_backend
 
     import rnn_ref
+    from rnn_ref.backends import jax_backend
 
     params = rnn_ref.init(rnn_ref.RNNConfig(24, 40), seed=0, dtype=np.float32)
     tree = jax_backend.pytree_of(params)

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from planted import BROKEN, Correct, ReturnsNumbersWhenUnsupported
-from rnn_ref.backends.deviations import Deviation
-from rnn_ref.conformance import cases, runner
 
 import rnn_ref
 from rnn_ref import cli
+from rnn_ref.backends.deviations import Deviation
+from rnn_ref.conformance import cases, runner
 
 QUICK = cases.quick_cases()
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import need, need_keras
-from rnn_ref.conformance.runner import _equivalent
 
 import rnn_ref
 from rnn_ref import RNNConfig, cli, convert
+from rnn_ref.conformance.runner import _equivalent
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +46,7 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]
 def test_every_route_converts_and_verifies(files: dict[str, Path], src: str, dst: str,
                                            tmp_path: Path, capsys) -> None:
     target = tmp_path / f"out{convert.FORMATS[dst][0]}"
-    hint = ["--activation", "tanh"] if "activation" in convert._HINTS_USED[src] else []
+    hint = ["--activation", "tanh"] if "activation" in convert.hints_read(src) else []
     code, out, err = _run(capsys, "convert", str(files[src]), str(target), "--verify", *hint)
     assert code == 0, err
     assert "verified: ok" in out
@@ -86,7 +86,7 @@ def test_outputs_are_never_overwritten_or_left_half_written(files: dict[str, Pat
         PARAMS, tmp_path / "ref.onnx"))
 
     failing = convert.Verification(False, "FAIL: planted", 1.0, 0.0)
-    monkeypatch.setattr(convert, "verify", lambda *a, **k: failing)
+    monkeypatch.setattr(convert, "verify_files", lambda *a, **k: failing)
     dest = tmp_path / "never.pt"
     code, _, err = _run(capsys, "convert", str(files["rnn-ref"]), str(dest), "--verify")
     assert code == 1 and "verification failed, nothing written" in err
@@ -171,7 +171,7 @@ def test_fuzzed_files_never_crash(files: dict[str, Path], fmt: str, tmp_path: Pa
         bad = tmp_path / f"bad{i}{convert.FORMATS[fmt][0]}"
         bad.write_bytes(blob)
         out = tmp_path / f"out{i}.npz"
-        hint = ["--activation", "tanh"] if "activation" in convert._HINTS_USED[fmt] else []
+        hint = ["--activation", "tanh"] if "activation" in convert.hints_read(fmt) else []
         code, _, err = _run(capsys, "convert", str(bad), str(out), *hint)
         assert code in (0, 2), err
         assert out.exists() == (code == 0)

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 from conftest import need, need_keras
 from native import run_flax, run_keras, run_onnx, run_torch
-from rnn_ref.conformance.compare import compare, tolerance
 
 import rnn_ref
 from rnn_ref import Activation, RNNConfig, UnsupportedError
+from rnn_ref.conformance.compare import compare, tolerance
 
 pytestmark = pytest.mark.slow
 N, T, D = 3, 6, 5

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import need
-from rnn_ref.backends import deviations
 
 import rnn_ref
 from rnn_ref import RNNConfig
+from rnn_ref.backends import deviations
 
 
 def test_every_backend_file_is_well_formed() -> None:

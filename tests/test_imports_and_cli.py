@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -62,3 +63,13 @@ def test_console_script_help() -> None:
     out = subprocess.run([sys.executable, "-m", "rnn_ref.cli", "--help"], capture_output=True,
                          text=True, check=True).stdout
     assert "info" in out and "demo" in out
+
+
+def test_demo_prints_no_framework_log_noise() -> None:
+    """What a newcomer sees first: the demo's table, no TensorFlow/absl banners."""
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    res = subprocess.run([sys.executable, "-m", "rnn_ref.cli", "demo"], capture_output=True,
+                         text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr
+    for noise in ("absl", "oneDNN", "I0000", "WARNING"):
+        assert noise not in res.stdout + res.stderr, (res.stdout + res.stderr)[:2000]

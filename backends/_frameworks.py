@@ -1,0 +1,362 @@
+"""Every framework rnn-ref speaks, described once and without importing any of them.
+
+Each :class:`Framework` record says what the framework is called, which module of
+``rnn_ref.backends`` implements it, which importable modules and pip distributions it needs,
+its public converters (``rnn_ref.from_torch`` ...), the file formats it reads and writes (with
+extensions and the hints a file cannot tell), its backends, and a pure
+``unsupported(config)`` saying what of the network it cannot hold. Everything else is derived
+from :data:`FRAMEWORKS`: the backend registry (:mod:`rnn_ref._registry`), the lazy converters
+and the oracle dispatch (:mod:`rnn_ref._lazy`), the format tables and dispatch of
+:mod:`rnn_ref.convert`, ``rnn-ref info``, the version lists of reports and benchmarks.
+
+Adding a framework is one module in ``backends/`` (the functions of :data:`MODULE_API`, a
+backend class) plus one entry here.
+
+Framework facts that more than one module needs live here too: Keras' activation set with the
+parameters Keras fixes (``keras/src/activations/activations.py``: ``hard_sigmoid`` is
+``relu6(x + 3) / 6``, ``leaky_relu`` slope 0.2, ``elu`` alpha 1.0).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from rnn_ref.activations import Activation
+from rnn_ref.config import RNNConfig
+
+__all__ = ["CONVERTER_API", "FILE_API", "FRAMEWORKS", "KERAS_ACTIVATIONS", "MODULE_API",
+           "BackendSpec", "FileFormat", "Framework", "backends", "by_name", "distributions",
+           "file_format", "formats", "missing", "versions"]
+
+Reason = tuple[str, str] | None
+"""``(feature, why)`` for the first thing a target cannot express, or ``None``."""
+
+#: What every framework module defines: ``unsupported``; the converter functions where the
+#: framework has converters, the file functions where it has file formats.
+MODULE_API = ("unsupported",)
+CONVERTER_API = ("from_native", "to_native", "oracle", "owns")
+FILE_API = ("read_file", "write_file", "load_native", "run_native", "list_arrays")
+
+
+def missing(modules: tuple[str, ...]) -> list[str]:
+    """The modules of ``modules`` that are not installed (found without importing them)."""
+    return [m for m in modules if importlib.util.find_spec(m) is None]
+
+
+@dataclass(frozen=True)
+class FileFormat:
+    """A file format: its name (``--from``/``--to``), extensions and the hints it reads.
+
+    ``hints`` are what a file of this format does not record (a weights-only file's
+    activation): a reader takes exactly these, any other hint is an error.
+    ``requires`` are the modules needed to read or write it besides the framework's own.
+    """
+
+    name: str
+    extensions: tuple[str, ...]
+    holds: str
+    hints: frozenset[str] = frozenset()
+    requires: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """A built-in backend: where it lives and which modules it needs (checked, not imported)."""
+
+    name: str
+    target: str  # "module:attribute", the attribute a zero-argument factory or class
+    requires: tuple[str, ...]  # importable top-level module names
+
+    def missing(self) -> list[str]:
+        """The required modules that are not installed (found without importing them)."""
+        return missing(self.requires)
+
+
+@dataclass(frozen=True)
+class Framework:
+    """One framework, as rnn-ref sees it (see the module docstring)."""
+
+    name: str  # short name: "torch", "keras", "onnx", "flax", "jax", "rnn-ref"
+    title: str  # what an UnsupportedError names: "torch.nn.RNN"
+    module: str  # its module in rnn_ref.backends
+    requires: tuple[str, ...]  # importable modules the module needs
+    distributions: tuple[str, ...]  # pip distributions, for `info` and every report
+    unsupported: Callable[[RNNConfig], Reason]
+    converters: tuple[str, str] | None = None  # ("from_torch", "to_torch")
+    recognised_when: str | None = None  # oracle dispatch: this module must be imported already
+    formats: tuple[FileFormat, ...] = ()
+    backends: tuple[BackendSpec, ...] = field(default=())
+
+    def missing(self) -> list[str]:
+        return missing(self.requires)
+
+
+# --------------------------------------------------------------------------------------------
+# what each framework cannot hold: pure functions of the config
+# --------------------------------------------------------------------------------------------
+KERAS_ACTIVATIONS: dict[str, Activation] = {
+    "tanh": Activation("tanh"), "relu": Activation("relu"), "sigmoid": Activation("sigmoid"),
+    "linear": Activation("linear"), "softsign": Activation("softsign"),
+    "softplus": Activation("softplus"),
+    "hard_sigmoid": Activation("hard_sigmoid", alpha=1 / 6, beta=0.5),
+    "elu": Activation("elu", alpha=1.0), "leaky_relu": Activation("leaky_relu", alpha=0.2),
+}
+#: what torch's RNNWithReadout applies after its Linear
+TORCH_READOUT_ACTIVATIONS = ("linear", "tanh", "relu", "sigmoid")
+
+
+def _first_activation(config: RNNConfig, allowed: Callable[[Activation], bool], why: str
+                      ) -> Reason:
+    for li, layer in enumerate(config.activations):
+        for r, act in enumerate(layer):
+            if not allowed(act):
+                return f"activation {act} (layer {li}, direction {r})", why
+    return None
+
+
+def _padded_zeros(config: RNNConfig, how: str) -> Reason:
+    if config.padded_output != "zeros":
+        return (f"padded_output {config.padded_output!r}",
+                f"{how}; use params.replace(padded_output='zeros') to accept that")
+    return None
+
+
+def torch_unsupported(config: RNNConfig, *, padded: bool = True) -> Reason:
+    """What ``nn.RNN`` (with ``RNNWithReadout``) cannot express; ``padded=False`` skips
+    ``padded_output`` (it matters only with lengths)."""
+    if config.direction == "reverse":
+        return "a reverse-only direction", "nn.RNN is forward or bidirectional"
+    reason = _first_activation(config, lambda a: a.name in ("tanh", "relu"),
+                               "nn.RNN has only tanh and relu")
+    if reason is not None:
+        return reason
+    first = config.activation_of(0, 0)
+    if any(a != first for layer in config.activations for a in layer):
+        return "different activations per layer or direction", "nn.RNN has one nonlinearity"
+    if any(c is not None for c in config.clips):
+        return "clip", "nn.RNN has no clip"
+    if not config.uniform_hidden:
+        return (f"hidden sizes {config.hidden_sizes}",
+                "nn.RNN has one hidden_size for all layers")
+    for mm in config.merge_modes:
+        if mm != "concat":
+            return f"merge_mode {mm!r}", "nn.RNN concatenates the two directions"
+    g = config.output_activation
+    if config.output_size is not None and getattr(g, "name", g) not in TORCH_READOUT_ACTIVATIONS:
+        return (f"readout activation {g}",
+                f"RNNWithReadout takes {', '.join(TORCH_READOUT_ACTIVATIONS)}")
+    return _padded_zeros(config, "a PackedSequence pads outputs with zeros") if padded else None
+
+
+def keras_masked_step_output(backend: str, *, zero_output_for_mask: bool, unroll: bool) -> str:
+    """The padded-output variant of a Keras RNN layer on Keras ``backend``."""
+    if zero_output_for_mask:
+        return "zeros"
+    if backend in ("jax", "numpy") and not unroll:
+        return "carry_state"
+    return "carry_output"
+
+
+def keras_unsupported(config: RNNConfig, *, backend: str | None = None, padded: bool = True
+                      ) -> Reason:
+    """What a Keras model of ``SimpleRNN``/``Bidirectional`` (+ ``Dense``) cannot express, on
+    Keras ``backend`` when given (the padded-step variant depends on it)."""
+    keras_acts = list(KERAS_ACTIVATIONS.values())
+    if any(c is not None for c in config.clips):
+        return "clip", "Keras' SimpleRNN has no clip"
+    reason = _first_activation(config, lambda a: a in keras_acts,
+                               f"Keras has {', '.join(str(a) for a in keras_acts)}")
+    if reason is not None:
+        return reason
+    if config.output_size is not None and config.output_activation not in keras_acts:
+        return f"readout activation {config.output_activation}", "Dense takes Keras activations"
+    if config.direction == "reverse":
+        if config.num_layers > 1:
+            return ("a stack of reverse layers",
+                    "go_backwards hands the next layer its outputs in processing order")
+        if config.output_order != "processing":
+            return ("time-aligned outputs of a reverse direction",
+                    "go_backwards returns them in processing order; use "
+                    "params.replace(output_order='processing')")
+    mode = config.padded_output
+    if not padded or mode == "zeros":
+        return None
+    if config.direction == "bidirectional":
+        return (f"padded_output {mode!r} in a Bidirectional layer",
+                "Bidirectional forces zero_output_for_mask when returning sequences")
+    if backend is not None:
+        native = keras_masked_step_output(backend, zero_output_for_mask=False, unroll=False)
+        if mode != native:
+            return (f"padded_output {mode!r} on Keras' {backend} backend",
+                    f"its masked steps give {native!r} (or 'zeros')")
+    return None
+
+
+def onnx_unsupported(config: RNNConfig, *, padded: bool = True) -> Reason:
+    """What a graph of ONNX ``RNN`` nodes cannot express (with ``sequence_lens`` when
+    ``padded``)."""
+    if padded:
+        return _padded_zeros(config, "sequence_lens zeroes padded outputs")
+    return None
+
+
+def nothing_unsupported(config: RNNConfig) -> Reason:
+    """The canonical file and the oracle hold every network."""
+    return None
+
+
+FLAX_KINDS = ("nnx", "linen")
+#: the activations nnx.SimpleCell records by name (linen params record none)
+FLAX_NNX_ACTIVATIONS = ("tanh", "relu", "sigmoid", "softplus", "softsign")
+
+
+def flax_unsupported(config: RNNConfig, *, kind: str = "nnx") -> tuple[str, str] | None:
+    """``(feature, why)`` for the first part of ``config`` that flax ``SimpleCell`` s cannot hold.
+
+    In this order: a clip on any layer; a readout; a merge mode other than ``"concat"`` on any
+    layer; ``output_order="processing"``; with ``kind="nnx"``, an activation other than tanh,
+    relu, sigmoid, softplus, softsign (linen params record no activation, so every activation
+    goes there). ``None`` when the cells hold the whole network.
+    """
+    if kind not in FLAX_KINDS:
+        raise ValueError(f"kind must be 'nnx' or 'linen', got {kind!r}")
+    if any(c is not None for c in config.clips):
+        return "clip", "a SimpleCell has no clip"
+    if config.output_size is not None:
+        return "a readout", "a cell has no output layer"
+    for li, mm in enumerate(config.merge_modes):
+        if config.num_directions == 2 and mm != "concat":
+            return (f"merge_mode {mm!r} (layer {li})",
+                    "a layer of two cells records no merge; it reads back as concat")
+    if config.output_order != "aligned":
+        return (f"output_order {config.output_order!r}",
+                "a list of cells records no output order; it reads back as time-aligned")
+    if kind == "nnx":
+        for li, layer in enumerate(config.activations):
+            for r, act in enumerate(layer):
+                if act.name not in FLAX_NNX_ACTIVATIONS:
+                    return (f"activation {act} (layer {li}, direction {r})",
+                            f"nnx.SimpleCell takes {', '.join(FLAX_NNX_ACTIVATIONS)} here")
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# the records
+# --------------------------------------------------------------------------------------------
+_KERAS_BACKENDS = tuple(
+    BackendSpec(f"keras[{b}]", f"rnn_ref.backends.keras_worker:{b}_backend", ("keras", b))
+    for b in ("tensorflow", "jax", "torch"))
+
+FRAMEWORKS: tuple[Framework, ...] = (
+    Framework(
+        name="rnn-ref", title="rnn-ref", module="rnn_ref.backends.numpy_backend",
+        requires=("numpy",), distributions=("numpy",), unsupported=nothing_unsupported,
+        formats=(FileFormat("rnn-ref", (".npz",), "the canonical file (rnn_ref.load)"),),
+        backends=(BackendSpec("numpy", "rnn_ref.backends.numpy_backend:NumpyBackend",
+                              ("numpy",)),),
+    ),
+    Framework(
+        name="torch", title="torch.nn.RNN", module="rnn_ref.backends.torch_backend",
+        requires=("torch",), distributions=("torch",), unsupported=torch_unsupported,
+        converters=("from_torch", "to_torch"), recognised_when="torch",
+        formats=(
+            FileFormat("torch", (".pt", ".pth"), "a torch.nn.RNN (or RNNWithReadout) state "
+                       "dict; torch.load(weights_only=True)", frozenset({"activation"})),
+            FileFormat("safetensors", (".safetensors",), "the same state dict in safetensors",
+                       frozenset({"activation"}), ("safetensors",)),
+        ),
+        backends=(BackendSpec("torch", "rnn_ref.backends.torch_backend:TorchBackend",
+                              ("torch",)),),
+    ),
+    Framework(
+        name="jax", title="jax lax.scan", module="rnn_ref.backends.jax_backend",
+        requires=("jax", "jaxlib"), distributions=("jax", "jaxlib"),
+        unsupported=nothing_unsupported,
+        backends=(BackendSpec("jax", "rnn_ref.backends.jax_backend:JaxBackend",
+                              ("jax", "jaxlib")),),
+    ),
+    Framework(
+        name="flax", title="flax SimpleCell", module="rnn_ref.backends.flax_backend",
+        requires=("flax", "jax"), distributions=("flax",), unsupported=flax_unsupported,
+        converters=("from_flax", "to_flax"), recognised_when="flax",
+    ),
+    Framework(
+        name="keras", title="Keras", module="rnn_ref.backends.keras_backend",
+        requires=("keras", "h5py"), distributions=("keras", "tensorflow-cpu", "h5py"),
+        unsupported=keras_unsupported, converters=("from_keras", "to_keras"),
+        recognised_when="keras",
+        formats=(
+            FileFormat("keras", (".keras",), "a whole Keras model; keras.saving.load_model("
+                       "safe_mode=True, compile=False)"),
+            FileFormat("keras-weights", (".weights.h5",), "Keras 3 weights by position; the "
+                       "architecture from the layer names and shapes",
+                       frozenset({"activation", "merge_mode", "direction"})),
+            FileFormat("keras-h5", (".h5",), "legacy Keras HDF5 read by name with h5py: a "
+                       "whole model or weights", frozenset({"activation", "merge_mode"})),
+        ),
+        backends=_KERAS_BACKENDS,
+    ),
+    Framework(
+        name="onnx", title="ONNX RNN", module="rnn_ref.backends.onnx_backend",
+        requires=("onnx",), distributions=("onnx", "onnxruntime"),
+        unsupported=onnx_unsupported, converters=("from_onnx", "to_onnx"),
+        recognised_when="onnx",
+        formats=(FileFormat("onnx", (".onnx",), "a graph of RNN nodes (rnn_ref.from_onnx)"),),
+        backends=(BackendSpec("onnxruntime",
+                              "rnn_ref.backends.onnx_backend:OnnxRuntimeBackend",
+                              ("onnx", "onnxruntime")),),
+    ),
+)
+
+
+# --------------------------------------------------------------------------------------------
+# derived views
+# --------------------------------------------------------------------------------------------
+def by_name(name: str) -> Framework:
+    for fw in FRAMEWORKS:
+        if fw.name == name:
+            return fw
+    raise ValueError(f"unknown framework {name!r}; known: "
+                     f"{', '.join(f.name for f in FRAMEWORKS)}")
+
+
+def formats() -> dict[str, tuple[Framework, FileFormat]]:
+    """Every file format by name, with the framework that reads and writes it."""
+    return {f.name: (fw, f) for fw in FRAMEWORKS for f in fw.formats}
+
+
+def file_format(name: str) -> tuple[Framework, FileFormat]:
+    table = formats()
+    if name not in table:
+        raise ValueError(f"format {name!r} is not one of {', '.join(table)}")
+    return table[name]
+
+
+def backends() -> dict[str, BackendSpec]:
+    """Every built-in backend by name."""
+    return {b.name: b for fw in FRAMEWORKS for b in fw.backends}
+
+
+def distributions() -> tuple[str, ...]:
+    """The pip distributions behind every framework (for ``info`` and reports), in order."""
+    seen: dict[str, None] = {}
+    for fw in FRAMEWORKS:
+        for d in (*fw.distributions, *(r for f in fw.formats for r in f.requires)):
+            seen.setdefault(d, None)
+    return tuple(seen)
+
+
+def versions() -> dict[str, str | None]:
+    """The installed version of rnn-ref and of every distribution behind a framework (``None``
+    where not installed), read from package metadata: nothing is imported."""
+    from importlib import metadata
+
+    def version(dist: str) -> str | None:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return {d: version(d) for d in ("rnn-ref", *distributions())}
