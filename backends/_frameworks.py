@@ -144,7 +144,7 @@ def torch_unsupported(config: RNNConfig, *, padded: bool = True) -> Reason:
         if mm != "concat":
             return f"merge_mode {mm!r}", "nn.RNN concatenates the two directions"
     g = config.output_activation
-    if config.output_size is not None and getattr(g, "name", g) not in TORCH_READOUT_ACTIVATIONS:
+    if config.output_size is not None and g.name not in TORCH_READOUT_ACTIVATIONS:
         return (f"readout activation {g}",
                 f"RNNWithReadout takes {', '.join(TORCH_READOUT_ACTIVATIONS)}")
     return _padded_zeros(config, "a PackedSequence pads outputs with zeros") if padded else None

@@ -27,8 +27,9 @@ from jax import lax
 from rnn_ref.activations import Activation
 from rnn_ref.backends._frameworks import nothing_unsupported as unsupported
 from rnn_ref.config import RNNConfig
+from rnn_ref.inputs import check_inputs
 from rnn_ref.params import CellParams, Readout, RNNParams
-from rnn_ref.reference import ForwardResult, _prepare
+from rnn_ref.reference import ForwardResult
 
 __all__ = ["JaxBackend", "apply", "pytree_of", "unsupported"]
 
@@ -137,7 +138,7 @@ def _apply(tree: Tree, x: jax.Array, h0: tuple[jax.Array, ...], valid: jax.Array
     y = None
     if tree.get("readout") is not None:
         ro = tree["readout"]
-        y = jnp.swapaxes(_act(config.output_activation)(merged @ ro["w"] + ro["b"]), 0, 1)  # type: ignore[arg-type]
+        y = jnp.swapaxes(_act(config.output_activation)(merged @ ro["w"] + ro["b"]), 0, 1)
     if isinstance(merged, tuple):
         outputs: Any = tuple(jnp.swapaxes(o, 0, 1) for o in merged)
     else:
@@ -208,11 +209,11 @@ class JaxBackend:
 
         cfg = params.config
         dt = params.dtype
-        p = _prepare(params, x, h0, lengths, mask, dt, None, None)
+        inputs = check_inputs(cfg, x, h0=h0, lengths=lengths, mask=mask, dtype=dt, where="jax")
         with jax.enable_x64(dt == np.float64):
             tree = pytree_of(params)
-            h0s = [jnp.asarray(h) for h in p.h0]
-            valid = None if p.valid is None else jnp.asarray(p.valid)
+            h0s = [jnp.asarray(h) for h in inputs.h0_or_zeros()]  # L*R (N, M_l)
+            valid = jnp.asarray(inputs.valid) if inputs.padded else None  # (N, T)
 
             def pairs(a: Any, g: Any) -> list[tuple[Any, Any]]:
                 if g is None:
@@ -234,7 +235,8 @@ class JaxBackend:
                         total = total + jnp.sum(a * jnp.asarray(g, dt))
                 return total
 
-            g_tree, g_x, g_h0 = jax.grad(loss, argnums=(0, 1, 2))(tree, jnp.asarray(p.x), h0s)
+            g_tree, g_x, g_h0 = jax.grad(loss, argnums=(0, 1, 2))(tree, jnp.asarray(inputs.x),
+                                                                  h0s)
             layers = [[CellParams(*(np.asarray(c[k]) for k in ("w_x", "w_h", "b_x", "b_h")))
                        for c in layer] for layer in g_tree["layers"]]
             if not cfg.bias:
@@ -256,15 +258,21 @@ class JaxBackend:
 
     def forward(self, params: RNNParams, x: np.ndarray[Any, Any], *, h0: Any = None,
                 lengths: Any = None, mask: Any = None) -> ForwardResult:
+        """:func:`apply` on ``x (N, T, D)``, ``h0 (L*R, N, M)`` (or L*R ``(N, M_l)``),
+        ``lengths (N,)`` or ``mask (N, T)``: ``outputs (N, T, F)`` (a pair of ``(N, T, M)``
+        for ``merge_mode=None``), ``h_n (L*R, N, M)`` (or L*R ``(N, M_l)``) and ``y (N, T, K)``
+        or ``None``, in the parameters' dtype. Bad inputs raise as
+        :func:`rnn_ref.inputs.check_inputs` says."""
         def as_np(a: Any) -> Any:
             return tuple(np.asarray(v) for v in a) if isinstance(a, tuple) else np.asarray(a)
 
         dt = params.dtype
-        p = _prepare(params, x, h0, lengths, mask, dt, None, None)  # the oracle's validation
+        inputs = check_inputs(params.config, x, h0=h0, lengths=lengths, mask=mask, dtype=dt,
+                              where="jax")
         with jax.enable_x64(dt == np.float64):
             tree = pytree_of(params)
-            outputs, h_n, y = apply(tree, jnp.asarray(p.x), config=params.config,
-                                    h0=[jnp.asarray(h) for h in p.h0],
-                                    mask=None if p.valid is None else jnp.asarray(p.valid))
+            outputs, h_n, y = apply(tree, jnp.asarray(inputs.x), config=params.config,
+                                    h0=[jnp.asarray(h) for h in inputs.h0_or_zeros()],
+                                    mask=jnp.asarray(inputs.valid) if inputs.padded else None)
             jax.block_until_ready(outputs)
             return ForwardResult(as_np(outputs), as_np(h_n), None if y is None else as_np(y))

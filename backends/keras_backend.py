@@ -46,12 +46,13 @@ from rnn_ref.backends._frameworks import keras_unsupported as unsupported
 from rnn_ref.config import RNNConfig
 from rnn_ref.convert import Hints, MissingHintError, NativeFile, hint_activation
 from rnn_ref.errors import FileFormatError, UnsupportedError
+from rnn_ref.inputs import check_inputs
 from rnn_ref.params import CellParams, Readout, RNNParams
-from rnn_ref.reference import ForwardResult, _merge, forward
+from rnn_ref.reference import ForwardResult, forward, merge
 
-__all__ = ["KerasBackend", "from_native", "import_keras", "list_arrays", "load_native",
-           "oracle", "owns", "read_file", "run_native", "to_native", "unsupported",
-           "write_file"]
+__all__ = ["KerasBackend", "KerasSupport", "from_native", "import_keras", "list_arrays",
+           "load_native", "oracle", "owns", "read_file", "run_native", "to_native",
+           "unsupported", "write_file"]
 
 _TO_KERAS = {v: k for k, v in KERAS_ACTIVATIONS.items()}
 
@@ -309,7 +310,7 @@ def to_native(params: RNNParams, *, return_sequences: bool = True,
         h = layer(h)
     if params.readout is not None:
         dense = keras.layers.Dense(params.readout.w.shape[1],
-                                   activation=_TO_KERAS[cfg.output_activation],  # type: ignore[index]
+                                   activation=_TO_KERAS[cfg.output_activation],
                                    dtype=params.dtype.name)
         h = dense(h)
         dense.set_weights([params.readout.w, params.readout.b])
@@ -328,7 +329,7 @@ def _readout(params: RNNParams, o: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]
     ro = params.readout
     if ro is None:
         return o
-    g: Activation = params.config.output_activation  # type: ignore[assignment]
+    g: Activation = params.config.output_activation
     return g(o @ ro.w.astype(np.float64) + ro.b.astype(np.float64))
 
 
@@ -370,7 +371,7 @@ def oracle(model: Any) -> Callable[..., Any]:
             f, b = res.outputs
             if not st.return_sequences:
                 f, b = f[:, -1], b[:, 0]
-            merged = _merge(f, b, cfg.merge_modes[-1])
+            merged = merge(f, b, cfg.merge_modes[-1])
         else:
             merged = res.outputs if st.return_sequences else res.outputs[:, -1]
         main = merged if isinstance(merged, tuple) else _readout(params, merged)
@@ -385,7 +386,7 @@ def oracle(model: Any) -> Callable[..., Any]:
 # --------------------------------------------------------------------------------------------
 # backends
 # --------------------------------------------------------------------------------------------
-class _KerasSupport:
+class KerasSupport:
     """What Keras on ``self.backend`` can run (shared by the in-process and worker backends)."""
 
     backend: str
@@ -398,7 +399,7 @@ class _KerasSupport:
         return unsupported_dtype(dtype, self.backend)
 
 
-class KerasBackend(_KerasSupport):
+class KerasBackend(KerasSupport):
     """Keras' own layers on the backend this process imported Keras with, called eagerly."""
 
     def __init__(self) -> None:
@@ -407,30 +408,31 @@ class KerasBackend(_KerasSupport):
 
     def forward(self, params: RNNParams, x: np.ndarray[Any, Any], *, h0: Any = None,
                 lengths: Any = None, mask: Any = None) -> ForwardResult:
+        """Keras' layers on ``x (N, T, D)``, ``h0 (L*R, N, M)`` (or L*R ``(N, M_l)``), and
+        ``lengths (N,)`` or ``mask (N, T)`` (lengths become the mask ``t < lengths[n]``):
+        ``outputs (N, T, F)`` (a pair of ``(N, T, M)`` for ``merge_mode=None``), ``h_n
+        (L*R, N, M)`` (or L*R ``(N, M_l)``) and ``y (N, T, K)`` or ``None``, in the parameters'
+        dtype. Bad inputs raise as :func:`rnn_ref.inputs.check_inputs` says."""
         keras = _keras()
         cfg = params.config
-        x = np.asarray(x)
-        n, t = x.shape[:2]
-        if lengths is not None and mask is not None:
-            raise ValueError("give lengths or mask, not both")
-        if lengths is not None:
-            mask = np.arange(t)[None, :] < np.asarray(lengths)[:, None]
+        inputs = check_inputs(cfg, x, h0=h0, lengths=lengths, mask=mask, where=self.name)
+        mask = inputs.mask_or_none()  # (N, T), or None when neither lengths nor mask is given
         padded = mask is not None
         raise_if(unsupported(cfg, backend=self.backend, padded=padded), self.name)
         dtype_problem = unsupported_dtype(params.dtype, self.backend)
         if dtype_problem is not None:
             raise UnsupportedError(self.name, dtype_problem)
         R = cfg.num_directions
-        h = keras.ops.convert_to_tensor(x.astype(params.dtype))
-        m = None if mask is None else keras.ops.convert_to_tensor(np.asarray(mask, bool))
+        h = keras.ops.convert_to_tensor(inputs.x.astype(params.dtype))
+        m = None if mask is None else keras.ops.convert_to_tensor(mask)
         h_n: list[np.ndarray[Any, Any]] = []
         for li, layer in enumerate(_rnn_layers(params, return_state=True)):
             kwargs: dict[str, Any] = {}
             if m is not None:
                 kwargs["mask"] = m
-            if h0 is not None:
+            if inputs.h0 is not None:
                 kwargs["initial_state"] = [keras.ops.convert_to_tensor(
-                    np.asarray(h0[li * R + r], params.dtype)) for r in range(R)]
+                    np.asarray(inputs.h0[li * R + r], params.dtype)) for r in range(R)]
             out = layer(h, **kwargs)
             merged = out[: len(out) - R]
             h = merged[0] if len(merged) == 1 else tuple(merged)
@@ -447,7 +449,7 @@ def _readout_keras(params: RNNParams, h: Any) -> np.ndarray[Any, Any]:
     keras = _keras()
     ro = params.readout
     dense = keras.layers.Dense(ro.w.shape[1],  # type: ignore[union-attr]
-                               activation=_TO_KERAS[params.config.output_activation],  # type: ignore[index]
+                               activation=_TO_KERAS[params.config.output_activation],
                                dtype=params.dtype.name)
     dense.build((None, None, ro.w.shape[0]))  # type: ignore[union-attr]
     dense.set_weights([ro.w, ro.b])  # type: ignore[union-attr]

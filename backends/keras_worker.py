@@ -21,7 +21,8 @@ order:
   the members ``n.0``, ``n.1``, ... (a tuple); an absent ``n`` is ``None``.
 * A request holds ``op`` (a 0-d string, ``"forward"`` or ``"round_trip"``) and ``params.*``;
   for ``forward`` also the array ``x`` and, when given, ``h0`` (an array or a sequence), and
-  the arrays ``lengths`` and ``mask``.
+  the arrays ``lengths`` and ``mask``. The parent checks them first
+  (:func:`rnn_ref.inputs.check_inputs`): bad inputs raise there and are never sent.
 * An answer to ``forward`` holds ``outputs``, ``h_n`` and, with a readout, ``y`` (the fields of
   :class:`~rnn_ref.reference.ForwardResult`); an answer to ``round_trip`` holds ``params.*``,
   the parameters read back from the Keras model built from the request's.
@@ -52,8 +53,9 @@ from typing import IO, Any
 
 import numpy as np
 
-from rnn_ref.backends.keras_backend import KerasBackend, _KerasSupport, from_native, to_native
+from rnn_ref.backends.keras_backend import KerasBackend, KerasSupport, from_native, to_native
 from rnn_ref.errors import UnsupportedError
+from rnn_ref.inputs import check_inputs
 from rnn_ref.io import from_members, to_members
 from rnn_ref.params import RNNParams
 from rnn_ref.reference import ForwardResult
@@ -165,7 +167,7 @@ def serve() -> None:
 # --------------------------------------------------------------------------------------------
 # the parent's side
 # --------------------------------------------------------------------------------------------
-class KerasProcessBackend(_KerasSupport):
+class KerasProcessBackend(KerasSupport):
     """``keras[<backend>]``: a worker process with ``KERAS_BACKEND`` set runs Keras' layers.
 
     The worker starts on first use (TensorFlow's import takes a few seconds) and is reused
@@ -241,12 +243,21 @@ class KerasProcessBackend(_KerasSupport):
 
     def forward(self, params: RNNParams, x: Array, *, h0: Any = None, lengths: Any = None,
                 mask: Any = None) -> ForwardResult:
-        request: dict[str, Any] = {"op": np.array("forward"), "x": np.asarray(x)}
+        """Keras' layers in the worker on ``x (N, T, D)``, ``h0 (L*R, N, M)`` (or L*R
+        ``(N, M_l)``), ``lengths (N,)`` or ``mask (N, T)``: ``outputs (N, T, F)`` (a pair of
+        ``(N, T, M)`` for ``merge_mode=None``), ``h_n (L*R, N, M)`` (or L*R ``(N, M_l)``) and
+        ``y (N, T, K)`` or ``None``. The inputs are checked here, in the parent
+        (:func:`rnn_ref.inputs.check_inputs`), so a bad one raises the oracle's error and is
+        never sent."""
+        inputs = check_inputs(params.config, x, h0=h0, lengths=lengths, mask=mask,
+                              where=self.name)
+        request: dict[str, Any] = {"op": np.array("forward"), "x": inputs.x}
         _put_params(request, params)
-        _put(request, "h0", h0)  # one array, or one per layer and direction
-        for name, value in (("lengths", lengths), ("mask", mask)):
-            if value is not None:
-                request[name] = np.asarray(value)
+        _put(request, "h0", inputs.h0)  # L*R arrays (N, M_l), one per layer and direction
+        if inputs.lengths is not None:  # (N,) int64
+            request["lengths"] = inputs.lengths
+        elif inputs.padding == "mask":  # (N, T) bool
+            request["mask"] = inputs.valid
         answer = self._ask(request)
         return ForwardResult(_get(answer, "outputs"), _get(answer, "h_n"), answer.get("y"))
 

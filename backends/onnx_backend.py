@@ -43,11 +43,12 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from rnn_ref.activations import Activation
-from rnn_ref.backends._common import raise_if, right_padded_lengths
+from rnn_ref.backends._common import raise_if
 from rnn_ref.backends._frameworks import onnx_unsupported as unsupported
 from rnn_ref.config import RNNConfig
 from rnn_ref.convert import Hints, NativeFile
 from rnn_ref.errors import UnsupportedError
+from rnn_ref.inputs import check_inputs
 from rnn_ref.params import CellParams, Readout, RNNParams
 from rnn_ref.reference import ForwardResult, forward
 
@@ -273,7 +274,7 @@ def to_native(params: RNNParams, *, time_major: bool = False, lengths: bool = Fa
         w = g.const("readout.w", params.readout.w)
         b = g.const("readout.b", params.readout.b)
         y = g.op1("Add", [g.op1("MatMul", [outputs_tm[0], w]), b])
-        y = g.activation(y, cfg.output_activation)  # type: ignore[arg-type]
+        y = g.activation(y, cfg.output_activation)
         outputs_tm, names = ([y, outputs_tm[0]], ["y", "output"]) if expose_outputs else (
             [y], ["y"])
     graph_outputs = []
@@ -678,7 +679,7 @@ def _oracle_rnn_op(opset: int) -> type:
     """
     from onnx.reference.op_run import OpRun
 
-    class RNN(OpRun):  # type: ignore[misc]
+    class RNN(OpRun):
         op_domain = ""
 
         def _run(self, X: Any, W: Any, R: Any, B: Any = None, sequence_lens: Any = None,
@@ -780,31 +781,36 @@ class OnnxRuntimeBackend:
 
     def forward(self, params: RNNParams, x: np.ndarray[Any, Any], *, h0: Any = None,
                 lengths: Any = None, mask: Any = None) -> ForwardResult:
+        """The graph on ``x (N, T, D)``, ``h0 (L*R, N, M)`` (or L*R ``(N, M_l)``), ``lengths
+        (N,)`` or a right-padded ``mask (N, T)``: ``outputs (N, T, F)`` (a pair of
+        ``(N, T, M)`` for ``merge_mode=None``), ``h_n (L*R, N, M)`` (or L*R ``(N, M_l)``) and
+        ``y (N, T, K)`` or ``None``, in float32. Bad inputs raise as
+        :func:`rnn_ref.inputs.check_inputs` says."""
         import onnxruntime as ort
 
         cfg = params.config
-        x = np.asarray(x)
-        n, t = x.shape[:2]
-        la = right_padded_lengths(lengths, mask, n, t, "onnxruntime")
+        inputs = check_inputs(cfg, x, h0=h0, lengths=lengths, mask=mask, where="onnxruntime")
+        la = inputs.lengths_or_none("onnxruntime")
         if params.dtype != np.float32:
             raise UnsupportedError("onnxruntime", f"dtype {params.dtype}",
                                    "its CPU RNN runs float32 only")
-        model = to_native(params, lengths=la is not None, initial_state=h0 is not None,
+        model = to_native(params, lengths=la is not None, initial_state=inputs.h0 is not None,
                           expose_outputs=True)
         options = ort.SessionOptions()
         options.log_severity_level = 3
         session = ort.InferenceSession(model.SerializeToString(), options,
                                        providers=["CPUExecutionProvider"])
-        feeds: dict[str, np.ndarray[Any, Any]] = {"x": x.astype(np.float32)}
+        feeds: dict[str, np.ndarray[Any, Any]] = {"x": inputs.x.astype(np.float32)}
         if la is not None:
             feeds["lengths"] = la.astype(np.int32)
-        if h0 is not None:
+        if inputs.h0 is not None:
+            h0s = inputs.h0  # L*R arrays (N, M_l)
             if cfg.uniform_hidden:
-                feeds["h0"] = np.asarray(h0, np.float32)
+                feeds["h0"] = np.stack(h0s).astype(np.float32)
             else:
                 R = cfg.num_directions
                 for li in range(cfg.num_layers):
-                    feeds[f"h0_l{li}"] = np.stack([np.asarray(h0[li * R + r], np.float32)
+                    feeds[f"h0_l{li}"] = np.stack([np.asarray(h0s[li * R + r], np.float32)
                                                    for r in range(R)])
         names = [o.name for o in model.graph.output]
         got = dict(zip(names, session.run(None, feeds), strict=True))

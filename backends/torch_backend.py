@@ -29,12 +29,13 @@ import torch
 from torch import nn
 
 from rnn_ref.activations import Activation
-from rnn_ref.backends._common import raise_if, right_padded_lengths
+from rnn_ref.backends._common import raise_if
 from rnn_ref.backends._frameworks import TORCH_READOUT_ACTIVATIONS
 from rnn_ref.backends._frameworks import torch_unsupported as unsupported
 from rnn_ref.config import RNNConfig
 from rnn_ref.convert import Hints, NativeFile, hint_activation
 from rnn_ref.errors import FileFormatError, UnsupportedError
+from rnn_ref.inputs import check_inputs
 from rnn_ref.params import CellParams, Readout, RNNParams
 from rnn_ref.reference import ForwardResult, forward
 
@@ -221,7 +222,7 @@ def to_native(params: RNNParams, *, batch_first: bool = True) -> nn.Module:
     with torch.no_grad():
         linear.weight.copy_(_tensor(w.T))
         linear.bias.copy_(_tensor(b))
-    return RNNWithReadout(rnn, linear, cfg.output_activation.name).eval()  # type: ignore[union-attr]
+    return RNNWithReadout(rnn, linear, cfg.output_activation.name).eval()
 
 
 # --------------------------------------------------------------------------------------------
@@ -265,7 +266,7 @@ def oracle(model: nn.Module) -> Callable[..., tuple[np.ndarray[Any, Any], np.nda
         if unbatched:
             main = main[0] if batch_first else main[:, 0]
             h_n = h_n[:, 0]
-        return np.ascontiguousarray(main), h_n  # type: ignore[return-value]
+        return np.ascontiguousarray(main), h_n
 
     return call
 
@@ -288,12 +289,14 @@ class TorchBackend:
 
     def _run(self, params: RNNParams, x: Any, h0: Any, lengths: Any, mask: Any, grad: bool
              ) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(model, x tensor, h0 tensor, outputs zero-padded to T, h_n); with ``grad``, x and
-        h0 require gradients and autograd records the call."""
+        """(model, x tensor ``(N, T, D)``, h0 tensor ``(L*R, N, M)``, outputs ``(N, T, F)``
+        zero-padded to T, h_n ``(L*R, N, M)``); with ``grad``, x and h0 require gradients and
+        autograd records the call. The inputs are checked by :func:`rnn_ref.inputs.check_inputs`
+        first; ``mask`` must be right padding (lengths)."""
         cfg = params.config
-        x = np.asarray(x)
-        n, t = x.shape[:2]
-        la = right_padded_lengths(lengths, mask, n, t, NAME)
+        inputs = check_inputs(cfg, x, h0=h0, lengths=lengths, mask=mask, where=NAME)
+        n, t = inputs.n, inputs.t
+        la = inputs.lengths_or_none(NAME)
         raise_if(unsupported(cfg, padded=la is not None), NAME)
         if la is not None and la.min() == 0:
             raise UnsupportedError(NAME, "a zero length", "pack_padded_sequence refuses it")
@@ -301,9 +304,9 @@ class TorchBackend:
         rnn = model.rnn if isinstance(model, RNNWithReadout) else model
         dtype = _DTYPES[params.dtype]
         L, R, m = cfg.num_layers, cfg.num_directions, cfg.hidden_sizes[0]
-        xt = _tensor(x).to(dtype).requires_grad_(grad)
-        ht = (_tensor(np.asarray(h0)) if h0 is not None else torch.zeros(L * R, n, m)).to(
-            dtype).requires_grad_(grad)
+        xt = _tensor(inputs.x).to(dtype).requires_grad_(grad)
+        ht = (_tensor(np.stack(inputs.h0)) if inputs.h0 is not None
+              else torch.zeros(L * R, n, m)).to(dtype).requires_grad_(grad)
         inp: Any = xt if la is None else nn.utils.rnn.pack_padded_sequence(
             xt, torch.from_numpy(la), batch_first=True, enforce_sorted=False)
         with torch.set_grad_enabled(grad):
@@ -342,6 +345,10 @@ class TorchBackend:
 
     def forward(self, params: RNNParams, x: np.ndarray[Any, Any], *, h0: Any = None,
                 lengths: Any = None, mask: Any = None) -> ForwardResult:
+        """``nn.RNN`` on ``x (N, T, D)``, ``h0 (L*R, N, M)`` (or L*R ``(N, M)``), ``lengths
+        (N,)`` or a right-padded ``mask (N, T)``: ``outputs (N, T, F)`` (zeros at padded
+        steps), ``h_n (L*R, N, M)`` and ``y (N, T, K)`` or ``None``, in the parameters' dtype.
+        Bad inputs raise as :func:`rnn_ref.inputs.check_inputs` says."""
         model, _, _, out, h_n = self._run(params, x, h0, lengths, mask, grad=False)
         y = None
         if isinstance(model, RNNWithReadout):
@@ -396,7 +403,7 @@ def run_native(model: nn.Module, x: np.ndarray[Any, Any], lengths: Any = None
     xt = torch.from_numpy(np.ascontiguousarray(x))
     with torch.no_grad():
         if lengths is None:
-            return model(xt)[0].numpy()  # type: ignore[no-any-return]
+            return model(xt)[0].numpy()
         packed = nn.utils.rnn.pack_padded_sequence(
             xt, torch.from_numpy(np.asarray(lengths, np.int64)), batch_first=True,
             enforce_sorted=False)
@@ -405,7 +412,7 @@ def run_native(model: nn.Module, x: np.ndarray[Any, Any], lengths: Any = None
                                                   total_length=x.shape[1])
         if isinstance(model, RNNWithReadout):
             out = READOUT_ACTIVATIONS[model.activation](model.readout(out))
-        return out.numpy()  # type: ignore[no-any-return]
+        return out.numpy()
 
 
 def list_arrays(path: Path, fmt: str) -> list[tuple[str, tuple[int, ...], str]]:

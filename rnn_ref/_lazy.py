@@ -50,7 +50,7 @@ def oracle(model: Any, **hints: Any) -> Callable[..., Any]:
         if framework in sys.modules:
             backend = importlib.import_module(module)
             if backend.owns(model):
-                return backend.oracle(model, **hints)  # type: ignore[no-any-return]
+                return backend.oracle(model, **hints)
     raise TypeError(f"no oracle for a {type(model).__module__}.{type(model).__name__}; "
                     f"supported: torch.nn.RNN, Keras SimpleRNN/Bidirectional/Model, "
                     f"onnx.ModelProto, flax SimpleCell (its framework must be imported)")

@@ -209,7 +209,7 @@ def cmd_bench(args: argparse.Namespace, rest: Sequence[str]) -> int:
               "checkout (./dev run rnn-ref bench)", file=sys.stderr)
         return 2
     sys.path.insert(0, str(folder))
-    import harness  # type: ignore[import-not-found]
+    import harness
 
     return int(harness.main(list(rest)))
 

@@ -9,11 +9,28 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
+
+import numpy as np
 
 from rnn_ref.activations import Activation, ActivationLike, as_activation
 
-__all__ = ["DIRECTIONS", "MERGE_MODES", "OUTPUT_ORDERS", "PADDED_OUTPUTS", "RNNConfig"]
+__all__ = [
+    "DIRECTIONS", "MERGE_MODES", "OUTPUT_ORDERS", "PADDED_OUTPUTS", "ActivationSpec",
+    "ActivationValue", "RNNConfig", "SizeLike",
+]
+
+#: What a size argument of :class:`RNNConfig` may be: an int or a NumPy integer (never a bool).
+SizeLike = int | np.integer[Any]
+#: What :class:`RNNConfig`'s ``activation`` argument may be: one activation, one per direction,
+#: or one list per layer of one per direction.
+ActivationSpec = (
+    ActivationLike | Sequence[ActivationLike] | Sequence[Sequence[ActivationLike]]
+)
+#: What :attr:`RNNConfig.activation` holds: the most compact form of the L x R activations.
+ActivationValue = Activation | tuple[Activation, ...] | tuple[tuple[Activation, ...], ...]
+
+_T = TypeVar("_T")
 
 DIRECTIONS: tuple[str, ...] = ("forward", "reverse", "bidirectional")
 MERGE_MODES: tuple[str | None, ...] = ("concat", "sum", "mul", "ave", None)
@@ -22,7 +39,8 @@ OUTPUT_ORDERS: tuple[str, ...] = ("aligned", "processing")
 
 
 def _positive_int(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    """An int or a NumPy integer (``np.int64(5)``), not a bool, at least 1, as a plain int."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{where} must be a positive int, got {value!r}")
     return int(value)
 
@@ -45,12 +63,86 @@ def _per_layer(value: Any, num_layers: int, where: str) -> tuple[Any, ...]:
     return (value,) * num_layers
 
 
-@dataclass(frozen=True)
+def _compact(values: tuple[_T, ...]) -> _T | tuple[_T, ...]:
+    """One value when all L are equal, else the tuple of L."""
+    return values[0] if len(set(values)) == 1 else values
+
+
+def _layer_sizes(hidden_size: Any, num_layers: Any) -> tuple[int, ...]:
+    """M of every layer, from ``hidden_size`` (one size or a list) and ``num_layers``."""
+    if isinstance(hidden_size, (list, tuple)):
+        if not hidden_size:
+            raise ValueError("hidden_size must not be empty")
+        sizes = tuple(_positive_int(m, f"hidden_size[{i}]") for i, m in enumerate(hidden_size))
+        if num_layers is not None and num_layers != len(sizes):
+            raise ValueError(
+                f"num_layers={num_layers!r} but hidden_size lists {len(sizes)} sizes"
+            )
+        return sizes
+    m = _positive_int(hidden_size, "hidden_size")
+    return (m,) * _positive_int(1 if num_layers is None else num_layers, "num_layers")
+
+
+def _layer_clips(clip: Any, num_layers: int) -> tuple[float | None, ...]:
+    """The clip of every layer, each a positive finite float or ``None``."""
+    clips = _per_layer(clip, num_layers, "clip")
+    for i, c in enumerate(clips):
+        if c is not None and (
+            isinstance(c, bool) or not isinstance(c, (int, float)) or not c > 0
+            or c == float("inf")
+        ):
+            raise ValueError(f"clip[{i}] must be a positive finite number or None, got {c!r}")
+    return tuple(None if c is None else float(c) for c in clips)
+
+
+def _layer_merges(merge_mode: Any, num_layers: int, direction: str, output_size: int | None
+                  ) -> tuple[str | None, ...]:
+    """The merge mode of every layer, checked against the direction and the readout."""
+    merges = _per_layer(merge_mode, num_layers, "merge_mode")
+    for i, mm in enumerate(merges):
+        _choice(mm, MERGE_MODES, f"merge_mode[{i}]")
+        if direction != "bidirectional" and mm != "concat":
+            raise ValueError(
+                f"merge_mode[{i}]={mm!r} needs direction='bidirectional'; "
+                f"a {direction} network allows only 'concat'"
+            )
+        if mm is None and i != num_layers - 1:
+            raise ValueError(
+                f"merge_mode[{i}]=None (return the pair) is allowed only for the last layer"
+            )
+    if merges[-1] is None and output_size is not None:
+        raise ValueError(
+            "merge_mode=None returns a pair of outputs, which a readout cannot take; "
+            "use output_size=None or another merge_mode"
+        )
+    return merges
+
+
+@dataclass(frozen=True, init=False)
 class RNNConfig:
     """The architecture of an Elman network, independent of any framework.
 
+    The constructor takes the wide forms listed under Args (names, mappings, lists, NumPy
+    integers); every attribute holds the validated, normalised value and is typed as such. The
+    class is a frozen dataclass whose explicit ``__init__`` takes the wide forms and stores the
+    narrow ones, so equality, hashing, ``repr``, :meth:`to_dict` and ``dataclasses.replace`` all
+    see normalised values, and two spellings of one network are equal
+    (``RNNConfig(3, [4, 4]) == RNNConfig(3, 4, num_layers=2)``). After construction:
+
+    - ``input_size``, ``num_layers``: ``int``; ``output_size``: ``int | None`` (NumPy integers
+      become plain ints);
+    - ``output_activation``: an :class:`~rnn_ref.Activation`;
+    - ``activation``: the most compact of one ``Activation``, a tuple of R, or a tuple of L
+      tuples of R (:data:`ActivationValue`);
+    - ``hidden_size``, ``clip`` (``float`` or ``None``) and ``merge_mode``: one value when every
+      layer has the same, else a tuple of L;
+    - ``direction``, ``bias``, ``padded_output``, ``output_order``: as given.
+
+    For one value per layer whatever the form, read :attr:`hidden_sizes`, :attr:`clips`,
+    :attr:`merge_modes`, :attr:`activations` or :meth:`activation_of`.
+
     Args:
-        input_size: D, the features of each input step.
+        input_size: D, the features of each input step. Sizes are ints or NumPy integers.
         hidden_size: M, an int, or one int per layer (Keras stacks often narrow, 64 then 32).
         num_layers: L. Defaults to the length of ``hidden_size`` when that is a list, else 1.
         direction: ``"forward"``, ``"reverse"`` (one direction that reads the sequence from its
@@ -86,87 +178,67 @@ class RNNConfig:
 
     input_size: int
     hidden_size: int | tuple[int, ...]
-    num_layers: int = None  # type: ignore[assignment]  # int after validation
-    direction: str = "forward"
-    activation: Any = "tanh"
-    clip: float | None | tuple[float | None, ...] = None
-    bias: bool = True
-    output_size: int | None = None
-    output_activation: ActivationLike = "linear"
-    merge_mode: Any = "concat"
-    padded_output: str = "zeros"
-    output_order: str = "aligned"
+    num_layers: int
+    direction: str
+    activation: ActivationValue
+    clip: float | None | tuple[float | None, ...]
+    bias: bool
+    output_size: int | None
+    output_activation: Activation
+    merge_mode: str | None | tuple[str | None, ...]
+    padded_output: str
+    output_order: str
     _activations: tuple[tuple[Activation, ...], ...] = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:  # noqa: C901
-        set_ = object.__setattr__
-        set_(self, "input_size", _positive_int(self.input_size, "input_size"))
-        # hidden sizes and layer count
-        if isinstance(self.hidden_size, (list, tuple)):
-            if not self.hidden_size:
-                raise ValueError("hidden_size must not be empty")
-            sizes = tuple(
-                _positive_int(m, f"hidden_size[{i}]") for i, m in enumerate(self.hidden_size)
-            )
-            if self.num_layers is not None and self.num_layers != len(sizes):
-                raise ValueError(
-                    f"num_layers={self.num_layers!r} but hidden_size lists {len(sizes)} sizes"
-                )
-        else:
-            m = _positive_int(self.hidden_size, "hidden_size")
-            num_layers = 1 if self.num_layers is None else self.num_layers
-            sizes = (m,) * _positive_int(num_layers, "num_layers")
-        set_(self, "hidden_size", sizes[0] if len(set(sizes)) == 1 else sizes)
-        set_(self, "num_layers", len(sizes))
+    def __init__(
+        self,
+        input_size: SizeLike,
+        hidden_size: SizeLike | Sequence[SizeLike],
+        num_layers: SizeLike | None = None,
+        direction: str = "forward",
+        activation: ActivationSpec = "tanh",
+        clip: float | None | Sequence[float | None] = None,
+        bias: bool = True,
+        output_size: SizeLike | None = None,
+        output_activation: ActivationLike = "linear",
+        merge_mode: str | None | Sequence[str | None] = "concat",
+        padded_output: str = "zeros",
+        output_order: str = "aligned",
+    ) -> None:
+        # validate every argument first, in the order of the signature, then store the results
+        d = _positive_int(input_size, "input_size")
+        sizes = _layer_sizes(hidden_size, num_layers)
         L = len(sizes)
-        _choice(self.direction, DIRECTIONS, "direction")
-        R = self.num_directions
-
-        set_(self, "_activations", self._normalise_activation(self.activation, L, R))
-        set_(self, "activation", self._compact_activation())
-
-        clips = _per_layer(self.clip, L, "clip")
-        for i, c in enumerate(clips):
-            if c is not None and (
-                isinstance(c, bool) or not isinstance(c, (int, float)) or not c > 0
-                or c == float("inf")
-            ):
-                raise ValueError(f"clip[{i}] must be a positive finite number or None, got {c!r}")
-        clips = tuple(None if c is None else float(c) for c in clips)
-        set_(self, "clip", clips[0] if len(set(clips)) == 1 else clips)
-
-        if not isinstance(self.bias, bool):
-            raise ValueError(f"bias must be True or False, got {self.bias!r}")
-        if self.output_size is not None:
-            set_(self, "output_size", _positive_int(self.output_size, "output_size"))
-        set_(self, "output_activation", as_activation(self.output_activation,
-                                                     where="output_activation"))
-
-        merges = _per_layer(self.merge_mode, L, "merge_mode")
-        for i, mm in enumerate(merges):
-            _choice(mm, MERGE_MODES, f"merge_mode[{i}]")
-            if R == 1 and mm != "concat":
-                raise ValueError(
-                    f"merge_mode[{i}]={mm!r} needs direction='bidirectional'; "
-                    f"a {self.direction} network allows only 'concat'"
-                )
-            if mm is None and i != L - 1:
-                raise ValueError(
-                    f"merge_mode[{i}]=None (return the pair) is allowed only for the last layer"
-                )
-        if merges[-1] is None and self.output_size is not None:
-            raise ValueError(
-                "merge_mode=None returns a pair of outputs, which a readout cannot take; "
-                "use output_size=None or another merge_mode"
-            )
-        set_(self, "merge_mode", merges[0] if len(set(merges)) == 1 else merges)
-        _choice(self.padded_output, PADDED_OUTPUTS, "padded_output")
-        _choice(self.output_order, OUTPUT_ORDERS, "output_order")
-        if self.output_order == "processing" and self.direction != "reverse":
+        _choice(direction, DIRECTIONS, "direction")
+        R = 2 if direction == "bidirectional" else 1
+        activations = self._normalise_activation(activation, L, R)
+        clips = _layer_clips(clip, L)
+        if not isinstance(bias, bool):
+            raise ValueError(f"bias must be True or False, got {bias!r}")
+        k = None if output_size is None else _positive_int(output_size, "output_size")
+        g = as_activation(output_activation, where="output_activation")
+        merges = _layer_merges(merge_mode, L, direction, k)
+        _choice(padded_output, PADDED_OUTPUTS, "padded_output")
+        _choice(output_order, OUTPUT_ORDERS, "output_order")
+        if output_order == "processing" and direction != "reverse":
             raise ValueError(
                 f"output_order='processing' needs direction='reverse' (Keras go_backwards); "
-                f"a {self.direction} network's outputs are time-aligned"
+                f"a {direction} network's outputs are time-aligned"
             )
+        set_ = object.__setattr__  # the dataclass is frozen
+        set_(self, "input_size", d)
+        set_(self, "hidden_size", _compact(sizes))
+        set_(self, "num_layers", L)
+        set_(self, "direction", direction)
+        set_(self, "activation", self._compact_activation(activations))
+        set_(self, "clip", _compact(clips))
+        set_(self, "bias", bias)
+        set_(self, "output_size", k)
+        set_(self, "output_activation", g)
+        set_(self, "merge_mode", _compact(merges))
+        set_(self, "padded_output", padded_output)
+        set_(self, "output_order", output_order)
+        set_(self, "_activations", activations)
 
     @staticmethod
     def _normalise_activation(spec: Any, L: int, R: int) -> tuple[tuple[Activation, ...], ...]:
@@ -190,8 +262,8 @@ class RNNConfig:
             return tuple(per_direction(a, f"activation[{i}]") for i, a in enumerate(spec))
         return (per_direction(spec, "activation"),) * L
 
-    def _compact_activation(self) -> Any:
-        acts = self._activations
+    @staticmethod
+    def _compact_activation(acts: tuple[tuple[Activation, ...], ...]) -> ActivationValue:
         if all(a == acts[0][0] for layer in acts for a in layer):
             return acts[0][0]
         if all(layer == acts[0] for layer in acts):
@@ -287,7 +359,7 @@ class RNNConfig:
             "clip": list(self.clip) if isinstance(self.clip, tuple) else self.clip,
             "bias": self.bias,
             "output_size": self.output_size,
-            "output_activation": self.output_activation.to_json(),  # type: ignore[union-attr]
+            "output_activation": self.output_activation.to_json(),
             "merge_mode": list(self.merge_mode) if isinstance(self.merge_mode, tuple)
             else self.merge_mode,
             "padded_output": self.padded_output,

@@ -118,7 +118,7 @@ def read(path: str | os.PathLike[str], fmt: str | None = None, hints: Hints = Hi
                              f"that themselves")
     module = framework_module(fmt)
     try:
-        return module.read_file(source, fmt, hints)  # type: ignore[no-any-return]
+        return module.read_file(source, fmt, hints)
     except (FileFormatError, UnsupportedError, FileNotFoundError, MissingHintError):
         raise
     except ValueError as exc:

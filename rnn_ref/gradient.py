@@ -42,8 +42,9 @@ import numpy.typing as npt
 from rnn_ref._blas import prime
 from rnn_ref.activations import Activation
 from rnn_ref.config import RNNConfig
+from rnn_ref.inputs import check_inputs, check_options, check_params
 from rnn_ref.params import CellParams, Readout, RNNParams
-from rnn_ref.reference import _is_reverse, _merge, _prepare
+from rnn_ref.reference import is_reverse, merge
 
 __all__ = ["BackwardResult", "backward"]
 
@@ -178,27 +179,30 @@ def backward(  # noqa: C901
         A :class:`BackwardResult` with ``.params`` (gradients in the canonical layout),
         ``.x`` and ``.h0``, in float64.
     """
-    p = _prepare(params, x, h0, lengths, mask, np.float64, padded_output, output_order)
-    cfg: RNNConfig = p.params.config
-    n, t_len, _ = p.x.shape
+    cfg: RNNConfig = check_params(params).config
+    checked = check_inputs(cfg, x, h0=h0, lengths=lengths, mask=mask, dtype=np.float64,
+                           where="rnn_ref.backward")
+    padded_output, output_order = check_options(cfg, padded_output, output_order)
+    net = params if params.dtype == np.float64 else params.astype(np.float64)
+    xs, h0s, valid = checked.x, checked.h0_or_zeros(), checked.valid  # (N,T,D), (N,M_l), (N,T)
+    n, t_len = checked.n, checked.t
     L, R = cfg.num_layers, cfg.num_directions
-    valid = np.ones((n, t_len), bool) if p.valid is None else p.valid
-    if grad_y is not None and p.params.readout is None:
+    if grad_y is not None and net.readout is None:
         raise ValueError("grad_y is given but the network has no readout")
 
     # forward, keeping what the backward pass needs
     inputs: list[Array] = []
     caches: list[list[_Cache]] = []
-    layer_in: Any = p.x
-    for li, layer in enumerate(p.params.layers):
+    layer_in: Any = xs
+    for li, layer in enumerate(net.layers):
         inputs.append(layer_in)
-        row = [_forward_direction(layer_in, cell, p.h0[li * R + r], cfg.activation_of(li, r),
-                                  cfg.clips[li], _is_reverse(cfg, r), valid, p.padded_output)
+        row = [_forward_direction(layer_in, cell, h0s[li * R + r], cfg.activation_of(li, r),
+                                  cfg.clips[li], is_reverse(cfg, r), valid, padded_output)
                for r, cell in enumerate(layer)]
         caches.append(row)
-        layer_in = row[0].out if R == 1 else _merge(row[0].out, row[1].out, cfg.merge_modes[li])
+        layer_in = row[0].out if R == 1 else merge(row[0].out, row[1].out, cfg.merge_modes[li])
     last = layer_in
-    processing = p.output_order == "processing"
+    processing = output_order == "processing"
     if processing:  # the last layer's outputs were handed out flipped
         last = last[:, ::-1]
 
@@ -212,13 +216,13 @@ def backward(  # noqa: C901
         g_last = np.zeros(out_shape) if grad_outputs is None else _as_grad(
             grad_outputs, out_shape, "grad_outputs")
     readout_grad = None
-    if p.params.readout is not None:
-        ro = p.params.readout
+    if net.readout is not None:
+        ro = net.readout
         k = ro.w.shape[1]
         gy = np.zeros((n, t_len, k)) if grad_y is None else _as_grad(grad_y, (n, t_len, k),
                                                                        "grad_y")
         pre = last @ ro.w + ro.b
-        dpre = gy * cfg.output_activation.derivative(pre)  # type: ignore[union-attr]
+        dpre = gy * cfg.output_activation.derivative(pre)
         readout_grad = Readout(last.reshape(-1, last.shape[-1]).T @ dpre.reshape(-1, k),
                                dpre.sum(axis=(0, 1)))
         g_last = g_last + dpre @ ro.w.T
@@ -240,7 +244,7 @@ def backward(  # noqa: C901
     cell_grads: list[list[CellParams]] = [[] for _ in range(L)]
     g_h0: list[Array] = [np.zeros(0)] * (L * R)
     g_layer_out: Any = g_last
-    g_x = np.zeros_like(p.x)
+    g_x = np.zeros_like(xs)
     for li in range(L - 1, -1, -1):
         row = caches[li]
         if R == 1:
@@ -248,9 +252,9 @@ def backward(  # noqa: C901
         else:
             g_dirs = list(_split_merge(g_layer_out, cfg.merge_modes[li], row[0].out, row[1].out))
         g_in = np.zeros_like(inputs[li])
-        for r, cell in enumerate(p.params.layers[li]):
+        for r, cell in enumerate(net.layers[li]):
             grads, gx, gh0 = _backward_direction(inputs[li], cell, cfg.activation_of(li, r),
-                                                 _is_reverse(cfg, r), row[r], g_dirs[r],
+                                                 is_reverse(cfg, r), row[r], g_dirs[r],
                                                  g_hn[li * R + r])
             if not cfg.bias:
                 zero = np.zeros_like(grads.b_x)

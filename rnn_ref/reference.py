@@ -45,10 +45,11 @@ import numpy.typing as npt
 
 from rnn_ref._blas import prime
 from rnn_ref.activations import Activation
-from rnn_ref.config import OUTPUT_ORDERS, PADDED_OUTPUTS, RNNConfig
+from rnn_ref.config import RNNConfig
+from rnn_ref.inputs import check_dtype, check_inputs, check_options, check_params
 from rnn_ref.params import RNNParams
 
-__all__ = ["ForwardResult", "forward", "forward_loop"]
+__all__ = ["ForwardResult", "forward", "forward_loop", "is_reverse", "merge"]
 
 Array = npt.NDArray[np.floating]
 HiddenState = Array | tuple[Array, ...]
@@ -75,7 +76,7 @@ class ForwardResult:
 
 @dataclass(frozen=True)
 class _Prepared:
-    """Validated inputs, in the compute dtype."""
+    """Validated arguments of one oracle call, in the compute dtype."""
 
     params: RNNParams  # cast to the compute dtype
     x: Array  # (N, T, D)
@@ -85,25 +86,8 @@ class _Prepared:
     output_order: str
 
 
-def _dtype_of(value: Any, where: str) -> np.dtype[Any]:
-    try:
-        dt = np.dtype(value)
-    except TypeError:
-        raise TypeError(f"{where} must be a floating dtype, got {value!r}") from None
-    if dt.kind != "f":
-        raise TypeError(f"{where} must be a floating dtype, got {dt}")
-    return dt
-
-
-def _as_array(value: Any, where: str) -> np.ndarray[Any, Any]:
-    try:
-        return np.asarray(value)
-    except Exception as exc:
-        raise TypeError(f"{where}: cannot be read as an array ({exc})") from None
-
-
-def _prepare(  # noqa: C901
-    params: RNNParams,
+def _prepare(
+    params: Any,
     x: Any,
     h0: Any,
     lengths: Any,
@@ -112,102 +96,30 @@ def _prepare(  # noqa: C901
     padded_output: str | None,
     output_order: str | None,
 ) -> _Prepared:
-    if not isinstance(params, RNNParams):
-        raise TypeError(f"params must be rnn_ref.RNNParams, got {type(params).__name__}")
+    """The oracle's arguments checked (:mod:`rnn_ref.inputs`) and cast to the compute dtype."""
+    params = check_params(params)
     cfg = params.config
     dt = (np.dtype(np.float64) if compute_dtype is None
-          else _dtype_of(compute_dtype, "compute_dtype"))
-
-    xa = _as_array(x, "x")
-    if xa.dtype.kind not in "iuf":
-        raise TypeError(f"x must hold real numbers, got dtype {xa.dtype}")
-    if xa.ndim != 3:
-        hint = "; add a batch axis with x[None]" if xa.ndim == 2 else ""
-        raise ValueError(f"x must have 3 dimensions (N, T, D), got shape {xa.shape}{hint}")
-    n, t, d = xa.shape
-    if d != cfg.input_size:
-        raise ValueError(
-            f"x has {d} features (shape {xa.shape}) but config.input_size is {cfg.input_size}"
-        )
-
-    L, R, sizes = cfg.num_layers, cfg.num_directions, cfg.hidden_sizes
-    if h0 is None:
-        h0s = tuple(np.zeros((n, sizes[i // R]), dt) for i in range(L * R))
-    else:
-        h0s = _check_h0(h0, cfg, n, dt)
-
-    if lengths is not None and mask is not None:
-        raise ValueError("give lengths or mask, not both")
-    valid = None
-    if lengths is not None:
-        la = _as_array(lengths, "lengths")
-        if la.dtype.kind not in "iu":
-            raise TypeError(f"lengths must be integers, got dtype {la.dtype}")
-        if la.shape != (n,):
-            raise ValueError(f"lengths must have shape (N,) = ({n},), got {la.shape}")
-        if n and (la.min() < 0 or la.max() > t):
-            raise ValueError(
-                f"lengths must lie in [0, T] = [0, {t}], got min {la.min()}, max {la.max()}"
-            )
-        valid = np.arange(t)[None, :] < la[:, None]
-    elif mask is not None:
-        ma = _as_array(mask, "mask")
-        if ma.dtype != np.bool_:
-            raise TypeError(f"mask must be boolean (True = a valid step), got dtype {ma.dtype}")
-        if ma.shape != (n, t):
-            raise ValueError(f"mask must have shape (N, T) = ({n}, {t}), got {ma.shape}")
-        valid = ma.copy()
-    if valid is not None and valid.all():
-        valid = None
-
-    po = cfg.padded_output if padded_output is None else padded_output
-    if po not in PADDED_OUTPUTS:
-        raise ValueError(f"padded_output must be one of {list(PADDED_OUTPUTS)}, got {po!r}")
-    oo = cfg.output_order if output_order is None else output_order
-    if oo not in OUTPUT_ORDERS:
-        raise ValueError(f"output_order must be one of {list(OUTPUT_ORDERS)}, got {oo!r}")
-    if oo == "processing" and cfg.direction != "reverse":
-        raise ValueError(
-            f"output_order='processing' needs direction='reverse', the network is {cfg.direction}"
-        )
+          else check_dtype(compute_dtype, "compute_dtype"))
+    inputs = check_inputs(cfg, x, h0=h0, lengths=lengths, mask=mask, dtype=dt,
+                          where="rnn_ref.forward")
+    po, oo = check_options(cfg, padded_output, output_order)
     cast = params if params.dtype == dt else params.astype(dt)
-    return _Prepared(cast, xa.astype(dt, copy=False), h0s, valid, po, oo)
-
-
-def _check_h0(h0: Any, cfg: RNNConfig, n: int, dt: np.dtype[Any]) -> tuple[Array, ...]:
-    L, R, sizes = cfg.num_layers, cfg.num_directions, cfg.hidden_sizes
-    if isinstance(h0, (list, tuple)):
-        if len(h0) != L * R:
-            raise ValueError(f"h0 lists {len(h0)} states, expected L*R = {L * R}")
-        states = [_as_array(h, f"h0[{i}]") for i, h in enumerate(h0)]
-    else:
-        arr = _as_array(h0, "h0")
-        if not cfg.uniform_hidden:
-            raise ValueError(
-                f"the layers have different hidden sizes {sizes}, so h0 must be a list of "
-                f"L*R = {L * R} arrays of shape (N, M_l), not one array"
-            )
-        if arr.shape != (L * R, n, sizes[0]):
-            raise ValueError(
-                f"h0 must have shape (L*R, N, M) = ({L * R}, {n}, {sizes[0]}), got {arr.shape}"
-            )
-        states = list(arr)
-    out = []
-    for i, h in enumerate(states):
-        m = sizes[i // R]
-        if h.dtype.kind not in "iuf":
-            raise TypeError(f"h0[{i}] must hold real numbers, got dtype {h.dtype}")
-        if h.shape != (n, m):
-            raise ValueError(f"h0[{i}] must have shape (N, M) = ({n}, {m}), got {h.shape}")
-        out.append(np.array(h, dtype=dt))
-    return tuple(out)
+    return _Prepared(cast, inputs.x, inputs.h0_or_zeros(),
+                     inputs.valid if inputs.padded else None, po, oo)
 
 
 def _stack_h_n(states: list[Array], cfg: RNNConfig) -> HiddenState:
     return np.stack(states) if cfg.uniform_hidden else tuple(states)
 
 
-def _merge(fwd: Array, bwd: Array, mode: str | None) -> Array | tuple[Array, Array]:
+def merge(fwd: Array, bwd: Array, mode: str | None) -> Array | tuple[Array, Array]:
+    """Merge a bidirectional layer's two aligned outputs ``(N, T, M)`` by ``mode`` (spec 4.2).
+
+    ``"concat"`` gives ``(N, T, 2M)`` (forward then backward on the feature axis); ``"sum"``,
+    ``"mul"`` and ``"ave"`` give ``(N, T, M)``; ``None`` gives the pair ``(fwd, bwd)``. Any
+    leading shape works (``(N, M)`` for one step).
+    """
     if mode == "concat":
         return np.concatenate([fwd, bwd], axis=-1)
     if mode == "sum":
@@ -219,7 +131,9 @@ def _merge(fwd: Array, bwd: Array, mode: str | None) -> Array | tuple[Array, Arr
     return (fwd, bwd)
 
 
-def _is_reverse(cfg: RNNConfig, r: int) -> bool:
+def is_reverse(cfg: RNNConfig, r: int) -> bool:
+    """Whether direction ``r`` of a network with config ``cfg`` runs in reverse (spec 4.1):
+    every direction of a ``reverse`` network, the second of a ``bidirectional`` one."""
     return cfg.direction == "reverse" or r == 1
 
 
@@ -258,7 +172,7 @@ def forward_loop(  # noqa: C901
             m = cell.hidden_size
             out = np.zeros((n_samples, n_steps, m), p.x.dtype)
             final = np.zeros((n_samples, m), p.x.dtype)
-            steps = range(n_steps - 1, -1, -1) if _is_reverse(cfg, r) else range(n_steps)
+            steps = range(n_steps - 1, -1, -1) if is_reverse(cfg, r) else range(n_steps)
             for s in range(n_samples):
                 h = p.h0[li * R + r][s]
                 started = False
@@ -284,11 +198,11 @@ def forward_loop(  # noqa: C901
         if R == 1:
             layer_input = directions[0]
         else:
-            layer_input = _merge(directions[0], directions[1], cfg.merge_modes[li])  # type: ignore[assignment]
+            layer_input = merge(directions[0], directions[1], cfg.merge_modes[li])  # type: ignore[assignment]
 
     y = None
     if p.params.readout is not None:
-        g: Activation = cfg.output_activation  # type: ignore[assignment]
+        g: Activation = cfg.output_activation
         ro = p.params.readout
         y = np.zeros((n_samples, n_steps, ro.w.shape[1]), p.x.dtype)
         for s in range(n_samples):
@@ -348,26 +262,26 @@ def forward(
     layer_input: Any = p.x
     h_n: list[Array] = []
     for li, layer in enumerate(p.params.layers):
-        m, merge = cfg.hidden_sizes[li], cfg.merge_modes[li]
+        m, mode = cfg.hidden_sizes[li], cfg.merge_modes[li]
         # concat: both directions write into their halves of one (N, T, R*M) buffer
-        width = R * m if merge == "concat" else m
+        width = R * m if mode == "concat" else m
         buffers = [np.empty((n_samples, n_steps, width), p.x.dtype)
-                   for _ in range(1 if merge == "concat" else R)]
+                   for _ in range(1 if mode == "concat" else R)]
         directions = []
         for r, cell in enumerate(layer):
-            buf = buffers[0] if merge == "concat" else buffers[r]
-            lo = r * m if merge == "concat" else 0
+            buf = buffers[0] if mode == "concat" else buffers[r]
+            lo = r * m if mode == "concat" else 0
             out = buf[:, :, lo : lo + m]
             final = _run_direction(
                 layer_input, cell, p.h0[li * R + r], cfg.activation_of(li, r), cfg.clips[li],
-                _is_reverse(cfg, r), invalid, p.padded_output, buf, lo,
+                is_reverse(cfg, r), invalid, p.padded_output, buf, lo,
             )
             directions.append(out)
             h_n.append(final)
-        if merge == "concat":
+        if mode == "concat":
             layer_input = buffers[0]
         else:
-            layer_input = _merge(directions[0], directions[1], merge)
+            layer_input = merge(directions[0], directions[1], mode)
         if li == cfg.num_layers - 1 and p.output_order == "processing":
             layer_input = np.ascontiguousarray(layer_input[:, ::-1])
 
@@ -376,7 +290,7 @@ def forward(
         ro = p.params.readout
         y = layer_input @ ro.w
         y += ro.b
-        cfg.output_activation.apply_(y, np.empty_like(y))  # type: ignore[union-attr]
+        cfg.output_activation.apply_(y, np.empty_like(y))
     return ForwardResult(layer_input, _stack_h_n(h_n, cfg), y)
 
 

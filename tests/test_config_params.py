@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import typing
+
 import numpy as np
 import pytest
 
@@ -75,6 +78,43 @@ def test_config_dict_round_trip_and_unknown_keys() -> None:
         RNNConfig(3, 4, activation=3)
     with pytest.raises(ValueError, match=r"unknown keys \['hidden'\]"):
         RNNConfig.from_dict({"input_size": 3, "hidden_size": 4, "hidden": 2})
+
+
+def test_numpy_integer_sizes_are_plain_ints() -> None:
+    """Issue 14 item 8: a NumPy integer for a size is taken as the int it holds."""
+    cfg = RNNConfig(3, np.int64(5))
+    assert cfg == RNNConfig(3, 5) and hash(cfg) == hash(RNNConfig(3, 5))
+    cfg = RNNConfig(np.int32(3), [np.int64(6), np.uint8(4)], num_layers=np.int16(2),
+                    output_size=np.int64(2))
+    assert cfg == RNNConfig(3, (6, 4), output_size=2)
+    assert [type(v) for v in (cfg.input_size, cfg.num_layers, cfg.output_size)] == [int] * 3
+    assert [type(m) for m in cfg.hidden_sizes] == [int, int]
+    assert RNNConfig(3, 4, num_layers=np.int64(2)).to_json() == RNNConfig(3, 4, 2).to_json()
+    for bad in (np.True_, True, np.float64(5.0), np.int64(0)):
+        with pytest.raises(ValueError, match="hidden_size must be a positive int"):
+            RNNConfig(3, bad)
+
+
+def test_attributes_hold_the_normalised_values() -> None:
+    """Issue 11 item 5: the constructor takes the wide forms, the attributes hold (and are
+    typed as) the normalised ones, and equality, hash, repr and round trips see those."""
+    hints = typing.get_type_hints(RNNConfig)
+    assert hints["output_activation"] is Activation
+    assert hints["num_layers"] is int and hints["input_size"] is int
+    init = typing.get_type_hints(RNNConfig.__init__)
+    assert init["output_activation"] == rnn_ref.activations.ActivationLike
+    cfg = RNNConfig(5, 4, activation="relu", output_activation="tanh")
+    assert cfg.output_activation == Activation("tanh") and cfg.activation == Activation("relu")
+    two = RNNConfig(3, [6, 6], clip=[3, 3], activation=[("relu",), ("relu",)])
+    assert (two.hidden_size, two.num_layers, two.clip) == (6, 2, 3.0)
+    assert two == RNNConfig(3, 6, num_layers=2, clip=3.0, activation="relu")
+    assert "hidden_size=6, num_layers=2" in repr(two)
+    per_layer = RNNConfig(3, (6, 3), clip=(3.0, None))
+    assert (per_layer.hidden_size, per_layer.clip) == ((6, 3), (3.0, None))
+    for c in (cfg, two, per_layer):
+        assert RNNConfig.from_dict(c.to_dict()) == c
+        assert dataclasses.replace(c) == c and c.replace() == c
+    assert dataclasses.replace(per_layer, hidden_size=[5, 5]).hidden_size == 5
 
 
 def _cells(rng: np.random.Generator, d: int = 3, m: int = 4) -> list[CellParams]:
