@@ -122,32 +122,78 @@ class _Structure:
     bare_layer: bool
 
 
-def _parse(obj: Any) -> tuple[RNNParams, _Structure]:  # noqa: C901
+def _model_chain(model: Any) -> tuple[list[Any], float | None, Any]:
+    """The RNN layers of a ``keras.Model``, its ``Masking`` layer's mask value (or ``None``)
+    and its final ``Dense`` layer (or ``None``).
+
+    Raises:
+        UnsupportedError: a layer other than [Masking,] SimpleRNN or Bidirectional [, Dense],
+            or those in another order.
+        ValueError: no RNN layer.
+    """
+    keras = _keras()
+    mask_value: float | None = None
+    dense: Any = None
+    layers: list[Any] = []
+    for i, layer in enumerate(model.layers):
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        if isinstance(layer, keras.layers.Masking):
+            if layers:
+                raise UnsupportedError("rnn-ref", "a Masking layer after an RNN layer")
+            mask_value = float(layer.mask_value)
+        elif isinstance(layer, (keras.layers.SimpleRNN, keras.layers.Bidirectional)):
+            if dense is not None:
+                raise UnsupportedError("rnn-ref", "an RNN layer after the Dense readout")
+            layers.append(layer)
+        elif isinstance(layer, keras.layers.Dense) and i == len(model.layers) - 1:
+            dense = layer
+        else:
+            raise UnsupportedError("rnn-ref", f"a Keras {type(layer).__name__} layer in the "
+                                   f"model", "a model is [Masking,] SimpleRNN or "
+                                   "Bidirectional layers [, Dense]")
+    if not layers:
+        raise ValueError("the Keras model holds no SimpleRNN or Bidirectional layer")
+    return layers, mask_value, dense
+
+
+def _read_layer(layer: Any, is_bidi: bool, backend: str
+                ) -> tuple[list[CellParams], tuple[Activation, ...], str | None, str, bool | None]:
+    """One RNN layer's cells (one per direction) and their activations, its merge mode, its
+    masked-step output on ``backend`` (see the module docstring) and, for a ``SimpleRNN``,
+    whether it goes backwards (``None`` for a ``Bidirectional``)."""
+    if is_bidi:
+        (cf, af), (cb, ab) = _cell(layer.forward_layer), _cell(layer.backward_layer)
+        inner = layer.forward_layer
+        mode = keras_masked_step_output(backend, zero_output_for_mask=bool(layer.return_sequences),
+                                        unroll=bool(inner.unroll))
+        return [cf, cb], (af, ab), layer.merge_mode, mode, None
+    c, a = _cell(layer)
+    mode = keras_masked_step_output(backend, zero_output_for_mask=bool(layer.zero_output_for_mask),
+                                    unroll=bool(layer.unroll))
+    return [c], (a,), "concat", mode, bool(layer.go_backwards)
+
+
+def _dense_readout(dense: Any) -> tuple[Readout | None, int | None, Activation]:
+    """The readout of a ``Dense`` layer (``w`` of shape (F, K), ``b`` of shape (K,)), its
+    output size K and its activation; ``(None, None, linear)`` without one."""
+    if dense is None:
+        return None, None, Activation("linear")
+    keras = _keras()
+    kernel = keras.ops.convert_to_numpy(dense.kernel)
+    bias = (keras.ops.convert_to_numpy(dense.bias) if dense.use_bias
+            else np.zeros(kernel.shape[1], kernel.dtype))
+    return Readout(kernel, bias), kernel.shape[1], _activation(dense.activation, dense.name)
+
+
+def _parse(obj: Any) -> tuple[RNNParams, _Structure]:
     keras = _keras()
     backend = backend_name()
     if isinstance(obj, (keras.layers.SimpleRNN, keras.layers.Bidirectional)):
         layers, bare, mask_value, dense = [obj], True, None, None
     elif isinstance(obj, keras.Model):
-        bare, mask_value, dense, layers = False, None, None, []
-        for i, layer in enumerate(obj.layers):
-            if isinstance(layer, keras.layers.InputLayer):
-                continue
-            if isinstance(layer, keras.layers.Masking):
-                if layers:
-                    raise UnsupportedError("rnn-ref", "a Masking layer after an RNN layer")
-                mask_value = float(layer.mask_value)
-            elif isinstance(layer, (keras.layers.SimpleRNN, keras.layers.Bidirectional)):
-                if dense is not None:
-                    raise UnsupportedError("rnn-ref", "an RNN layer after the Dense readout")
-                layers.append(layer)
-            elif isinstance(layer, keras.layers.Dense) and i == len(obj.layers) - 1:
-                dense = layer
-            else:
-                raise UnsupportedError("rnn-ref", f"a Keras {type(layer).__name__} layer in the "
-                                       f"model", "a model is [Masking,] SimpleRNN or "
-                                       "Bidirectional layers [, Dense]")
-        if not layers:
-            raise ValueError("the Keras model holds no SimpleRNN or Bidirectional layer")
+        bare = False
+        layers, mask_value, dense = _model_chain(obj)
     else:
         raise TypeError(f"from_keras takes a SimpleRNN, a Bidirectional or a keras.Model, "
                         f"got {type(obj).__name__}")
@@ -159,51 +205,31 @@ def _parse(obj: Any) -> tuple[RNNParams, _Structure]:  # noqa: C901
     is_bidi = bidi.pop()
     cells: list[list[CellParams]] = []
     acts: list[tuple[Activation, ...]] = []
-    sizes: list[int] = []
     merges: list[str | None] = []
     modes: list[str] = []
     backwards: set[bool] = set()
     for li, layer in enumerate(layers):
-        last = li == len(layers) - 1
-        if not last and not layer.return_sequences:
+        if li < len(layers) - 1 and not layer.return_sequences:
             raise UnsupportedError("rnn-ref", f"layer {layer.name!r} with return_sequences=False "
                                    "below another RNN layer")
-        if is_bidi:
-            (cf, af), (cb, ab) = _cell(layer.forward_layer), _cell(layer.backward_layer)
-            cells.append([cf, cb])
-            acts.append((af, ab))
-            merges.append(layer.merge_mode)
-            inner = layer.forward_layer
-            modes.append(keras_masked_step_output(
-                backend, zero_output_for_mask=bool(layer.return_sequences),
-                unroll=bool(inner.unroll)))
-        else:
-            c, a = _cell(layer)
-            cells.append([c])
-            acts.append((a,))
-            merges.append("concat")
-            backwards.add(bool(layer.go_backwards))
-            modes.append(keras_masked_step_output(
-                backend, zero_output_for_mask=bool(layer.zero_output_for_mask),
-                unroll=bool(layer.unroll)))
-        sizes.append(cells[-1][0].hidden_size)
+        c, a, merge, mode, back = _read_layer(layer, is_bidi, backend)
+        cells.append(c)
+        acts.append(a)
+        merges.append(merge)
+        modes.append(mode)
+        if back is not None:
+            backwards.add(back)
     if True in backwards and len(layers) > 1:
         raise UnsupportedError("rnn-ref", "stacked layers with go_backwards=True",
                                "each hands the next its outputs in processing order, with the "
                                "mask unflipped")
     reverse = backwards == {True}
     has_mask_source = bare or mask_value is not None
-    readout = None
-    out_size, out_act = None, Activation("linear")
-    if dense is not None:
-        kernel = keras.ops.convert_to_numpy(dense.kernel)
-        bias = (keras.ops.convert_to_numpy(dense.bias) if dense.use_bias
-                else np.zeros(kernel.shape[1], kernel.dtype))
-        readout = Readout(kernel, bias)
-        out_size, out_act = kernel.shape[1], _activation(dense.activation, dense.name)
+    readout, out_size, out_act = _dense_readout(dense)
     last = layers[-1]
     config = RNNConfig(
-        input_size=int(cells[0][0].w_x.shape[0]), hidden_size=tuple(sizes),
+        input_size=int(cells[0][0].w_x.shape[0]),
+        hidden_size=tuple(c[0].hidden_size for c in cells),
         direction="bidirectional" if is_bidi else ("reverse" if reverse else "forward"),
         activation=[list(a) for a in acts], bias=_uses_bias(layers),
         output_size=out_size, output_activation=out_act, merge_mode=tuple(merges),

@@ -157,7 +157,140 @@ def _rnn_attrs(config: RNNConfig, layer: int) -> dict[str, Any]:
     return attrs
 
 
-def to_native(params: RNNParams, *, time_major: bool = False, lengths: bool = False,  # noqa: C901
+def _graph_inputs(cfg: RNNConfig, elem: int, dims: tuple[str, str], *, lengths: bool,
+                  initial_state: bool) -> tuple[list[onnx.ValueInfoProto], list[str]]:
+    """The graph's inputs, ``x (N, T, D)`` (``dims`` names the first two axes), then an int32
+    ``lengths (N,)``, then ``h0 (L*R, N, M)`` or one ``h0_l{l} (R, N, M_l)`` per layer, as
+    asked; and the names of the per-layer ``h0_l{l}`` (empty for one ``h0``)."""
+    L, R = cfg.num_layers, cfg.num_directions
+    inputs = [helper.make_tensor_value_info("x", elem, [*dims, cfg.input_size])]
+    if lengths:
+        inputs.append(helper.make_tensor_value_info("lengths", TensorProto.INT32, ["N"]))
+    h0_names: list[str] = []
+    if initial_state:
+        if cfg.uniform_hidden:
+            inputs.append(helper.make_tensor_value_info(
+                "h0", elem, [L * R, "N", cfg.hidden_sizes[0]]))
+        else:
+            for li in range(L):
+                inputs.append(helper.make_tensor_value_info(
+                    f"h0_l{li}", elem, [R, "N", cfg.hidden_sizes[li]]))
+                h0_names.append(f"h0_l{li}")
+    return inputs, h0_names
+
+
+def _layer_node(g: _Graph, cfg: RNNConfig, li: int, layer: Sequence[CellParams], x: str, *,
+                lengths: bool, initial_state: bool, h0_names: Sequence[str], layout: int
+                ) -> tuple[str, str]:
+    """Layer ``li``'s RNN node on ``x`` ``[T, N, D_l]`` (``[N, T, D_l]`` with layout 1), with
+    its weights ``W [R, M, D_l]``, ``R [R, M, M]``, ``B [R, 2M]`` as initializers. Returns its
+    ``Y``, ``[T, R, N, M]`` (``[N, T, R, M]`` with layout 1), and its final state
+    ``[R, N, M]`` whatever the layout."""
+    R = cfg.num_directions
+    W = g.const(f"layers.{li}.W", np.stack([c.w_x.T for c in layer]))
+    Rm = g.const(f"layers.{li}.R", np.stack([c.w_h.T for c in layer]))
+    node_in = [x, W, Rm]
+    node_in.append(g.const(f"layers.{li}.B", np.stack([np.concatenate([c.b_x, c.b_h])
+                                                        for c in layer]))
+                   if cfg.bias else "")
+    node_in.append("lengths" if lengths else "")
+    if initial_state:
+        if cfg.uniform_hidden:
+            starts = g.const(g.name("start"), np.array([li * R], np.int64))
+            ends = g.const(g.name("end"), np.array([(li + 1) * R], np.int64))
+            axes = g.const(g.name("axes"), np.array([0], np.int64))
+            h0_l = g.op1("Slice", ["h0", starts, ends, axes])
+        else:
+            h0_l = h0_names[li]
+        node_in.append(g.op1("Transpose", [h0_l], perm=[1, 0, 2]) if layout else h0_l)
+    while node_in and node_in[-1] == "":
+        node_in.pop()
+    attrs = _rnn_attrs(cfg, li) | ({"layout": 1} if layout else {})
+    y, y_h = g.op("RNN", node_in, 2, **attrs)
+    return y, (g.op1("Transpose", [y_h], perm=[1, 0, 2]) if layout else y_h)
+
+
+def _merged(g: _Graph, cfg: RNNConfig, li: int, y: str, layout: int, dtype: np.dtype[Any]
+            ) -> list[str]:
+    """Layer ``li``'s outputs from its node's ``Y`` ``[T, R, N, M]`` (``[N, T, R, M]`` with
+    layout 1): one merged ``[T, N, F]`` (``[N, T, F]``), or for ``merge_mode=None`` the two
+    directions' ``[T, N, M]`` (``[N, T, M]``), forward first."""
+    R = cfg.num_directions
+    r_axis = 2 if layout else 1
+    merge = cfg.merge_modes[li]
+    if merge == "concat":  # [T, R, N, M] -> [T, N, R, M] (or [N, T, R, M]) -> [., ., R*M]
+        t = y if layout else g.op1("Transpose", [y], perm=[0, 2, 1, 3])
+        width = R * cfg.hidden_sizes[li]  # static: -1 is ambiguous for an empty sequence
+        shape = g.const(g.name("shape"), np.array([0, 0, width], np.int64))
+        return [g.op1("Reshape", [t, shape])]
+    split = g.const(g.name("split"), np.array([1, 1], np.int64))
+    halves = g.op("Split", [y, split], 2, axis=r_axis)
+    one = g.const(g.name("axes"), np.array([r_axis], np.int64))
+    fwd, bwd = (g.op1("Squeeze", [h, one]) for h in halves)
+    if merge is None:
+        return [fwd, bwd]
+    if merge == "sum":
+        return [g.op1("Add", [fwd, bwd])]
+    if merge == "mul":
+        return [g.op1("Mul", [fwd, bwd])]
+    # ave, written as Keras does: (f + b) / 2
+    two = g.const(g.name("two"), np.array(2, dtype))
+    return [g.op1("Div", [g.op1("Add", [fwd, bwd]), two])]
+
+
+def _reversed_in_time(g: _Graph, outputs: Sequence[str], t_axis: int) -> list[str]:
+    """Each of ``outputs`` (``[T, N, F]``, or ``[N, T, F]`` with ``t_axis`` 1) with its
+    steps in reverse order: processing order for a reverse network."""
+    starts = g.const(g.name("start"), np.array([-1], np.int64))
+    ends = g.const(g.name("end"), np.array([np.iinfo(np.int64).min], np.int64))
+    axes = g.const(g.name("axes"), np.array([t_axis], np.int64))
+    step = g.const(g.name("step"), np.array([-1], np.int64))
+    return [g.op1("Slice", [o, starts, ends, axes, step]) for o in outputs]
+
+
+def _readout_nodes(g: _Graph, readout: Readout, activation: Activation, output: str,
+                   expose_outputs: bool) -> tuple[list[str], list[str]]:
+    """The readout ``y = activation(output @ w + b)``, ``[T, N, K]`` from ``output``
+    ``[T, N, F]`` (or batch-major), with ``w (F, K)`` and ``b (K,)``; and the graph output
+    names: ``[y]``, or ``[y, output]`` when ``expose_outputs``."""
+    w = g.const("readout.w", readout.w)
+    b = g.const("readout.b", readout.b)
+    y = g.op1("Add", [g.op1("MatMul", [output, w]), b])
+    y = g.activation(y, activation)
+    return ([y, output], ["y", "output"]) if expose_outputs else ([y], ["y"])
+
+
+def _graph_outputs(g: _Graph, cfg: RNNConfig, elem: int, dims: tuple[str, str],
+                   named: Sequence[tuple[str, str]], y_hs: Sequence[str], transpose: bool
+                   ) -> list[onnx.ValueInfoProto]:
+    """The graph's outputs: each ``(name, value)`` of ``named`` as ``name``, ``(N, T, F)``
+    (``dims`` names the first two axes; ``transpose`` from a time-major value), then the final
+    states ``y_hs`` (each ``[R, N, M_l]``) as ``h_n (L*R, N, M)`` or ``h_n_l{l}`` per layer."""
+    L, R = cfg.num_layers, cfg.num_directions
+    m_last = cfg.hidden_sizes[-1]
+    widths = {"output": cfg.output_features, "output_forward": m_last,
+              "output_backward": m_last, "y": cfg.output_size}
+    graph_outputs = []
+    for name, o in named:
+        if transpose:
+            g.nodes.append(helper.make_node("Transpose", [o], [name], name=g.name("out"),
+                                            perm=[1, 0, 2]))
+        else:
+            g.nodes.append(helper.make_node("Identity", [o], [name], name=g.name("out")))
+        graph_outputs.append(helper.make_tensor_value_info(name, elem, [*dims, widths[name]]))
+    if cfg.uniform_hidden:
+        g.nodes.append(helper.make_node("Concat", y_hs, ["h_n"], axis=0, name=g.name("h_n")))
+        graph_outputs.append(helper.make_tensor_value_info(
+            "h_n", elem, [L * R, "N", cfg.hidden_sizes[0]]))
+    else:
+        for li, y_h in enumerate(y_hs):
+            g.nodes.append(helper.make_node("Identity", [y_h], [f"h_n_l{li}"], name=g.name("h")))
+            graph_outputs.append(helper.make_tensor_value_info(
+                f"h_n_l{li}", elem, [R, "N", cfg.hidden_sizes[li]]))
+    return graph_outputs
+
+
+def to_native(params: RNNParams, *, time_major: bool = False, lengths: bool = False,
               initial_state: bool = False, expose_outputs: bool = False, layout: int = 0
               ) -> onnx.ModelProto:
     """An ONNX model (opset 17) with one ``RNN`` node per layer.
@@ -192,109 +325,31 @@ def to_native(params: RNNParams, *, time_major: bool = False, lengths: bool = Fa
         raise UnsupportedError(NAME, f"dtype {params.dtype}", "use float16, float32 or float64")
     g = _Graph(params.dtype)
     elem = _DTYPES[params.dtype]
-    L, R = cfg.num_layers, cfg.num_directions
-    batch, steps = ("T", "N") if time_major else ("N", "T")
-    inputs = [helper.make_tensor_value_info("x", elem, [batch, steps, cfg.input_size])]
-    if lengths:
-        inputs.append(helper.make_tensor_value_info("lengths", TensorProto.INT32, ["N"]))
-    h0_names: list[str] = []
-    if initial_state:
-        if cfg.uniform_hidden:
-            inputs.append(helper.make_tensor_value_info(
-                "h0", elem, [L * R, "N", cfg.hidden_sizes[0]]))
-        else:
-            for li in range(L):
-                inputs.append(helper.make_tensor_value_info(
-                    f"h0_l{li}", elem, [R, "N", cfg.hidden_sizes[li]]))
-                h0_names.append(f"h0_l{li}")
+    dims = ("T", "N") if time_major else ("N", "T")
+    inputs, h0_names = _graph_inputs(cfg, elem, dims, lengths=lengths,
+                                     initial_state=initial_state)
 
     # the nodes' own axes: layout 0 is [T, N, ...] with Y [T, R, N, M]; 1 is [N, T, ...] with
     # Y [N, T, R, M], Y_h [N, R, M] and initial_h [N, R, M]
-    t_axis, r_axis = (1, 2) if layout else (0, 1)
     x = "x" if time_major or layout else g.op1("Transpose", ["x"], perm=[1, 0, 2])
     y_hs: list[str] = []
     outputs_tm: list[str] = []
     for li, layer in enumerate(params.layers):
-        W = g.const(f"layers.{li}.W", np.stack([c.w_x.T for c in layer]))
-        Rm = g.const(f"layers.{li}.R", np.stack([c.w_h.T for c in layer]))
-        node_in = [x, W, Rm]
-        node_in.append(g.const(f"layers.{li}.B", np.stack([np.concatenate([c.b_x, c.b_h])
-                                                            for c in layer]))
-                       if cfg.bias else "")
-        node_in.append("lengths" if lengths else "")
-        if initial_state:
-            if cfg.uniform_hidden:
-                starts = g.const(g.name("start"), np.array([li * R], np.int64))
-                ends = g.const(g.name("end"), np.array([(li + 1) * R], np.int64))
-                axes = g.const(g.name("axes"), np.array([0], np.int64))
-                h0_l = g.op1("Slice", ["h0", starts, ends, axes])
-            else:
-                h0_l = h0_names[li]
-            node_in.append(g.op1("Transpose", [h0_l], perm=[1, 0, 2]) if layout else h0_l)
-        while node_in and node_in[-1] == "":
-            node_in.pop()
-        attrs = _rnn_attrs(cfg, li) | ({"layout": 1} if layout else {})
-        y, y_h = g.op("RNN", node_in, 2, **attrs)
-        y_hs.append(g.op1("Transpose", [y_h], perm=[1, 0, 2]) if layout else y_h)
-        merge = cfg.merge_modes[li]
-        if merge == "concat":  # [T, R, N, M] -> [T, N, R, M] (or [N, T, R, M]) -> [., ., R*M]
-            t = y if layout else g.op1("Transpose", [y], perm=[0, 2, 1, 3])
-            width = R * cfg.hidden_sizes[li]  # static: -1 is ambiguous for an empty sequence
-            shape = g.const(g.name("shape"), np.array([0, 0, width], np.int64))
-            x = g.op1("Reshape", [t, shape])
-            outputs_tm = [x]
-        else:
-            split = g.const(g.name("split"), np.array([1, 1], np.int64))
-            halves = g.op("Split", [y, split], 2, axis=r_axis)
-            one = g.const(g.name("axes"), np.array([r_axis], np.int64))
-            fwd, bwd = (g.op1("Squeeze", [h, one]) for h in halves)
-            if merge is None:
-                outputs_tm = [fwd, bwd]
-                continue
-            if merge == "sum":
-                x = g.op1("Add", [fwd, bwd])
-            elif merge == "mul":
-                x = g.op1("Mul", [fwd, bwd])
-            else:  # ave, written as Keras does: (f + b) / 2
-                two = g.const(g.name("two"), np.array(2, params.dtype))
-                x = g.op1("Div", [g.op1("Add", [fwd, bwd]), two])
-            outputs_tm = [x]
+        y, y_h = _layer_node(g, cfg, li, layer, x, lengths=lengths, initial_state=initial_state,
+                             h0_names=h0_names, layout=layout)
+        y_hs.append(y_h)
+        outputs_tm = _merged(g, cfg, li, y, layout, params.dtype)
+        if len(outputs_tm) == 1:  # merge_mode=None leaves the two directions apart
+            x = outputs_tm[0]
 
     if cfg.output_order == "processing":
-        starts = g.const(g.name("start"), np.array([-1], np.int64))
-        ends = g.const(g.name("end"), np.array([np.iinfo(np.int64).min], np.int64))
-        axes = g.const(g.name("axes"), np.array([t_axis], np.int64))
-        step = g.const(g.name("step"), np.array([-1], np.int64))
-        outputs_tm = [g.op1("Slice", [o, starts, ends, axes, step]) for o in outputs_tm]
+        outputs_tm = _reversed_in_time(g, outputs_tm, 1 if layout else 0)
     names = ["output"] if len(outputs_tm) == 1 else ["output_forward", "output_backward"]
-    m_last = cfg.hidden_sizes[-1]
-    widths = {"output": cfg.output_features, "output_forward": m_last,
-              "output_backward": m_last, "y": cfg.output_size}
     if params.readout is not None:
-        w = g.const("readout.w", params.readout.w)
-        b = g.const("readout.b", params.readout.b)
-        y = g.op1("Add", [g.op1("MatMul", [outputs_tm[0], w]), b])
-        y = g.activation(y, cfg.output_activation)
-        outputs_tm, names = ([y, outputs_tm[0]], ["y", "output"]) if expose_outputs else (
-            [y], ["y"])
-    graph_outputs = []
-    for name, o in zip(names, outputs_tm, strict=True):
-        if time_major or layout:
-            g.nodes.append(helper.make_node("Identity", [o], [name], name=g.name("out")))
-        else:
-            g.nodes.append(helper.make_node("Transpose", [o], [name], name=g.name("out"),
-                                            perm=[1, 0, 2]))
-        graph_outputs.append(helper.make_tensor_value_info(name, elem,
-                                                           [batch, steps, widths[name]]))
-    if cfg.uniform_hidden:
-        g.nodes.append(helper.make_node("Concat", y_hs, ["h_n"], axis=0, name=g.name("h_n")))
-        graph_outputs.append(helper.make_tensor_value_info(
-            "h_n", elem, [L * R, "N", cfg.hidden_sizes[0]]))
-    else:
-        for li, y_h in enumerate(y_hs):
-            g.nodes.append(helper.make_node("Identity", [y_h], [f"h_n_l{li}"], name=g.name("h")))
-            graph_outputs.append(helper.make_tensor_value_info(
-                f"h_n_l{li}", elem, [R, "N", cfg.hidden_sizes[li]]))
+        outputs_tm, names = _readout_nodes(g, params.readout, cfg.output_activation,
+                                           outputs_tm[0], expose_outputs)
+    graph_outputs = _graph_outputs(g, cfg, elem, dims, list(zip(names, outputs_tm, strict=True)),
+                                   y_hs, transpose=not (time_major or layout))
 
     graph = helper.make_graph(g.nodes, "rnn_ref", inputs, graph_outputs,
                               initializer=g.initializers)
@@ -559,7 +614,7 @@ def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
-def from_native(model: Any, *, missing_parameters: str = "raise") -> RNNParams:  # noqa: C901
+def from_native(model: Any, *, missing_parameters: str = "raise") -> RNNParams:
     """Canonical parameters of an ONNX graph made of ``RNN`` nodes.
 
     Reads graphs written by :func:`to_native` (their metadata gives the config) and graphs of
@@ -581,12 +636,58 @@ def from_native(model: Any, *, missing_parameters: str = "raise") -> RNNParams: 
         raise ValueError(f"missing_parameters must be 'raise', 'onnx' or 'onnxruntime', "
                          f"got {missing_parameters!r}")
     m = _load(model)
+    consts = _constants(m)
+    rnn_nodes = _rnn_nodes(m)
+    meta = {p.key: p.value for p in m.metadata_props}
+    config_meta = json.loads(meta["rnn_ref.config"]) if "rnn_ref.config" in meta else None
+
+    opset = _opset_of(m)
+    nodes = [read_node(n, opset, missing_parameters=missing_parameters) for n in rnn_nodes]
+    direction, has_bias = _direction_and_bias(nodes)
+    layers = []
+    for node, proto in zip(nodes, rnn_nodes, strict=True):
+        layers.append(node_cells(node, _weight(consts, node.inputs["W"], "W", proto),
+                                 _weight(consts, node.inputs["R"], "R", proto),
+                                 _weight(consts, node.inputs["B"], "B", proto)
+                                 if has_bias else None))
+
+    readout = None
+    if config_meta is not None:
+        config = RNNConfig.from_dict(config_meta)
+        if config.output_size is not None:
+            readout = Readout(_weight(consts, "readout.w", "readout.w", rnn_nodes[-1]),
+                              _weight(consts, "readout.b", "readout.b", rnn_nodes[-1]))
+        params = RNNParams(config, layers, readout)
+        return params
+    readout = _foreign_readout(m, consts)
+    config = RNNConfig(
+        input_size=int(layers[0][0].w_x.shape[0]),
+        hidden_size=tuple(row[0].hidden_size for row in layers),
+        direction=direction, activation=[list(n.activations) for n in nodes],
+        clip=tuple(n.clip for n in nodes),
+        bias=bool(has_bias), output_size=None if readout is None else readout.w.shape[1],
+    )
+    return RNNParams(config, layers, readout)
+
+
+def _constants(m: onnx.ModelProto) -> dict[str, np.ndarray[Any, Any]]:
+    """The graph's initializers and the tensor values of its ``Constant`` nodes, by name."""
     consts = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
     for node in m.graph.node:
         if node.op_type == "Constant" and node.output:
             value = _attrs(node).get("value")
             if isinstance(value, onnx.TensorProto):
                 consts[node.output[0]] = numpy_helper.to_array(value)
+    return consts
+
+
+def _rnn_nodes(m: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """The graph's ``RNN`` nodes in graph order.
+
+    Raises:
+        UnsupportedError: an LSTM, GRU, Scan, Loop or If node.
+        ValueError: no RNN node.
+    """
     rnn_nodes = [n for n in m.graph.node if n.op_type == "RNN"]
     for node in m.graph.node:
         if node.op_type in ("LSTM", "GRU", "Scan", "Loop", "If"):
@@ -594,50 +695,29 @@ def from_native(model: Any, *, missing_parameters: str = "raise") -> RNNParams: 
                                    "only RNN nodes make an Elman network")
     if not rnn_nodes:
         raise ValueError("the ONNX graph has no RNN node")
-    meta = {p.key: p.value for p in m.metadata_props}
-    config_meta = json.loads(meta["rnn_ref.config"]) if "rnn_ref.config" in meta else None
+    return rnn_nodes
 
-    def weight(name: str, what: str, node: onnx.NodeProto) -> np.ndarray[Any, Any]:
-        if name not in consts:
-            raise ValueError(f"{what} of RNN node {node.name!r} ({name!r}) is not an "
-                             f"initializer or a constant")
-        return consts[name]
 
-    opset = _opset_of(m)
-    nodes = [read_node(n, opset, missing_parameters=missing_parameters) for n in rnn_nodes]
+def _weight(consts: Mapping[str, np.ndarray[Any, Any]], name: str, what: str,
+            node: onnx.NodeProto) -> np.ndarray[Any, Any]:
+    """The constant ``name`` (``what`` input of ``node``); ``ValueError`` when it is not an
+    initializer or a constant."""
+    if name not in consts:
+        raise ValueError(f"{what} of RNN node {node.name!r} ({name!r}) is not an "
+                         f"initializer or a constant")
+    return consts[name]
+
+
+def _direction_and_bias(nodes: Sequence[RnnNode]) -> tuple[str, bool]:
+    """The direction the nodes share and whether they have a bias; ``UnsupportedError`` when
+    they differ."""
     directions = {n.direction for n in nodes}
     if len(directions) != 1:
         raise UnsupportedError("rnn-ref", f"layers of different directions {sorted(directions)}")
-    direction = directions.pop()
     biases = {n.inputs["B"] != "" for n in nodes}
     if len(biases) != 1:
         raise UnsupportedError("rnn-ref", "some layers with a bias and some without")
-    has_bias = biases.pop()
-    layers, acts, clips, sizes = [], [], [], []
-    for node, proto in zip(nodes, rnn_nodes, strict=True):
-        row = node_cells(node, weight(node.inputs["W"], "W", proto),
-                         weight(node.inputs["R"], "R", proto),
-                         weight(node.inputs["B"], "B", proto) if has_bias else None)
-        layers.append(row)
-        acts.append(node.activations)
-        clips.append(node.clip)
-        sizes.append(row[0].hidden_size)
-
-    readout = None
-    if config_meta is not None:
-        config = RNNConfig.from_dict(config_meta)
-        if config.output_size is not None:
-            readout = Readout(weight("readout.w", "readout.w", rnn_nodes[-1]),
-                              weight("readout.b", "readout.b", rnn_nodes[-1]))
-        params = RNNParams(config, layers, readout)
-        return params
-    readout = _foreign_readout(m, consts)
-    config = RNNConfig(
-        input_size=int(layers[0][0].w_x.shape[0]), hidden_size=tuple(sizes),
-        direction=direction, activation=[list(a) for a in acts], clip=tuple(clips),
-        bias=bool(has_bias), output_size=None if readout is None else readout.w.shape[1],
-    )
-    return RNNParams(config, layers, readout)
+    return directions.pop(), biases.pop()
 
 
 def _foreign_readout(m: onnx.ModelProto, consts: Mapping[str, np.ndarray[Any, Any]]

@@ -129,12 +129,15 @@ def _nonlinearity(rnn: nn.RNN, given: str | None) -> str:
     return str(rnn.nonlinearity)
 
 
-def _from_state_dict(sd: Mapping[str, Any], nonlinearity: str,  # noqa: C901
-                     readout_activation: str = "linear") -> RNNParams:
-    if nonlinearity not in ("tanh", "relu"):
-        raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
-    prefix = "rnn." if any(k.startswith("rnn.") for k in sd) else ""
-    cells: dict[tuple[int, int], dict[str, np.ndarray[Any, Any]]] = {}
+_Cells = dict[tuple[int, int], dict[str, np.ndarray[Any, Any]]]
+
+
+def _split_state_dict(sd: Mapping[str, Any], prefix: str
+                      ) -> tuple[_Cells, dict[str, np.ndarray[Any, Any]]]:
+    """The arrays of a state dict by cell, ``{(layer, reverse): {"weight_ih": (M, D_l),
+    "weight_hh": (M, M), "bias_ih": (M,), "bias_hh": (M,)}}``, and the readout's
+    ``{"weight": (K, F), "bias": (K,)}``; ``ValueError`` for any other key."""
+    cells: _Cells = {}
     readout: dict[str, np.ndarray[Any, Any]] = {}
     for key, value in sd.items():
         if key in ("readout.weight", "readout.bias"):
@@ -146,11 +149,12 @@ def _from_state_dict(sd: Mapping[str, Any], nonlinearity: str,  # noqa: C901
                              f"{prefix}weight_ih_l<k>[_reverse], weight_hh, bias_ih, bias_hh")
         name, layer, rev = match.group(1), int(match.group(2)), bool(match.group(3))
         cells.setdefault((layer, int(rev)), {})[name] = _numpy(value)
-    if not cells:
-        raise ValueError("the state dict holds no nn.RNN weights")
-    num_layers = max(k[0] for k in cells) + 1
-    R = 2 if any(k[1] for k in cells) else 1
-    bias = any("bias_ih" in c for c in cells.values())
+    return cells, readout
+
+
+def _check_complete(cells: _Cells, prefix: str, num_layers: int, R: int, bias: bool) -> None:
+    """``ValueError`` naming the keys missing from ``cells`` (as :func:`_split_state_dict`
+    gives them) for ``num_layers`` layers of ``R`` directions, with biases or without."""
     for li in range(num_layers):
         for r in range(R):
             have = cells.get((li, r), {})
@@ -159,6 +163,35 @@ def _from_state_dict(sd: Mapping[str, Any], nonlinearity: str,  # noqa: C901
                        if n not in have]
             if missing:
                 raise ValueError(f"the state dict misses {', '.join(missing)}")
+
+
+def _cell_params(cells: _Cells, num_layers: int, R: int, hidden: int) -> list[list[CellParams]]:
+    """The canonical cells, transposed to ``w_x (D_l, M)`` and ``w_h (M, M)``, with zero
+    biases ``(M,)`` where the state dict has none."""
+    layers = []
+    for li in range(num_layers):
+        row = []
+        for r in range(R):
+            c = cells[(li, r)]
+            zeros = np.zeros(hidden, c["weight_ih"].dtype)
+            row.append(CellParams(c["weight_ih"].T, c["weight_hh"].T,
+                                  c.get("bias_ih", zeros), c.get("bias_hh", zeros)))
+        layers.append(row)
+    return layers
+
+
+def _from_state_dict(sd: Mapping[str, Any], nonlinearity: str,
+                     readout_activation: str = "linear") -> RNNParams:
+    if nonlinearity not in ("tanh", "relu"):
+        raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+    prefix = "rnn." if any(k.startswith("rnn.") for k in sd) else ""
+    cells, readout = _split_state_dict(sd, prefix)
+    if not cells:
+        raise ValueError("the state dict holds no nn.RNN weights")
+    num_layers = max(k[0] for k in cells) + 1
+    R = 2 if any(k[1] for k in cells) else 1
+    bias = any("bias_ih" in c for c in cells.values())
+    _check_complete(cells, prefix, num_layers, R, bias)
     first = cells[(0, 0)]["weight_ih"]
     hidden, input_size = first.shape
     out_size = None
@@ -171,15 +204,7 @@ def _from_state_dict(sd: Mapping[str, Any], nonlinearity: str,  # noqa: C901
         direction="bidirectional" if R == 2 else "forward", activation=nonlinearity,
         bias=bias, output_size=out_size, output_activation=readout_activation,
     )
-    layers = []
-    for li in range(num_layers):
-        row = []
-        for r in range(R):
-            c = cells[(li, r)]
-            zeros = np.zeros(hidden, c["weight_ih"].dtype)
-            row.append(CellParams(c["weight_ih"].T, c["weight_hh"].T,
-                                  c.get("bias_ih", zeros), c.get("bias_hh", zeros)))
-        layers.append(row)
+    layers = _cell_params(cells, num_layers, R, hidden)
     ro = Readout(readout["weight"].T, readout["bias"]) if readout else None
     return RNNParams(config, layers, ro)
 

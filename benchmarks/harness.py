@@ -87,7 +87,50 @@ def import_seconds(runs: int = 5) -> float:
     return sorted(times)[runs // 2]
 
 
-def run(*, quick: bool, threads: Sequence[int], repeats: int, out: Path,  # noqa: C901
+def _not_installed(framework: str, k: int, shapes: Sequence[tuple[int, int, int, int]]
+                   ) -> list[dict[str, Any]]:
+    """A skipped record per variant of ``framework``, shape and pass: its package is not
+    installed."""
+    from worker import FRAMEWORK_VARIANTS, flops
+
+    records = []
+    for variant in FRAMEWORK_VARIANTS[framework]:
+        for shape in shapes:
+            for pass_ in ("forward", "forward_backward"):
+                records.append({"backend": variant, "shape": list(shape), "threads": k,
+                                "pass": pass_, "status": "skipped",
+                                "reason": f"{_IMPORTS[framework]} is not installed",
+                                "flops": flops(*shape)})
+    return records
+
+
+def _run_worker(framework: str, k: int, shapes: Sequence[tuple[int, int, int, int]],
+                repeats: int, peaks: dict[int, float]) -> list[dict[str, Any]]:
+    """Run worker.py for ``framework`` on ``k`` threads: its result records, then an error
+    record if it failed; the matmul peak it measured goes into ``peaks`` (the first per
+    thread count is kept)."""
+    from worker import TRAINS
+
+    records = []
+    cmd = [sys.executable, str(HERE / "worker.py"), framework, "--threads", str(k),
+           "--repeats", str(repeats), "--shapes", *(",".join(map(str, s)) for s in shapes)]
+    proc = subprocess.run(cmd, env=_env(framework, k), capture_output=True, text=True)
+    got = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    for rec in got:
+        if rec.pop("kind") == "peak":
+            peaks.setdefault(rec["threads"], rec["gflops"])
+        else:
+            if rec["backend"] not in TRAINS and rec["pass"] == "forward_backward":
+                rec["reason"] = "not measured: inference only"
+            records.append(rec)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+        records.append({"backend": framework, "threads": k, "pass": "forward",
+                        "status": "error", "reason": f"the worker failed: {last}"})
+    return records
+
+
+def run(*, quick: bool, threads: Sequence[int], repeats: int, out: Path,
         frameworks: Sequence[str] = FRAMEWORKS, progress: bool = True,
         shapes: Sequence[tuple[int, int, int, int]] | None = None) -> dict[str, Any]:
     """Run every framework x thread count; write every output; return the JSON document.
@@ -107,32 +150,10 @@ def run(*, quick: bool, threads: Sequence[int], repeats: int, out: Path,  # noqa
             bar = "#" * (20 * i // len(jobs)) + "." * (20 - 20 * i // len(jobs))
             print(f"\r[{bar}] {framework}, {k} thread(s)            ", end="", file=sys.stderr,
                   flush=True)
-        from worker import FRAMEWORK_VARIANTS, TRAINS, flops
-
         if importlib.util.find_spec(_IMPORTS[framework]) is None:
-            for variant in FRAMEWORK_VARIANTS[framework]:
-                for shape in shapes:
-                    for pass_ in ("forward", "forward_backward"):
-                        records.append({"backend": variant, "shape": list(shape), "threads": k,
-                                        "pass": pass_, "status": "skipped",
-                                        "reason": f"{_IMPORTS[framework]} is not installed",
-                                        "flops": flops(*shape)})
-            continue
-        cmd = [sys.executable, str(HERE / "worker.py"), framework, "--threads", str(k),
-               "--repeats", str(repeats), "--shapes", *(",".join(map(str, s)) for s in shapes)]
-        proc = subprocess.run(cmd, env=_env(framework, k), capture_output=True, text=True)
-        got = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-        for rec in got:
-            if rec.pop("kind") == "peak":
-                peaks.setdefault(rec["threads"], rec["gflops"])
-            else:
-                if rec["backend"] not in TRAINS and rec["pass"] == "forward_backward":
-                    rec["reason"] = "not measured: inference only"
-                records.append(rec)
-        if proc.returncode != 0:
-            last = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
-            records.append({"backend": framework, "threads": k, "pass": "forward",
-                            "status": "error", "reason": f"the worker failed: {last}"})
+            records += _not_installed(framework, k, shapes)
+        else:
+            records += _run_worker(framework, k, shapes, repeats, peaks)
     if progress:
         print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
     doc = {"machine": machine(), "mode": "quick" if quick else "full", "repeats": repeats,

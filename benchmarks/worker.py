@@ -117,153 +117,225 @@ def bare_scan(tree: Any, x: Any) -> Any:
     return jnp.swapaxes(out, 0, 1)
 
 
-def build(variant: str, shape: tuple[int, int, int, int], threads: int  # noqa: C901
-          ) -> tuple[Callable[[], Any], Callable[[], Any] | None]:
-    """(forward, forward+backward or None) closures for one variant at one shape."""
+#: (forward, forward+backward or None): the closures a variant is timed with.
+_Closures = tuple[Callable[[], Any], Callable[[], Any] | None]
+
+
+def _build_numpy(variant: str, params: Any, x: np.ndarray, g: np.ndarray) -> _Closures:
+    """The oracle's variants: the clear loop and the fast path in float32 (forward only), the
+    fast path and the gradient in float64. ``x (N, T, D)``, ``g (N, T, M)`` the gradient of
+    the outputs."""
     import rnn_ref
 
-    params, x, g = _inputs(shape)
-    cfg = params.config
     if variant == "numpy-loop":
         return lambda: rnn_ref.forward_loop(params, x, compute_dtype=np.float32), None
     if variant in ("numpy", "numpy-beside-torch"):
         return lambda: rnn_ref.forward(params, x, compute_dtype=np.float32), None
-    if variant == "numpy-f64":
-        p64, x64, g64 = params.astype(np.float64), x.astype(np.float64), g.astype(np.float64)
-        return (lambda: rnn_ref.forward(p64, x64),
-                lambda: rnn_ref.backward(p64, x64, grad_outputs=g64))
-    if variant == "torch":
-        import torch
+    p64, x64, g64 = params.astype(np.float64), x.astype(np.float64), g.astype(np.float64)
+    return (lambda: rnn_ref.forward(p64, x64),
+            lambda: rnn_ref.backward(p64, x64, grad_outputs=g64))
 
-        torch.set_num_threads(threads)
-        module = rnn_ref.to_torch(params)
-        xt, gt = torch.from_numpy(x), torch.from_numpy(g)
 
-        def fwd() -> Any:
-            with torch.no_grad():
-                return module(xt)
+def _build_torch(params: Any, x: np.ndarray, g: np.ndarray, threads: int) -> _Closures:
+    """``nn.RNN`` on ``threads`` threads: forward without gradients, and forward + backward
+    of ``sum(out * g)`` for the weight gradients. ``x (N, T, D)``, ``g (N, T, M)``."""
+    import torch
 
-        def fwd_bwd() -> None:
-            module.zero_grad()
-            out, _ = module(xt)  # weight gradients only, as jax and Keras compute
-            (out * gt).sum().backward()
+    import rnn_ref
 
-        return fwd, fwd_bwd
-    if variant in ("jax", "jax-bare"):
-        import jax
-        import jax.numpy as jnp
+    torch.set_num_threads(threads)
+    module = rnn_ref.to_torch(params)
+    xt, gt = torch.from_numpy(x), torch.from_numpy(g)
 
-        from rnn_ref.backends import jax_backend
+    def fwd() -> Any:
+        with torch.no_grad():
+            return module(xt)
 
-        tree = jax_backend.pytree_of(params)
-        xj, gj = jnp.asarray(x), jnp.asarray(g)
-        if variant == "jax":
-            def out_of(tr: Any, xx: Any) -> Any:
-                return jax_backend.apply(tr, xx, config=cfg)[0]
-        else:
-            out_of = bare_scan
+    def fwd_bwd() -> None:
+        module.zero_grad()
+        out, _ = module(xt)  # weight gradients only, as jax and Keras compute
+        (out * gt).sum().backward()
 
-        fwd_j = jax.jit(out_of)
-        grad_j = jax.jit(jax.grad(lambda tr, xx: jnp.sum(out_of(tr, xx) * gj)))
-        return (lambda: fwd_j(tree, xj).block_until_ready(),
-                lambda: jax.block_until_ready(grad_j(tree, xj)))
-    if variant.startswith("keras[tensorflow]"):
-        import tensorflow as tf
+    return fwd, fwd_bwd
 
-        model = rnn_ref.to_keras(params)
-        if variant.endswith("-xla"):
-            spec = tf.TensorSpec(x.shape, tf.float32)
-            fn = tf.function(lambda v: model(v, training=False), jit_compile=True,
-                             input_signature=[spec])
-            xt, gt = tf.constant(x), tf.constant(g)
 
-            @tf.function(jit_compile=True, input_signature=[spec])
-            def grads(v: Any) -> Any:
-                with tf.GradientTape() as tape:
-                    loss = tf.reduce_sum(model(v, training=True) * gt)
-                return tape.gradient(loss, model.trainable_variables)
+def _build_jax(variant: str, params: Any, x: np.ndarray, g: np.ndarray) -> _Closures:
+    """The ``jax`` backend's ``lax.scan`` (``"jax"``) or :func:`bare_scan` (``"jax-bare"``),
+    jitted: forward, and the gradient of ``sum(out * g)`` with respect to the weights.
+    ``x (N, T, D)``, ``g (N, T, M)``."""
+    import jax
+    import jax.numpy as jnp
 
-            return (lambda: fn(xt).numpy(),
-                    lambda: [w.numpy() for w in grads(xt)])
+    from rnn_ref.backends import jax_backend
+
+    cfg = params.config
+    tree = jax_backend.pytree_of(params)
+    xj, gj = jnp.asarray(x), jnp.asarray(g)
+    if variant == "jax":
+        def out_of(tr: Any, xx: Any) -> Any:
+            return jax_backend.apply(tr, xx, config=cfg)[0]
+    else:
+        out_of = bare_scan
+
+    fwd_j = jax.jit(out_of)
+    grad_j = jax.jit(jax.grad(lambda tr, xx: jnp.sum(out_of(tr, xx) * gj)))
+    return (lambda: fwd_j(tree, xj).block_until_ready(),
+            lambda: jax.block_until_ready(grad_j(tree, xj)))
+
+
+def _build_keras_tensorflow(variant: str, params: Any, x: np.ndarray, g: np.ndarray
+                            ) -> _Closures:
+    """Keras on TensorFlow: ``-xla``, a jit-compiled call and the weights' gradient of
+    ``sum(out * g)``; ``-predict``, ``predict_on_batch`` only. ``x (N, T, D)``,
+    ``g (N, T, M)``."""
+    import tensorflow as tf
+
+    import rnn_ref
+
+    model = rnn_ref.to_keras(params)
+    if not variant.endswith("-xla"):
         return lambda: model.predict_on_batch(x), None
+    spec = tf.TensorSpec(x.shape, tf.float32)
+    fn = tf.function(lambda v: model(v, training=False), jit_compile=True,
+                     input_signature=[spec])
+    xt, gt = tf.constant(x), tf.constant(g)
+
+    @tf.function(jit_compile=True, input_signature=[spec])
+    def grads(v: Any) -> Any:
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(model(v, training=True) * gt)
+        return tape.gradient(loss, model.trainable_variables)
+
+    return (lambda: fn(xt).numpy(),
+            lambda: [w.numpy() for w in grads(xt)])
+
+
+def _build_keras_jax(params: Any, x: np.ndarray, g: np.ndarray) -> _Closures:
+    """Keras on JAX: ``predict_on_batch``, and the jitted gradient of ``sum(out * g)`` through
+    ``stateless_call``. ``x (N, T, D)``, ``g (N, T, M)``."""
+    import jax
+    import jax.numpy as jnp
+
+    import rnn_ref
+
+    model = rnn_ref.to_keras(params)
+    # copies: predict_on_batch donates the variables' own buffers
+    trainable = [jnp.array(np.asarray(v.value)) for v in model.trainable_variables]
+    fixed = [jnp.array(np.asarray(v.value)) for v in model.non_trainable_variables]
+    xj, gj = jnp.asarray(x), jnp.asarray(g)
+
+    def loss(tv: Any, xx: Any) -> Any:
+        out, _ = model.stateless_call(tv, fixed, xx, training=True)
+        return jnp.sum(out * gj)
+
+    grad_j = jax.jit(jax.grad(loss))
+    return (lambda: model.predict_on_batch(x),
+            lambda: jax.block_until_ready(grad_j(trainable, xj)))
+
+
+def _build_onnxruntime(params: Any, x: np.ndarray, threads: int) -> _Closures:
+    """An onnxruntime CPU session on ``threads`` intra-op threads, forward only.
+    ``x (N, T, D)``."""
+    import onnxruntime as ort
+
+    import rnn_ref
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    sess = ort.InferenceSession(rnn_ref.to_onnx(params).SerializeToString(), options,
+                                providers=["CPUExecutionProvider"])
+    return lambda: sess.run(None, {"x": x}), None
+
+
+def build(variant: str, shape: tuple[int, int, int, int], threads: int) -> _Closures:
+    """(forward, forward+backward or None) closures for one variant at one shape."""
+    params, x, g = _inputs(shape)
+    if variant in ("numpy-loop", "numpy", "numpy-beside-torch", "numpy-f64"):
+        return _build_numpy(variant, params, x, g)
+    if variant == "torch":
+        return _build_torch(params, x, g, threads)
+    if variant in ("jax", "jax-bare"):
+        return _build_jax(variant, params, x, g)
+    if variant.startswith("keras[tensorflow]"):
+        return _build_keras_tensorflow(variant, params, x, g)
     if variant == "keras[jax]":
-        import jax
-        import jax.numpy as jnp
-
-        model = rnn_ref.to_keras(params)
-        # copies: predict_on_batch donates the variables' own buffers
-        trainable = [jnp.array(np.asarray(v.value)) for v in model.trainable_variables]
-        fixed = [jnp.array(np.asarray(v.value)) for v in model.non_trainable_variables]
-        xj, gj = jnp.asarray(x), jnp.asarray(g)
-
-        def loss(tv: Any, xx: Any) -> Any:
-            out, _ = model.stateless_call(tv, fixed, xx, training=True)
-            return jnp.sum(out * gj)
-
-        grad_j = jax.jit(jax.grad(loss))
-        return (lambda: model.predict_on_batch(x),
-                lambda: jax.block_until_ready(grad_j(trainable, xj)))
+        return _build_keras_jax(params, x, g)
     if variant == "onnxruntime":
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        sess = ort.InferenceSession(rnn_ref.to_onnx(params).SerializeToString(), options,
-                                    providers=["CPUExecutionProvider"])
-        return lambda: sess.run(None, {"x": x}), None
+        return _build_onnxruntime(params, x, threads)
     raise ValueError(f"unknown variant {variant!r}")
 
 
-def main() -> None:  # noqa: C901
+def _parse_args() -> argparse.Namespace:
+    """``FRAMEWORK --threads K --shapes N,T,D,M ... [--repeats R] [--variants V ...]``."""
     parser = argparse.ArgumentParser()
     parser.add_argument("framework", choices=list(FRAMEWORK_VARIANTS))
     parser.add_argument("--threads", type=int, required=True)
     parser.add_argument("--shapes", nargs="+", required=True)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--variants", nargs="*")
-    args = parser.parse_args()
-    if os.environ.get("OMP_NUM_THREADS") != str(args.threads):
+    return parser.parse_args()
+
+
+def _fix_threads(framework: str, threads: int) -> None:
+    """Check that the harness set ``OMP_NUM_THREADS``, pin the process to ``threads`` cores,
+    and set TensorFlow's thread pools for Keras on TensorFlow."""
+    if os.environ.get("OMP_NUM_THREADS") != str(threads):
         raise SystemExit("worker.py: the harness must set OMP_NUM_THREADS to --threads")
     if hasattr(os, "sched_setaffinity"):
         # Pin the process to K cores: thread flags alone do not bind every runtime (XLA's
         # CPU client ran 1-"thread" work on both cores, above the 1-core matmul peak).
-        cores = sorted(os.sched_getaffinity(0))[: args.threads]
+        cores = sorted(os.sched_getaffinity(0))[: threads]
         os.sched_setaffinity(0, cores)
-    if args.framework.startswith("keras-tensorflow"):
+    if framework.startswith("keras-tensorflow"):
         import tensorflow as tf
 
-        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
+def _shape_records(shape: tuple[int, ...], variants: list[str], threads: int,
+                   repeats: int) -> list[dict[str, Any]]:
+    """One record per variant and pass (forward, forward_backward) at one shape
+    ``(N, T, D, M)``: timed (see :func:`timed`), or skipped with the reason."""
+    records: list[dict[str, Any]] = []
+    jobs: dict[str, Callable[[], Any]] = {}
+    bases: dict[str, dict[str, Any]] = {}
+    for variant in variants:
+        base = {"kind": "result", "backend": variant, "shape": list(shape),
+                "threads": threads, "dtype": "float32" if variant != "numpy-f64"
+                else "float64", "flops": flops(*shape)}
+        try:
+            fwd, fwd_bwd = build(variant, shape, threads)  # type: ignore[arg-type]
+        except Exception as exc:
+            records += [{**base, "pass": pass_, "status": "skipped",
+                         "reason": f"{type(exc).__name__}: {exc}"}
+                        for pass_ in ("forward", "forward_backward")]
+            continue
+        for pass_, fn in (("forward", fwd), ("forward_backward", fwd_bwd)):
+            if fn is None:
+                records.append({**base, "pass": pass_, "status": "skipped",
+                                "reason": "not measured: inference only"})
+            else:
+                jobs[f"{variant}/{pass_}"] = fn
+                bases[f"{variant}/{pass_}"] = {**base, "pass": pass_}
+    for key, res in timed(jobs, repeats).items():
+        if "error" in res:
+            records.append({**bases[key], "status": "skipped", "reason": res["error"]})
+        else:
+            records.append({**bases[key], **res, "status": "ok"})
+    return records
+
+
+def main() -> None:
+    args = _parse_args()
+    _fix_threads(args.framework, args.threads)
     records: list[dict[str, Any]] = []
     for text in args.shapes:
         shape = tuple(int(v) for v in text.split(","))
-        jobs: dict[str, Callable[[], Any]] = {}
-        bases: dict[str, dict[str, Any]] = {}
-        for variant in args.variants or FRAMEWORK_VARIANTS[args.framework]:
-            base = {"kind": "result", "backend": variant, "shape": list(shape),
-                    "threads": args.threads, "dtype": "float32" if variant != "numpy-f64"
-                    else "float64", "flops": flops(*shape)}
-            try:
-                fwd, fwd_bwd = build(variant, shape, args.threads)  # type: ignore[arg-type]
-            except Exception as exc:
-                records += [{**base, "pass": pass_, "status": "skipped",
-                             "reason": f"{type(exc).__name__}: {exc}"}
-                            for pass_ in ("forward", "forward_backward")]
-                continue
-            for pass_, fn in (("forward", fwd), ("forward_backward", fwd_bwd)):
-                if fn is None:
-                    records.append({**base, "pass": pass_, "status": "skipped",
-                                    "reason": "not measured: inference only"})
-                else:
-                    jobs[f"{variant}/{pass_}"] = fn
-                    bases[f"{variant}/{pass_}"] = {**base, "pass": pass_}
-        for key, res in timed(jobs, args.repeats).items():
-            if "error" in res:
-                records.append({**bases[key], "status": "skipped", "reason": res["error"]})
-            else:
-                records.append({**bases[key], **res, "status": "ok"})
+        records += _shape_records(shape, args.variants or FRAMEWORK_VARIANTS[args.framework],
+                                  args.threads, args.repeats)
     # The peak comes last, so that no variant runs after a large product it did not ask for
     # (OpenBLAS's small products are faster after one: see rnn_ref/_blas.py).
     peak = matmul_peak()

@@ -47,55 +47,60 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    """The tutorials' model, Input -> SimpleRNN(5) -> Dense(2) on (N, T, D) = (1, 10, 3), built
-    in Keras, converted to PyTorch, ONNX, JAX and the canonical file, each run by its own
-    framework and checked against the oracle."""
+class _DemoRows:
+    """The demo's table, one ``(check, max abs err, result)`` row per check, and whether any
+    check failed."""
+
+    def __init__(self) -> None:
+        from rnn_ref.conformance.compare import compare, tolerance
+
+        self._compare, self._tolerance = compare, tolerance
+        self.rows: list[tuple[str, str, str]] = []
+        self.failed = False
+
+    def check(self, label: str, actual: Any, expected: Any, dtype: str = "float32") -> None:
+        """Compare ``actual`` with ``expected`` (the same shape) within ``dtype``'s tolerance
+        for 10 tanh steps, scaled by the largest magnitude of ``expected``."""
+        tol = self._tolerance(dtype, 10, ["tanh"], scale=float(np.abs(expected).max()))
+        rep = self._compare(np.asarray(actual), np.asarray(expected), tol, time_axis=None)
+        self.failed |= not rep.passed
+        self.rows.append((label, f"{rep.max_abs:.2e}",
+                          "ok" if rep.passed else "FAIL " + rep.problem))
+
+    def skip(self, label: str, why: str) -> None:
+        """A row for a check that could not run here."""
+        self.rows.append((label, "-", f"skipped: {why}"))
+
+
+def _demo_source(seed: int, x: np.ndarray, rows: _DemoRows) -> tuple[rnn_ref.RNNParams, Any, str]:
+    """The demo's parameters, the oracle's answer on ``x`` of shape (1, 10, 3) (the last
+    step's readout, shape (1, 2)) and where the weights came from: a seeded Keras model, run
+    and checked against the oracle, when keras is installed, else ``rnn_ref.init`` with the
+    Keras scheme."""
     import importlib.util
-    import warnings
 
-    from rnn_ref.conformance.compare import compare, tolerance
-
-    warnings.simplefilter("ignore")
-    rng = np.random.default_rng(args.seed)
-    x = rng.standard_normal((1, 10, 3)).astype(np.float32)
-    rows: list[tuple[str, str, str]] = []
-    failed = False
-
-    def check(label: str, actual: Any, expected: Any, dtype: str = "float32") -> None:
-        nonlocal failed
-        tol = tolerance(dtype, 10, ["tanh"], scale=float(np.abs(expected).max()))
-        rep = compare(np.asarray(actual), np.asarray(expected), tol, time_axis=None)
-        failed |= not rep.passed
-        rows.append((label, f"{rep.max_abs:.2e}", "ok" if rep.passed else "FAIL " + rep.problem))
-
-    def skip(label: str, why: str) -> None:
-        rows.append((label, "-", f"skipped: {why}"))
-
-    print("rnn-ref demo: the tutorials' Elman network, SimpleRNN(5) -> Dense(2) on (1, 10, 3)")
     if importlib.util.find_spec("keras") is not None:
         from rnn_ref.backends.keras_backend import import_keras
 
         keras = import_keras()
-        keras.utils.set_random_seed(args.seed)
+        keras.utils.set_random_seed(seed)
         model = keras.Sequential([keras.Input((None, 3)), keras.layers.SimpleRNN(5),
                                   keras.layers.Dense(2)])
         params = rnn_ref.from_keras(model)
         oracle = rnn_ref.oracle(model)
         want = oracle(x)  # (1, 2): the last step's readout, what model(x) returns
-        check("Keras model (source) vs oracle", keras.ops.convert_to_numpy(model(x)), want)
-        source = "Keras"
-    else:
-        params = rnn_ref.init(rnn_ref.RNNConfig(3, 5, output_size=2), seed=args.seed,
-                              scheme="keras")
-        want = rnn_ref.forward(params, x).y[:, -1]
-        skip("Keras model (source)", "keras is not installed; weights from rnn_ref.init")
-        source = "rnn_ref.init (Keras scheme)"
-    cfg = params.config
-    print(f"source: {source}; parameters: {cfg.num_parameters('keras')} counted as Keras does "
-          f"(one bias), {cfg.num_parameters('torch')} as torch does (two biases)")
+        rows.check("Keras model (source) vs oracle", keras.ops.convert_to_numpy(model(x)), want)
+        return params, want, "Keras"
+    params = rnn_ref.init(rnn_ref.RNNConfig(3, 5, output_size=2), seed=seed, scheme="keras")
+    want = rnn_ref.forward(params, x).y[:, -1]
+    rows.skip("Keras model (source)", "keras is not installed; weights from rnn_ref.init")
+    return params, want, "rnn_ref.init (Keras scheme)"
 
-    # The tutorials' manual check: h_t = tanh(x_t W_x + h_{t-1} W_h + b), y = h_T W_y + b_y.
+
+def _demo_by_hand(params: rnn_ref.RNNParams, x: np.ndarray, want: Any, rows: _DemoRows) -> None:
+    """The tutorials' manual check in float64 on ``x`` of shape (1, 10, 3): h_t = tanh(x_t W_x
+    + h_{t-1} W_h + b) with h of shape (5,), y = h_T W_y + b_y against ``want[0]`` of shape
+    (2,); then the clear reference loop against the fast path, y of shape (1, 10, 2)."""
     cell, ro = params.layers[0][0], params.readout
     if ro is None:
         raise RuntimeError("the demo's model has a Dense readout")
@@ -103,48 +108,73 @@ def cmd_demo(args: argparse.Namespace) -> int:
     h = np.zeros(5)
     for t in range(10):
         h = np.tanh(x[0, t].astype(np.float64) @ w_x + h @ w_h + b)
-    check("manual loop (tutorial) vs oracle", h @ ro.w.astype(np.float64) + ro.b, want[0],
-          "float64")
-    check("clear reference loop vs fast path", rnn_ref.forward_loop(params, x).y,
-          rnn_ref.forward(params, x).y, "float64")
+    rows.check("manual loop (tutorial) vs oracle", h @ ro.w.astype(np.float64) + ro.b, want[0],
+               "float64")
+    rows.check("clear reference loop vs fast path", rnn_ref.forward_loop(params, x).y,
+               rnn_ref.forward(params, x).y, "float64")
 
+
+def _demo_frameworks(params: rnn_ref.RNNParams, x: np.ndarray, want: Any,
+                     rows: _DemoRows) -> None:
+    """Each installed target framework runs ``params`` on ``x`` of shape (1, 10, 3), its last
+    step (1, 2) checked against ``want``; then the canonical file's round trip, bit-exact."""
     targets = [("PyTorch nn.RNN + Linear", "torch"), ("ONNX Runtime", "onnxruntime"),
                ("JAX lax.scan", "jax")]
     available = set(rnn_ref.available_backends())
     for label, name in targets:
         if name not in available:
-            skip(label, f"{name} is not installed")
+            rows.skip(label, f"{name} is not installed")
             continue
         res = rnn_ref.get_backend(name).forward(params, x)
-        check(f"{label} vs oracle", res.y[:, -1], want)
+        rows.check(f"{label} vs oracle", res.y[:, -1], want)
     with tempfile.TemporaryDirectory() as tmp:
         path = rnn_ref.save(params, Path(tmp) / "tutorial.npz")
         back = rnn_ref.load(path)
         same = back == params
-        failed |= not same
-        rows.append(("canonical file round trip", "0" if same else "-",
-                     "ok (bit-exact)" if same else "FAIL"))
+        rows.failed |= not same
+        rows.rows.append(("canonical file round trip", "0" if same else "-",
+                          "ok (bit-exact)" if same else "FAIL"))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The tutorials' model, Input -> SimpleRNN(5) -> Dense(2) on (N, T, D) = (1, 10, 3), built
+    in Keras, converted to PyTorch, ONNX, JAX and the canonical file, each run by its own
+    framework and checked against the oracle."""
+    import warnings
+
+    rows = _DemoRows()
+    warnings.simplefilter("ignore")
+    rng = np.random.default_rng(args.seed)
+    x = rng.standard_normal((1, 10, 3)).astype(np.float32)
+
+    print("rnn-ref demo: the tutorials' Elman network, SimpleRNN(5) -> Dense(2) on (1, 10, 3)")
+    params, want, source = _demo_source(args.seed, x, rows)
+    cfg = params.config
+    print(f"source: {source}; parameters: {cfg.num_parameters('keras')} counted as Keras does "
+          f"(one bias), {cfg.num_parameters('torch')} as torch does (two biases)")
+    _demo_by_hand(params, x, want, rows)
+    _demo_frameworks(params, x, want, rows)
     print()
-    print(_table(rows, ("check", "max abs err", "result")))
+    print(_table(rows.rows, ("check", "max abs err", "result")))
     print()
     print("y at the last step:", np.array2string(np.asarray(want)[0], precision=6))
-    return 1 if failed else 0
+    return 1 if rows.failed else 0
 
 
-def cmd_check(args: argparse.Namespace) -> int:  # noqa: C901
-    """Run the conformance suite on backends; exit 1 on any failure."""
+def _check_cases(args: argparse.Namespace) -> tuple[list[Any], str]:
+    """The cases ``--full``, ``--random`` and ``--case`` select, and the mode's name ("full" or
+    "quick"). A named case may come from the full matrix.
+
+    Raises:
+        _Fail: ``--seed`` without ``--random``, an invalid ``--case`` pattern, or one that
+            matches no case.
+    """
     import re
 
-    from rnn_ref.backends import deviations
     from rnn_ref.conformance import cases as case_lib
-    from rnn_ref.conformance import report as report_lib
-    from rnn_ref.conformance import runner
 
-    names = args.backend or rnn_ref.available_backends()
     if args.seed and not args.random:
-        print("rnn-ref check: --seed applies to the --random cases; add --random N",
-              file=sys.stderr)
-        return 2
+        raise _Fail("--seed applies to the --random cases; add --random N")
     mode = "full" if args.full else "quick"
     selected = case_lib.full_cases() if args.full else case_lib.quick_cases()
     if args.case and not args.full:  # a named case may come from the full matrix
@@ -155,31 +185,37 @@ def cmd_check(args: argparse.Namespace) -> int:  # noqa: C901
         try:
             pattern = re.compile(args.case)
         except re.error as exc:
-            print(f"rnn-ref check: --case is not a valid regular expression: {exc}",
-                  file=sys.stderr)
-            return 2
+            raise _Fail(f"--case is not a valid regular expression: {exc}") from None
         selected = [c for c in selected if pattern.search(c.name)]
         if not selected:
-            print(f"rnn-ref check: no case matches --case {args.case!r}", file=sys.stderr)
-            return 2
-    reports = []
-    for name in names:
-        try:
-            backend = rnn_ref.get_backend(name)
-        except (ImportError, ValueError, TypeError) as exc:
-            print(f"rnn-ref check: backend {name!r}: {exc}", file=sys.stderr)
-            return 2
-        try:
-            known = (deviations.load_file(args.known_failures, backend.name)
-                     if args.known_failures else deviations.load(backend.name))
-        except (OSError, ValueError) as exc:
-            print(f"rnn-ref check: --known-failures: {exc}", file=sys.stderr)
-            return 2
-        progress = None if args.no_progress else report_lib.ProgressBar()
-        print(f"{backend.name}: {len(selected)} {mode} cases", file=sys.stderr)
-        reports.append(runner.run(backend, selected, deviations=known,
-                                  progress=progress))
-    print(report_lib.summary_table(reports))
+            raise _Fail(f"no case matches --case {args.case!r}")
+    return selected, mode
+
+
+def _check_backend(name: str, args: argparse.Namespace) -> tuple[Any, Any]:
+    """The backend called ``name`` and its known failures (``--known-failures`` or the
+    built-in ones).
+
+    Raises:
+        _Fail: the backend cannot be loaded, or the known failures cannot be read.
+    """
+    from rnn_ref.backends import deviations
+
+    try:
+        backend = rnn_ref.get_backend(name)
+    except (ImportError, ValueError, TypeError) as exc:
+        raise _Fail(f"backend {name!r}: {exc}") from None
+    try:
+        known = (deviations.load_file(args.known_failures, backend.name)
+                 if args.known_failures else deviations.load(backend.name))
+    except (OSError, ValueError) as exc:
+        raise _Fail(f"--known-failures: {exc}") from None
+    return backend, known
+
+
+def _print_problems(reports: Sequence[Any], args: argparse.Namespace) -> bool:
+    """Print each failure (with the command that reruns it), each unexpected pass and each
+    stale known failure of ``reports``; return whether any case failed."""
     failed = False
     for rep in reports:
         for r in rep.results:
@@ -195,6 +231,25 @@ def cmd_check(args: argparse.Namespace) -> int:  # noqa: C901
                       f"failure {r.deviation!r} matches it; update the known failures")
         for d in rep.stale:
             print(f"STALE {rep.backend}: known failure {d.id!r} matched no case of this run")
+    return failed
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Run the conformance suite on backends; exit 1 on any failure."""
+    from rnn_ref.conformance import report as report_lib
+    from rnn_ref.conformance import runner
+
+    names = args.backend or rnn_ref.available_backends()
+    selected, mode = _check_cases(args)
+    reports = []
+    for name in names:
+        backend, known = _check_backend(name, args)
+        progress = None if args.no_progress else report_lib.ProgressBar()
+        print(f"{backend.name}: {len(selected)} {mode} cases", file=sys.stderr)
+        reports.append(runner.run(backend, selected, deviations=known,
+                                  progress=progress))
+    print(report_lib.summary_table(reports))
+    failed = _print_problems(reports, args)
     if args.json:
         report_lib.write_json(args.json, reports, mode=mode)
         print(f"wrote {args.json}")
@@ -310,15 +365,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="rnn-ref",
-        description="The framework-agnostic reference for the Elman RNN.",
-    )
-    parser.add_argument("--version", action="version", version=f"rnn-ref {rnn_ref.__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    p = sub.add_parser("info", help="versions, and which backends can run here")
-    p.set_defaults(func=cmd_info)
+def _add_check(sub: Any) -> None:
+    """The ``check`` subcommand and its options."""
     p = sub.add_parser("check", help="the conformance suite: backends held to the oracle",
                        description="Run every conformance case each backend declares it "
                        "supports, compare with the oracle, and check that what it declares "
@@ -336,18 +384,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="PATH", help="write every result as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_check)
+
+
+def _add_hint_args(q: argparse.ArgumentParser) -> None:
+    """The options that say what a file does not record: ``--from`` and the hints."""
     fmts = ", ".join(__import__("rnn_ref.convert", fromlist=["FORMATS"]).FORMATS)
+    q.add_argument("--from", dest="from_format", metavar="FORMAT",
+                   help=f"the input's format when its extension does not say ({fmts})")
+    q.add_argument("--activation", help="for files that do not record it (torch state "
+                   "dicts, safetensors, Keras weights): tanh, relu, sigmoid, ...")
+    q.add_argument("--merge-mode", choices=["concat", "sum", "mul", "ave"],
+                   help="for Keras weights of Bidirectional layers that do not concatenate")
+    q.add_argument("--direction", choices=["forward", "reverse"],
+                   help="for Keras weights of a go_backwards layer: reverse")
 
-    def hint_args(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--from", dest="from_format", metavar="FORMAT",
-                       help=f"the input's format when its extension does not say ({fmts})")
-        q.add_argument("--activation", help="for files that do not record it (torch state "
-                       "dicts, safetensors, Keras weights): tanh, relu, sigmoid, ...")
-        q.add_argument("--merge-mode", choices=["concat", "sum", "mul", "ave"],
-                       help="for Keras weights of Bidirectional layers that do not concatenate")
-        q.add_argument("--direction", choices=["forward", "reverse"],
-                       help="for Keras weights of a go_backwards layer: reverse")
 
+def _add_convert(sub: Any) -> None:
+    """The ``convert`` subcommand and its options."""
     p = sub.add_parser("convert", help="convert a file between frameworks (--verify)",
                        description="Convert between Keras (.keras, .weights.h5, legacy .h5), "
                        "PyTorch (.pt/.pth state dicts, .safetensors), ONNX (.onnx) and the "
@@ -356,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "failed, 2 bad input.")
     p.add_argument("src")
     p.add_argument("dst")
-    hint_args(p)
+    _add_hint_args(p)
     p.add_argument("--to", dest="to_format", metavar="FORMAT", help="the output's format")
     p.add_argument("--verify", action="store_true",
                    help="run source and target in their own frameworks on seeded inputs and "
@@ -364,9 +417,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the --verify inputs")
     p.add_argument("--force", action="store_true", help="replace an existing output")
     p.set_defaults(func=cmd_convert)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rnn-ref",
+        description="The framework-agnostic reference for the Elman RNN.",
+    )
+    parser.add_argument("--version", action="version", version=f"rnn-ref {rnn_ref.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    p = sub.add_parser("info", help="versions, and which backends can run here")
+    p.set_defaults(func=cmd_info)
+    _add_check(sub)
+    _add_convert(sub)
     p = sub.add_parser("inspect", help="architecture, arrays, counts, convertible formats")
     p.add_argument("file")
-    hint_args(p)
+    _add_hint_args(p)
     p.set_defaults(func=cmd_inspect)
     p = sub.add_parser("bench", add_help=False,
                        help="benchmarks: every backend side by side (--quick, --json PATH, "

@@ -153,6 +153,7 @@ def _as_grad(value: Any, shape: tuple[int, ...], where: str) -> Array:
     return arr
 
 
+# Exempt from the complexity limit: BPTT's derivation then its code, step by step, read whole.
 def backward(  # noqa: C901
     params: RNNParams,
     x: Any,

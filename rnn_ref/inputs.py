@@ -148,7 +148,7 @@ def _as_array(value: Any, where: str) -> Array:
         raise TypeError(f"{where}: cannot be read as an array ({exc})") from None
 
 
-def check_inputs(  # noqa: C901
+def check_inputs(
     config: RNNConfig,
     x: Any,
     *,
@@ -181,17 +181,8 @@ def check_inputs(  # noqa: C901
             ``mask``; the message names the argument, what was given and what is allowed.
     """
     dt = None if dtype is None else check_dtype(dtype, "dtype")
-    xa = _as_array(x, "x")
-    if xa.dtype.kind not in "iuf":
-        raise TypeError(f"x must hold real numbers, got dtype {xa.dtype}")
-    if xa.ndim != 3:
-        hint = "; add a batch axis with x[None]" if xa.ndim == 2 else ""
-        raise ValueError(f"x must have 3 dimensions (N, T, D), got shape {xa.shape}{hint}")
-    n, t, d = xa.shape
-    if d != config.input_size:
-        raise ValueError(
-            f"x has {d} features (shape {xa.shape}) but config.input_size is {config.input_size}"
-        )
+    xa = _check_x(x, config)
+    n, t, _ = xa.shape
     h0s = None if h0 is None else _check_h0(h0, config, n, dt)
 
     if lengths is not None and mask is not None:
@@ -199,31 +190,58 @@ def check_inputs(  # noqa: C901
     la = None
     padding = None
     if lengths is not None:
-        raw = _as_array(lengths, "lengths")
-        if raw.dtype.kind not in "iu":
-            raise TypeError(f"lengths must be integers, got dtype {raw.dtype}")
-        if raw.shape != (n,):
-            raise ValueError(f"lengths must have shape (N,) = ({n},), got {raw.shape}")
-        if n and (raw.min() < 0 or raw.max() > t):
-            raise ValueError(
-                f"lengths must lie in [0, T] = [0, {t}], got min {raw.min()}, max {raw.max()}"
-            )
-        la = raw.astype(np.int64)
+        la = _check_lengths(lengths, n, t)
         valid = np.arange(t)[None, :] < la[:, None]
         padding, right = "lengths", True
     elif mask is not None:
-        ma = _as_array(mask, "mask")
-        if ma.dtype != np.bool_:
-            raise TypeError(f"mask must be boolean (True = a valid step), got dtype {ma.dtype}")
-        if ma.shape != (n, t):
-            raise ValueError(f"mask must have shape (N, T) = ({n}, {t}), got {ma.shape}")
-        valid = ma.copy()
+        valid = _check_mask(mask, n, t)
         padding = "mask"
         right = bool(np.array_equal(valid, np.arange(t)[None, :] < valid.sum(axis=1)[:, None]))
     else:
         valid, right = np.ones((n, t), bool), True
     xa = xa if dt is None else xa.astype(dt, copy=False)
     return Inputs(config, xa, h0s, la, valid, padding, not bool(valid.all()), right, where)
+
+
+def _check_x(x: Any, cfg: RNNConfig) -> Array:
+    """``x`` as an array ``(N, T, D)`` of real numbers with ``D = cfg.input_size`` (not
+    copied, not cast)."""
+    xa = _as_array(x, "x")
+    if xa.dtype.kind not in "iuf":
+        raise TypeError(f"x must hold real numbers, got dtype {xa.dtype}")
+    if xa.ndim != 3:
+        hint = "; add a batch axis with x[None]" if xa.ndim == 2 else ""
+        raise ValueError(f"x must have 3 dimensions (N, T, D), got shape {xa.shape}{hint}")
+    d = xa.shape[2]
+    if d != cfg.input_size:
+        raise ValueError(
+            f"x has {d} features (shape {xa.shape}) but config.input_size is {cfg.input_size}"
+        )
+    return xa
+
+
+def _check_lengths(lengths: Any, n: int, t: int) -> npt.NDArray[np.int64]:
+    """``lengths`` as int64 ``(N,)``, each in ``[0, T]``."""
+    raw = _as_array(lengths, "lengths")
+    if raw.dtype.kind not in "iu":
+        raise TypeError(f"lengths must be integers, got dtype {raw.dtype}")
+    if raw.shape != (n,):
+        raise ValueError(f"lengths must have shape (N,) = ({n},), got {raw.shape}")
+    if n and (raw.min() < 0 or raw.max() > t):
+        raise ValueError(
+            f"lengths must lie in [0, T] = [0, {t}], got min {raw.min()}, max {raw.max()}"
+        )
+    return raw.astype(np.int64)
+
+
+def _check_mask(mask: Any, n: int, t: int) -> npt.NDArray[np.bool_]:
+    """A copy of ``mask``, booleans ``(N, T)``, True at a valid step."""
+    ma = _as_array(mask, "mask")
+    if ma.dtype != np.bool_:
+        raise TypeError(f"mask must be boolean (True = a valid step), got dtype {ma.dtype}")
+    if ma.shape != (n, t):
+        raise ValueError(f"mask must have shape (N, T) = ({n}, {t}), got {ma.shape}")
+    return ma.copy()
 
 
 def _check_h0(h0: Any, cfg: RNNConfig, n: int, dt: np.dtype[Any] | None) -> tuple[Array, ...]:

@@ -115,6 +115,72 @@ class Readout:
         return {"w": self.w, "b": self.b}
 
 
+def _checked_layer(cfg: RNNConfig, li: int, layer: Any) -> tuple[CellParams, ...]:
+    """Layer ``li`` of ``cfg`` as a tuple of its R cells, each checked by :func:`_check_cell`.
+
+    Raises:
+        ValueError: ``layer`` is not a sequence of R (the config's directions) entries.
+    """
+    R = cfg.num_directions
+    if not isinstance(layer, Sequence) or len(layer) != R:
+        n = len(layer) if isinstance(layer, Sequence) else type(layer).__name__
+        raise ValueError(
+            f"layers[{li}] must hold {R} CellParams (one per direction of a "
+            f"{cfg.direction} network), got {n}"
+        )
+    for r, cell in enumerate(layer):
+        _check_cell(cfg, li, r, cell)
+    return tuple(layer)
+
+
+def _check_cell(cfg: RNNConfig, li: int, r: int, cell: Any) -> None:
+    """Check the cell of layer ``li``, direction ``r`` against ``cfg``: ``w_x`` of shape
+    ``(D_l, M)``, ``w_h`` of shape ``(M, M)``, finite arrays, zero biases when ``cfg.bias`` is
+    False.
+
+    Raises:
+        TypeError: ``cell`` is not a :class:`CellParams`.
+        ValueError: a shape, a non-finite value or a non-zero bias of a bias-free config.
+    """
+    where = f"layers[{li}][{r}]"
+    if not isinstance(cell, CellParams):
+        got = type(cell).__name__
+        raise TypeError(f"{where} must be rnn_ref.CellParams, got {got}")
+    d, m = cfg.layer_input_size(li), cfg.hidden_sizes[li]
+    _check_shape(cell.w_x, (d, m), f"{where}.w_x", "(D_l, M)")
+    _check_shape(cell.w_h, (m, m), f"{where}.w_h", "(M, M)")
+    for name, arr in cell.arrays().items():
+        _check_finite(arr, f"{where}.{name}")
+    if not cfg.bias and (np.any(cell.b_x) or np.any(cell.b_h)):
+        raise ValueError(
+            f"{where} has non-zero biases but config.bias is False; "
+            f"a bias-free network must have zero biases"
+        )
+
+
+def _check_readout(cfg: RNNConfig, readout: Any) -> None:
+    """Check that ``readout`` is given exactly when ``cfg.output_size`` is set, with ``w`` of
+    shape ``(F, K)`` (F the last layer's output width, K the output size) and finite arrays.
+
+    Raises:
+        ValueError: a readout without an output size or the other way round, a shape, or a
+            non-finite value.
+    """
+    if cfg.output_size is None:
+        if readout is not None:
+            raise ValueError("readout is given but config.output_size is None")
+        return
+    if not isinstance(readout, Readout):
+        raise ValueError(
+            f"config.output_size={cfg.output_size} needs readout=rnn_ref.Readout(w, b), "
+            f"got {readout!r}"
+        )
+    f, k = cfg.output_features, cfg.output_size
+    _check_shape(readout.w, (f, k), "readout.w", "(F, K), F the last layer's output width")
+    for name, arr in readout.arrays().items():
+        _check_finite(arr, f"readout.{name}")
+
+
 @dataclass(frozen=True)
 class RNNParams:
     """A config plus its canonical arrays, validated on construction and immutable.
@@ -136,58 +202,19 @@ class RNNParams:
     layers: Sequence[Sequence[CellParams]]  # stored as a tuple of tuples
     readout: Readout | None = None
 
-    def __post_init__(self) -> None:  # noqa: C901
+    def __post_init__(self) -> None:
         cfg = self.config
         if not isinstance(cfg, RNNConfig):
             raise TypeError(f"config must be an rnn_ref.RNNConfig, got {type(cfg).__name__}")
         if not isinstance(self.layers, Sequence) or isinstance(self.layers, (str, bytes)):
             got = type(self.layers).__name__
             raise TypeError(f"layers must be a sequence of layers, got {got}")
-        L, R = cfg.num_layers, cfg.num_directions
+        L = cfg.num_layers
         if len(self.layers) != L:
             raise ValueError(f"layers has {len(self.layers)} entries, config has {L} layer(s)")
-        layers: list[tuple[CellParams, ...]] = []
-        for li, layer in enumerate(self.layers):
-            if not isinstance(layer, Sequence) or len(layer) != R:
-                n = len(layer) if isinstance(layer, Sequence) else type(layer).__name__
-                raise ValueError(
-                    f"layers[{li}] must hold {R} CellParams (one per direction of a "
-                    f"{cfg.direction} network), got {n}"
-                )
-            cells = []
-            for r, cell in enumerate(layer):
-                where = f"layers[{li}][{r}]"
-                if not isinstance(cell, CellParams):
-                    got = type(cell).__name__
-                    raise TypeError(f"{where} must be rnn_ref.CellParams, got {got}")
-                d, m = cfg.layer_input_size(li), cfg.hidden_sizes[li]
-                _check_shape(cell.w_x, (d, m), f"{where}.w_x", "(D_l, M)")
-                _check_shape(cell.w_h, (m, m), f"{where}.w_h", "(M, M)")
-                for name, arr in cell.arrays().items():
-                    _check_finite(arr, f"{where}.{name}")
-                if not cfg.bias and (np.any(cell.b_x) or np.any(cell.b_h)):
-                    raise ValueError(
-                        f"{where} has non-zero biases but config.bias is False; "
-                        f"a bias-free network must have zero biases"
-                    )
-                cells.append(cell)
-            layers.append(tuple(cells))
-        object.__setattr__(self, "layers", tuple(layers))
-
-        if cfg.output_size is None:
-            if self.readout is not None:
-                raise ValueError("readout is given but config.output_size is None")
-        else:
-            if not isinstance(self.readout, Readout):
-                raise ValueError(
-                    f"config.output_size={cfg.output_size} needs readout=rnn_ref.Readout(w, b), "
-                    f"got {self.readout!r}"
-                )
-            f, k = cfg.output_features, cfg.output_size
-            _check_shape(self.readout.w, (f, k), "readout.w",
-                         "(F, K), F the last layer's output width")
-            for name, arr in self.readout.arrays().items():
-                _check_finite(arr, f"readout.{name}")
+        layers = tuple(_checked_layer(cfg, li, layer) for li, layer in enumerate(self.layers))
+        object.__setattr__(self, "layers", layers)
+        _check_readout(cfg, self.readout)
 
         dtypes = {arr.dtype for _, arr in self.named_arrays()}
         if len(dtypes) != 1:
