@@ -26,7 +26,7 @@ import numpy as np
 from rnn_ref.activations import Activation
 from rnn_ref.backends._frameworks import KERAS_ACTIVATIONS
 from rnn_ref.config import RNNConfig
-from rnn_ref.params import RNNParams, init
+from rnn_ref.params import CellParams, RNNParams, init
 
 __all__ = ["ACTIVATION_SET", "Case", "CaseInputs", "all_named_cases", "full_cases",
            "quick_cases", "random_cases"]
@@ -69,6 +69,9 @@ class Case:
         padding: ``"none"``, ``"lengths"`` (right padding), ``"mask"`` (holes and a leading
             masked step) or ``"zero"`` (lengths with one zero).
         seed: draws every array.
+        gain: when set, every recurrent kernel is ``gain * G / sqrt(M)`` with G standard
+            normal (seeded): below about 1 the recurrence contracts, above about 1.5 it is
+            chaotic and float32 cannot determine late steps (docs/spec.md section 4.6).
     """
 
     name: str
@@ -79,11 +82,14 @@ class Case:
     h0: bool
     padding: str
     seed: int
+    gain: float | None = None
 
     def inputs(self) -> CaseInputs:
         rng = np.random.default_rng(self.seed)
         dt = np.dtype(self.dtype)
         params = init(self.config, seed=self.seed, scheme="torch", dtype=dt)
+        if self.gain is not None:
+            params = _with_gain(params, self.gain, self.seed)
         x = rng.standard_normal((self.n, self.t, self.config.input_size)).astype(dt)
         h0 = None
         if self.h0:
@@ -117,7 +123,22 @@ class Case:
             "dtype": self.dtype,
             "layers": self.config.num_layers,
             "readout": self.config.output_size is not None,
+            "gain": self.gain,
         }
+
+
+def _with_gain(params: RNNParams, gain: float, seed: int) -> RNNParams:
+    """``params`` with every recurrent kernel drawn as ``gain * G / sqrt(M)``."""
+    rng = np.random.default_rng(seed + 1)
+    layers = []
+    for layer in params.layers:
+        row = []
+        for c in layer:
+            m = c.hidden_size
+            w_h = (gain * rng.standard_normal((m, m)) / np.sqrt(m)).astype(c.w_h.dtype)
+            row.append(CellParams(c.w_x, w_h, c.b_x, c.b_h))
+        layers.append(row)
+    return RNNParams(params.config, layers, params.readout)
 
 
 def _name(act: str, cfg: RNNConfig, dir_key: str, h0: bool, padding: str, n: int, t: int,
@@ -140,7 +161,7 @@ def _name(act: str, cfg: RNNConfig, dir_key: str, h0: bool, padding: str, n: int
 def _case(act: str = "tanh", layers: int = 2, dir_key: str = "bidir", h0: bool = False,
           padding: str = "none", readout: bool = False, dtype_key: str = "f32",
           n: int = 3, t: int = 7, d: int = 5, m: int | tuple[int, ...] = 4, seed: int = 0,
-          extra: str = "", **config: Any) -> Case:
+          extra: str = "", gain: float | None = None, **config: Any) -> Case:
     activation = config.pop("activation", None) or ACTIVATION_SET[act]
     cfg = RNNConfig(d, m, num_layers=len(m) if isinstance(m, tuple) else layers,
                     direction=_DIRS[dir_key], activation=activation,
@@ -148,7 +169,7 @@ def _case(act: str = "tanh", layers: int = 2, dir_key: str = "bidir", h0: bool =
     name = _name(act, cfg, dir_key, h0, padding, n, t, dtype_key, extra)
     # a stable seed from the name, so adding cases never reseeds others
     stable = seed or int.from_bytes(name.encode()[-8:].rjust(8, b"\0"), "little") % (2**31)
-    return Case(name, cfg, n, t, _DTYPES[dtype_key], h0, padding, stable)
+    return Case(name, cfg, n, t, _DTYPES[dtype_key], h0, padding, stable, gain)
 
 
 def quick_cases() -> list[Case]:
@@ -191,6 +212,11 @@ def quick_cases() -> list[Case]:
     for merge in ("sum", "mul", "ave"):
         cases.append(_case("tanh", 2, "bidir", merge_mode=merge, extra=merge))
     cases.append(_case("tanh", 1, "bidir", merge_mode=None, extra="pair"))
+    # long and realistic: a contracting network over 1000 steps, and a chaotic one whose late
+    # steps float32 cannot determine (reported as ill-conditioned, not compared)
+    cases.append(_case("tanh", 1, "fwd", h0=True, padding="lengths", n=4, t=1000, d=32, m=64,
+                       gain=0.9, extra="long_g0.9"))
+    cases.append(_case("tanh", 1, "fwd", n=4, t=300, d=16, m=64, gain=2.0, extra="chaotic_g2"))
     return _unique(cases)
 
 
@@ -199,6 +225,12 @@ def full_cases() -> list[Case]:
     for i, (act, layers, dir_key, padding, h0) in enumerate(itertools.product(
             ACTIVATION_SET, [1, 2], _DIRS, ["none", "lengths", "mask", "zero"], [False, True])):
         cases.append(_case(act, layers, dir_key, h0=h0, padding=padding, readout=i % 2 == 1))
+    for act, gain, t, m in (("tanh", 0.9, 1000, 256), ("relu", 0.5, 1000, 128),
+                            ("sigmoid", 1.5, 500, 128), ("tanh", 1.5, 1000, 64)):
+        cases.append(_case(act, 2, "bidir", h0=True, padding="lengths", readout=True, n=4,
+                           t=t, d=32, m=m, gain=gain, extra=f"long_g{gain}"))
+    cases.append(_case("tanh", 2, "bidir", n=4, t=400, d=16, m=64, gain=2.0,
+                       extra="chaotic_g2"))
     return _unique(cases)
 
 

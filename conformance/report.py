@@ -42,6 +42,9 @@ def _cell(report: RunReport, category: str) -> str:
     for s in ("fail", "known", "xpass"):
         if counts[s]:
             text += f", {counts[s]} {s}"
+    ill = sum(r.report is not None and r.report.undetermined > 0 for r in rs)
+    if ill:
+        text += f" ({ill} ill-conditioned)"
     return text
 
 
