@@ -52,13 +52,16 @@ def summary_table(reports: Sequence[RunReport]) -> str:
     """Backend x category: pass / fail / known failure / unsupported, worst error, time."""
     titles = {"forward": "forward", "final_state": "final state", "gradient": "gradient",
               "conversion": "conversion", "must_raise": "unsupported (raised)"}
-    header = ["backend", "cases", *(titles[c] for c in CATEGORIES), "worst err/tol", "time"]
+    header = ["backend", "cases", *(titles[c] for c in CATEGORIES), "worst err/tol",
+              "precision", "time"]
     rows = []
     for rep in reports:
         worst = max((r.worst_ratio() for r in rep.results if r.status == "pass"), default=0.0)
+        bits = rep.effective_bits()
         rows.append([rep.backend, str(rep.cases)]
                     + [_cell(rep, c) for c in CATEGORIES]
-                    + [f"{worst:.2g}", f"{rep.seconds:.1f}s"])
+                    + [f"{worst:.2g}", "-" if bits is None else f"{bits:.1f} bits",
+                       f"{rep.seconds:.1f}s"])
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     lines = [fmt.format(*header), "  ".join("-" * w for w in widths)]
@@ -76,6 +79,7 @@ def to_json(reports: Sequence[RunReport], *, mode: str) -> dict[str, Any]:
         "versions": found,
         "backends": [
             {"backend": rep.backend, "cases": rep.cases, "seconds": round(rep.seconds, 3),
+             "effective_bits": rep.effective_bits(),
              "ok": rep.ok, "results": [r.as_dict() for r in rep.results],
              "stale_known_failures": [d.id for d in rep.stale]}
             for rep in reports

@@ -97,6 +97,16 @@ class RunReport:
     def ok(self) -> bool:
         return not self.failures
 
+    def effective_bits(self) -> float | None:
+        """The backend's effective precision in this run: the lowest ``bits`` of its forward
+        and final-state comparisons (see :func:`rnn_ref.conformance.compare.effective_bits`;
+        23 for a correct float32 computation), ``None`` when none was made. Known deviations
+        count too: they are what the backend computes."""
+        bits = [r.report.bits for r in self.results
+                if r.report is not None and r.report.bits is not None
+                and r.category in ("forward", "final_state")]
+        return min(bits) if bits else None
+
 
 def _as_result(value: Any) -> tuple[Any, Any, Any]:
     if isinstance(value, tuple) and len(value) == 2:
