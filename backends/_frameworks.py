@@ -202,6 +202,86 @@ def onnx_unsupported(config: RNNConfig, *, padded: bool = True) -> Reason:
     return None
 
 
+#: the RNN activations OpenVINO's CPU plugin computes
+OPENVINO_ACTIVATIONS = ("tanh", "relu", "sigmoid")
+
+
+def openvino_unsupported(config: RNNConfig, *, padded: bool = True) -> tuple[str, str] | None:
+    """``(feature, why)`` for the first part of ``config`` OpenVINO cannot run as the spec
+    says, or ``None``: ONNX's rules, then activations other than tanh, relu and sigmoid, then
+    different activations for the two directions of a layer (computed with the first)."""
+    reason = onnx_unsupported(config, padded=padded)
+    if reason is not None:
+        return reason
+    for li, layer in enumerate(config.activations):
+        for r, act in enumerate(layer):
+            if act.name not in OPENVINO_ACTIVATIONS:
+                return (f"activation {act} (layer {li}, direction {r})",
+                        "OpenVINO's CPU plugin computes tanh, relu and sigmoid only "
+                        "('Unknown activation function')")
+        if len(set(layer)) > 1:
+            return (f"different activations per direction (layer {li}: "
+                    f"{', '.join(str(a) for a in layer)})",
+                    "OpenVINO's RNNSequence applies the first direction's activation to both")
+    return None
+
+
+def tract_unsupported(config: RNNConfig, *, padded: bool = True) -> tuple[str, str] | None:
+    """``(feature, why)`` for the first part of ``config`` tract cannot run as the spec says
+    (ONNX's rules; an activation other than tanh, computed as tanh; a clip, ignored), or
+    ``None``. A reverse direction is not here: tract computes it forward, a recorded
+    deviation."""
+    reason = onnx_unsupported(config, padded=padded)
+    if reason is not None:
+        return reason
+    for li, layer in enumerate(config.activations):
+        for r, act in enumerate(layer):
+            if act.name != "tanh":
+                return (f"activation {act} (layer {li}, direction {r})",
+                        "tract computes every RNN activation as tanh")
+    if any(c is not None for c in config.clips):
+        return "clip", "tract ignores an RNN node's clip"
+    return None
+
+
+#: the activations mlx.nn computes for an RNN layer (leaky_relu: alpha in [0, 1])
+MLX_ACTIVATIONS = ("tanh", "relu", "sigmoid", "softplus", "softsign", "linear", "elu",
+                   "leaky_relu")
+
+
+def _mlx_can_apply(act: Activation) -> bool:
+    if act.name == "leaky_relu":
+        return act.alpha is not None and 0.0 <= act.alpha <= 1.0
+    return act.name in MLX_ACTIVATIONS
+
+
+def mlx_unsupported(config: RNNConfig) -> tuple[str, str] | None:
+    """``(feature, why)`` for the first part of ``config`` a list of ``mlx.nn.RNN`` layers
+    cannot hold, or ``None``.
+
+    In this order: a direction other than forward (reverse, bidirectional: so also merge
+    modes and ``output_order="processing"``); a clip; an activation outside
+    :data:`MLX_ACTIVATIONS` (leaky_relu only with ``0 <= alpha <= 1``); a readout.
+    Per-layer hidden sizes and activations, and ``bias=False``, are expressible (each layer
+    is its own module). ``padded_output`` is not a property of the layers (they take no
+    lengths) and is not checked; the backend refuses lengths and masks.
+    """
+    if config.direction != "forward":
+        return (f"direction {config.direction!r}",
+                "mlx.nn.RNN runs forward only (no reverse, no bidirectional layer)")
+    if any(c is not None for c in config.clips):
+        return "clip", "mlx.nn.RNN has no clip"
+    for li, layer in enumerate(config.activations):
+        act = layer[0]
+        if not _mlx_can_apply(act):
+            return (f"activation {act} (layer {li})",
+                    f"mlx.nn has {', '.join(MLX_ACTIVATIONS)} here; leaky_relu with "
+                    f"0 <= alpha <= 1 (mlx computes max(alpha z, z))")
+    if config.output_size is not None:
+        return "a readout", "mlx.nn.RNN has no output layer"
+    return None
+
+
 def nothing_unsupported(config: RNNConfig) -> Reason:
     """The canonical file and the oracle hold every network."""
     return None
@@ -307,6 +387,28 @@ FRAMEWORKS: tuple[Framework, ...] = (
         backends=(BackendSpec("onnxruntime",
                               "rnn_ref.backends.onnx_backend:OnnxRuntimeBackend",
                               ("onnx", "onnxruntime")),),
+    ),
+    Framework(
+        name="mlx", title="mlx.nn.RNN", module="rnn_ref.backends.mlx_backend",
+        requires=("mlx",), distributions=("mlx",), unsupported=mlx_unsupported,
+        converters=("from_mlx", "to_mlx"), recognised_when="mlx",
+        backends=(BackendSpec("mlx", "rnn_ref.backends.mlx_backend:MlxBackend", ("mlx",)),),
+    ),
+    Framework(
+        name="openvino", title="OpenVINO", module="rnn_ref.backends.openvino_backend",
+        requires=("onnx", "openvino"), distributions=("openvino",),
+        unsupported=openvino_unsupported,
+        backends=(BackendSpec("openvino", "rnn_ref.backends.openvino_backend:OpenVinoBackend",
+                              ("onnx", "openvino")),
+                  BackendSpec("openvino[f32]",
+                              "rnn_ref.backends.openvino_backend:OpenVinoF32Backend",
+                              ("onnx", "openvino"))),
+    ),
+    Framework(
+        name="tract", title="tract", module="rnn_ref.backends.tract_backend",
+        requires=("onnx", "tract"), distributions=("tract",), unsupported=tract_unsupported,
+        backends=(BackendSpec("tract", "rnn_ref.backends.tract_backend:TractBackend",
+                              ("onnx", "tract")),),
     ),
 )
 

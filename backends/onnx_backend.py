@@ -48,13 +48,13 @@ from rnn_ref.backends._frameworks import onnx_unsupported as unsupported
 from rnn_ref.config import RNNConfig
 from rnn_ref.convert import Hints, NativeFile
 from rnn_ref.errors import UnsupportedError
-from rnn_ref.inputs import check_inputs
+from rnn_ref.inputs import Inputs, check_inputs
 from rnn_ref.params import CellParams, Readout, RNNParams
 from rnn_ref.reference import ForwardResult, forward
 
 __all__ = ["NAME", "OnnxRuntimeBackend", "RnnNode", "from_native", "list_arrays",
            "load_native", "oracle", "owns", "read_file", "read_node", "run_native", "run_node",
-           "to_native", "unsupported", "write_file"]
+           "to_native", "unsupported", "write_file", "graph_feeds", "graph_result"]
 
 NAME = "ONNX RNN"
 OPSET = 17
@@ -835,6 +835,35 @@ def oracle(model: onnx.ModelProto) -> Callable[..., list[np.ndarray[Any, Any]]]:
     return call
 
 
+def graph_feeds(cfg: RNNConfig, inputs: Inputs, lengths: np.ndarray[Any, Any] | None
+               ) -> dict[str, np.ndarray[Any, Any]]:
+    """The float32 feeds of a :func:`to_native` graph, by input name."""
+    feeds: dict[str, np.ndarray[Any, Any]] = {"x": np.asarray(inputs.x, np.float32)}
+    if lengths is not None:
+        feeds["lengths"] = lengths.astype(np.int32)
+    if inputs.h0 is not None:
+        if cfg.uniform_hidden:
+            feeds["h0"] = np.stack(inputs.h0).astype(np.float32)
+        else:
+            R = cfg.num_directions
+            for li in range(cfg.num_layers):
+                feeds[f"h0_l{li}"] = np.stack([np.asarray(inputs.h0[li * R + r], np.float32)
+                                               for r in range(R)])
+    return feeds
+
+
+def graph_result(cfg: RNNConfig, got: dict[str, np.ndarray[Any, Any]]) -> ForwardResult:
+    """A :class:`ForwardResult` from a :func:`to_native` graph's outputs, by name."""
+    if cfg.uniform_hidden:
+        h_n: Any = np.asarray(got["h_n"])
+    else:
+        h_n = tuple(np.asarray(h) for li in range(cfg.num_layers) for h in got[f"h_n_l{li}"])
+    outputs: Any = (np.asarray(got["output"]) if "output" in got
+                    else (np.asarray(got["output_forward"]), np.asarray(got["output_backward"])))
+    y = got.get("y")
+    return ForwardResult(outputs, h_n, None if y is None else np.asarray(y))
+
+
 # --------------------------------------------------------------------------------------------
 # the onnxruntime backend
 # --------------------------------------------------------------------------------------------
@@ -880,27 +909,9 @@ class OnnxRuntimeBackend:
         options.log_severity_level = 3
         session = ort.InferenceSession(model.SerializeToString(), options,
                                        providers=["CPUExecutionProvider"])
-        feeds: dict[str, np.ndarray[Any, Any]] = {"x": inputs.x.astype(np.float32)}
-        if la is not None:
-            feeds["lengths"] = la.astype(np.int32)
-        if inputs.h0 is not None:
-            h0s = inputs.h0  # L*R arrays (N, M_l)
-            if cfg.uniform_hidden:
-                feeds["h0"] = np.stack(h0s).astype(np.float32)
-            else:
-                R = cfg.num_directions
-                for li in range(cfg.num_layers):
-                    feeds[f"h0_l{li}"] = np.stack([np.asarray(h0s[li * R + r], np.float32)
-                                                   for r in range(R)])
         names = [o.name for o in model.graph.output]
-        got = dict(zip(names, session.run(None, feeds), strict=True))
-        if cfg.uniform_hidden:
-            h_n: Any = got["h_n"]
-        else:
-            h_n = tuple(h for li in range(cfg.num_layers) for h in got[f"h_n_l{li}"])
-        outputs = got["output"] if "output" in got else (got["output_forward"],
-                                                          got["output_backward"])
-        return ForwardResult(outputs, h_n, got.get("y"))
+        got = dict(zip(names, session.run(None, graph_feeds(cfg, inputs, la)), strict=True))
+        return graph_result(cfg, got)
 
 
 # --------------------------------------------------------------------------------------------

@@ -240,6 +240,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     from rnn_ref.conformance import runner
 
     names = args.backend or rnn_ref.available_backends()
+    for option in ("json", "markdown", "heatmap"):  # before the run, not after it
+        target = getattr(args, option)
+        if target is not None and not Path(target).resolve().parent.is_dir():
+            raise _Fail(f"--{option} {target}: the folder {Path(target).parent} does not exist")
     selected, mode = _check_cases(args)
     reports = []
     for name in names:
@@ -253,6 +257,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.json:
         report_lib.write_json(args.json, reports, mode=mode)
         print(f"wrote {args.json}")
+    if args.markdown or args.heatmap:
+        from rnn_ref.conformance import ecosystem
+
+        if args.markdown:
+            Path(args.markdown).write_text(ecosystem.markdown(reports, selected, mode=mode),
+                                           encoding="utf-8")
+            print(f"wrote {args.markdown}")
+        if args.heatmap:
+            print(f"wrote {ecosystem.heatmap(reports, selected, args.heatmap)}")
     return 1 if failed else 0
 
 
@@ -382,6 +395,9 @@ def _add_check(sub: Any) -> None:
     p.add_argument("--known-failures", metavar="FILE",
                    help="a JSON list of known failures (default: the built-in ones)")
     p.add_argument("--json", metavar="PATH", help="write every result as JSON")
+    p.add_argument("--markdown", metavar="PATH",
+                   help="write the backend x feature table (ok / deviates / refuses / fails)")
+    p.add_argument("--heatmap", metavar="PNG", help="draw that table as a picture")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_check)
 

@@ -60,14 +60,16 @@ import importlib.abc, sys
 class Hide(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in {"torch", "onnx", "onnxruntime", "keras", "tensorflow",
-                                  "jax", "flax", "h5py", "safetensors"}:
+                                  "jax", "flax", "h5py", "safetensors", "openvino",
+                                  "tract", "mlx", "tf_keras", "ai_edge_litert"}:
             raise ImportError(f"{name} is hidden for this test")
 sys.meta_path.insert(0, Hide())
 import importlib.util
 _find = importlib.util.find_spec
 def find_spec(name, package=None):
     if name.split(".")[0] in {"torch", "onnx", "onnxruntime", "keras", "tensorflow", "jax",
-                              "flax", "h5py", "safetensors"}:
+                              "flax", "h5py", "safetensors", "openvino", "tract", "mlx",
+                              "tf_keras", "ai_edge_litert"}:
         return None
     return _find(name, package)
 importlib.util.find_spec = find_spec

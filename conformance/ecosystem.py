@@ -1,0 +1,146 @@
+"""The ecosystem table: runtime x feature, each cell ok / deviates (how) / refuses / fails.
+
+Made from conformance runs (``rnn-ref check --markdown PATH``, ``--heatmap PNG``), never by
+hand: a feature's cell sums up every result of the cases that exercise it (the features are
+predicates on :class:`~rnn_ref.conformance.cases.Case`). The worst outcome names the cell:
+
+* ``fails``: a result the suite does not expect (a bug, or an unrecorded deviation);
+* ``deviates``: a recorded deviation (its ids say how; ``backends/known_deviations``);
+* ``refuses``: the backend declares the feature unsupported and raises when asked;
+* ``ok``: every result passes;
+* ``-``: no case of the run exercises it.
+
+The last column is the backend's effective precision (the lowest of the run, in bits).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from rnn_ref.backends import deviations
+from rnn_ref.backends.deviations import Deviation
+from rnn_ref.conformance.cases import Case
+from rnn_ref.conformance.runner import CaseResult, RunReport
+
+__all__ = ["FEATURES", "cells", "heatmap", "markdown"]
+
+
+def _per_direction(case: Case) -> bool:
+    return any(len(set(layer)) > 1 for layer in case.config.activations)
+
+
+#: feature -> which cases exercise it
+FEATURES: dict[str, Callable[[Case], bool]] = {
+    "forward": lambda c: c.config.direction == "forward",
+    "reverse": lambda c: c.config.direction == "reverse",
+    "bidirectional": lambda c: c.config.direction == "bidirectional",
+    "activations per direction": _per_direction,
+    "non-tanh activations": lambda c: any(a.name != "tanh" for layer in c.config.activations
+                                          for a in layer),
+    "clip": lambda c: any(x is not None for x in c.config.clips),
+    "lengths": lambda c: c.padding == "lengths",
+    "masks with holes": lambda c: c.padding == "mask",
+    "length 0": lambda c: c.padding == "zero" or c.t == 0,
+    "initial state": lambda c: c.h0,
+    "readout": lambda c: c.config.output_size is not None,
+    "float64": lambda c: c.dtype == "float64",
+    "long (T >= 300)": lambda c: c.t >= 300,
+}
+_RANK = {"-": 0, "ok": 1, "refuses": 2, "deviates": 3, "fails": 4}
+
+
+#: what a deviation's ``match`` keys say it is about (``direction`` by its value)
+_ABOUT: dict[str, tuple[str, ...]] = {
+    "zero_length": ("length 0",), "empty": ("length 0",), "h0": ("initial state",),
+    "padding": ("lengths", "masks with holes"), "padded_output": ("lengths", "masks with holes"),
+    "dtype": ("float64",), "readout": ("readout",), "gain": ("long (T >= 300)",),
+}
+_DIRECTIONS = {"forward": "forward", "reverse": "reverse", "bidirectional": "bidirectional"}
+
+
+def _features_of(deviation: Deviation | None) -> set[str]:
+    """The features a recorded deviation is about (all of them when its match says none)."""
+    if deviation is None or deviation.match is None:
+        return set(FEATURES)
+    about: set[str] = set()
+    for key, value in deviation.match.items():
+        if key == "direction" and value in _DIRECTIONS:
+            about.add(_DIRECTIONS[value])
+        about.update(_ABOUT.get(key, ()))
+    return about or set(FEATURES)
+
+
+def _outcome(feature: str, results: list[CaseResult], known: dict[str, Deviation]) -> str:
+    if not results:
+        return "-"
+    if any(r.status == "fail" for r in results):
+        return "fails"
+    ids = sorted({r.deviation for r in results if r.status == "known" and r.deviation
+                  and feature in _features_of(known.get(r.deviation))})
+    if ids:
+        return "deviates (" + ", ".join(ids) + ")"
+    results = [r for r in results if r.status != "known"]  # another feature's deviation
+    if not results:
+        return "-"
+    if any(r.category == "must_raise" for r in results):
+        return "refuses" if all(r.category == "must_raise" for r in results) else "ok, refuses some"
+    return "ok"
+
+
+def cells(report: RunReport, cases: Sequence[Case]) -> dict[str, str]:
+    """Feature -> outcome for one backend's run over ``cases`` (its recorded deviations are
+    read to tell which feature each is about)."""
+    by_case: dict[str, list[CaseResult]] = {}
+    for r in report.results:
+        by_case.setdefault(r.case, []).append(r)
+    known = {d.id: d for d in deviations.load(report.backend)}
+    out = {}
+    for feature, exercises in FEATURES.items():
+        results = [r for c in cases if exercises(c) for r in by_case.get(c.name, [])]
+        out[feature] = _outcome(feature, results, known)
+    bits = report.effective_bits()
+    out["precision"] = "-" if bits is None else f"{bits:.1f} bits"
+    return out
+
+
+def markdown(reports: Sequence[RunReport], cases: Sequence[Case], *, mode: str) -> str:
+    """The table as Markdown, one row per backend."""
+    columns = [*FEATURES, "precision"]
+    lines = [f"<!-- made by rnn-ref check --markdown ({mode} matrix, {len(cases)} cases); "
+             f"do not edit by hand -->",
+             "| backend | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for rep in reports:
+        row = cells(rep, cases)
+        lines.append(f"| {rep.backend} | " + " | ".join(row[c] for c in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def heatmap(reports: Sequence[RunReport], cases: Sequence[Case], path: str | Path) -> Path:
+    """The table as a picture (matplotlib, from the ``bench`` extra): green ok, grey refuses,
+    orange deviates, red fails."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+
+    features = list(FEATURES)
+    grid: list[list[int]] = []
+    for rep in reports:
+        row = cells(rep, cases)
+        grid.append([_RANK[row[f].split(" (")[0].split(",")[0]] for f in features])
+    colors = ListedColormap(["#ffffff", "#4caf50", "#9e9e9e", "#ff9800", "#e53935"])
+    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * len(features), 1.2 + 0.45 * len(reports)))
+    ax.imshow(grid, cmap=colors, vmin=0, vmax=4, aspect="auto")
+    ax.set_xticks(range(len(features)), features, rotation=45, ha="right")
+    ax.set_yticks(range(len(reports)), [r.backend for r in reports])
+    labels = {0: "", 1: "ok", 2: "refuses", 3: "deviates", 4: "FAILS"}
+    for i, row_values in enumerate(grid):
+        for j, v in enumerate(row_values):
+            ax.text(j, i, labels[v], ha="center", va="center", fontsize=7)
+    ax.set_title("rnn-ref conformance: runtime x feature")
+    target = Path(path)
+    fig.savefig(target, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return target
