@@ -20,15 +20,17 @@ parameters Keras fixes (``keras/src/activations/activations.py``: ``hard_sigmoid
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from rnn_ref.activations import Activation
 from rnn_ref.config import RNNConfig
 
 __all__ = ["CONVERTER_API", "FILE_API", "FRAMEWORKS", "KERAS_ACTIVATIONS", "MODULE_API",
            "BackendSpec", "FileFormat", "Framework", "backends", "by_name", "distributions",
-           "file_format", "formats", "missing", "versions"]
+           "file_format", "formats", "missing", "sniff", "sniff_h5", "versions"]
 
 Reason = tuple[str, str] | None
 """``(feature, why)`` for the first thing a target cannot express, or ``None``."""
@@ -282,6 +284,65 @@ def mlx_unsupported(config: RNNConfig) -> tuple[str, str] | None:
     return None
 
 
+#: Keras 2's activations by name: Keras 3's, except ``hard_sigmoid`` (0.2 x + 0.5)
+KERAS2_ACTIVATIONS: dict[str, Activation] = {
+    **KERAS_ACTIVATIONS, "hard_sigmoid": Activation("hard_sigmoid", alpha=0.2, beta=0.5)}
+_TO_KERAS2 = {v: k for k, v in KERAS2_ACTIVATIONS.items()}
+
+
+def _as_keras3(act: Activation) -> Activation:
+    return KERAS_ACTIVATIONS[_TO_KERAS2[act]] if act in _TO_KERAS2 else act
+
+
+def keras2_unsupported(config: RNNConfig, *, backend: str | None = None, padded: bool = True
+                       ) -> Reason:
+    """Keras' rules (:func:`keras_unsupported`) with Keras 2's activation set; Keras 2 runs on
+    TensorFlow only, so ``backend`` is ``"tensorflow"`` or ``None``."""
+    if any(c is not None for c in config.clips):
+        return "clip", "Keras' SimpleRNN has no clip"
+    allowed = list(KERAS2_ACTIVATIONS.values())
+    why = f"Keras 2 has {', '.join(str(a) for a in allowed)}"
+    for li, layer in enumerate(config.activations):
+        for r, act in enumerate(layer):
+            if act not in allowed:
+                return f"activation {act} (layer {li}, direction {r})", why
+    if config.output_size is not None and config.output_activation not in allowed:
+        return f"readout activation {config.output_activation}", "Dense takes Keras 2 activations"
+    mapped = config.replace(
+        activation=[[_as_keras3(a) for a in layer] for layer in config.activations],
+        output_activation=_as_keras3(config.output_activation))
+    return keras_unsupported(mapped, backend=backend, padded=padded)
+
+
+
+def sniff_h5(path: str | os.PathLike[str]) -> str | None:
+    """Which Keras wrote a legacy ``.h5`` file: ``"keras2-h5"`` (Keras 2 / tf-keras / tf.keras
+    of TF < 2.16), ``"keras-h5"`` (Keras 3), or ``None`` (not an HDF5 Keras file, or Keras 1).
+
+    Reads only HDF5 attributes with h5py: ``keras_version`` (at the root for a whole model or a
+    weights file, or on ``model_weights``), and when that is absent, whether any layer config
+    records ``time_major`` (Keras 2 does, Keras 3 does not)."""
+    import h5py
+
+    def text(value: Any) -> str:
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    try:
+        with h5py.File(path, "r") as f:
+            version = f.attrs.get("keras_version")
+            if version is None and "model_weights" in f:
+                version = f["model_weights"].attrs.get("keras_version")
+            config = f.attrs.get("model_config")
+    except (OSError, ValueError):
+        return None
+    if version is not None:
+        major = text(version).split(".", 1)[0]
+        return {"2": "keras2-h5", "3": "keras-h5"}.get(major)
+    if config is not None and '"time_major"' in text(config):
+        return "keras2-h5"
+    return None
+
+
 def nothing_unsupported(config: RNNConfig) -> Reason:
     """The canonical file and the oracle hold every network."""
     return None
@@ -379,6 +440,18 @@ FRAMEWORKS: tuple[Framework, ...] = (
         backends=_KERAS_BACKENDS,
     ),
     Framework(
+        name="keras2", title="Keras 2", module="rnn_ref.backends.keras2_backend",
+        requires=("tf_keras", "tensorflow", "h5py"), distributions=("tf-keras",),
+        unsupported=keras2_unsupported, converters=("from_keras2", "to_keras2"),
+        recognised_when="tf_keras",
+        formats=(FileFormat("keras2-h5", (".h5",), "Keras 2 (tf-keras) legacy HDF5, "
+                            "model.save('x.h5') or save_weights; read by name with h5py",
+                            frozenset({"activation", "merge_mode"})),),
+        backends=(BackendSpec("keras2[tensorflow]",
+                              "rnn_ref.backends.keras2_backend:tensorflow_backend",
+                              ("tf_keras", "tensorflow")),),
+    ),
+    Framework(
         name="onnx", title="ONNX RNN", module="rnn_ref.backends.onnx_backend",
         requires=("onnx",), distributions=("onnx", "onnxruntime"),
         unsupported=onnx_unsupported, converters=("from_onnx", "to_onnx"),
@@ -462,3 +535,12 @@ def versions() -> dict[str, str | None]:
             return None
 
     return {d: version(d) for d in ("rnn-ref", *distributions())}
+
+
+def sniff(path: str | os.PathLike[str], fmt: str) -> str:
+    """The format of an existing file whose extension says ``fmt`` but which another format
+    shares (``.h5``: Keras 3's legacy HDF5 or Keras 2's, told apart by :func:`sniff_h5`);
+    ``fmt`` itself otherwise, and for a file not written yet."""
+    if fmt in ("keras-h5", "keras2-h5") and os.path.isfile(path):
+        return sniff_h5(path) or fmt
+    return fmt

@@ -50,9 +50,9 @@ from rnn_ref.inputs import check_inputs
 from rnn_ref.params import CellParams, Readout, RNNParams
 from rnn_ref.reference import ForwardResult, forward, merge
 
-__all__ = ["KerasBackend", "KerasSupport", "from_native", "import_keras", "list_arrays",
-           "load_native", "oracle", "owns", "read_file", "run_native", "to_native",
-           "unsupported", "write_file"]
+__all__ = ["KerasBackend", "KerasSupport", "LegacyReader", "from_native", "import_keras",
+           "list_arrays", "load_native", "oracle", "owns", "read_file", "readout_of",
+           "run_native", "to_native", "unsupported", "write_file"]
 
 _TO_KERAS = {v: k for k, v in KERAS_ACTIVATIONS.items()}
 
@@ -351,7 +351,7 @@ def owns(model: Any) -> bool:
     return isinstance(model, (keras.layers.SimpleRNN, keras.layers.Bidirectional, keras.Model))
 
 
-def _readout(params: RNNParams, o: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+def readout_of(params: RNNParams, o: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     ro = params.readout
     if ro is None:
         return o
@@ -400,7 +400,7 @@ def oracle(model: Any) -> Callable[..., Any]:
             merged = merge(f, b, cfg.merge_modes[-1])
         else:
             merged = res.outputs if st.return_sequences else res.outputs[:, -1]
-        main = merged if isinstance(merged, tuple) else _readout(params, merged)
+        main = merged if isinstance(merged, tuple) else readout_of(params, merged)
         if st.bare_layer and st.return_state:
             head = main if isinstance(main, tuple) else (main,)
             return (*head, *last_states)
@@ -638,10 +638,10 @@ def _read_legacy_h5(path: Path, hints: Hints) -> RNNParams:
         cfg = json.loads(config_json if isinstance(config_json, str) else config_json.decode())
         for layer in cfg.get("config", {}).get("layers", []):
             layer_cfgs[layer["config"]["name"]] = layer
-    return _LegacyReader(path, hints).params(names, weights, layer_cfgs)
+    return LegacyReader(path, hints).params(names, weights, layer_cfgs)
 
 
-class _LegacyReader:
+class LegacyReader:
     """Legacy ``.h5`` layers, read by weight name: SimpleRNN/Bidirectional layers then one
     Dense readout."""
 

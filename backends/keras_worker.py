@@ -60,8 +60,9 @@ from rnn_ref.io import from_members, to_members
 from rnn_ref.params import RNNParams
 from rnn_ref.reference import ForwardResult
 
-__all__ = ["KerasProcessBackend", "jax_backend", "serve", "tensorflow_backend",
-           "torch_backend"]
+__all__ = ["KerasProcessBackend", "get_params", "get_value", "jax_backend", "put_params",
+           "put_value", "read_message", "serve", "tensorflow_backend", "torch_backend",
+           "write_message"]
 
 Array = np.ndarray[Any, Any]
 Message = dict[str, Array]
@@ -75,7 +76,7 @@ _ERRORS: dict[str, type[Exception]] = {"UnsupportedError": UnsupportedError,
 # --------------------------------------------------------------------------------------------
 # messages
 # --------------------------------------------------------------------------------------------
-def _write(stream: IO[bytes], message: Mapping[str, Any]) -> None:
+def write_message(stream: IO[bytes], message: Mapping[str, Any]) -> None:
     """Send one framed message."""
     arrays: dict[str, Any] = {k: np.asarray(v) for k, v in message.items()}
     for k, v in arrays.items():
@@ -88,7 +89,7 @@ def _write(stream: IO[bytes], message: Mapping[str, Any]) -> None:
     stream.flush()
 
 
-def _read(stream: IO[bytes]) -> Message | None:
+def read_message(stream: IO[bytes]) -> Message | None:
     """Receive one framed message; ``None`` at the end of the stream or on a cut-off frame."""
     head = stream.read(_HEAD.size)
     if len(head) < _HEAD.size:
@@ -101,7 +102,7 @@ def _read(stream: IO[bytes]) -> Message | None:
         return {k: archive[k] for k in archive.files}
 
 
-def _put(message: dict[str, Any], name: str, value: Any) -> None:
+def put_value(message: dict[str, Any], name: str, value: Any) -> None:
     """Store an array as ``name``, a sequence of arrays as ``name.0``, ``name.1``, ..."""
     if value is None:
         return
@@ -111,8 +112,8 @@ def _put(message: dict[str, Any], name: str, value: Any) -> None:
         message[name] = np.asarray(value)
 
 
-def _get(message: Message, name: str) -> Any:
-    """Inverse of :func:`_put`: the array, the tuple of arrays, or ``None``."""
+def get_value(message: Message, name: str) -> Any:
+    """Inverse of :func:`put_value`: the array, the tuple of arrays, or ``None``."""
     if name in message:
         return message[name]
     items = sorted((int(k[len(name) + 1:]), v) for k, v in message.items()
@@ -120,11 +121,11 @@ def _get(message: Message, name: str) -> Any:
     return tuple(v for _, v in items) or None
 
 
-def _put_params(message: dict[str, Any], params: RNNParams) -> None:
+def put_params(message: dict[str, Any], params: RNNParams) -> None:
     message.update({_PARAMS + k: v for k, v in to_members(params).items()})
 
 
-def _get_params(message: Message) -> RNNParams:
+def get_params(message: Message) -> RNNParams:
     return from_members({k[len(_PARAMS):]: v for k, v in message.items()
                          if k.startswith(_PARAMS)}, source="Keras worker message")
 
@@ -134,16 +135,16 @@ def _get_params(message: Message) -> RNNParams:
 # --------------------------------------------------------------------------------------------
 def _answer(backend: KerasBackend, request: Message) -> dict[str, Any]:
     """One request: ``forward`` (the default) or ``round_trip``."""
-    params = _get_params(request)
+    params = get_params(request)
     answer: dict[str, Any] = {}
     if str(request.get("op", "forward")) == "round_trip":
-        _put_params(answer, from_native(to_native(params)))
+        put_params(answer, from_native(to_native(params)))
         return answer
-    res = backend.forward(params, request["x"], h0=_get(request, "h0"),
+    res = backend.forward(params, request["x"], h0=get_value(request, "h0"),
                           lengths=request.get("lengths"), mask=request.get("mask"))
-    _put(answer, "outputs", res.outputs)
-    _put(answer, "h_n", res.h_n)
-    _put(answer, "y", res.y)
+    put_value(answer, "outputs", res.outputs)
+    put_value(answer, "h_n", res.h_n)
+    put_value(answer, "y", res.y)
     return answer
 
 
@@ -155,13 +156,13 @@ def serve() -> None:
     backend = KerasBackend()
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # stray prints must not corrupt the answers
-    while (request := _read(stdin)) is not None:
+    while (request := read_message(stdin)) is not None:
         try:
             answer = _answer(backend, request)
         except Exception as exc:  # every error goes back to the caller, typed
             answer = {"error": np.array(json.dumps({"type": type(exc).__name__,
                                                     "message": str(exc)}))}
-        _write(stdout, answer)
+        write_message(stdout, answer)
 
 
 # --------------------------------------------------------------------------------------------
@@ -219,8 +220,8 @@ class KerasProcessBackend(KerasSupport):
             if proc.stdin is None or proc.stdout is None:
                 raise RuntimeError(f"the {self.name} worker has no pipes")
             try:
-                _write(proc.stdin, request)
-                answer = _read(proc.stdout)
+                write_message(proc.stdin, request)
+                answer = read_message(proc.stdout)
             except BrokenPipeError:  # it died before reading the request
                 answer = None
         if answer is None:
@@ -238,8 +239,8 @@ class KerasProcessBackend(KerasSupport):
     def round_trip(self, params: RNNParams) -> RNNParams:
         """Through a Keras model built by the worker (``to_keras`` then ``from_keras``)."""
         request: dict[str, Any] = {"op": np.array("round_trip")}
-        _put_params(request, params)
-        return _get_params(self._ask(request))
+        put_params(request, params)
+        return get_params(self._ask(request))
 
     def forward(self, params: RNNParams, x: Array, *, h0: Any = None, lengths: Any = None,
                 mask: Any = None) -> ForwardResult:
@@ -252,14 +253,15 @@ class KerasProcessBackend(KerasSupport):
         inputs = check_inputs(params.config, x, h0=h0, lengths=lengths, mask=mask,
                               where=self.name)
         request: dict[str, Any] = {"op": np.array("forward"), "x": inputs.x}
-        _put_params(request, params)
-        _put(request, "h0", inputs.h0)  # L*R arrays (N, M_l), one per layer and direction
+        put_params(request, params)
+        put_value(request, "h0", inputs.h0)  # L*R arrays (N, M_l), one per layer and direction
         if inputs.lengths is not None:  # (N,) int64
             request["lengths"] = inputs.lengths
         elif inputs.padding == "mask":  # (N, T) bool
             request["mask"] = inputs.valid
         answer = self._ask(request)
-        return ForwardResult(_get(answer, "outputs"), _get(answer, "h_n"), answer.get("y"))
+        return ForwardResult(get_value(answer, "outputs"), get_value(answer, "h_n"),
+                             answer.get("y"))
 
 
 def tensorflow_backend() -> KerasProcessBackend:

@@ -69,7 +69,7 @@ def detect(path: str | os.PathLike[str], given: str | None = None) -> str:
     name = str(path).lower()
     for fmt, exts in sorted(FORMATS.items(), key=lambda kv: -max(len(e) for e in kv[1])):
         if any(name.endswith(e) for e in exts):
-            return fmt
+            return _frameworks.sniff(path, fmt)
     known = ", ".join(e for exts in FORMATS.values() for e in exts)
     raise ValueError(f"{path}: cannot tell the format from the extension (known: {known}); "
                      f"name the format")

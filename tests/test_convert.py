@@ -31,7 +31,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("files")
     out = {}
     for fmt, exts in convert.FORMATS.items():
-        out[fmt] = convert.write(PARAMS, folder / f"m{exts[0]}", fmt)
+        out[fmt] = convert.write(PARAMS, folder / f"m-{fmt}{exts[0]}", fmt)
     return out
 
 
