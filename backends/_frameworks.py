@@ -28,9 +28,10 @@ from typing import Any
 from rnn_ref.activations import Activation
 from rnn_ref.config import RNNConfig
 
-__all__ = ["CONVERTER_API", "FILE_API", "FRAMEWORKS", "KERAS_ACTIVATIONS", "MODULE_API",
-           "BackendSpec", "FileFormat", "Framework", "backends", "by_name", "distributions",
-           "file_format", "formats", "missing", "sniff", "sniff_h5", "versions"]
+__all__ = ["CONVERTER_API", "FILE_API", "FRAMEWORKS", "GRAPH_API", "KERAS_ACTIVATIONS",
+           "MODULE_API", "BackendSpec", "FileFormat", "Framework", "backends", "by_name",
+           "distributions", "file_format", "formats", "missing", "sniff", "sniff_h5",
+           "versions"]
 
 Reason = tuple[str, str] | None
 """``(feature, why)`` for the first thing a target cannot express, or ``None``."""
@@ -40,6 +41,8 @@ Reason = tuple[str, str] | None
 MODULE_API = ("unsupported",)
 CONVERTER_API = ("from_native", "to_native", "oracle", "owns")
 FILE_API = ("read_file", "write_file", "load_native", "run_native", "list_arrays")
+#: ... and for a format that holds a converted graph rather than parameters (not readable)
+GRAPH_API = ("describe",)
 
 
 def missing(modules: tuple[str, ...]) -> list[str]:
@@ -61,6 +64,7 @@ class FileFormat:
     holds: str
     hints: frozenset[str] = frozenset()
     requires: tuple[str, ...] = ()
+    readable: bool = True  # False: written and run, but the parameters cannot be read back
 
 
 @dataclass(frozen=True)
@@ -343,6 +347,14 @@ def sniff_h5(path: str | os.PathLike[str]) -> str | None:
     return None
 
 
+def litert_unsupported(config: RNNConfig, *, padded: bool = False) -> Reason:
+    """``(feature, why)`` for the first part of ``config`` the ``.tflite`` graph of a Keras 3
+    model cannot express, or ``None``: Keras' rules on its TensorFlow backend (clip,
+    activations outside Keras' set, stacks of reverse layers, time-aligned reverse outputs;
+    with ``padded``, the padded-step outputs that Keras on TensorFlow does not give)."""
+    return keras_unsupported(config, backend="tensorflow", padded=padded)
+
+
 def nothing_unsupported(config: RNNConfig) -> Reason:
     """The canonical file and the oracle hold every network."""
     return None
@@ -466,6 +478,19 @@ FRAMEWORKS: tuple[Framework, ...] = (
         requires=("mlx",), distributions=("mlx",), unsupported=mlx_unsupported,
         converters=("from_mlx", "to_mlx"), recognised_when="mlx",
         backends=(BackendSpec("mlx", "rnn_ref.backends.mlx_backend:MlxBackend", ("mlx",)),),
+    ),
+    Framework(
+        name="litert", title="LiteRT", module="rnn_ref.backends.litert_backend",
+        requires=("ai_edge_litert", "tensorflow", "keras"), distributions=("ai-edge-litert",),
+        unsupported=litert_unsupported,
+        formats=(FileFormat("tflite", (".tflite",), "a TFLite flatbuffer of the Keras model "
+                            "(batch 1, dynamic T); written and run, not read back as "
+                            "parameters", readable=False),),
+        backends=(BackendSpec("litert", "rnn_ref.backends.litert_backend:LiteRtBackend",
+                              ("ai_edge_litert", "tensorflow", "keras")),
+                  BackendSpec("litert[unrolled]",
+                              "rnn_ref.backends.litert_backend:LiteRtUnrolledBackend",
+                              ("ai_edge_litert", "tensorflow", "keras"))),
     ),
     Framework(
         name="openvino", title="OpenVINO", module="rnn_ref.backends.openvino_backend",

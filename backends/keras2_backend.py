@@ -288,7 +288,7 @@ def _weights(cell: CellParams, bias: bool) -> list[np.ndarray[Any, Any]]:
     return [cell.w_x, cell.w_h] + ([cell.b_x + cell.b_h] if bias else [])
 
 
-def _rnn_layers(params: RNNParams, *, return_sequences: bool = True,
+def rnn_layers(params: RNNParams, *, return_sequences: bool = True,
                 return_state: bool = False) -> list[Any]:
     """The tf-keras RNN layers of ``params``, built and holding its weights."""
     tk = _tk()
@@ -350,7 +350,7 @@ def to_native(params: RNNParams, *, return_sequences: bool = True,
     h = inputs
     if mask_value is not None:
         h = tk.layers.Masking(mask_value=mask_value, dtype=params.dtype.name)(h)
-    for layer in _rnn_layers(params, return_sequences=return_sequences):
+    for layer in rnn_layers(params, return_sequences=return_sequences):
         h = layer(h)
     if params.readout is not None:
         h = _dense(params)(h)
@@ -600,7 +600,7 @@ class Keras2Backend(_Keras2Support):
         h: Any = tf.convert_to_tensor(inputs.x.astype(params.dtype))
         tm = None if m is None else tf.convert_to_tensor(m)
         h_n: list[np.ndarray[Any, Any]] = []
-        for li, layer in enumerate(_rnn_layers(params, return_state=True)):
+        for li, layer in enumerate(rnn_layers(params, return_state=True)):
             kwargs: dict[str, Any] = {}
             if tm is not None:
                 kwargs["mask"] = tm

@@ -52,9 +52,9 @@ from rnn_ref.reference import ForwardResult, forward, merge
 
 __all__ = ["KerasBackend", "KerasSupport", "LegacyReader", "from_native", "import_keras",
            "list_arrays", "load_native", "oracle", "owns", "read_file", "readout_of",
-           "run_native", "to_native", "unsupported", "write_file"]
+           "rnn_layers", "run_native", "to_native", "TO_KERAS", "unsupported", "write_file"]
 
-_TO_KERAS = {v: k for k, v in KERAS_ACTIVATIONS.items()}
+TO_KERAS = {v: k for k, v in KERAS_ACTIVATIONS.items()}
 
 
 def _keras() -> Any:
@@ -272,7 +272,7 @@ def from_native(obj: Any) -> RNNParams:
 # --------------------------------------------------------------------------------------------
 # to Keras
 # --------------------------------------------------------------------------------------------
-def _rnn_layers(params: RNNParams, *, return_sequences: bool = True,
+def rnn_layers(params: RNNParams, *, return_sequences: bool = True,
                 return_state: bool = False) -> list[Any]:
     """The Keras RNN layers of ``params``, built and holding its weights."""
     keras = _keras()
@@ -285,7 +285,7 @@ def _rnn_layers(params: RNNParams, *, return_sequences: bool = True,
         def simple(cell: CellParams, act: Activation, backwards: bool, zero: bool,
                    seqs: bool = return_sequences if last else True) -> Any:
             rnn = keras.layers.SimpleRNN(
-                cell.hidden_size, activation=_TO_KERAS[act], use_bias=cfg.bias,
+                cell.hidden_size, activation=TO_KERAS[act], use_bias=cfg.bias,
                 return_sequences=seqs, return_state=return_state, go_backwards=backwards,
                 zero_output_for_mask=zero, dtype=dtype)
             rnn.build((None, None, cell.w_x.shape[0]))
@@ -332,11 +332,11 @@ def to_native(params: RNNParams, *, return_sequences: bool = True,
     h = inputs
     if mask_value is not None:
         h = keras.layers.Masking(mask_value=mask_value, dtype=params.dtype.name)(h)
-    for layer in _rnn_layers(params, return_sequences=return_sequences):
+    for layer in rnn_layers(params, return_sequences=return_sequences):
         h = layer(h)
     if params.readout is not None:
         dense = keras.layers.Dense(params.readout.w.shape[1],
-                                   activation=_TO_KERAS[cfg.output_activation],
+                                   activation=TO_KERAS[cfg.output_activation],
                                    dtype=params.dtype.name)
         h = dense(h)
         dense.set_weights([params.readout.w, params.readout.b])
@@ -452,7 +452,7 @@ class KerasBackend(KerasSupport):
         h = keras.ops.convert_to_tensor(inputs.x.astype(params.dtype))
         m = None if mask is None else keras.ops.convert_to_tensor(mask)
         h_n: list[np.ndarray[Any, Any]] = []
-        for li, layer in enumerate(_rnn_layers(params, return_state=True)):
+        for li, layer in enumerate(rnn_layers(params, return_state=True)):
             kwargs: dict[str, Any] = {}
             if m is not None:
                 kwargs["mask"] = m
@@ -475,7 +475,7 @@ def _readout_keras(params: RNNParams, h: Any) -> np.ndarray[Any, Any]:
     keras = _keras()
     ro = params.readout
     dense = keras.layers.Dense(ro.w.shape[1],  # type: ignore[union-attr]
-                               activation=_TO_KERAS[params.config.output_activation],
+                               activation=TO_KERAS[params.config.output_activation],
                                dtype=params.dtype.name)
     dense.build((None, None, ro.w.shape[0]))  # type: ignore[union-attr]
     dense.set_weights([ro.w, ro.b])  # type: ignore[union-attr]

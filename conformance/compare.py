@@ -133,6 +133,7 @@ class ErrorReport:
     undetermined: int = 0
     undetermined_from: int | None = None
     bits: float | None = None
+    compared: int | None = None  # elements compared (None: all of them)
 
     def summary(self) -> str:
         if self.problem and not np.isfinite(self.max_abs):
@@ -287,6 +288,7 @@ def compare_estimated(
         float(worst.max()), max_rel, float(units.max()) if units.size else 0.0, where,
         floor.rtol, floor.atol,
         ratio=ratio, undetermined=int(undetermined.sum()), undetermined_from=first,
+        compared=int(compared.sum()),
         bits=effective_bits(dtype or "float64", rms) if ratios.size else None,
     )
 

@@ -1,8 +1,10 @@
 """The ecosystem table: runtime x feature, each cell ok / deviates (how) / refuses / fails.
 
-Made from conformance runs (``rnn-ref check --markdown PATH``, ``--heatmap PNG``), never by
-hand: a feature's cell sums up every result of the cases that exercise it (the features are
-predicates on :class:`~rnn_ref.conformance.cases.Case`). The worst outcome names the cell:
+Made from conformance runs (``rnn-ref check --markdown PATH``, ``--heatmap PNG``; given a
+file with the begin/end markers, such as the README, only the block between them is
+replaced), never by hand: a feature's cell sums up every result of the cases that exercise
+it (the features are predicates on :class:`~rnn_ref.conformance.cases.Case`). The worst
+outcome names the cell:
 
 * ``fails``: a result the suite does not expect (a bug, or an unrecorded deviation);
 * ``deviates``: a recorded deviation (its ids say how; ``backends/known_deviations``);
@@ -10,7 +12,7 @@ predicates on :class:`~rnn_ref.conformance.cases.Case`). The worst outcome names
 * ``ok``: every result passes;
 * ``-``: no case of the run exercises it.
 
-The last column is the backend's effective precision (the lowest of the run, in bits).
+The last column is the backend's effective precision (the median of the run, in bits).
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ from rnn_ref.backends.deviations import Deviation
 from rnn_ref.conformance.cases import Case
 from rnn_ref.conformance.runner import CaseResult, RunReport
 
-__all__ = ["FEATURES", "cells", "heatmap", "markdown"]
+__all__ = ["BEGIN", "END", "FEATURES", "cells", "heatmap", "markdown", "write_markdown"]
+
+BEGIN = "<!-- ecosystem table: begin -->"
+END = "<!-- ecosystem table: end -->"
 
 
 def _per_direction(case: Case) -> bool:
@@ -65,6 +70,8 @@ def _features_of(deviation: Deviation | None) -> set[str]:
         return set(FEATURES)
     about: set[str] = set()
     for key, value in deviation.match.items():
+        if key == "dtype" and value != "float64":
+            return set(FEATURES)  # the precision of everything in that dtype
         if key == "direction" and value in _DIRECTIONS:
             about.add(_DIRECTIONS[value])
         about.update(_ABOUT.get(key, ()))
@@ -143,4 +150,31 @@ def heatmap(reports: Sequence[RunReport], cases: Sequence[Case], path: str | Pat
     target = Path(path)
     fig.savefig(target, dpi=120, bbox_inches="tight")
     plt.close(fig)
+    return target
+
+
+def write_markdown(path: str | Path, table: str) -> Path:
+    """Write ``table`` to ``path``; a file that already holds the :data:`BEGIN` and
+    :data:`END` markers (the README) gets only the block between them replaced. Written to a
+    temporary file beside it and renamed into place."""
+    import os
+    import tempfile
+
+    target = Path(path)
+    text = table
+    if target.is_file():
+        old = target.read_text(encoding="utf-8")
+        if BEGIN in old and END in old.split(BEGIN, 1)[1]:
+            head, rest = old.split(BEGIN, 1)
+            text = f"{head}{BEGIN}\n{table}{END}{rest.split(END, 1)[1]}"
+    fd, tmp = tempfile.mkstemp(prefix=".rnn-ref-", dir=target.parent or ".")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        if target.exists():
+            os.chmod(tmp, target.stat().st_mode & 0o777)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return target

@@ -98,14 +98,16 @@ class RunReport:
         return not self.failures
 
     def effective_bits(self) -> float | None:
-        """The backend's effective precision in this run: the lowest ``bits`` of its forward
+        """The backend's effective precision in this run: the median ``bits`` of its forward
         and final-state comparisons (see :func:`rnn_ref.conformance.compare.effective_bits`;
         23 for a correct float32 computation), ``None`` when none was made. Known deviations
-        count too: they are what the backend computes."""
+        count (they are what the backend computes: bf16 arithmetic reads as about 7 bits);
+        the median keeps a few semantic deviations (a wrong direction) from reading as a
+        precision."""
         bits = [r.report.bits for r in self.results
                 if r.report is not None and r.report.bits is not None
                 and r.category in ("forward", "final_state")]
-        return min(bits) if bits else None
+        return float(np.median(bits)) if bits else None
 
 
 def _as_result(value: Any) -> tuple[Any, Any, Any]:
@@ -276,6 +278,8 @@ def check_case(backend: Any, case: Case, deviations: Sequence[Deviation] = ()
 
     def add(category: str, ok: bool, detail: str, report: ErrorReport | None = None) -> None:
         dev = next((d for d in deviations if _matches(d, case, category)), None)
+        if dev is not None and ok and report is not None and report.compared == 0:
+            dev = None  # nothing could be compared (ill-conditioned): no evidence either way
         status = "pass" if ok else "fail"
         if dev is not None:
             status = "xpass" if ok else "known"

@@ -261,8 +261,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         from rnn_ref.conformance import ecosystem
 
         if args.markdown:
-            Path(args.markdown).write_text(ecosystem.markdown(reports, selected, mode=mode),
-                                           encoding="utf-8")
+            ecosystem.write_markdown(args.markdown,
+                                     ecosystem.markdown(reports, selected, mode=mode))
             print(f"wrote {args.markdown}")
         if args.heatmap:
             print(f"wrote {ecosystem.heatmap(reports, selected, args.heatmap)}")
@@ -353,7 +353,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     """Architecture, arrays, parameter counts, and which formats it converts to."""
     from rnn_ref import convert
 
-    params, fmt = _read_input(args.file, args.from_format, args)
+    try:
+        fmt = convert.detect(args.file, args.from_format)
+    except ValueError as exc:
+        raise _Fail(_one_line(exc)) from None
+    if not convert.readable(fmt):
+        return _inspect_graph(Path(args.file), fmt)
+    params, fmt = _read_input(args.file, fmt, args)
     cfg = params.config
     print(f"{args.file}: {fmt}")
     print(f"architecture: {_describe(cfg)}")
@@ -378,6 +384,29 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _inspect_graph(path: Path, fmt: str) -> int:
+    """A file that holds a converted graph rather than parameters (``.tflite``): its ops,
+    subgraph by subgraph, and its tensors."""
+    from rnn_ref import convert
+
+    if not path.is_file():
+        raise _Fail(f"{path}: no such file")
+    try:
+        module = convert.framework_module(fmt)
+        ops = module.describe(path)
+        arrays = module.list_arrays(path, fmt)
+    except (ValueError, NotImplementedError, ImportError, OSError) as exc:
+        raise _Fail(_one_line(exc)) from None
+    print(f"{path}: {fmt} (a converted graph; its parameters cannot be read back)")
+    counts: dict[str, int] = {}
+    for op in ops:
+        counts[op] = counts.get(op, 0) + 1
+    print("ops: " + ", ".join(f"{op} x{n}" if n > 1 else op for op, n in counts.items()))
+    print("\ntensors in the file:")
+    print(_table([(n, str(tuple(s)), d) for n, s, d in arrays], ("name", "shape", "dtype")))
+    return 0
+
+
 def _add_check(sub: Any) -> None:
     """The ``check`` subcommand and its options."""
     p = sub.add_parser("check", help="the conformance suite: backends held to the oracle",
@@ -396,7 +425,8 @@ def _add_check(sub: Any) -> None:
                    help="a JSON list of known failures (default: the built-in ones)")
     p.add_argument("--json", metavar="PATH", help="write every result as JSON")
     p.add_argument("--markdown", metavar="PATH",
-                   help="write the backend x feature table (ok / deviates / refuses / fails)")
+                   help="write the backend x feature table (ok / deviates / refuses / fails); "
+                   "into a file with the table's markers (the README) only between them")
     p.add_argument("--heatmap", metavar="PNG", help="draw that table as a picture")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_check)

@@ -34,7 +34,7 @@ from rnn_ref.params import RNNParams
 
 __all__ = ["FORMATS", "Conversion", "Hints", "MissingHintError", "NativeFile", "Verification",
            "VerificationError", "convert", "convertible", "detect", "framework_module",
-           "hint_activation", "hints_read",
+           "hint_activation", "hints_read", "readable",
            "hints_for", "read", "verify_files", "write"]
 
 #: format name -> extensions, from the framework records
@@ -83,6 +83,11 @@ def framework_module(fmt: str) -> ModuleType:
         raise ImportError(f"{fmt} files need {', '.join(absent)}, which is not installed "
                           f"(pip install 'rnn-ref[all]' -c constraints.txt)")
     return importlib.import_module(framework.module)
+
+
+def readable(fmt: str) -> bool:
+    """Whether a ``fmt`` file can be read back as parameters (a ``.tflite`` cannot)."""
+    return _frameworks.file_format(fmt)[1].readable
 
 
 def hints_read(fmt: str) -> frozenset[str]:
@@ -294,7 +299,8 @@ def convert(src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
     results: list[Verification] = []
 
     def check(tmp: Path) -> None:
-        back = read(tmp, dst_fmt, hints_for(params, dst_fmt))
+        # a format that cannot be read back (.tflite) is still run by its own runtime
+        back = read(tmp, dst_fmt, hints_for(params, dst_fmt)) if readable(dst_fmt) else params
         result = verify_files(Path(src), src_fmt, params, tmp, dst_fmt, back, seed=seed)
         results.append(result)
         if not result.passed:

@@ -57,3 +57,14 @@ def test_check_writes_the_table_and_refuses_a_missing_folder_before_running(
                      str(tmp_path / "missing" / "eco.md")]) == 2
     err = capsys.readouterr().err
     assert "--markdown" in err and "does not exist" in err and "quick cases" not in err
+
+
+def test_the_readme_table_is_generated(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    block = readme.split(ecosystem.BEGIN, 1)[1].split(ecosystem.END, 1)[0]
+    assert "made by rnn-ref check --markdown" in block
+    copy = tmp_path / "README.md"
+    copy.write_text(readme, encoding="utf-8")
+    ecosystem.write_markdown(copy, "| new |\n")
+    assert copy.read_text(encoding="utf-8") == readme.replace(block, "\n| new |\n")

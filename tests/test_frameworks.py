@@ -18,7 +18,13 @@ from rnn_ref import convert
 from rnn_ref._lazy import CONVERTERS
 from rnn_ref._registry import BACKENDS
 from rnn_ref.backends import _frameworks
-from rnn_ref.backends._frameworks import CONVERTER_API, FILE_API, FRAMEWORKS, MODULE_API
+from rnn_ref.backends._frameworks import (
+    CONVERTER_API,
+    FILE_API,
+    FRAMEWORKS,
+    GRAPH_API,
+    MODULE_API,
+)
 
 
 def test_tables_are_derived_from_the_records() -> None:
@@ -37,7 +43,8 @@ def test_every_framework_module_defines_the_same_functions(fw: _frameworks.Frame
         pytest.skip(f"{fw.name} needs {fw.missing()}")
     module = importlib.import_module(fw.module)
     wanted = [*MODULE_API, *(CONVERTER_API if fw.converters else ()),
-              *(FILE_API if fw.formats else ())]
+              *(FILE_API if fw.formats else ()),
+              *(GRAPH_API if any(not f.readable for f in fw.formats) else ())]
     absent = [name for name in wanted if not callable(getattr(module, name, None))]
     assert not absent, f"{fw.module} lacks {absent}"
     assert set(wanted) <= set(module.__all__)

@@ -206,7 +206,7 @@ def test_matches_tensorflow_gradient_tape() -> None:
     res = rnn_ref.forward(params, x)
     gy = rng.standard_normal(res.y.shape)
     ours = rnn_ref.backward(params, x, grad_y=gy)
-    layers = keras_backend._rnn_layers(params)
+    layers = keras_backend.rnn_layers(params)
     dense = tf.keras.layers.Dense(2, dtype="float64")
     dense.build((None, None, cfg.output_features))
     dense.set_weights([params.readout.w, params.readout.b])
