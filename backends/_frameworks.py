@@ -291,11 +291,12 @@ def mlx_unsupported(config: RNNConfig) -> tuple[str, str] | None:
 #: Keras 2's activations by name: Keras 3's, except ``hard_sigmoid`` (0.2 x + 0.5)
 KERAS2_ACTIVATIONS: dict[str, Activation] = {
     **KERAS_ACTIVATIONS, "hard_sigmoid": Activation("hard_sigmoid", alpha=0.2, beta=0.5)}
-_TO_KERAS2 = {v: k for k, v in KERAS2_ACTIVATIONS.items()}
+#: Keras 2 activation -> its name in Keras 2
+KERAS2_NAMES = {v: k for k, v in KERAS2_ACTIVATIONS.items()}
 
 
 def _as_keras3(act: Activation) -> Activation:
-    return KERAS_ACTIVATIONS[_TO_KERAS2[act]] if act in _TO_KERAS2 else act
+    return KERAS_ACTIVATIONS[KERAS2_NAMES[act]] if act in KERAS2_NAMES else act
 
 
 def keras2_unsupported(config: RNNConfig, *, backend: str | None = None, padded: bool = True
@@ -316,7 +317,6 @@ def keras2_unsupported(config: RNNConfig, *, backend: str | None = None, padded:
         activation=[[_as_keras3(a) for a in layer] for layer in config.activations],
         output_activation=_as_keras3(config.output_activation))
     return keras_unsupported(mapped, backend=backend, padded=padded)
-
 
 
 def sniff_h5(path: str | os.PathLike[str]) -> str | None:

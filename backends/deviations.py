@@ -10,6 +10,7 @@ entry no runtime case can show). The conformance suite reads them as known failu
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -47,8 +48,28 @@ def load_file(path: str, backend: str) -> list[Deviation]:
     return parse(data, backend, path)
 
 
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+#: conditions an entry's optional ``when`` may name: the deviation exists only where it holds
+CONDITIONS: dict[str, Callable[[], bool]] = {
+    # OpenVINO's CPU plugin defaults to bf16 where the CPU computes bf16 natively
+    "cpu_bf16": lambda: bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"}),
+}
+
+
 def parse(entries: Any, backend: str, where: str) -> list[Deviation]:
-    """Validate a list of entries (``id``, ``what``, ``spec``, ``source``, ``match``)."""
+    """Validate a list of entries (``id``, ``what``, ``spec``, ``source``, ``match``, and an
+    optional ``when`` naming one of :data:`CONDITIONS`); an entry whose condition does not hold
+    on this machine is left out."""
     if not isinstance(entries, list):
         raise ValueError(f"{where}: expected a JSON list of entries")
     required = {"id", "what", "spec", "source", "match"}
@@ -61,5 +82,11 @@ def parse(entries: Any, backend: str, where: str) -> list[Deviation]:
             raise ValueError(f"{where}: entry {e.get('id', '?')!r} lacks {sorted(missing)}")
         if e["match"] is not None and not isinstance(e["match"], dict):
             raise ValueError(f"{where}: entry {e['id']!r}: match must be an object or null")
+        when = e.get("when")
+        if when is not None and when not in CONDITIONS:
+            raise ValueError(f"{where}: entry {e['id']!r}: when must be one of "
+                             f"{sorted(CONDITIONS)}, got {when!r}")
+        if when is not None and not CONDITIONS[when]():
+            continue
         out.append(Deviation(e["id"], backend, e["what"], e["spec"], e["source"], e["match"]))
     return out

@@ -36,7 +36,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,12 +47,18 @@ from rnn_ref.activations import Activation
 from rnn_ref.backends._common import raise_if
 from rnn_ref.backends._frameworks import (
     KERAS2_ACTIVATIONS,
+    KERAS2_NAMES,
     keras2_unsupported,
     keras_masked_step_output,
     sniff_h5,
 )
 from rnn_ref.backends._frameworks import keras2_unsupported as unsupported
-from rnn_ref.backends.keras_backend import LegacyReader, readout_of, unsupported_dtype
+from rnn_ref.backends.keras_backend import (
+    LegacyReader,
+    quiet_import,
+    readout_of,
+    unsupported_dtype,
+)
 from rnn_ref.backends.keras_backend import list_arrays as _h5_arrays
 from rnn_ref.backends.keras_worker import (
     KerasProcessBackend,
@@ -80,42 +85,16 @@ FORMAT = "keras2-h5"
 TITLE = "Keras 2"
 Reason = tuple[str, str] | None
 
-_TO_KERAS2 = {v: k for k, v in KERAS2_ACTIVATIONS.items()}
 _RNN_CLASSES = ("SimpleRNN", "Bidirectional")
 _ALLOWED_CLASSES = ("InputLayer", "Masking", *_RNN_CLASSES, "Dense")
 
 
 # --------------------------------------------------------------------------------------------
-# what Keras 2 cannot hold (pure: no framework import)
-# --------------------------------------------------------------------------------------------
-# --------------------------------------------------------------------------------------------
-# tf_keras, imported on first use
+# tf_keras, imported on first use (what Keras 2 cannot hold: _frameworks.keras2_unsupported)
 # --------------------------------------------------------------------------------------------
 def import_tf_keras() -> Any:
-    """tf-keras, torch imported first when installed (TensorFlow after torch: the other order
-    can crash), TensorFlow's import-time banners held back unless the import fails."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import importlib.util
-
-    if "tf_keras" in sys.modules:
-        return sys.modules["tf_keras"]
-    if importlib.util.find_spec("torch") is not None:
-        import torch  # noqa: F401  (before TensorFlow)
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as log:
-        os.dup2(log.fileno(), 2)
-        try:
-            import tf_keras
-
-            return tf_keras
-        except BaseException:
-            os.dup2(saved, 2)
-            log.seek(0)
-            sys.stderr.write(log.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+    """tf-keras (:func:`rnn_ref.backends.keras_backend.quiet_import`)."""
+    return quiet_import("tf_keras")
 
 
 _tk = import_tf_keras
@@ -302,7 +281,7 @@ def rnn_layers(params: RNNParams, *, return_sequences: bool = True,
                    ) -> Any:
             return tk.layers.SimpleRNN(
                 params.layers[li][r].hidden_size,
-                activation=_TO_KERAS2[cfg.activation_of(li, r)], use_bias=cfg.bias,
+                activation=KERAS2_NAMES[cfg.activation_of(li, r)], use_bias=cfg.bias,
                 return_sequences=seqs, return_state=return_state, go_backwards=backwards,
                 zero_output_for_mask=zero, dtype=dtype)
 
@@ -325,7 +304,7 @@ def _dense(params: RNNParams) -> Any:
     tk = _tk()
     ro = params.readout
     assert ro is not None
-    dense = tk.layers.Dense(ro.w.shape[1], activation=_TO_KERAS2[params.config.output_activation],
+    dense = tk.layers.Dense(ro.w.shape[1], activation=KERAS2_NAMES[params.config.output_activation],
                             dtype=params.dtype.name)
     dense.build((None, None, ro.w.shape[0]))
     dense.set_weights([ro.w, ro.b])
@@ -662,18 +641,11 @@ class Keras2ProcessBackend(_Keras2Support, KerasProcessBackend):
         super().__init__("tensorflow")
         self.name = "keras2[tensorflow]"
 
-    def _start(self) -> subprocess.Popen[bytes]:
-        if self._proc is None or self._proc.poll() is not None:
-            self.close()
-            env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-            code = "from rnn_ref.backends.keras2_backend import serve; serve()"
-            self._log = tempfile.TemporaryFile()
-            self._proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
-                                          stdout=subprocess.PIPE, stderr=self._log, env=env)
-            import atexit
+    worker_code = "from rnn_ref.backends.keras2_backend import serve; serve()"
 
-            atexit.register(self.close)
-        return self._proc
+    def worker_env(self) -> dict[str, str]:
+        """tf-keras in the worker: ``TF_USE_LEGACY_KERAS=1``."""
+        return {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
 def tensorflow_backend() -> Keras2ProcessBackend:

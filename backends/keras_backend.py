@@ -50,9 +50,10 @@ from rnn_ref.inputs import check_inputs
 from rnn_ref.params import CellParams, Readout, RNNParams
 from rnn_ref.reference import ForwardResult, forward, merge
 
-__all__ = ["KerasBackend", "KerasSupport", "LegacyReader", "from_native", "import_keras",
-           "list_arrays", "load_native", "oracle", "owns", "read_file", "readout_of",
-           "rnn_layers", "run_native", "to_native", "TO_KERAS", "unsupported", "write_file"]
+__all__ = ["TO_KERAS", "KerasBackend", "KerasSupport", "LegacyReader", "from_native",
+           "import_keras", "list_arrays", "load_native", "oracle", "owns", "quiet_import",
+           "read_file", "readout_of", "rnn_layers", "run_native", "to_native", "unsupported",
+           "write_file"]
 
 TO_KERAS = {v: k for k, v in KERAS_ACTIVATIONS.items()}
 
@@ -486,25 +487,24 @@ def _readout_keras(params: RNNParams, h: Any) -> np.ndarray[Any, Any]:
 # --------------------------------------------------------------------------------------------
 # files: .keras, .weights.h5 (Keras 3, by position), legacy .h5 (by name)
 # --------------------------------------------------------------------------------------------
-def import_keras() -> Any:
-    """Keras for reading and writing files: on TensorFlow unless ``KERAS_BACKEND`` says
-    otherwise, torch imported first when installed (the other order can crash)."""
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def quiet_import(module: str) -> Any:
+    """Import ``module`` (one that imports TensorFlow) with torch imported first when installed
+    (the other order can crash) and TensorFlow's import-time banners held back: its C++
+    logging prints to the process's stderr whatever TF_CPP_MIN_LOG_LEVEL says (absl logs
+    before it is initialised), so they are shown only if the import fails."""
+    import importlib
     import importlib.util
 
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if module in sys.modules:
+        return sys.modules[module]
     if importlib.util.find_spec("torch") is not None:
         import torch  # noqa: F401  (before TensorFlow)
-    if "keras" in sys.modules:
-        return _keras()
-    # TensorFlow's C++ logging prints banners to the process's stderr on import whatever
-    # TF_CPP_MIN_LOG_LEVEL says (absl logs before it is initialised); hold them back and show
-    # them only if the import fails.
     saved = os.dup(2)
     with tempfile.TemporaryFile() as log:
         os.dup2(log.fileno(), 2)
         try:
-            return _keras()
+            return importlib.import_module(module)
         except BaseException:
             os.dup2(saved, 2)
             log.seek(0)
@@ -513,6 +513,13 @@ def import_keras() -> Any:
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+
+
+def import_keras() -> Any:
+    """Keras for reading and writing files: on TensorFlow unless ``KERAS_BACKEND`` says
+    otherwise (:func:`quiet_import`)."""
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    return quiet_import("keras")
 
 
 def read_file(path: Path, fmt: str, hints: Hints) -> RNNParams:

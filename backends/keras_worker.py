@@ -184,16 +184,25 @@ class KerasProcessBackend(KerasSupport):
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None  # the worker's stderr, quoted when it dies
         self._lock = threading.Lock()
+        self._closes_at_exit = False
+
+    #: what the worker process runs (``python -c``)
+    worker_code = "from rnn_ref.backends.keras_worker import serve; serve()"
+
+    def worker_env(self) -> dict[str, str]:
+        """The worker's environment: this process's, with its Keras backend."""
+        return {**os.environ, "KERAS_BACKEND": self.backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
     def _start(self) -> subprocess.Popen[bytes]:
         if self._proc is None or self._proc.poll() is not None:
             self.close()  # a dead worker's pipes and log
-            env = {**os.environ, "KERAS_BACKEND": self.backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
-            code = "from rnn_ref.backends.keras_worker import serve; serve()"
+            env, code = self.worker_env(), self.worker_code
             self._log = tempfile.TemporaryFile()
             self._proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
                                           stdout=subprocess.PIPE, stderr=self._log, env=env)
-            atexit.register(self.close)
+            if not self._closes_at_exit:
+                atexit.register(self.close)
+                self._closes_at_exit = True
         return self._proc
 
     def close(self) -> None:
@@ -210,7 +219,11 @@ class KerasProcessBackend(KerasSupport):
             except BrokenPipeError:  # a dead worker, and a request still buffered
                 pass
         if proc.poll() is None:
-            proc.wait(timeout=30)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # a worker that does not end is ended
+                proc.kill()
+                proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
 

@@ -236,8 +236,12 @@ def _convert_in_child(params: RNNParams, options: dict[str, Any]) -> bytes:
     np.savez(buf, **members)
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
     code = "from rnn_ref.backends.litert_backend import _child; _child()"
-    res = subprocess.run([sys.executable, "-c", code], input=buf.getvalue(),
-                         capture_output=True, env=env, timeout=600, check=False)
+    try:
+        res = subprocess.run([sys.executable, "-c", code], input=buf.getvalue(),
+                             capture_output=True, env=env, timeout=600, check=False)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError("the LiteRT conversion (a child process) took over 600 s and was "
+                           "stopped") from None
     if res.returncode == 0:
         return res.stdout
     tail = res.stderr.decode(errors="replace").strip().splitlines()
@@ -256,8 +260,11 @@ def _child() -> None:
     """The child of :func:`_convert_in_child` (data in, bytes out; nothing is executed)."""
     from rnn_ref.io import from_members
 
-    stdout = sys.stdout.buffer
-    sys.stdout = sys.stderr  # stray prints must not corrupt the flatbuffer
+    # the flatbuffer goes to a private copy of the original stdout; descriptor 1 itself now
+    # points at stderr, so stray prints, Python's or the converter's C++, cannot corrupt it
+    stdout = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
     try:
         with np.load(io.BytesIO(sys.stdin.buffer.read()), allow_pickle=False) as archive:
             request = {k: archive[k] for k in archive.files}

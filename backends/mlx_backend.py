@@ -73,11 +73,7 @@ _DTYPES = {np.dtype(np.float32): mx.float32, np.dtype(np.float64): mx.float64}
 
 
 # --------------------------------------------------------------------------------------------
-# what MLX cannot hold (pure; the record in _frameworks.py may take it over)
-# --------------------------------------------------------------------------------------------
-#: the activations an mlx.nn.RNN is given here (leaky_relu only with 0 <= alpha <= 1)
-# --------------------------------------------------------------------------------------------
-# activations
+# activations (what MLX cannot hold is the pure mlx_unsupported of backends/_frameworks.py)
 # --------------------------------------------------------------------------------------------
 def _plain_functions() -> dict[int, str]:
     """id of an mlx function -> rnn-ref name (mlx's compiled functions are not hashable)."""
@@ -99,7 +95,21 @@ def _describe(fn: Any) -> str:
 
 
 def _activation_of(fn: Any) -> Activation | None:
-    """The activation an ``nn.RNN``'s ``nonlinearity`` computes, ``None`` if not known."""
+    """The activation an ``nn.RNN``'s ``nonlinearity`` computes, ``None`` if not known.
+
+    Raises:
+        UnsupportedError: a leaky relu of slope outside [0, 1]: mlx computes ``max(a z, z)``,
+            which is the leaky relu only there.
+    """
+    act = _named_activation(fn)
+    if act is not None and act.name == "leaky_relu" and not 0.0 <= float(act.alpha or 0) <= 1:
+        raise UnsupportedError("rnn-ref", f"mlx's leaky_relu with negative_slope {act.alpha}",
+                               "mlx computes max(slope * z, z), a leaky relu only for a slope "
+                               "in [0, 1]")
+    return act
+
+
+def _named_activation(fn: Any) -> Activation | None:
     plain = _plain_functions()
     kwargs: dict[str, Any] = {}
     if isinstance(fn, functools.partial) and not fn.args:

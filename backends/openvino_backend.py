@@ -57,7 +57,6 @@ __all__ = ["ACTIVATIONS", "OpenVinoBackend", "OpenVinoF32Backend", "compile_grap
            "unsupported"]
 
 NAME = "OpenVINO"
-#: the activations OpenVINO's CPU plugin computes in an RNN node (it refuses the others)
 
 
 def compile_graph(graph: bytes, shapes: dict[str, tuple[int, ...]], precision: str | None

@@ -55,6 +55,7 @@ import numpy as np
 import numpy.typing as npt
 
 from rnn_ref.activations import Activation, as_activation
+from rnn_ref.precision import eps_of
 
 __all__ = ["BOUNDED", "F", "UNDETERMINED", "ErrorReport", "Tolerance", "compare",
            "compare_estimated", "effective_bits", "eps_of", "tolerance"]
@@ -64,15 +65,6 @@ BOUNDED = frozenset({"tanh", "sigmoid", "hard_sigmoid", "scaled_tanh", "softsign
 
 C = 32.0
 
-_EPS = {"float16": 2.0**-10, "bfloat16": 2.0**-7, "float32": 2.0**-23, "float64": 2.0**-52}
-
-
-def eps_of(dtype: Any) -> float:
-    """Machine epsilon of a floating dtype, by name (so bfloat16 needs no extra package)."""
-    name = dtype if isinstance(dtype, str) else getattr(dtype, "name", None) or np.dtype(dtype).name
-    if name not in _EPS:
-        raise ValueError(f"dtype must be one of {sorted(_EPS)}, got {name!r}")
-    return _EPS[name]
 
 
 @dataclass(frozen=True)
@@ -149,8 +141,10 @@ class ErrorReport:
         text = (f"{status}: max abs {self.max_abs:.3g}, max rel {self.max_rel:.3g}, "
                 f"{self.eps_units:.3g} eps{loc} ({bound})")
         if self.undetermined:
+            since = ("" if self.undetermined_from is None
+                     else f" from step {self.undetermined_from} on")
             text += (f"; ill-conditioned: {self.undetermined} element(s) not determined in "
-                     f"this dtype from step {self.undetermined_from} on, not compared")
+                     f"this dtype{since}, not compared")
         return f"{text}; {self.problem}" if self.problem else text
 
 
@@ -233,11 +227,14 @@ def compare_estimated(
     ``time_axis`` as for :func:`compare`."""
     exp = np.asarray(expected, dtype=np.float64)
     sig = np.asarray(sigma, dtype=np.float64)
-    base = compare(actual, exp, floor, dtype=dtype, time_axis=time_axis)
-    if np.shape(actual) != exp.shape or (dtype is not None and np.asarray(actual).dtype
-                                         != np.dtype(dtype)) or exp.size == 0:
+    given = np.asarray(actual)
+    base = compare(given, exp, floor, dtype=dtype, time_axis=time_axis)
+    if given.shape != exp.shape or (dtype is not None and given.dtype != np.dtype(dtype)) \
+            or exp.size == 0:
         return base  # the shape or the dtype is wrong, or there is nothing to compare
-    act = np.asarray(actual).astype(np.float64)
+    if dtype is None:  # the precision the backend computed in is the result's own
+        dtype = given.dtype if given.dtype.kind == "f" else np.dtype(np.float64)
+    act = given.astype(np.float64)
     finite = np.isfinite(exp)
     # a state vector (the feature axis) whose spread reaches UNDETERMINED of its own size has
     # lost its trajectory: every element of it is undetermined, even one that happens to be
@@ -246,8 +243,7 @@ def compare_estimated(
         row_scale = _rms_last(np.where(finite, exp, 0.0))
         row_sigma = _rms_last(np.where(np.isfinite(sig), sig, 0.0))
         lost = (np.maximum(sig, row_sigma) >= UNDETERMINED * row_scale) & (row_scale > 0)
-    limit_of_dtype = float(np.finfo(np.dtype(dtype or "float64")).max) if (
-        dtype is None or np.dtype(dtype).kind == "f") else np.inf
+    limit_of_dtype = float(np.finfo(np.dtype(dtype)).max)
     beyond = np.abs(exp) > limit_of_dtype
     undetermined = ~finite | ~np.isfinite(sig) | lost | beyond
     if beyond.any():  # the network leaves the dtype's range: overflow spreads from there on
@@ -256,24 +252,24 @@ def compare_estimated(
         else:
             undetermined[...] = True
     degenerate = (sig == 0) & ~undetermined
-    eps = eps_of(dtype if dtype is not None else act.dtype if act.dtype.kind == "f"
-                 else "float64")
+    eps = eps_of(dtype)
     diff = np.abs(act - exp)
     diff = np.where(np.isnan(act) & np.isnan(exp), 0.0, diff)
     diff = np.where(np.isnan(diff), np.inf, diff)
     limit = np.where(degenerate, floor.atol + floor.rtol * np.abs(exp),
                      np.maximum(F * sig, 2 * eps * np.abs(exp)))
     compared = ~undetermined
-    bad = compared & (diff > limit)
+    # not determined is no licence to blow up: a result that is not finite where the exact
+    # value is finite and within the dtype's range fails all the same
+    blown = undetermined & finite & ~beyond & ~np.isfinite(act)
+    bad = (compared & (diff > limit)) | blown
     estimated = compared & ~degenerate
     ratios = diff[estimated] / sig[estimated]
     ratio = float(ratios.max()) if ratios.size else 0.0
     rms = float(np.sqrt(np.mean(ratios**2))) if ratios.size else 0.0
-    first = None
-    if undetermined.any():
-        idx = np.argwhere(undetermined)
-        axis = time_axis if time_axis is not None and exp.ndim == 3 else 0
-        first = int(idx[:, axis].min())
+    first = None  # the first step with an undetermined element (arrays with a time axis)
+    if undetermined.any() and time_axis is not None and exp.ndim == 3:
+        first = int(np.argwhere(undetermined)[:, 1].min())
     worst = np.where(compared, diff, 0.0)
     flat = int(np.argmax(worst))
     where = tuple(int(i) for i in np.unravel_index(flat, exp.shape))
@@ -283,13 +279,16 @@ def compare_estimated(
     nz = compared & (exp != 0)
     max_rel = float(np.max(diff[nz] / np.abs(exp[nz]))) if nz.any() else 0.0
     units = diff[compared] / (eps * np.maximum(1.0, np.abs(exp[compared])))
+    problem = "" if ok else f"{int(bad.sum())} element(s) beyond {F:g} times the estimate"
+    if blown.any():
+        problem += f"; {int(blown.sum())} not finite although the exact value is"
     return ErrorReport(
-        ok, "" if ok else f"{int(bad.sum())} element(s) beyond {F:g} times the estimate",
+        ok, problem,
         float(worst.max()), max_rel, float(units.max()) if units.size else 0.0, where,
         floor.rtol, floor.atol,
         ratio=ratio, undetermined=int(undetermined.sum()), undetermined_from=first,
         compared=int(compared.sum()),
-        bits=effective_bits(dtype or "float64", rms) if ratios.size else None,
+        bits=effective_bits(dtype, rms) if ratios.size else None,
     )
 
 

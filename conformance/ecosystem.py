@@ -9,6 +9,7 @@ outcome names the cell:
 * ``fails``: a result the suite does not expect (a bug, or an unrecorded deviation);
 * ``deviates``: a recorded deviation (its ids say how; ``backends/known_deviations``);
 * ``refuses``: the backend declares the feature unsupported and raises when asked;
+* ``ok, refuses some``: the cases it runs pass, and it refuses some others of the feature;
 * ``ok``: every result passes;
 * ``-``: no case of the run exercises it.
 
@@ -25,10 +26,12 @@ from rnn_ref.backends.deviations import Deviation
 from rnn_ref.conformance.cases import Case
 from rnn_ref.conformance.runner import CaseResult, RunReport
 
-__all__ = ["BEGIN", "END", "FEATURES", "cells", "heatmap", "markdown", "write_markdown"]
+__all__ = ["BEGIN", "END", "FEATURES", "cells", "check_target", "heatmap", "markdown",
+           "write_markdown"]
 
 BEGIN = "<!-- ecosystem table: begin -->"
 END = "<!-- ecosystem table: end -->"
+_MADE_BY = "<!-- made by rnn-ref check --markdown"
 
 
 def _per_direction(case: Case) -> bool:
@@ -114,8 +117,7 @@ def cells(report: RunReport, cases: Sequence[Case]) -> dict[str, str]:
 def markdown(reports: Sequence[RunReport], cases: Sequence[Case], *, mode: str) -> str:
     """The table as Markdown, one row per backend."""
     columns = [*FEATURES, "precision"]
-    lines = [f"<!-- made by rnn-ref check --markdown ({mode} matrix, {len(cases)} cases); "
-             f"do not edit by hand -->",
+    lines = [f"{_MADE_BY} ({mode} matrix, {len(cases)} cases); do not edit by hand -->",
              "| backend | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for rep in reports:
         row = cells(rep, cases)
@@ -153,6 +155,27 @@ def heatmap(reports: Sequence[RunReport], cases: Sequence[Case], path: str | Pat
     return target
 
 
+def _has_markers(target: Path) -> bool:
+    if not target.is_file():
+        return False
+    text = target.read_text(encoding="utf-8")
+    return BEGIN in text and END in text.split(BEGIN, 1)[1]
+
+
+def check_target(path: str | Path) -> Path:
+    """``path`` if the table may be written there (a new file, a table written before, or a
+    file with the markers), else ``ValueError`` saying why: checked before a run."""
+    target = Path(path)
+    if not target.parent.resolve().is_dir():
+        raise ValueError(f"{target}: the folder {target.parent} does not exist")
+    if target.exists() and not _has_markers(target):
+        old = target.read_text(encoding="utf-8") if target.is_file() else "?"
+        if old.strip() and not old.startswith(_MADE_BY):
+            raise ValueError(f"{target} exists and has no table markers ({BEGIN} ... {END}); "
+                             f"add them where the table goes, or name a new file")
+    return target
+
+
 def write_markdown(path: str | Path, table: str) -> Path:
     """Write ``table`` to ``path``; a file that already holds the :data:`BEGIN` and
     :data:`END` markers (the README) gets only the block between them replaced. Written to a
@@ -162,17 +185,17 @@ def write_markdown(path: str | Path, table: str) -> Path:
 
     target = Path(path)
     text = table
-    if target.is_file():
-        old = target.read_text(encoding="utf-8")
-        if BEGIN in old and END in old.split(BEGIN, 1)[1]:
-            head, rest = old.split(BEGIN, 1)
-            text = f"{head}{BEGIN}\n{table}{END}{rest.split(END, 1)[1]}"
+    if _has_markers(check_target(target)):
+        head, rest = target.read_text(encoding="utf-8").split(BEGIN, 1)
+        text = f"{head}{BEGIN}\n{table}{END}{rest.split(END, 1)[1]}"
     fd, tmp = tempfile.mkstemp(prefix=".rnn-ref-", dir=target.parent or ".")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
-        if target.exists():
-            os.chmod(tmp, target.stat().st_mode & 0o777)
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = target.stat().st_mode & 0o777 if target.exists() else 0o666 & ~umask
+        os.chmod(tmp, mode)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -196,20 +196,28 @@ def _equivalent(p: RNNParams, q: RNNParams) -> str:
     return ""
 
 
-def _undetermined(sigma: Any, expected: Any) -> ErrorReport | None:
+def _undetermined(sigma: Any, expected: Any, dtype: str) -> ErrorReport | None:
     """An ill-conditioned report when the forward estimate finds outputs the dtype cannot
     determine, else ``None``: back-propagating through the same steps is no better
     conditioned, so the gradients are not compared either."""
     counts, first = 0, None
-    for s, w in zip(_seq(sigma.outputs), _seq(expected.outputs), strict=True):
-        rep = compare_estimated(np.asarray(w), w, s, Tolerance(0.0, 0.0))
-        counts += rep.undetermined
-        if rep.undetermined_from is not None:
-            first = min(first if first is not None else rep.undetermined_from,
-                        rep.undetermined_from)
+    for field_name in ("outputs", "h_n", "y"):
+        want = getattr(expected, field_name)
+        if want is None:
+            continue
+        for s, w in zip(_seq(getattr(sigma, field_name)), _seq(want), strict=True):
+            w = np.asarray(w)
+            with np.errstate(over="ignore"):
+                own = w.astype(dtype)
+            rep = compare_estimated(own, w, s, Tolerance(0.0, 0.0), dtype=dtype)
+            counts += rep.undetermined
+            if rep.undetermined_from is not None:
+                first = min(first if first is not None else rep.undetermined_from,
+                            rep.undetermined_from)
     if not counts:
         return None
-    return ErrorReport(True, "", ratio=0.0, undetermined=counts, undetermined_from=first)
+    return ErrorReport(True, "", ratio=0.0, undetermined=counts, undetermined_from=first,
+                       compared=0)
 
 
 def _check_gradient(grad_fn: Any, case: Case, inp: Any, want: Any, add: Any) -> None:
@@ -217,7 +225,7 @@ def _check_gradient(grad_fn: Any, case: Case, inp: Any, want: Any, add: Any) -> 
     compared where the forward pass is ill-conditioned in the case's dtype)."""
     from rnn_ref.gradient import backward
 
-    ill = _undetermined(estimate_for(case).sigma, want)
+    ill = _undetermined(estimate_for(case).sigma, want, case.dtype)
     if ill is not None:
         add("gradient", True, "not compared: " + ill.summary().split("; ", 1)[1], ill)
         return

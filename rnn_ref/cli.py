@@ -244,6 +244,13 @@ def cmd_check(args: argparse.Namespace) -> int:
         target = getattr(args, option)
         if target is not None and not Path(target).resolve().parent.is_dir():
             raise _Fail(f"--{option} {target}: the folder {Path(target).parent} does not exist")
+    if args.markdown:
+        from rnn_ref.conformance import ecosystem
+
+        try:
+            ecosystem.check_target(args.markdown)
+        except ValueError as exc:
+            raise _Fail(f"--markdown: {exc}") from None
     selected, mode = _check_cases(args)
     reports = []
     for name in names:

@@ -14,7 +14,8 @@ of the config's: each step computes
 
 .. math::
 
-    \tilde z = z\,(1 + u \sqrt{k}\,\xi_1), \qquad \tilde h = f(\tilde z)\,(1 + u\,\xi_2),
+    \tilde z = z + u \sqrt{k}\,\sqrt{z^2 + \overline{z^2}}\;\xi_1, \qquad
+    \tilde h = f(\tilde z)\,(1 + u\,\xi_2),
 
 with ``u = eps / 2`` the unit round-off of the target dtype, ``k = D_l + M_l`` the length of
 the inner products that made ``z`` (their rounding error grows like a random walk, ``sqrt(k)``,
@@ -36,6 +37,7 @@ doubled the largest |error| / sigma seen), and no allocation beyond one result p
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,17 +48,23 @@ from rnn_ref.activations import Activation
 from rnn_ref.params import RNNParams
 from rnn_ref.reference import ForwardResult, forward
 
-__all__ = ["ErrorEstimate", "estimate", "unit_roundoff"]
+__all__ = ["ErrorEstimate", "eps_of", "estimate", "unit_roundoff"]
 
 _EPS = {"float16": 2.0**-10, "bfloat16": 2.0**-7, "float32": 2.0**-23, "float64": 2.0**-52}
 
 
-def unit_roundoff(dtype: Any) -> float:
-    """``eps / 2`` of a floating dtype, by name (``"bfloat16"`` needs no extra package)."""
-    name = dtype if isinstance(dtype, str) else np.dtype(dtype).name
+def eps_of(dtype: Any) -> float:
+    """Machine epsilon of a floating dtype, by name (so bfloat16 needs no extra package)."""
+    name = dtype if isinstance(dtype, str) else getattr(dtype, "name", None) or np.dtype(
+        dtype).name
     if name not in _EPS:
         raise ValueError(f"dtype must be one of {sorted(_EPS)}, got {name!r}")
-    return _EPS[name] / 2
+    return _EPS[name]
+
+
+def unit_roundoff(dtype: Any) -> float:
+    """``eps / 2`` of a floating dtype, by name (``"bfloat16"`` needs no extra package)."""
+    return eps_of(dtype) / 2
 
 
 @dataclass(frozen=True, eq=False)
@@ -147,7 +155,7 @@ def estimate(params: RNNParams, x: Any, *, dtype: Any = "float32", h0: Any = Non
     Returns:
         :class:`ErrorEstimate`; ``sigma`` has the shapes of ``forward``'s results.
     """
-    if not isinstance(samples, int) or samples < 2:
+    if isinstance(samples, bool) or not isinstance(samples, numbers.Integral) or samples < 2:
         raise ValueError(f"samples must be an integer of at least 2, got {samples!r}")
     u = unit_roundoff(dtype)
     kwargs = {"h0": h0, "lengths": lengths, "mask": mask}

@@ -425,3 +425,12 @@ def test_deviation_float64_exp_at_float32_precision() -> None:
         got = backend.forward(params, x).outputs
         error = np.abs(got - rnn_ref.forward(params, x).outputs).max()
         assert err[0] <= error < err[1], (act, error)
+
+
+def test_a_leaky_slope_mlx_computes_differently_is_refused() -> None:
+    """mlx's leaky_relu is max(a z, z): the leaky relu only for 0 <= a <= 1."""
+    import mlx.nn as nn
+
+    layer = nn.RNN(2, 3, nonlinearity=functools.partial(nn.leaky_relu, negative_slope=2.0))
+    with pytest.raises(UnsupportedError, match="negative_slope 2.0.*slope in \\[0, 1\\]"):
+        mlx_backend.from_native(layer)

@@ -52,7 +52,11 @@ def test_non_square_network_f32_within_float32_precision() -> None:
 def test_default_precision_is_bf16() -> None:
     """bf16-default-precision: on a CPU with AVX512-BF16 or AMX the default backend is off by
     about 1e-2, the f32 one by about 1e-7."""
+    from rnn_ref.backends.deviations import CONDITIONS
+
     backend = rnn_ref.get_backend(DEFAULT)
+    # the entry is recorded "when": "cpu_bf16": that condition must say what OpenVINO picks
+    assert CONDITIONS["cpu_bf16"]() == (backend.precision == "bf16"), backend.precision
     if backend.precision != "bf16":
         pytest.skip(f"this CPU's default inference precision is {backend.precision}")
     params = rnn_ref.init(RNNConfig(5, 16, num_layers=2), seed=1)

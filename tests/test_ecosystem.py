@@ -68,3 +68,16 @@ def test_the_readme_table_is_generated(tmp_path: Path) -> None:
     copy.write_text(readme, encoding="utf-8")
     ecosystem.write_markdown(copy, "| new |\n")
     assert copy.read_text(encoding="utf-8") == readme.replace(block, "\n| new |\n")
+
+
+def test_a_file_without_markers_is_not_overwritten(tmp_path: Path) -> None:
+    notes = tmp_path / "NOTES.md"
+    notes.write_text("my own notes\n")
+    with pytest.raises(ValueError, match="has no table markers"):
+        ecosystem.write_markdown(notes, "| table |\n")
+    assert notes.read_text() == "my own notes\n"
+    table = ecosystem.markdown([], [], mode="quick")
+    fresh = ecosystem.write_markdown(tmp_path / "eco.md", table)
+    assert fresh.stat().st_mode & 0o077  # not the temporary file's 0600
+    ecosystem.write_markdown(fresh, table + "| again |\n")  # a table it wrote: replaced
+    assert fresh.read_text().endswith("| again |\n")

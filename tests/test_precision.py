@@ -73,6 +73,10 @@ def test_a_chaotic_network_is_ill_conditioned_not_failed() -> None:
     assert "ill-conditioned" in report.summary()
     assert not old(real).passed  # the formula failed a correct computation
     assert not new(_float32(_shift(params, 1e-4), x)).passed  # early steps still count
+    blown = real.copy()
+    blown[0, -1, 0] = np.nan  # a step the dtype cannot determine, but not a licence to blow up
+    report = new(blown)
+    assert not report.passed and "not finite although the exact value is" in report.problem
 
 
 @pytest.mark.parametrize("t", [10, 100, 1000])
@@ -102,6 +106,7 @@ def test_the_estimate_has_the_structure_of_forward() -> None:
     assert est.sigma.y.shape == (2, 6, 2) and est.sigma.y.max() > 1e-4  # bf16 is coarse
     with pytest.raises(ValueError, match="samples must be an integer of at least 2, got 1"):
         estimate(p, x, samples=1)
+    assert estimate(p, x, samples=np.int64(2)).samples == 2
     with pytest.raises(ValueError, match="dtype must be one of"):
         estimate(p, x, dtype="int8")
 
