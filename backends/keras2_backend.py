@@ -60,15 +60,7 @@ from rnn_ref.backends.keras_backend import (
     unsupported_dtype,
 )
 from rnn_ref.backends.keras_backend import list_arrays as _h5_arrays
-from rnn_ref.backends.keras_worker import (
-    KerasProcessBackend,
-    get_params,
-    get_value,
-    put_params,
-    put_value,
-    read_message,
-    write_message,
-)
+from rnn_ref.backends.keras_worker import KerasProcessBackend, serve_with
 from rnn_ref.config import RNNConfig
 from rnn_ref.convert import Hints, NativeFile
 from rnn_ref.errors import FileFormatError, UnsupportedError
@@ -597,37 +589,11 @@ class Keras2Backend(_Keras2Support):
         return ForwardResult(outputs, np.stack(h_n) if cfg.uniform_hidden else tuple(h_n), y)
 
 
-def _answer(backend: Keras2Backend, request: dict[str, Any]) -> dict[str, Any]:
-    params = get_params(request)
-    answer: dict[str, Any] = {}
-    if str(request.get("op", "forward")) == "round_trip":
-        put_params(answer, from_native(to_native(params)))
-        return answer
-    res = backend.forward(params, request["x"], h0=get_value(request, "h0"),
-                          lengths=request.get("lengths"), mask=request.get("mask"))
-    put_value(answer, "outputs", res.outputs)
-    put_value(answer, "h_n", res.h_n)
-    put_value(answer, "y", res.y)
-    return answer
-
-
 def serve() -> None:
     """The worker loop of ``keras2[tensorflow]`` (the protocol of
     :mod:`rnn_ref.backends.keras_worker`)."""
-    import warnings
-
-    warnings.simplefilter("ignore")
     import_tf_keras()
-    backend = Keras2Backend()
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    sys.stdout = sys.stderr  # stray prints must not corrupt the answers
-    while (request := read_message(stdin)) is not None:
-        try:
-            answer = _answer(backend, request)
-        except Exception as exc:  # every error goes back to the caller, typed
-            answer = {"error": np.array(json.dumps({"type": type(exc).__name__,
-                                                    "message": str(exc)}))}
-        write_message(stdout, answer)
+    serve_with(Keras2Backend(), (from_native, to_native))
 
 
 class Keras2ProcessBackend(_Keras2Support, KerasProcessBackend):

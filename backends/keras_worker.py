@@ -48,7 +48,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import IO, Any
 
 import numpy as np
@@ -60,9 +60,9 @@ from rnn_ref.io import from_members, to_members
 from rnn_ref.params import RNNParams
 from rnn_ref.reference import ForwardResult
 
-__all__ = ["KerasProcessBackend", "get_params", "get_value", "jax_backend", "put_params",
-           "put_value", "read_message", "serve", "tensorflow_backend", "torch_backend",
-           "write_message"]
+__all__ = ["KerasProcessBackend", "answer", "get_params", "get_value", "jax_backend",
+           "put_params", "put_value", "read_message", "serve", "serve_with",
+           "tensorflow_backend", "torch_backend", "write_message"]
 
 Array = np.ndarray[Any, Any]
 Message = dict[str, Array]
@@ -133,36 +133,46 @@ def get_params(message: Message) -> RNNParams:
 # --------------------------------------------------------------------------------------------
 # the worker
 # --------------------------------------------------------------------------------------------
-def _answer(backend: KerasBackend, request: Message) -> dict[str, Any]:
-    """One request: ``forward`` (the default) or ``round_trip``."""
+Converters = tuple[Callable[[Any], RNNParams], Callable[[RNNParams], Any]]
+
+
+def answer(backend: Any, request: Message, converters: Converters) -> dict[str, Any]:
+    """One request: ``forward`` (the default) on ``backend``, or ``round_trip`` through the
+    framework's ``(from_native, to_native)``."""
     params = get_params(request)
-    answer: dict[str, Any] = {}
+    out: dict[str, Any] = {}
     if str(request.get("op", "forward")) == "round_trip":
-        put_params(answer, from_native(to_native(params)))
-        return answer
+        from_native_, to_native_ = converters
+        put_params(out, from_native_(to_native_(params)))
+        return out
     res = backend.forward(params, request["x"], h0=get_value(request, "h0"),
                           lengths=request.get("lengths"), mask=request.get("mask"))
-    put_value(answer, "outputs", res.outputs)
-    put_value(answer, "h_n", res.h_n)
-    put_value(answer, "y", res.y)
-    return answer
+    put_value(out, "outputs", res.outputs)
+    put_value(out, "h_n", res.h_n)
+    put_value(out, "y", res.y)
+    return out
 
 
-def serve() -> None:
-    """The worker loop: read requests on stdin, answer on stdout, until stdin closes."""
+def serve_with(backend: Any, converters: Converters) -> None:
+    """The worker loop: read requests on stdin, answer on stdout, until stdin closes; every
+    error goes back to the caller, typed."""
     import warnings
 
     warnings.simplefilter("ignore")  # Keras' and JAX's notices would only clutter the log
-    backend = KerasBackend()
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # stray prints must not corrupt the answers
     while (request := read_message(stdin)) is not None:
         try:
-            answer = _answer(backend, request)
-        except Exception as exc:  # every error goes back to the caller, typed
-            answer = {"error": np.array(json.dumps({"type": type(exc).__name__,
-                                                    "message": str(exc)}))}
-        write_message(stdout, answer)
+            reply = answer(backend, request, converters)
+        except Exception as exc:
+            reply = {"error": np.array(json.dumps({"type": type(exc).__name__,
+                                                   "message": str(exc)}))}
+        write_message(stdout, reply)
+
+
+def serve() -> None:
+    """The worker loop of ``keras[...]`` (Keras 3, whatever ``KERAS_BACKEND`` says)."""
+    serve_with(KerasBackend(), (from_native, to_native))
 
 
 # --------------------------------------------------------------------------------------------
