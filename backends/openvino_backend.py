@@ -40,6 +40,7 @@ and recorded in ``known_deviations/openvino.json`` / ``openvino_f32.json``):
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -54,9 +55,23 @@ from rnn_ref.params import RNNParams
 from rnn_ref.reference import ForwardResult
 
 __all__ = ["ACTIVATIONS", "OpenVinoBackend", "OpenVinoF32Backend", "compile_graph",
-           "unsupported"]
+           "import_openvino", "unsupported"]
 
 NAME = "OpenVINO"
+
+
+def import_openvino() -> Any:
+    """OpenVINO, without its usage telemetry. ``import openvino`` imports its model converter,
+    which starts ``openvino_telemetry`` and, unless a consent file in the home folder says
+    no (or ``CI=true``), sends usage events over the network from a forked process. rnn-ref
+    sends nothing anywhere: when OpenVINO is not imported yet, the import of
+    ``openvino_telemetry`` is blocked, and OpenVINO falls back to the no-op stub it ships
+    (``openvino/tools/ovc/telemetry_utils.py``: ``except ImportError``)."""
+    if "openvino" not in sys.modules and "openvino_telemetry" not in sys.modules:
+        sys.modules["openvino_telemetry"] = None  # type: ignore[assignment]
+    import openvino
+
+    return openvino
 
 
 def compile_graph(graph: bytes, shapes: dict[str, tuple[int, ...]], precision: str | None
@@ -64,8 +79,7 @@ def compile_graph(graph: bytes, shapes: dict[str, tuple[int, ...]], precision: s
     """The serialised ONNX ``graph`` read by OpenVINO, reshaped to static ``shapes`` (with
     dynamic shapes the CPU plugin ignores ``sequence_lens``) and compiled for the CPU with
     ``INFERENCE_PRECISION_HINT=precision`` (``None``: the runtime's default)."""
-    import openvino as ov
-
+    ov = import_openvino()
     core = ov.Core()
     model = core.read_model(model=graph, weights=b"")
     if shapes:
@@ -85,8 +99,7 @@ class OpenVinoBackend:
     @property
     def precision(self) -> str:
         """The inference precision the CPU plugin computes in (``"bf16"``, ``"f32"``)."""
-        import openvino as ov
-
+        ov = import_openvino()
         if self.hint is not None:
             return self.hint
         value = ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT")

@@ -236,21 +236,8 @@ def compare_estimated(
         dtype = given.dtype if given.dtype.kind == "f" else np.dtype(np.float64)
     act = given.astype(np.float64)
     finite = np.isfinite(exp)
-    # a state vector (the feature axis) whose spread reaches UNDETERMINED of its own size has
-    # lost its trajectory: every element of it is undetermined, even one that happens to be
-    # saturated (small spread); so is a value beyond the dtype's range
-    with np.errstate(invalid="ignore", over="ignore"):
-        row_scale = _rms_last(np.where(finite, exp, 0.0))
-        row_sigma = _rms_last(np.where(np.isfinite(sig), sig, 0.0))
-        lost = (np.maximum(sig, row_sigma) >= UNDETERMINED * row_scale) & (row_scale > 0)
-    limit_of_dtype = float(np.finfo(np.dtype(dtype)).max)
-    beyond = np.abs(exp) > limit_of_dtype
-    undetermined = ~finite | ~np.isfinite(sig) | lost | beyond
-    if beyond.any():  # the network leaves the dtype's range: overflow spreads from there on
-        if time_axis is not None and exp.ndim == 3:
-            undetermined[:, int(np.argwhere(beyond)[:, 1].min()):] = True
-        else:
-            undetermined[...] = True
+    beyond = np.abs(exp) > float(np.finfo(np.dtype(dtype)).max)
+    undetermined = _undetermined(exp, sig, beyond, time_axis)
     degenerate = (sig == 0) & ~undetermined
     eps = eps_of(dtype)
     diff = np.abs(act - exp)
@@ -290,6 +277,27 @@ def compare_estimated(
         compared=int(compared.sum()),
         bits=effective_bits(dtype, rms) if ratios.size else None,
     )
+
+
+def _undetermined(exp: npt.NDArray[np.float64], sig: npt.NDArray[np.float64],
+                  beyond: npt.NDArray[np.bool_], time_axis: int | None
+                  ) -> npt.NDArray[np.bool_]:
+    """The elements the dtype cannot determine. A state vector (the feature axis) whose spread
+    reaches ``UNDETERMINED`` of its own size has lost its trajectory: every element of it is
+    undetermined, even one that happens to be saturated (small spread). So is a value beyond
+    the dtype's range (``beyond``), and, since overflow spreads, every later step."""
+    finite = np.isfinite(exp)
+    with np.errstate(invalid="ignore", over="ignore"):
+        row_scale = _rms_last(np.where(finite, exp, 0.0))
+        row_sigma = _rms_last(np.where(np.isfinite(sig), sig, 0.0))
+        lost = (np.maximum(sig, row_sigma) >= UNDETERMINED * row_scale) & (row_scale > 0)
+    undetermined = ~finite | ~np.isfinite(sig) | lost | beyond
+    if beyond.any():
+        if time_axis is not None and exp.ndim == 3:
+            undetermined[:, int(np.argwhere(beyond)[:, 1].min()):] = True
+        else:
+            undetermined[...] = True
+    return undetermined
 
 
 def _rms_last(a: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:

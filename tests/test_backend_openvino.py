@@ -3,6 +3,7 @@ the recorded deviations, a non-square network, and each deviation reproduced."""
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 
@@ -12,7 +13,10 @@ from conftest import need
 
 import rnn_ref
 from rnn_ref import Activation, RNNConfig
+from rnn_ref.backends import openvino_backend
 
+if importlib.util.find_spec("openvino") is not None:
+    openvino_backend.import_openvino()  # first, so that no test process starts its telemetry
 ov = need("openvino")
 need("onnx")
 from rnn_ref.backends import onnx_backend  # noqa: E402
@@ -147,3 +151,19 @@ def test_layout_1_is_wrong() -> None:
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("ERR")]
     wrong = bool(lines) and float(lines[0].split()[1]) > 0.1
     assert wrong or res.returncode != 0, (res.returncode, res.stdout, res.stderr[-500:])
+
+
+def test_no_usage_telemetry_is_started() -> None:
+    """OpenVINO's import starts openvino_telemetry, which sends usage events from a forked
+    process; through rnn-ref it is never imported and nothing forks."""
+    code = ("import os, sys, numpy as np, rnn_ref\n"
+            "forks = []\n"
+            "os.register_at_fork(before=lambda: forks.append(1))\n"
+            "b = rnn_ref.get_backend('openvino')\n"
+            "p = rnn_ref.init(rnn_ref.RNNConfig(5, 4), seed=0)\n"
+            "b.forward(p, np.zeros((2, 3, 5), np.float32))\n"
+            "print('TELEMETRY', sys.modules.get('openvino_telemetry'), 'FORKS', len(forks))\n")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "CI"}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, env=env)
+    assert "TELEMETRY None FORKS 0" in res.stdout, (res.stdout, res.stderr[-500:])
