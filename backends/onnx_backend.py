@@ -52,9 +52,10 @@ from rnn_ref.inputs import Inputs, check_inputs
 from rnn_ref.params import CellParams, Readout, RNNParams
 from rnn_ref.reference import ForwardResult, forward
 
-__all__ = ["NAME", "OnnxRuntimeBackend", "RnnNode", "from_native", "list_arrays",
-           "load_native", "oracle", "owns", "read_file", "read_node", "run_native", "run_node",
-           "to_native", "unsupported", "write_file", "graph_feeds", "graph_result"]
+__all__ = ["NAME", "OnnxGraphBackend", "OnnxRuntimeBackend", "RnnNode", "from_native",
+           "graph_feeds", "graph_result", "list_arrays", "load_native", "oracle", "owns",
+           "read_file", "read_node", "run_native", "run_node", "to_native", "unsupported",
+           "write_file"]
 
 NAME = "ONNX RNN"
 OPSET = 17
@@ -867,26 +868,36 @@ def graph_result(cfg: RNNConfig, got: dict[str, np.ndarray[Any, Any]]) -> Forwar
 # --------------------------------------------------------------------------------------------
 # the onnxruntime backend
 # --------------------------------------------------------------------------------------------
-class OnnxRuntimeBackend:
-    """The graph of :func:`to_native` run by onnxruntime's CPU provider (float32 only)."""
+class OnnxGraphBackend:
+    """A runtime that runs the graphs of :func:`to_native` in float32: ``supports`` and
+    ``forward`` written once for onnxruntime, OpenVINO and tract. A subclass sets ``name``,
+    ``padding_refusal`` (``None``: it takes right-padded lengths as ``sequence_lens``; else
+    why it takes neither lengths nor masks) and :meth:`rules`, and implements :meth:`run`."""
 
-    name = "onnxruntime"
+    name = ""
+    padding_refusal: str | None = None
+
+    def rules(self, config: RNNConfig, *, padded: bool) -> tuple[str, str] | None:
+        """``(feature, why)`` for what the runtime cannot run, else ``None``."""
+        return unsupported(config, padded=padded)
+
+    def run(self, model: onnx.ModelProto, feeds: dict[str, np.ndarray[Any, Any]]
+            ) -> dict[str, np.ndarray[Any, Any]]:
+        """The graph's outputs by name, for ``feeds`` by input name."""
+        raise NotImplementedError(f"{type(self).__name__} does not say how to run a graph")
 
     def supports(self, config: RNNConfig, *, dtype: Any, lengths: bool, mask: bool
                  ) -> str | None:
+        if self.padding_refusal is not None and (lengths or mask):
+            return f"lengths or a mask: {self.padding_refusal}"
         if mask:
             return "a mask of any pattern: sequence_lens takes right-padded lengths"
-        reason = unsupported(config, padded=lengths)
+        reason = self.rules(config, padded=lengths)
         if reason is not None:
             return f"{reason[0]}: {reason[1]}"
         if np.dtype(dtype) != np.float32:
-            return f"dtype {np.dtype(dtype)}: onnxruntime's CPU RNN runs float32 only"
+            return f"dtype {np.dtype(dtype)}: {self.name} runs RNN graphs in float32 only"
         return None
-
-    def round_trip(self, params: RNNParams) -> RNNParams:
-        """Through an ONNX graph (serialised and parsed again) and back."""
-        model = to_native(params)
-        return from_native(onnx.load_from_string(model.SerializeToString()))
 
     def forward(self, params: RNNParams, x: np.ndarray[Any, Any], *, h0: Any = None,
                 lengths: Any = None, mask: Any = None) -> ForwardResult:
@@ -895,23 +906,40 @@ class OnnxRuntimeBackend:
         ``(N, T, M)`` for ``merge_mode=None``), ``h_n (L*R, N, M)`` (or L*R ``(N, M_l)``) and
         ``y (N, T, K)`` or ``None``, in float32. Bad inputs raise as
         :func:`rnn_ref.inputs.check_inputs` says."""
-        import onnxruntime as ort
-
         cfg = params.config
-        inputs = check_inputs(cfg, x, h0=h0, lengths=lengths, mask=mask, where="onnxruntime")
-        la = inputs.lengths_or_none("onnxruntime")
+        inputs = check_inputs(cfg, x, h0=h0, lengths=lengths, mask=mask, where=self.name)
+        if self.padding_refusal is not None and inputs.padding is not None:
+            raise UnsupportedError(self.name, "lengths or a mask", self.padding_refusal)
+        la = inputs.lengths_or_none(self.name)
         if params.dtype != np.float32:
-            raise UnsupportedError("onnxruntime", f"dtype {params.dtype}",
-                                   "its CPU RNN runs float32 only")
+            raise UnsupportedError(self.name, f"dtype {params.dtype}",
+                                   "it runs RNN graphs in float32 only")
+        raise_if(self.rules(cfg, padded=la is not None), self.name)
         model = to_native(params, lengths=la is not None, initial_state=inputs.h0 is not None,
                           expose_outputs=True)
+        return graph_result(cfg, self.run(model, graph_feeds(cfg, inputs, la)))
+
+
+class OnnxRuntimeBackend(OnnxGraphBackend):
+    """The graph of :func:`to_native` run by onnxruntime's CPU provider (float32 only)."""
+
+    name = "onnxruntime"
+
+    def run(self, model: onnx.ModelProto, feeds: dict[str, np.ndarray[Any, Any]]
+            ) -> dict[str, np.ndarray[Any, Any]]:
+        import onnxruntime as ort
+
         options = ort.SessionOptions()
         options.log_severity_level = 3
         session = ort.InferenceSession(model.SerializeToString(), options,
                                        providers=["CPUExecutionProvider"])
         names = [o.name for o in model.graph.output]
-        got = dict(zip(names, session.run(None, graph_feeds(cfg, inputs, la)), strict=True))
-        return graph_result(cfg, got)
+        return dict(zip(names, session.run(None, feeds), strict=True))
+
+    def round_trip(self, params: RNNParams) -> RNNParams:
+        """Through an ONNX graph (serialised and parsed again) and back."""
+        model = to_native(params)
+        return from_native(onnx.load_from_string(model.SerializeToString()))
 
 
 # --------------------------------------------------------------------------------------------

@@ -47,12 +47,8 @@ import numpy as np
 
 from rnn_ref.backends._frameworks import OPENVINO_ACTIVATIONS as ACTIVATIONS
 from rnn_ref.backends._frameworks import openvino_unsupported as unsupported
-from rnn_ref.backends.onnx_backend import graph_feeds, graph_result, to_native
+from rnn_ref.backends.onnx_backend import OnnxGraphBackend
 from rnn_ref.config import RNNConfig
-from rnn_ref.errors import UnsupportedError
-from rnn_ref.inputs import check_inputs
-from rnn_ref.params import RNNParams
-from rnn_ref.reference import ForwardResult
 
 __all__ = ["ACTIVATIONS", "OpenVinoBackend", "OpenVinoF32Backend", "compile_graph",
            "import_openvino", "unsupported"]
@@ -88,7 +84,7 @@ def compile_graph(graph: bytes, shapes: dict[str, tuple[int, ...]], precision: s
     return core.compile_model(model, "CPU", config)
 
 
-class OpenVinoBackend:
+class OpenVinoBackend(OnnxGraphBackend):
     """The graph of :func:`to_native` run by OpenVINO's CPU plugin at its default inference
     precision (bf16 on CPUs with AVX512-BF16 or AMX, else f32): :attr:`precision` says which
     one it got."""
@@ -105,32 +101,12 @@ class OpenVinoBackend:
         value = ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT")
         return str(getattr(value, "to_string", lambda: value)())
 
-    def supports(self, config: RNNConfig, *, dtype: Any, lengths: bool, mask: bool
-                 ) -> str | None:
-        if mask:
-            return "a mask of any pattern: sequence_lens takes right-padded lengths"
-        reason = unsupported(config, padded=lengths)
-        if reason is not None:
-            return f"{reason[0]}: {reason[1]}"
-        if np.dtype(dtype) != np.float32:
-            return f"dtype {np.dtype(dtype)}: the {self.name} backend runs float32 only"
-        return None
+    def rules(self, config: RNNConfig, *, padded: bool) -> tuple[str, str] | None:
+        return unsupported(config, padded=padded)
 
-    def forward(self, params: RNNParams, x: np.ndarray[Any, Any], *, h0: Any = None,
-                lengths: Any = None, mask: Any = None) -> ForwardResult:
-        """As :meth:`rnn_ref.backends.onnx_backend.OnnxRuntimeBackend.forward`, computed by
-        OpenVINO (float32 arrays; the values at :attr:`precision`)."""
-        cfg = params.config
-        inputs = check_inputs(cfg, x, h0=h0, lengths=lengths, mask=mask, where=self.name)
-        la = inputs.lengths_or_none(self.name)
-        if params.dtype != np.float32:
-            raise UnsupportedError(self.name, f"dtype {params.dtype}", "float32 only")
-        from rnn_ref.backends._common import raise_if
-
-        raise_if(unsupported(cfg, padded=la is not None), self.name)
-        model = to_native(params, lengths=la is not None, initial_state=inputs.h0 is not None,
-                          expose_outputs=True)
-        feeds = graph_feeds(cfg, inputs, la)
+    def run(self, model: Any, feeds: dict[str, np.ndarray[Any, Any]]
+            ) -> dict[str, np.ndarray[Any, Any]]:
+        """Compiled for the call's static shapes, at :attr:`hint`'s precision."""
         compiled = compile_graph(model.SerializeToString(),
                                  {k: v.shape for k, v in feeds.items()}, self.hint)
         got = {out.get_any_name(): np.asarray(v) for out, v in compiled(feeds).items()}
@@ -139,7 +115,7 @@ class OpenVinoBackend:
             for n in out.get_names():
                 if n not in got and out.get_any_name() in got:
                     got[n] = got[out.get_any_name()]
-        return graph_result(cfg, got)
+        return got
 
 
 class OpenVinoF32Backend(OpenVinoBackend):

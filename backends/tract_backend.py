@@ -28,14 +28,9 @@ from typing import Any
 import numpy as np
 import onnx
 
-from rnn_ref.backends._common import raise_if
 from rnn_ref.backends._frameworks import tract_unsupported as unsupported
-from rnn_ref.backends.onnx_backend import graph_feeds, graph_result, to_native
+from rnn_ref.backends.onnx_backend import OnnxGraphBackend
 from rnn_ref.config import RNNConfig
-from rnn_ref.errors import UnsupportedError
-from rnn_ref.inputs import check_inputs
-from rnn_ref.params import RNNParams
-from rnn_ref.reference import ForwardResult
 
 __all__ = ["TractBackend", "run_graph", "unsupported"]
 
@@ -69,35 +64,15 @@ def run_graph(graph: onnx.ModelProto, feeds: dict[str, np.ndarray[Any, Any]]
     return {n: np.asarray(t.to_numpy()) for n, t in zip(out_names, outs, strict=True)}
 
 
-class TractBackend:
+class TractBackend(OnnxGraphBackend):
     """The graph of :func:`to_native` run by tract (float32, no padding)."""
 
     name = "tract"
+    padding_refusal = "tract refuses sequence_lens ('Non constant seq_len is not supported')"
 
-    def supports(self, config: RNNConfig, *, dtype: Any, lengths: bool, mask: bool
-                 ) -> str | None:
-        if lengths or mask:
-            return "lengths or a mask: tract refuses sequence_lens ('Non constant seq_len')"
-        reason = unsupported(config, padded=False)
-        if reason is not None:
-            return f"{reason[0]}: {reason[1]}"
-        if np.dtype(dtype) != np.float32:
-            return f"dtype {np.dtype(dtype)}: the tract backend runs float32 only"
-        return None
+    def rules(self, config: RNNConfig, *, padded: bool) -> tuple[str, str] | None:
+        return unsupported(config, padded=False)
 
-    def forward(self, params: RNNParams, x: np.ndarray[Any, Any], *, h0: Any = None,
-                lengths: Any = None, mask: Any = None) -> ForwardResult:
-        """As :meth:`rnn_ref.backends.onnx_backend.OnnxRuntimeBackend.forward`, computed by
-        tract, without padding (float32)."""
-        cfg = params.config
-        inputs = check_inputs(cfg, x, h0=h0, lengths=lengths, mask=mask, where=self.name)
-        if inputs.padding is not None:
-            raise UnsupportedError(self.name, "lengths or a mask",
-                                   "tract refuses sequence_lens ('Non constant seq_len is not "
-                                   "supported')")
-        if params.dtype != np.float32:
-            raise UnsupportedError(self.name, f"dtype {params.dtype}", "float32 only")
-        raise_if(unsupported(cfg, padded=False), self.name)
-        model = to_native(params, initial_state=inputs.h0 is not None, expose_outputs=True)
-        got = run_graph(model, graph_feeds(cfg, inputs, None))
-        return graph_result(cfg, got)
+    def run(self, model: Any, feeds: dict[str, np.ndarray[Any, Any]]
+            ) -> dict[str, np.ndarray[Any, Any]]:
+        return run_graph(model, feeds)
