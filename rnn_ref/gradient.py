@@ -153,8 +153,45 @@ def _as_grad(value: Any, shape: tuple[int, ...], where: str) -> Array:
     return arr
 
 
-# Exempt from the complexity limit: BPTT's derivation then its code, step by step, read whole.
-def backward(  # noqa: C901
+def _output_cotangent(net: RNNParams, last: Any, grad_outputs: Any, grad_y: Any, n: int,
+                      t_len: int) -> tuple[Any, Readout | None]:
+    """dL/d(last layer's merged outputs) ``(N, T, F)`` (a pair for ``merge_mode=None``), with
+    the readout's share ``dpre @ W_y.T`` added, and the readout's own gradients:
+    ``y = g(o W_y + b_y)`` gives ``dpre = dL/dy * g'(pre)``, ``dW_y = o^T dpre``,
+    ``db_y = sum dpre``."""
+    cfg = net.config
+    out_shape = (n, t_len, cfg.output_features)
+    if isinstance(last, tuple):
+        g_last: Any = (np.zeros(last[0].shape), np.zeros(last[1].shape)) if grad_outputs is None \
+            else tuple(_as_grad(g, o.shape, f"grad_outputs[{i}]")
+                       for i, (g, o) in enumerate(zip(grad_outputs, last, strict=True)))
+    else:
+        g_last = np.zeros(out_shape) if grad_outputs is None else _as_grad(
+            grad_outputs, out_shape, "grad_outputs")
+    if net.readout is None:
+        return g_last, None
+    ro = net.readout
+    k = ro.w.shape[1]
+    gy = np.zeros((n, t_len, k)) if grad_y is None else _as_grad(grad_y, (n, t_len, k), "grad_y")
+    pre = last @ ro.w + ro.b
+    dpre = gy * cfg.output_activation.derivative(pre)
+    readout_grad = Readout(last.reshape(-1, last.shape[-1]).T @ dpre.reshape(-1, k),
+                           dpre.sum(axis=(0, 1)))
+    return g_last + dpre @ ro.w.T, readout_grad
+
+
+def _h_n_cotangents(cfg: RNNConfig, grad_h_n: Any, n: int) -> list[Array]:
+    """dL/d h_n as L*R arrays ``(N, M_l)`` (zeros for ``None``)."""
+    L, R, sizes = cfg.num_layers, cfg.num_directions, cfg.hidden_sizes
+    if grad_h_n is None:
+        return [np.zeros((n, sizes[i // R])) for i in range(L * R)]
+    if isinstance(grad_h_n, (list, tuple)):
+        return [_as_grad(g, (n, sizes[i // R]), f"grad_h_n[{i}]")
+                for i, g in enumerate(grad_h_n)]
+    return list(_as_grad(grad_h_n, (L * R, n, sizes[0]), "grad_h_n"))
+
+
+def backward(
     params: RNNParams,
     x: Any,
     *,
@@ -207,39 +244,10 @@ def backward(  # noqa: C901
     if processing:  # the last layer's outputs were handed out flipped
         last = last[:, ::-1]
 
-    # gradient of the last layer's (merged) outputs
-    out_shape = (n, t_len, cfg.output_features)
-    if isinstance(last, tuple):
-        g_last: Any = (np.zeros(last[0].shape), np.zeros(last[1].shape)) if grad_outputs is None \
-            else tuple(_as_grad(g, o.shape, f"grad_outputs[{i}]")
-                       for i, (g, o) in enumerate(zip(grad_outputs, last, strict=True)))
-    else:
-        g_last = np.zeros(out_shape) if grad_outputs is None else _as_grad(
-            grad_outputs, out_shape, "grad_outputs")
-    readout_grad = None
-    if net.readout is not None:
-        ro = net.readout
-        k = ro.w.shape[1]
-        gy = np.zeros((n, t_len, k)) if grad_y is None else _as_grad(grad_y, (n, t_len, k),
-                                                                       "grad_y")
-        pre = last @ ro.w + ro.b
-        dpre = gy * cfg.output_activation.derivative(pre)
-        readout_grad = Readout(last.reshape(-1, last.shape[-1]).T @ dpre.reshape(-1, k),
-                               dpre.sum(axis=(0, 1)))
-        g_last = g_last + dpre @ ro.w.T
+    g_last, readout_grad = _output_cotangent(net, last, grad_outputs, grad_y, n, t_len)
     if processing:
         g_last = g_last[:, ::-1]
-
-    # h_n cotangents, one per layer and direction
-    sizes = cfg.hidden_sizes
-    g_hn: list[Array]
-    if grad_h_n is None:
-        g_hn = [np.zeros((n, sizes[i // R])) for i in range(L * R)]
-    elif isinstance(grad_h_n, (list, tuple)):
-        g_hn = [_as_grad(g, (n, sizes[i // R]), f"grad_h_n[{i}]") for i, g in enumerate(grad_h_n)]
-    else:
-        arr = _as_grad(grad_h_n, (L * R, n, sizes[0]), "grad_h_n")
-        g_hn = list(arr)
+    g_hn = _h_n_cotangents(cfg, grad_h_n, n)
 
     # layers, last to first
     cell_grads: list[list[CellParams]] = [[] for _ in range(L)]
