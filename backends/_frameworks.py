@@ -23,7 +23,7 @@ import importlib.util
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from rnn_ref.activations import Activation
 from rnn_ref.config import RNNConfig
@@ -113,6 +113,38 @@ KERAS_ACTIVATIONS: dict[str, Activation] = {
 TORCH_READOUT_ACTIVATIONS = ("linear", "tanh", "relu", "sigmoid")
 
 
+#: The pieces of the network beyond the plain Elman stack (docs/spec.md 1.3), as
+#: :func:`network_unsupported` names them.
+NETWORK_PIECES = ("embedding", "mask_value", "mixed_directions", "select", "head_stack",
+                  "softmax", "dense_without_bias")
+
+
+def network_unsupported(config: RNNConfig, holds: frozenset[str] | set[str] = frozenset()
+                        ) -> Reason:
+    """The first piece of the network beyond the plain stack (:data:`NETWORK_PIECES`) that a
+    framework's converters and backends do not hold (``holds`` lists those they do), or
+    ``None``. Identity layers are not here: every framework runs them (as nothing)."""
+    from rnn_ref.network import Softmax
+
+    head = config.head
+    pieces = (
+        ("embedding", config.vocab_size is not None,
+         f"an embedding (vocab_size={config.vocab_size})"),
+        ("mask_value", config.mask_value is not None, f"Masking(mask_value={config.mask_value})"),
+        ("mixed_directions", len(set(config.directions)) > 1,
+         f"layers of different directions {list(config.directions)}"),
+        ("select", config.select != "sequence", f"select={config.select!r}"),
+        ("head_stack", len(head) > 1, f"a head of {len(head)} dense layers"),
+        ("softmax", any(isinstance(d.activation, Softmax) for d in head),
+         "a softmax head layer"),
+        ("dense_without_bias", any(not d.bias for d in head), "a head layer without a bias"),
+    )
+    for name, present, what in pieces:
+        if present and name not in holds:
+            return what, "this framework's converters do not hold it yet"
+    return None
+
+
 def _first_activation(config: RNNConfig, allowed: Callable[[Activation], bool], why: str
                       ) -> Reason:
     for li, layer in enumerate(config.activations):
@@ -132,6 +164,9 @@ def _padded_zeros(config: RNNConfig, how: str) -> Reason:
 def torch_unsupported(config: RNNConfig, *, padded: bool = True) -> Reason:
     """What ``nn.RNN`` (with ``RNNWithReadout``) cannot express; ``padded=False`` skips
     ``padded_output`` (it matters only with lengths)."""
+    reason = network_unsupported(config)
+    if reason is not None:
+        return reason
     if config.direction == "reverse":
         return "a reverse-only direction", "nn.RNN is forward or bidirectional"
     reason = _first_activation(config, lambda a: a.name in ("tanh", "relu"),
@@ -169,6 +204,9 @@ def keras_unsupported(config: RNNConfig, *, backend: str | None = None, padded: 
                       ) -> Reason:
     """What a Keras model of ``SimpleRNN``/``Bidirectional`` (+ ``Dense``) cannot express, on
     Keras ``backend`` when given (the padded-step variant depends on it)."""
+    reason = network_unsupported(config)
+    if reason is not None:
+        return reason
     keras_acts = list(KERAS_ACTIVATIONS.values())
     if any(c is not None for c in config.clips):
         return "clip", "Keras' SimpleRNN has no clip"
@@ -203,6 +241,9 @@ def keras_unsupported(config: RNNConfig, *, backend: str | None = None, padded: 
 def onnx_unsupported(config: RNNConfig, *, padded: bool = True) -> Reason:
     """What a graph of ONNX ``RNN`` nodes cannot express (with ``sequence_lens`` when
     ``padded``)."""
+    reason = network_unsupported(config)
+    if reason is not None:
+        return reason
     if padded:
         return _padded_zeros(config, "sequence_lens zeroes padded outputs")
     return None
@@ -272,6 +313,9 @@ def mlx_unsupported(config: RNNConfig) -> tuple[str, str] | None:
     is its own module). ``padded_output`` is not a property of the layers (they take no
     lengths) and is not checked; the backend refuses lengths and masks.
     """
+    reason = network_unsupported(config)
+    if reason is not None:
+        return reason
     if config.direction != "forward":
         return (f"direction {config.direction!r}",
                 "mlx.nn.RNN runs forward only (no reverse, no bidirectional layer)")
@@ -303,6 +347,9 @@ def keras2_unsupported(config: RNNConfig, *, backend: str | None = None, padded:
                        ) -> Reason:
     """Keras' rules (:func:`keras_unsupported`) with Keras 2's activation set; Keras 2 runs on
     TensorFlow only, so ``backend`` is ``"tensorflow"`` or ``None``."""
+    reason = network_unsupported(config)
+    if reason is not None:
+        return reason
     if any(c is not None for c in config.clips):
         return "clip", "Keras' SimpleRNN has no clip"
     allowed = list(KERAS2_ACTIVATIONS.values())
@@ -315,7 +362,7 @@ def keras2_unsupported(config: RNNConfig, *, backend: str | None = None, padded:
         return f"readout activation {config.output_activation}", "Dense takes Keras 2 activations"
     mapped = config.replace(
         activation=[[_as_keras3(a) for a in layer] for layer in config.activations],
-        output_activation=_as_keras3(config.output_activation))
+        output_activation=_as_keras3(cast(Activation, config.output_activation)))
     return keras_unsupported(mapped, backend=backend, padded=padded)
 
 
@@ -355,6 +402,11 @@ def litert_unsupported(config: RNNConfig, *, padded: bool = False) -> Reason:
     return keras_unsupported(config, backend="tensorflow", padded=padded)
 
 
+def jax_unsupported(config: RNNConfig) -> Reason:
+    """What the ``jax`` backend's scan does not compute: the pieces around the stack."""
+    return network_unsupported(config)
+
+
 def nothing_unsupported(config: RNNConfig) -> Reason:
     """The canonical file and the oracle hold every network."""
     return None
@@ -373,6 +425,9 @@ def flax_unsupported(config: RNNConfig, *, kind: str = "nnx") -> tuple[str, str]
     relu, sigmoid, softplus, softsign (linen params record no activation, so every activation
     goes there). ``None`` when the cells hold the whole network.
     """
+    reason = network_unsupported(config)
+    if reason is not None:
+        return reason
     if kind not in FLAX_KINDS:
         raise ValueError(f"kind must be 'nnx' or 'linen', got {kind!r}")
     if any(c is not None for c in config.clips):
@@ -426,7 +481,7 @@ FRAMEWORKS: tuple[Framework, ...] = (
     Framework(
         name="jax", title="jax lax.scan", module="rnn_ref.backends.jax_backend",
         requires=("jax", "jaxlib"), distributions=("jax", "jaxlib"),
-        unsupported=nothing_unsupported,
+        unsupported=jax_unsupported,
         backends=(BackendSpec("jax", "rnn_ref.backends.jax_backend:JaxBackend",
                               ("jax", "jaxlib")),),
     ),

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +25,7 @@ import numpy as np
 from jax import lax
 
 from rnn_ref.activations import Activation
-from rnn_ref.backends._frameworks import nothing_unsupported as unsupported
+from rnn_ref.backends._frameworks import jax_unsupported as unsupported
 from rnn_ref.config import RNNConfig
 from rnn_ref.inputs import check_inputs
 from rnn_ref.params import CellParams, Readout, RNNParams
@@ -138,7 +138,8 @@ def _apply(tree: Tree, x: jax.Array, h0: tuple[jax.Array, ...], valid: jax.Array
     y = None
     if tree.get("readout") is not None:
         ro = tree["readout"]
-        y = jnp.swapaxes(_act(config.output_activation)(merged @ ro["w"] + ro["b"]), 0, 1)
+        g = cast(Activation, config.output_activation)  # softmax: refused by unsupported
+        y = jnp.swapaxes(_act(g)(merged @ ro["w"] + ro["b"]), 0, 1)
     if isinstance(merged, tuple):
         outputs: Any = tuple(jnp.swapaxes(o, 0, 1) for o in merged)
     else:
@@ -199,7 +200,8 @@ class JaxBackend:
                  ) -> str | None:
         if np.dtype(dtype).kind != "f":
             return f"dtype {np.dtype(dtype)} is not a floating dtype"
-        return None
+        reason = unsupported(config)
+        return None if reason is None else f"{reason[0]}: {reason[1]}"
 
     def backward(self, params: RNNParams, x: np.ndarray[Any, Any], *, h0: Any = None,
                  lengths: Any = None, mask: Any = None, grad_outputs: Any = None,

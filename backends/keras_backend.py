@@ -35,7 +35,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -356,7 +356,7 @@ def readout_of(params: RNNParams, o: np.ndarray[Any, Any]) -> np.ndarray[Any, An
     ro = params.readout
     if ro is None:
         return o
-    g: Activation = params.config.output_activation
+    g = cast(Activation, params.config.output_activation)  # softmax: refused by unsupported
     return g(o @ ro.w.astype(np.float64) + ro.b.astype(np.float64))
 
 

@@ -36,7 +36,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import onnx
@@ -347,7 +347,8 @@ def to_native(params: RNNParams, *, time_major: bool = False, lengths: bool = Fa
         outputs_tm = _reversed_in_time(g, outputs_tm, 1 if layout else 0)
     names = ["output"] if len(outputs_tm) == 1 else ["output_forward", "output_backward"]
     if params.readout is not None:
-        outputs_tm, names = _readout_nodes(g, params.readout, cfg.output_activation,
+        outputs_tm, names = _readout_nodes(g, params.readout,
+                                           cast(Activation, cfg.output_activation),
                                            outputs_tm[0], expose_outputs)
     graph_outputs = _graph_outputs(g, cfg, elem, dims, list(zip(names, outputs_tm, strict=True)),
                                    y_hs, transpose=not (time_major or layout))

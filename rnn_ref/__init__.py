@@ -6,7 +6,8 @@ backends or converters is used.
 The public names:
 
 * the spec: :class:`RNNConfig`, :class:`RNNParams`, :class:`CellParams`, :class:`Readout`,
-  :class:`Activation`, :func:`init`;
+  :class:`Activation`, :func:`init`; the network around the layers: :class:`Dense`,
+  :class:`Identity`, :class:`Softmax`, :data:`SELECTS`;
 * the oracle: :func:`forward` (fast path), :func:`forward_loop` (the clear loop);
 * the canonical file: :func:`save`, :func:`load`;
 * backends: :func:`get_backend`, :func:`available_backends`.
@@ -27,6 +28,11 @@ from rnn_ref.gradient import BackwardResult as BackwardResult
 from rnn_ref.gradient import backward as backward
 from rnn_ref.io import load as load
 from rnn_ref.io import save as save
+from rnn_ref.network import IDENTITY_KINDS as IDENTITY_KINDS
+from rnn_ref.network import SELECTS as SELECTS
+from rnn_ref.network import Dense as Dense
+from rnn_ref.network import Identity as Identity
+from rnn_ref.network import Softmax as Softmax
 from rnn_ref.params import CellParams as CellParams
 from rnn_ref.params import Readout as Readout
 from rnn_ref.params import RNNParams as RNNParams

@@ -348,12 +348,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _describe(cfg: Any) -> str:
-    acts = sorted({str(a) for layer in cfg.activations for a in layer})
-    readout = f", readout {cfg.output_size} ({cfg.output_activation})" if cfg.output_size else ""
-    return (f"{cfg.num_layers} layer(s) {cfg.direction}, input {cfg.input_size}, hidden "
-            f"{cfg.hidden_size}, activation {'/'.join(acts)}"
-            f"{', clip ' + str(cfg.clip) if cfg.clip is not None else ''}"
-            f"{'' if cfg.bias else ', no bias'}{readout}")
+    """The network on one line: its pieces from :meth:`RNNConfig.describe`."""
+    return "; ".join(line.strip() for line in cfg.describe())
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -368,10 +364,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         return _inspect_graph(Path(args.file), fmt)
     params, fmt = _read_input(args.file, fmt, args)
     cfg = params.config
-    print(f"{args.file}: {fmt}")
-    print(f"architecture: {_describe(cfg)}")
-    print(f"  merge modes {cfg.merge_modes}, padded steps output {cfg.padded_output}, "
-          f"output order {cfg.output_order}, dtype {params.dtype}")
+    print(f"{args.file}: {fmt}, dtype {params.dtype}")
+    print("network:")
+    for line in cfg.describe():
+        print(f"  {line}")
     print(f"parameters: {cfg.num_parameters('keras')} counted as Keras does (one bias per "
           f"cell), {cfg.num_parameters('torch')} as torch does (two)")
     print("\narrays in the file:")

@@ -14,9 +14,10 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 
 from rnn_ref.activations import Activation, ActivationLike, as_activation
+from rnn_ref.network import SELECTS, Dense, HeadActivation, Identity
 
 __all__ = [
-    "DIRECTIONS", "MERGE_MODES", "OUTPUT_ORDERS", "PADDED_OUTPUTS", "ActivationSpec",
+    "DIRECTIONS", "MERGE_MODES", "OUTPUT_ORDERS", "PADDED_OUTPUTS", "SELECTS", "ActivationSpec",
     "ActivationValue", "RNNConfig", "SizeLike",
 ]
 
@@ -95,82 +96,186 @@ def _layer_clips(clip: Any, num_layers: int) -> tuple[float | None, ...]:
     return tuple(None if c is None else float(c) for c in clips)
 
 
-def _layer_merges(merge_mode: Any, num_layers: int, direction: str, output_size: int | None
-                  ) -> tuple[str | None, ...]:
-    """The merge mode of every layer, checked against the direction and the readout."""
-    merges = _per_layer(merge_mode, num_layers, "merge_mode")
+def _layer_merges(merge_mode: Any, directions: tuple[str, ...]) -> tuple[str | None, ...]:
+    """The merge mode of every layer, checked against that layer's direction."""
+    L = len(directions)
+    merges = _per_layer(merge_mode, L, "merge_mode")
     for i, mm in enumerate(merges):
         _choice(mm, MERGE_MODES, f"merge_mode[{i}]")
-        if direction != "bidirectional" and mm != "concat":
+        if directions[i] != "bidirectional" and mm != "concat":
             raise ValueError(
-                f"merge_mode[{i}]={mm!r} needs direction='bidirectional'; "
-                f"a {direction} network allows only 'concat'"
+                f"merge_mode[{i}]={mm!r} needs a bidirectional layer; layer {i} is "
+                f"{directions[i]}, which allows only 'concat'"
             )
-        if mm is None and i != num_layers - 1:
+        if mm is None and i != L - 1:
             raise ValueError(
                 f"merge_mode[{i}]=None (return the pair) is allowed only for the last layer"
             )
-    if merges[-1] is None and output_size is not None:
-        raise ValueError(
-            "merge_mode=None returns a pair of outputs, which a readout cannot take; "
-            "use output_size=None or another merge_mode"
-        )
     return merges
+
+
+def _embedding(vocab_size: Any, mask_zero: Any, padding_idx: Any, mask_value: Any
+               ) -> tuple[int | None, bool, int | None, float | None]:
+    """The embedding's V, ``mask_zero`` and ``padding_idx`` (normalised to ``[0, V)``), and the
+    feature inputs' ``mask_value``, checked together."""
+    v = None if vocab_size is None else _positive_int(vocab_size, "vocab_size")
+    if not isinstance(mask_zero, bool):
+        raise ValueError(f"mask_zero must be True or False, got {mask_zero!r}")
+    if v is None and (mask_zero or padding_idx is not None):
+        name = "mask_zero" if mask_zero else "padding_idx"
+        raise ValueError(f"{name} needs an embedding (vocab_size), got vocab_size=None")
+    if padding_idx is not None:
+        if isinstance(padding_idx, bool) or not isinstance(padding_idx, (int, np.integer)) \
+                or not -(v or 0) <= padding_idx < (v or 0):
+            raise ValueError(f"padding_idx must be an int in [-{v}, {v}) for vocab_size={v}, "
+                             f"got {padding_idx!r}")
+        padding_idx = int(padding_idx) % (v or 1)
+    if mask_value is not None:
+        if v is not None:
+            raise ValueError("mask_value (Keras Masking) applies to feature inputs; an embedding "
+                             "network masks token ids with mask_zero")
+        if isinstance(mask_value, bool) or not isinstance(mask_value, (int, float, np.floating)) \
+                or not np.isfinite(mask_value):
+            raise ValueError(f"mask_value must be a finite number or None, got {mask_value!r}")
+        mask_value = float(mask_value)
+    return v, mask_zero, padding_idx, mask_value
+
+
+def _head(head: Any, output_size: Any, output_activation: Any) -> tuple[Dense, ...]:
+    """The head's dense layers, from ``head`` or the one-layer shorthand ``output_size`` /
+    ``output_activation``."""
+    g_given = output_activation is not None
+    if head is not None:
+        if output_size is not None or g_given:
+            raise ValueError("give the head either as head=[...] or as output_size/"
+                             "output_activation, not both")
+        if isinstance(head, (str, bytes)) or not isinstance(head, Sequence):
+            raise ValueError(f"head must be a list of dense layers, got {head!r}")
+        return tuple(Dense.parse(d, f"head[{j}]") for j, d in enumerate(head))
+    if output_size is None:
+        if g_given and as_activation(output_activation, where="output_activation") != \
+                Activation("linear"):
+            raise ValueError(f"output_activation={output_activation!r} needs output_size "
+                             f"(there is no readout without one)")
+        return ()
+    k = _positive_int(output_size, "output_size")
+    return (Dense(k, "linear" if output_activation is None else output_activation),)
+
+
+def _identities(identities: Any, num_layers: int, head_len: int) -> tuple[Identity, ...]:
+    """The identity layers, each at a position the network has."""
+    if isinstance(identities, (str, bytes)) or not isinstance(identities, Sequence):
+        raise ValueError(f"identities must be a list, got {identities!r}")
+    out = tuple(Identity.parse(spec, f"identities[{i}]") for i, spec in enumerate(identities))
+    for i, ident in enumerate(out):
+        cell = ident.kind in ("input_dropout", "recurrent_dropout")
+        top = num_layers - 1 if cell else num_layers + head_len
+        if ident.after > top:
+            what = "a recurrent layer index" if cell else "a position of the network"
+            raise ValueError(f"identities[{i}] ({ident.kind}): after={ident.after} is not "
+                             f"{what} (0..{top})")
+    return out
+
+
+def _check_select(select: Any, directions: tuple[str, ...], merges: tuple[str | None, ...],
+                  head: tuple[Dense, ...]) -> str:
+    _choice(select, SELECTS, "select")
+    if select in ("final_forward", "final_backward") and directions[-1] != "bidirectional":
+        raise ValueError(f"select={select!r} picks one direction of a bidirectional last "
+                         f"layer; the last layer is {directions[-1]}")
+    if merges[-1] is None:
+        if head:
+            raise ValueError("merge_mode=None returns a pair of outputs, which a head cannot "
+                             "take; use no head or another merge_mode")
+        if select not in ("sequence", "final"):
+            raise ValueError(f"merge_mode=None returns a pair; select={select!r} needs one "
+                             f"merged output (allowed with None: 'sequence', 'final')")
+    return str(select)
 
 
 @dataclass(frozen=True, init=False)
 class RNNConfig:
     """The architecture of an Elman network, independent of any framework.
 
+    The network (docs/spec.md section 1.3): an optional embedding, L recurrent layers (each
+    forward, reverse or bidirectional), a selection of what the stack hands on, an optional
+    head of dense layers, and the identity-at-inference layers (dropouts, noise) recorded
+    where they sit::
+
+        ids --embedding--> x --layers--> o --select--> s --head--> y
+
     The constructor takes the wide forms listed under Args (names, mappings, lists, NumPy
     integers); every attribute holds the validated, normalised value and is typed as such. The
     class is a frozen dataclass whose explicit ``__init__`` takes the wide forms and stores the
     narrow ones, so equality, hashing, ``repr``, :meth:`to_dict` and ``dataclasses.replace`` all
     see normalised values, and two spellings of one network are equal
-    (``RNNConfig(3, [4, 4]) == RNNConfig(3, 4, num_layers=2)``). After construction:
+    (``RNNConfig(3, [4, 4]) == RNNConfig(3, 4, num_layers=2)``,
+    ``RNNConfig(3, 4, output_size=2) == RNNConfig(3, 4, head=[2])``). After construction:
 
-    - ``input_size``, ``num_layers``: ``int``; ``output_size``: ``int | None`` (NumPy integers
-      become plain ints);
-    - ``output_activation``: an :class:`~rnn_ref.Activation`;
+    - ``input_size``, ``num_layers``: ``int``; ``vocab_size``, ``padding_idx``: ``int | None``;
     - ``activation``: the most compact of one ``Activation``, a tuple of R, or a tuple of L
-      tuples of R (:data:`ActivationValue`);
-    - ``hidden_size``, ``clip`` (``float`` or ``None``) and ``merge_mode``: one value when every
-      layer has the same, else a tuple of L;
-    - ``direction``, ``bias``, ``padded_output``, ``output_order``: as given.
+      tuples of R_l (:data:`ActivationValue`);
+    - ``hidden_size``, ``direction``, ``clip`` (``float`` or ``None``) and ``merge_mode``: one
+      value when every layer has the same, else a tuple of L;
+    - ``head``: a tuple of :class:`~rnn_ref.Dense`; ``identities``: a tuple of
+      :class:`~rnn_ref.Identity`;
+    - ``bias``, ``padded_output``, ``output_order``, ``mask_zero``, ``mask_value``, ``select``:
+      as given.
 
-    For one value per layer whatever the form, read :attr:`hidden_sizes`, :attr:`clips`,
-    :attr:`merge_modes`, :attr:`activations` or :meth:`activation_of`.
+    For one value per layer whatever the form, read :attr:`hidden_sizes`, :attr:`directions`,
+    :attr:`clips`, :attr:`merge_modes`, :attr:`activations` or :meth:`activation_of`.
 
     Args:
-        input_size: D, the features of each input step. Sizes are ints or NumPy integers.
+        input_size: D, the features of each input step (the embedding width with an
+            embedding). Sizes are ints or NumPy integers.
         hidden_size: M, an int, or one int per layer (Keras stacks often narrow, 64 then 32).
         num_layers: L. Defaults to the length of ``hidden_size`` when that is a list, else 1.
         direction: ``"forward"``, ``"reverse"`` (one direction that reads the sequence from its
-            last valid step to its first) or ``"bidirectional"``.
+            last valid step to its first) or ``"bidirectional"``; one value, or one per layer
+            (Keras stacks mix them).
         activation: f of the cell. A name (``"tanh"``), an :class:`~rnn_ref.Activation` with
             explicit parameters, a ``{"name", "alpha", "beta"}`` mapping; a list or tuple of R
-            of those (one per direction, every layer); or a list of L such lists (one per layer,
-            then per direction), e.g. ``[("relu", "tanh"), ("tanh", "tanh")]``.
+            of those (one per direction, every layer; all layers must then have R directions);
+            or a list of L such lists (one per layer, then per direction).
         clip: c, the cell pre-activation is limited to ``[-c, c]`` (ONNX ``clip``); ``None``
             for no clip. One value, or one per layer.
-        bias: ``False`` for a bias-free network (torch ``bias=False``, Keras
-            ``use_bias=False``): all biases are then zero and :class:`~rnn_ref.RNNParams`
-            rejects non-zero ones.
-        output_size: K, adds the readout ``y_t = g(h_t @ W_y + b_y)``; ``None`` for none.
-        output_activation: g of the readout, default ``"linear"``.
+        bias: ``False`` for a bias-free recurrent stack (torch ``bias=False``, Keras
+            ``use_bias=False``): all its biases are then zero and :class:`~rnn_ref.RNNParams`
+            rejects non-zero ones. (Each head layer has its own ``bias``.)
+        output_size: shorthand for a one-layer head ``head=[(output_size,
+            output_activation)]``: the readout ``y = g(s @ W_y + b_y)``.
+        output_activation: g of that readout; default linear. Only with ``output_size``.
         merge_mode: how a bidirectional layer joins its two directions: ``"concat"``
             (forward then backward, the default), ``"sum"``, ``"mul"``, ``"ave"``, or ``None``
-            (the last layer returns the pair). One value, or one per layer. Unidirectional
-            networks accept only ``"concat"``.
+            (the last layer returns the pair). One value, or one per layer. One-direction
+            layers accept only ``"concat"``.
         padded_output: what a padded or masked step of the last layer outputs: ``"zeros"``
             (onnxruntime, torch ``pad_packed_sequence``), ``"carry_output"`` (the last output,
             zeros before the first valid step: Keras on TensorFlow and torch), or
             ``"carry_state"`` (the carried state, so a leading masked step outputs ``h0``:
             Keras on JAX and NumPy).
         output_order: ``"aligned"`` (position t holds the state after consuming ``x_t``: torch,
-            ONNX) or ``"processing"`` (a reverse direction's outputs in the order it computed
-            them: Keras ``go_backwards=True``). Only for ``direction="reverse"``, and it applies
-            to the last layer's outputs only (the layers below hand on time-aligned outputs).
+            ONNX) or ``"processing"`` (a reverse layer's outputs in the order it computed
+            them: Keras ``go_backwards=True``). ``"processing"`` needs a reverse last layer and
+            applies to its outputs only (the layers below hand on time-aligned outputs).
+        vocab_size: V, adds the embedding: the input is token ids ``(N, T)`` in ``[0, V)`` and
+            ``x[n, t] = table[ids[n, t]]`` with a ``(V, D)`` table. ``None`` for none.
+        mask_zero: Keras ``Embedding(mask_zero=True)``: a step whose id is 0 is masked (it is
+            padding, combined with any ``lengths``/``mask`` given).
+        padding_idx: torch ``nn.Embedding(padding_idx=i)``: row i of the table gets no
+            gradient. It changes no forward value.
+        mask_value: Keras ``Masking(mask_value=v)`` on feature inputs: a step whose features
+            all equal v is masked.
+        select: what the stack hands on (:data:`~rnn_ref.SELECTS`): ``"sequence"`` (every
+            step, the default), ``"last_step"`` (position T-1), ``"final"`` (the last layer's
+            final states merged), ``"final_forward"`` / ``"final_backward"``.
+        head: dense layers applied in order to the selection, each a :class:`~rnn_ref.Dense`,
+            a ``(units, activation[, bias])`` tuple, units, or a mapping; activations may also
+            be ``"softmax"``/``"log_softmax"`` (last axis). Per step when ``select`` is
+            ``"sequence"``.
+        identities: layers that are the identity at inference, each an
+            :class:`~rnn_ref.Identity` ``(kind, rate, after)``, kept so a converter can write
+            them back; they never change a value.
 
     Raises:
         ValueError: any field out of its allowed set, named in the message.
@@ -179,15 +284,20 @@ class RNNConfig:
     input_size: int
     hidden_size: int | tuple[int, ...]
     num_layers: int
-    direction: str
+    direction: str | tuple[str, ...]
     activation: ActivationValue
     clip: float | None | tuple[float | None, ...]
     bias: bool
-    output_size: int | None
-    output_activation: Activation
     merge_mode: str | None | tuple[str | None, ...]
     padded_output: str
     output_order: str
+    vocab_size: int | None
+    mask_zero: bool
+    padding_idx: int | None
+    mask_value: float | None
+    select: str
+    head: tuple[Dense, ...]
+    identities: tuple[Identity, ...]
     _activations: tuple[tuple[Activation, ...], ...] = field(init=False, repr=False, compare=False)
 
     def __init__(
@@ -195,63 +305,75 @@ class RNNConfig:
         input_size: SizeLike,
         hidden_size: SizeLike | Sequence[SizeLike],
         num_layers: SizeLike | None = None,
-        direction: str = "forward",
+        direction: str | Sequence[str] = "forward",
         activation: ActivationSpec = "tanh",
         clip: float | None | Sequence[float | None] = None,
         bias: bool = True,
         output_size: SizeLike | None = None,
-        output_activation: ActivationLike = "linear",
+        output_activation: ActivationLike | None = None,
         merge_mode: str | None | Sequence[str | None] = "concat",
         padded_output: str = "zeros",
         output_order: str = "aligned",
+        *,
+        vocab_size: SizeLike | None = None,
+        mask_zero: bool = False,
+        padding_idx: SizeLike | None = None,
+        mask_value: float | None = None,
+        select: str = "sequence",
+        head: Sequence[Any] | None = None,
+        identities: Sequence[Any] = (),
     ) -> None:
         # validate every argument first, in the order of the signature, then store the results
         d = _positive_int(input_size, "input_size")
         sizes = _layer_sizes(hidden_size, num_layers)
         L = len(sizes)
-        _choice(direction, DIRECTIONS, "direction")
-        R = 2 if direction == "bidirectional" else 1
-        activations = self._normalise_activation(activation, L, R)
+        directions = tuple(_choice(v, DIRECTIONS, f"direction[{i}]" if L > 1 else "direction")
+                           for i, v in enumerate(_per_layer(direction, L, "direction")))
+        activations = self._normalise_activation(activation, directions)
         clips = _layer_clips(clip, L)
         if not isinstance(bias, bool):
             raise ValueError(f"bias must be True or False, got {bias!r}")
-        k = None if output_size is None else _positive_int(output_size, "output_size")
-        g = as_activation(output_activation, where="output_activation")
-        merges = _layer_merges(merge_mode, L, direction, k)
+        dense = _head(head, output_size, output_activation)
+        merges = _layer_merges(merge_mode, directions)
         _choice(padded_output, PADDED_OUTPUTS, "padded_output")
         _choice(output_order, OUTPUT_ORDERS, "output_order")
-        if output_order == "processing" and direction != "reverse":
+        if output_order == "processing" and directions[-1] != "reverse":
             raise ValueError(
-                f"output_order='processing' needs direction='reverse' (Keras go_backwards); "
-                f"a {direction} network's outputs are time-aligned"
+                f"output_order='processing' needs a reverse last layer (Keras go_backwards); "
+                f"a {directions[-1]} layer's outputs are time-aligned"
             )
+        embedding = _embedding(vocab_size, mask_zero, padding_idx, mask_value)
+        sel = _check_select(select, directions, merges, dense)
+        idents = _identities(identities, L, len(dense))
         set_ = object.__setattr__  # the dataclass is frozen
-        set_(self, "input_size", d)
-        set_(self, "hidden_size", _compact(sizes))
-        set_(self, "num_layers", L)
-        set_(self, "direction", direction)
-        set_(self, "activation", self._compact_activation(activations))
-        set_(self, "clip", _compact(clips))
-        set_(self, "bias", bias)
-        set_(self, "output_size", k)
-        set_(self, "output_activation", g)
-        set_(self, "merge_mode", _compact(merges))
-        set_(self, "padded_output", padded_output)
-        set_(self, "output_order", output_order)
-        set_(self, "_activations", activations)
+        for name, value in (
+            ("input_size", d), ("hidden_size", _compact(sizes)), ("num_layers", L),
+            ("direction", _compact(directions)),
+            ("activation", self._compact_activation(activations)), ("clip", _compact(clips)),
+            ("bias", bias), ("merge_mode", _compact(merges)), ("padded_output", padded_output),
+            ("output_order", output_order), ("vocab_size", embedding[0]),
+            ("mask_zero", embedding[1]), ("padding_idx", embedding[2]),
+            ("mask_value", embedding[3]), ("select", sel), ("head", dense),
+            ("identities", idents), ("_activations", activations),
+        ):
+            set_(self, name, value)
 
     @staticmethod
-    def _normalise_activation(spec: Any, L: int, R: int) -> tuple[tuple[Activation, ...], ...]:
-        def per_direction(item: Any, where: str) -> tuple[Activation, ...]:
+    def _normalise_activation(spec: Any, directions: tuple[str, ...]
+                              ) -> tuple[tuple[Activation, ...], ...]:
+        counts = [2 if d == "bidirectional" else 1 for d in directions]
+
+        def per_direction(item: Any, where: str, R: int) -> tuple[Activation, ...]:
             if isinstance(item, (list, tuple)):
                 if len(item) != R:
                     raise ValueError(
-                        f"{where} gives {len(item)} activations but the network has {R} "
+                        f"{where} gives {len(item)} activations but the layer has {R} "
                         f"direction(s)"
                     )
                 return tuple(as_activation(a, where=f"{where}[{r}]") for r, a in enumerate(item))
             return (as_activation(item, where=where),) * R
 
+        L = len(directions)
         if isinstance(spec, (list, tuple)) and spec and all(
             isinstance(a, (list, tuple)) for a in spec
         ):
@@ -259,8 +381,12 @@ class RNNConfig:
                 raise ValueError(
                     f"activation lists {len(spec)} layers but the network has {L} layer(s)"
                 )
-            return tuple(per_direction(a, f"activation[{i}]") for i, a in enumerate(spec))
-        return (per_direction(spec, "activation"),) * L
+            return tuple(per_direction(a, f"activation[{i}]", counts[i])
+                         for i, a in enumerate(spec))
+        if isinstance(spec, (list, tuple)) and len(set(counts)) > 1:
+            raise ValueError("activation: one list per direction is ambiguous when layers have "
+                             "different directions; give one list per layer")
+        return tuple(per_direction(spec, "activation", r) for r in counts)
 
     @staticmethod
     def _compact_activation(acts: tuple[tuple[Activation, ...], ...]) -> ActivationValue:
@@ -272,15 +398,51 @@ class RNNConfig:
 
     # -- derived sizes ----------------------------------------------------------------------
     @property
+    def directions(self) -> tuple[str, ...]:
+        """The direction of every layer, a tuple of L."""
+        d = self.direction
+        return d if isinstance(d, tuple) else (d,) * self.num_layers
+
+    def num_directions_of(self, layer: int) -> int:
+        """R_l: 2 for a bidirectional layer, else 1."""
+        return 2 if self.directions[layer] == "bidirectional" else 1
+
+    @property
     def num_directions(self) -> int:
-        """R: 2 for a bidirectional network, else 1."""
-        return 2 if self.direction == "bidirectional" else 1
+        """R: 2 for a bidirectional network, else 1 (every layer the same; a mixed stack
+        raises, read :meth:`num_directions_of`)."""
+        counts = {self.num_directions_of(i) for i in range(self.num_layers)}
+        if len(counts) > 1:
+            raise ValueError(f"the layers have different directions {self.directions}; use "
+                             f"num_directions_of(layer)")
+        return counts.pop()
+
+    @property
+    def num_states(self) -> int:
+        """S, the number of final states: the sum of R_l (L*R when every layer has R)."""
+        return sum(self.num_directions_of(i) for i in range(self.num_layers))
+
+    def state_index(self, layer: int, direction: int) -> int:
+        """Where layer ``layer``, direction ``direction`` sits in ``h0``/``h_n``
+        (``l*R + r`` when every layer has R directions)."""
+        return sum(self.num_directions_of(i) for i in range(layer)) + direction
+
+    def is_reverse(self, layer: int, direction: int) -> bool:
+        """Whether that direction reads the sequence from its end: a reverse layer's one
+        direction, a bidirectional layer's second."""
+        return self.directions[layer] == "reverse" or direction == 1
 
     @property
     def hidden_sizes(self) -> tuple[int, ...]:
         """M of every layer, a tuple of L ints."""
         hs = self.hidden_size
         return hs if isinstance(hs, tuple) else (hs,) * self.num_layers
+
+    @property
+    def state_sizes(self) -> tuple[int, ...]:
+        """M of every final state, a tuple of S ints (in ``h_n`` order)."""
+        return tuple(m for i, m in enumerate(self.hidden_sizes)
+                     for _ in range(self.num_directions_of(i)))
 
     @property
     def clips(self) -> tuple[float | None, ...]:
@@ -300,7 +462,7 @@ class RNNConfig:
 
     @property
     def activations(self) -> tuple[tuple[Activation, ...], ...]:
-        """f of every layer and direction: L tuples of R activations."""
+        """f of every layer and direction: L tuples of R_l activations."""
         return self._activations
 
     def layer_input_size(self, layer: int) -> int:
@@ -308,70 +470,145 @@ class RNNConfig:
         return self.input_size if layer == 0 else self.layer_output_size(layer - 1)
 
     def layer_output_size(self, layer: int) -> int:
-        """The feature width a layer hands on: R*M for ``concat``, M otherwise."""
+        """The feature width a layer hands on: R_l*M for ``concat``, M otherwise."""
         m = self.hidden_sizes[layer]
-        return m * self.num_directions if self.merge_modes[layer] == "concat" else m
+        return m * self.num_directions_of(layer) if self.merge_modes[layer] == "concat" else m
 
     @property
     def output_features(self) -> int:
-        """The width of the last layer's merged outputs (the readout's input size)."""
+        """The width of the last layer's merged outputs."""
         return self.layer_output_size(self.num_layers - 1)
 
     @property
+    def selected_features(self) -> int:
+        """The width of what :attr:`select` hands to the head: M for one direction's final
+        state, else :attr:`output_features`."""
+        if self.select in ("final_forward", "final_backward"):
+            return self.hidden_sizes[-1]
+        return self.output_features
+
+    def head_input_size(self, j: int) -> int:
+        """The input width of head layer ``j``."""
+        return self.selected_features if j == 0 else self.head[j - 1].units
+
+    @property
+    def output_size(self) -> int | None:
+        """K, the units of the head's last layer; ``None`` without a head."""
+        return self.head[-1].units if self.head else None
+
+    @property
+    def output_activation(self) -> HeadActivation:
+        """g of the head's last layer (linear without a head)."""
+        return self.head[-1].activation if self.head else Activation("linear")
+
+    @property
     def uniform_hidden(self) -> bool:
-        """True when every layer has the same M, so ``h0``/``h_n`` are one (L*R, N, M) array."""
+        """True when every layer has the same M, so ``h0``/``h_n`` are one (S, N, M) array."""
         return len(set(self.hidden_sizes)) == 1
+
+    @property
+    def is_plain(self) -> bool:
+        """True for the recurrent stack alone with at most a one-layer readout per step: no
+        embedding, no masking value, one direction kind, ``select="sequence"``, and no
+        identity layers; what every converter has handled since the first version."""
+        return (self.vocab_size is None and self.mask_value is None
+                and len(set(self.directions)) == 1 and self.select == "sequence"
+                and len(self.head) <= 1 and not self.identities
+                and not any(not d.bias or not isinstance(d.activation, Activation)
+                            for d in self.head))
 
     def num_parameters(self, convention: Literal["keras", "torch"] = "torch") -> int:
         """Count the parameters as a framework does.
 
         ``"keras"`` counts one bias per cell (``D*M + M*M + M``), ``"torch"`` two
-        (``D*M + M*M + 2*M``); both count the readout as ``F*K + K`` with F the last layer's
-        output width. A bias-free network counts no bias.
+        (``D*M + M*M + 2*M``); both count the embedding (``V*D``) and each head layer
+        (``F*K + K``, or ``F*K`` without a bias). A bias-free stack counts no cell bias.
         """
         _choice(convention, ("keras", "torch"), "convention")
         nb = (1 if convention == "keras" else 2) if self.bias else 0
-        total = 0
+        total = (self.vocab_size or 0) * self.input_size
         for layer, m in enumerate(self.hidden_sizes):
             d = self.layer_input_size(layer)
-            total += self.num_directions * (d * m + m * m + nb * m)
-        if self.output_size is not None:
-            total += self.output_features * self.output_size + self.output_size
+            total += self.num_directions_of(layer) * (d * m + m * m + nb * m)
+        for j, dense in enumerate(self.head):
+            total += self.head_input_size(j) * dense.units + (dense.units if dense.bias else 0)
         return total
+
+    def describe(self) -> list[str]:
+        """The whole network, one line per piece, input to output (``rnn-ref inspect``)."""
+        lines = []
+        if self.vocab_size is not None:
+            extra = "".join([", mask_zero" if self.mask_zero else "",
+                             "" if self.padding_idx is None else f", padding_idx "
+                             f"{self.padding_idx}"])
+            lines.append(f"embedding: {self.vocab_size} ids x {self.input_size}{extra}")
+        else:
+            masking = "" if self.mask_value is None else f", Masking(mask_value={self.mask_value})"
+            lines.append(f"input: {self.input_size} features{masking}")
+        by_place: dict[int, list[str]] = {}
+        for ident in self.identities:
+            cell = ident.kind in ("input_dropout", "recurrent_dropout")
+            place = ident.after + 1 if cell else ident.after
+            by_place.setdefault(place, []).append(
+                f"  {ident.kind} {ident.rate:g}" + (f" (in layer {ident.after})" if cell else ""))
+        lines += by_place.get(0, [])
+        for li, m in enumerate(self.hidden_sizes):
+            acts = "/".join(str(a) for a in self.activations[li])
+            merge = (f", merge {self.merge_modes[li]}"
+                     if self.directions[li] == "bidirectional" else "")
+            clip = "" if self.clips[li] is None else f", clip {self.clips[li]:g}"
+            lines.append(f"layer {li}: {self.directions[li]}, hidden {m}, {acts}{merge}{clip}"
+                         f"{'' if self.bias else ', no bias'}")
+            lines += by_place.get(li + 1, [])
+        order = ", processing order" if self.output_order == "processing" else ""
+        lines.append(f"select: {self.select}{order}; padded steps output "
+                     f"{self.padded_output}")
+        for j, dense in enumerate(self.head):
+            lines.append(f"head {j}: {dense}")
+            lines += by_place.get(self.num_layers + 1 + j, [])
+        return lines
 
     # -- serialisation --------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; :meth:`from_dict` inverts it exactly."""
-        act = self.activation
-
         def enc(a: Any) -> Any:
             if isinstance(a, Activation):
                 return a.to_json()
-            return [enc(x) for x in a]
+            if isinstance(a, tuple):
+                return [enc(x) for x in a]
+            return a
 
         return {
             "input_size": self.input_size,
-            "hidden_size": list(self.hidden_size) if isinstance(self.hidden_size, tuple)
-            else self.hidden_size,
+            "hidden_size": enc(self.hidden_size),
             "num_layers": self.num_layers,
-            "direction": self.direction,
-            "activation": enc(act),
-            "clip": list(self.clip) if isinstance(self.clip, tuple) else self.clip,
+            "direction": enc(self.direction),
+            "activation": enc(self.activation),
+            "clip": enc(self.clip),
             "bias": self.bias,
-            "output_size": self.output_size,
-            "output_activation": self.output_activation.to_json(),
-            "merge_mode": list(self.merge_mode) if isinstance(self.merge_mode, tuple)
-            else self.merge_mode,
+            "merge_mode": enc(self.merge_mode),
             "padded_output": self.padded_output,
             "output_order": self.output_order,
+            "vocab_size": self.vocab_size,
+            "mask_zero": self.mask_zero,
+            "padding_idx": self.padding_idx,
+            "mask_value": self.mask_value,
+            "select": self.select,
+            "head": [d.to_dict() for d in self.head],
+            "identities": [i.to_dict() for i in self.identities],
         }
+
+    #: Keys of configs written before the head existed, read as its one-layer shorthand.
+    _SHORTHAND = ("output_size", "output_activation")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RNNConfig:
-        """Build a config from :meth:`to_dict`'s output; unknown keys raise ``ValueError``."""
+        """Build a config from :meth:`to_dict`'s output (or an older one with
+        ``output_size``/``output_activation``); unknown keys raise ``ValueError``."""
         if not isinstance(data, Mapping):
             raise TypeError(f"config must be a mapping, got {type(data).__name__}")
         known = {f for f in cls.__dataclass_fields__ if not f.startswith("_")}
+        known |= set(cls._SHORTHAND)
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"config has unknown keys {sorted(unknown)}; allowed: {sorted(known)}")
@@ -383,7 +620,13 @@ class RNNConfig:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     def replace(self, **changes: Any) -> RNNConfig:
-        """A copy with some fields changed (validated again)."""
+        """A copy with some fields changed (validated again); ``output_size`` and
+        ``output_activation`` replace the head by a one-layer readout."""
         data = self.to_dict()
+        if any(k in changes for k in self._SHORTHAND):
+            data.pop("head")
+            if self.head and len(self.head) == 1:
+                data["output_size"] = self.head[0].units
+                data["output_activation"] = self.head[0].activation.to_json()
         data.update(changes)
         return RNNConfig.from_dict(data)

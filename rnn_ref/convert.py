@@ -139,7 +139,7 @@ def hints_for(params: RNNParams, fmt: str) -> Hints:
     return Hints(
         activation=cfg.activation_of(0, 0).name if "activation" in reads else None,
         merge_mode=(cfg.merge_modes[-1] or "concat") if "merge_mode" in reads else None,
-        direction=(cfg.direction if cfg.direction != "bidirectional" else None)
+        direction=(cfg.directions[-1] if cfg.directions[-1] != "bidirectional" else None)
         if "direction" in reads else None,
     )
 

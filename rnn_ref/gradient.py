@@ -25,10 +25,14 @@ projection)::
     grad b_x = grad b_h = sum_t sum_n dz_t           grad x_t += dz_t @ w_x.T
 
 Bidirectional layers split the gradient of the merged output (``concat``: the two halves;
-``sum``: both; ``mul``: times the other direction; ``ave``: half each); the readout
-``y = g(o @ w_y + b_y)`` gives ``d pre = grad_y * g'(pre)``, ``grad w_y = o.T @ d pre``,
-``grad b_y = sum d pre`` and ``grad o += d pre @ w_y.T``. The gradient of a layer's input is
-the gradient of the outputs of the layer below. Everything runs in float64.
+``sum``: both; ``mul``: times the other direction; ``ave``: half each). Each head layer
+``y = g(s @ w + b)`` gives ``d pre = vjp(g, pre, grad_y)`` (``grad_y * g'(pre)`` for an
+elementwise g; ``y * (grad_y - sum(grad_y * y))`` for softmax), ``grad w = s.T @ d pre``,
+``grad b = sum d pre`` and ``grad s = d pre @ w.T``. The selection's gradient goes back to
+what it took: every step of the outputs, step T-1, or the last layer's final states (through
+the merge). The gradient of a layer's input is the gradient of the outputs of the layer below;
+that of layer 0's input, ``grad x``, gives the embedding's, ``grad E[i] = sum of grad x_t over
+the steps whose id is i`` (zero for ``padding_idx``). Everything runs in float64.
 """
 
 from __future__ import annotations
@@ -43,8 +47,9 @@ from rnn_ref._blas import prime
 from rnn_ref.activations import Activation
 from rnn_ref.config import RNNConfig
 from rnn_ref.inputs import check_inputs, check_options, check_params
+from rnn_ref.network import head_vjp
 from rnn_ref.params import CellParams, Readout, RNNParams
-from rnn_ref.reference import is_reverse, merge
+from rnn_ref.reference import merge, select
 
 __all__ = ["BackwardResult", "backward"]
 
@@ -58,9 +63,9 @@ class BackwardResult:
     Attributes:
         params: an :class:`~rnn_ref.RNNParams` of gradients in the canonical layout (float64;
             zero biases for a bias-free network, whose biases are not parameters).
-        x: ``(N, T, D)``.
-        h0: ``(L*R, N, M)``, or a tuple of L*R ``(N, M_l)`` arrays when the hidden sizes
-            differ.
+        x: ``(N, T, D)``, the gradient of the layers' input (the embedded ids with an
+            embedding, whose table's gradient is in ``params``).
+        h0: ``(S, N, M)``, or a tuple of S ``(N, M_l)`` arrays when the hidden sizes differ.
     """
 
     params: RNNParams
@@ -153,42 +158,91 @@ def _as_grad(value: Any, shape: tuple[int, ...], where: str) -> Array:
     return arr
 
 
-def _output_cotangent(net: RNNParams, last: Any, grad_outputs: Any, grad_y: Any, n: int,
-                      t_len: int) -> tuple[Any, Readout | None]:
-    """dL/d(last layer's merged outputs) ``(N, T, F)`` (a pair for ``merge_mode=None``), with
-    the readout's share ``dpre @ W_y.T`` added, and the readout's own gradients:
-    ``y = g(o W_y + b_y)`` gives ``dpre = dL/dy * g'(pre)``, ``dW_y = o^T dpre``,
-    ``db_y = sum dpre``."""
+def _head_backward(net: RNNParams, chosen: Any, grad_y: Any, grad_selected: Any
+                   ) -> tuple[Any, list[Readout]]:
+    """dL/d(selection) and the head's gradients. Layer j, ``y_j = g_j(pre_j)`` with
+    ``pre_j = y_{j-1} @ w_j + b_j`` (``y_{-1}`` the selection), gives ``dpre_j = vjp(g_j,
+    pre_j, dL/dy_j)``, ``dw_j = y_{j-1}^T dpre_j``, ``db_j = sum dpre_j`` (summed over every
+    leading axis) and ``dL/dy_{j-1} = dpre_j @ w_j.T``."""
     cfg = net.config
-    out_shape = (n, t_len, cfg.output_features)
-    if isinstance(last, tuple):
-        g_last: Any = (np.zeros(last[0].shape), np.zeros(last[1].shape)) if grad_outputs is None \
-            else tuple(_as_grad(g, o.shape, f"grad_outputs[{i}]")
-                       for i, (g, o) in enumerate(zip(grad_outputs, last, strict=True)))
-    else:
-        g_last = np.zeros(out_shape) if grad_outputs is None else _as_grad(
-            grad_outputs, out_shape, "grad_outputs")
-    if net.readout is None:
-        return g_last, None
-    ro = net.readout
-    k = ro.w.shape[1]
-    gy = np.zeros((n, t_len, k)) if grad_y is None else _as_grad(grad_y, (n, t_len, k), "grad_y")
-    pre = last @ ro.w + ro.b
-    dpre = gy * cfg.output_activation.derivative(pre)
-    readout_grad = Readout(last.reshape(-1, last.shape[-1]).T @ dpre.reshape(-1, k),
-                           dpre.sum(axis=(0, 1)))
-    return g_last + dpre @ ro.w.T, readout_grad
+    if isinstance(chosen, tuple):  # merge_mode=None: no head
+        return (tuple(np.zeros(c.shape) for c in chosen) if grad_selected is None else
+                tuple(_as_grad(g, c.shape, f"grad_selected[{i}]")
+                      for i, (g, c) in enumerate(zip(grad_selected, chosen, strict=True)))), []
+    g_sel = (np.zeros(chosen.shape) if grad_selected is None
+             else _as_grad(grad_selected, chosen.shape, "grad_selected"))
+    if not net.head:
+        return g_sel, []
+    ins, pres = [chosen], []
+    for weights, dense in zip(net.head, cfg.head, strict=True):
+        pres.append(ins[-1] @ weights.w + weights.b)
+        ins.append(dense.activation(pres[-1]))
+    shape = ins[-1].shape
+    g = np.zeros(shape) if grad_y is None else _as_grad(grad_y, shape, "grad_y")
+    grads: list[Readout] = []
+    for j in range(len(net.head) - 1, -1, -1):
+        dpre = head_vjp(cfg.head[j].activation, pres[j], g)
+        k = dpre.shape[-1]
+        flat_in = ins[j].reshape(-1, ins[j].shape[-1])
+        g_b = dpre.reshape(-1, k).sum(axis=0) if cfg.head[j].bias else np.zeros(k)
+        grads.insert(0, Readout(flat_in.T @ dpre.reshape(-1, k), g_b))
+        g = dpre @ net.head[j].w.T
+    return g_sel + g, grads
 
 
 def _h_n_cotangents(cfg: RNNConfig, grad_h_n: Any, n: int) -> list[Array]:
-    """dL/d h_n as L*R arrays ``(N, M_l)`` (zeros for ``None``)."""
-    L, R, sizes = cfg.num_layers, cfg.num_directions, cfg.hidden_sizes
+    """dL/d h_n as S fresh arrays ``(N, M_l)`` (zeros for ``None``): the selection's share is
+    added to them in place."""
+    sizes, S = cfg.state_sizes, cfg.num_states
     if grad_h_n is None:
-        return [np.zeros((n, sizes[i // R])) for i in range(L * R)]
+        return [np.zeros((n, m)) for m in sizes]
     if isinstance(grad_h_n, (list, tuple)):
-        return [_as_grad(g, (n, sizes[i // R]), f"grad_h_n[{i}]")
+        if len(grad_h_n) != S:
+            raise ValueError(f"grad_h_n lists {len(grad_h_n)} arrays, expected S = {S}")
+        return [_as_grad(g, (n, sizes[i]), f"grad_h_n[{i}]").copy()
                 for i, g in enumerate(grad_h_n)]
-    return list(_as_grad(grad_h_n, (L * R, n, sizes[0]), "grad_h_n"))
+    return list(_as_grad(grad_h_n, (S, n, sizes[0]), "grad_h_n").copy())
+
+
+def _select_backward(cfg: RNNConfig, g_sel: Any, g_last: Any, g_hn: list[Array],
+                     finals: list[Array]) -> None:
+    """Add dL/d(selection) to the cotangent of what it was taken from (in place):
+    the returned outputs ``g_last``, or the last layer's final states in ``g_hn``."""
+    how, S = cfg.select, cfg.num_states
+    R = len(finals)
+    if how == "sequence":
+        if isinstance(g_last, tuple):
+            for mine, extra in zip(g_last, g_sel, strict=True):
+                mine += extra
+        else:
+            g_last += g_sel
+    elif how == "last_step":
+        g_last[:, -1] += g_sel
+    elif how in ("final_forward", "final_backward"):
+        g_hn[S - 2 + (how == "final_backward")] += g_sel
+    elif R == 1:
+        g_hn[S - 1] += g_sel
+    else:
+        parts = _split_merge(g_sel, cfg.merge_modes[-1], finals[0], finals[1])
+        g_hn[S - 2] += parts[0]
+        g_hn[S - 1] += parts[1]
+
+
+def _check_cotangents(cfg: RNNConfig, grad_outputs: Any, grad_y: Any,
+                      grad_selected: Any) -> None:
+    for name, value in (("grad_outputs", grad_outputs), ("grad_y", grad_y),
+                        ("grad_selected", grad_selected)):
+        if value is not None:
+            values = value if isinstance(value, (list, tuple)) else (value,)
+            for v in values:
+                if np.iscomplexobj(v):
+                    raise TypeError(f"{name} must hold real numbers, got a complex array")
+    if grad_y is not None and not cfg.head:
+        raise ValueError("grad_y is given but the network has no head (config.output_size "
+                         "is None)")
+    if grad_selected is not None and cfg.select == "sequence":
+        raise ValueError("grad_selected is for a selection other than 'sequence'; with "
+                         "select='sequence' pass grad_outputs")
 
 
 def backward(
@@ -201,6 +255,7 @@ def backward(
     grad_outputs: Any = None,
     grad_h_n: Any = None,
     grad_y: Any = None,
+    grad_selected: Any = None,
     padded_output: str | None = None,
     output_order: str | None = None,
 ) -> BackwardResult:
@@ -210,8 +265,11 @@ def backward(
         params, x, h0, lengths, mask, padded_output, output_order: as :func:`rnn_ref.forward`.
         grad_outputs: dL/d outputs, the shape of ``forward(...).outputs`` (a pair for
             ``merge_mode=None``); ``None`` for zero.
-        grad_h_n: dL/d h_n, ``(L*R, N, M)`` (or a list of L*R ``(N, M_l)``); ``None`` for zero.
-        grad_y: dL/d y, ``(N, T, K)``; ``None`` for zero (only with a readout).
+        grad_h_n: dL/d h_n, ``(S, N, M)`` (or a list of S ``(N, M_l)``); ``None`` for zero.
+        grad_y: dL/d y, the head's output (``(N, T, K)`` or ``(N, K)``); ``None`` for zero
+            (only with a head).
+        grad_selected: dL/d ``forward(...).selected`` for a selection other than
+            ``"sequence"`` (``(N, F)``); ``None`` for zero.
 
     Returns:
         A :class:`BackwardResult` with ``.params`` (gradients in the canonical layout),
@@ -221,59 +279,97 @@ def backward(
     checked = check_inputs(cfg, x, h0=h0, lengths=lengths, mask=mask, dtype=np.float64,
                            where="rnn_ref.backward")
     padded_output, output_order = check_options(cfg, padded_output, output_order)
+    _check_cotangents(cfg, grad_outputs, grad_y, grad_selected)
+    if cfg.select == "last_step" and checked.t == 0:
+        raise ValueError("select='last_step' takes the output at position T-1, but x has "
+                         "T = 0 steps")
     net = params if params.dtype == np.float64 else params.astype(np.float64)
-    xs, h0s, valid = checked.x, checked.h0_or_zeros(), checked.valid  # (N,T,D), (N,M_l), (N,T)
+    xs = checked.x if net.embedding is None else net.embedding[checked.x]  # (N, T, D)
     n, t_len = checked.n, checked.t
-    L, R = cfg.num_layers, cfg.num_directions
-    if grad_y is not None and net.readout is None:
-        raise ValueError("grad_y is given but the network has no readout")
+    inputs, caches = _forward_layers(net, xs, checked.h0_or_zeros(np.float64), checked.valid,
+                                     padded_output)
+    last = caches[-1][0].out if len(caches[-1]) == 1 else merge(
+        caches[-1][0].out, caches[-1][1].out, cfg.merge_modes[-1])
+    processing = output_order == "processing"
+    if processing:  # the last layer's outputs were handed out flipped
+        last = last[:, ::-1] if not isinstance(last, tuple) else last
+    finals = [c.h_n for c in caches[-1]]
+    g_sel, head_grads = _head_backward(net, select(cfg, last, finals), grad_y, grad_selected)
+    g_last = _last_cotangent(cfg, last, grad_outputs, n, t_len)
+    g_hn = _h_n_cotangents(cfg, grad_h_n, n)
+    _select_backward(cfg, g_sel, g_last, g_hn, finals)
+    if processing:
+        g_last = g_last[:, ::-1]
+    cell_grads, g_x, g_h0 = _backward_layers(net, inputs, caches, g_last, g_hn)
+    table_grad = None
+    if net.embedding is not None:
+        table_grad = np.zeros_like(net.embedding)
+        np.add.at(table_grad, checked.x, g_x)
+        if cfg.padding_idx is not None:
+            table_grad[cfg.padding_idx] = 0.0
+    grads_params = RNNParams(cfg, cell_grads, embedding=table_grad, head=head_grads)
+    h0_grad: Any = np.stack(g_h0) if cfg.uniform_hidden else tuple(g_h0)
+    return BackwardResult(grads_params, g_x, h0_grad)
 
-    # forward, keeping what the backward pass needs
+
+def _last_cotangent(cfg: RNNConfig, last: Any, grad_outputs: Any, n: int, t_len: int) -> Any:
+    """dL/d(the last layer's returned outputs) ``(N, T, F)`` from ``grad_outputs`` (a pair
+    for ``merge_mode=None``), zeros for ``None``; a fresh array either way."""
+    if isinstance(last, tuple):
+        if grad_outputs is None:
+            return (np.zeros(last[0].shape), np.zeros(last[1].shape))
+        return tuple(_as_grad(g, o.shape, f"grad_outputs[{i}]").copy()
+                     for i, (g, o) in enumerate(zip(grad_outputs, last, strict=True)))
+    shape = (n, t_len, cfg.output_features)
+    return np.zeros(shape) if grad_outputs is None else _as_grad(
+        grad_outputs, shape, "grad_outputs").copy()
+
+
+def _forward_layers(net: RNNParams, xs: Array, h0s: tuple[Array, ...],
+                    valid: npt.NDArray[np.bool_], padded_output: str
+                    ) -> tuple[list[Array], list[list[_Cache]]]:
+    """Every layer's input and its directions' caches, first layer first."""
+    cfg = net.config
     inputs: list[Array] = []
     caches: list[list[_Cache]] = []
     layer_in: Any = xs
     for li, layer in enumerate(net.layers):
         inputs.append(layer_in)
-        row = [_forward_direction(layer_in, cell, h0s[li * R + r], cfg.activation_of(li, r),
-                                  cfg.clips[li], is_reverse(cfg, r), valid, padded_output)
+        row = [_forward_direction(layer_in, cell, h0s[cfg.state_index(li, r)],
+                                  cfg.activation_of(li, r), cfg.clips[li],
+                                  cfg.is_reverse(li, r), valid, padded_output)
                for r, cell in enumerate(layer)]
         caches.append(row)
-        layer_in = row[0].out if R == 1 else merge(row[0].out, row[1].out, cfg.merge_modes[li])
-    last = layer_in
-    processing = output_order == "processing"
-    if processing:  # the last layer's outputs were handed out flipped
-        last = last[:, ::-1]
+        layer_in = row[0].out if len(row) == 1 else merge(row[0].out, row[1].out,
+                                                          cfg.merge_modes[li])
+    return inputs, caches
 
-    g_last, readout_grad = _output_cotangent(net, last, grad_outputs, grad_y, n, t_len)
-    if processing:
-        g_last = g_last[:, ::-1]
-    g_hn = _h_n_cotangents(cfg, grad_h_n, n)
 
-    # layers, last to first
+def _backward_layers(net: RNNParams, inputs: list[Array], caches: list[list[_Cache]],
+                     g_last: Any, g_hn: list[Array]
+                     ) -> tuple[list[list[CellParams]], Array, list[Array]]:
+    """The layers' gradients, last to first: cells, dL/dx ``(N, T, D)`` and dL/dh0 (S)."""
+    cfg = net.config
+    L = cfg.num_layers
     cell_grads: list[list[CellParams]] = [[] for _ in range(L)]
-    g_h0: list[Array] = [np.zeros(0)] * (L * R)
+    g_h0: list[Array] = [np.zeros(0)] * cfg.num_states
     g_layer_out: Any = g_last
-    g_x = np.zeros_like(xs)
     for li in range(L - 1, -1, -1):
         row = caches[li]
-        if R == 1:
+        if len(row) == 1:
             g_dirs = [g_layer_out]
         else:
             g_dirs = list(_split_merge(g_layer_out, cfg.merge_modes[li], row[0].out, row[1].out))
         g_in = np.zeros_like(inputs[li])
         for r, cell in enumerate(net.layers[li]):
             grads, gx, gh0 = _backward_direction(inputs[li], cell, cfg.activation_of(li, r),
-                                                 is_reverse(cfg, r), row[r], g_dirs[r],
-                                                 g_hn[li * R + r])
+                                                 cfg.is_reverse(li, r), row[r], g_dirs[r],
+                                                 g_hn[cfg.state_index(li, r)])
             if not cfg.bias:
                 zero = np.zeros_like(grads.b_x)
                 grads = CellParams(grads.w_x, grads.w_h, zero, zero)
             cell_grads[li].append(grads)
             g_in = g_in + gx
-            g_h0[li * R + r] = gh0
+            g_h0[cfg.state_index(li, r)] = gh0
         g_layer_out = g_in
-        if li == 0:
-            g_x = g_in
-    grads_params = RNNParams(cfg, cell_grads, readout_grad)
-    h0_grad: Any = np.stack(g_h0) if cfg.uniform_hidden else tuple(g_h0)
-    return BackwardResult(grads_params, g_x, h0_grad)
+    return cell_grads, g_layer_out, g_h0

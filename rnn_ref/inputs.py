@@ -39,13 +39,18 @@ class Inputs:
 
     Attributes:
         config: the config they were checked against.
-        x: ``(N, T, D)``, real numbers; in the requested dtype, else as given.
-        h0: ``None`` when not given (zeros: :meth:`h0_or_zeros`), else a tuple of L*R arrays
-            ``(N, M_l)``, index ``l*R + r`` (copies, in the requested dtype when one was given).
+        x: ``(N, T, D)``, real numbers; in the requested dtype, else as given. For a network
+            with an embedding, the token ids ``(N, T)`` as int64.
+        h0: ``None`` when not given (zeros: :meth:`h0_or_zeros`), else a tuple of S arrays
+            ``(N, M_l)``, index ``config.state_index(l, r)`` (``l*R + r`` when every layer has
+            R directions; copies, in the requested dtype when one was given).
         lengths: the given ``lengths`` as int64 ``(N,)``, each in ``[0, T]``, or ``None``.
         valid: booleans ``(N, T)``, True at a valid step: from ``lengths``
-            (``t < lengths[n]``) or ``mask`` (a copy), all True when neither was given.
-        padding: the argument that gave the padding, ``"lengths"`` or ``"mask"``, or ``None``.
+            (``t < lengths[n]``) or ``mask`` (a copy), all True when neither was given; and
+            False where the network masks a step itself (``mask_zero``: id 0; ``mask_value``:
+            every feature equals it).
+        padding: what gave the padding, ``"lengths"`` or ``"mask"`` (also a mask the network
+            derives from its inputs), or ``None``.
         padded: whether some step is padding (``not valid.all()``).
         right_padded: whether every row of ``valid`` is valid steps then padding (lengths, or a
             mask without holes or left padding), so lengths can say it.
@@ -72,14 +77,14 @@ class Inputs:
         """T, the number of steps."""
         return int(self.x.shape[1])
 
-    def h0_or_zeros(self) -> tuple[Array, ...]:
-        """``h0``, or L*R zero arrays ``(N, M_l)`` in ``x``'s dtype (float64 for integer x)."""
+    def h0_or_zeros(self, dtype: Any = None) -> tuple[Array, ...]:
+        """``h0``, or S zero arrays ``(N, M_l)`` in ``dtype``, else ``x``'s dtype (float64 for
+        integer x)."""
         if self.h0 is not None:
             return self.h0
-        dt = self.x.dtype if self.x.dtype.kind == "f" else np.dtype(np.float64)
-        R, sizes = self.config.num_directions, self.config.hidden_sizes
-        return tuple(np.zeros((self.n, sizes[i // R]), dt)
-                     for i in range(self.config.num_layers * R))
+        dt = (np.dtype(dtype) if dtype is not None else
+              self.x.dtype if self.x.dtype.kind == "f" else np.dtype(np.float64))
+        return tuple(np.zeros((self.n, m), dt) for m in self.config.state_sizes)
 
     def mask_or_none(self) -> npt.NDArray[np.bool_] | None:
         """``valid (N, T)`` when ``lengths`` or ``mask`` was given, else ``None``."""
@@ -124,8 +129,8 @@ def check_options(config: RNNConfig, padded_output: str | None = None,
     """``(padded_output, output_order)``: the per-call overrides, or the config's values.
 
     Raises ``ValueError`` for a value outside :data:`~rnn_ref.config.PADDED_OUTPUTS` or
-    :data:`~rnn_ref.config.OUTPUT_ORDERS`, and for ``"processing"`` without
-    ``direction="reverse"``.
+    :data:`~rnn_ref.config.OUTPUT_ORDERS`, and for ``"processing"`` without a reverse last
+    layer.
     """
     po = config.padded_output if padded_output is None else padded_output
     if po not in PADDED_OUTPUTS:
@@ -133,10 +138,10 @@ def check_options(config: RNNConfig, padded_output: str | None = None,
     oo = config.output_order if output_order is None else output_order
     if oo not in OUTPUT_ORDERS:
         raise ValueError(f"output_order must be one of {list(OUTPUT_ORDERS)}, got {oo!r}")
-    if oo == "processing" and config.direction != "reverse":
+    if oo == "processing" and config.directions[-1] != "reverse":
         raise ValueError(
-            f"output_order='processing' needs direction='reverse', the network is "
-            f"{config.direction}"
+            f"output_order='processing' needs a reverse last layer, the last layer is "
+            f"{config.directions[-1]}"
         )
     return po, oo
 
@@ -162,9 +167,12 @@ def check_inputs(
 
     Args:
         config: the network's :class:`~rnn_ref.RNNConfig` (L layers, R directions, D, M_l).
-        x: ``(N, T, D)`` with ``D = config.input_size``, real numbers (integers or floats).
-        h0: ``None``, one array ``(L*R, N, M)`` (only when every layer has the same M), or a
-            list or tuple of L*R arrays ``(N, M_l)``; real numbers.
+        x: ``(N, T, D)`` with ``D = config.input_size``, real numbers (integers or floats);
+            with an embedding (``config.vocab_size``), integer token ids ``(N, T)`` in
+            ``[0, V)``.
+        h0: ``None``, one array ``(S, N, M)`` (only when every layer has the same M; S = L*R
+            when every layer has R directions), or a list or tuple of S arrays ``(N, M_l)``;
+            real numbers.
         lengths: integers ``(N,)`` in ``[0, T]``; steps ``t >= lengths[n]`` are padding.
         mask: booleans ``(N, T)``, True at a valid step, any pattern. Not with ``lengths``.
         dtype: a floating dtype to cast ``x`` and ``h0`` to; ``None`` keeps theirs.
@@ -182,7 +190,7 @@ def check_inputs(
     """
     dt = None if dtype is None else check_dtype(dtype, "dtype")
     xa = _check_x(x, config)
-    n, t, _ = xa.shape
+    n, t = xa.shape[:2]
     h0s = None if h0 is None else _check_h0(h0, config, n, dt)
 
     if lengths is not None and mask is not None:
@@ -199,13 +207,47 @@ def check_inputs(
         right = bool(np.array_equal(valid, np.arange(t)[None, :] < valid.sum(axis=1)[:, None]))
     else:
         valid, right = np.ones((n, t), bool), True
-    xa = xa if dt is None else xa.astype(dt, copy=False)
+    derived = _network_mask(config, xa)
+    if derived is not None and not derived.all():
+        valid = valid & derived
+        padding = padding or "mask"
+        right = bool(np.array_equal(valid, np.arange(t)[None, :] < valid.sum(axis=1)[:, None]))
+    xa = xa if dt is None or config.vocab_size is not None else xa.astype(dt, copy=False)
     return Inputs(config, xa, h0s, la, valid, padding, not bool(valid.all()), right, where)
+
+
+def _network_mask(cfg: RNNConfig, xa: Array) -> npt.NDArray[np.bool_] | None:
+    """The steps the network itself keeps, ``(N, T)``: ids other than 0 with ``mask_zero``
+    (Keras ``Embedding(mask_zero=True)``), steps with some feature other than ``mask_value``
+    (Keras ``Masking``); ``None`` when it masks nothing itself."""
+    if cfg.mask_zero:
+        return np.asarray(xa != 0)
+    if cfg.mask_value is not None:
+        return np.asarray(np.any(xa != cfg.mask_value, axis=-1))
+    return None
+
+
+def _check_ids(x: Any, cfg: RNNConfig) -> Array:
+    """Token ids ``(N, T)``, integers in ``[0, V)``, as int64."""
+    xa = _as_array(x, "x")
+    v = cfg.vocab_size
+    if xa.dtype.kind not in "iu":
+        raise TypeError(f"x must hold integer token ids for a network with an embedding "
+                        f"(vocab_size={v}), got dtype {xa.dtype}")
+    if xa.ndim != 2:
+        raise ValueError(f"x must be token ids of shape (N, T) for a network with an "
+                         f"embedding, got shape {xa.shape}")
+    if xa.size and (xa.min() < 0 or xa.max() >= (v or 0)):
+        raise ValueError(f"x holds token ids in [{xa.min()}, {xa.max()}], the embedding has "
+                         f"vocab_size={v} (ids in [0, {v}))")
+    return xa.astype(np.int64)
 
 
 def _check_x(x: Any, cfg: RNNConfig) -> Array:
     """``x`` as an array ``(N, T, D)`` of real numbers with ``D = cfg.input_size`` (not
-    copied, not cast)."""
+    copied, not cast), or token ids ``(N, T)`` for a network with an embedding."""
+    if cfg.vocab_size is not None:
+        return _check_ids(x, cfg)
     xa = _as_array(x, "x")
     if xa.dtype.kind not in "iuf":
         raise TypeError(f"x must hold real numbers, got dtype {xa.dtype}")
@@ -245,27 +287,28 @@ def _check_mask(mask: Any, n: int, t: int) -> npt.NDArray[np.bool_]:
 
 
 def _check_h0(h0: Any, cfg: RNNConfig, n: int, dt: np.dtype[Any] | None) -> tuple[Array, ...]:
-    """``h0`` as L*R arrays ``(N, M_l)`` (copies, cast to ``dt`` unless it is ``None``)."""
-    L, R, sizes = cfg.num_layers, cfg.num_directions, cfg.hidden_sizes
+    """``h0`` as S arrays ``(N, M_l)`` (copies, cast to ``dt`` unless it is ``None``)."""
+    sizes, S = cfg.state_sizes, cfg.num_states
     if isinstance(h0, (list, tuple)):
-        if len(h0) != L * R:
-            raise ValueError(f"h0 lists {len(h0)} states, expected L*R = {L * R}")
+        if len(h0) != S:
+            raise ValueError(f"h0 lists {len(h0)} states, expected S = {S} (one per layer and "
+                             f"direction)")
         states = [_as_array(h, f"h0[{i}]") for i, h in enumerate(h0)]
     else:
         arr = _as_array(h0, "h0")
         if not cfg.uniform_hidden:
             raise ValueError(
-                f"the layers have different hidden sizes {sizes}, so h0 must be a list of "
-                f"L*R = {L * R} arrays of shape (N, M_l), not one array"
+                f"the layers have different hidden sizes {cfg.hidden_sizes}, so h0 must be a "
+                f"list of S = {S} arrays of shape (N, M_l), not one array"
             )
-        if arr.shape != (L * R, n, sizes[0]):
+        if arr.shape != (S, n, sizes[0]):
             raise ValueError(
-                f"h0 must have shape (L*R, N, M) = ({L * R}, {n}, {sizes[0]}), got {arr.shape}"
+                f"h0 must have shape (L*R, N, M) = ({S}, {n}, {sizes[0]}), got {arr.shape}"
             )
         states = list(arr)
     out = []
     for i, h in enumerate(states):
-        m = sizes[i // R]
+        m = sizes[i]
         if h.dtype.kind not in "iuf":
             raise TypeError(f"h0[{i}] must hold real numbers, got dtype {h.dtype}")
         if h.shape != (n, m):

@@ -1,21 +1,26 @@
 """The canonical file: :func:`save` and :func:`load`; its members in memory: :func:`to_members`
 and :func:`from_members`.
 
-Format (version 1), a NumPy ``.npz`` archive (a zip of ``.npy`` files) that any language with a
+Format (version 2), a NumPy ``.npz`` archive (a zip of ``.npy`` files) that any language with a
 zip reader and an ``.npy`` reader can write:
 
 ==================================  =====================================================
 member                              content
 ==================================  =====================================================
-``__format__``                      0-d unicode array ``"rnn-ref/1"``
+``__format__``                      0-d unicode array ``"rnn-ref/2"``
 ``__config__``                      0-d unicode array: the config as JSON
                                     (:meth:`RNNConfig.to_dict`)
 ``layers.{l}.{r}.w_x``              ``(D_l, M)`` input kernel of layer l, direction r
 ``layers.{l}.{r}.w_h``              ``(M, M)`` recurrent kernel
 ``layers.{l}.{r}.b_x``              ``(M,)`` input bias
 ``layers.{l}.{r}.b_h``              ``(M,)`` recurrent bias
-``readout.w``, ``readout.b``        ``(F, K)`` and ``(K,)``, only with a readout
+``embedding``                       ``(V, D)`` table, only with an embedding
+``head.{j}.w``, ``head.{j}.b``      ``(F_j, K_j)`` and ``(K_j,)``, head layer j
 ==================================  =====================================================
+
+Version 1 files (a config with ``output_size``/``output_activation`` and the arrays
+``readout.w``/``readout.b``, the network before the embedding and the head) are read as the
+same network.
 
 Arrays keep their dtype, so a round trip is bit-exact. Nothing is pickled: files are read with
 ``allow_pickle=False``, and a member holding Python objects is refused. Writing goes to a
@@ -45,7 +50,8 @@ from rnn_ref.params import RNNParams
 
 __all__ = ["FORMAT", "FileFormatError", "from_members", "load", "save", "to_members"]
 
-FORMAT = "rnn-ref/1"
+FORMAT = "rnn-ref/2"
+_READS = ("rnn-ref/1", FORMAT)
 _MARKERS = ("__format__", "__config__")
 
 
@@ -96,8 +102,9 @@ def from_members(members: Mapping[str, Any], *, source: str = "members") -> RNNP
             raise FileFormatError(f"{source}: not an rnn-ref file (no {marker} member)")
     try:
         fmt = str(members["__format__"])
-        if fmt != FORMAT:
-            raise FileFormatError(f"{source}: format {fmt!r}, this version reads {FORMAT!r}")
+        if fmt not in _READS:
+            raise FileFormatError(f"{source}: format {fmt!r}, this version reads "
+                                  f"{' and '.join(map(repr, _READS))}")
         config_dict = json.loads(str(members["__config__"]))
         arrays = {k: members[k] for k in names - set(_MARKERS)}
         config = RNNConfig.from_dict(config_dict)

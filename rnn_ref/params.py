@@ -11,6 +11,9 @@ Canonical storage (docs/spec.md section 3) is (in, out) orientation with **two b
 Every array is copied on construction and made read-only, so an ``RNNParams`` never changes
 after it has been validated. Non-finite values (nan, inf) anywhere in the weights are rejected:
 every output of every step would be poisoned by them.
+
+Around the cells: the embedding table ``(V, D)`` (row i is the vector of token id i), and one
+:class:`Readout` ``(w (F, K), b (K,))`` per head layer, in the same (in, out) orientation.
 """
 
 from __future__ import annotations
@@ -94,10 +97,12 @@ class CellParams:
 
 @dataclass(frozen=True)
 class Readout:
-    """The readout (Elman's output layer): ``y_t = g(h_t @ w + b)``.
+    """The weights of one dense layer of the head: ``y = g(s @ w + b)`` (the first one is
+    Elman's readout).
 
     Attributes:
-        w: shape ``(F, K)``, F the last layer's merged width (``R*M`` for ``concat``).
+        w: shape ``(F, K)``, F the selection's width for the first layer (the last layer's
+            merged width, ``R*M`` for ``concat``), else the units of the layer below.
         b: shape ``(K,)``.
     """
 
@@ -121,12 +126,12 @@ def _checked_layer(cfg: RNNConfig, li: int, layer: Any) -> tuple[CellParams, ...
     Raises:
         ValueError: ``layer`` is not a sequence of R (the config's directions) entries.
     """
-    R = cfg.num_directions
+    R = cfg.num_directions_of(li)
     if not isinstance(layer, Sequence) or len(layer) != R:
         n = len(layer) if isinstance(layer, Sequence) else type(layer).__name__
         raise ValueError(
             f"layers[{li}] must hold {R} CellParams (one per direction of a "
-            f"{cfg.direction} network), got {n}"
+            f"{cfg.directions[li]} layer), got {n}"
         )
     for r, cell in enumerate(layer):
         _check_cell(cfg, li, r, cell)
@@ -158,64 +163,104 @@ def _check_cell(cfg: RNNConfig, li: int, r: int, cell: Any) -> None:
         )
 
 
-def _check_readout(cfg: RNNConfig, readout: Any) -> None:
-    """Check that ``readout`` is given exactly when ``cfg.output_size`` is set, with ``w`` of
-    shape ``(F, K)`` (F the last layer's output width, K the output size) and finite arrays.
+def _check_head(cfg: RNNConfig, head: tuple[Any, ...]) -> None:
+    """Check one :class:`Readout` per head layer of ``cfg``, layer j's ``w`` of shape
+    ``(F_j, K_j)`` (F_0 the selection's width, then the previous layer's units), finite arrays,
+    a zero ``b`` where the layer has no bias.
 
     Raises:
-        ValueError: a readout without an output size or the other way round, a shape, or a
-            non-finite value.
+        TypeError: an entry is not a :class:`Readout`.
+        ValueError: a count, a shape, a non-finite value or a non-zero bias.
     """
-    if cfg.output_size is None:
-        if readout is not None:
-            raise ValueError("readout is given but config.output_size is None")
-        return
-    if not isinstance(readout, Readout):
-        raise ValueError(
-            f"config.output_size={cfg.output_size} needs readout=rnn_ref.Readout(w, b), "
-            f"got {readout!r}"
-        )
-    f, k = cfg.output_features, cfg.output_size
-    _check_shape(readout.w, (f, k), "readout.w", "(F, K), F the last layer's output width")
-    for name, arr in readout.arrays().items():
-        _check_finite(arr, f"readout.{name}")
+    if len(head) != len(cfg.head):
+        raise ValueError(f"head has {len(head)} layer(s) of weights, config.head has "
+                         f"{len(cfg.head)}")
+    for j, (dense, weights) in enumerate(zip(cfg.head, head, strict=True)):
+        where = f"head[{j}]"
+        if not isinstance(weights, Readout):
+            raise TypeError(f"{where} must be rnn_ref.Readout(w, b), got {type(weights).__name__}")
+        f, k = cfg.head_input_size(j), dense.units
+        meaning = "(F, K), F the selection's width" if j == 0 else "(F, K), F the layer below"
+        _check_shape(weights.w, (f, k), f"{where}.w", meaning)
+        _check_shape(weights.b, (k,), f"{where}.b", "(K,)")
+        for name, arr in weights.arrays().items():
+            _check_finite(arr, f"{where}.{name}")
+        if not dense.bias and np.any(weights.b):
+            raise ValueError(f"{where}.b is non-zero but config.head[{j}] has no bias")
 
 
-@dataclass(frozen=True)
+def _check_embedding(cfg: RNNConfig, embedding: Any) -> Array | None:
+    """The ``(V, D)`` table, given exactly when ``cfg.vocab_size`` is set, finite."""
+    if cfg.vocab_size is None:
+        if embedding is not None:
+            raise ValueError("embedding is given but config.vocab_size is None")
+        return None
+    if embedding is None:
+        raise ValueError(f"config.vocab_size={cfg.vocab_size} needs embedding, a "
+                         f"({cfg.vocab_size}, {cfg.input_size}) table")
+    table = _as_weight(embedding, "embedding")
+    _check_shape(table, (cfg.vocab_size, cfg.input_size), "embedding", "(V, D)")
+    _check_finite(table, "embedding")
+    return table
+
+
+@dataclass(frozen=True, init=False)
 class RNNParams:
     """A config plus its canonical arrays, validated on construction and immutable.
 
     Args:
         config: the architecture.
-        layers: L sequences (one per layer) of R :class:`CellParams` (one per direction:
-            0 forward, 1 backward; a reverse-only network has its one cell at index 0).
-        readout: a :class:`Readout` exactly when ``config.output_size`` is set.
+        layers: L sequences (one per layer) of R_l :class:`CellParams` (one per direction:
+            0 forward, 1 backward; a reverse layer has its one cell at index 0).
+        readout: shorthand for a one-layer ``head``.
+        embedding: the ``(V, D)`` table, exactly when ``config.vocab_size`` is set.
+        head: one :class:`Readout` ``(w, b)`` per layer of ``config.head``.
 
     Every array must have the same floating dtype. Shapes are checked against the config
     (``w_x`` of layer l is ``(config.layer_input_size(l), M_l)``), a bias-free config requires
     all-zero biases, and non-finite weights are rejected.
 
-    ``params.layers[l][r]`` is the cell of layer l, direction r.
+    ``params.layers[l][r]`` is the cell of layer l, direction r; ``params.head[j]`` the weights
+    of head layer j.
     """
 
     config: RNNConfig
-    layers: Sequence[Sequence[CellParams]]  # stored as a tuple of tuples
-    readout: Readout | None = None
+    layers: tuple[tuple[CellParams, ...], ...]
+    embedding: Array | None
+    head: tuple[Readout, ...]
 
-    def __post_init__(self) -> None:
-        cfg = self.config
+    def __init__(self, config: RNNConfig, layers: Sequence[Sequence[CellParams]],
+                 readout: Readout | None = None, *, embedding: Any = None,
+                 head: Sequence[Readout] | None = None) -> None:
+        cfg = config
         if not isinstance(cfg, RNNConfig):
             raise TypeError(f"config must be an rnn_ref.RNNConfig, got {type(cfg).__name__}")
-        if not isinstance(self.layers, Sequence) or isinstance(self.layers, (str, bytes)):
-            got = type(self.layers).__name__
-            raise TypeError(f"layers must be a sequence of layers, got {got}")
+        if not isinstance(layers, Sequence) or isinstance(layers, (str, bytes)):
+            raise TypeError(f"layers must be a sequence of layers, got {type(layers).__name__}")
         L = cfg.num_layers
-        if len(self.layers) != L:
-            raise ValueError(f"layers has {len(self.layers)} entries, config has {L} layer(s)")
-        layers = tuple(_checked_layer(cfg, li, layer) for li, layer in enumerate(self.layers))
-        object.__setattr__(self, "layers", layers)
-        _check_readout(cfg, self.readout)
-
+        if len(layers) != L:
+            raise ValueError(f"layers has {len(layers)} entries, config has {L} layer(s)")
+        checked = tuple(_checked_layer(cfg, li, layer) for li, layer in enumerate(layers))
+        if readout is not None and head is not None:
+            raise ValueError("give the head weights either as readout= or as head=, not both")
+        if head is None:
+            if readout is None and cfg.head:
+                raise ValueError(
+                    f"config.output_size={cfg.output_size} needs readout=rnn_ref.Readout(w, b), "
+                    f"got None" if len(cfg.head) == 1 else
+                    f"config.head has {len(cfg.head)} layers: pass head=[Readout(w, b), ...]")
+            head = () if readout is None else (readout,)
+        if isinstance(head, (str, bytes)) or not isinstance(head, Sequence):
+            raise TypeError(f"head must be a sequence of rnn_ref.Readout, got {head!r}")
+        head = tuple(head)
+        if head and not cfg.head:
+            raise ValueError("head weights are given but the config has no head "
+                             "(config.output_size is None)")
+        _check_head(cfg, head)
+        table = _check_embedding(cfg, embedding)
+        for name, value in (("config", cfg), ("layers", checked), ("embedding", table),
+                            ("head", head)):
+            object.__setattr__(self, name, value)
         dtypes = {arr.dtype for _, arr in self.named_arrays()}
         if len(dtypes) != 1:
             listing = ", ".join(f"{n}: {a.dtype}" for n, a in self.named_arrays())
@@ -223,23 +268,43 @@ class RNNParams:
 
     # -- access ---------------------------------------------------------------------------
     @property
+    def readout(self) -> Readout | None:
+        """The weights of a one-layer head (the readout); ``None`` without a head.
+
+        Raises:
+            ValueError: the head has several layers (read :attr:`head`).
+        """
+        if len(self.head) > 1:
+            raise ValueError(f"the head has {len(self.head)} layers; read params.head")
+        return self.head[0] if self.head else None
+
+    @property
     def dtype(self) -> np.dtype[Any]:
         """The one dtype of every array."""
         return self.layers[0][0].w_x.dtype
 
     def named_arrays(self) -> Iterator[tuple[str, Array]]:
-        """``("layers.{l}.{r}.{w_x|w_h|b_x|b_h}", array)`` then ``("readout.{w|b}", array)``."""
+        """``("embedding", table)`` with an embedding, then
+        ``("layers.{l}.{r}.{w_x|w_h|b_x|b_h}", array)``, then ``("head.{j}.{w|b}", array)``."""
+        if self.embedding is not None:
+            yield "embedding", self.embedding
         for li, layer in enumerate(self.layers):
             for r, cell in enumerate(layer):
                 for name, arr in cell.arrays().items():
                     yield f"layers.{li}.{r}.{name}", arr
-        if self.readout is not None:
-            for name, arr in self.readout.arrays().items():
-                yield f"readout.{name}", arr
+        for j, weights in enumerate(self.head):
+            for name, arr in weights.arrays().items():
+                yield f"head.{j}.{name}", arr
 
     @classmethod
     def from_arrays(cls, config: RNNConfig, arrays: Mapping[str, Any]) -> RNNParams:
-        """Inverse of :meth:`named_arrays`: missing or extra names raise ``ValueError``."""
+        """Inverse of :meth:`named_arrays`: missing or extra names raise ``ValueError``. The
+        names of the first format, ``readout.w`` and ``readout.b``, are read as ``head.0``."""
+        arrays = dict(arrays)
+        if len(config.head) == 1 and {"readout.w", "readout.b"} <= set(arrays) \
+                and not {"head.0.w", "head.0.b"} & set(arrays):
+            arrays["head.0.w"] = arrays.pop("readout.w")
+            arrays["head.0.b"] = arrays.pop("readout.b")
         expected = set(_array_names(config))
         missing, extra = expected - set(arrays), set(arrays) - expected
         if missing or extra:
@@ -250,14 +315,13 @@ class RNNParams:
         layers = [
             [
                 CellParams(*(arrays[f"layers.{li}.{r}.{n}"] for n in ("w_x", "w_h", "b_x", "b_h")))
-                for r in range(config.num_directions)
+                for r in range(config.num_directions_of(li))
             ]
             for li in range(config.num_layers)
         ]
-        readout = None
-        if config.output_size is not None:
-            readout = Readout(arrays["readout.w"], arrays["readout.b"])
-        return cls(config, layers, readout)
+        head = [Readout(arrays[f"head.{j}.w"], arrays[f"head.{j}.b"])
+                for j in range(len(config.head))]
+        return cls(config, layers, embedding=arrays.get("embedding"), head=head)
 
     def astype(self, dtype: npt.DTypeLike) -> RNNParams:
         """A copy with every array cast to ``dtype`` (a floating dtype)."""
@@ -274,7 +338,8 @@ class RNNParams:
         For the semantic fields (``padded_output``, ``output_order``, ``activation``, ...),
         e.g. ``params.replace(padded_output="zeros")`` to accept a target's padding.
         """
-        return RNNParams(self.config.replace(**config_changes), self.layers, self.readout)
+        return RNNParams(self.config.replace(**config_changes), self.layers,
+                         embedding=self.embedding, head=self.head)
 
     def num_parameters(self, convention: Literal["keras", "torch"] = "torch") -> int:
         """See :meth:`RNNConfig.num_parameters`."""
@@ -294,13 +359,15 @@ class RNNParams:
 
 
 def _array_names(config: RNNConfig) -> Iterator[str]:
+    if config.vocab_size is not None:
+        yield "embedding"
     for li in range(config.num_layers):
-        for r in range(config.num_directions):
+        for r in range(config.num_directions_of(li)):
             for n in ("w_x", "w_h", "b_x", "b_h"):
                 yield f"layers.{li}.{r}.{n}"
-    if config.output_size is not None:
-        yield "readout.w"
-        yield "readout.b"
+    for j in range(len(config.head)):
+        yield f"head.{j}.w"
+        yield f"head.{j}.b"
 
 
 def _orthogonal(rng: np.random.Generator, n: int) -> npt.NDArray[np.float64]:
@@ -322,9 +389,10 @@ def init(
         seed: seed of ``numpy.random.default_rng``.
         scheme: ``"torch"``, every weight and both biases uniform in ``[-k, k]`` with
             ``k = 1/sqrt(M)`` (``torch.nn.RNN.reset_parameters``) and the readout uniform in
-            ``[-1/sqrt(F), 1/sqrt(F)]`` (``nn.Linear``); ``"keras"``, ``w_x`` Glorot-uniform,
-            ``w_h`` orthogonal, biases zero, readout Glorot-uniform with a zero bias (Keras 3
-            ``SimpleRNN`` and ``Dense`` defaults).
+            ``[-1/sqrt(F), 1/sqrt(F)]`` (``nn.Linear``), the embedding N(0, 1) with a zero
+            ``padding_idx`` row; ``"keras"``, ``w_x`` Glorot-uniform, ``w_h`` orthogonal,
+            biases zero, head layers Glorot-uniform with zero biases, the embedding uniform in
+            ``[-0.05, 0.05]`` (Keras 3 ``SimpleRNN``, ``Dense`` and ``Embedding`` defaults).
         dtype: floating dtype of the arrays; draws are made in float64 and cast.
 
     Returns:
@@ -348,7 +416,7 @@ def init(
     for li, m in enumerate(config.hidden_sizes):
         d = config.layer_input_size(li)
         cells = []
-        for _ in range(config.num_directions):
+        for _ in range(config.num_directions_of(li)):
             if scheme == "torch":
                 k = 1.0 / np.sqrt(m)
                 w_x, w_h = uniform(k, (d, m)), uniform(k, (m, m))
@@ -361,13 +429,31 @@ def init(
                 b_x, b_h = np.zeros(m), np.zeros(m)
             cells.append(CellParams(*(a.astype(dt) for a in (w_x, w_h, b_x, b_h))))
         layers.append(tuple(cells))
-    readout = None
-    if config.output_size is not None:
-        f, k_out = config.output_features, config.output_size
+    head, embedding = _init_head_and_embedding(config, rng, scheme, dt)
+    return RNNParams(config, tuple(layers), embedding=embedding, head=head)
+
+
+def _init_head_and_embedding(config: RNNConfig, rng: np.random.Generator, scheme: str,
+                             dt: np.dtype[Any]) -> tuple[list[Readout], Array | None]:
+    """:func:`init`'s head layers and embedding table (see its ``scheme``)."""
+
+    def uniform(limit: float, shape: tuple[int, ...]) -> npt.NDArray[np.float64]:
+        return rng.uniform(-limit, limit, size=shape)
+
+    head = []
+    for j, dense in enumerate(config.head):
+        f, k_out = config.head_input_size(j), dense.units
         if scheme == "torch":
             lim = 1.0 / np.sqrt(f)
             w, b = uniform(lim, (f, k_out)), uniform(lim, (k_out,))
         else:
             w, b = uniform(np.sqrt(6.0 / (f + k_out)), (f, k_out)), np.zeros(k_out)
-        readout = Readout(w.astype(dt), b.astype(dt))
-    return RNNParams(config, tuple(layers), readout)
+        head.append(Readout(w.astype(dt), (b if dense.bias else np.zeros(k_out)).astype(dt)))
+    embedding = None
+    if config.vocab_size is not None:  # torch N(0, 1); Keras uniform(-0.05, 0.05)
+        shape = (config.vocab_size, config.input_size)
+        table = rng.standard_normal(shape) if scheme == "torch" else uniform(0.05, shape)
+        if config.padding_idx is not None and scheme == "torch":
+            table[config.padding_idx] = 0.0
+        embedding = table.astype(dt)
+    return head, embedding

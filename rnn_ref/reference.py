@@ -5,17 +5,25 @@ For layer l, direction r, at step t (row-vector convention)::
     h_t = f( clip( x_t @ w_x + b_x + h_{t-1} @ w_h + b_h ) )
 
 with ``clip(z) = min(max(z, -c), c)`` when the layer has a clip c, else the identity, and
-``f`` the activation of that layer and direction. The readout, when present, is
-``y_t = g(o_t @ w_y + b_y)`` at every step, padded ones included, where ``o_t`` is what the
-last layer outputs at t.
+``f`` the activation of that layer and direction. Around the layers (docs/spec.md section 1.3):
+
+* **Embedding.** With one, the input is token ids and ``x_t = E[id_t]`` (row ``id_t`` of the
+  ``(V, D)`` table); ``mask_zero`` makes every step with id 0 padding.
+* **Selection.** What the last layer hands on, ``s``: its outputs ``o`` at every step
+  (``"sequence"``), at position T-1 (``"last_step"``), or its final states merged by its merge
+  mode (``"final"``), or one direction's (``"final_forward"``, ``"final_backward"``).
+* **Head.** Dense layers in order, ``s <- g_j(s @ w_j + b_j)`` on the last axis (per step for
+  a sequence, padded steps included); ``g_j`` may be softmax or log-softmax over that axis.
+* Dropouts and noise (``config.identities``) are the identity at inference: nothing to compute.
 
 Semantics (docs/spec.md section 4), every variant an explicit option:
 
-* **Directions.** A reverse direction reads each sequence from its last valid step to its
-  first. Its outputs are time-aligned (position t holds the state after consuming ``x_t``;
-  torch, ONNX) unless ``output_order="processing"`` (Keras ``go_backwards=True``: the last
-  layer's outputs are returned in the order they were computed, i.e. flipped on the time axis).
-  Its final state is the state after ``x_0`` (after its first valid step).
+* **Directions.** Each layer is forward, reverse or bidirectional (stacks mix them). A reverse
+  direction reads each sequence from its last valid step to its first. Its outputs are
+  time-aligned (position t holds the state after consuming ``x_t``; torch, ONNX) unless
+  ``output_order="processing"`` (Keras ``go_backwards=True``: the last layer's outputs are
+  returned in the order they were computed, i.e. flipped on the time axis). Its final state is
+  the state after ``x_0`` (after its first valid step).
 * **Bidirectional.** Each layer merges its two directions (``concat``: forward then backward
   on the feature axis; ``sum``, ``mul``, ``ave``; ``None`` for the pair, last layer only) and
   hands the result to the next layer.
@@ -47,9 +55,10 @@ from rnn_ref._blas import prime
 from rnn_ref.activations import Activation
 from rnn_ref.config import RNNConfig
 from rnn_ref.inputs import check_dtype, check_inputs, check_options, check_params
-from rnn_ref.params import RNNParams
+from rnn_ref.network import Dense
+from rnn_ref.params import Readout, RNNParams
 
-__all__ = ["ForwardResult", "forward", "forward_loop", "is_reverse", "merge"]
+__all__ = ["ForwardResult", "forward", "forward_loop", "is_reverse", "merge", "select"]
 
 Array = npt.NDArray[np.floating]
 HiddenState = Array | tuple[Array, ...]
@@ -63,15 +72,26 @@ class ForwardResult:
         outputs: the last layer's outputs, shape ``(N, T, F)`` with ``F = R*M`` for
             ``concat`` and ``M`` for the other merge modes; for ``merge_mode=None`` a pair
             ``(forward, backward)`` of ``(N, T, M)`` arrays.
-        h_n: the final state of every layer and direction, shape ``(L*R, N, M)``, index
-            ``l*R + r``. When the layers' hidden sizes differ, a tuple of L*R arrays of shape
-            ``(N, M_l)`` instead.
-        y: the readout, shape ``(N, T, K)``, or ``None`` without a readout.
+        h_n: the final state of every layer and direction, shape ``(S, N, M)``, index
+            ``config.state_index(l, r)`` (``l*R + r`` when every layer has R directions). When
+            the layers' hidden sizes differ, a tuple of S arrays of shape ``(N, M_l)`` instead.
+        selected: what ``config.select`` hands on: ``outputs`` itself for ``"sequence"``,
+            else ``(N, F)`` (``(N, M)`` for one direction's final state; a pair for
+            ``merge_mode=None``).
+        y: the head's output, ``(N, T, K)`` per step or ``(N, K)`` after a selection;
+            ``None`` without a head.
     """
 
     outputs: Any  # (N, T, F) array, or a pair of (N, T, M) arrays for merge_mode=None
-    h_n: Any  # (L*R, N, M) array, or a tuple of L*R (N, M_l) arrays
-    y: Any  # (N, T, K) array or None
+    h_n: Any  # (S, N, M) array, or a tuple of S (N, M_l) arrays
+    y: Any  # (N, T, K) or (N, K) array, or None
+    selected: Any = None  # (N, T, F), (N, F) or (N, M); a pair for merge_mode=None
+
+    @property
+    def result(self) -> Any:
+        """What the network returns, as the framework's model does: ``y`` with a head, else
+        ``selected``."""
+        return self.selected if self.y is None else self.y
 
 
 @dataclass(frozen=True)
@@ -79,8 +99,8 @@ class _Prepared:
     """Validated arguments of one oracle call, in the compute dtype."""
 
     params: RNNParams  # cast to the compute dtype
-    x: Array  # (N, T, D)
-    h0: tuple[Array, ...]  # L*R arrays (N, M_l)
+    x: Array  # (N, T, D), or token ids (N, T) with an embedding
+    h0: tuple[Array, ...]  # S arrays (N, M_l)
     valid: npt.NDArray[np.bool_] | None  # (N, T), None when every step is valid
     padded_output: str
     output_order: str
@@ -105,7 +125,10 @@ def _prepare(
                           where="rnn_ref.forward")
     po, oo = check_options(cfg, padded_output, output_order)
     cast = params if params.dtype == dt else params.astype(dt)
-    return _Prepared(cast, inputs.x, inputs.h0_or_zeros(),
+    if cfg.select == "last_step" and inputs.t == 0:
+        raise ValueError("select='last_step' takes the output at position T-1, but x has "
+                         "T = 0 steps")
+    return _Prepared(cast, inputs.x, inputs.h0_or_zeros(dt),
                      inputs.valid if inputs.padded else None, po, oo)
 
 
@@ -131,10 +154,31 @@ def merge(fwd: Array, bwd: Array, mode: str | None) -> Array | tuple[Array, Arra
     return (fwd, bwd)
 
 
-def is_reverse(cfg: RNNConfig, r: int) -> bool:
-    """Whether direction ``r`` of a network with config ``cfg`` runs in reverse (spec 4.1):
-    every direction of a ``reverse`` network, the second of a ``bidirectional`` one."""
-    return cfg.direction == "reverse" or r == 1
+def is_reverse(cfg: RNNConfig, layer: int, r: int) -> bool:
+    """Whether direction ``r`` of layer ``layer`` runs in reverse (spec 4.1): the one direction
+    of a ``reverse`` layer, the second of a ``bidirectional`` one."""
+    return cfg.is_reverse(layer, r)
+
+
+def select(cfg: RNNConfig, outputs: Any, finals: list[Array]) -> Any:
+    """What the last layer hands on (:data:`~rnn_ref.SELECTS`), from its merged ``outputs``
+    ``(N, T, F)`` and its R final states ``finals`` (each ``(N, M)``, forward first)::
+
+        sequence        o
+        last_step       o[:, T-1]
+        final           merge(h_fwd, h_bwd)   (h of a one-direction layer)
+        final_forward   h_fwd                 final_backward   h_bwd
+    """
+    how = cfg.select
+    if how == "sequence":
+        return outputs
+    if how == "last_step":
+        return outputs[:, -1]
+    if how == "final_forward":
+        return finals[0]
+    if how == "final_backward":
+        return finals[1]
+    return finals[0] if len(finals) == 1 else merge(finals[0], finals[1], cfg.merge_modes[-1])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -158,12 +202,11 @@ def forward_loop(  # noqa: C901
     """
     p = _prepare(params, x, h0, lengths, mask, compute_dtype, padded_output, output_order)
     cfg = p.params.config
-    n_samples, n_steps, _ = p.x.shape
+    n_samples, n_steps = p.x.shape[:2]
     valid = np.ones((n_samples, n_steps), bool) if p.valid is None else p.valid
-    R = cfg.num_directions
-    zero = p.x.dtype.type(0)
+    zero = p.h0[0].dtype.type(0)
 
-    layer_input = p.x
+    layer_input = _embed_loop(p)
     h_n: list[Array] = []
     for li, layer in enumerate(p.params.layers):
         clip = cfg.clips[li]
@@ -171,11 +214,11 @@ def forward_loop(  # noqa: C901
         for r, cell in enumerate(layer):
             f = cfg.activation_of(li, r)
             m = cell.hidden_size
-            out = np.zeros((n_samples, n_steps, m), p.x.dtype)
-            final = np.zeros((n_samples, m), p.x.dtype)
-            steps = range(n_steps - 1, -1, -1) if is_reverse(cfg, r) else range(n_steps)
+            out = np.zeros((n_samples, n_steps, m), zero.dtype)
+            final = np.zeros((n_samples, m), zero.dtype)
+            steps = range(n_steps - 1, -1, -1) if cfg.is_reverse(li, r) else range(n_steps)
             for s in range(n_samples):
-                h = p.h0[li * R + r][s]
+                h = p.h0[cfg.state_index(li, r)][s]
                 started = False
                 for t in steps:
                     if valid[s, t]:
@@ -196,20 +239,41 @@ def forward_loop(  # noqa: C901
                 out = out[:, ::-1]
             directions.append(out)
             h_n.append(final)
-        if R == 1:
+        if len(layer) == 1:
             layer_input = directions[0]
         else:
             layer_input = merge(directions[0], directions[1], cfg.merge_modes[li])  # type: ignore[assignment]
 
+    chosen = select(cfg, layer_input, h_n[-len(p.params.layers[-1]):])
     y = None
-    if p.params.readout is not None:
-        g: Activation = cfg.output_activation
-        ro = p.params.readout
-        y = np.zeros((n_samples, n_steps, ro.w.shape[1]), p.x.dtype)
-        for s in range(n_samples):
-            for t in range(n_steps):
-                y[s, t] = g(layer_input[s, t] @ ro.w + ro.b)
-    return ForwardResult(layer_input, _stack_h_n(h_n, cfg), y)
+    if p.params.head:
+        y = chosen
+        for dense, weights in zip(cfg.head, p.params.head, strict=True):
+            y = _dense_loop(dense, weights, y)
+    return ForwardResult(layer_input, _stack_h_n(h_n, cfg), y, chosen)
+
+
+def _embed_loop(p: _Prepared) -> Array:
+    """``x[n, t] = E[ids[n, t]]``, one step at a time; ``x`` itself without an embedding."""
+    table = p.params.embedding
+    if table is None:
+        return p.x
+    n_samples, n_steps = p.x.shape
+    x = np.zeros((n_samples, n_steps, table.shape[1]), table.dtype)
+    for s in range(n_samples):
+        for t in range(n_steps):
+            x[s, t] = table[p.x[s, t]]
+    return x
+
+
+def _dense_loop(dense: Dense, weights: Readout, s: Array) -> Array:
+    """``g(s_i @ w + b)`` for every row ``s_i`` of ``s`` (``(N, F)`` or ``(N, T, F)``), one
+    row at a time (softmax over each row)."""
+    rows = s.reshape(-1, s.shape[-1])
+    y = np.zeros((rows.shape[0], weights.w.shape[1]), s.dtype)
+    for i in range(rows.shape[0]):
+        y[i] = dense.activation(rows[i] @ weights.w + weights.b)
+    return y.reshape(*s.shape[:-1], weights.w.shape[1])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -235,10 +299,12 @@ def forward(
 
     Args:
         params: the network (:class:`~rnn_ref.RNNParams`).
-        x: inputs, shape ``(N, T, D)``, batch-major, real numbers of any dtype.
-        h0: initial states, shape ``(L*R, N, M)`` (index ``l*R + r``; it does not follow any
-            batch-first flag), or a list of L*R arrays of shape ``(N, M_l)`` (required when the
-            layers' hidden sizes differ). Default zeros.
+        x: inputs, shape ``(N, T, D)``, batch-major, real numbers of any dtype; token ids
+            ``(N, T)`` for a network with an embedding.
+        h0: initial states, shape ``(S, N, M)`` (index ``config.state_index(l, r)``, which is
+            ``l*R + r`` when every layer has R directions; it does not follow any batch-first
+            flag), or a list of S arrays of shape ``(N, M_l)`` (required when the layers'
+            hidden sizes differ). Default zeros.
         lengths: valid length of each sample, integers of shape ``(N,)`` in ``[0, T]``; steps
             ``t >= lengths[n]`` are padding. Exclusive with ``mask``.
         mask: booleans of shape ``(N, T)``, True where a step is valid; any pattern.
@@ -248,51 +314,61 @@ def forward(
         output_order: overrides ``config.output_order`` (``"aligned"``, ``"processing"``).
 
     Returns:
-        A :class:`ForwardResult` with ``outputs (N, T, F)``, ``h_n (L*R, N, M)`` and
-        ``y (N, T, K)`` or ``None``, all in the compute dtype.
+        A :class:`ForwardResult` with ``outputs (N, T, F)``, ``h_n (S, N, M)``, ``selected``
+        and ``y`` (the head's output) or ``None``, all in the compute dtype;
+        ``result.result`` is what the network returns.
 
     Raises:
         TypeError, ValueError: a bad argument, named with what was given and what is allowed.
     """
     p = _prepare(params, x, h0, lengths, mask, compute_dtype, padded_output, output_order)
     cfg = p.params.config
-    n_samples, n_steps, _ = p.x.shape
-    R = cfg.num_directions
     invalid = None if p.valid is None else ~p.valid  # (N, T)
 
-    layer_input: Any = p.x
+    table = p.params.embedding
+    layer_input: Any = p.x if table is None else table[p.x]
     h_n: list[Array] = []
     for li, layer in enumerate(p.params.layers):
-        m, mode = cfg.hidden_sizes[li], cfg.merge_modes[li]
-        # concat: both directions write into their halves of one (N, T, R*M) buffer
-        width = R * m if mode == "concat" else m
-        buffers = [np.empty((n_samples, n_steps, width), p.x.dtype)
-                   for _ in range(1 if mode == "concat" else R)]
-        directions = []
-        for r, cell in enumerate(layer):
-            buf = buffers[0] if mode == "concat" else buffers[r]
-            lo = r * m if mode == "concat" else 0
-            out = buf[:, :, lo : lo + m]
-            final = _run_direction(
-                layer_input, cell, p.h0[li * R + r], cfg.activation_of(li, r), cfg.clips[li],
-                is_reverse(cfg, r), invalid, p.padded_output, buf, lo,
-            )
-            directions.append(out)
-            h_n.append(final)
-        if mode == "concat":
-            layer_input = buffers[0]
-        else:
-            layer_input = merge(directions[0], directions[1], mode)
-        if li == cfg.num_layers - 1 and p.output_order == "processing":
-            layer_input = np.ascontiguousarray(layer_input[:, ::-1])
-
+        layer_input = _run_layer(p, li, layer, layer_input, invalid, h_n)
+    chosen = select(cfg, layer_input, h_n[-len(p.params.layers[-1]):])
     y = None
-    if p.params.readout is not None:
-        ro = p.params.readout
-        y = layer_input @ ro.w
-        y += ro.b
-        cfg.output_activation.apply_(y, np.empty_like(y))
-    return ForwardResult(layer_input, _stack_h_n(h_n, cfg), y)
+    if p.params.head:
+        y = chosen
+        for dense, weights in zip(cfg.head, p.params.head, strict=True):
+            y = y @ weights.w
+            y += weights.b
+            if isinstance(dense.activation, Activation):
+                dense.activation.apply_(y, np.empty_like(y))
+            else:
+                y = dense.activation(y)
+    return ForwardResult(layer_input, _stack_h_n(h_n, cfg), y, chosen)
+
+
+def _run_layer(p: _Prepared, li: int, layer: Any, layer_input: Any,
+               invalid: npt.NDArray[np.bool_] | None, h_n: list[Array]) -> Any:
+    """Layer ``li`` on ``layer_input`` ``(N, T, D_l)``: its merged outputs (flipped for a
+    ``processing``-order last layer); its final states are appended to ``h_n``."""
+    cfg = p.params.config
+    n_samples, n_steps = layer_input.shape[:2]
+    R = len(layer)
+    m, mode = cfg.hidden_sizes[li], cfg.merge_modes[li]
+    # concat: both directions write into their halves of one (N, T, R*M) buffer
+    width = R * m if mode == "concat" else m
+    buffers = [np.empty((n_samples, n_steps, width), layer_input.dtype)
+               for _ in range(1 if mode == "concat" else R)]
+    directions = []
+    for r, cell in enumerate(layer):
+        buf = buffers[0] if mode == "concat" else buffers[r]
+        lo = r * m if mode == "concat" else 0
+        h_n.append(_run_direction(
+            layer_input, cell, p.h0[cfg.state_index(li, r)], cfg.activation_of(li, r),
+            cfg.clips[li], cfg.is_reverse(li, r), invalid, p.padded_output, buf, lo,
+        ))
+        directions.append(buf[:, :, lo : lo + m])
+    out: Any = buffers[0] if mode == "concat" else merge(directions[0], directions[1], mode)
+    if li == cfg.num_layers - 1 and p.output_order == "processing":
+        out = np.ascontiguousarray(out[:, ::-1])
+    return out
 
 
 def _run_direction(

@@ -50,9 +50,53 @@ def configs(draw: st.DrawFn, *, max_layers: int = 3, directions: Any = None,
         clip=clip,
         bias=draw(st.booleans()),
         output_size=draw(st.integers(1, 4)) if has_readout else None,
-        output_activation=draw(st.sampled_from(["linear", "tanh", "sigmoid"])),
+        output_activation=draw(st.sampled_from(["linear", "tanh", "sigmoid"]))
+        if has_readout else None,
         merge_mode=merge,
         padded_output=draw(st.sampled_from(["zeros", "carry_output", "carry_state"])),
+    )
+
+
+HEAD_ACTIVATIONS = st.sampled_from(["linear", "tanh", "relu", "sigmoid", "softmax",
+                                    "log_softmax"])
+
+
+@st.composite
+def networks(draw: st.DrawFn, *, max_layers: int = 3) -> rnn_ref.RNNConfig:
+    """The whole network of docs/spec.md 1.3: per-layer directions, an embedding, a selection,
+    a head of dense layers (softmax included) and identity layers, each drawn or not."""
+    L = draw(st.integers(1, max_layers))
+    directions = draw(st.lists(st.sampled_from(["forward", "reverse", "bidirectional"]),
+                               min_size=L, max_size=L))
+    merges = [draw(st.sampled_from(["concat", "sum", "mul", "ave"]))
+              if d == "bidirectional" else "concat" for d in directions]
+    select = draw(st.sampled_from(
+        ["sequence", "last_step", "final"]
+        + (["final_forward", "final_backward"] if directions[-1] == "bidirectional" else [])))
+    head = draw(st.lists(st.tuples(st.integers(1, 4), HEAD_ACTIVATIONS, st.booleans()),
+                         max_size=2))
+    vocab = draw(st.one_of(st.none(), st.integers(2, 7)))
+    n_ident = draw(st.integers(0, 2))
+    identities = [("dropout", 0.25, draw(st.integers(0, L + len(head))))
+                  for _ in range(n_ident)]
+    return rnn_ref.RNNConfig(
+        input_size=draw(st.integers(1, 5)),
+        hidden_size=draw(st.lists(st.integers(1, 5), min_size=L, max_size=L)),
+        direction=directions,
+        activation=[[draw(ACTIVATION_STRATEGY) for _ in range(2 if d == "bidirectional" else 1)]
+                    for d in directions],
+        clip=draw(st.one_of(st.none(), st.floats(0.3, 3.0))),
+        bias=draw(st.booleans()),
+        merge_mode=merges,
+        padded_output=draw(st.sampled_from(["zeros", "carry_output", "carry_state"])),
+        output_order="processing" if directions[-1] == "reverse" and draw(st.booleans())
+        else "aligned",
+        vocab_size=vocab,
+        mask_zero=vocab is not None and draw(st.booleans()),
+        padding_idx=draw(st.one_of(st.none(), st.integers(0, vocab - 1))) if vocab else None,
+        select=select,
+        head=head,
+        identities=identities,
     )
 
 
@@ -64,12 +108,15 @@ def cases(draw: st.DrawFn, config_strategy: Any = None, *, padding: str | None =
     seed = draw(st.integers(0, 2**31 - 1))
     rng = np.random.default_rng(seed)
     params = rnn_ref.init(cfg, seed=seed, dtype=np.float64)
-    n, t = draw(st.integers(1, 4)), draw(st.integers(0, 6))
-    x = rng.standard_normal((n, t, cfg.input_size))
+    n = draw(st.integers(1, 4))
+    t = draw(st.integers(1 if cfg.select == "last_step" else 0, 6))
+    if cfg.vocab_size is None:
+        x = rng.standard_normal((n, t, cfg.input_size))
+    else:
+        x = rng.integers(0, cfg.vocab_size, size=(n, t))
     h0 = None
     if draw(st.booleans()):
-        h0 = [rng.standard_normal((n, m)) for m in cfg.hidden_sizes for _ in
-              range(cfg.num_directions)]
+        h0 = [rng.standard_normal((n, m)) for m in cfg.state_sizes]
     kind = padding or draw(st.sampled_from(["none", "lengths", "mask"]))
     extra: dict[str, Any] = {}
     if kind == "lengths":

@@ -50,7 +50,8 @@ def test_every_activation_on_onnxruntime(act: object) -> None:
 @pytest.mark.parametrize("merge", ["sum", "mul", "ave", None])
 def test_merge_modes_readout_and_narrowing(merge: str | None) -> None:
     cfg = RNNConfig(D, (5, 3), direction="bidirectional", merge_mode=("concat", merge),
-                    output_size=None if merge is None else 2, output_activation="tanh")
+                    output_size=None if merge is None else 2,
+                    output_activation=None if merge is None else "tanh")
     params = rnn_ref.init(cfg, seed=4)
     x = _x(5)
     got = rnn_ref.get_backend("onnxruntime").forward(params, x)

@@ -37,7 +37,7 @@ def test_activation_forms_normalise() -> None:
     assert per_layer.activation_of(1, 0) == Activation("sigmoid")
     mapping = RNNConfig(2, 3, activation={"name": "elu", "alpha": 0.5})
     assert mapping.activation_of(0, 0) == Activation("elu", alpha=0.5)
-    with pytest.raises(ValueError, match="gives 3 activations but the network has 2"):
+    with pytest.raises(ValueError, match="gives 3 activations but the layer has 2"):
         RNNConfig(2, 3, direction="bidirectional", activation=("relu", "tanh", "tanh"))
     with pytest.raises(ValueError, match="lists 3 layers but the network has 2"):
         RNNConfig(2, 3, num_layers=2, activation=[("relu",)] * 3)
@@ -51,13 +51,13 @@ def test_activation_forms_normalise() -> None:
         ({"hidden_size": (4, 3), "num_layers": 3}, "num_layers=3 but hidden_size lists 2"),
         ({"direction": "backward"}, "direction must be one of"),
         ({"clip": -1.0}, r"clip\[0\] must be a positive finite number"),
-        ({"merge_mode": "sum"}, "needs direction='bidirectional'"),
+        ({"merge_mode": "sum"}, "needs a bidirectional layer; layer 0 is forward"),
         ({"direction": "bidirectional", "merge_mode": None, "output_size": 2},
          "merge_mode=None returns a pair"),
         ({"direction": "bidirectional", "num_layers": 2, "merge_mode": None},
          r"merge_mode\[0\]=None .* only for the last layer"),
         ({"padded_output": "carry"}, "padded_output must be one of"),
-        ({"output_order": "processing"}, "needs direction='reverse'"),
+        ({"output_order": "processing"}, "needs a reverse last layer"),
         ({"activation": "hard_sigmoid"}, "needs an explicit alpha"),
         ({"bias": 1}, "bias must be True or False"),
     ],
@@ -99,11 +99,11 @@ def test_attributes_hold_the_normalised_values() -> None:
     """Issue 11 item 5: the constructor takes the wide forms, the attributes hold (and are
     typed as) the normalised ones, and equality, hash, repr and round trips see those."""
     hints = typing.get_type_hints(RNNConfig)
-    assert hints["output_activation"] is Activation
+    assert hints["head"] == tuple[rnn_ref.Dense, ...]
     assert hints["num_layers"] is int and hints["input_size"] is int
     init = typing.get_type_hints(RNNConfig.__init__)
-    assert init["output_activation"] == rnn_ref.activations.ActivationLike
-    cfg = RNNConfig(5, 4, activation="relu", output_activation="tanh")
+    assert init["output_activation"] == rnn_ref.activations.ActivationLike | None
+    cfg = RNNConfig(5, 4, activation="relu", output_size=2, output_activation="tanh")
     assert cfg.output_activation == Activation("tanh") and cfg.activation == Activation("relu")
     two = RNNConfig(3, [6, 6], clip=[3, 3], activation=[("relu",), ("relu",)])
     assert (two.hidden_size, two.num_layers, two.clip) == (6, 2, 3.0)
@@ -152,10 +152,10 @@ def test_params_are_immutable_copies() -> None:
         (lambda r: RNNParams(RNNConfig(3, 4, output_size=2), [_cells(r)]),
          ValueError, "needs readout=rnn_ref.Readout"),
         (lambda r: RNNParams(RNNConfig(3, 4), [_cells(r)], Readout(np.ones((4, 2)), np.ones(2))),
-         ValueError, "readout is given but config.output_size is None"),
+         ValueError, "head weights are given but the config has no head"),
         (lambda r: RNNParams(RNNConfig(3, 4, output_size=2), [_cells(r)],
                              Readout(np.ones((5, 2)), np.ones(2))),
-         ValueError, r"readout.w has shape \(5, 2\), expected \(4, 2\): \(F, K\)"),
+         ValueError, r"head\[0\].w has shape \(5, 2\), expected \(4, 2\): \(F, K\)"),
         (lambda r: CellParams(np.ones((3, 4)).astype(str), np.eye(4), np.zeros(4), np.zeros(4)),
          TypeError, "w_x: expected a floating array"),
         (lambda r: RNNParams(RNNConfig(3, 4), [[CellParams(

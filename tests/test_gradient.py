@@ -26,6 +26,8 @@ def smooth_configs(draw: st.DrawFn) -> RNNConfig:
     base = draw(configs())
     L, R = base.num_layers, base.num_directions
     acts = [[draw(SMOOTH) for _ in range(R)] for _ in range(L)]
+    if not base.head:
+        return base.replace(activation=[list(a) for a in acts], clip=None)
     return base.replace(activation=[list(a) for a in acts], clip=None,
                         output_activation=draw(st.sampled_from(["linear", "tanh"])))
 
@@ -232,5 +234,5 @@ def test_bad_cotangents_are_named() -> None:
     x = np.zeros((2, 5, 3))
     with pytest.raises(ValueError, match=r"grad_outputs must have shape \(2, 5, 4\)"):
         rnn_ref.backward(params, x, grad_outputs=np.zeros((2, 5, 3)))
-    with pytest.raises(ValueError, match="grad_y is given but the network has no readout"):
+    with pytest.raises(ValueError, match="grad_y is given but the network has no head"):
         rnn_ref.backward(params, x, grad_y=np.zeros((2, 5, 1)))

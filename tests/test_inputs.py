@@ -23,7 +23,7 @@ X = np.zeros((2, 5, 3))
         ({"x": [[["a"]]]}, TypeError, "x must hold real numbers"),
         ({"h0": np.zeros((2, 2, 4))}, ValueError, r"h0 must have shape \(L\*R, N, M\) = "
                                                    r"\(4, 2, 4\), got \(2, 2, 4\)"),
-        ({"h0": [np.zeros((2, 4))] * 3}, ValueError, "h0 lists 3 states, expected L"),
+        ({"h0": [np.zeros((2, 4))] * 3}, ValueError, "h0 lists 3 states, expected S = 4"),
         ({"h0": [np.zeros((2, 4))] * 3 + [np.zeros((2, 5))]}, ValueError,
          r"h0\[3\] must have shape \(N, M\) = \(2, 4\), got \(2, 5\)"),
         ({"lengths": [5.0, 2.0]}, TypeError, "lengths must be integers, got dtype float64"),
@@ -38,7 +38,7 @@ X = np.zeros((2, 5, 3))
         ({"compute_dtype": np.int32}, TypeError, "compute_dtype must be a floating dtype"),
         ({"compute_dtype": "nonsense"}, TypeError, "compute_dtype must be a floating dtype"),
         ({"padded_output": "pad"}, ValueError, "padded_output must be one of"),
-        ({"output_order": "processing"}, ValueError, "needs direction='reverse'"),
+        ({"output_order": "processing"}, ValueError, "needs a reverse last layer"),
         ({"params": "weights"}, TypeError, "params must be rnn_ref.RNNParams, got str"),
     ],
 )

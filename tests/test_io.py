@@ -104,5 +104,5 @@ def test_file_is_a_plain_zip_of_npy(tmp_path: Path) -> None:
     path = rnn_ref.save(rnn_ref.init(RNNConfig(3, 4, output_size=2), seed=0), tmp_path / "m.npz")
     with zipfile.ZipFile(path) as zf:
         assert sorted(zf.namelist()) == sorted(
-            ["__format__.npy", "__config__.npy", "readout.w.npy", "readout.b.npy"]
+            ["__format__.npy", "__config__.npy", "head.0.w.npy", "head.0.b.npy"]
             + [f"layers.0.0.{n}.npy" for n in ("w_x", "w_h", "b_x", "b_h")])
