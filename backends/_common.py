@@ -6,9 +6,12 @@ lengths only asks :meth:`rnn_ref.inputs.Inputs.lengths_or_none`.
 
 from __future__ import annotations
 
-from rnn_ref.errors import UnsupportedError
+import warnings
 
-__all__ = ["raise_if"]
+from rnn_ref.errors import SemanticsWarning, UnsupportedError
+from rnn_ref.params import RNNParams
+
+__all__ = ["adopt_padded_output", "raise_if"]
 
 
 def raise_if(reason: tuple[str, str] | None, target: str) -> None:
@@ -16,3 +19,33 @@ def raise_if(reason: tuple[str, str] | None, target: str) -> None:
     if reason is not None:
         raise UnsupportedError(target, *reason)
 
+
+
+#: What each ``padded_output`` means, for messages.
+_PADDED_MEANING = {
+    "zeros": "zeros",
+    "carry_output": "the last output (zeros before the first valid step)",
+    "carry_state": "the carried state (h0 before the first valid step)",
+}
+
+
+def adopt_padded_output(params: RNNParams, native: str, target: str, *,
+                        strict: bool = False) -> RNNParams:
+    """``params`` under the padded-step behaviour ``native`` of ``target`` (a framework that
+    computes padded steps one way only), for a converter.
+
+    When ``params`` says otherwise, the weights still convert: a :class:`SemanticsWarning`
+    names both behaviours (only inputs with padding or a mask differ), and the returned params
+    record the target's. With ``strict=True`` that is an :class:`UnsupportedError` instead.
+    """
+    mine = params.config.padded_output
+    if mine == native:
+        return params
+    what = (f"padded_output {mine!r} (a padded step outputs {_PADDED_MEANING[mine]}); "
+            f"{target} outputs {_PADDED_MEANING[native]} there ({native!r})")
+    if strict:
+        raise UnsupportedError(target, what, "pass strict=False to convert the weights anyway")
+    warnings.warn(f"{what}. The weights convert exactly; outputs at padded or masked steps "
+                  f"will differ. The result records padded_output={native!r}.",
+                  SemanticsWarning, stacklevel=3)
+    return params.replace(padded_output=native)

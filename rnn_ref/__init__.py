@@ -23,6 +23,7 @@ from rnn_ref.activations import ACTIVATIONS as ACTIVATIONS
 from rnn_ref.activations import Activation as Activation
 from rnn_ref.config import RNNConfig as RNNConfig
 from rnn_ref.errors import FileFormatError as FileFormatError
+from rnn_ref.errors import SemanticsWarning as SemanticsWarning
 from rnn_ref.errors import UnsupportedError as UnsupportedError
 from rnn_ref.gradient import BackwardResult as BackwardResult
 from rnn_ref.gradient import backward as backward

@@ -1,8 +1,8 @@
-"""The project's exception types (both are also ordinary built-in exception types)."""
+"""The project's exception and warning types (each is also an ordinary built-in type)."""
 
 from __future__ import annotations
 
-__all__ = ["FileFormatError", "UnsupportedError"]
+__all__ = ["FileFormatError", "SemanticsWarning", "UnsupportedError"]
 
 
 class FileFormatError(ValueError):
@@ -22,3 +22,9 @@ class UnsupportedError(NotImplementedError):
             super().__init__(target)
         else:
             super().__init__(f"{target} cannot express {feature}" + (f": {why}" if why else ""))
+
+
+class SemanticsWarning(UserWarning):
+    """A conversion kept every weight but the target computes some inputs differently (for
+    example what a padded step outputs). The message names both behaviours; converters take
+    ``strict=True`` to make it an :class:`UnsupportedError` instead."""
