@@ -8,7 +8,9 @@ and the expected values come from the oracle. Names spell the case out, e.g.
 * :func:`quick_cases`: one axis at a time around a few bases (50 cases): every
   activation, 1 and 2 layers, the three directions, every merge mode, ``h0``, lengths, masks
   with holes and a leading masked step, a zero length, the three padded-output modes, the
-  processing order, clip, readout, narrowing stacks, float64, and the tutorials' shapes.
+  processing order, clip, readout, narrowing stacks, float64, and the tutorials' shapes; and
+  :func:`network_cases`, the pieces around the stack (embedding, mixed stacks, selections,
+  heads with softmax, identity layers, masking).
 * :func:`full_cases`: the product of activation x layers x direction x padding x initial
   state (readout on every other case), in float32, plus the quick cases.
 * :func:`random_cases`: ``count`` configurations sampled from ``seed`` (any mix of the above).
@@ -29,7 +31,7 @@ from rnn_ref.config import RNNConfig
 from rnn_ref.params import CellParams, RNNParams, init
 
 __all__ = ["ACTIVATION_SET", "Case", "CaseInputs", "all_named_cases", "full_cases",
-           "quick_cases", "random_cases"]
+           "network_cases", "quick_cases", "random_cases"]
 
 #: Short names and activations: Keras' set with the parameters Keras fixes, then ONNX's others.
 ACTIVATION_SET: dict[str, Activation] = {
@@ -90,12 +92,11 @@ class Case:
         params = init(self.config, seed=self.seed, scheme="torch", dtype=dt)
         if self.gain is not None:
             params = _with_gain(params, self.gain, self.seed)
-        x = rng.standard_normal((self.n, self.t, self.config.input_size)).astype(dt)
+        x = self._x(rng, dt)
         h0 = None
         if self.h0:
-            R = self.config.num_directions
             states = [rng.standard_normal((self.n, m)).astype(dt) * 0.5
-                      for m in self.config.hidden_sizes for _ in range(R)]
+                      for m in self.config.state_sizes]
             h0 = np.stack(states) if self.config.uniform_hidden else states
         lengths = mask = None
         if self.padding in ("lengths", "zero"):
@@ -111,19 +112,40 @@ class Case:
                 mask[-1, self.t // 2] = False  # a hole
         return CaseInputs(params, x, h0, lengths, mask)
 
+    def _x(self, rng: np.random.Generator, dt: np.dtype[Any]) -> np.ndarray[Any, Any]:
+        """Features ``(N, T, D)``; token ids ``(N, T)`` with an embedding (with ``mask_zero``,
+        ids 0 trail every sample but the first: right padding, as tokenizers pad); with a
+        ``mask_value``, the last steps of every sample but the first hold it."""
+        cfg = self.config
+        if cfg.vocab_size is not None:
+            low = 1 if cfg.mask_zero else 0
+            ids = rng.integers(low, cfg.vocab_size, size=(self.n, self.t))
+            if cfg.mask_zero and self.t > 1:
+                for i in range(1, self.n):
+                    ids[i, self.t - 1 - (i % (self.t - 1)):] = 0
+            return ids
+        x = rng.standard_normal((self.n, self.t, cfg.input_size)).astype(dt)
+        if cfg.mask_value is not None and self.t > 1:
+            for i in range(1, self.n):
+                x[i, self.t - 1 - (i % (self.t - 1)):] = cfg.mask_value
+        return x
+
     def properties(self) -> dict[str, Any]:
         """What known-failure entries match on."""
         return {
             "zero_length": self.padding == "zero",
             "empty": self.t == 0,
             "h0": self.h0,
-            "padding": self.padding != "none",
+            "padding": self.padding != "none" or self.config.mask_zero
+            or self.config.mask_value is not None,
             "padded_output": self.config.padded_output,
             "direction": self.config.direction,
             "dtype": self.dtype,
             "layers": self.config.num_layers,
             "readout": self.config.output_size is not None,
             "gain": self.gain,
+            "network": not self.config.is_plain,
+            "select": self.config.select,
         }
 
 
@@ -138,7 +160,7 @@ def _with_gain(params: RNNParams, gain: float, seed: int) -> RNNParams:
             w_h = (gain * rng.standard_normal((m, m)) / np.sqrt(m)).astype(c.w_h.dtype)
             row.append(CellParams(c.w_x, w_h, c.b_x, c.b_h))
         layers.append(row)
-    return RNNParams(params.config, layers, params.readout)
+    return RNNParams(params.config, layers, embedding=params.embedding, head=params.head)
 
 
 def _name(act: str, cfg: RNNConfig, dir_key: str, h0: bool, padding: str, n: int, t: int,
@@ -163,8 +185,9 @@ def _case(act: str = "tanh", layers: int = 2, dir_key: str = "bidir", h0: bool =
           n: int = 3, t: int = 7, d: int = 5, m: int | tuple[int, ...] = 4, seed: int = 0,
           extra: str = "", gain: float | None = None, **config: Any) -> Case:
     activation = config.pop("activation", None) or ACTIVATION_SET[act]
+    direction = [_DIRS[k] for k in dir_key.split("-")] if "-" in dir_key else _DIRS[dir_key]
     cfg = RNNConfig(d, m, num_layers=len(m) if isinstance(m, tuple) else layers,
-                    direction=_DIRS[dir_key], activation=activation,
+                    direction=direction, activation=activation,
                     output_size=2 if readout else None, **config)
     name = _name(act, cfg, dir_key, h0, padding, n, t, dtype_key, extra)
     # a stable seed from the name, so adding cases never reseeds others
@@ -212,12 +235,41 @@ def quick_cases() -> list[Case]:
     for merge in ("sum", "mul", "ave"):
         cases.append(_case("tanh", 2, "bidir", merge_mode=merge, extra=merge))
     cases.append(_case("tanh", 1, "bidir", merge_mode=None, extra="pair"))
+    cases += network_cases()
     # long and realistic: a contracting network over 1000 steps, and a chaotic one whose late
     # steps float32 cannot determine (reported as ill-conditioned, not compared)
     cases.append(_case("tanh", 1, "fwd", h0=True, padding="lengths", n=4, t=1000, d=32, m=64,
                        gain=0.9, extra="long_g0.9"))
     cases.append(_case("tanh", 1, "fwd", n=4, t=300, d=16, m=64, gain=2.0, extra="chaotic_g2"))
     return _unique(cases)
+
+
+def network_cases() -> list[Case]:
+    """The pieces around the stack (docs/spec.md 1.3), one or two at a time, as the models
+    people train put them together: the IMDB classifier, taggers, bidirectional classifiers
+    on final states, mixed stacks, dropout between layers."""
+    net = _case
+    return [
+        net("tanh", 1, "fwd", vocab_size=11, mask_zero=True, select="final",
+            head=[(1, "sigmoid")], extra="embed_maskzero_final_sigmoid"),
+        net("tanh", 1, "fwd", vocab_size=9, padding_idx=0, extra="embed_paddingidx"),
+        net("tanh", 2, "bidir-fwd", m=(4, 3), select="final", head=[(3, "softmax")],
+            extra="mixed_final_softmax"),
+        net("relu", 2, "fwd-rev", padding="lengths", output_order="processing",
+            extra="mixed_processing"),
+        net("tanh", 2, "bidir", select="last_step", head=[(2, "linear")], extra="laststep"),
+        net("tanh", 2, "bidir", padding="lengths", select="final", extra="final_concat"),
+        net("tanh", 2, "bidir", select="final_forward", extra="final_forward"),
+        net("tanh", 2, "bidir", h0=True, padding="lengths", select="final_backward",
+            head=[(6, "relu"), (2, "linear")], extra="final_backward_mlp"),
+        net("tanh", 1, "fwd", head=[(3, "log_softmax", False)], extra="perstep_logsoftmax"),
+        net("tanh", 2, "fwd", padding="mask", padded_output="carry_output",
+            head=[(4, "tanh"), (3, "softmax")], extra="perstep_mlp_softmax"),
+        net("tanh", 2, "fwd", identities=[("dropout", 0.3, 1), ("gaussian_noise", 0.1, 0)],
+            readout=True, extra="dropouts"),
+        net("tanh", 1, "bidir", mask_value=0.0, select="final", head=[(2, "sigmoid")],
+            extra="masking"),
+    ]
 
 
 def full_cases() -> list[Case]:

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from rnn_ref.activations import Activation
 from rnn_ref.backends.deviations import Deviation
 from rnn_ref.conformance.cases import Case
 from rnn_ref.conformance.compare import (
@@ -110,13 +111,28 @@ class RunReport:
         return float(np.median(bits)) if bits else None
 
 
-def _as_result(value: Any) -> tuple[Any, Any, Any]:
+@dataclass(frozen=True)
+class _Got:
+    """What a backend returned; ``None`` for what it did not (a framework's model of a whole
+    network returns its result only: the head's output, or the selection)."""
+
+    outputs: Any
+    h_n: Any
+    y: Any
+    selected: Any
+
+
+def _as_result(value: Any) -> _Got:
     if isinstance(value, tuple) and len(value) == 2:
-        return value[0], value[1], None
-    if hasattr(value, "outputs") and hasattr(value, "h_n"):
-        return value.outputs, value.h_n, getattr(value, "y", None)
-    raise TypeError(f"forward must return (outputs, h_n) or an object with .outputs and .h_n, "
-                    f"got {type(value).__name__}")
+        return _Got(value[0], value[1], None, None)
+    names = ("outputs", "h_n", "y", "selected")
+    if any(hasattr(value, n) for n in names):
+        got = _Got(*(getattr(value, n, None) for n in names))
+        if got.selected is not None and got.selected is got.outputs:
+            got = _Got(got.outputs, got.h_n, got.y, None)
+        return got
+    raise TypeError(f"forward must return (outputs, h_n) or an object with .outputs and .h_n "
+                    f"(and .y, .selected), got {type(value).__name__}")
 
 
 def _seq(value: Any) -> tuple[Any, ...]:
@@ -125,8 +141,7 @@ def _seq(value: Any) -> tuple[Any, ...]:
 
 def _tolerance(case: Case, expected: Any) -> Tolerance:
     acts = [a for layer in case.config.activations for a in layer]
-    if case.config.output_size is not None:
-        acts.append(case.config.output_activation)
+    acts += [d.activation for d in case.config.head if isinstance(d.activation, Activation)]
     arrays = [np.asarray(a) for a in _seq(expected)]
     scale = max((float(np.abs(a).max()) for a in arrays if a.size), default=1.0)
     return tolerance(case.dtype, max(case.t, 1), acts, layers=case.config.num_layers,
@@ -171,10 +186,12 @@ def _matches(dev: Deviation, case: Case, category: str) -> bool:
 
 
 def _equivalent(p: RNNParams, q: RNNParams) -> str:
-    """"" when q holds p's weights bit-exactly (one-bias formats: b_x + b_h in b_x)."""
+    """"" when q holds p's network and weights bit-exactly (one-bias formats: b_x + b_h in
+    b_x)."""
     a, b = p.config, q.config
-    for attr in ("direction", "hidden_sizes", "activations", "clips", "merge_modes", "bias",
-                 "output_size", "output_activation", "output_order"):
+    for attr in ("directions", "hidden_sizes", "activations", "clips", "merge_modes", "bias",
+                 "head", "output_order", "vocab_size", "mask_zero", "mask_value", "select",
+                 "identities"):
         if getattr(a, attr) != getattr(b, attr):
             return f"config.{attr} changed: {getattr(a, attr)!r} -> {getattr(b, attr)!r}"
     for li, (lp, lq) in enumerate(zip(p.layers, q.layers, strict=True)):
@@ -188,11 +205,13 @@ def _equivalent(p: RNNParams, q: RNNParams) -> str:
             one_bias = not cq.b_h.any() and np.array_equal(cq.b_x, cp.b_x + cp.b_h)
             if not one_bias:
                 return f"{where} biases changed (b_x, b_h not kept, nor merged into b_x)"
-    if (p.readout is None) != (q.readout is None):
-        return "the readout was lost or added"
-    if p.readout is not None and q.readout is not None and not (
-            np.array_equal(p.readout.w, q.readout.w) and np.array_equal(p.readout.b, q.readout.b)):
-        return "the readout changed"
+    if (p.embedding is None) != (q.embedding is None) or (
+            p.embedding is not None and q.embedding is not None
+            and not np.array_equal(p.embedding, q.embedding)):
+        return "the embedding changed"
+    for j, (hp, hq) in enumerate(zip(p.head, q.head, strict=True)):
+        if not (np.array_equal(hp.w, hq.w) and np.array_equal(hp.b, hq.b)):
+            return f"head layer {j} changed"
     return ""
 
 
@@ -201,9 +220,9 @@ def _undetermined(sigma: Any, expected: Any, dtype: str) -> ErrorReport | None:
     determine, else ``None``: back-propagating through the same steps is no better
     conditioned, so the gradients are not compared either."""
     counts, first = 0, None
-    for field_name in ("outputs", "h_n", "y"):
+    for field_name in ("outputs", "h_n", "y", "selected"):
         want = getattr(expected, field_name)
-        if want is None:
+        if want is None or (field_name == "selected" and want is expected.outputs):
             continue
         for s, w in zip(_seq(getattr(sigma, field_name)), _seq(want), strict=True):
             w = np.asarray(w)
@@ -239,6 +258,8 @@ def _check_gradient(grad_fn: Any, case: Case, inp: Any, want: Any, add: Any) -> 
     cot = {"grad_outputs": like(want.outputs), "grad_h_n": like(want.h_n)}
     if want.y is not None:
         cot["grad_y"] = like(want.y)
+    if case.config.select != "sequence":
+        cot["grad_selected"] = like(want.selected)
     expected = backward(inp.params, inp.x, **inp.kwargs(), **cot)
     try:
         got = grad_fn(inp.params, inp.x, **inp.kwargs(), **cot)
@@ -299,11 +320,11 @@ def check_case(backend: Any, case: Case, deviations: Sequence[Deviation] = ()
         _check_refusal(backend, inp, reason, add)
         return results
     try:
-        outputs, h_n, y = _as_result(backend.forward(inp.params, inp.x, **inp.kwargs()))
+        got = _as_result(backend.forward(inp.params, inp.x, **inp.kwargs()))
     except Exception as exc:
         _forward_raised(exc, declared=supports is not None, add=add)
         return results
-    _check_values(case, outputs, h_n, y, add)
+    _check_values(case, got, add)
     grad_fn = getattr(backend, "backward", None)
     if grad_fn is not None:
         _check_gradient(grad_fn, case, inp, estimate_for(case).expected, add)
@@ -338,21 +359,42 @@ def _forward_raised(exc: Exception, *, declared: bool, add: _Add) -> None:
     add("final_state", False, "not computed")
 
 
-def _check_values(case: Case, outputs: Any, h_n: Any, y: Any, add: _Add) -> None:
-    """Outputs (and the readout) and final states against the oracle's estimate."""
+def _check_values(case: Case, got: _Got, add: _Add) -> None:
+    """What the backend returned against the oracle's estimate: the last layer's outputs, the
+    selection and the head's output (``forward``), the final states (``final_state``). The
+    network's result must be returned (the outputs for the plain stack, else the head's
+    output, else the selection); the rest is compared where returned, and ``h_n`` must be
+    for the plain stack."""
     est = estimate_for(case)
     want, sigma = est.expected, est.sigma
-    rep = _compare_all(outputs, want.outputs, sigma.outputs, case, "outputs")
-    detail = rep.summary()
-    if rep.passed and want.y is not None:
-        if y is None:
-            detail += "; readout not returned, y unchecked"
-        else:
-            rep_y = _compare_all(y, want.y, sigma.y, case, "y")
-            if not rep_y.passed or (rep_y.ratio or 0.0) > (rep.ratio or 0.0):
-                rep, detail = rep_y, "y: " + rep_y.summary()
-    add("forward", rep.passed, detail, rep)
-    rep_h = _compare_all(h_n, want.h_n, sigma.h_n, case, "h_n")
+    cfg = case.config
+    # a backend of the plain stack may leave its readout out (outputs then carry the check)
+    result = ("outputs" if cfg.is_plain or (cfg.select == "sequence" and not cfg.head)
+              else "y" if cfg.head else "selected")
+    reports, missing = [], []
+    for label in ("outputs", "selected", "y"):
+        w = getattr(want, label)
+        if w is None or (label == "selected" and cfg.select == "sequence"):
+            continue
+        g = getattr(got, label)
+        if g is None:
+            missing.append(label)
+            continue
+        reports.append((label, _compare_all(g, w, getattr(sigma, label), case, label)))
+    if result in missing:
+        add("forward", False, f"the network's result ({result}) was not returned")
+    else:
+        label, rep = next(((lb, r) for lb, r in reports if not r.passed), None) or max(
+            reports, key=lambda item: item[1].ratio or 0.0)
+        detail = ("" if label == "outputs" else f"{label}: ") + rep.summary()
+        if missing:
+            detail += f"; {', '.join(missing)} not returned, unchecked"
+        add("forward", rep.passed, detail, rep)
+    if got.h_n is None:
+        if cfg.is_plain:
+            add("final_state", False, "h_n was not returned")
+        return
+    rep_h = _compare_all(got.h_n, want.h_n, sigma.h_n, case, "h_n")
     add("final_state", rep_h.passed, rep_h.summary(), rep_h)
 
 

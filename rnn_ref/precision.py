@@ -21,9 +21,10 @@ with ``u = eps / 2`` the unit round-off of the target dtype, ``k = D_l + M_l`` t
 the inner products that made ``z`` (their rounding error grows like a random walk, ``sqrt(k)``,
 relative to the size of those terms, taken as ``sqrt(z^2 + mean(z^2))`` over the step's batch
 and units so that a ``z`` whose terms cancel still gets their rounding), and ``xi``
-independent standard normal draws per element. The readout is perturbed the same way
-(``k = F``). The estimate of element e is the root mean square of the ``samples`` perturbed
-results about the unperturbed one, ``sigma_e``.
+independent standard normal draws per element. Each head layer is perturbed the same way
+(``k = F_j``, its input width; a softmax rounds its input and output alike). The estimate of
+element e is the root mean square of the ``samples`` perturbed results about the unperturbed
+one, ``sigma_e``.
 
 Assumptions: roundings are independent and unbiased (true of round-to-nearest away from
 pathological data, and of the BLAS and libm implementations measured here within a factor of
@@ -45,6 +46,7 @@ import numpy as np
 import numpy.typing as npt
 
 from rnn_ref.activations import Activation
+from rnn_ref.network import Dense, Softmax
 from rnn_ref.params import RNNParams
 from rnn_ref.reference import ForwardResult, forward
 
@@ -87,6 +89,21 @@ class _Rounding(Activation):
         z *= 1 + self.u * self.rng.standard_normal(z.shape)
 
 
+@dataclass(frozen=True, eq=False)
+class _RoundingSoftmax(Softmax):
+    """A softmax whose input and output are rounded as :class:`_Rounding` rounds a cell's."""
+
+    u: float = 0.0
+    k: int = 1
+    rng: np.random.Generator = field(default_factory=np.random.default_rng)
+
+    def __call__(self, z: npt.NDArray[np.floating]) -> npt.NDArray[np.floating]:
+        scale = np.sqrt(z * z + (z * z).mean())
+        z = z + self.u * np.sqrt(self.k) * scale * self.rng.standard_normal(z.shape)
+        y = super().__call__(z)
+        return y * (1 + self.u * self.rng.standard_normal(y.shape))
+
+
 def _rounding(act: Activation, u: float, k: int, rng: np.random.Generator) -> _Rounding:
     return _Rounding(act.name, act.alpha, act.beta, u=u, k=k, rng=rng)
 
@@ -97,28 +114,41 @@ def _perturbed(params: RNNParams, u: float, rng: np.random.Generator) -> RNNPara
     for li, layer in enumerate(cfg.activations):
         k = cfg.layer_input_size(li) + cfg.hidden_sizes[li]
         acts.append([_rounding(a, u, k, rng) for a in layer])
-    changes: dict[str, Any] = {"activation": acts}
-    if cfg.output_size is not None:
-        g = cfg.output_activation
-        assert isinstance(g, Activation)
-        changes["output_activation"] = _rounding(g, u, cfg.output_features, rng)
-    return params.replace(**changes)
+    head = []
+    for j, dense in enumerate(cfg.head):
+        k, g = cfg.head_input_size(j), dense.activation
+        wrapped = (_rounding(g, u, k, rng) if isinstance(g, Activation)
+                   else _RoundingSoftmax(g.name, u=u, k=k, rng=rng))
+        head.append(Dense(dense.units, wrapped, dense.bias))
+    return params.replace(activation=acts, head=head)
+
+
+def _fields(res: ForwardResult) -> tuple[Any, Any, Any, Any]:
+    """outputs, h_n, y and the selection (``None`` when it is the outputs themselves)."""
+    selected = None if res.selected is res.outputs else res.selected
+    return res.outputs, res.h_n, res.y, selected
 
 
 def _leaves(res: ForwardResult) -> list[np.ndarray[Any, Any]]:
-    """outputs (one or two arrays), h_n (one or L*R arrays), y (zero or one), flattened."""
-    out = list(res.outputs) if isinstance(res.outputs, tuple) else [res.outputs]
-    out += list(res.h_n) if isinstance(res.h_n, tuple) else [res.h_n]
-    return out + ([] if res.y is None else [res.y])
+    """outputs (one or two arrays), h_n (one or S arrays), y (zero or one), the selection
+    (zero, one or two), flattened."""
+    out: list[np.ndarray[Any, Any]] = []
+    for value in _fields(res):
+        if value is not None:
+            out += list(value) if isinstance(value, tuple) else [value]
+    return out
 
 
 def _unflatten(like: ForwardResult, leaves: list[np.ndarray[Any, Any]]) -> ForwardResult:
     it = iter(leaves)
-    outputs: Any = (tuple(next(it) for _ in like.outputs) if isinstance(like.outputs, tuple)
-                    else next(it))
-    h_n: Any = tuple(next(it) for _ in like.h_n) if isinstance(like.h_n, tuple) else next(it)
-    y = None if like.y is None else next(it)
-    return ForwardResult(outputs, h_n, y)
+
+    def take(value: Any) -> Any:
+        if value is None:
+            return None
+        return tuple(next(it) for _ in value) if isinstance(value, tuple) else next(it)
+
+    outputs, h_n, y, selected = (take(v) for v in _fields(like))
+    return ForwardResult(outputs, h_n, y, outputs if selected is None else selected)
 
 
 @dataclass(frozen=True)

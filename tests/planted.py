@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 import rnn_ref
-from rnn_ref import CellParams, RNNParams
+from rnn_ref import CellParams, Dense, Readout, RNNParams, Softmax
 
 
 class Correct:
@@ -42,7 +42,7 @@ class Correct:
 
 def _cells(params: RNNParams, fn: Any) -> RNNParams:
     layers = [[fn(c) for c in layer] for layer in params.layers]
-    return RNNParams(params.config, layers, params.readout)
+    return RNNParams(params.config, layers, embedding=params.embedding, head=params.head)
 
 
 class TransposedRecurrent(Correct):
@@ -109,10 +109,8 @@ class DirectionsSwapped(Correct):
     name = "planted-directions-swapped"
 
     def params(self, params: RNNParams) -> RNNParams:
-        if params.config.num_directions == 1:
-            return params
         layers = [list(reversed(layer)) for layer in params.layers]
-        return RNNParams(params.config, layers, params.readout)
+        return RNNParams(params.config, layers, embedding=params.embedding, head=params.head)
 
 
 class ReturnsNumbersWhenUnsupported(Correct):
@@ -126,6 +124,103 @@ class ReturnsNumbersWhenUnsupported(Correct):
         return None
 
 
+# -- the network around the stack ---------------------------------------------------------------
+class DropoutAtInference(Correct):
+    """Applies each dropout as in training: a seeded keep mask scaled by 1 / (1 - rate) on the
+    features entering the next layer (its input kernel's rows, or the head's)."""
+
+    name = "planted-dropout-at-inference"
+
+    def params(self, params: RNNParams) -> RNNParams:
+        cfg = params.config
+        rng = np.random.default_rng(0)
+        layers = [list(layer) for layer in params.layers]
+        head = list(params.head)
+        for ident in cfg.identities:
+            if ident.kind != "dropout" or ident.rate == 0:
+                continue
+            if ident.after < cfg.num_layers:
+                li = ident.after
+                keep = rng.random(cfg.layer_input_size(li)) >= ident.rate
+                layers[li] = [CellParams(c.w_x * (keep[:, None] / (1 - ident.rate)), c.w_h,
+                                         c.b_x, c.b_h) for c in layers[li]]
+            elif ident.after == cfg.num_layers and head:
+                keep = rng.random(head[0].w.shape[0]) >= ident.rate
+                head[0] = Readout(head[0].w * (keep[:, None] / (1 - ident.rate)), head[0].b)
+        return RNNParams(cfg, layers, embedding=params.embedding, head=head)
+
+
+class SoftmaxWrongAxis(Correct):
+    """Normalises the last head layer's softmax over the batch (or the time) axis."""
+
+    name = "planted-softmax-wrong-axis"
+
+    def result(self, params: RNNParams, res: Any, x: Any, h0: Any, lengths: Any,
+               mask: Any) -> Any:
+        cfg = params.config
+        if not cfg.head or not isinstance(cfg.head[-1].activation, Softmax):
+            return res
+        head = [*cfg.head[:-1], Dense(cfg.head[-1].units, "linear", cfg.head[-1].bias)]
+        logits = rnn_ref.forward(RNNParams(cfg.replace(head=head), params.layers,
+                                           embedding=params.embedding, head=params.head),
+                                 x, h0=h0, lengths=lengths, mask=mask,
+                                 compute_dtype=params.dtype).y
+        axis = 1 if logits.ndim == 3 else 0
+        e = np.exp(logits - logits.max(axis=axis, keepdims=True))
+        return rnn_ref.ForwardResult(res.outputs, res.h_n, e / e.sum(axis=axis, keepdims=True),
+                                     res.selected)
+
+
+class FinalStateOfTheWrongDirection(Correct):
+    """Takes ``h_n[-1]`` for ``h_n[-2]`` and the other way round (and the halves of a merged
+    bidirectional final state in the wrong order)."""
+
+    name = "planted-final-state-wrong-direction"
+
+    def result(self, params: RNNParams, res: Any, x: Any, h0: Any, lengths: Any,
+               mask: Any) -> Any:
+        swap = {"final_forward": "final_backward", "final_backward": "final_forward"}
+        cfg = params.config
+        if cfg.select in swap:
+            wrong = params.replace(select=swap[cfg.select])
+        elif cfg.select == "final" and cfg.directions[-1] == "bidirectional":
+            last = list(params.layers)
+            last[-1] = list(reversed(last[-1]))
+            wrong = RNNParams(cfg, last, embedding=params.embedding, head=params.head)
+            full = rnn_ref.forward(wrong, x, h0=h0, lengths=lengths, mask=mask,
+                                   compute_dtype=params.dtype)
+            return rnn_ref.ForwardResult(res.outputs, res.h_n, full.y, full.selected)
+        else:
+            return res
+        return rnn_ref.forward(wrong, x, h0=h0, lengths=lengths, mask=mask,
+                               compute_dtype=params.dtype)
+
+
+class PaddingIdIgnored(Correct):
+    """Embeds id 0 like any other token (Keras ``mask_zero`` ignored)."""
+
+    name = "planted-padding-id-ignored"
+
+    def params(self, params: RNNParams) -> RNNParams:
+        return params.replace(mask_zero=False) if params.config.mask_zero else params
+
+
+class HeadBeforeSelection(Correct):
+    """Applies the head to every step, then takes the last step (not the final state)."""
+
+    name = "planted-head-before-selection"
+
+    def result(self, params: RNNParams, res: Any, x: Any, h0: Any, lengths: Any,
+               mask: Any) -> Any:
+        cfg = params.config
+        if not cfg.head or cfg.select == "sequence" or cfg.select.startswith("final_"):
+            return res
+        per_step = rnn_ref.forward(params.replace(select="sequence"), x, h0=h0, lengths=lengths,
+                                   mask=mask, compute_dtype=params.dtype)
+        return rnn_ref.ForwardResult(res.outputs, res.h_n, per_step.y[:, -1], res.selected)
+
+
 BROKEN = [TransposedRecurrent, SwappedBiases, DroppedBias, ReverseNotRealigned,
           PaddingNotZeroed, FinalStateAfterPadding, AllTanh, ClipIgnored, DirectionsSwapped,
-          ReturnsNumbersWhenUnsupported]
+          ReturnsNumbersWhenUnsupported, DropoutAtInference, SoftmaxWrongAxis,
+          FinalStateOfTheWrongDirection, PaddingIdIgnored, HeadBeforeSelection]

@@ -128,3 +128,25 @@ def test_every_builtin_backend_passes_the_quick_matrix(capsys) -> None:
     out = capsys.readouterr().out
     assert code == 0, out
     assert "XPASS" not in out and "STALE" not in out, out
+
+
+NETWORK_CATCHES = {
+    "planted-dropout-at-inference": "rnn_tanh_2layer_fwd_readout_dropouts_n3t7d5m4_f32",
+    "planted-softmax-wrong-axis":
+        "rnn_tanh_2layer_bidir-fwd_readout_mixed_final_softmax_n3t7d5m4x3_f32",
+    "planted-final-state-wrong-direction": "rnn_tanh_2layer_bidir_final_forward_n3t7d5m4_f32",
+    "planted-padding-id-ignored":
+        "rnn_tanh_1layer_fwd_readout_embed_maskzero_final_sigmoid_n3t7d5m4_f32",
+    "planted-head-before-selection":
+        "rnn_tanh_1layer_fwd_readout_embed_maskzero_final_sigmoid_n3t7d5m4_f32",
+}
+
+
+@pytest.mark.parametrize("broken", [b for b in BROKEN if b.name in NETWORK_CATCHES],
+                         ids=lambda b: b.name)
+def test_network_bugs_are_caught_by_their_case(broken: type) -> None:
+    """Each planted bug of the network around the stack (issue 12) fails the forward check
+    of the case built for that piece."""
+    case = next(c for c in QUICK if c.name == NETWORK_CATCHES[broken.name])
+    failed = [r.category for r in runner.check_case(broken(), case) if r.status == "fail"]
+    assert "forward" in failed
