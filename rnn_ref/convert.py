@@ -172,13 +172,17 @@ def hints_for(params: RNNParams, fmt: str) -> Hints:
 
 
 def convertible(params: RNNParams) -> dict[str, str | None]:
-    """For every format: ``None`` when ``params`` can be written to it, else why not.
-    Imports no framework: the records' ``unsupported`` are pure."""
+    """For every format: ``None`` when ``params`` can be written to it and run by its own
+    runtime, else why not. Imports no framework: the records' ``unsupported`` are pure."""
     out: dict[str, str | None] = {}
-    for name, (framework, _) in _frameworks.formats().items():
+    for name, (framework, f) in _frameworks.formats().items():
         reason = framework.unsupported(params.config)
         out[name] = None if reason is None else (
             f"{framework.title} cannot express {reason[0]}: {reason[1]}")
+        if out[name] is None and f.runs is not None and str(params.dtype) not in f.runs[1]:
+            out[name] = (f"{f.runs[0]} runs {name} files of {'/'.join(f.runs[1])} only, not "
+                         f"{params.dtype} (convert with params.astype('{f.runs[1][0]}') "
+                         f"first, accepting its rounding)")
     return out
 
 
@@ -247,7 +251,7 @@ def verify_files(src: Path, src_fmt: str, src_params: RNNParams, dst: Path, dst_
     cfg = src_params.config
     rng = np.random.default_rng(seed)
     n, t = 4, 9
-    x = rng.standard_normal((n, t, cfg.input_size)).astype(np.float32)
+    x = rng.standard_normal((n, t, cfg.input_size)).astype(src_params.dtype)
     sides = []
     for path, fmt, params in ((src, src_fmt, src_params), (dst, dst_fmt, dst_params)):
         module = framework_module(fmt)
@@ -264,7 +268,8 @@ def verify_files(src: Path, src_fmt: str, src_params: RNNParams, dst: Path, dst_
             valid = valid[:, ::-1]
         if got.ndim == 3 and want.ndim == 3:
             got, want = got[valid], want[valid]
-        tol = tolerance("float32", t, acts, layers=cfg.num_layers,
+        tol = tolerance(_coarsest(got, want, src_params, dst_params), t, acts,
+                        layers=cfg.num_layers,
                         scale=float(np.abs(want).max()) if want.size else 1.0)
         return compare(got, want, tol, time_axis=None)
 
@@ -285,6 +290,13 @@ def verify_files(src: Path, src_fmt: str, src_params: RNNParams, dst: Path, dst_
     what = "with lengths" if takes_lengths else "full length"
     return Verification(rep.passed, f"{rep.summary()}; {how} ({what}, N={n}, T={t}, "
                                     f"seed {seed})", rep.max_abs, rep.atol)
+
+
+def _coarsest(*values: Any) -> np.dtype[Any]:
+    """The least precise floating dtype of arrays and parameters: the one a comparison of
+    them is held to."""
+    dts = [np.dtype(v.dtype) for v in values if np.dtype(v.dtype).kind == "f"]
+    return min(dts, key=lambda d: d.itemsize) if dts else np.dtype(np.float32)
 
 
 @dataclass(frozen=True)

@@ -147,7 +147,10 @@ def _split_merge(g: Any, mode: str | None, fwd: Array, bwd: Array) -> tuple[Arra
 
 
 def _as_grad(value: Any, shape: tuple[int, ...], where: str) -> Array:
-    arr = np.asarray(value, np.float64)
+    raw = np.asarray(value)
+    if raw.dtype.kind not in "iuf":  # as forward refuses x: complex, bool, object, strings
+        raise TypeError(f"{where} must hold real numbers, got dtype {raw.dtype}")
+    arr = raw.astype(np.float64, copy=False)
     if arr.shape != shape:
         raise ValueError(f"{where} must have shape {shape}, got {arr.shape}")
     return arr

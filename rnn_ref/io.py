@@ -211,13 +211,14 @@ def _check_npy_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, source: str) -
                                else np.lib.format.read_array_header_2_0(member))
         except ValueError:
             return  # np.load says what is wrong with the header
+        room = info.file_size - member.tell()
     count = 1
     for n in shape:
         count *= int(n)
     what = f"array {info.filename[:-4]!r}"
     limits.check_elements(count, f"the declared size of {what}", source)
-    if count * dtype.itemsize > info.file_size:
+    if count * dtype.itemsize > room:
         raise FileFormatError(f"{source}: {limits.bounded(what, 200)} declares shape "
                               f"{limits.bounded(str(tuple(shape)), 100)} "
                               f"({count * dtype.itemsize:,} bytes) but its member holds "
-                              f"{info.file_size:,} bytes")
+                              f"{room:,} bytes of data")
