@@ -39,8 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from rnn_ref.config import RNNConfig
 from rnn_ref import limits
+from rnn_ref.config import RNNConfig
 from rnn_ref.errors import FileFormatError, LimitError
 from rnn_ref.params import RNNParams
 
@@ -180,10 +180,10 @@ _NPY_MAGIC = b"\x93NUMPY"
 
 
 def _check_archive(fh: Any, source: str) -> None:
-    """Refuse, before ``np.load`` reads anything, a file that is not a zip archive and an
-    archive whose members decompress to more than ``max_bytes`` or hold an array whose header declares more
-    bytes than its member holds (``np.load`` would allocate the declared size first).
-    Leaves ``fh`` at its start."""
+    """Refuse, before ``np.load`` reads anything, a file that is not a zip archive, and an
+    archive whose members decompress to more than ``max_bytes`` or hold an array whose header
+    declares more bytes than its member holds (``np.load`` would allocate the declared size
+    first). Leaves ``fh`` at its start."""
     head = fh.read(6)
     fh.seek(0)
     if head.startswith(_NPY_MAGIC):

@@ -33,7 +33,7 @@ from dataclasses import dataclass, fields, replace
 
 from rnn_ref.errors import LimitError
 
-__all__ = ["DATA_EXTENSIONS", "LIMIT_FLAGS", "LimitError", "Limits", "bounded",
+__all__ = ["DATA_EXTENSIONS", "DEFAULT", "LIMIT_FLAGS", "LimitError", "Limits", "bounded",
            "check_bytes", "check_count", "check_elements", "current",
            "external_data_allowed", "owned_data_file", "using"]
 
@@ -73,13 +73,15 @@ LIMIT_FLAGS = {"max_parameters": "--max-params", "max_layers": "--max-layers",
 #: what an owned external data file may end with
 DATA_EXTENSIONS = ("data", "bin", "onnx_data")
 
-_LIMITS: ContextVar[Limits] = ContextVar("rnn_ref_limits", default=Limits())
+#: the limits when none are set
+DEFAULT = Limits()
+_LIMITS: ContextVar[Limits] = ContextVar("rnn_ref_limits")
 _EXTERNAL: ContextVar[bool] = ContextVar("rnn_ref_external_data", default=False)
 
 
 def current() -> Limits:
     """The limits in force."""
-    return _LIMITS.get()
+    return _LIMITS.get(DEFAULT)
 
 
 def external_data_allowed() -> bool:
@@ -94,10 +96,10 @@ def using(limits: Limits | None = None, *, allow_external_data: bool | None = No
     (``None``: keep it) for the block."""
     if limits is not None and not isinstance(limits, Limits):
         raise TypeError(f"limits must be rnn_ref.limits.Limits, got {type(limits).__name__}")
-    tokens = [_LIMITS.set(limits if limits is not None else _LIMITS.get())]
+    tokens = [_LIMITS.set(limits if limits is not None else current())]
     ext = None if allow_external_data is None else _EXTERNAL.set(bool(allow_external_data))
     try:
-        yield _LIMITS.get()
+        yield current()
     finally:
         if ext is not None:
             _EXTERNAL.reset(ext)
@@ -195,6 +197,6 @@ def check_network(input_size: object, hidden_size: object, num_layers: object = 
         total += directions * (d * m + m * m + 2 * m)
         d = directions * m
     k = _int_or_none(output_size)
-    if k is not None and k > 0:
+    if k is not None and k > 0 and d is not None:
         total += d * k + k
     check_elements(total, "the network's parameter count", source)

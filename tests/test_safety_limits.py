@@ -18,9 +18,8 @@ import pytest
 from conftest import need
 
 import rnn_ref
-from rnn_ref import FileFormatError, RNNConfig, UnsupportedError, convert
+from rnn_ref import FileFormatError, RNNConfig, UnsupportedError, convert, limits
 from rnn_ref import io as rio
-from rnn_ref import limits
 from rnn_ref.cli import main
 from rnn_ref.errors import LimitError
 from rnn_ref.limits import Limits
