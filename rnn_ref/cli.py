@@ -537,8 +537,9 @@ def _add_convert(sub: Any) -> None:
     _add_hint_args(p)
     p.add_argument("--to", dest="to_format", metavar="FORMAT", help="the output's format")
     p.add_argument("--verify", action="store_true",
-                   help="run source and target in their own frameworks on seeded inputs and "
-                   "compare within the float32 tolerance; on failure write nothing")
+                   help="run source and target in their own frameworks on seeded inputs (in the "
+                   "source's dtype) and compare within the tolerance of the less precise "
+                   "dtype; on failure write nothing")
     p.add_argument("--seed", type=int, default=0, help="seed of the --verify inputs")
     p.add_argument("--force", action="store_true", help="replace an existing output")
     _add_safety_args(p)
@@ -584,7 +585,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except _Fail as exc:
-        print(f"rnn-ref {args.command}: {exc}", file=sys.stderr)
+        from rnn_ref.limits import bounded
+
+        print(f"rnn-ref {args.command}: {bounded(str(exc), 2000)}", file=sys.stderr)
         return exc.status
 
 

@@ -243,8 +243,9 @@ class Verification:
 
 def verify_files(src: Path, src_fmt: str, src_params: RNNParams, dst: Path, dst_fmt: str,
                  dst_params: RNNParams, *, seed: int = 0) -> Verification:
-    """Run both files in their own frameworks on seeded inputs (with lengths where both take
-    them) and compare within the float32 tolerance."""
+    """Run both files in their own frameworks on seeded inputs in the source's dtype (with
+    lengths where both take them) and compare within the tolerance of the least precise
+    dtype of the two (float64 files are held to float64's)."""
     from rnn_ref.conformance.compare import compare, tolerance
     from rnn_ref.reference import forward
 
