@@ -65,6 +65,8 @@ class FileFormat:
     hints: frozenset[str] = frozenset()
     requires: tuple[str, ...] = ()
     readable: bool = True  # False: written and run, but the parameters cannot be read back
+    #: the parameter dtypes its own runtime runs, with the runtime's name; None: any
+    runs: tuple[str, tuple[str, ...]] | None = None
 
 
 @dataclass(frozen=True)
@@ -523,7 +525,8 @@ FRAMEWORKS: tuple[Framework, ...] = (
         requires=("onnx",), distributions=("onnx", "onnxruntime"),
         unsupported=onnx_unsupported, converters=("from_onnx", "to_onnx"),
         recognised_when="onnx",
-        formats=(FileFormat("onnx", (".onnx",), "a graph of RNN nodes (rnn_ref.from_onnx)"),),
+        formats=(FileFormat("onnx", (".onnx",), "a graph of RNN nodes (rnn_ref.from_onnx)",
+                            runs=("onnxruntime", ("float32",))),),
         backends=(BackendSpec("onnxruntime",
                               "rnn_ref.backends.onnx_backend:OnnxRuntimeBackend",
                               ("onnx", "onnxruntime")),),

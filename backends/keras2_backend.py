@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from rnn_ref.activations import Activation
+from rnn_ref.backends import file_limits
 from rnn_ref.backends._common import raise_if
 from rnn_ref.backends._frameworks import (
     KERAS2_ACTIVATIONS,
@@ -494,6 +495,7 @@ def _structure_of(path: Path, layers: list[dict[str, Any]]) -> dict[str, Any]:
 def read_file(path: Path, fmt: str, hints: Hints) -> RNNParams:
     """The parameters of a Keras 2 ``.h5`` file (a whole model, or ``save_weights``' file,
     which needs the hints), read by weight name with h5py: nothing from the file is run."""
+    file_limits.check_h5(path, str(path))
     names, weights, layers = _h5_contents(path)
     if layers is None:  # save_weights' file: the hints say what the weights cannot
         return _Keras2Reader(path, hints).params(names, weights, {})

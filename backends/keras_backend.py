@@ -40,6 +40,7 @@ from typing import Any, cast
 import numpy as np
 
 from rnn_ref.activations import Activation
+from rnn_ref.backends import file_limits
 from rnn_ref.backends._common import raise_if
 from rnn_ref.backends._frameworks import KERAS_ACTIVATIONS, keras_masked_step_output
 from rnn_ref.backends._frameworks import keras_unsupported as unsupported
@@ -523,13 +524,24 @@ def import_keras() -> Any:
 
 
 def read_file(path: Path, fmt: str, hints: Hints) -> RNNParams:
-    """The parameters of a Keras file (the hints only for weights-only files)."""
+    """The parameters of a Keras file (the hints only for weights-only files), once what it
+    declares is within the limits (:mod:`file_limits`)."""
+    _check_declared(path, fmt)
     if fmt == "keras":
         model = import_keras().saving.load_model(str(path), compile=False, safe_mode=True)
         return from_native(model)
     if fmt == "keras-weights":
         return _read_weights_h5(path, hints)
     return _read_legacy_h5(path, hints)
+
+
+def _check_declared(path: Path, fmt: str) -> None:
+    """A ``.keras`` archive's config and weights, or an HDF5 file's datasets, against the
+    limits, before Keras or h5py reads any of it."""
+    if fmt == "keras":
+        file_limits.check_keras_archive(path, str(path))
+    else:
+        file_limits.check_h5(path, str(path))
 
 
 _SUFFIX = re.compile(r"^(.*?)(?:_(\d+))?$")
@@ -762,6 +774,7 @@ def load_native(path: Path, fmt: str, params: RNNParams) -> NativeFile:
     """A ``.keras`` model as saved; for weights files, the weights loaded into the model of
     ``params``' architecture."""
     keras = import_keras()
+    _check_declared(path, fmt)
     if fmt == "keras":
         model = keras.saving.load_model(str(path), compile=False, safe_mode=True)
     else:

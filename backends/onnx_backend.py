@@ -42,7 +42,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from rnn_ref import limits
 from rnn_ref.activations import Activation
+from rnn_ref.backends import onnx_untrusted as untrusted
 from rnn_ref.backends._common import raise_if
 from rnn_ref.backends._frameworks import onnx_unsupported as unsupported
 from rnn_ref.config import RNNConfig
@@ -602,12 +604,16 @@ def run_node(node: RnnNode, X: Any, W: Any, R: Any, B: Any = None, sequence_lens
 # from ONNX
 # --------------------------------------------------------------------------------------------
 def _load(obj: Any) -> onnx.ModelProto:
+    """The model ``obj`` is or holds, through :mod:`onnx_untrusted`: sizes checked, external
+    data only as allowed (a path's owned files; never for bytes or a ModelProto)."""
     if isinstance(obj, onnx.ModelProto):
+        untrusted.check_sizes(obj, "from_onnx")
+        untrusted.embed_external_data(obj, None, "from_onnx")
         return obj
     if isinstance(obj, (bytes, bytearray)):
-        return onnx.load_from_string(bytes(obj))
+        return untrusted.load_bytes(bytes(obj))
     if isinstance(obj, (str, os.PathLike)):
-        return onnx.load(os.fspath(obj))
+        return untrusted.load_path(obj)
     raise TypeError(f"from_onnx takes an onnx.ModelProto, bytes or a path, "
                     f"got {type(obj).__name__}")
 
@@ -616,7 +622,8 @@ def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
-def from_native(model: Any, *, missing_parameters: str = "raise") -> RNNParams:
+def from_native(model: Any, *, missing_parameters: str = "raise",
+                allow_external_data: bool | None = None) -> RNNParams:
     """Canonical parameters of an ONNX graph made of ``RNN`` nodes.
 
     Reads graphs written by :func:`to_native` (their metadata gives the config) and graphs of
@@ -629,6 +636,8 @@ def from_native(model: Any, *, missing_parameters: str = "raise") -> RNNParams:
         missing_parameters: what to do when a node leaves out an activation parameter:
             ``"raise"`` (default), ``"onnx"`` (ONNX's operator defaults) or
             ``"onnxruntime"`` (what onnxruntime uses).
+        allow_external_data: read tensors kept in external files, only from files a model
+            path owns (:mod:`rnn_ref.limits`); ``None``: as in force (off by default).
 
     Raises:
         UnsupportedError: LSTM/GRU/loop nodes, or nodes that are not RNN plumbing.
@@ -637,7 +646,8 @@ def from_native(model: Any, *, missing_parameters: str = "raise") -> RNNParams:
     if missing_parameters not in ("raise", "onnx", "onnxruntime"):
         raise ValueError(f"missing_parameters must be 'raise', 'onnx' or 'onnxruntime', "
                          f"got {missing_parameters!r}")
-    m = _load(model)
+    with limits.using(allow_external_data=allow_external_data):
+        m = _load(model)
     consts = _constants(m)
     rnn_nodes = _rnn_nodes(m)
     meta = {p.key: p.value for p in m.metadata_props}
@@ -948,7 +958,7 @@ class OnnxRuntimeBackend(OnnxGraphBackend):
 # --------------------------------------------------------------------------------------------
 def read_file(path: Path, fmt: str, hints: Hints) -> RNNParams:
     """The parameters of an ``.onnx`` file, checked by ``onnx.checker`` first."""
-    model = onnx.load(str(path))
+    model = untrusted.load_path(path)
     onnx.checker.check_model(model)
     return from_native(model)
 
@@ -960,7 +970,7 @@ def write_file(params: RNNParams, path: Path, fmt: str) -> None:
 def load_native(path: Path, fmt: str, params: RNNParams) -> NativeFile:
     """The file's graph; one whose only input is ``x`` runs as it is, others are rebuilt from
     ``params`` with a ``lengths`` input."""
-    model = onnx.load(str(path))
+    model = untrusted.load_path(path)
     if [i.name for i in model.graph.input if i.name not in
             {t.name for t in model.graph.initializer}] == ["x"]:
         return NativeFile(model, takes_lengths=False)
@@ -970,20 +980,36 @@ def load_native(path: Path, fmt: str, params: RNNParams) -> NativeFile:
 def run_native(model: onnx.ModelProto, x: np.ndarray[Any, Any], lengths: Any = None
                ) -> np.ndarray[Any, Any]:
     """The first output of a graph of :func:`to_native` run by onnxruntime's CPU provider
-    (inputs ``x`` and, when given, ``lengths``)."""
+    (inputs ``x`` in the graph's floating type and, when given, ``lengths``). The graph is
+    checked first (:func:`onnx_untrusted.check_runnable`); onnxruntime gets its bytes, never
+    a path. A graph whose ``RNN`` nodes are not float32 is refused: onnxruntime's CPU RNN
+    kernel runs float32 only."""
     import onnxruntime as ort
 
+    elem = model.graph.input[0].type.tensor_type.elem_type if model.graph.input else 0
+    dtype = helper.tensor_dtype_to_np_dtype(elem) if elem else np.dtype(np.float32)
+    if np.dtype(dtype) != np.float32:
+        raise UnsupportedError("onnxruntime", f"a {np.dtype(dtype)} RNN graph",
+                               "its CPU RNN kernel runs float32 only, so the file cannot be "
+                               "run or verified here")
+    feeds = {"x": np.asarray(x, dtype)}
+    if lengths is not None:
+        feeds["lengths"] = np.asarray(lengths, np.int32)
+    untrusted.check_runnable(model, feeds)
     options = ort.SessionOptions()
     options.log_severity_level = 3
     session = ort.InferenceSession(model.SerializeToString(), options,
                                    providers=["CPUExecutionProvider"])
-    feeds = {"x": np.asarray(x, np.float32)}
-    if lengths is not None:
-        feeds["lengths"] = np.asarray(lengths, np.int32)
     return np.asarray(session.run(None, feeds)[0])
 
 
 def list_arrays(path: Path, fmt: str) -> list[tuple[str, tuple[int, ...], str]]:
     """Every initializer of the file by its own name: ``(name, shape, dtype)``."""
-    arrays = [(t.name, numpy_helper.to_array(t)) for t in onnx.load(str(path)).graph.initializer]
+    arrays = [(t.name, numpy_helper.to_array(t))
+              for t in untrusted.load_path(path).graph.initializer]
     return [(name, a.shape, str(a.dtype)) for name, a in arrays]
+
+
+def external_files(path: Path) -> list[tuple[str, str, int, str | None]]:
+    """What reading ``path`` would read besides it (:func:`onnx_untrusted.external_files`)."""
+    return untrusted.external_files(path)

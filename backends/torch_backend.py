@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from rnn_ref.activations import Activation
+from rnn_ref.backends import file_limits
 from rnn_ref.backends._common import raise_if
 from rnn_ref.backends._frameworks import TORCH_READOUT_ACTIVATIONS
 from rnn_ref.backends._frameworks import torch_unsupported as unsupported
@@ -386,13 +387,23 @@ class TorchBackend:
 # files: state dicts (.pt, .pth) and safetensors
 # --------------------------------------------------------------------------------------------
 def _state_dict(path: Path, fmt: str) -> dict[str, torch.Tensor]:
+    """The file's tensors by name, their declared sizes checked before any is copied
+    (:mod:`file_limits`); a ``.pt`` must be torch's zip format, its members within the
+    limits (the legacy format allocates what its pickle declares before reading)."""
     if fmt == "safetensors":
         from safetensors.torch import load_file
 
-        return dict(load_file(str(path)))
-    sd = torch.load(str(path), map_location="cpu", weights_only=True)
+        sd = dict(load_file(str(path)))
+    else:
+        with open(path, "rb") as fh:
+            if fh.read(2) != b"PK":
+                raise FileFormatError(f"{path}: not torch's zip format (torch.save since 1.6); "
+                                      f"the legacy format is not read")
+        file_limits.check_zip(path, str(path)).close()
+        sd = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise FileFormatError(f"{path}: not a state dict of tensors (got {type(sd).__name__})")
+    file_limits.check_tensors(sd, str(path))
     return sd
 
 
@@ -425,7 +436,8 @@ def run_native(model: nn.Module, x: np.ndarray[Any, Any], lengths: Any = None
                ) -> np.ndarray[Any, Any]:
     """The first output of an ``nn.RNN`` or :class:`RNNWithReadout` on batch-first ``x``,
     through a packed sequence when ``lengths`` are given (padded steps are zeros)."""
-    xt = torch.from_numpy(np.ascontiguousarray(x))
+    dtype = next(iter(model.parameters())).dtype
+    xt = torch.from_numpy(np.ascontiguousarray(x)).to(dtype)  # the model's own dtype
     with torch.no_grad():
         if lengths is None:
             return model(xt)[0].numpy()

@@ -316,12 +316,21 @@ def _one_line(exc: BaseException) -> str:
     return text.replace("; name the format", "; name it with --from/--to")
 
 
+def _limits(args: argparse.Namespace) -> Any:
+    """The :class:`~rnn_ref.limits.Limits` of ``--max-params`` and friends (defaults else)."""
+    from rnn_ref.limits import Limits
+
+    return Limits().with_(max_parameters=args.max_params, max_layers=args.max_layers,
+                          max_bytes=args.max_bytes, max_nodes=args.max_nodes)
+
+
 def _read_input(path: str, fmt: str | None, args: argparse.Namespace) -> tuple[Any, str]:
     from rnn_ref import convert
 
     try:
         fmt = convert.detect(path, fmt)
-        return convert.read(path, fmt, _hints(args)), fmt
+        return convert.read(path, fmt, _hints(args), limits=_limits(args),
+                            allow_external_data=args.allow_external_data), fmt
     except (ValueError, NotImplementedError, ImportError, OSError) as exc:
         raise _Fail(_one_line(exc)) from None
 
@@ -333,7 +342,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
     try:
         done = convert.convert(args.src, args.dst, src_format=args.from_format,
                                dst_format=args.to_format, hints=_hints(args),
-                               verify=args.verify, force=args.force, seed=args.seed)
+                               verify=args.verify, force=args.force, seed=args.seed,
+                               limits=_limits(args),
+                               allow_external_data=args.allow_external_data)
     except convert.VerificationError as exc:
         raise _Fail(str(exc), status=1) from None
     except FileExistsError:
@@ -353,7 +364,15 @@ def _describe(cfg: Any) -> str:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    """Architecture, arrays, parameter counts, and which formats it converts to."""
+    """Architecture, arrays, parameter counts, and which formats it converts to; the limits
+    and the external-data permission hold for everything it reads."""
+    from rnn_ref import limits
+
+    with limits.using(_limits(args), allow_external_data=args.allow_external_data):
+        return _inspect(args)
+
+
+def _inspect(args: argparse.Namespace) -> int:
     from rnn_ref import convert
 
     try:
@@ -362,6 +381,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         raise _Fail(_one_line(exc)) from None
     if not convert.readable(fmt):
         return _inspect_graph(Path(args.file), fmt)
+    _print_external(args.file, fmt, args.allow_external_data)
     params, fmt = _read_input(args.file, fmt, args)
     cfg = params.config
     print(f"{args.file}: {fmt}, dtype {params.dtype}")
@@ -385,6 +405,28 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             for f, why in convert.convertible(params).items()]
     print(_table(rows, ("format", "extensions", "")))
     return 0
+
+
+def _print_external(path: str, fmt: str, allowed: bool) -> None:
+    """The files besides ``path`` that reading it would read (ONNX external data), none of
+    them read, each with whether it would be; nothing when there are none."""
+    from rnn_ref import convert
+
+    try:
+        files = convert.external_files(path, fmt)
+    except (ValueError, NotImplementedError, ImportError, OSError) as exc:
+        raise _Fail(_one_line(exc)) from None
+    except Exception as exc:  # the reader says what is wrong with the file itself
+        raise _Fail(f"{path}: not a valid {fmt} file ({type(exc).__name__})") from None
+    if not files:
+        return
+    print(f"{path}: reads external data from {len({f for _, f, _, _ in files})} file(s), "
+          f"not read yet:")
+    rows = [(repr(t), repr(f), str(n), ("refused: " + why) if why else
+             "allowed" if allowed else "needs --allow-external-data")
+            for t, f, n, why in files]
+    print(_table(rows, ("tensor", "file", "bytes", "")))
+    print()
 
 
 def _inspect_graph(path: Path, fmt: str) -> int:
@@ -448,6 +490,36 @@ def _add_hint_args(q: argparse.ArgumentParser) -> None:
                    help="for Keras weights of a go_backwards layer: reverse")
 
 
+def _positive(text: str) -> int:
+    """An argparse type: a positive integer (``2**30`` and ``1e9`` forms too)."""
+    try:
+        value = int(float(text)) if "e" in text.lower() else (
+            2 ** int(text[3:]) if text.startswith("2**") else int(text))
+    except (ValueError, OverflowError):
+        raise argparse.ArgumentTypeError(f"not a positive integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
+    return value
+
+
+def _add_safety_args(q: argparse.ArgumentParser) -> None:
+    """What reading an untrusted file may cost and reach (:mod:`rnn_ref.limits`)."""
+    from rnn_ref.limits import Limits
+
+    d = Limits()
+    q.add_argument("--allow-external-data", action="store_true",
+                   help="read ONNX tensors kept in other files, only from regular files in the "
+                   "model's folder named after it (model.onnx.data, model_0.bin), never links")
+    q.add_argument("--max-params", type=_positive, metavar="N", help="most elements of the "
+                   f"network or of one array a file may declare (default {d.max_parameters})")
+    q.add_argument("--max-layers", type=_positive, metavar="N",
+                   help=f"most layers a file may declare (default {d.max_layers})")
+    q.add_argument("--max-bytes", type=_positive, metavar="N", help="most bytes a file may "
+                   f"expand to, or a verified graph compute in one tensor (default {d.max_bytes})")
+    q.add_argument("--max-nodes", type=_positive, metavar="N",
+                   help=f"most nodes of an ONNX graph --verify runs (default {d.max_nodes})")
+
+
 def _add_convert(sub: Any) -> None:
     """The ``convert`` subcommand and its options."""
     p = sub.add_parser("convert", help="convert a file between frameworks (--verify)",
@@ -461,10 +533,12 @@ def _add_convert(sub: Any) -> None:
     _add_hint_args(p)
     p.add_argument("--to", dest="to_format", metavar="FORMAT", help="the output's format")
     p.add_argument("--verify", action="store_true",
-                   help="run source and target in their own frameworks on seeded inputs and "
-                   "compare within the float32 tolerance; on failure write nothing")
+                   help="run source and target in their own frameworks on seeded inputs (in the "
+                   "source's dtype) and compare within the tolerance of the less precise "
+                   "dtype; on failure write nothing")
     p.add_argument("--seed", type=int, default=0, help="seed of the --verify inputs")
     p.add_argument("--force", action="store_true", help="replace an existing output")
+    _add_safety_args(p)
     p.set_defaults(func=cmd_convert)
 
 
@@ -482,6 +556,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="architecture, arrays, counts, convertible formats")
     p.add_argument("file")
     _add_hint_args(p)
+    _add_safety_args(p)
     p.set_defaults(func=cmd_inspect)
     p = sub.add_parser("bench", add_help=False,
                        help="benchmarks: every backend side by side (--quick, --json PATH, "
@@ -506,7 +581,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except _Fail as exc:
-        print(f"rnn-ref {args.command}: {exc}", file=sys.stderr)
+        from rnn_ref.limits import bounded
+
+        print(f"rnn-ref {args.command}: {bounded(str(exc), 2000)}", file=sys.stderr)
         return exc.status
 
 

@@ -27,13 +27,16 @@ from typing import Any
 
 import numpy as np
 
+from rnn_ref import limits as limits_
 from rnn_ref.activations import Activation
 from rnn_ref.backends import _frameworks
-from rnn_ref.errors import FileFormatError, UnsupportedError
+from rnn_ref.errors import FileFormatError, LimitError, UnsupportedError
+from rnn_ref.limits import Limits
 from rnn_ref.params import RNNParams
 
 __all__ = ["FORMATS", "Conversion", "Hints", "MissingHintError", "NativeFile", "Verification",
-           "VerificationError", "convert", "convertible", "detect", "framework_module",
+           "VerificationError", "convert", "convertible", "detect", "external_files",
+           "framework_module",
            "hint_activation", "hints_read", "readable",
            "hints_for", "read", "verify_files", "write"]
 
@@ -106,12 +109,16 @@ def hint_activation(hints: Hints, fmt: str, allowed: dict[str, Activation]) -> A
     return allowed[hints.activation]
 
 
-def read(path: str | os.PathLike[str], fmt: str | None = None, hints: Hints = Hints()
+def read(path: str | os.PathLike[str], fmt: str | None = None, hints: Hints = Hints(), *,
+         limits: Limits | None = None, allow_external_data: bool | None = None
          ) -> RNNParams:
     """Canonical parameters of a file. Raises ``FileFormatError`` (a ``ValueError``) for a
     corrupt, truncated or wrong-format file, :class:`MissingHintError` for a hint the file
     needs, ``UnsupportedError`` for a model rnn-ref cannot hold, ``FileNotFoundError`` for a
-    missing one, ``ImportError`` when the format's framework is not installed."""
+    missing one, ``ImportError`` when the format's framework is not installed, and
+    ``LimitError`` for a file that declares more than ``limits`` allow (default: those in
+    force, :mod:`rnn_ref.limits`). ONNX external data is read only with
+    ``allow_external_data=True`` (default: as in force, off), from files the model owns."""
     source = Path(path)
     if not source.is_file():
         raise FileNotFoundError(f"{source}: no such file")
@@ -122,15 +129,35 @@ def read(path: str | os.PathLike[str], fmt: str | None = None, hints: Hints = Hi
             raise ValueError(f"the {name} hint does not apply to {fmt} files: they record "
                              f"that themselves")
     module = framework_module(fmt)
-    try:
-        return module.read_file(source, fmt, hints)
-    except (FileFormatError, UnsupportedError, FileNotFoundError, MissingHintError):
-        raise
-    except ValueError as exc:
-        raise FileFormatError(f"{source}: {exc}") from None
-    except Exception as exc:  # a library's own complaint about a bad file
-        raise FileFormatError(f"{source}: not a valid {fmt} file "
-                              f"({type(exc).__name__}: {str(exc)[:300]})") from None
+    with limits_.using(limits, allow_external_data=allow_external_data):
+        limits_.check_bytes(source.stat().st_size, "the file's size", str(source))
+        try:
+            return module.read_file(source, fmt, hints)
+        except (FileFormatError, UnsupportedError, FileNotFoundError, MissingHintError,
+                LimitError):
+            raise
+        except RecursionError:
+            raise FileFormatError(f"{source}: nested too deeply to read") from None
+        except MemoryError:
+            raise LimitError(f"{source}: out of memory reading it (a size the limits did not "
+                             f"catch; lower --max-bytes or --max-params)", "max_bytes") from None
+        except ValueError as exc:
+            raise FileFormatError(f"{source}: {limits_.bounded(str(exc))}") from None
+        except Exception as exc:  # a library's own complaint about a bad file
+            raise FileFormatError(f"{source}: not a valid {fmt} file "
+                                  f"({type(exc).__name__}: {limits_.bounded(str(exc), 300)})"
+                                  ) from None
+
+
+def external_files(path: str | os.PathLike[str], fmt: str | None = None
+                   ) -> list[tuple[str, str, int, str | None]]:
+    """Every file outside ``path`` that reading it would read (ONNX external data), without
+    reading them: ``(tensor, file, bytes, None or why it would be refused)``; empty for
+    formats that cannot name other files."""
+    fmt = detect(path, fmt)
+    module = framework_module(fmt)
+    lister = getattr(module, "external_files", None)
+    return [] if lister is None else list(lister(Path(path)))
 
 
 def hints_for(params: RNNParams, fmt: str) -> Hints:
@@ -145,13 +172,17 @@ def hints_for(params: RNNParams, fmt: str) -> Hints:
 
 
 def convertible(params: RNNParams) -> dict[str, str | None]:
-    """For every format: ``None`` when ``params`` can be written to it, else why not.
-    Imports no framework: the records' ``unsupported`` are pure."""
+    """For every format: ``None`` when ``params`` can be written to it and run by its own
+    runtime, else why not. Imports no framework: the records' ``unsupported`` are pure."""
     out: dict[str, str | None] = {}
-    for name, (framework, _) in _frameworks.formats().items():
+    for name, (framework, f) in _frameworks.formats().items():
         reason = framework.unsupported(params.config)
         out[name] = None if reason is None else (
             f"{framework.title} cannot express {reason[0]}: {reason[1]}")
+        if out[name] is None and f.runs is not None and str(params.dtype) not in f.runs[1]:
+            out[name] = (f"{f.runs[0]} runs {name} files of {'/'.join(f.runs[1])} only, not "
+                         f"{params.dtype} (convert with params.astype('{f.runs[1][0]}') "
+                         f"first, accepting its rounding)")
     return out
 
 
@@ -212,15 +243,16 @@ class Verification:
 
 def verify_files(src: Path, src_fmt: str, src_params: RNNParams, dst: Path, dst_fmt: str,
                  dst_params: RNNParams, *, seed: int = 0) -> Verification:
-    """Run both files in their own frameworks on seeded inputs (with lengths where both take
-    them) and compare within the float32 tolerance."""
+    """Run both files in their own frameworks on seeded inputs in the source's dtype (with
+    lengths where both take them) and compare within the tolerance of the least precise
+    dtype of the two (float64 files are held to float64's)."""
     from rnn_ref.conformance.compare import compare, tolerance
     from rnn_ref.reference import forward
 
     cfg = src_params.config
     rng = np.random.default_rng(seed)
     n, t = 4, 9
-    x = rng.standard_normal((n, t, cfg.input_size)).astype(np.float32)
+    x = rng.standard_normal((n, t, cfg.input_size)).astype(src_params.dtype)
     sides = []
     for path, fmt, params in ((src, src_fmt, src_params), (dst, dst_fmt, dst_params)):
         module = framework_module(fmt)
@@ -237,7 +269,8 @@ def verify_files(src: Path, src_fmt: str, src_params: RNNParams, dst: Path, dst_
             valid = valid[:, ::-1]
         if got.ndim == 3 and want.ndim == 3:
             got, want = got[valid], want[valid]
-        tol = tolerance("float32", t, acts, layers=cfg.num_layers,
+        tol = tolerance(_coarsest(got, want, src_params, dst_params), t, acts,
+                        layers=cfg.num_layers,
                         scale=float(np.abs(want).max()) if want.size else 1.0)
         return compare(got, want, tol, time_axis=None)
 
@@ -258,6 +291,13 @@ def verify_files(src: Path, src_fmt: str, src_params: RNNParams, dst: Path, dst_
     what = "with lengths" if takes_lengths else "full length"
     return Verification(rep.passed, f"{rep.summary()}; {how} ({what}, N={n}, T={t}, "
                                     f"seed {seed})", rep.max_abs, rep.atol)
+
+
+def _coarsest(*values: Any) -> np.dtype[Any]:
+    """The least precise floating dtype of arrays and parameters: the one a comparison of
+    them is held to."""
+    dts = [np.dtype(v.dtype) for v in values if np.dtype(v.dtype).kind == "f"]
+    return min(dts, key=lambda d: d.itemsize) if dts else np.dtype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -282,17 +322,27 @@ class VerificationError(ValueError):
 def convert(src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
             src_format: str | None = None, dst_format: str | None = None,
             hints: Hints = Hints(), verify: bool = False, force: bool = False,
-            seed: int = 0) -> Conversion:
+            seed: int = 0, limits: Limits | None = None, allow_external_data: bool = False
+            ) -> Conversion:
     """Convert the file ``src`` into ``dst``; formats from the extensions unless named.
 
     Each format is detected once and the source read once. With ``verify`` the written file
     is read back and both are run in their own frameworks before it is renamed into place.
+    ``limits`` and ``allow_external_data`` apply to reading and to running the files, as
+    :func:`read` says.
 
     Raises:
         FileNotFoundError, FileExistsError, FileFormatError, MissingHintError,
-        UnsupportedError, ImportError: as :func:`read` and :func:`write`.
+        UnsupportedError, ImportError, LimitError: as :func:`read` and :func:`write`.
         VerificationError: the check failed; nothing was written.
     """
+    with limits_.using(limits, allow_external_data=allow_external_data):
+        return _convert(src, dst, src_format, dst_format, hints, verify, force, seed)
+
+
+def _convert(src: str | os.PathLike[str], dst: str | os.PathLike[str], src_format: str | None,
+             dst_format: str | None, hints: Hints, verify: bool, force: bool, seed: int
+             ) -> Conversion:
     src_fmt = detect(src, src_format)
     dst_fmt = detect(dst, dst_format)
     params = read(src, src_fmt, hints)

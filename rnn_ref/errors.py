@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
-__all__ = ["FileFormatError", "SemanticsWarning", "UnsupportedError"]
+__all__ = ["FileFormatError", "LimitError", "SemanticsWarning", "UnsupportedError"]
 
 
 class FileFormatError(ValueError):
     """A file is not a valid file of the format it was read as (names the file and why)."""
+
+
+class LimitError(ValueError):
+    """A file declares more than a limit of :class:`rnn_ref.limits.Limits` allows (a layer
+    count, an array size, decompressed bytes, graph nodes). Raised before anything of that
+    size is allocated; the message gives the size, the limit and how to raise it.
+
+    Attributes:
+        limit: the field of ``Limits`` that was exceeded (``"max_parameters"`` ...).
+        size: the size the file declares.
+    """
+
+    def __init__(self, message: str, limit: str = "", size: int = 0) -> None:
+        super().__init__(message)
+        self.limit, self.size = limit, size
 
 
 class UnsupportedError(NotImplementedError):

@@ -152,7 +152,10 @@ def _split_merge(g: Any, mode: str | None, fwd: Array, bwd: Array) -> tuple[Arra
 
 
 def _as_grad(value: Any, shape: tuple[int, ...], where: str) -> Array:
-    arr = np.asarray(value, np.float64)
+    raw = np.asarray(value)
+    if raw.dtype.kind not in "iuf":  # as forward refuses x: complex, bool, object, strings
+        raise TypeError(f"{where} must hold real numbers, got dtype {raw.dtype}")
+    arr = raw.astype(np.float64, copy=False)
     if arr.shape != shape:
         raise ValueError(f"{where} must have shape {shape}, got {arr.shape}")
     return arr
@@ -228,15 +231,8 @@ def _select_backward(cfg: RNNConfig, g_sel: Any, g_last: Any, g_hn: list[Array],
         g_hn[S - 1] += parts[1]
 
 
-def _check_cotangents(cfg: RNNConfig, grad_outputs: Any, grad_y: Any,
-                      grad_selected: Any) -> None:
-    for name, value in (("grad_outputs", grad_outputs), ("grad_y", grad_y),
-                        ("grad_selected", grad_selected)):
-        if value is not None:
-            values = value if isinstance(value, (list, tuple)) else (value,)
-            for v in values:
-                if np.iscomplexobj(v):
-                    raise TypeError(f"{name} must hold real numbers, got a complex array")
+def _check_cotangents(cfg: RNNConfig, grad_y: Any, grad_selected: Any) -> None:
+    """The cotangents the network has a place for (their values: :func:`_as_grad`)."""
     if grad_y is not None and not cfg.head:
         raise ValueError("grad_y is given but the network has no head (config.output_size "
                          "is None)")
@@ -279,7 +275,7 @@ def backward(
     checked = check_inputs(cfg, x, h0=h0, lengths=lengths, mask=mask, dtype=np.float64,
                            where="rnn_ref.backward")
     padded_output, output_order = check_options(cfg, padded_output, output_order)
-    _check_cotangents(cfg, grad_outputs, grad_y, grad_selected)
+    _check_cotangents(cfg, grad_y, grad_selected)
     if cfg.select == "last_step" and checked.t == 0:
         raise ValueError("select='last_step' takes the output at position T-1, but x has "
                          "T = 0 steps")

@@ -44,8 +44,9 @@ from typing import Any
 
 import numpy as np
 
+from rnn_ref import limits
 from rnn_ref.config import RNNConfig
-from rnn_ref.errors import FileFormatError
+from rnn_ref.errors import FileFormatError, LimitError
 from rnn_ref.params import RNNParams
 
 __all__ = ["FORMAT", "FileFormatError", "from_members", "load", "save", "to_members"]
@@ -95,6 +96,7 @@ def from_members(members: Mapping[str, Any], *, source: str = "members") -> RNNP
     Raises:
         FileFormatError: a wrong or missing format marker, a bad config, missing or extra
             arrays, or arrays of the wrong shape or dtype (the message says which).
+        LimitError: the config declares more layers or parameters than the limits allow.
     """
     names = set(members)
     for marker in _MARKERS:
@@ -106,13 +108,42 @@ def from_members(members: Mapping[str, Any], *, source: str = "members") -> RNNP
             raise FileFormatError(f"{source}: format {fmt!r}, this version reads "
                                   f"{' and '.join(map(repr, _READS))}")
         config_dict = json.loads(str(members["__config__"]))
-        arrays = {k: members[k] for k in names - set(_MARKERS)}
+        _check_declared(config_dict, source)
         config = RNNConfig.from_dict(config_dict)
+        arrays = {k: members[k] for k in names - set(_MARKERS)}
         return RNNParams.from_arrays(config, arrays)
-    except FileFormatError:
+    except (FileFormatError, LimitError):
         raise
+    except RecursionError:
+        raise FileFormatError(f"{source}: the config is nested too deeply") from None
     except (TypeError, ValueError) as exc:  # np.load's refusal of pickled members lands here too
-        raise FileFormatError(f"{source}: {exc}") from None
+        raise FileFormatError(f"{source}: {limits.bounded(str(exc))}") from None
+
+
+def _check_declared(config: Any, source: str) -> None:
+    """Refuse a config (a dict from the file, not yet an RNNConfig) that declares more
+    layers or parameters than the limits allow, before anything is built for it."""
+    if isinstance(config, Mapping):
+        direction = config.get("direction")
+        bidirectional = direction == "bidirectional" or (
+            isinstance(direction, list) and "bidirectional" in direction)
+        head = config.get("head")
+        k = config.get("output_size")
+        if isinstance(head, list) and len(head) == 1 and isinstance(head[0], Mapping):
+            k = head[0].get("units")
+        limits.check_network(config.get("input_size"), config.get("hidden_size"),
+                             config.get("num_layers"), directions=2 if bidirectional else 1,
+                             output_size=k, source=source)
+        sizes = [config.get("vocab_size"), config.get("input_size")]
+        if all(isinstance(v, int) and v > 0 for v in sizes):
+            limits.check_elements(sizes[0] * sizes[1], "the embedding table", source)
+        if isinstance(head, list):
+            limits.check_count(len(head), "the number of head layers", source)
+            units = [d.get("units") for d in head if isinstance(d, Mapping)]
+            if units and all(isinstance(u, int) and u > 0 for u in units):
+                widest = max(units)
+                limits.check_elements(widest * widest * len(units), "the head's parameters",
+                                      source)
 
 
 def atomic_write(target: Path, write: Any) -> None:
@@ -139,22 +170,77 @@ def atomic_write(target: Path, write: Any) -> None:
 def load(path: str | os.PathLike[str]) -> RNNParams:
     """Read a canonical file written by :func:`save` (or by anyone following the format).
 
+    What the file declares is checked against :mod:`rnn_ref.limits` before anything is read
+    into memory: the members' decompressed sizes, each array's declared shape (no larger than
+    its member), the number of layers and of parameters in the config.
+
     Raises:
         FileNotFoundError: no such file.
-        FileFormatError: not a zip, a wrong or missing format marker, a bad config, missing or
-            extra arrays, object arrays, or arrays of the wrong shape (the message says which).
+        FileFormatError: not a zip (a single ``.npy`` array, a text file, ...), a wrong or
+            missing format marker, a bad config, missing or extra arrays, object arrays, or
+            arrays of the wrong shape (the message says which).
+        LimitError: the file declares more than the limits in force allow.
     """
     source = Path(path)
     if not source.is_file():
         raise FileNotFoundError(f"{source}: no such file")
     try:
-        with open(source, "rb") as fh, np.load(fh, allow_pickle=False) as archive:
-            if not isinstance(archive, np.lib.npyio.NpzFile):
-                raise FileFormatError(f"{source}: a single .npy array, not an rnn-ref .npz file")
-            return from_members(archive, source=str(source))
-    except FileFormatError:
+        with open(source, "rb") as fh:
+            _check_archive(fh, str(source))
+            with np.load(fh, allow_pickle=False) as archive:
+                return from_members(archive, source=str(source))
+    except (FileFormatError, LimitError):
         raise
     except (zipfile.BadZipFile, EOFError, OSError, KeyError, UnicodeDecodeError) as exc:
-        raise FileFormatError(f"{source}: unreadable or truncated file ({exc})") from None
+        raise FileFormatError(f"{source}: unreadable or truncated file "
+                              f"({limits.bounded(str(exc), 300)})") from None
     except ValueError as exc:  # np.load's refusal of pickled members lands here too
-        raise FileFormatError(f"{source}: {exc}") from None
+        raise FileFormatError(f"{source}: {limits.bounded(str(exc))}") from None
+
+
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def _check_archive(fh: Any, source: str) -> None:
+    """Refuse, before ``np.load`` reads anything, a file that is not a zip archive, and an
+    archive whose members decompress to more than ``max_bytes`` or hold an array whose header
+    declares more bytes than its member holds (``np.load`` would allocate the declared size
+    first). Leaves ``fh`` at its start."""
+    head = fh.read(6)
+    fh.seek(0)
+    if head.startswith(_NPY_MAGIC):
+        raise FileFormatError(f"{source}: a single .npy array, not an rnn-ref .npz file")
+    if not head.startswith(b"PK"):
+        raise FileFormatError(f"{source}: not a zip archive; an rnn-ref file is an .npz "
+                              f"(a zip of .npy arrays)")
+    with zipfile.ZipFile(fh) as zf:
+        infos = zf.infolist()
+        limits.check_bytes(sum(i.file_size for i in infos), "the archive's decompressed "
+                           "size", source)
+        for info in infos:
+            if info.filename.endswith(".npy"):
+                _check_npy_header(zf, info, source)
+    fh.seek(0)
+
+
+def _check_npy_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, source: str) -> None:
+    """Refuse a member whose ``.npy`` header declares more elements than ``max_parameters``
+    or more bytes than the member holds."""
+    with zf.open(info) as member:
+        try:
+            version = np.lib.format.read_magic(member)
+            shape, _, dtype = (np.lib.format.read_array_header_1_0(member) if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0(member))
+        except ValueError:
+            return  # np.load says what is wrong with the header
+        room = info.file_size - member.tell()
+    count = 1
+    for n in shape:
+        count *= int(n)
+    what = f"array {info.filename[:-4]!r}"
+    limits.check_elements(count, f"the declared size of {what}", source)
+    if count * dtype.itemsize > room:
+        raise FileFormatError(f"{source}: {limits.bounded(what, 200)} declares shape "
+                              f"{limits.bounded(str(tuple(shape)), 100)} "
+                              f"({count * dtype.itemsize:,} bytes) but its member holds "
+                              f"{room:,} bytes of data")
