@@ -134,13 +134,14 @@ def _check_declared(config: Any, source: str) -> None:
         limits.check_network(config.get("input_size"), config.get("hidden_size"),
                              config.get("num_layers"), directions=2 if bidirectional else 1,
                              output_size=k, source=source)
-        sizes = [config.get("vocab_size"), config.get("input_size")]
-        if all(isinstance(v, int) and v > 0 for v in sizes):
-            limits.check_elements(sizes[0] * sizes[1], "the embedding table", source)
+        v, d = config.get("vocab_size"), config.get("input_size")
+        if isinstance(v, int) and isinstance(d, int) and v > 0 and d > 0:
+            limits.check_elements(v * d, "the embedding table", source)
         if isinstance(head, list):
             limits.check_count(len(head), "the number of head layers", source)
-            units = [d.get("units") for d in head if isinstance(d, Mapping)]
-            if units and all(isinstance(u, int) and u > 0 for u in units):
+            units = [u for d in head if isinstance(d, Mapping)
+                     and isinstance(u := d.get("units"), int) and u > 0]
+            if units:
                 widest = max(units)
                 limits.check_elements(widest * widest * len(units), "the head's parameters",
                                       source)
