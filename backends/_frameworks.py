@@ -115,7 +115,7 @@ KERAS_ACTIVATIONS: dict[str, Activation] = {
 TORCH_READOUT_ACTIVATIONS = ("linear", "tanh", "relu", "sigmoid")
 
 
-#: The pieces of the network beyond the plain Elman stack (docs/spec.md 1.3), as
+#: The pieces of the network beyond the plain Elman stack (docs/spec.md section 2.6), as
 #: :func:`network_unsupported` names them.
 NETWORK_PIECES = ("embedding", "mask_value", "mixed_directions", "select", "head_stack",
                   "softmax", "dense_without_bias")

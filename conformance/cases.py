@@ -245,9 +245,9 @@ def quick_cases() -> list[Case]:
 
 
 def network_cases() -> list[Case]:
-    """The pieces around the stack (docs/spec.md 1.3), one or two at a time, as the models
-    people train put them together: the IMDB classifier, taggers, bidirectional classifiers
-    on final states, mixed stacks, dropout between layers."""
+    """The pieces around the stack (docs/spec.md section 2.6), one or two at a time, as the
+    models people train put them together: the IMDB classifier, taggers, bidirectional
+    classifiers on final states, mixed stacks, dropout between layers."""
     net = _case
     return [
         net("tanh", 1, "fwd", vocab_size=11, mask_zero=True, select="final",

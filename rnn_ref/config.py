@@ -197,7 +197,7 @@ def _check_select(select: Any, directions: tuple[str, ...], merges: tuple[str | 
 class RNNConfig:
     """The architecture of an Elman network, independent of any framework.
 
-    The network (docs/spec.md section 1.3): an optional embedding, L recurrent layers (each
+    The network (docs/spec.md section 2.6): an optional embedding, L recurrent layers (each
     forward, reverse or bidirectional), a selection of what the stack hands on, an optional
     head of dense layers, and the identity-at-inference layers (dropouts, noise) recorded
     where they sit::

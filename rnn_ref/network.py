@@ -1,7 +1,7 @@
 r"""The pieces of a network around the recurrent stack: the head, the selection, and the layers
 that are the identity at inference.
 
-A model as people train it (docs/spec.md section 1.3)::
+A model as people train it (docs/spec.md section 2.6)::
 
     ids (N, T) --embedding--> x (N, T, D) --recurrent layers--> o (N, T, F)
         --select--> s (N, T, F) or (N, F) --head: dense_1 ... dense_J--> y

@@ -5,7 +5,7 @@ For layer l, direction r, at step t (row-vector convention)::
     h_t = f( clip( x_t @ w_x + b_x + h_{t-1} @ w_h + b_h ) )
 
 with ``clip(z) = min(max(z, -c), c)`` when the layer has a clip c, else the identity, and
-``f`` the activation of that layer and direction. Around the layers (docs/spec.md section 1.3):
+``f`` the activation of that layer and direction. Around the layers (docs/spec.md section 2.6):
 
 * **Embedding.** With one, the input is token ids and ``x_t = E[id_t]`` (row ``id_t`` of the
   ``(V, D)`` table); ``mask_zero`` makes every step with id 0 padding.

@@ -63,8 +63,9 @@ HEAD_ACTIVATIONS = st.sampled_from(["linear", "tanh", "relu", "sigmoid", "softma
 
 @st.composite
 def networks(draw: st.DrawFn, *, max_layers: int = 3) -> rnn_ref.RNNConfig:
-    """The whole network of docs/spec.md 1.3: per-layer directions, an embedding, a selection,
-    a head of dense layers (softmax included) and identity layers, each drawn or not."""
+    """The whole network of docs/spec.md section 2.6: per-layer directions, an embedding, a
+    selection, a head of dense layers (softmax included) and identity layers, each drawn or
+    not."""
     L = draw(st.integers(1, max_layers))
     directions = draw(st.lists(st.sampled_from(["forward", "reverse", "bidirectional"]),
                                min_size=L, max_size=L))

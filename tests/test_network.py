@@ -1,5 +1,5 @@
-"""The network around the recurrent stack (docs/spec.md 1.3): embedding, per-layer directions,
-selection, head, identity layers. The clear loop against the fast path, the gradient against
+"""The network around the recurrent stack (docs/spec.md section 2.6): embedding, per-layer
+directions, selection, head, identity layers. The clear loop against the fast path, the gradient against
 finite differences, and each piece against its definition written out here."""
 
 from __future__ import annotations
