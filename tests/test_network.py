@@ -1,6 +1,6 @@
 """The network around the recurrent stack (docs/spec.md section 2.6): embedding, per-layer
-directions, selection, head, identity layers. The clear loop against the fast path, the gradient against
-finite differences, and each piece against its definition written out here."""
+directions, selection, head, identity layers. The clear loop against the fast path, the
+gradient against finite differences, and each piece against its definition written out here."""
 
 from __future__ import annotations
 
