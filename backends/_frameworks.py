@@ -291,6 +291,10 @@ def tract_unsupported(config: RNNConfig, *, padded: bool = True) -> tuple[str, s
     reason = onnx_unsupported(config, padded=padded)
     if reason is not None:
         return reason
+    if config.mask_zero:
+        return ("Embedding(mask_zero=True)",
+                "its graph derives sequence_lens from the ids, and tract refuses a "
+                "sequence_lens that is not constant ('Non constant seq_len is not supported')")
     for li, layer in enumerate(config.activations):
         for r, act in enumerate(layer):
             if act.name != "tanh":

@@ -250,7 +250,7 @@ def _graph_outputs(g: Any, cfg: RNNConfig, elem: int, dims: tuple[str, str],
                                             perm=[1, 0, 2]))
         else:
             g.nodes.append(helper.make_node("Identity", [value], [name], name=g.name("out")))
-        shape = [*dims, width] if seq else ["N", width]
+        shape: list[str | int] = [*dims, width] if seq else ["N", width]
         result.append(helper.make_tensor_value_info(name, elem, shape))
     if cfg.uniform_hidden:
         g.nodes.append(helper.make_node("Concat", list(y_hs), ["h_n"], axis=0,

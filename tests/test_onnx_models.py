@@ -283,3 +283,18 @@ def test_an_unrolled_graph_is_refused_with_the_way_out() -> None:
         with pytest.raises(UnsupportedError, match="dynamo=False.*rnn-ref convert model.pt "
                                                    "model.onnx"):
             read(model)
+
+
+@pytest.mark.parametrize("backend", ["openvino[f32]", "tract"])
+def test_other_runtimes_run_the_whole_network(backend: str) -> None:
+    need("openvino" if backend.startswith("openvino") else "tract")
+    be = rnn_ref.get_backend(backend)
+    for name in ("bi_then_forward_softmax", "embedding_per_step_elu", "imdb_mask_zero"):
+        cfg = CONFIGS[name]
+        params, x = rnn_ref.init(cfg, seed=3), _x(cfg)
+        reason = be.supports(cfg, dtype=np.float32, lengths=False, mask=False)
+        if reason is not None:  # declared, with the runtime's reason
+            assert backend == "tract" and cfg.mask_zero and "sequence_lens" in reason
+            continue
+        np.testing.assert_allclose(be.forward(params, x).result,
+                                   rnn_ref.forward(params, x).result, atol=3e-6)
