@@ -240,13 +240,23 @@ def keras_unsupported(config: RNNConfig, *, backend: str | None = None, padded: 
     return None
 
 
+#: The network pieces one ONNX graph holds (backends/onnx_graph.py): ``Gather`` for the
+#: embedding, an ``RNN`` node per layer with its own direction, the selection from ``Y`` or
+#: ``Y_h``, the head as ``MatMul`` [+ ``Add``] + activation (``Softmax``/``LogSoftmax``).
+#: Not ``mask_value``: Keras' Masking would need a mask derived from the features.
+ONNX_HOLDS = frozenset({"embedding", "mixed_directions", "select", "head_stack", "softmax",
+                        "dense_without_bias"})
+
+
 def onnx_unsupported(config: RNNConfig, *, padded: bool = True) -> Reason:
     """What a graph of ONNX ``RNN`` nodes cannot express (with ``sequence_lens`` when
-    ``padded``)."""
-    reason = network_unsupported(config)
+    ``padded``, which ``mask_zero`` always is). ``padded_output`` matters only where a padded
+    step is seen: the selection ``sequence`` or ``last_step`` (a final state is the last valid
+    one, and a lower layer's padded outputs feed only padded steps above)."""
+    reason = network_unsupported(config, holds=ONNX_HOLDS)
     if reason is not None:
         return reason
-    if padded:
+    if (padded or config.mask_zero) and config.select in ("sequence", "last_step"):
         return _padded_zeros(config, "sequence_lens zeroes padded outputs")
     return None
 
@@ -283,6 +293,10 @@ def tract_unsupported(config: RNNConfig, *, padded: bool = True) -> tuple[str, s
     reason = onnx_unsupported(config, padded=padded)
     if reason is not None:
         return reason
+    if config.mask_zero:
+        return ("Embedding(mask_zero=True)",
+                "its graph derives sequence_lens from the ids, and tract refuses a "
+                "sequence_lens that is not constant ('Non constant seq_len is not supported')")
     for li, layer in enumerate(config.activations):
         for r, act in enumerate(layer):
             if act.name != "tanh":

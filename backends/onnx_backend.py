@@ -31,12 +31,11 @@ How ONNX differs from the reference (ONNX ``Operators.md``, section ``RNN``; onn
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import onnx
@@ -51,7 +50,7 @@ from rnn_ref.config import RNNConfig
 from rnn_ref.convert import Hints, NativeFile
 from rnn_ref.errors import UnsupportedError
 from rnn_ref.inputs import Inputs, check_inputs
-from rnn_ref.params import CellParams, Readout, RNNParams
+from rnn_ref.params import CellParams, RNNParams
 from rnn_ref.reference import ForwardResult, forward
 
 __all__ = ["NAME", "OnnxGraphBackend", "OnnxRuntimeBackend", "RnnNode", "from_native",
@@ -78,9 +77,6 @@ _DEFAULTS: dict[str, dict[str, tuple[float | None, float | None]]] = {
 }
 _DTYPES = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.float64): TensorProto.DOUBLE,
            np.dtype(np.float16): TensorProto.FLOAT16}
-_PLUMBING = {"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Concat", "Shape", "Gather",
-             "Constant", "ConstantOfShape", "Expand", "Cast", "Slice", "Split", "Identity"}
-
 
 def owns(model: Any) -> bool:
     """True for the models :func:`oracle` takes."""
@@ -104,7 +100,9 @@ class _Graph:
         return f"{hint}_{self._count}"
 
     def const(self, name: str, value: np.ndarray[Any, Any]) -> str:
-        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
+        value = np.asarray(value)  # np.ascontiguousarray would make a 0-d index 1-d
+        self.initializers.append(numpy_helper.from_array(
+            value if value.flags.c_contiguous else value.copy(), name))
         return name
 
     def op(self, op_type: str, inputs: Sequence[str], n_out: int = 1, **attrs: Any) -> list[str]:
@@ -137,162 +135,6 @@ class _Graph:
         return self.op1(_ONNX_NAMES[n], [x], **attrs)
 
 
-def _rnn_attrs(config: RNNConfig, layer: int) -> dict[str, Any]:
-    """The node's attributes, written as most exporters write them: what equals the spec's
-    default (``direction="forward"``, every activation ``Tanh``) is left out, so readers of
-    these graphs (onnxruntime in the conformance suite) meet the defaults too."""
-    acts = [a if a.name != "linear" else Activation("affine", 1.0, 0.0)
-            for a in config.activations[layer]]
-    attrs: dict[str, Any] = {"hidden_size": config.hidden_sizes[layer]}
-    if config.direction != "forward":
-        attrs["direction"] = config.direction
-    if any(a.name != "tanh" for a in acts):
-        attrs["activations"] = [_ONNX_NAMES[a.name] for a in acts]
-    alphas = [a.alpha for a in acts if a.alpha is not None]
-    betas = [a.beta for a in acts if a.beta is not None]
-    if alphas:
-        attrs["activation_alpha"] = alphas
-    if betas:
-        attrs["activation_beta"] = betas
-    clip = config.clips[layer]
-    if clip is not None:
-        attrs["clip"] = clip
-    return attrs
-
-
-def _graph_inputs(cfg: RNNConfig, elem: int, dims: tuple[str, str], *, lengths: bool,
-                  initial_state: bool) -> tuple[list[onnx.ValueInfoProto], list[str]]:
-    """The graph's inputs, ``x (N, T, D)`` (``dims`` names the first two axes), then an int32
-    ``lengths (N,)``, then ``h0 (L*R, N, M)`` or one ``h0_l{l} (R, N, M_l)`` per layer, as
-    asked; and the names of the per-layer ``h0_l{l}`` (empty for one ``h0``)."""
-    L, R = cfg.num_layers, cfg.num_directions
-    inputs = [helper.make_tensor_value_info("x", elem, [*dims, cfg.input_size])]
-    if lengths:
-        inputs.append(helper.make_tensor_value_info("lengths", TensorProto.INT32, ["N"]))
-    h0_names: list[str] = []
-    if initial_state:
-        if cfg.uniform_hidden:
-            inputs.append(helper.make_tensor_value_info(
-                "h0", elem, [L * R, "N", cfg.hidden_sizes[0]]))
-        else:
-            for li in range(L):
-                inputs.append(helper.make_tensor_value_info(
-                    f"h0_l{li}", elem, [R, "N", cfg.hidden_sizes[li]]))
-                h0_names.append(f"h0_l{li}")
-    return inputs, h0_names
-
-
-def _layer_node(g: _Graph, cfg: RNNConfig, li: int, layer: Sequence[CellParams], x: str, *,
-                lengths: bool, initial_state: bool, h0_names: Sequence[str], layout: int
-                ) -> tuple[str, str]:
-    """Layer ``li``'s RNN node on ``x`` ``[T, N, D_l]`` (``[N, T, D_l]`` with layout 1), with
-    its weights ``W [R, M, D_l]``, ``R [R, M, M]``, ``B [R, 2M]`` as initializers. Returns its
-    ``Y``, ``[T, R, N, M]`` (``[N, T, R, M]`` with layout 1), and its final state
-    ``[R, N, M]`` whatever the layout."""
-    R = cfg.num_directions
-    W = g.const(f"layers.{li}.W", np.stack([c.w_x.T for c in layer]))
-    Rm = g.const(f"layers.{li}.R", np.stack([c.w_h.T for c in layer]))
-    node_in = [x, W, Rm]
-    node_in.append(g.const(f"layers.{li}.B", np.stack([np.concatenate([c.b_x, c.b_h])
-                                                        for c in layer]))
-                   if cfg.bias else "")
-    node_in.append("lengths" if lengths else "")
-    if initial_state:
-        if cfg.uniform_hidden:
-            starts = g.const(g.name("start"), np.array([li * R], np.int64))
-            ends = g.const(g.name("end"), np.array([(li + 1) * R], np.int64))
-            axes = g.const(g.name("axes"), np.array([0], np.int64))
-            h0_l = g.op1("Slice", ["h0", starts, ends, axes])
-        else:
-            h0_l = h0_names[li]
-        node_in.append(g.op1("Transpose", [h0_l], perm=[1, 0, 2]) if layout else h0_l)
-    while node_in and node_in[-1] == "":
-        node_in.pop()
-    attrs = _rnn_attrs(cfg, li) | ({"layout": 1} if layout else {})
-    y, y_h = g.op("RNN", node_in, 2, **attrs)
-    return y, (g.op1("Transpose", [y_h], perm=[1, 0, 2]) if layout else y_h)
-
-
-def _merged(g: _Graph, cfg: RNNConfig, li: int, y: str, layout: int, dtype: np.dtype[Any]
-            ) -> list[str]:
-    """Layer ``li``'s outputs from its node's ``Y`` ``[T, R, N, M]`` (``[N, T, R, M]`` with
-    layout 1): one merged ``[T, N, F]`` (``[N, T, F]``), or for ``merge_mode=None`` the two
-    directions' ``[T, N, M]`` (``[N, T, M]``), forward first."""
-    R = cfg.num_directions
-    r_axis = 2 if layout else 1
-    merge = cfg.merge_modes[li]
-    if merge == "concat":  # [T, R, N, M] -> [T, N, R, M] (or [N, T, R, M]) -> [., ., R*M]
-        t = y if layout else g.op1("Transpose", [y], perm=[0, 2, 1, 3])
-        width = R * cfg.hidden_sizes[li]  # static: -1 is ambiguous for an empty sequence
-        shape = g.const(g.name("shape"), np.array([0, 0, width], np.int64))
-        return [g.op1("Reshape", [t, shape])]
-    split = g.const(g.name("split"), np.array([1, 1], np.int64))
-    halves = g.op("Split", [y, split], 2, axis=r_axis)
-    one = g.const(g.name("axes"), np.array([r_axis], np.int64))
-    fwd, bwd = (g.op1("Squeeze", [h, one]) for h in halves)
-    if merge is None:
-        return [fwd, bwd]
-    if merge == "sum":
-        return [g.op1("Add", [fwd, bwd])]
-    if merge == "mul":
-        return [g.op1("Mul", [fwd, bwd])]
-    # ave, written as Keras does: (f + b) / 2
-    two = g.const(g.name("two"), np.array(2, dtype))
-    return [g.op1("Div", [g.op1("Add", [fwd, bwd]), two])]
-
-
-def _reversed_in_time(g: _Graph, outputs: Sequence[str], t_axis: int) -> list[str]:
-    """Each of ``outputs`` (``[T, N, F]``, or ``[N, T, F]`` with ``t_axis`` 1) with its
-    steps in reverse order: processing order for a reverse network."""
-    starts = g.const(g.name("start"), np.array([-1], np.int64))
-    ends = g.const(g.name("end"), np.array([np.iinfo(np.int64).min], np.int64))
-    axes = g.const(g.name("axes"), np.array([t_axis], np.int64))
-    step = g.const(g.name("step"), np.array([-1], np.int64))
-    return [g.op1("Slice", [o, starts, ends, axes, step]) for o in outputs]
-
-
-def _readout_nodes(g: _Graph, readout: Readout, activation: Activation, output: str,
-                   expose_outputs: bool) -> tuple[list[str], list[str]]:
-    """The readout ``y = activation(output @ w + b)``, ``[T, N, K]`` from ``output``
-    ``[T, N, F]`` (or batch-major), with ``w (F, K)`` and ``b (K,)``; and the graph output
-    names: ``[y]``, or ``[y, output]`` when ``expose_outputs``."""
-    w = g.const("readout.w", readout.w)
-    b = g.const("readout.b", readout.b)
-    y = g.op1("Add", [g.op1("MatMul", [output, w]), b])
-    y = g.activation(y, activation)
-    return ([y, output], ["y", "output"]) if expose_outputs else ([y], ["y"])
-
-
-def _graph_outputs(g: _Graph, cfg: RNNConfig, elem: int, dims: tuple[str, str],
-                   named: Sequence[tuple[str, str]], y_hs: Sequence[str], transpose: bool
-                   ) -> list[onnx.ValueInfoProto]:
-    """The graph's outputs: each ``(name, value)`` of ``named`` as ``name``, ``(N, T, F)``
-    (``dims`` names the first two axes; ``transpose`` from a time-major value), then the final
-    states ``y_hs`` (each ``[R, N, M_l]``) as ``h_n (L*R, N, M)`` or ``h_n_l{l}`` per layer."""
-    L, R = cfg.num_layers, cfg.num_directions
-    m_last = cfg.hidden_sizes[-1]
-    widths = {"output": cfg.output_features, "output_forward": m_last,
-              "output_backward": m_last, "y": cfg.output_size}
-    graph_outputs = []
-    for name, o in named:
-        if transpose:
-            g.nodes.append(helper.make_node("Transpose", [o], [name], name=g.name("out"),
-                                            perm=[1, 0, 2]))
-        else:
-            g.nodes.append(helper.make_node("Identity", [o], [name], name=g.name("out")))
-        graph_outputs.append(helper.make_tensor_value_info(name, elem, [*dims, widths[name]]))
-    if cfg.uniform_hidden:
-        g.nodes.append(helper.make_node("Concat", y_hs, ["h_n"], axis=0, name=g.name("h_n")))
-        graph_outputs.append(helper.make_tensor_value_info(
-            "h_n", elem, [L * R, "N", cfg.hidden_sizes[0]]))
-    else:
-        for li, y_h in enumerate(y_hs):
-            g.nodes.append(helper.make_node("Identity", [y_h], [f"h_n_l{li}"], name=g.name("h")))
-            graph_outputs.append(helper.make_tensor_value_info(
-                f"h_n_l{li}", elem, [R, "N", cfg.hidden_sizes[li]]))
-    return graph_outputs
-
-
 def to_native(params: RNNParams, *, time_major: bool = False, lengths: bool = False,
               initial_state: bool = False, expose_outputs: bool = False, layout: int = 0
               ) -> onnx.ModelProto:
@@ -319,51 +161,11 @@ def to_native(params: RNNParams, *, time_major: bool = False, lengths: bool = Fa
     Raises:
         UnsupportedError: ``padded_output`` other than zeros with ``lengths=True``.
     """
-    cfg = params.config
-    raise_if(unsupported(cfg, padded=lengths), NAME)
-    if layout not in (0, 1) or (layout == 1 and time_major):
-        raise ValueError(f"layout must be 0, or 1 with a batch-major graph (time_major=False); "
-                         f"got layout={layout!r}, time_major={time_major}")
-    if params.dtype not in _DTYPES:
-        raise UnsupportedError(NAME, f"dtype {params.dtype}", "use float16, float32 or float64")
-    g = _Graph(params.dtype)
-    elem = _DTYPES[params.dtype]
-    dims = ("T", "N") if time_major else ("N", "T")
-    inputs, h0_names = _graph_inputs(cfg, elem, dims, lengths=lengths,
-                                     initial_state=initial_state)
+    from rnn_ref.backends.onnx_graph import write_network
 
-    # the nodes' own axes: layout 0 is [T, N, ...] with Y [T, R, N, M]; 1 is [N, T, ...] with
-    # Y [N, T, R, M], Y_h [N, R, M] and initial_h [N, R, M]
-    x = "x" if time_major or layout else g.op1("Transpose", ["x"], perm=[1, 0, 2])
-    y_hs: list[str] = []
-    outputs_tm: list[str] = []
-    for li, layer in enumerate(params.layers):
-        y, y_h = _layer_node(g, cfg, li, layer, x, lengths=lengths, initial_state=initial_state,
-                             h0_names=h0_names, layout=layout)
-        y_hs.append(y_h)
-        outputs_tm = _merged(g, cfg, li, y, layout, params.dtype)
-        if len(outputs_tm) == 1:  # merge_mode=None leaves the two directions apart
-            x = outputs_tm[0]
-
-    if cfg.output_order == "processing":
-        outputs_tm = _reversed_in_time(g, outputs_tm, 1 if layout else 0)
-    names = ["output"] if len(outputs_tm) == 1 else ["output_forward", "output_backward"]
-    if params.readout is not None:
-        outputs_tm, names = _readout_nodes(g, params.readout,
-                                           cast(Activation, cfg.output_activation),
-                                           outputs_tm[0], expose_outputs)
-    graph_outputs = _graph_outputs(g, cfg, elem, dims, list(zip(names, outputs_tm, strict=True)),
-                                   y_hs, transpose=not (time_major or layout))
-
-    graph = helper.make_graph(g.nodes, "rnn_ref", inputs, graph_outputs,
-                              initializer=g.initializers)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="rnn-ref")
-    model.ir_version = 8
-    helper.set_model_props(model, {"rnn_ref.config": cfg.to_json(),
-                                   "rnn_ref.time_major": str(time_major)})
-    onnx.checker.check_model(model)
-    return model
+    return write_network(params, time_major=time_major, lengths=lengths,
+                         initial_state=initial_state, expose_outputs=expose_outputs,
+                         layout=layout)
 
 
 # --------------------------------------------------------------------------------------------
@@ -618,10 +420,6 @@ def _load(obj: Any) -> onnx.ModelProto:
                     f"got {type(obj).__name__}")
 
 
-def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-
 def from_native(model: Any, *, missing_parameters: str = "raise",
                 allow_external_data: bool | None = None) -> RNNParams:
     """Canonical parameters of an ONNX graph made of ``RNN`` nodes.
@@ -646,51 +444,12 @@ def from_native(model: Any, *, missing_parameters: str = "raise",
     if missing_parameters not in ("raise", "onnx", "onnxruntime"):
         raise ValueError(f"missing_parameters must be 'raise', 'onnx' or 'onnxruntime', "
                          f"got {missing_parameters!r}")
+    from rnn_ref.backends.onnx_reader import read_network
+
     with limits.using(allow_external_data=allow_external_data):
         m = _load(model)
-    consts = _constants(m)
-    rnn_nodes = _rnn_nodes(m)
-    meta = {p.key: p.value for p in m.metadata_props}
-    config_meta = json.loads(meta["rnn_ref.config"]) if "rnn_ref.config" in meta else None
-
-    opset = _opset_of(m)
-    nodes = [read_node(n, opset, missing_parameters=missing_parameters) for n in rnn_nodes]
-    direction, has_bias = _direction_and_bias(nodes)
-    layers = []
-    for node, proto in zip(nodes, rnn_nodes, strict=True):
-        layers.append(node_cells(node, _weight(consts, node.inputs["W"], "W", proto),
-                                 _weight(consts, node.inputs["R"], "R", proto),
-                                 _weight(consts, node.inputs["B"], "B", proto)
-                                 if has_bias else None))
-
-    readout = None
-    if config_meta is not None:
-        config = RNNConfig.from_dict(config_meta)
-        if config.output_size is not None:
-            readout = Readout(_weight(consts, "readout.w", "readout.w", rnn_nodes[-1]),
-                              _weight(consts, "readout.b", "readout.b", rnn_nodes[-1]))
-        params = RNNParams(config, layers, readout)
-        return params
-    readout = _foreign_readout(m, consts)
-    config = RNNConfig(
-        input_size=int(layers[0][0].w_x.shape[0]),
-        hidden_size=tuple(row[0].hidden_size for row in layers),
-        direction=direction, activation=[list(n.activations) for n in nodes],
-        clip=tuple(n.clip for n in nodes),
-        bias=bool(has_bias), output_size=None if readout is None else readout.w.shape[1],
-    )
-    return RNNParams(config, layers, readout)
-
-
-def _constants(m: onnx.ModelProto) -> dict[str, np.ndarray[Any, Any]]:
-    """The graph's initializers and the tensor values of its ``Constant`` nodes, by name."""
-    consts = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
-    for node in m.graph.node:
-        if node.op_type == "Constant" and node.output:
-            value = _attrs(node).get("value")
-            if isinstance(value, onnx.TensorProto):
-                consts[node.output[0]] = numpy_helper.to_array(value)
-    return consts
+    _rnn_nodes(m)
+    return read_network(m, _opset_of(m), missing_parameters=missing_parameters)
 
 
 def _rnn_nodes(m: onnx.ModelProto) -> list[onnx.NodeProto]:
@@ -698,7 +457,7 @@ def _rnn_nodes(m: onnx.ModelProto) -> list[onnx.NodeProto]:
 
     Raises:
         UnsupportedError: an LSTM, GRU, Scan, Loop or If node.
-        ValueError: no RNN node.
+        UnsupportedError: no RNN node (torch's dynamo exporter unrolls nn.RNN).
     """
     rnn_nodes = [n for n in m.graph.node if n.op_type == "RNN"]
     for node in m.graph.node:
@@ -706,57 +465,10 @@ def _rnn_nodes(m: onnx.ModelProto) -> list[onnx.NodeProto]:
             raise UnsupportedError("rnn-ref", f"an ONNX {node.op_type} node ({node.name!r})",
                                    "only RNN nodes make an Elman network")
     if not rnn_nodes:
-        raise ValueError("the ONNX graph has no RNN node")
+        from rnn_ref.backends.onnx_reader import UNROLLED
+
+        raise UnsupportedError("rnn-ref", "an ONNX graph with no RNN node", UNROLLED)
     return rnn_nodes
-
-
-def _weight(consts: Mapping[str, np.ndarray[Any, Any]], name: str, what: str,
-            node: onnx.NodeProto) -> np.ndarray[Any, Any]:
-    """The constant ``name`` (``what`` input of ``node``); ``ValueError`` when it is not an
-    initializer or a constant."""
-    if name not in consts:
-        raise ValueError(f"{what} of RNN node {node.name!r} ({name!r}) is not an "
-                         f"initializer or a constant")
-    return consts[name]
-
-
-def _direction_and_bias(nodes: Sequence[RnnNode]) -> tuple[str, bool]:
-    """The direction the nodes share and whether they have a bias; ``UnsupportedError`` when
-    they differ."""
-    directions = {n.direction for n in nodes}
-    if len(directions) != 1:
-        raise UnsupportedError("rnn-ref", f"layers of different directions {sorted(directions)}")
-    biases = {n.inputs["B"] != "" for n in nodes}
-    if len(biases) != 1:
-        raise UnsupportedError("rnn-ref", "some layers with a bias and some without")
-    return directions.pop(), biases.pop()
-
-
-def _foreign_readout(m: onnx.ModelProto, consts: Mapping[str, np.ndarray[Any, Any]]
-                     ) -> Readout | None:
-    """A MatMul (+Add) or Gemm with constant weights after the last RNN node, or None."""
-    nodes = list(m.graph.node)
-    last = max(i for i, n in enumerate(nodes) if n.op_type == "RNN")
-    after = nodes[last + 1:]
-    w = b = None
-    for i, node in enumerate(after):
-        if node.op_type == "MatMul" and node.input[1] in consts:
-            w = consts[node.input[1]]
-            nxt = after[i + 1] if i + 1 < len(after) else None
-            if nxt is not None and nxt.op_type == "Add":
-                other = [n for n in nxt.input if n in consts]
-                b = consts[other[0]] if other else None
-        elif node.op_type == "Gemm" and node.input[1] in consts:
-            attrs = _attrs(node)
-            w = consts[node.input[1]]
-            w = w.T if attrs.get("transB", 0) else w
-            b = consts[node.input[2]] if len(node.input) > 2 and node.input[2] in consts else None
-        elif node.op_type not in _PLUMBING and node.op_type not in ("Add", "MatMul", "Gemm"):
-            raise UnsupportedError("rnn-ref", f"an ONNX {node.op_type} node after the last RNN",
-                                   "a readout is MatMul (+ Add) or Gemm")
-    if w is None:
-        return None
-    return Readout(w, b if b is not None else np.zeros(w.shape[1], w.dtype))
 
 
 # --------------------------------------------------------------------------------------------
@@ -822,6 +534,7 @@ def oracle(model: onnx.ModelProto) -> Callable[..., list[np.ndarray[Any, Any]]]:
     from onnx.reference import ReferenceEvaluator
 
     m = _load(model)
+    _rnn_nodes(m)  # a graph with no RNN node is not an Elman network (an unrolled export)
     evaluator = ReferenceEvaluator(_as_float64(m), new_ops=[_oracle_rnn_op(_opset_of(m))])
     names = [i.name for i in m.graph.input
              if i.name not in {t.name for t in m.graph.initializer}]
@@ -848,32 +561,49 @@ def oracle(model: onnx.ModelProto) -> Callable[..., list[np.ndarray[Any, Any]]]:
 
 
 def graph_feeds(cfg: RNNConfig, inputs: Inputs, lengths: np.ndarray[Any, Any] | None
-               ) -> dict[str, np.ndarray[Any, Any]]:
-    """The float32 feeds of a :func:`to_native` graph, by input name."""
-    feeds: dict[str, np.ndarray[Any, Any]] = {"x": np.asarray(inputs.x, np.float32)}
+                ) -> dict[str, np.ndarray[Any, Any]]:
+    """The feeds of a :func:`to_native` graph, by input name: float32 ``x``, or int64 token
+    ids (with ``mask_zero``, id 0 at every step ``inputs.valid`` says is padding, so the graph
+    derives the lengths of a caller's mask or lengths too), ``lengths``, ``h0``."""
+    if cfg.vocab_size is None:
+        x = np.asarray(inputs.x, np.float32)
+    else:
+        x = np.asarray(inputs.x, np.int64)
+        x = np.where(inputs.valid, x, 0) if cfg.mask_zero else x
+    feeds: dict[str, np.ndarray[Any, Any]] = {"x": x}
     if lengths is not None:
         feeds["lengths"] = lengths.astype(np.int32)
     if inputs.h0 is not None:
         if cfg.uniform_hidden:
             feeds["h0"] = np.stack(inputs.h0).astype(np.float32)
         else:
-            R = cfg.num_directions
             for li in range(cfg.num_layers):
-                feeds[f"h0_l{li}"] = np.stack([np.asarray(inputs.h0[li * R + r], np.float32)
-                                               for r in range(R)])
+                feeds[f"h0_l{li}"] = np.stack([
+                    np.asarray(inputs.h0[cfg.state_index(li, r)], np.float32)
+                    for r in range(cfg.num_directions_of(li))])
     return feeds
 
 
 def graph_result(cfg: RNNConfig, got: dict[str, np.ndarray[Any, Any]]) -> ForwardResult:
-    """A :class:`ForwardResult` from a :func:`to_native` graph's outputs, by name."""
-    if cfg.uniform_hidden:
-        h_n: Any = np.asarray(got["h_n"])
-    else:
-        h_n = tuple(np.asarray(h) for li in range(cfg.num_layers) for h in got[f"h_n_l{li}"])
-    outputs: Any = (np.asarray(got["output"]) if "output" in got
-                    else (np.asarray(got["output_forward"]), np.asarray(got["output_backward"])))
-    y = got.get("y")
-    return ForwardResult(outputs, h_n, None if y is None else np.asarray(y))
+    """A :class:`ForwardResult` from a :func:`to_native` graph's outputs, by name (written
+    with ``expose_outputs=True``)."""
+    from rnn_ref.backends.onnx_graph import graph_result as result
+
+    return result(cfg, got)
+
+
+def _lengths(name: str, inputs: Inputs) -> np.ndarray[Any, Any] | None:
+    """The ``lengths`` feed: right-padded lengths, or ``None``; for ``mask_zero`` always
+    ``None`` (the graph derives them from the ids), and token ids with a 0 before a non-zero
+    id are refused: ``sequence_lens`` cannot say that mask."""
+    if not inputs.config.mask_zero:
+        return inputs.lengths_or_none(name)
+    if inputs.padded and not inputs.right_padded:
+        raise UnsupportedError(name, "token ids with a 0 before a non-zero id (mask_zero with "
+                                     "holes), or a mask with holes",
+                               "the graph's sequence_lens counts the non-zero ids, which is "
+                               "Keras' mask only when the zeros are trailing")
+    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -912,8 +642,10 @@ class OnnxGraphBackend:
 
     def forward(self, params: RNNParams, x: np.ndarray[Any, Any], *, h0: Any = None,
                 lengths: Any = None, mask: Any = None) -> ForwardResult:
-        """The graph on ``x (N, T, D)``, ``h0 (L*R, N, M)`` (or L*R ``(N, M_l)``), ``lengths
-        (N,)`` or a right-padded ``mask (N, T)``: ``outputs (N, T, F)`` (a pair of
+        """The graph on ``x (N, T, D)`` (token ids ``(N, T)`` with an embedding; with
+        ``mask_zero`` ids whose zeros are not trailing are refused), ``h0 (L*R, N, M)`` (or
+        L*R ``(N, M_l)``), ``lengths (N,)`` or a right-padded ``mask (N, T)``: ``outputs
+        (N, T, F)`` (a pair of
         ``(N, T, M)`` for ``merge_mode=None``), ``h_n (L*R, N, M)`` (or L*R ``(N, M_l)``) and
         ``y (N, T, K)`` or ``None``, in float32. Bad inputs raise as
         :func:`rnn_ref.inputs.check_inputs` says."""
@@ -921,11 +653,11 @@ class OnnxGraphBackend:
         inputs = check_inputs(cfg, x, h0=h0, lengths=lengths, mask=mask, where=self.name)
         if self.padding_refusal is not None and inputs.padding is not None:
             raise UnsupportedError(self.name, "lengths or a mask", self.padding_refusal)
-        la = inputs.lengths_or_none(self.name)
+        la = _lengths(self.name, inputs)
         if params.dtype != np.float32:
             raise UnsupportedError(self.name, f"dtype {params.dtype}",
                                    "it runs RNN graphs in float32 only")
-        raise_if(self.rules(cfg, padded=la is not None), self.name)
+        raise_if(self.rules(cfg, padded=la is not None or inputs.padded), self.name)
         model = to_native(params, lengths=la is not None, initial_state=inputs.h0 is not None,
                           expose_outputs=True)
         return graph_result(cfg, self.run(model, graph_feeds(cfg, inputs, la)))

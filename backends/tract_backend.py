@@ -38,7 +38,8 @@ NAME = "tract"
 
 
 def _fact(a: np.ndarray[Any, Any]) -> str:
-    kind = {np.dtype(np.float32): "f32", np.dtype(np.int32): "i32"}[a.dtype]
+    kind = {np.dtype(np.float32): "f32", np.dtype(np.int32): "i32",
+            np.dtype(np.int64): "i64"}[a.dtype]
     return ",".join([*(str(s) for s in a.shape), kind])
 
 
