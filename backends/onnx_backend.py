@@ -300,8 +300,9 @@ def _activations(where: str, names: Sequence[str], attrs: Mapping[str, Any],
     over is an error. A parameter left out takes the default ``missing`` names."""
     from rnn_ref.activations import ACTIVATIONS
 
-    alphas = [float(a) for a in attrs.get("activation_alpha", [])]
-    betas = [float(b) for b in attrs.get("activation_beta", [])]
+    # float32 attributes, read as the shortest decimal that gives them back (0.7, as written)
+    alphas = [float(str(np.float32(a))) for a in attrs.get("activation_alpha", [])]
+    betas = [float(str(np.float32(b))) for b in attrs.get("activation_beta", [])]
     acts = []
     for raw in names:
         name = _FROM_ONNX.get(raw.lower())

@@ -686,6 +686,30 @@ def _merge_modes(st: _State, meta: Mapping[str, Any]) -> list[str | None]:
     return modes
 
 
+def _refined_activations(nodes: list[Any], meta: Mapping[str, Any]
+                         ) -> list[list[Activation]]:
+    """The nodes' activations; where the metadata's activation is the same function with
+    parameters that round to the node's float32 attributes (``1/6`` for ``0.16666667``), the
+    metadata's exact parameters. The node decides the function; the metadata only restores
+    precision the float32 attribute could not hold."""
+    acts = [list(rn.activations) for rn in nodes]
+    try:
+        written = RNNConfig.from_dict({**meta, "head": []}) if meta else None
+    except (TypeError, ValueError):
+        written = None
+    if written is None or [len(a) for a in acts] != [len(a) for a in written.activations]:
+        return acts
+
+    def same(a: Activation, b: Activation) -> bool:
+        return a.name == b.name and all(
+            (x is None and y is None) or (x is not None and y is not None
+                                          and np.float32(x) == np.float32(y))
+            for x, y in ((a.alpha, b.alpha), (a.beta, b.beta)))
+
+    return [[w if same(n, w) else n for n, w in zip(layer, wl, strict=True)]
+            for layer, wl in zip(acts, written.activations, strict=True)]
+
+
 def _config(st: _State, select: str, meta: Mapping[str, Any]) -> RNNConfig:
     nodes = [rn for rn, _, _ in st.layers]
     if len({b for _, _, b in st.layers}) != 1:
@@ -700,7 +724,8 @@ def _config(st: _State, select: str, meta: Mapping[str, Any]) -> RNNConfig:
         input_size=int(st.layers[0][1][0].w_x.shape[0]),
         hidden_size=[cells[0].hidden_size for _, cells, _ in st.layers],
         direction=[rn.direction for rn in nodes],
-        activation=[list(rn.activations) for rn in nodes], clip=[rn.clip for rn in nodes],
+        activation=_refined_activations(nodes, meta),
+        clip=[rn.clip for rn in nodes],
         bias=st.layers[0][2], merge_mode=_merge_modes(st, meta),
         padded_output="zeros" if seen else meta.get("padded_output", "zeros"),
         output_order="processing" if select.endswith(":processing") else "aligned",
