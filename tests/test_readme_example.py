@@ -44,3 +44,14 @@ def test_readme_example_matches_keras() -> None:
     out = subprocess.run([sys.executable, "-c", EXAMPLE], capture_output=True, text=True,
                          env=env, check=True).stdout
     assert float(out.strip().splitlines()[-1]) < 1e-5
+
+
+def test_readme_network_example_runs_as_printed() -> None:
+    """The README's network example (section "The models people train") needs NumPy only and
+    prints what its comment says."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## The models people train", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    assert out.strip() == "(2, 3) [1. 1.]"
