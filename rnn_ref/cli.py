@@ -204,7 +204,9 @@ def _check_backend(name: str, args: argparse.Namespace) -> tuple[Any, Any]:
     try:
         backend = rnn_ref.get_backend(name)
     except (ImportError, ValueError, TypeError) as exc:
-        raise _Fail(f"backend {name!r}: {exc}") from None
+        text = str(exc)  # a device error names the backend itself
+        raise _Fail(text if text.startswith(f"backend {name!r}") else f"backend {name!r}: {text}"
+                    ) from None
     try:
         known = (deviations.load_file(args.known_failures, backend.name)
                  if args.known_failures else deviations.load(backend.name))
@@ -236,6 +238,7 @@ def _print_problems(reports: Sequence[Any], args: argparse.Namespace) -> bool:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Run the conformance suite on backends; exit 1 on any failure."""
+    from rnn_ref.backends.devices import describe
     from rnn_ref.conformance import report as report_lib
     from rnn_ref.conformance import runner
 
@@ -256,7 +259,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     for name in names:
         backend, known = _check_backend(name, args)
         progress = None if args.no_progress else report_lib.ProgressBar()
-        print(f"{backend.name}: {len(selected)} {mode} cases", file=sys.stderr)
+        print(f"{backend.name}: {len(selected)} {mode} cases, "
+              f"{report_lib.environment_line(describe(backend))}", file=sys.stderr)
         reports.append(runner.run(backend, selected, deviations=known,
                                   progress=progress))
     print(report_lib.summary_table(reports))
