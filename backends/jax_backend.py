@@ -364,8 +364,10 @@ class JaxBackend:
     def round_trip(self, params: RNNParams) -> RNNParams:
         """Through flax ``nnx.SimpleCell`` modules and back (raises where a cell cannot: see
         :func:`rnn_ref.backends.flax_backend.unsupported`)."""
-        from rnn_ref.backends.flax_backend import from_native, to_native
-
+        try:
+            from rnn_ref.backends.flax_backend import from_native, to_native
+        except ImportError as exc:  # the round trip needs flax; the backend does not
+            raise NotImplementedError(f"the flax round trip needs flax ({exc})") from None
         cfg = params.config
         return from_native(to_native(params), direction=cfg.direction, bias=cfg.bias)
 

@@ -94,7 +94,7 @@ def to_json(reports: Sequence[RunReport], *, mode: str) -> dict[str, Any]:
         "versions": found,
         "backends": [
             {"backend": rep.backend, "cases": rep.cases, "seconds": round(rep.seconds, 3),
-             "environment": rep.environment,
+             "environment": rep.environment, "stopped": rep.stopped,
              "effective_bits": rep.effective_bits(),
              "ok": rep.ok, "results": [r.as_dict() for r in rep.results],
              "stale_known_failures": [d.id for d in rep.stale]}
