@@ -121,7 +121,9 @@ def torch_settings(torch: Any | None = None) -> dict[str, Any]:
     ``torch.get_float32_matmul_precision()``, and ``cudnn_rnn_tf32``, whether cuDNN's RNN
     uses TF32 now."""
     if torch is None:
-        import torch
+        import torch as torch_module
+
+        torch = torch_module
     out: dict[str, Any] = {}
     if _new_api(torch):
         out["torch.backends.cudnn.rnn.fp32_precision"] = _read(
@@ -149,6 +151,7 @@ def torch_precision(torch: Any, mode: str) -> Iterator[None]:
     if mode == "default":
         yield
         return
+    targets: list[tuple[Any, str, Any]]
     if _new_api(torch):
         targets = [(torch.backends.cudnn.rnn, "fp32_precision", "ieee"),
                    (torch.backends.cuda.matmul, "fp32_precision", "ieee")]
@@ -189,7 +192,9 @@ def jax_settings(jax: Any | None = None) -> dict[str, Any]:
     default, one bf16 pass on TPUs and TF32 on recent NVIDIA GPUs for float32) and
     ``jax_enable_x64``."""
     if jax is None:
-        import jax
+        import jax as jax_module
+
+        jax = jax_module
     return {"jax_default_matmul_precision": _read(
                 lambda: jax.config.jax_default_matmul_precision),
             "jax_enable_x64": _read(lambda: bool(jax.config.jax_enable_x64))}

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from functools import lru_cache, partial
+from functools import cache, partial
 from typing import Any
 
 import jax
@@ -78,17 +78,31 @@ def _cell_fn(f: Activation, clip: float | None) -> Callable[[jax.Array], jax.Arr
     return lambda z: act(jnp.clip(z, -c, c))
 
 
-def _shifted(hs: jax.Array, h0: jax.Array, reverse: bool) -> jax.Array:
-    """The state before each step, ``(T, N, M)``: ``h0`` then ``hs`` shifted by one step in
-    processing order."""
+def _kernel_grad(hs: jax.Array, h0: jax.Array, dzs: jax.Array, reverse: bool) -> jax.Array:
+    """``sum_t h_{t-1}^T dz_t`` ``(M, M)`` for states ``hs (T, N, M)`` after ``h0 (N, M)``
+    and pre-activation cotangents ``dzs (T, N, M)``: two products over every step at once
+    (the state before each step is ``h0`` then ``hs`` shifted by one in processing order)."""
+    m = h0.shape[-1]
     if hs.shape[0] == 0:
-        return hs
-    if reverse:
-        return jnp.concatenate([hs[1:], h0[None]], axis=0)
-    return jnp.concatenate([h0[None], hs[:-1]], axis=0)
+        return jnp.zeros((m, m), h0.dtype)
+    first, rest = (-1, slice(None, -1)) if reverse else (0, slice(1, None))
+    before = hs[1:] if reverse else hs[:-1]
+    return (before.reshape(-1, m).T @ dzs[rest].reshape(-1, m)
+            + h0.T @ dzs[first])
 
 
-@lru_cache(maxsize=None)
+#: activations whose derivative is a function of their output ``h = f(z)``: the backward
+#: pass reads it from the saved states, with no pass over the pre-activations (a second tanh
+#: over every step cost as much as the rest of the backward pass on the CPU)
+_DERIVATIVE_OF_OUTPUT: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "tanh": lambda h: 1 - h * h,
+    "sigmoid": lambda h: h * (1 - h),
+    "relu": lambda h: (h > 0).astype(h.dtype),
+    "linear": jnp.ones_like,
+}
+
+
+@cache
 def _recurrence(f: Activation, clip: float | None, reverse: bool, unroll: int
                 ) -> Callable[..., tuple[jax.Array, jax.Array]]:
     """The recurrence of one direction, ``(w_h (M, M), h0 (N, M), proj (T, N, M), valid
@@ -98,10 +112,12 @@ def _recurrence(f: Activation, clip: float | None, reverse: bool, unroll: int
     Its gradient is written out (a ``custom_vjp``) the way the oracle's is: the backward scan
     carries only the state's cotangent (one ``(N, M) @ (M, M)`` product a step), and the
     recurrent kernel's gradient is one ``(M, T N) @ (T N, M)`` product after the scan, not a
-    product per step inside it. The activation's derivative comes from ``jax.jvp`` of
-    ``f(clip(.))`` at the saved pre-activations, for every step at once.
+    product per step inside it. The activation's derivative comes from the saved states for
+    tanh, sigmoid, relu and linear without a clip, else from ``jax.jvp`` of ``f(clip(.))`` at
+    the saved pre-activations, for every step at once.
     """
     g = _cell_fn(f, clip)
+    of_output = _DERIVATIVE_OF_OUTPUT.get(f.name) if clip is None else None
 
     def scan(w_h: jax.Array, h0: jax.Array, proj: jax.Array, valid: jax.Array | None,
              keep_z: bool) -> tuple[jax.Array, jax.Array, jax.Array | None]:
@@ -123,31 +139,34 @@ def _recurrence(f: Activation, clip: float | None, reverse: bool, unroll: int
 
     def rec_fwd(w_h: jax.Array, h0: jax.Array, proj: jax.Array, valid: jax.Array | None
                 ) -> tuple[tuple[jax.Array, jax.Array], Any]:
-        hs, h_n, zs = scan(w_h, h0, proj, valid, keep_z=True)
+        hs, h_n, zs = scan(w_h, h0, proj, valid, keep_z=of_output is None)
         return (hs, h_n), (w_h, h0, hs, zs, valid)
 
     def rec_bwd(res: Any, cot: tuple[jax.Array, jax.Array]) -> tuple[Any, ...]:
         w_h, h0, hs, zs, valid = res
         d_hs, d_hn = cot
-        deriv = jax.jvp(g, (zs,), (jnp.ones_like(zs),))[1]  # f'(z) at every step
         w_t = w_h.T
 
+        def deriv(saved: jax.Array) -> jax.Array:
+            """f'(z) of one step, from its state or its pre-activation."""
+            if of_output is not None:
+                return of_output(saved)
+            return jax.jvp(g, (saved,), (jnp.ones_like(saved),))[1]
+
         def bstep(dh: jax.Array, inp: Any) -> tuple[jax.Array, jax.Array]:
-            d_out, d_t, v_t = inp
+            d_out, saved, v_t = inp
             a = dh + d_out
             if v_t is None:
-                dz = a * d_t
+                dz = a * deriv(saved)
                 return dz @ w_t, dz
-            v = v_t[:, None]
-            dz = jnp.where(v, a * d_t, jnp.zeros_like(a))
+            v = v_t[:, None]  # a padded step passes the state's cotangent through
+            dz = jnp.where(v, a * deriv(saved), jnp.zeros_like(a))
             return jnp.where(v, dz @ w_t, a), dz
 
-        d_h0, dzs = lax.scan(bstep, d_hn, (d_hs, deriv, valid), reverse=not reverse,
+        saved = hs if of_output is not None else zs
+        d_h0, dzs = lax.scan(bstep, d_hn, (d_hs, saved, valid), reverse=not reverse,
                              unroll=unroll)
-        prev = _shifted(hs, h0, reverse)
-        m = w_h.shape[0]
-        d_wh = prev.reshape(-1, m).T @ dzs.reshape(-1, m)
-        return d_wh, d_h0, dzs, None
+        return _kernel_grad(hs, h0, dzs, reverse), d_h0, dzs, None
 
     rec.defvjp(rec_fwd, rec_bwd)
     return rec

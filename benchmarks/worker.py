@@ -21,7 +21,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -309,10 +309,11 @@ def gpu_matmul_peaks(repeats: int = 5, size: int = 8192) -> dict[str, float]:
     a = torch.randn(size, size, device="cuda", generator=gen)
     b = torch.randn(size, size, device="cuda", generator=gen)
     peaks = {}
-    for name, dtype, ctx in (("fp32", torch.float32, lambda: devices.torch_precision(torch, "fp32")),
-                             ("tf32", torch.float32, lambda: _matmul_tf32(torch)),
-                             ("fp16", torch.float16, contextlib.nullcontext),
-                             ("bf16", torch.bfloat16, contextlib.nullcontext)):
+    modes = (("fp32", torch.float32, lambda: devices.torch_precision(torch, "fp32")),
+             ("tf32", torch.float32, lambda: _matmul_tf32(torch)),
+             ("fp16", torch.float16, contextlib.nullcontext),
+             ("bf16", torch.bfloat16, contextlib.nullcontext))
+    for name, dtype, ctx in modes:
         aa, bb = a.to(dtype), b.to(dtype)
 
         def product(aa: Any = aa, bb: Any = bb, ctx: Any = ctx) -> None:
@@ -497,7 +498,7 @@ def _shape_records(shape: tuple[int, ...], variants: list[str], threads: int,
     return records
 
 
-@lru_cache(maxsize=None)
+@cache
 def _environment(variant: str) -> dict[str, Any]:
     return environment(variant)
 
