@@ -9,6 +9,13 @@ the median, min, max and interquartile range of the timed repetitions, the first
 times that for forward + backward), and the fraction of the peak of a 2048 x 2048 float32
 matrix product measured in the same process with the same threads.
 
+``--device gpu`` runs one worker on the first GPU instead (``worker.py gpu``): cuDNN in strict
+float32, at torch's default (TF32) and in float16, this project's scan at JAX's default
+precision and at "highest" (unrolled, :data:`rnn_ref.backends.jax_backend.UNROLL`), and a bare
+scan, forward only, timed with CUDA events (torch) or to ``block_until_ready`` (JAX) after a
+warm-up, each against the GPU's GEMM peak at its precision measured in the same run. Every
+record says its device, the device's name, its precision mode and the settings in force.
+
 Outputs, in ``--out`` (default ``benchmarks/results``): ``bench.json`` (one record per
 backend, shape, threads and pass, with the machine, versions and thread settings),
 ``bench.md`` (a markdown table), ``time_vs_T.png``, ``time_vs_M.png`` and
@@ -91,6 +98,30 @@ def import_seconds(runs: int = 5) -> float:
     times = [float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                   check=True).stdout) for _ in range(runs)]
     return sorted(times)[runs // 2]
+
+
+def gpu_refusal() -> str | None:
+    """Why ``--device gpu`` cannot run here (neither torch nor JAX sees a GPU), else
+    ``None``; asked in a subprocess, so that this process imports no framework."""
+    code = ("import sys\n"
+            "why = []\n"
+            "try:\n"
+            "    import torch\n"
+            "    if torch.cuda.is_available(): sys.exit(0)\n"
+            "    why.append(f'torch {torch.__version__} finds no CUDA device')\n"
+            "except ImportError: why.append('torch is not installed')\n"
+            "try:\n"
+            "    import jax\n"
+            "    try: jax.devices('gpu'); sys.exit(0)\n"
+            "    except RuntimeError: why.append(f'jax {jax.__version__} has no GPU platform')\n"
+            "except ImportError: why.append('jax is not installed')\n"
+            "print('; '.join(why))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    if proc.returncode == 0 and not proc.stdout.strip():
+        return None
+    lines = (proc.stdout.strip() or proc.stderr.strip() or "no answer").splitlines()
+    return f"asked for a GPU, but {lines[-1]}; available: cpu"
 
 
 def check_seconds() -> float | None:
@@ -519,6 +550,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(why)
     if args.device == "gpu" and args.framework:
         parser.error("--framework applies to the CPU; --device gpu runs torch and jax on the GPU")
+    if args.device == "gpu" and (why := gpu_refusal()) is not None:
+        parser.error(f"--device gpu: {why}")
     gpu = args.device == "gpu"
     doc = run(quick=args.quick, threads=[1] if gpu else threads, repeats=args.repeats,
               out=args.out, frameworks=["gpu"] if gpu else (args.framework or FRAMEWORKS),

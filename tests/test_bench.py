@@ -230,3 +230,16 @@ def test_gpu_records_use_their_precisions_peak() -> None:
     worker.with_peaks(recs, {"fp32": 1000.0, "tf32": 4000.0, "fp16": 8000.0, "bf16": 8000.0})
     assert [r["peak_gflops"] for r in recs] == [8000.0, 4000.0, 1000.0]
     assert recs[2]["peak_fraction"] == 1.0
+
+
+def test_bench_on_a_gpu_refuses_in_one_line_without_one(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    why = harness.gpu_refusal()
+    if why is None:
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(SystemExit) as info:
+        harness.main(["--device", "gpu", "--quick", "--out", str(tmp_path / "out")])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.endswith("--device gpu: " + why) and "available: cpu" in err
+    assert not (tmp_path / "out").exists()  # refused before anything ran
