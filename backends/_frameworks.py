@@ -28,7 +28,7 @@ from typing import Any, cast
 from rnn_ref.activations import Activation
 from rnn_ref.config import RNNConfig
 
-__all__ = ["CONVERTER_API", "FILE_API", "FRAMEWORKS", "GRAPH_API", "KERAS_ACTIVATIONS",
+__all__ = ["CONVERTER_API", "DEVICES", "FILE_API", "FRAMEWORKS", "GRAPH_API", "KERAS_ACTIVATIONS",
            "MODULE_API", "BackendSpec", "FileFormat", "Framework", "backends", "by_name",
            "distributions", "file_format", "formats", "missing", "sniff", "sniff_h5",
            "versions"]
@@ -69,13 +69,23 @@ class FileFormat:
     runs: tuple[str, tuple[str, ...]] | None = None
 
 
+#: where a backend computes: "cpu", or a GPU as its framework names it (torch "cuda", JAX "gpu")
+DEVICES = ("cpu", "cuda", "gpu")
+
+
 @dataclass(frozen=True)
 class BackendSpec:
-    """A built-in backend: where it lives and which modules it needs (checked, not imported)."""
+    """A built-in backend: where it lives, which modules it needs (checked, not imported),
+    the device it computes on and its precision mode (``"default"``: the framework's default
+    arithmetic for float32, TF32 where the framework enables it; ``"fp32"``: strict float32;
+    see :mod:`rnn_ref.backends.devices`). A backend on a GPU runs only when named: finding a
+    GPU would mean importing its framework."""
 
     name: str
     target: str  # "module:attribute", the attribute a zero-argument factory or class
     requires: tuple[str, ...]  # importable top-level module names
+    device: str = "cpu"  # one of DEVICES
+    precision: str = "default"  # "default" or "fp32"
 
     def missing(self) -> list[str]:
         """The required modules that are not installed (found without importing them)."""
@@ -492,14 +502,25 @@ FRAMEWORKS: tuple[Framework, ...] = (
                        frozenset({"activation"}), ("safetensors",)),
         ),
         backends=(BackendSpec("torch", "rnn_ref.backends.torch_backend:TorchBackend",
-                              ("torch",)),),
+                              ("torch",)),
+                  # cuDNN's RNN at torch's default (TF32 on) and in strict float32
+                  BackendSpec("torch[cuda]", "rnn_ref.backends.torch_backend:TorchCudaBackend",
+                              ("torch",), device="cuda"),
+                  BackendSpec("torch[cuda,fp32]",
+                              "rnn_ref.backends.torch_backend:TorchCudaFp32Backend",
+                              ("torch",), device="cuda", precision="fp32")),
     ),
     Framework(
         name="jax", title="jax lax.scan", module="rnn_ref.backends.jax_backend",
         requires=("jax", "jaxlib"), distributions=("jax", "jaxlib"),
         unsupported=jax_unsupported,
         backends=(BackendSpec("jax", "rnn_ref.backends.jax_backend:JaxBackend",
-                              ("jax", "jaxlib")),),
+                              ("jax", "jaxlib")),
+                  # JAX's default matmul precision on a GPU, and "highest"
+                  BackendSpec("jax[gpu]", "rnn_ref.backends.jax_backend:JaxGpuBackend",
+                              ("jax", "jaxlib"), device="gpu"),
+                  BackendSpec("jax[gpu,fp32]", "rnn_ref.backends.jax_backend:JaxGpuFp32Backend",
+                              ("jax", "jaxlib"), device="gpu", precision="fp32")),
     ),
     Framework(
         name="flax", title="flax SimpleCell", module="rnn_ref.backends.flax_backend",
@@ -572,7 +593,7 @@ FRAMEWORKS: tuple[Framework, ...] = (
                               ("onnx", "openvino")),
                   BackendSpec("openvino[f32]",
                               "rnn_ref.backends.openvino_backend:OpenVinoF32Backend",
-                              ("onnx", "openvino"))),
+                              ("onnx", "openvino"), precision="fp32")),
     ),
     Framework(
         name="tract", title="tract", module="rnn_ref.backends.tract_backend",

@@ -26,11 +26,14 @@ class Deviation:
     spec: str
     source: str
     match: dict[str, Any] | None  # None: not a runtime case (documentation only)
+    #: True for a precision deviation that shows on some matching cases and not others
+    #: (TF32: the longer and larger ones); a matching case that passes is then no news
+    varies: bool = False
 
 
 def load(backend: str) -> list[Deviation]:
     """The deviations recorded for ``backend`` (a built-in name), ``[]`` when none."""
-    name = backend.replace("[", "_").replace("]", "") + ".json"
+    name = backend.replace("[", "_").replace("]", "").replace(",", "_") + ".json"
     folder = resources.files("rnn_ref.backends").joinpath("known_deviations")
     path = folder.joinpath(name)
     if not path.is_file():
@@ -67,9 +70,10 @@ CONDITIONS: dict[str, Callable[[], bool]] = {
 
 
 def parse(entries: Any, backend: str, where: str) -> list[Deviation]:
-    """Validate a list of entries (``id``, ``what``, ``spec``, ``source``, ``match``, and an
-    optional ``when`` naming one of :data:`CONDITIONS`); an entry whose condition does not hold
-    on this machine is left out."""
+    """Validate a list of entries (``id``, ``what``, ``spec``, ``source``, ``match``, an
+    optional ``when`` naming one of :data:`CONDITIONS`, and an optional boolean ``varies``: the
+    deviation shows on some matching cases only); an entry whose condition does not hold on
+    this machine is left out."""
     if not isinstance(entries, list):
         raise ValueError(f"{where}: expected a JSON list of entries")
     required = {"id", "what", "spec", "source", "match"}
@@ -88,5 +92,10 @@ def parse(entries: Any, backend: str, where: str) -> list[Deviation]:
                              f"{sorted(CONDITIONS)}, got {when!r}")
         if when is not None and not CONDITIONS[when]():
             continue
-        out.append(Deviation(e["id"], backend, e["what"], e["spec"], e["source"], e["match"]))
+        varies = e.get("varies", False)
+        if not isinstance(varies, bool):
+            raise ValueError(f"{where}: entry {e['id']!r}: varies must be true or false, "
+                             f"got {varies!r}")
+        out.append(Deviation(e["id"], backend, e["what"], e["spec"], e["source"], e["match"],
+                             varies))
     return out

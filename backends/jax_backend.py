@@ -15,8 +15,9 @@ flax ``SimpleCell`` (converters, oracle, what it cannot express) is
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
-from functools import partial
+from functools import cache, partial
 from typing import Any, cast
 
 import jax
@@ -25,13 +26,15 @@ import numpy as np
 from jax import lax
 
 from rnn_ref.activations import Activation
+from rnn_ref.backends import devices
 from rnn_ref.backends._frameworks import jax_unsupported as unsupported
 from rnn_ref.config import RNNConfig
 from rnn_ref.inputs import check_inputs
 from rnn_ref.params import CellParams, Readout, RNNParams
 from rnn_ref.reference import ForwardResult
 
-__all__ = ["JaxBackend", "apply", "pytree_of", "unsupported"]
+__all__ = ["UNROLL", "JaxBackend", "JaxGpuBackend", "JaxGpuFp32Backend", "apply", "pytree_of",
+           "unsupported"]
 
 Tree = dict[str, Any]
 
@@ -60,52 +63,166 @@ def _act(a: Activation) -> Callable[[jax.Array], jax.Array]:
     return table[n]
 
 
-def _direction(x_tm: jax.Array, cell: Tree, h0: jax.Array, valid_tm: jax.Array | None,
-               f: Activation, clip: float | None, reverse: bool, padded_output: str
-               ) -> tuple[jax.Array, jax.Array]:
-    """One layer, one direction: ``x_tm (T, N, D)`` -> ``(T, N, M)`` outputs, ``h_n (N, M)``."""
+#: steps of ``lax.scan`` unrolled into one loop iteration, per JAX platform (CPU: 1, the loop's
+#: overhead is small against a step; GPU: 8, each iteration is a kernel launch per op, and the
+#: issue-15 measurements on an H200 went from 5.6 to 3.0 times cuDNN's time with 4 to 32)
+UNROLL = {"cpu": 1, "gpu": 8, "cuda": 8, "rocm": 8, "tpu": 8}
+
+
+def _cell_fn(f: Activation, clip: float | None) -> Callable[[jax.Array], jax.Array]:
+    """``z -> f(clip(z))``, elementwise."""
     act = _act(f)
+    if clip is None:
+        return act
+    c = clip
+    return lambda z: act(jnp.clip(z, -c, c))
+
+
+def _kernel_grad(hs: jax.Array, h0: jax.Array, dzs: jax.Array, reverse: bool) -> jax.Array:
+    """``sum_t h_{t-1}^T dz_t`` ``(M, M)`` for states ``hs (T, N, M)`` after ``h0 (N, M)``
+    and pre-activation cotangents ``dzs (T, N, M)``: two products over every step at once
+    (the state before each step is ``h0`` then ``hs`` shifted by one in processing order)."""
+    m = h0.shape[-1]
+    if hs.shape[0] == 0:
+        return jnp.zeros((m, m), h0.dtype)
+    first, rest = (-1, slice(None, -1)) if reverse else (0, slice(1, None))
+    before = hs[1:] if reverse else hs[:-1]
+    return (before.reshape(-1, m).T @ dzs[rest].reshape(-1, m)
+            + h0.T @ dzs[first])
+
+
+#: activations whose derivative is a function of their output ``h = f(z)``: the backward
+#: pass reads it from the saved states, with no pass over the pre-activations (a second tanh
+#: over every step cost as much as the rest of the backward pass on the CPU)
+_DERIVATIVE_OF_OUTPUT: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "tanh": lambda h: 1 - h * h,
+    "sigmoid": lambda h: h * (1 - h),
+    "relu": lambda h: (h > 0).astype(h.dtype),
+    "linear": jnp.ones_like,
+}
+
+
+@cache
+def _recurrence(f: Activation, clip: float | None, reverse: bool, unroll: int
+                ) -> Callable[..., tuple[jax.Array, jax.Array]]:
+    """The recurrence of one direction, ``(w_h (M, M), h0 (N, M), proj (T, N, M), valid
+    (T, N) bool or None) -> (states (T, N, M), h_n (N, M))`` with ``h_t = f(clip(h_{t-1} @ w_h
+    + proj_t))`` where valid (padded steps keep the state), scanned in processing order.
+
+    Its gradient is written out (a ``custom_vjp``) the way the oracle's is: the backward scan
+    carries only the state's cotangent (one ``(N, M) @ (M, M)`` product a step), and the
+    recurrent kernel's gradient is one ``(M, T N) @ (T N, M)`` product after the scan, not a
+    product per step inside it. The activation's derivative comes from the saved states for
+    tanh, sigmoid, relu and linear without a clip, else from ``jax.jvp`` of ``f(clip(.))`` at
+    the saved pre-activations, for every step at once.
+    """
+    g = _cell_fn(f, clip)
+    of_output = _DERIVATIVE_OF_OUTPUT.get(f.name) if clip is None else None
+
+    def scan(w_h: jax.Array, h0: jax.Array, proj: jax.Array, valid: jax.Array | None,
+             keep_z: bool) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+        def step(h: jax.Array, inp: Any) -> tuple[jax.Array, Any]:
+            p_t, v_t = inp
+            z = h @ w_h + p_t
+            h_new = g(z) if v_t is None else jnp.where(v_t[:, None], g(z), h)
+            return h_new, ((h_new, z) if keep_z else h_new)
+
+        h_n, ys = lax.scan(step, h0, (proj, valid), reverse=reverse, unroll=unroll)
+        hs, zs = ys if keep_z else (ys, None)
+        return hs, h_n, zs
+
+    @jax.custom_vjp
+    def rec(w_h: jax.Array, h0: jax.Array, proj: jax.Array, valid: jax.Array | None
+            ) -> tuple[jax.Array, jax.Array]:
+        hs, h_n, _ = scan(w_h, h0, proj, valid, keep_z=False)
+        return hs, h_n
+
+    def rec_fwd(w_h: jax.Array, h0: jax.Array, proj: jax.Array, valid: jax.Array | None
+                ) -> tuple[tuple[jax.Array, jax.Array], Any]:
+        hs, h_n, zs = scan(w_h, h0, proj, valid, keep_z=of_output is None)
+        return (hs, h_n), (w_h, h0, hs, zs, valid)
+
+    def rec_bwd(res: Any, cot: tuple[jax.Array, jax.Array]) -> tuple[Any, ...]:
+        w_h, h0, hs, zs, valid = res
+        d_hs, d_hn = cot
+        w_t = w_h.T
+
+        def deriv(saved: jax.Array) -> jax.Array:
+            """f'(z) of one step, from its state or its pre-activation."""
+            if of_output is not None:
+                return of_output(saved)
+            return jax.jvp(g, (saved,), (jnp.ones_like(saved),))[1]
+
+        def bstep(dh: jax.Array, inp: Any) -> tuple[jax.Array, jax.Array]:
+            d_out, saved, v_t = inp
+            a = dh + d_out
+            if v_t is None:
+                dz = a * deriv(saved)
+                return dz @ w_t, dz
+            v = v_t[:, None]  # a padded step passes the state's cotangent through
+            dz = jnp.where(v, a * deriv(saved), jnp.zeros_like(a))
+            return jnp.where(v, dz @ w_t, a), dz
+
+        saved = hs if of_output is not None else zs
+        d_h0, dzs = lax.scan(bstep, d_hn, (d_hs, saved, valid), reverse=not reverse,
+                             unroll=unroll)
+        return _kernel_grad(hs, h0, dzs, reverse), d_h0, dzs, None
+
+    rec.defvjp(rec_fwd, rec_bwd)
+    return rec
+
+
+def _output_mask(valid_tm: jax.Array, padded_output: str, reverse: bool) -> jax.Array | None:
+    """Which steps output the state, ``(T, N, 1)`` booleans (``None``: every step):
+    ``zeros``, the valid ones; ``carry_output``, every step from the first valid one in
+    processing order; ``carry_state``, all."""
+    if padded_output == "carry_state":
+        return None
+    if padded_output == "zeros":
+        return valid_tm[:, :, None]
+    started = lax.cummax(valid_tm.astype(jnp.int32), axis=0, reverse=reverse) > 0
+    return started[:, :, None]
+
+
+def _direction(x_tm: jax.Array, cell: Tree, h0: jax.Array, valid_tm: jax.Array | None,
+               f: Activation, clip: float | None, reverse: bool, padded_output: str,
+               unroll: int) -> tuple[jax.Array, jax.Array]:
+    """One layer, one direction: ``x_tm (T, N, D)`` -> ``(T, N, M)`` outputs, ``h_n (N, M)``.
+    The input projection of every step is one product before the scan."""
     proj = x_tm @ cell["w_x"] + (cell["b_x"] + cell["b_h"])  # hoisted input projection
-    w_h = cell["w_h"]
-
-    def cell_step(h: jax.Array, p_t: jax.Array) -> jax.Array:
-        z = h @ w_h + p_t
-        if clip is not None:
-            z = jnp.clip(z, -clip, clip)
-        return act(z)
-
+    hs, h_n = _recurrence(f, clip, reverse, unroll)(cell["w_h"], h0, proj, valid_tm)
     if valid_tm is None:
-        def step(h: jax.Array, p_t: jax.Array) -> tuple[jax.Array, jax.Array]:
-            h = cell_step(h, p_t)
-            return h, h
-
-        h_n, out = lax.scan(step, h0, proj, reverse=reverse)
-        return out, h_n
-
-    def masked_step(carry: tuple[jax.Array, jax.Array], inp: tuple[jax.Array, jax.Array]
-                    ) -> tuple[tuple[jax.Array, jax.Array], jax.Array]:
-        h, started = carry
-        p_t, v_t = inp
-        v = v_t[:, None]
-        h_new = jnp.where(v, cell_step(h, p_t), h)
-        if padded_output == "zeros":
-            out = jnp.where(v, h_new, jnp.zeros_like(h_new))
-        elif padded_output == "carry_state":
-            out = h_new
-        else:  # carry_output: zeros until the first valid step
-            out = jnp.where(v | started[:, None], h_new, jnp.zeros_like(h_new))
-        return (h_new, started | v_t), out
-
-    started0 = jnp.zeros(h0.shape[0], bool)
-    (h_n, _), out = lax.scan(masked_step, (h0, started0), (proj, valid_tm), reverse=reverse)
-    return out, h_n
+        return hs, h_n
+    keep = _output_mask(valid_tm, padded_output, reverse)
+    return (hs if keep is None else jnp.where(keep, hs, jnp.zeros_like(hs))), h_n
 
 
-@partial(jax.jit, static_argnames=("config", "padded_output", "output_order"))
-def _apply(tree: Tree, x: jax.Array, h0: tuple[jax.Array, ...], valid: jax.Array | None,
-           config: RNNConfig, padded_output: str, output_order: str
-           ) -> tuple[Any, tuple[jax.Array, ...], jax.Array | None]:
+def _merge(outs: list[Any], mode: str | None) -> Any:
+    """A layer's directions merged as ``mode`` says (time-major ``(T, N, M)`` each)."""
+    if len(outs) == 1:
+        return outs[0]
+    if mode == "concat":
+        return jnp.concatenate(outs, axis=-1)
+    if mode == "sum":
+        return outs[0] + outs[1]
+    if mode == "mul":
+        return outs[0] * outs[1]
+    if mode == "ave":
+        return (outs[0] + outs[1]) / 2
+    return (outs[0], outs[1])
+
+
+@partial(jax.jit, static_argnames=("config", "padded_output", "output_order", "unroll"))
+def _apply(tree: Tree, x: jax.Array, h0: tuple[jax.Array, ...] | None,
+           valid: jax.Array | None, config: RNNConfig, padded_output: str, output_order: str,
+           unroll: int = 1) -> tuple[Any, Any, jax.Array | None]:
+    """The whole network, jitted per config and shapes: ``x (N, T, D)``, ``h0`` L*R
+    ``(N, M_l)`` or ``None`` (zeros), ``valid (N, T)`` or ``None`` -> ``(outputs, h_n, y)``
+    (``h_n`` stacked ``(L*R, N, M)`` when the hidden sizes agree, else a tuple)."""
     R = config.num_directions
+    if h0 is None:
+        h0 = tuple(jnp.zeros((x.shape[0], config.hidden_sizes[i // R]), x.dtype)
+                   for i in range(config.num_layers * R))
     layer_in = jnp.swapaxes(x, 0, 1)  # (T, N, D)
     valid_tm = None if valid is None else jnp.swapaxes(valid, 0, 1)
     h_n = []
@@ -116,24 +233,12 @@ def _apply(tree: Tree, x: jax.Array, h0: tuple[jax.Array, ...], valid: jax.Array
             reverse = config.direction == "reverse" or r == 1
             out, hn = _direction(layer_in, cell, h0[li * R + r], valid_tm,
                                  config.activation_of(li, r), config.clips[li], reverse,
-                                 padded_output)
+                                 padded_output, unroll)
             if li == config.num_layers - 1 and output_order == "processing":
                 out = out[::-1]
             outs.append(out)
             h_n.append(hn)
-        mode = config.merge_modes[li]
-        if R == 1:
-            merged = outs[0]
-        elif mode == "concat":
-            merged = jnp.concatenate(outs, axis=-1)
-        elif mode == "sum":
-            merged = outs[0] + outs[1]
-        elif mode == "mul":
-            merged = outs[0] * outs[1]
-        elif mode == "ave":
-            merged = (outs[0] + outs[1]) / 2
-        else:
-            merged = (outs[0], outs[1])
+        merged = _merge(outs, config.merge_modes[li])
         layer_in = merged
     y = None
     if tree.get("readout") is not None:
@@ -144,7 +249,7 @@ def _apply(tree: Tree, x: jax.Array, h0: tuple[jax.Array, ...], valid: jax.Array
         outputs: Any = tuple(jnp.swapaxes(o, 0, 1) for o in merged)
     else:
         outputs = jnp.swapaxes(merged, 0, 1)
-    return outputs, tuple(h_n), y
+    return outputs, (jnp.stack(h_n) if config.uniform_hidden else tuple(h_n)), y
 
 
 def pytree_of(params: RNNParams) -> Tree:
@@ -159,8 +264,8 @@ def pytree_of(params: RNNParams) -> Tree:
 
 
 def apply(tree: Tree, x: Any, *, config: RNNConfig, h0: Any = None, lengths: Any = None,
-          mask: Any = None, padded_output: str | None = None, output_order: str | None = None
-          ) -> tuple[Any, Any, Any]:
+          mask: Any = None, padded_output: str | None = None, output_order: str | None = None,
+          unroll: int | None = None) -> tuple[Any, Any, Any]:
     """The forward pass on a params pytree (see :func:`pytree_of`), traceable by JAX.
 
     Args:
@@ -168,33 +273,73 @@ def apply(tree: Tree, x: Any, *, config: RNNConfig, h0: Any = None, lengths: Any
         x: ``(N, T, D)``; ``h0`` ``(L*R, N, M)`` or a list of L*R ``(N, M_l)``; ``lengths``
             ``(N,)`` or ``mask`` ``(N, T)`` booleans; as :func:`rnn_ref.forward`.
         config: the architecture (static).
+        unroll: steps of the scan unrolled into one loop iteration (``None``: :data:`UNROLL`
+            of JAX's default platform); the results do not depend on it.
 
     Returns:
         ``(outputs (N, T, F), h_n, y)`` as JAX arrays, ``h_n`` stacked ``(L*R, N, M)`` when
         the hidden sizes agree, else a tuple; ``y`` ``None`` without a readout.
     """
-    n, t = x.shape[0], x.shape[1]
     R = config.num_directions
-    if h0 is None:
-        h0s = tuple(jnp.zeros((n, config.hidden_sizes[i // R]), x.dtype)
-                    for i in range(config.num_layers * R))
-    else:
-        h0s = tuple(h0[i] for i in range(config.num_layers * R))
+    h0s = None if h0 is None else tuple(h0[i] for i in range(config.num_layers * R))
     valid = None
     if lengths is not None:
-        valid = jnp.arange(t)[None, :] < jnp.asarray(lengths)[:, None]
+        xp = jnp if isinstance(lengths, jax.Array) else np  # NumPy: no eager JAX op to compile
+        valid = xp.arange(x.shape[1])[None, :] < xp.asarray(lengths)[:, None]
     elif mask is not None:
-        valid = jnp.asarray(mask, bool)
-    outputs, h_n, y = _apply(tree, x, h0s, valid, config,
-                             padded_output or config.padded_output,
-                             output_order or config.output_order)
-    return outputs, (jnp.stack(h_n) if config.uniform_hidden else h_n), y
+        valid = mask if isinstance(mask, jax.Array) else np.asarray(mask, bool)
+    if unroll is None:
+        unroll = UNROLL.get(jax.default_backend(), 1)
+    return _apply(tree, x, h0s, valid, config, padded_output or config.padded_output,
+                  output_order or config.output_order, unroll)
+
+
+@partial(jax.jit, static_argnames=("config", "unroll"))
+def _pullback(tree: Tree, x: jax.Array, h0: tuple[jax.Array, ...], valid: jax.Array | None,
+              cot_out: Any, cot_hn: Any, cot_y: Any, config: RNNConfig, unroll: int
+              ) -> tuple[Tree, jax.Array, tuple[jax.Array, ...]]:
+    """The gradients of ``(tree, x, h0)`` for the cotangents of ``(outputs, h_n, y)`` (each
+    ``None`` for zeros), one jitted program per config and shapes."""
+    def f(t: Tree, xx: jax.Array, hh: tuple[jax.Array, ...]) -> Any:
+        return _apply(t, xx, hh, valid, config, config.padded_output, config.output_order,
+                      unroll)
+
+    primal, pull = jax.vjp(f, tree, x, h0)
+    cot = tuple(jax.tree.map(jnp.zeros_like, p) if c is None else c
+                for p, c in zip(primal, (cot_out, cot_hn, cot_y), strict=True))
+    return pull(cot)  # type: ignore[no-any-return]
 
 
 class JaxBackend:
-    """This project's jitted ``lax.scan`` implementation, in the parameters' dtype."""
+    """This project's jitted ``lax.scan`` implementation, in the parameters' dtype, on JAX's
+    CPU (``jax``) or first GPU (``jax[gpu]``) at JAX's default matmul precision, or at
+    ``"highest"`` (``jax[gpu,fp32]``): see :mod:`rnn_ref.backends.devices`."""
 
     name = "jax"
+    device = "cpu"  # a JAX platform: "cpu" or "gpu"
+    precision_mode = "default"  # "default": JAX's default matmul precision; "fp32": highest
+
+    def __init__(self) -> None:
+        self._device = devices.jax_device(jax, self.name, self.device)
+        self.unroll = UNROLL.get(self.device, 1)
+
+    def _context(self, dtype: Any) -> contextlib.ExitStack:
+        """Where and how this backend computes: its device, its precision, x64 for float64."""
+        stack = contextlib.ExitStack()
+        stack.enter_context(jax.default_device(self._device))
+        stack.enter_context(devices.jax_precision(jax, self.precision_mode))
+        stack.enter_context(jax.enable_x64(np.dtype(dtype) == np.float64))
+        return stack
+
+    def environment(self) -> dict[str, Any]:
+        """The device, its name, the precision mode and JAX's settings in force while this
+        backend runs (read inside its context), and the scan's unroll."""
+        with self._context(np.float32):
+            settings = devices.jax_settings(jax)
+        return {"device": self.device, "device_name": devices.device_name("jax", self._device),
+                "precision_mode": self.precision_mode,
+                "precision_settings": {**settings, "scan_unroll": self.unroll},
+                "framework": f"jax {jax.__version__}"}
 
     def supports(self, config: RNNConfig, *, dtype: Any, lengths: bool, mask: bool
                  ) -> str | None:
@@ -206,39 +351,26 @@ class JaxBackend:
     def backward(self, params: RNNParams, x: np.ndarray[Any, Any], *, h0: Any = None,
                  lengths: Any = None, mask: Any = None, grad_outputs: Any = None,
                  grad_h_n: Any = None, grad_y: Any = None) -> Any:
-        """Gradients by ``jax.grad`` through :func:`apply` (a ``BackwardResult``)."""
+        """Gradients by ``jax.vjp`` through :func:`apply`, jitted (a ``BackwardResult``)."""
         from rnn_ref.gradient import BackwardResult
 
         cfg = params.config
         dt = params.dtype
         inputs = check_inputs(cfg, x, h0=h0, lengths=lengths, mask=mask, dtype=dt, where="jax")
-        with jax.enable_x64(dt == np.float64):
-            tree = pytree_of(params)
-            h0s = [jnp.asarray(h) for h in inputs.h0_or_zeros()]  # L*R (N, M_l)
-            valid = jnp.asarray(inputs.valid) if inputs.padded else None  # (N, T)
 
-            def pairs(a: Any, g: Any) -> list[tuple[Any, Any]]:
-                if g is None:
-                    return []
-                if isinstance(a, tuple):
-                    return list(zip(a, g, strict=True))
-                return [(a, jnp.asarray(g, dt))]
+        def cot(g: Any, stacked: bool = False) -> Any:
+            if g is None:
+                return None
+            if isinstance(g, (list, tuple)) and not stacked:
+                return tuple(np.asarray(a, dt) for a in g)
+            return np.asarray(np.stack(g) if isinstance(g, (list, tuple)) else g, dt)
 
-            def loss(t: Tree, xx: jax.Array, hh: list[jax.Array]) -> jax.Array:
-                out, h_n, y = apply(t, xx, config=cfg, h0=hh, mask=valid)
-                hs = h_n if isinstance(h_n, tuple) else tuple(h_n)
-                g_hn = None if grad_h_n is None else (
-                    grad_h_n if isinstance(grad_h_n, (list, tuple)) else list(grad_h_n))
-                total = jnp.zeros((), dt)
-                for a, g in pairs(out, grad_outputs) + pairs(y, grad_y):
-                    total = total + jnp.sum(a * jnp.asarray(g, dt))
-                if g_hn is not None:
-                    for a, g in zip(hs, g_hn, strict=True):
-                        total = total + jnp.sum(a * jnp.asarray(g, dt))
-                return total
-
-            g_tree, g_x, g_h0 = jax.grad(loss, argnums=(0, 1, 2))(tree, jnp.asarray(inputs.x),
-                                                                  h0s)
+        with self._context(dt):
+            g_tree, g_x, g_h0 = _pullback(
+                pytree_of(params), jnp.asarray(inputs.x),
+                tuple(jnp.asarray(h) for h in inputs.h0_or_zeros()),
+                inputs.valid if inputs.padded else None, cot(grad_outputs),
+                cot(grad_h_n, stacked=cfg.uniform_hidden), cot(grad_y), cfg, self.unroll)
             layers = [[CellParams(*(np.asarray(c[k]) for k in ("w_x", "w_h", "b_x", "b_h")))
                        for c in layer] for layer in g_tree["layers"]]
             if not cfg.bias:
@@ -253,8 +385,10 @@ class JaxBackend:
     def round_trip(self, params: RNNParams) -> RNNParams:
         """Through flax ``nnx.SimpleCell`` modules and back (raises where a cell cannot: see
         :func:`rnn_ref.backends.flax_backend.unsupported`)."""
-        from rnn_ref.backends.flax_backend import from_native, to_native
-
+        try:
+            from rnn_ref.backends.flax_backend import from_native, to_native
+        except ImportError as exc:  # the round trip needs flax; the backend does not
+            raise NotImplementedError(f"the flax round trip needs flax ({exc})") from None
         cfg = params.config
         return from_native(to_native(params), direction=cfg.direction, bias=cfg.bias)
 
@@ -271,10 +405,27 @@ class JaxBackend:
         dt = params.dtype
         inputs = check_inputs(params.config, x, h0=h0, lengths=lengths, mask=mask, dtype=dt,
                               where="jax")
-        with jax.enable_x64(dt == np.float64):
-            tree = pytree_of(params)
-            outputs, h_n, y = apply(tree, jnp.asarray(inputs.x), config=params.config,
-                                    h0=[jnp.asarray(h) for h in inputs.h0_or_zeros()],
-                                    mask=jnp.asarray(inputs.valid) if inputs.padded else None)
+        with self._context(dt):
+            outputs, h_n, y = apply(pytree_of(params), jnp.asarray(inputs.x),
+                                    config=params.config,
+                                    h0=None if inputs.h0 is None else [
+                                        jnp.asarray(h) for h in inputs.h0],
+                                    mask=inputs.valid if inputs.padded else None,
+                                    unroll=self.unroll)
             jax.block_until_ready(outputs)
             return ForwardResult(as_np(outputs), as_np(h_n), None if y is None else as_np(y))
+
+
+class JaxGpuBackend(JaxBackend):
+    """:class:`JaxBackend` on JAX's first GPU at JAX's default matmul precision (on recent
+    NVIDIA GPUs, float32 products in TF32)."""
+
+    name = "jax[gpu]"
+    device = "gpu"
+
+
+class JaxGpuFp32Backend(JaxGpuBackend):
+    """:class:`JaxGpuBackend` at ``jax.default_matmul_precision("highest")``: strict float32."""
+
+    name = "jax[gpu,fp32]"
+    precision_mode = "fp32"

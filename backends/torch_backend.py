@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from rnn_ref.activations import Activation
-from rnn_ref.backends import file_limits
+from rnn_ref.backends import devices, file_limits
 from rnn_ref.backends._common import raise_if
 from rnn_ref.backends._frameworks import TORCH_READOUT_ACTIVATIONS
 from rnn_ref.backends._frameworks import torch_unsupported as unsupported
@@ -40,7 +40,8 @@ from rnn_ref.inputs import check_inputs
 from rnn_ref.params import CellParams, Readout, RNNParams
 from rnn_ref.reference import ForwardResult, forward
 
-__all__ = ["NAME", "READOUT_ACTIVATIONS", "RNNWithReadout", "TorchBackend", "from_native",
+__all__ = ["NAME", "READOUT_ACTIVATIONS", "RNNWithReadout", "TorchBackend", "TorchCudaBackend",
+           "TorchCudaFp32Backend", "from_native",
            "list_arrays", "load_native", "oracle", "owns", "read_file", "run_native",
            "to_native", "unsupported", "write_file"]
 
@@ -298,9 +299,28 @@ def oracle(model: nn.Module) -> Callable[..., tuple[np.ndarray[Any, Any], np.nda
 
 
 class TorchBackend:
-    """``torch.nn.RNN`` run by torch on the CPU, in the parameters' dtype."""
+    """``torch.nn.RNN`` run by torch on :attr:`device`, in the parameters' dtype, at
+    :attr:`precision_mode` (see :mod:`rnn_ref.backends.devices`). ``torch`` computes on the
+    CPU at torch's defaults."""
 
     name = "torch"
+    device = "cpu"  # "cpu" or "cuda" (the first CUDA device)
+    precision_mode = "default"  # "default": torch's settings as they are; "fp32": TF32 off
+
+    def __init__(self) -> None:
+        self._device = devices.torch_device(torch, self.name, self.device)
+
+    def environment(self) -> dict[str, Any]:
+        """The device, its name, the precision mode and torch's precision settings in force
+        while this backend runs (read inside its precision context)."""
+        with devices.torch_precision(torch, self.precision_mode):
+            settings = devices.torch_settings(torch)
+        return {"device": self.device, "device_name": devices.device_name("torch", self._device),
+                "precision_mode": self.precision_mode, "precision_settings": settings,
+                "framework": f"torch {torch.__version__}"
+                             + (f", CUDA {torch.version.cuda}, cuDNN "
+                                f"{torch.backends.cudnn.version()}" if self.device == "cuda"
+                                else "")}
 
     def supports(self, config: RNNConfig, *, dtype: Any, lengths: bool, mask: bool
                  ) -> str | None:
@@ -316,9 +336,10 @@ class TorchBackend:
     def _run(self, params: RNNParams, x: Any, h0: Any, lengths: Any, mask: Any, grad: bool
              ) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(model, x tensor ``(N, T, D)``, h0 tensor ``(L*R, N, M)``, outputs ``(N, T, F)``
-        zero-padded to T, h_n ``(L*R, N, M)``); with ``grad``, x and h0 require gradients and
-        autograd records the call. The inputs are checked by :func:`rnn_ref.inputs.check_inputs`
-        first; ``mask`` must be right padding (lengths)."""
+        zero-padded to T, h_n ``(L*R, N, M)``), all on :attr:`device`; with ``grad``, x and h0
+        require gradients and autograd records the call. The inputs are checked by
+        :func:`rnn_ref.inputs.check_inputs` first; ``mask`` must be right padding (lengths).
+        Call it inside :func:`rnn_ref.backends.devices.torch_precision`."""
         cfg = params.config
         inputs = check_inputs(cfg, x, h0=h0, lengths=lengths, mask=mask, where=NAME)
         n, t = inputs.n, inputs.t
@@ -326,13 +347,14 @@ class TorchBackend:
         raise_if(unsupported(cfg, padded=la is not None), NAME)
         if la is not None and la.min() == 0:
             raise UnsupportedError(NAME, "a zero length", "pack_padded_sequence refuses it")
-        model = to_native(params, batch_first=True)
+        dev = self._device
+        model = to_native(params, batch_first=True).to(dev)
         rnn = model.rnn if isinstance(model, RNNWithReadout) else model
         dtype = _DTYPES[params.dtype]
         L, R, m = cfg.num_layers, cfg.num_directions, cfg.hidden_sizes[0]
-        xt = _tensor(inputs.x).to(dtype).requires_grad_(grad)
+        xt = _tensor(inputs.x).to(device=dev, dtype=dtype).requires_grad_(grad)
         ht = (_tensor(np.stack(inputs.h0)) if inputs.h0 is not None
-              else torch.zeros(L * R, n, m)).to(dtype).requires_grad_(grad)
+              else torch.zeros(L * R, n, m)).to(device=dev, dtype=dtype).requires_grad_(grad)
         inp: Any = xt if la is None else nn.utils.rnn.pack_padded_sequence(
             xt, torch.from_numpy(la), batch_first=True, enforce_sorted=False)
         with torch.set_grad_enabled(grad):
@@ -347,23 +369,29 @@ class TorchBackend:
         """Gradients by torch autograd, in the parameters' dtype (a ``BackwardResult``)."""
         from rnn_ref.gradient import BackwardResult
 
-        model, xt, ht, out, h_n = self._run(params, x, h0, lengths, mask, grad=True)
-        dtype = _DTYPES[params.dtype]
-        loss = out.sum() * 0
-        if grad_outputs is not None:
-            loss = loss + (out * _tensor(np.asarray(grad_outputs)).to(dtype)).sum()
-        if grad_h_n is not None:
-            loss = loss + (h_n * _tensor(np.asarray(grad_h_n)).to(dtype)).sum()
-        if grad_y is not None and isinstance(model, RNNWithReadout):
-            y = READOUT_ACTIVATIONS[model.activation](model.readout(out))
-            loss = loss + (y * _tensor(np.asarray(grad_y)).to(dtype)).sum()
-        loss.backward()
-        grads = {k: (v.grad if v.grad is not None else torch.zeros_like(v))
+        dtype, dev = _DTYPES[params.dtype], self._device
+
+        def cot(a: Any) -> torch.Tensor:
+            return _tensor(np.asarray(a)).to(device=dev, dtype=dtype)
+
+        with devices.torch_precision(torch, self.precision_mode):
+            model, xt, ht, out, h_n = self._run(params, x, h0, lengths, mask, grad=True)
+            loss = out.sum() * 0
+            if grad_outputs is not None:
+                loss = loss + (out * cot(grad_outputs)).sum()
+            if grad_h_n is not None:
+                loss = loss + (h_n * cot(grad_h_n)).sum()
+            if grad_y is not None and isinstance(model, RNNWithReadout):
+                y = READOUT_ACTIVATIONS[model.activation](model.readout(out))
+                loss = loss + (y * cot(grad_y)).sum()
+            loss.backward()
+        grads = {k: (v.grad if v.grad is not None else torch.zeros_like(v)).detach().cpu()
                  for k, v in model.named_parameters()}
         rnn = model.rnn if isinstance(model, RNNWithReadout) else model
         g = from_native(grads, nonlinearity=str(rnn.nonlinearity))
         g = RNNParams(params.config, g.layers, g.readout)
-        return BackwardResult(g, xt.grad.numpy(), ht.grad.numpy())  # type: ignore[union-attr]
+        return BackwardResult(g, xt.grad.cpu().numpy(),  # type: ignore[union-attr]
+                              ht.grad.cpu().numpy())  # type: ignore[union-attr]
 
     def round_trip(self, params: RNNParams) -> RNNParams:
         """Through ``nn.RNN`` and back (raises where torch cannot express the config)."""
@@ -375,12 +403,30 @@ class TorchBackend:
         (N,)`` or a right-padded ``mask (N, T)``: ``outputs (N, T, F)`` (zeros at padded
         steps), ``h_n (L*R, N, M)`` and ``y (N, T, K)`` or ``None``, in the parameters' dtype.
         Bad inputs raise as :func:`rnn_ref.inputs.check_inputs` says."""
-        model, _, _, out, h_n = self._run(params, x, h0, lengths, mask, grad=False)
-        y = None
-        if isinstance(model, RNNWithReadout):
-            with torch.no_grad():
-                y = READOUT_ACTIVATIONS[model.activation](model.readout(out)).numpy()
-        return ForwardResult(out.numpy(), h_n.numpy(), y)
+        with devices.torch_precision(torch, self.precision_mode):
+            model, _, _, out, h_n = self._run(params, x, h0, lengths, mask, grad=False)
+            y = None
+            if isinstance(model, RNNWithReadout):
+                with torch.no_grad():
+                    y = READOUT_ACTIVATIONS[model.activation](model.readout(out)).cpu().numpy()
+        return ForwardResult(out.cpu().numpy(), h_n.cpu().numpy(), y)
+
+
+class TorchCudaBackend(TorchBackend):
+    """:class:`TorchBackend` on the first CUDA device (cuDNN's RNN), at torch's own
+    precision settings: TF32 for cuDNN's RNN by default (``torch.backends.cudnn.allow_tf32``
+    is ``True``; newer torch: ``torch.backends.cudnn.rnn.fp32_precision == "tf32"``)."""
+
+    name = "torch[cuda]"
+    device = "cuda"
+
+
+class TorchCudaFp32Backend(TorchCudaBackend):
+    """:class:`TorchCudaBackend` in strict float32: TF32 off for cuDNN's RNN and CUDA matrix
+    products while it runs (:func:`rnn_ref.backends.devices.torch_precision`)."""
+
+    name = "torch[cuda,fp32]"
+    precision_mode = "fp32"
 
 
 # --------------------------------------------------------------------------------------------

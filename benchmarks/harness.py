@@ -9,6 +9,13 @@ the median, min, max and interquartile range of the timed repetitions, the first
 times that for forward + backward), and the fraction of the peak of a 2048 x 2048 float32
 matrix product measured in the same process with the same threads.
 
+``--device gpu`` runs one worker on the first GPU instead (``worker.py gpu``): cuDNN in strict
+float32, at torch's default (TF32) and in float16, this project's scan at JAX's default
+precision and at "highest" (unrolled, :data:`rnn_ref.backends.jax_backend.UNROLL`), and a bare
+scan, forward only, timed with CUDA events (torch) or to ``block_until_ready`` (JAX) after a
+warm-up, each against the GPU's GEMM peak at its precision measured in the same run. Every
+record says its device, the device's name, its precision mode and the settings in force.
+
 Outputs, in ``--out`` (default ``benchmarks/results``): ``bench.json`` (one record per
 backend, shape, threads and pass, with the machine, versions and thread settings),
 ``bench.md`` (a markdown table), ``time_vs_T.png``, ``time_vs_M.png`` and
@@ -34,9 +41,13 @@ HERE = Path(__file__).resolve().parent
 SHAPES = [(1, 10, 3, 5), (32, 100, 64, 64), (64, 200, 128, 128), (16, 1000, 32, 256),
           (128, 50, 256, 512)]
 QUICK_SHAPES = [(1, 10, 3, 5), (32, 100, 64, 64), (64, 200, 128, 128)]
+#: the GPU grid (issue 15's shapes: small ones where a scan is launch-bound, large ones where
+#: the products dominate)
+GPU_SHAPES = [(32, 100, 64, 64), (64, 200, 128, 128), (16, 1000, 32, 256), (128, 50, 256, 512),
+              (256, 1000, 512, 1024), (1024, 100, 1024, 2048)]
 FRAMEWORKS = ["numpy", "torch", "jax", "keras-tensorflow", "keras-jax", "onnxruntime"]
 _IMPORTS = {"numpy": "numpy", "torch": "torch", "jax": "jax", "keras-tensorflow": "tensorflow",
-            "keras-jax": "keras", "onnxruntime": "onnxruntime"}
+            "keras-jax": "keras", "onnxruntime": "onnxruntime", "gpu": "torch"}
 
 
 def _env(framework: str, threads: int) -> dict[str, str]:
@@ -74,8 +85,10 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
 
+    from rnn_ref.backends.devices import cpu as cpu_info
+
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "platform": platform.platform(),
+            "platform": platform.platform(), "cpu_numeric_flags": cpu_info()["numeric_flags"],
             "versions": versions()}
 
 
@@ -85,6 +98,44 @@ def import_seconds(runs: int = 5) -> float:
     times = [float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                   check=True).stdout) for _ in range(runs)]
     return sorted(times)[runs // 2]
+
+
+def gpu_refusal() -> str | None:
+    """Why ``--device gpu`` cannot run here (neither torch nor JAX sees a GPU), else
+    ``None``; asked in a subprocess, so that this process imports no framework."""
+    code = ("import sys\n"
+            "why = []\n"
+            "try:\n"
+            "    import torch\n"
+            "    if torch.cuda.is_available(): sys.exit(0)\n"
+            "    why.append(f'torch {torch.__version__} finds no CUDA device')\n"
+            "except ImportError: why.append('torch is not installed')\n"
+            "try:\n"
+            "    import jax\n"
+            "    try: jax.devices('gpu'); sys.exit(0)\n"
+            "    except RuntimeError: why.append(f'jax {jax.__version__} has no GPU platform')\n"
+            "except ImportError: why.append('jax is not installed')\n"
+            "print('; '.join(why))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    if proc.returncode == 0 and not proc.stdout.strip():
+        return None
+    lines = (proc.stdout.strip() or proc.stderr.strip() or "no answer").splitlines()
+    return f"asked for a GPU, but {lines[-1]}; available: cpu"
+
+
+def check_seconds() -> float | None:
+    """Wall time of ``rnn-ref check --backend jax`` (the quick matrix) in a fresh process,
+    ``None`` when jax is not installed or the check fails."""
+    import importlib.util
+
+    if importlib.util.find_spec("jax") is None:
+        return None
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "rnn_ref.cli", "check", "--backend", "jax",
+                           "--no-progress"], capture_output=True, text=True,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    return time.perf_counter() - start if proc.returncode == 0 else None
 
 
 def _not_installed(framework: str, k: int, shapes: Sequence[tuple[int, int, int, int]]
@@ -105,10 +156,11 @@ def _not_installed(framework: str, k: int, shapes: Sequence[tuple[int, int, int,
 
 
 def _run_worker(framework: str, k: int, shapes: Sequence[tuple[int, int, int, int]],
-                repeats: int, peaks: dict[int, float]) -> list[dict[str, Any]]:
+                repeats: int, peaks: dict[int, float], gpu_peaks: dict[str, float]
+                ) -> list[dict[str, Any]]:
     """Run worker.py for ``framework`` on ``k`` threads: its result records, then an error
     record if it failed; the matmul peak it measured goes into ``peaks`` (the first per
-    thread count is kept)."""
+    thread count is kept), the GPU's per precision into ``gpu_peaks``."""
     from worker import TRAINS
 
     records = []
@@ -117,8 +169,11 @@ def _run_worker(framework: str, k: int, shapes: Sequence[tuple[int, int, int, in
     proc = subprocess.run(cmd, env=_env(framework, k), capture_output=True, text=True)
     got = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     for rec in got:
-        if rec.pop("kind") == "peak":
+        kind = rec.pop("kind")
+        if kind == "peak":
             peaks.setdefault(rec["threads"], rec["gflops"])
+        elif kind == "gpu_peaks":
+            gpu_peaks.update(rec["gflops"])
         else:
             if rec["backend"] not in TRAINS and rec["pass"] == "forward_backward":
                 rec["reason"] = "not measured: inference only"
@@ -132,17 +187,23 @@ def _run_worker(framework: str, k: int, shapes: Sequence[tuple[int, int, int, in
 
 def run(*, quick: bool, threads: Sequence[int], repeats: int, out: Path,
         frameworks: Sequence[str] = FRAMEWORKS, progress: bool = True,
-        shapes: Sequence[tuple[int, int, int, int]] | None = None) -> dict[str, Any]:
+        shapes: Sequence[tuple[int, int, int, int]] | None = None,
+        time_check: bool = False) -> dict[str, Any]:
     """Run every framework x thread count; write every output; return the JSON document.
 
-    ``shapes`` replaces the grid (``SHAPES``, or ``QUICK_SHAPES`` with ``quick``).
+    ``shapes`` replaces the grid (``SHAPES``, or ``QUICK_SHAPES`` with ``quick``; with the
+    ``gpu`` framework, ``GPU_SHAPES``, its first three with ``quick``). ``time_check`` also
+    times ``rnn-ref check --backend jax`` (:func:`check_seconds`).
     """
     import importlib.util
 
-    if shapes is None:
+    if shapes is None and list(frameworks) == ["gpu"]:
+        shapes = GPU_SHAPES[:3] if quick else GPU_SHAPES
+    elif shapes is None:
         shapes = QUICK_SHAPES if quick else SHAPES
     records: list[dict[str, Any]] = []
     peaks: dict[int, float] = {}
+    gpu_peaks: dict[str, float] = {}
     jobs = [(f, t) for t in threads for f in frameworks]
     start = time.perf_counter()
     for i, (framework, k) in enumerate(jobs):
@@ -153,13 +214,16 @@ def run(*, quick: bool, threads: Sequence[int], repeats: int, out: Path,
         if importlib.util.find_spec(_IMPORTS[framework]) is None:
             records += _not_installed(framework, k, shapes)
         else:
-            records += _run_worker(framework, k, shapes, repeats, peaks)
+            records += _run_worker(framework, k, shapes, repeats, peaks, gpu_peaks)
     if progress:
         print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
     doc = {"machine": machine(), "mode": "quick" if quick else "full", "repeats": repeats,
            "threads": list(threads), "matmul_peak_gflops": {str(k): v for k, v in peaks.items()},
+           "gpu_matmul_peak_gflops": gpu_peaks,
+           "device": "gpu" if list(frameworks) == ["gpu"] else "cpu",
            "thread_settings": {str(k): thread_settings(k) for k in threads},
            "import_seconds": import_seconds(),
+           "check_seconds": check_seconds() if time_check else None,
            "seconds": round(time.perf_counter() - start, 1), "records": records}
     out.mkdir(parents=True, exist_ok=True)
     _write_text(out / "bench.json", json.dumps(doc, indent=1) + "\n")
@@ -195,9 +259,14 @@ def summary(doc: dict[str, Any]) -> str:
         lines.append("| " + " | ".join([b, *cells]) + " |")
     m = doc["machine"]
     peak = doc["matmul_peak_gflops"].get(str(k))
-    return (f"Forward pass, {k} thread, median of {doc['repeats']} (percent of the float32 "
-            f"matmul peak, {'not measured' if peak is None else f'{peak:.1f} GFLOP/s'}), on "
-            f"{m['cpu']}, "
+    gpu = doc.get("gpu_matmul_peak_gflops") or {}
+    of_peak = (f"percent of the float32 matmul peak, "
+               f"{'not measured' if peak is None else f'{peak:.1f} GFLOP/s'}") if not gpu else (
+        "percent of the GPU's GEMM peak at the variant's precision, GFLOP/s: "
+        + ", ".join(f"{p} {v:.0f}" for p, v in gpu.items()))
+    gpu_name = next((r.get("device_name") for r in recs if r.get("device") != "cpu"), None)
+    return (f"Forward pass, {k} thread, median of {doc['repeats']} ({of_peak}), on "
+            + (f"{gpu_name} with " if gpu_name else "") + f"{m['cpu']}, "
             f"{m['cores']} cores, Python {m['python']}.\n\n" + "\n".join(lines) + "\n\n"
             + _md_table(["target", "shape", "measured", "met"], ratios(doc)))
 
@@ -210,43 +279,103 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
 #: the shapes at which issue 6 sets targets for this project's own code
 TARGET_SHAPES = {"jax": [(64, 200, 128, 128), (16, 1000, 32, 256)],
                  "larger": [(32, 100, 64, 64), (64, 200, 128, 128), (16, 1000, 32, 256),
-                            (128, 50, 256, 512)]}
+                            (128, 50, 256, 512)],
+                 # issue 15: the GPU's small shapes, where a scan is bound by kernel launches
+                 "gpu": [(32, 100, 64, 64), (64, 200, 128, 128), (16, 1000, 32, 256)]}
+#: the other frameworks' forward passes on the CPU: the jax backend's peers
+PEERS = ("numpy", "torch", "keras[tensorflow]-xla", "keras[tensorflow]-predict", "keras[jax]",
+         "onnxruntime")
+
+_Rows = list[list[str]]
+
+
+def _by_key(doc: dict[str, Any], pass_: str) -> dict[tuple[str, tuple[int, ...]], Any]:
+    """Records of ``pass_`` at the fewest threads, by (backend, shape)."""
+    k = min(doc["threads"])
+    return {(r["backend"], tuple(r["shape"])): r for r in _ok(doc)
+            if r["pass"] == pass_ and r["threads"] == k}
+
+
+def _ratio_row(rows: _Rows, ms: dict[tuple[str, tuple[int, ...]], Any], target: str,
+               shape: tuple[int, ...], a: str, b: str | None, fmt: str,
+               ok: Callable[[float], bool]) -> None:
+    """A row comparing ``a``'s median to ``b``'s (``b=None``: ``a``'s peak fraction)."""
+    ra, rb = ms.get((a, shape)), ms.get((b, shape)) if b else None
+    if ra is None or (b is not None and rb is None):
+        rows.append([target, str(shape), "-", "not measured"])
+        return
+    value = ra["peak_fraction"] if b is None else ra["median_ms"] / rb["median_ms"]
+    rows.append([target, str(shape), fmt.format(value), "yes" if ok(value) else "no"])
+
+
+def _peer_rows(doc: dict[str, Any]) -> _Rows:
+    """Issue 15's CPU targets for the jax backend: forward at least as fast as the best peer,
+    forward plus backward at least as fast as keras[jax]."""
+    rows: _Rows = []
+    fwd, both = _by_key(doc, "forward"), _by_key(doc, "forward_backward")
+    for s in TARGET_SHAPES["jax"]:
+        peers = [(fwd[(p, s)]["median_ms"], p) for p in PEERS if (p, s) in fwd]
+        if ("jax", s) not in fwd or not peers:
+            rows.append(["jax / best peer <= 1 (forward)", str(s), "-", "not measured"])
+            continue
+        best_ms, best = min(peers)
+        v = fwd[("jax", s)]["median_ms"] / best_ms
+        rows.append(["jax / best peer <= 1 (forward)", str(s), f"{v:.3f} ({best})",
+                     "yes" if v <= 1 else "no"])
+    for s in TARGET_SHAPES["larger"][:3]:
+        _ratio_row(rows, both, "jax / keras[jax] <= 1 (forward + backward)", s, "jax",
+                   "keras[jax]", "{:.3f}", lambda v: v <= 1)
+    return rows
+
+
+def _gpu_rows(doc: dict[str, Any]) -> _Rows:
+    """Issue 15's GPU target: the jax backend within 3 times cuDNN at the same precision on
+    the small shapes (only when the run has GPU records)."""
+    fwd = _by_key(doc, "forward")
+    if not any(b.startswith(("torch[cuda", "jax[gpu")) for b, _ in fwd):
+        return []
+    rows: _Rows = []
+    for ours, theirs in (("jax[gpu,fp32]", "torch[cuda,fp32]"), ("jax[gpu]", "torch[cuda]")):
+        for s in TARGET_SHAPES["gpu"]:
+            _ratio_row(rows, fwd, f"{ours} / {theirs} <= 3", s, ours, theirs, "{:.2f}",
+                       lambda v: v <= 3)
+    return rows
 
 
 def ratios(doc: dict[str, Any]) -> list[list[str]]:
-    """The speed targets for our own code, from one run: forward, float32, fewest threads.
+    """The speed targets for our own code, from one run: float32 (forward unless a row says
+    otherwise), fewest threads.
 
     Rows of ``[target, shape, measured, met]``, ``met`` being ``yes``, ``no`` or ``not
     measured`` (a missing framework, or a shape outside a quick run).
     """
-    k = min(doc["threads"])
-    ms = {(r["backend"], tuple(r["shape"])): r for r in _ok(doc)
-          if r["pass"] == "forward" and r["threads"] == k}
-    rows: list[list[str]] = []
-
-    def row(target: str, shape: tuple[int, ...], a: str, b: str | None,
-            fmt: str, ok: Callable[[float], bool]) -> None:
-        ra, rb = ms.get((a, shape)), ms.get((b, shape)) if b else None
-        if ra is None or (b is not None and rb is None):
-            rows.append([target, str(shape), "-", "not measured"])
-            return
-        value = ra["peak_fraction"] if b is None else ra["median_ms"] / rb["median_ms"]
-        rows.append([target, str(shape), fmt.format(value), "yes" if ok(value) else "no"])
-
+    if doc.get("device") == "gpu":
+        return _gpu_rows(doc)
+    ms = _by_key(doc, "forward")
+    rows: _Rows = []
     for s in TARGET_SHAPES["jax"]:
-        row("jax / jax-bare <= 1.05", s, "jax", "jax-bare", "{:.3f}", lambda v: v <= 1.05)
+        _ratio_row(rows, ms, "jax / jax-bare <= 1.05", s, "jax", "jax-bare", "{:.3f}",
+                   lambda v: v <= 1.05)
     for s in TARGET_SHAPES["jax"]:
-        row("jax >= 65% of peak", s, "jax", None, "{:.0%}", lambda v: v >= 0.65)
+        _ratio_row(rows, ms, "jax >= 65% of peak", s, "jax", None, "{:.0%}",
+                   lambda v: v >= 0.65)
+    rows += _peer_rows(doc)
     for s in TARGET_SHAPES["larger"]:
         # the pair timed interleaved in one process when there is one (see worker.py)
         beside = "numpy-beside-torch" if ("numpy-beside-torch", s) in ms else "numpy"
-        row(f"torch / {beside} > 1 (oracle faster)", s, "torch", beside, "{:.3f}",
-            lambda v: v > 1)
+        _ratio_row(rows, ms, f"torch / {beside} > 1 (oracle faster)", s, "torch", beside,
+                   "{:.3f}", lambda v: v > 1)
     for s in TARGET_SHAPES["larger"]:
-        row("numpy-f64 / numpy <= 2.5", s, "numpy-f64", "numpy", "{:.2f}", lambda v: v <= 2.5)
+        _ratio_row(rows, ms, "numpy-f64 / numpy <= 2.5", s, "numpy-f64", "numpy", "{:.2f}",
+                   lambda v: v <= 2.5)
+    rows += _gpu_rows(doc)
     if "import_seconds" in doc:
         v = doc["import_seconds"]
         rows.append(["import rnn_ref < 0.3 s", "-", f"{v:.3f} s", "yes" if v < 0.3 else "no"])
+    if doc.get("check_seconds") is not None:
+        v = doc["check_seconds"]
+        rows.append(["rnn-ref check --backend jax (quick) < 30 s", "-", f"{v:.1f} s",
+                     "yes" if v < 30 else "no"])
     return rows
 
 
@@ -398,6 +527,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, nargs="+")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--framework", action="append", choices=FRAMEWORKS)
+    parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu",
+                        help="gpu: cuDNN (fp32, TF32, fp16), this project's scan (JAX default "
+                        "precision and highest) and a bare scan on the first GPU, timed with "
+                        "device events, against the GPU's GEMM peak per precision")
+    parser.add_argument("--no-check-time", action="store_true",
+                        help="do not time `rnn-ref check --backend jax` (a target)")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--json", type=Path, help="also copy bench.json here")
     args = parser.parse_args(argv)
@@ -413,8 +548,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     why = refusal(args.out, args.json)
     if why:
         parser.error(why)
-    doc = run(quick=args.quick, threads=threads, repeats=args.repeats, out=args.out,
-              frameworks=args.framework or FRAMEWORKS, progress=sys.stderr.isatty())
+    if args.device == "gpu" and args.framework:
+        parser.error("--framework applies to the CPU; --device gpu runs torch and jax on the GPU")
+    if args.device == "gpu" and (why := gpu_refusal()) is not None:
+        parser.error(f"--device gpu: {why}")
+    gpu = args.device == "gpu"
+    doc = run(quick=args.quick, threads=[1] if gpu else threads, repeats=args.repeats,
+              out=args.out, frameworks=["gpu"] if gpu else (args.framework or FRAMEWORKS),
+              progress=sys.stderr.isatty(), time_check=not (gpu or args.no_check_time))
     print(terminal(doc))
     print(f"\nwrote {args.out}/bench.json, bench.md, summary.md, time_vs_T.png, "
           f"time_vs_M.png, peak_fraction.png ({doc['seconds']} s)")

@@ -14,15 +14,23 @@ same whatever is installed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
 import sys
 import time
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 import numpy as np
+
+GPU_VARIANTS = ["torch[cuda,fp32]", "torch[cuda]", "torch[cuda,fp16]", "jax[gpu]",
+                "jax[gpu,fp32]", "jax-bare[gpu,fp32]"]
+#: the precision each GPU variant computes its products in: its peak is that dtype's GEMM's
+GPU_PEAK_OF = {"torch[cuda,fp32]": "fp32", "torch[cuda]": "tf32", "torch[cuda,fp16]": "fp16",
+               "jax[gpu]": "tf32", "jax[gpu,fp32]": "fp32", "jax-bare[gpu,fp32]": "fp32"}
 
 FRAMEWORK_VARIANTS: dict[str, list[str]] = {
     "numpy": ["numpy-loop", "numpy", "numpy-f64"],
@@ -33,6 +41,9 @@ FRAMEWORK_VARIANTS: dict[str, list[str]] = {
     "keras-tensorflow": ["keras[tensorflow]-xla", "keras[tensorflow]-predict"],
     "keras-jax": ["keras[jax]"],
     "onnxruntime": ["onnxruntime"],
+    # on a GPU: cuDNN in strict float32, at torch's default (TF32) and in float16; this
+    # project's lax.scan at JAX's default precision and at "highest"; a bare scan at "highest"
+    "gpu": GPU_VARIANTS,
 }
 #: variants whose forward + backward is measured too
 TRAINS = {"numpy-f64", "torch", "jax", "jax-bare", "keras[tensorflow]-xla", "keras[jax]"}
@@ -43,21 +54,31 @@ def flops(n: int, t: int, d: int, m: int) -> float:
     return 2.0 * n * t * (d + m) * m
 
 
-def timed(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, dict[str, Any]]:
+def timed(fns: dict[str, Callable[[], Any]], repeats: int,
+          self_timed: frozenset[str] = frozenset()) -> dict[str, dict[str, Any]]:
     """Time several closures with their repetitions interleaved, round-robin.
 
     Each closure's first call (warm-up, compilation included) is timed on its own; then every
     round calls each closure once. A drift of the machine over the minutes of a run (seen
     here: 10 to 15 % between two runs) so falls on every variant alike, and the ratio of two
     variants of one shape (``jax`` to ``jax-bare``) is not an artefact of their order. A
-    closure that raises is reported as ``{"error": ...}`` and left out of the rounds.
+    closure that raises is reported as ``{"error": ...}`` and left out of the rounds. The
+    closures named in ``self_timed`` time themselves and return milliseconds (a GPU's
+    events, see :func:`cuda_timed`); the others are timed with ``time.perf_counter``.
     """
     out: dict[str, dict[str, Any]] = {}
     times: dict[str, list[float]] = {}
-    for key, fn in fns.items():
+
+    def once(key: str) -> float:
+        start = time.perf_counter()
+        got = fns[key]()
+        wall = (time.perf_counter() - start) * 1e3
+        return float(got) if key in self_timed else wall
+
+    for key in fns:
         try:
             start = time.perf_counter()
-            fn()
+            once(key)
             out[key] = {"compile_ms": (time.perf_counter() - start) * 1e3}
             times[key] = []
         except Exception as exc:
@@ -65,9 +86,7 @@ def timed(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, dict[str
     for _ in range(repeats):
         for key in list(times):
             try:
-                start = time.perf_counter()
-                fns[key]()
-                times[key].append((time.perf_counter() - start) * 1e3)
+                times[key].append(once(key))
             except Exception as exc:
                 out[key] = {"error": f"{type(exc).__name__}: {exc}"}
                 del times[key]
@@ -76,6 +95,20 @@ def timed(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, dict[str
         out[key].update(median_ms=statistics.median(ts), min_ms=min(ts), max_ms=max(ts),
                         iqr_ms=float(q[1] - q[0]), repeats=repeats)
     return out
+
+
+def cuda_timed(torch: Any, fn: Callable[[], Any]) -> Callable[[], float]:
+    """``fn`` timed on the GPU: milliseconds between two CUDA events recorded around it on
+    the current stream (the host waits for the second)."""
+    def run() -> float:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return float(start.elapsed_time(end))
+
+    return run
 
 
 def matmul_peak(repeats: int = 5, size: int = 2048) -> float:
@@ -249,6 +282,135 @@ def _build_onnxruntime(params: Any, x: np.ndarray, threads: int) -> _Closures:
     return lambda: sess.run(None, {"x": x}), None
 
 
+@contextlib.contextmanager
+def _matmul_tf32(torch: Any) -> Any:
+    """CUDA float32 matrix products in TF32 for the body (torch's default is off), through
+    the ``fp32_precision`` attribute where torch has it, else the legacy flag."""
+    matmul = torch.backends.cuda.matmul
+    attr, value = (("fp32_precision", "tf32") if hasattr(matmul, "fp32_precision")
+                   else ("allow_tf32", True))
+    saved = getattr(matmul, attr)
+    setattr(matmul, attr, value)
+    try:
+        yield
+    finally:
+        setattr(matmul, attr, saved)
+
+
+def gpu_matmul_peaks(repeats: int = 5, size: int = 8192) -> dict[str, float]:
+    """GFLOP/s of a ``size`` x ``size`` matrix product on the first CUDA device, per
+    precision: ``fp32`` (TF32 off), ``tf32``, ``fp16`` and ``bf16``, timed with CUDA events
+    after a warm-up (the median of ``repeats``)."""
+    import torch
+
+    from rnn_ref.backends import devices
+
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    a = torch.randn(size, size, device="cuda", generator=gen)
+    b = torch.randn(size, size, device="cuda", generator=gen)
+    peaks = {}
+    modes = (("fp32", torch.float32, lambda: devices.torch_precision(torch, "fp32")),
+             ("tf32", torch.float32, lambda: _matmul_tf32(torch)),
+             ("fp16", torch.float16, contextlib.nullcontext),
+             ("bf16", torch.bfloat16, contextlib.nullcontext))
+    for name, dtype, ctx in modes:
+        aa, bb = a.to(dtype), b.to(dtype)
+
+        def product(aa: Any = aa, bb: Any = bb, ctx: Any = ctx) -> None:
+            with ctx():
+                torch.matmul(aa, bb)
+
+        res = timed({name: cuda_timed(torch, product)}, repeats, frozenset({name}))[name]
+        peaks[name] = 2.0 * size**3 / (res["median_ms"] / 1e3) / 1e9
+    return peaks
+
+
+def _build_gpu_torch(variant: str, params: Any, x: np.ndarray) -> _Closures:
+    """``nn.RNN`` on the first CUDA device, forward only, timed with CUDA events: strict
+    float32 (``torch[cuda,fp32]``), torch's default, TF32 for cuDNN's RNN (``torch[cuda]``),
+    or the module and input in float16 (``torch[cuda,fp16]``). ``x (N, T, D)``."""
+    import torch
+
+    import rnn_ref
+    from rnn_ref.backends import devices
+
+    devices.torch_device(torch, variant, "cuda")
+    module = rnn_ref.to_torch(params).to("cuda")
+    xt = torch.from_numpy(x).to("cuda")
+    if variant.endswith("fp16]"):
+        module, xt = module.half(), xt.half()
+    mode = "fp32" if variant.endswith("fp32]") else "default"
+
+    def fwd() -> Any:
+        with torch.no_grad(), devices.torch_precision(torch, mode):
+            return module(xt)
+
+    return cuda_timed(torch, fwd), None
+
+
+def _build_gpu_jax(variant: str, params: Any, x: np.ndarray) -> _Closures:
+    """This project's scan (``jax[gpu]``: JAX's default precision, ``jax[gpu,fp32]``:
+    "highest"; the GPU's unroll, :data:`rnn_ref.backends.jax_backend.UNROLL`) or
+    :func:`bare_scan` at "highest", on JAX's first GPU; forward only, timed to
+    ``block_until_ready``. ``x (N, T, D)``."""
+    import jax
+
+    from rnn_ref.backends import devices, jax_backend
+
+    dev = devices.jax_device(jax, variant, "gpu")
+    mode = "default" if variant == "jax[gpu]" else "fp32"
+    cfg = params.config
+    with jax.default_device(dev):
+        tree = jax_backend.pytree_of(params)
+    xj = jax.device_put(x, dev)
+    if variant.startswith("jax-bare"):
+        fn = jax.jit(bare_scan)
+    else:
+        fn = jax.jit(lambda tr, xx: jax_backend.apply(tr, xx, config=cfg,
+                                                      unroll=jax_backend.UNROLL["gpu"])[0])
+
+    def fwd() -> Any:
+        with devices.jax_precision(jax, mode):
+            return fn(tree, xj).block_until_ready()
+
+    return fwd, None
+
+
+#: the variants whose closures time themselves (CUDA events) and return milliseconds
+SELF_TIMED = frozenset(v for v in GPU_VARIANTS if v.startswith("torch"))
+
+
+def environment(variant: str) -> dict[str, Any]:
+    """Where a variant computes and how: device, its name, precision mode and the settings
+    in force while it runs (read inside its precision context), for its records."""
+    from rnn_ref.backends import devices
+
+    cpu_name = str(devices.cpu()["model"])
+    if variant in GPU_VARIANTS:
+        mode = "fp16" if variant.endswith("fp16]") else (
+            "fp32" if variant.endswith("fp32]") else "default")
+        if variant.startswith("torch"):
+            import torch
+
+            with devices.torch_precision(torch, "fp32" if mode == "fp32" else "default"):
+                settings = devices.torch_settings(torch)
+            return {"device": "cuda", "device_name": torch.cuda.get_device_name(0),
+                    "precision_mode": mode, "precision_settings": settings}
+        import jax
+
+        with devices.jax_precision(jax, mode):
+            settings = devices.jax_settings(jax)
+        return {"device": "gpu", "device_name": str(jax.devices("gpu")[0].device_kind),
+                "precision_mode": mode, "precision_settings": settings}
+    settings: dict[str, Any] = {}
+    if variant == "torch":
+        settings = devices.torch_settings()
+    elif variant.startswith(("jax", "keras[jax]")):
+        settings = devices.jax_settings()
+    return {"device": "cpu", "device_name": cpu_name, "precision_mode": "default",
+            "precision_settings": settings}
+
+
 def build(variant: str, shape: tuple[int, int, int, int], threads: int) -> _Closures:
     """(forward, forward+backward or None) closures for one variant at one shape."""
     params, x, g = _inputs(shape)
@@ -264,6 +426,10 @@ def build(variant: str, shape: tuple[int, int, int, int], threads: int) -> _Clos
         return _build_keras_jax(params, x, g)
     if variant == "onnxruntime":
         return _build_onnxruntime(params, x, threads)
+    if variant.startswith("torch[cuda"):
+        return _build_gpu_torch(variant, params, x)
+    if variant in GPU_VARIANTS:
+        return _build_gpu_jax(variant, params, x)
     raise ValueError(f"unknown variant {variant!r}")
 
 
@@ -298,15 +464,17 @@ def _fix_threads(framework: str, threads: int) -> None:
 def _shape_records(shape: tuple[int, ...], variants: list[str], threads: int,
                    repeats: int) -> list[dict[str, Any]]:
     """One record per variant and pass (forward, forward_backward) at one shape
-    ``(N, T, D, M)``: timed (see :func:`timed`), or skipped with the reason."""
+    ``(N, T, D, M)``: timed (see :func:`timed`), or skipped with the reason. Each record
+    says where and how the variant computed (:func:`environment`)."""
     records: list[dict[str, Any]] = []
     jobs: dict[str, Callable[[], Any]] = {}
     bases: dict[str, dict[str, Any]] = {}
     for variant in variants:
+        dtype = {"numpy-f64": "float64", "torch[cuda,fp16]": "float16"}.get(variant, "float32")
         base = {"kind": "result", "backend": variant, "shape": list(shape),
-                "threads": threads, "dtype": "float32" if variant != "numpy-f64"
-                else "float64", "flops": flops(*shape)}
+                "threads": threads, "dtype": dtype, "flops": flops(*shape)}
         try:
+            base.update(_environment(variant))
             fwd, fwd_bwd = build(variant, shape, threads)  # type: ignore[arg-type]
         except Exception as exc:
             records += [{**base, "pass": pass_, "status": "skipped",
@@ -316,11 +484,13 @@ def _shape_records(shape: tuple[int, ...], variants: list[str], threads: int,
         for pass_, fn in (("forward", fwd), ("forward_backward", fwd_bwd)):
             if fn is None:
                 records.append({**base, "pass": pass_, "status": "skipped",
-                                "reason": "not measured: inference only"})
+                                "reason": "not measured: forward only on the GPU"
+                                if variant in GPU_VARIANTS else "not measured: inference only"})
             else:
                 jobs[f"{variant}/{pass_}"] = fn
                 bases[f"{variant}/{pass_}"] = {**base, "pass": pass_}
-    for key, res in timed(jobs, repeats).items():
+    own = frozenset(k for k in jobs if k.split("/")[0] in SELF_TIMED)
+    for key, res in timed(jobs, repeats, own).items():
         if "error" in res:
             records.append({**bases[key], "status": "skipped", "reason": res["error"]})
         else:
@@ -328,24 +498,53 @@ def _shape_records(shape: tuple[int, ...], variants: list[str], threads: int,
     return records
 
 
-def main() -> None:
-    args = _parse_args()
-    _fix_threads(args.framework, args.threads)
-    records: list[dict[str, Any]] = []
-    for text in args.shapes:
-        shape = tuple(int(v) for v in text.split(","))
-        records += _shape_records(shape, args.variants or FRAMEWORK_VARIANTS[args.framework],
-                                  args.threads, args.repeats)
-    # The peak comes last, so that no variant runs after a large product it did not ask for
-    # (OpenBLAS's small products are faster after one: see rnn_ref/_blas.py).
-    peak = matmul_peak()
-    print(json.dumps({"kind": "peak", "threads": args.threads, "gflops": peak}), flush=True)
+@cache
+def _environment(variant: str) -> dict[str, Any]:
+    return environment(variant)
+
+
+def with_peaks(records: list[dict[str, Any]], peaks: dict[str, float]) -> list[dict[str, Any]]:
+    """Each record with its GFLOP/s and fraction of the peak of its precision's product
+    (``peaks``: ``{"fp32": ...}`` on the CPU, the GPU's per precision, :data:`GPU_PEAK_OF`)."""
     for rec in records:
+        peak = peaks[GPU_PEAK_OF.get(rec["backend"], "fp32")]
         rec["peak_gflops"] = peak
         if rec["status"] == "ok":
             work = rec["flops"] * (3 if rec["pass"] == "forward_backward" else 1)
             rec["gflops"] = work / (rec["median_ms"] / 1e3) / 1e9
             rec["peak_fraction"] = rec["gflops"] / peak
+    return records
+
+
+def gpu_run(shapes: list[tuple[int, int, int, int]], repeats: int,
+            variants: list[str] | None = None) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """The GPU benchmark in this process: every GPU variant at every shape (forward), then
+    the GPU's matrix-product peaks; ``(records, peaks)``."""
+    records: list[dict[str, Any]] = []
+    for shape in shapes:
+        records += _shape_records(shape, variants or GPU_VARIANTS, 1, repeats)
+    peaks = gpu_matmul_peaks()
+    return with_peaks(records, peaks), peaks
+
+
+def main() -> None:
+    args = _parse_args()
+    _fix_threads(args.framework, args.threads)
+    shapes = [tuple(int(v) for v in text.split(",")) for text in args.shapes]
+    variants = args.variants or FRAMEWORK_VARIANTS[args.framework]
+    if args.framework == "gpu":
+        records, peaks = gpu_run(shapes, args.repeats, variants)  # type: ignore[arg-type]
+        print(json.dumps({"kind": "gpu_peaks", "gflops": peaks}), flush=True)
+    else:
+        records = []
+        for shape in shapes:
+            records += _shape_records(shape, variants, args.threads, args.repeats)
+        # The peak comes last, so that no variant runs after a large product it did not ask
+        # for (OpenBLAS's small products are faster after one: see rnn_ref/_blas.py).
+        peak = matmul_peak()
+        print(json.dumps({"kind": "peak", "threads": args.threads, "gflops": peak}), flush=True)
+        records = with_peaks(records, {"fp32": peak})
+    for rec in records:
         print(json.dumps(rec), flush=True)
 
 

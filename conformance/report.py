@@ -10,9 +10,24 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from rnn_ref.backends._frameworks import versions
+from rnn_ref.backends.devices import cpu
 from rnn_ref.conformance.runner import CATEGORIES, RunReport
 
-__all__ = ["ProgressBar", "summary_table", "to_json", "write_json"]
+__all__ = ["ProgressBar", "environment_line", "summary_table", "to_json", "write_json"]
+
+
+def environment_line(env: dict[str, Any]) -> str:
+    """One line: the device and its name, the precision mode and the settings in force."""
+    settings = env.get("precision_settings") or {}
+    shown = ", ".join(f"{k.rsplit('.', 1)[-1] if k.startswith('torch.backends') else k}="
+                      f"{v}" for k, v in settings.items()
+                      if k in ("jax_default_matmul_precision", "INFERENCE_PRECISION_HINT",
+                               "scan_unroll")
+                      or (k == "cudnn_rnn_tf32" and env.get("device") == "cuda"))
+    name = env.get("device_name")
+    return (f"device {env.get('device', 'not stated')}" + (f" ({name})" if name else "")
+            + f", precision {env.get('precision_mode', 'not stated')}"
+            + (f" ({shown})" if shown else ""))
 
 
 class ProgressBar:
@@ -75,10 +90,11 @@ def to_json(reports: Sequence[RunReport], *, mode: str) -> dict[str, Any]:
         "rnn_ref": found.pop("rnn-ref"),
         "mode": mode,
         "machine": {"python": platform.python_version(), "platform": platform.platform(),
-                    "processor": platform.machine()},
+                    "processor": platform.machine(), "cpu": cpu()},
         "versions": found,
         "backends": [
             {"backend": rep.backend, "cases": rep.cases, "seconds": round(rep.seconds, 3),
+             "environment": rep.environment, "stopped": rep.stopped,
              "effective_bits": rep.effective_bits(),
              "ok": rep.ok, "results": [r.as_dict() for r in rep.results],
              "stale_known_failures": [d.id for d in rep.stale]}

@@ -58,8 +58,11 @@ BACKENDS: dict[str, BackendSpec] = _frameworks.backends()
 
 
 def available_backends() -> list[str]:
-    """Names of the built-in backends whose frameworks are installed; imports none of them."""
-    return [name for name, spec in BACKENDS.items() if not spec.missing()]
+    """Names of the built-in CPU backends whose frameworks are installed; imports none of
+    them. A GPU backend (``torch[cuda]``, ``jax[gpu]``) runs only when named: telling whether
+    a GPU is there would mean importing its framework."""
+    return [name for name, spec in BACKENDS.items()
+            if not spec.missing() and spec.device == "cpu"]
 
 
 def _load_target(target: str) -> Any:

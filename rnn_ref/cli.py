@@ -32,7 +32,9 @@ def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    """Versions and which backends can run here, without importing any framework."""
+    """Versions, which backends can run here and the CPU's numeric flags, without importing
+    any framework; with ``--devices``, the devices and precision settings of the torch and
+    jax backends (importing them)."""
     print(f"rnn-ref {rnn_ref.__version__} on Python {platform.python_version()} "
           f"({platform.machine()}, {platform.system()})")
     print()
@@ -44,7 +46,46 @@ def cmd_info(args: argparse.Namespace) -> int:
         missing = spec.missing()
         rows.append((name, "yes" if not missing else f"no: {', '.join(missing)} missing"))
     print(_table(rows, ("backend", "can run here")))
+    from rnn_ref.backends import devices
+
+    info = devices.cpu()
+    flags = info["numeric_flags"]
+    print(f"\nCPU: {info['model']}; flags that change numerics: "
+          f"{'unknown (no /proc/cpuinfo)' if flags is None else ', '.join(flags) or 'none'}")
+    if args.devices:
+        print()
+        print(_table(_device_rows(), ("backend", "device", "precision", "settings in force")))
+    else:
+        print("GPU backends run only when named; `rnn-ref info --devices` imports torch and "
+              "jax to list devices and precision settings")
     return 0
+
+
+def _device_rows() -> list[tuple[str, str, str, str]]:
+    """One row per backend with a device of its own (torch, jax and their GPU variants):
+    the device and its name, or why it cannot run here; the precision mode; the settings in
+    force while it runs. Imports torch and jax."""
+    from rnn_ref.backends import devices
+
+    rows = []
+    for name, spec in BACKENDS.items():
+        if not name.startswith(("torch", "jax")):
+            continue
+        if spec.missing():
+            rows.append((name, f"{spec.device}: {', '.join(spec.missing())} missing",
+                         spec.precision, "-"))
+            continue
+        try:
+            env = devices.describe(rnn_ref.get_backend(name))
+        except ValueError as exc:  # no such device here
+            rows.append((name, f"{spec.device}: not here ({str(exc).split('; ')[-1]})",
+                         spec.precision, "-"))
+            continue
+        settings = ", ".join(f"{k.replace('torch.backends.', '')}={v}"
+                             for k, v in env["precision_settings"].items())
+        rows.append((name, f"{env['device']} ({env['device_name']})", env["precision_mode"],
+                     settings))
+    return rows
 
 
 class _DemoRows:
@@ -204,7 +245,9 @@ def _check_backend(name: str, args: argparse.Namespace) -> tuple[Any, Any]:
     try:
         backend = rnn_ref.get_backend(name)
     except (ImportError, ValueError, TypeError) as exc:
-        raise _Fail(f"backend {name!r}: {exc}") from None
+        text = str(exc)  # a device error names the backend itself
+        raise _Fail(text if text.startswith(f"backend {name!r}") else f"backend {name!r}: {text}"
+                    ) from None
     try:
         known = (deviations.load_file(args.known_failures, backend.name)
                  if args.known_failures else deviations.load(backend.name))
@@ -236,6 +279,7 @@ def _print_problems(reports: Sequence[Any], args: argparse.Namespace) -> bool:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Run the conformance suite on backends; exit 1 on any failure."""
+    from rnn_ref.backends.devices import describe
     from rnn_ref.conformance import report as report_lib
     from rnn_ref.conformance import runner
 
@@ -256,7 +300,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     for name in names:
         backend, known = _check_backend(name, args)
         progress = None if args.no_progress else report_lib.ProgressBar()
-        print(f"{backend.name}: {len(selected)} {mode} cases", file=sys.stderr)
+        print(f"{backend.name}: {len(selected)} {mode} cases, "
+              f"{report_lib.environment_line(describe(backend))}", file=sys.stderr)
         reports.append(runner.run(backend, selected, deviations=known,
                                   progress=progress))
     print(report_lib.summary_table(reports))
@@ -550,6 +595,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"rnn-ref {rnn_ref.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser("info", help="versions, and which backends can run here")
+    p.add_argument("--devices", action="store_true",
+                   help="also each torch and jax backend's device and precision settings "
+                   "(imports torch and jax)")
     p.set_defaults(func=cmd_info)
     _add_check(sub)
     _add_convert(sub)

@@ -186,3 +186,60 @@ def test_the_cli_refuses_before_running(tmp_path: Path,
     assert exc.value.code == 2 and "holds bench.md" in capsys.readouterr().err
     assert (tmp_path / "bench.md").read_text() == "not a benchmark"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.md"]
+
+
+def test_self_timed_closures_report_their_own_milliseconds() -> None:
+    res = worker.timed({"gpu": lambda: 2.5, "cpu": lambda: 2.5}, repeats=3,
+                       self_timed=frozenset({"gpu"}))
+    assert res["gpu"]["median_ms"] == 2.5 and res["gpu"]["min_ms"] == 2.5
+    assert res["cpu"]["median_ms"] < 1  # the wall time of returning a number
+
+
+def _pass(backend: str, shape: tuple[int, ...], ms: float, pass_: str) -> dict[str, Any]:
+    return {**_rec(backend, shape, ms), "pass": pass_}
+
+
+def test_issue_15_targets_peers_keras_jax_gpu_and_check_time() -> None:
+    big, long_ = (64, 200, 128, 128), (16, 1000, 32, 256)
+    doc = {"threads": [1], "check_seconds": 31.0, "records": [
+        _rec("jax", big, 9.0), _rec("torch", big, 9.5), _rec("keras[jax]", big, 8.0),
+        _rec("numpy-loop", big, 1.0),  # not a peer
+        _rec("jax", long_, 9.0), _rec("numpy", long_, 9.9),
+        _pass("jax", big, 20.0, "forward_backward"),
+        _pass("keras[jax]", big, 19.0, "forward_backward")]}
+    rows = {(r[0], r[1]): r[2:] for r in harness.ratios(doc)}
+    assert rows[("jax / best peer <= 1 (forward)", str(big))] == ["1.125 (keras[jax])", "no"]
+    assert rows[("jax / best peer <= 1 (forward)", str(long_))] == ["0.909 (numpy)", "yes"]
+    assert rows[("jax / keras[jax] <= 1 (forward + backward)", str(big))] == ["1.053", "no"]
+    assert rows[("rnn-ref check --backend jax (quick) < 30 s", "-")] == ["31.0 s", "no"]
+    assert not any(r[0].startswith("jax[gpu") for r in harness.ratios(doc))  # no GPU rows
+    small = (32, 100, 64, 64)
+    gpu = {"threads": [1], "device": "gpu", "records": [
+        _rec("jax[gpu,fp32]", small, 0.5), _rec("torch[cuda,fp32]", small, 0.1),
+        _rec("jax[gpu]", small, 0.25), _rec("torch[cuda]", small, 0.1)]}
+    rows = {(r[0], r[1]): r[2:] for r in harness.ratios(gpu)}
+    assert rows[("jax[gpu,fp32] / torch[cuda,fp32] <= 3", str(small))] == ["5.00", "no"]
+    assert rows[("jax[gpu] / torch[cuda] <= 3", str(small))] == ["2.50", "yes"]
+    assert rows[("jax[gpu] / torch[cuda] <= 3", str(big))] == ["-", "not measured"]
+    assert all(r[0].startswith("jax[gpu") for r in harness.ratios(gpu))
+
+
+def test_gpu_records_use_their_precisions_peak() -> None:
+    recs = [{"backend": b, "status": "ok", "flops": 1e9, "pass": "forward", "median_ms": 1.0}
+            for b in ("torch[cuda,fp16]", "jax[gpu]", "torch")]
+    worker.with_peaks(recs, {"fp32": 1000.0, "tf32": 4000.0, "fp16": 8000.0, "bf16": 8000.0})
+    assert [r["peak_gflops"] for r in recs] == [8000.0, 4000.0, 1000.0]
+    assert recs[2]["peak_fraction"] == 1.0
+
+
+def test_bench_on_a_gpu_refuses_in_one_line_without_one(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    why = harness.gpu_refusal()
+    if why is None:
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(SystemExit) as info:
+        harness.main(["--device", "gpu", "--quick", "--out", str(tmp_path / "out")])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.endswith("--device gpu: " + why) and "available: cpu" in err
+    assert not (tmp_path / "out").exists()  # refused before anything ran

@@ -25,6 +25,7 @@ from rnn_ref.backends._frameworks import (
     GRAPH_API,
     MODULE_API,
 )
+from rnn_ref.backends.devices import DeviceUnavailableError
 
 
 def test_tables_are_derived_from_the_records() -> None:
@@ -49,8 +50,15 @@ def test_every_framework_module_defines_the_same_functions(fw: _frameworks.Frame
     assert not absent, f"{fw.module} lacks {absent}"
     assert set(wanted) <= set(module.__all__)
     for spec in fw.backends:
-        if not spec.missing():
+        if spec.missing():
+            continue
+        if spec.device == "cpu":
             rnn_ref.get_backend(spec.name)
+            continue
+        try:  # a GPU backend loads, then finds its device or says clearly it is not here
+            rnn_ref.get_backend(spec.name)
+        except DeviceUnavailableError as exc:
+            assert str(exc).startswith(f"backend {spec.name!r}: asked for")
 
 
 def test_unsupported_is_pure_and_agrees_with_the_converters() -> None:
