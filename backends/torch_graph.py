@@ -44,6 +44,7 @@ from rnn_ref.activations import Activation
 from rnn_ref.backends.torch_network import Activation as TorchActivation
 from rnn_ref.backends.torch_network import TorchNetwork
 from rnn_ref.config import RNNConfig
+from rnn_ref.convert import MissingHintError
 from rnn_ref.errors import UnsupportedError
 from rnn_ref.network import Dense, HeadActivation, Identity, Softmax
 from rnn_ref.params import CellParams, Readout, RNNParams
@@ -376,8 +377,8 @@ class _Reader:
             return self.rnn(node, mod)
         if isinstance(mod, nn.Linear):
             return self.linear(node, mod)
-        if type(mod) in _DROPOUTS:
-            return self.dropout(node, _DROPOUTS[type(mod)], float(mod.p))  # type: ignore[attr-defined]
+        if isinstance(mod, (nn.Dropout, nn.AlphaDropout)):
+            return self.dropout(node, _DROPOUTS[type(mod)], float(mod.p))
         if isinstance(mod, nn.Identity):
             return self.chain_input(node, ("x", "seq", "sel"))
         if isinstance(mod, (nn.Softmax, nn.LogSoftmax)):
@@ -584,3 +585,172 @@ def read_module(module: nn.Module) -> tuple[RNNParams, Layout]:
     params = RNNParams(cfg, layers, embedding=emb,
                        head=[_readout(lin) for lin, _ in reader.head])
     return params, Layout(not reader.rnns[0].batch_first, result.kind == "seq")
+
+
+# --------------------------------------------------------------------------------------------
+# reading a state dict
+# --------------------------------------------------------------------------------------------
+_RNN_KEY = re.compile(r"^(?P<prefix>(?:.*\.)?)(?P<name>weight_ih|weight_hh|bias_ih|bias_hh)"
+                      r"_l(?P<layer>\d+)(?P<rev>_reverse)?$")
+_Cells = dict[tuple[int, int], dict[str, np.ndarray[Any, Any]]]
+
+
+@dataclass
+class _Groups:
+    """A state dict's arrays by module, in the order the state dict lists them."""
+
+    order: list[tuple[str, str]] = field(default_factory=list)  # ("rnn" | "module", prefix)
+    rnns: dict[str, _Cells] = field(default_factory=dict)
+    modules: dict[str, dict[str, np.ndarray[Any, Any]]] = field(default_factory=dict)
+    config: tuple[str, Any] | None = None  # (prefix, the TorchNetwork config buffer)
+
+
+def _group(sd: Mapping[str, Any]) -> _Groups:
+    g = _Groups()
+    for key, value in sd.items():
+        if not isinstance(key, str):
+            raise ValueError(f"a state dict key must be a string, got {key!r}")
+        match = _RNN_KEY.match(key)
+        if key.split(".")[-1] == CONFIG_KEY:
+            g.config = (key[: -len(CONFIG_KEY)], value)
+        elif match is not None:
+            prefix = match.group("prefix")
+            if prefix not in g.rnns:
+                g.rnns[prefix] = {}
+                g.order.append(("rnn", prefix))
+            cell = (int(match.group("layer")), int(bool(match.group("rev"))))
+            g.rnns[prefix].setdefault(cell, {})[match.group("name")] = _numpy(value)
+        elif key.rsplit(".", 1)[-1] in ("weight", "bias") and "." in key:
+            path, name = key.rsplit(".", 1)
+            if path not in g.modules:
+                g.modules[path] = {}
+                g.order.append(("module", path))
+            g.modules[path][name] = _numpy(value)
+        else:
+            raise ValueError(f"unexpected state dict key {key!r}: not an nn.RNN weight "
+                             f"(<prefix>weight_ih_l<k>[_reverse], weight_hh, bias_ih, "
+                             f"bias_hh), nor an nn.Embedding or nn.Linear weight or bias")
+    return g
+
+
+def _rnn_layers(prefix: str, cells: _Cells) -> tuple[list[list[CellParams]], bool, bool]:
+    """One ``nn.RNN``'s cells by layer, whether it is bidirectional, whether it has biases;
+    ``ValueError`` naming a missing key."""
+    num_layers = max(li for li, _ in cells) + 1
+    r_count = 2 if any(r for _, r in cells) else 1
+    bias = any("bias_ih" in c for c in cells.values())
+    need = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if bias else [])
+    layers = []
+    for li in range(num_layers):
+        row = []
+        for r in range(r_count):
+            have = cells.get((li, r), {})
+            missing = [f"{prefix}{n}_l{li}{'_reverse' if r else ''}" for n in need
+                       if n not in have]
+            if missing:
+                raise ValueError(f"the state dict misses {', '.join(missing)}")
+            zeros = np.zeros(have["weight_ih"].shape[0], have["weight_ih"].dtype)
+            row.append(CellParams(have["weight_ih"].T, have["weight_hh"].T,
+                                  have.get("bias_ih", zeros), have.get("bias_hh", zeros)))
+        layers.append(row)
+    return layers, r_count == 2, bias
+
+
+def _split_modules(g: _Groups) -> tuple[str | None, list[str]]:
+    """The embedding's module path (a weight-only module before the first nn.RNN) and the
+    Linear layers' paths (after the last), in order; ``ValueError`` for anything else."""
+    kinds = [k for k, _ in g.order]
+    first, last = kinds.index("rnn"), len(kinds) - 1 - kinds[::-1].index("rnn")
+    before = [p for k, p in g.order[:first]]
+    between = [p for k, p in g.order[first:last] if k == "module"]
+    if between:
+        raise ValueError(f"the state dict has {between[0]!r} between its nn.RNN weights; the "
+                         f"network has nothing with weights there")
+    if len(before) > 1 or (before and set(g.modules[before[0]]) != {"weight"}):
+        raise ValueError(f"the state dict has {', '.join(map(repr, before))} before its nn.RNN "
+                         f"weights; the network has one nn.Embedding (a weight only) there")
+    after = [p for k, p in g.order[last + 1:]]
+    for path in after:
+        arrays = g.modules[path]
+        if "weight" not in arrays or arrays["weight"].ndim != 2:
+            raise ValueError(f"{path!r} after the nn.RNN weights is not an nn.Linear "
+                             f"(a 2-D weight and a bias or none)")
+    return (before[0] if before else None), after
+
+
+def _head_hint(head: Sequence[Any] | str | None, count: int) -> list[Any]:
+    if head is None:
+        raise MissingHintError("head_activation", f"the state dict holds {count} nn.Linear "
+                          f"layer(s) but not their activations: give the head_activation hint "
+                          f"(one per layer, comma-separated: linear, relu, tanh, sigmoid, "
+                          f"softmax, log_softmax ...)")
+    acts = [a.strip() for a in head.split(",")] if isinstance(head, str) else list(head)
+    if len(acts) != count:
+        raise ValueError(f"the head_activation hint gives {len(acts)} activation(s) for "
+                         f"{count} nn.Linear layer(s)")
+    return acts
+
+
+def _from_config_buffer(g: _Groups, sd: Mapping[str, Any]) -> RNNParams:
+    """A :class:`TorchNetwork`'s own state dict: its config, then its weights loaded."""
+    from rnn_ref.params import init
+
+    assert g.config is not None
+    prefix, raw = g.config
+    config = RNNConfig.from_dict(json.loads(bytes(_numpy(raw).astype(np.uint8)).decode()))
+    dtype = next((_numpy(v).dtype for k, v in sd.items() if not k.endswith(CONFIG_KEY)),
+                 np.dtype(np.float32))
+    net = build_network(init(config, seed=0).astype(dtype))
+    own = {k[len(prefix):]: torch.as_tensor(_numpy(v)) for k, v in sd.items()
+           if k.startswith(prefix)}
+    net.load_state_dict(own)
+    return network_params(net)
+
+
+def read_state_dict(sd: Mapping[str, Any], *, nonlinearity: str, select: str | None = None,
+                    head_activation: Sequence[Any] | str | None = None) -> RNNParams:
+    """The network of a state dict (see the module docstring), any prefixes.
+
+    Args:
+        sd: names to tensors or arrays.
+        nonlinearity: ``"tanh"`` or ``"relu"``, every ``nn.RNN``'s (a state dict does not
+            record it).
+        select: what feeds the head (:data:`rnn_ref.SELECTS`); required with ``nn.Linear``
+            layers (default ``"sequence"`` without).
+        head_activation: one activation per ``nn.Linear`` (names, or one comma-separated
+            string); required with ``nn.Linear`` layers.
+
+    Raises:
+        ValueError: a key that is not one of the pieces, a missing key, or a missing hint
+            (a :class:`~rnn_ref.convert.MissingHintError` naming it).
+    """
+    g = _group(sd)
+    if g.config is not None:
+        return _from_config_buffer(g, sd)
+    if not g.rnns:
+        raise ValueError("the state dict holds no nn.RNN weights")
+    embedding, linears = _split_modules(g)
+    stacks = [_rnn_layers(p, c) for p, c in g.rnns.items()]
+    legacy = list(g.rnns) == ["rnn."] and linears == ["readout"]  # an RNNWithReadout
+    if linears and select is None and not legacy:
+        raise MissingHintError("select", "the state dict does not record what feeds its "
+                          "nn.Linear head: give the select hint (one of 'last_step', "
+                          "'final', 'final_forward', 'final_backward', 'sequence')")
+    acts = ["linear"] if legacy and head_activation is None else \
+        _head_hint(head_activation, len(linears)) if linears else []
+    if len({bias for _, _, bias in stacks}) > 1:
+        raise ValueError("the state dict has nn.RNN modules with and without biases")
+    layers = [row for rows, _, _ in stacks for row in rows]
+    directions = [("bidirectional" if bidir else "forward") for rows, bidir, _ in stacks
+                  for _ in rows]
+    table = None if embedding is None else g.modules[embedding]["weight"]
+    heads = [g.modules[p] for p in linears]
+    config = RNNConfig(
+        layers[0][0].w_x.shape[0], [row[0].hidden_size for row in layers],
+        direction=directions, activation=nonlinearity, bias=stacks[0][2],
+        vocab_size=None if table is None else table.shape[0], select=select or "sequence",
+        head=[Dense(h["weight"].shape[0], a, "bias" in h) for h, a in
+              zip(heads, acts, strict=True)])
+    head = [Readout(h["weight"].T, h.get("bias", np.zeros(h["weight"].shape[0],
+                                                          h["weight"].dtype))) for h in heads]
+    return RNNParams(config, layers, embedding=table, head=head)

@@ -171,14 +171,16 @@ class TorchNetwork(nn.Module):
 
     def forward(self, x: Tensor, lengths: Tensor | None = None, mask: Tensor | None = None
                 ) -> Tensor:
-        return self.run(x, lengths, mask)[2]
+        return self.run(x, lengths, mask)[3]
 
     def run(self, x: Tensor, lengths: Tensor | None = None, mask: Tensor | None = None,
-            h0: list[Tensor] | None = None) -> tuple[Tensor, list[Tensor], Tensor]:
+            h0: list[Tensor] | None = None
+            ) -> tuple[Tensor, list[Tensor], Tensor, Tensor]:
         """``(outputs (N, T, F) of the last layer, the S final states (N, M_l) in h_n order,
-        the result)``; ``h0`` is S initial states ``(N, M_l)`` or ``None`` (zeros)."""
+        the selection, the result)``; ``h0`` is S initial states ``(N, M_l)`` or ``None``
+        (zeros)."""
         plan = _plan(self._valid(x, lengths, mask))
-        value, outputs = x, x
+        value, outputs, selected = x, x, x
         states: list[Tensor] = []
         finals: list[Tensor] = []
         mode = "concat"
@@ -192,10 +194,10 @@ class TorchNetwork(nn.Module):
             elif kind == "select":
                 if self.output_order == "processing":
                     outputs = value = value.flip(1)
-                value = _select(how, value, finals, mode)
+                value = selected = _select(how, value, finals, mode)
             else:
                 value = step(value)
-        return outputs, states, value
+        return outputs, states, selected, value
 
 
 def _block(kind: str, mode: str, step: nn.Module, x: Tensor, plan: Plan,
@@ -211,8 +213,8 @@ def _block(kind: str, mode: str, step: nn.Module, x: Tensor, plan: Plan,
     if not isinstance(step, nn.RNN):
         raise TypeError(f"a {kind} block must be an nn.RNN, got {type(step).__name__}")
     r = 2 if step.bidirectional else 1
-    init = None if h0 is None else torch.stack(h0[first:first + step.num_layers * r])
-    out, h = _run_rnn(step, x, init, plan, kind == "rev")
+    stacked = None if h0 is None else torch.stack(h0[first:first + step.num_layers * r])
+    out, h = _run_rnn(step, x, stacked, plan, kind == "rev")
     if r == 2 and mode != "concat":
         m = step.hidden_size
         out = merge(out[..., :m], out[..., m:], mode)
