@@ -17,7 +17,7 @@ from rnn_ref.errors import SemanticsWarning
 
 torch = need("torch")
 nn = torch.nn
-from zoo_torch import D, M, N, STATE_DICT_HINTS, T, V, ZOO  # noqa: E402
+from zoo_torch import STATE_DICT_HINTS, ZOO, D, M, N, T, V  # noqa: E402
 
 ATOL = 2e-6  # float32 torch against the float64 oracle, on these small models
 
