@@ -659,6 +659,8 @@ def _rnn_layers(prefix: str, cells: _Cells) -> tuple[list[list[CellParams]], boo
 def _split_modules(g: _Groups) -> tuple[str | None, list[str]]:
     """The embedding's module path (a weight-only module before the first nn.RNN) and the
     Linear layers' paths (after the last), in order; ``ValueError`` for anything else."""
+    if list(g.rnns) == ["rnn."] and list(g.modules) == ["readout"]:
+        return None, ["readout"]  # an RNNWithReadout (safetensors sorts its keys)
     kinds = [k for k, _ in g.order]
     first, last = kinds.index("rnn"), len(kinds) - 1 - kinds[::-1].index("rnn")
     before = [p for k, p in g.order[:first]]
