@@ -173,33 +173,26 @@ def _padded_zeros(config: RNNConfig, how: str) -> Reason:
     return None
 
 
-def torch_unsupported(config: RNNConfig, *, padded: bool = True) -> Reason:
-    """What ``nn.RNN`` (with ``RNNWithReadout``) cannot express; ``padded=False`` skips
-    ``padded_output`` (it matters only with lengths)."""
-    reason = network_unsupported(config)
+def torch_unsupported(config: RNNConfig, *, padded: bool = False) -> Reason:
+    """What torch cannot compute: ``rnn_ref.to_torch`` holds every piece of the network (one
+    ``nn.RNN`` per run of like layers, a reverse layer as a flipped ``nn.RNN``, the selection
+    and the head in plain torch) except cell activations other than tanh and relu, a clip,
+    and a bidirectional last layer returning the pair of directions. ``padded=True`` (inputs
+    with padding or a mask) also refuses padded steps that do not output zeros: a
+    ``PackedSequence`` pads with zeros (a converter warns instead, see
+    ``adopt_padded_output``)."""
+    reason = network_unsupported(config, holds=frozenset(NETWORK_PIECES))
     if reason is not None:
         return reason
-    if config.direction == "reverse":
-        return "a reverse-only direction", "nn.RNN is forward or bidirectional"
     reason = _first_activation(config, lambda a: a.name in ("tanh", "relu"),
                                "nn.RNN has only tanh and relu")
     if reason is not None:
         return reason
-    first = config.activation_of(0, 0)
-    if any(a != first for layer in config.activations for a in layer):
-        return "different activations per layer or direction", "nn.RNN has one nonlinearity"
     if any(c is not None for c in config.clips):
         return "clip", "nn.RNN has no clip"
-    if not config.uniform_hidden:
-        return (f"hidden sizes {config.hidden_sizes}",
-                "nn.RNN has one hidden_size for all layers")
-    for mm in config.merge_modes:
-        if mm != "concat":
-            return f"merge_mode {mm!r}", "nn.RNN concatenates the two directions"
-    g = config.output_activation
-    if config.output_size is not None and g.name not in TORCH_READOUT_ACTIVATIONS:
-        return (f"readout activation {g}",
-                f"RNNWithReadout takes {', '.join(TORCH_READOUT_ACTIVATIONS)}")
+    if config.merge_modes[-1] is None:
+        return ("merge_mode None (the pair of directions)",
+                "the torch module returns one tensor; use another merge_mode")
     return _padded_zeros(config, "a PackedSequence pads outputs with zeros") if padded else None
 
 
@@ -479,6 +472,8 @@ def flax_unsupported(config: RNNConfig, *, kind: str = "nnx") -> tuple[str, str]
 # --------------------------------------------------------------------------------------------
 # the records
 # --------------------------------------------------------------------------------------------
+#: what a torch state dict does not record (a TorchNetwork's records all of it)
+_TORCH_HINTS = frozenset({"activation", "select", "head_activation"})
 _KERAS_BACKENDS = tuple(
     BackendSpec(f"keras[{b}]", f"rnn_ref.backends.keras_worker:{b}_backend", ("keras", b))
     for b in ("tensorflow", "jax", "torch"))
@@ -496,10 +491,11 @@ FRAMEWORKS: tuple[Framework, ...] = (
         requires=("torch",), distributions=("torch",), unsupported=torch_unsupported,
         converters=("from_torch", "to_torch"), recognised_when="torch",
         formats=(
-            FileFormat("torch", (".pt", ".pth"), "a torch.nn.RNN (or RNNWithReadout) state "
-                       "dict; torch.load(weights_only=True)", frozenset({"activation"})),
+            FileFormat("torch", (".pt", ".pth"), "a state dict of an nn.RNN, an RNNWithReadout, "
+                       "a TorchNetwork (self-describing) or any module of nn.Embedding, "
+                       "nn.RNN and nn.Linear; torch.load(weights_only=True)", _TORCH_HINTS),
             FileFormat("safetensors", (".safetensors",), "the same state dict in safetensors",
-                       frozenset({"activation"}), ("safetensors",)),
+                       _TORCH_HINTS, ("safetensors",)),
         ),
         backends=(BackendSpec("torch", "rnn_ref.backends.torch_backend:TorchBackend",
                               ("torch",)),

@@ -15,6 +15,11 @@ How torch differs from the reference (``torch/nn/modules/rnn.py``, class ``RNN``
 
 A readout is a :class:`RNNWithReadout` module: ``.rnn`` (the ``nn.RNN``) and ``.readout`` (an
 ``nn.Linear``), returning ``(y, h_n)`` like ``nn.RNN`` returns ``(output, h_n)``.
+
+The whole network (embedding, stacks of any directions and widths, dropout, the selection, a
+head of ``nn.Linear`` layers with softmax) is a :class:`~rnn_ref.backends.torch_network.
+TorchNetwork`; any ``nn.Module`` built of those pieces is read from its ``torch.fx`` graph and
+any state dict by its key names (:mod:`rnn_ref.backends.torch_graph`).
 """
 
 from __future__ import annotations
@@ -30,9 +35,17 @@ from torch import nn
 
 from rnn_ref.activations import Activation
 from rnn_ref.backends import devices, file_limits
-from rnn_ref.backends._common import raise_if
+from rnn_ref.backends._common import adopt_padded_output, raise_if
 from rnn_ref.backends._frameworks import TORCH_READOUT_ACTIVATIONS
 from rnn_ref.backends._frameworks import torch_unsupported as unsupported
+from rnn_ref.backends.torch_graph import (
+    Layout,
+    build_network,
+    network_params,
+    read_module,
+    read_state_dict,
+)
+from rnn_ref.backends.torch_network import TorchNetwork
 from rnn_ref.config import RNNConfig
 from rnn_ref.convert import Hints, NativeFile, hint_activation
 from rnn_ref.errors import FileFormatError, UnsupportedError
@@ -41,7 +54,7 @@ from rnn_ref.params import CellParams, Readout, RNNParams
 from rnn_ref.reference import ForwardResult, forward
 
 __all__ = ["NAME", "READOUT_ACTIVATIONS", "RNNWithReadout", "TorchBackend", "TorchCudaBackend",
-           "TorchCudaFp32Backend", "from_native",
+           "TorchCudaFp32Backend", "TorchNetwork", "from_native",
            "list_arrays", "load_native", "oracle", "owns", "read_file", "run_native",
            "to_native", "unsupported", "write_file"]
 
@@ -84,8 +97,9 @@ _KEY = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh)_l(\d+)(_reverse)?$")
 
 
 def owns(model: Any) -> bool:
-    """True for the models :func:`oracle` takes."""
-    return isinstance(model, (nn.RNN, RNNWithReadout))
+    """True for the models :func:`oracle` takes: any ``nn.Module`` (a Keras layer on the torch
+    backend is one too, and is Keras')."""
+    return isinstance(model, nn.Module) and not type(model).__module__.startswith("keras")
 
 
 def _numpy(t: Any) -> np.ndarray[Any, Any]:
@@ -94,19 +108,32 @@ def _numpy(t: Any) -> np.ndarray[Any, Any]:
     return np.asarray(t)
 
 
-def from_native(obj: Any, *, nonlinearity: str | None = None) -> RNNParams:
-    """Canonical parameters of an ``nn.RNN``, a :class:`RNNWithReadout`, or a state dict.
+def from_native(obj: Any, *, example: Any = None, nonlinearity: str | None = None,
+                select: str | None = None, head_activation: Any = None) -> RNNParams:
+    """Canonical parameters of a torch module or a state dict.
 
     Args:
-        obj: the module, or a state dict of either (``weight_ih_l0``... or ``rnn.weight_ih_l0``
-            ... ``readout.weight``), tensors or arrays.
+        obj: an ``nn.RNN``, an :class:`RNNWithReadout`, a :class:`TorchNetwork`, any
+            ``nn.Module`` built from the network's pieces (read from its ``torch.fx`` graph,
+            see :mod:`rnn_ref.backends.torch_graph`), or a state dict (any prefixes),
+            tensors or arrays.
+        example: an input of the module; when given, the module and the network read from it
+            are run on it and must agree (float32 tolerance), and a time-major module's
+            layout is checked.
         nonlinearity: ``"tanh"`` or ``"relu"``; required for a state dict (it does not record
-            it), and must agree with a module's when given.
+            it), and must agree with an ``nn.RNN``'s when given.
+        select, head_activation: for a state dict with ``nn.Linear`` layers, what feeds them
+            and one activation per layer (see :func:`~rnn_ref.backends.torch_graph.
+            read_state_dict`).
 
     Raises:
-        UnsupportedError: an ``nn.LSTM``/``nn.GRU`` or another module.
-        ValueError: an incomplete or inconsistent state dict, named key by key.
+        UnsupportedError: an ``nn.LSTM``/``nn.GRU``, or a module with an operation that is not
+            one of the network's pieces (named).
+        ValueError: an incomplete or inconsistent state dict, named key by key, or a missing
+            hint.
     """
+    if isinstance(obj, TorchNetwork):
+        return network_params(obj)
     if isinstance(obj, RNNWithReadout):
         sd = {f"rnn.{k}": v for k, v in obj.rnn.state_dict().items()}
         sd.update({f"readout.{k}": v for k, v in obj.readout.state_dict().items()})
@@ -116,13 +143,58 @@ def from_native(obj: Any, *, nonlinearity: str | None = None) -> RNNParams:
     if isinstance(obj, nn.RNNBase):
         raise UnsupportedError("rnn-ref", f"torch.nn.{type(obj).__name__}",
                                "it is not an Elman RNN (torch.nn.RNN)")
+    if isinstance(obj, nn.Module):
+        params, layout = read_module(obj)
+        if example is not None:
+            _check_example(obj, params, layout, example)
+        return params
     if isinstance(obj, Mapping):
-        if nonlinearity is None:
+        if nonlinearity is None and not any(str(k).endswith("rnn_ref_config") for k in obj):
             raise ValueError("a state dict does not record the nonlinearity: pass "
                              "nonlinearity='tanh' or 'relu'")
-        return _from_state_dict(obj, nonlinearity)
-    raise TypeError(f"from_torch takes an nn.RNN, an RNNWithReadout or a state dict, "
-                    f"got {type(obj).__name__}")
+        return read_state_dict(obj, nonlinearity=nonlinearity or "tanh", select=select,
+                               head_activation=head_activation)
+    raise TypeError(f"from_torch takes an nn.Module or a state dict, got {type(obj).__name__}")
+
+
+def _check_example(module: nn.Module, params: RNNParams, layout: Layout, example: Any
+                   ) -> None:
+    """``UnsupportedError`` unless ``module(example)`` is what the network read from it
+    computes."""
+    xt = example if isinstance(example, torch.Tensor) else torch.as_tensor(np.asarray(example))
+    with torch.no_grad():
+        want = module(xt)
+    if not isinstance(want, torch.Tensor):
+        raise UnsupportedError("rnn-ref", f"a result of type {type(want).__name__}",
+                               "the network returns one tensor")
+    got = _module_call(params, layout)(_numpy(xt))
+    w = _numpy(want).astype(np.float64)
+    if got.shape != w.shape:
+        raise UnsupportedError("rnn-ref", f"{type(module).__name__} on the example",
+                               f"it returns shape {w.shape}, the network read from it "
+                               f"{got.shape}")
+    diff = float(np.abs(got - w).max()) if w.size else 0.0
+    tol = (1e-4 if w.dtype == np.float32 or _numpy(want).dtype == np.float32 else 1e-9) * \
+        max(1.0, float(np.abs(w).max()) if w.size else 1.0)
+    if not diff <= tol:
+        raise UnsupportedError("rnn-ref", f"{type(module).__name__} on the example",
+                               f"the network read from its graph differs from it by {diff:.3g}"
+                               f" (tolerance {tol:.3g}): its forward does something else")
+
+
+def _module_call(params: RNNParams, layout: Layout) -> Callable[..., np.ndarray[Any, Any]]:
+    """The oracle of a module read from its graph: its input and result in its layout."""
+
+    def call(x: Any, lengths: Any = None) -> np.ndarray[Any, Any]:
+        a = np.asarray(x)
+        if layout.time_major:
+            a = np.swapaxes(a, 0, 1)
+        res = np.asarray(forward(params, a, lengths=lengths).result)
+        if layout.time_major and layout.sequence:
+            res = np.swapaxes(res, 0, 1)
+        return np.ascontiguousarray(res)
+
+    return call
 
 
 def _nonlinearity(rnn: nn.RNN, given: str | None) -> str:
@@ -218,16 +290,44 @@ def _tensor(a: np.ndarray[Any, Any]) -> torch.Tensor:
     return torch.tensor(np.ascontiguousarray(a))
 
 
-def to_native(params: RNNParams, *, batch_first: bool = True) -> nn.Module:
-    """A ready ``nn.RNN`` (or :class:`RNNWithReadout`) in eval mode, in the params' dtype.
+def is_lone_rnn(config: RNNConfig) -> bool:
+    """Whether one ``nn.RNN`` (with an :class:`RNNWithReadout` readout) holds the network: the
+    plain stack, forward or bidirectional, one width, one nonlinearity, concatenated, a
+    readout of :data:`READOUT_ACTIVATIONS` per step."""
+    acts = {a for layer in config.activations for a in layer}
+    return (config.is_plain and config.directions[0] != "reverse" and config.uniform_hidden
+            and len(acts) == 1 and set(config.merge_modes) == {"concat"}
+            and config.output_activation.name in READOUT_ACTIVATIONS)
+
+
+def to_native(params: RNNParams, *, batch_first: bool = True, strict: bool = False
+              ) -> nn.Module:
+    """A ready torch module in eval mode, in the params' dtype: an ``nn.RNN`` (or
+    :class:`RNNWithReadout`) when one holds the network (:func:`is_lone_rnn`), else a
+    :class:`TorchNetwork` running the whole network on batch-first input
+    (``forward(x, lengths=None, mask=None)``).
+
+    A network whose padded steps output something other than zeros converts with a
+    ``SemanticsWarning`` (torch zero-pads packed sequences); ``strict=True`` refuses it.
+    ``batch_first`` applies to a lone ``nn.RNN``.
 
     Raises:
-        UnsupportedError: anything ``nn.RNN`` cannot express (see :func:`unsupported`).
+        UnsupportedError: what torch cannot compute (see :func:`unsupported`), or the padded
+            steps with ``strict``.
     """
+    raise_if(unsupported(params.config), NAME)
+    params = adopt_padded_output(params, "zeros", NAME, strict=strict)
     cfg = params.config
-    raise_if(unsupported(cfg), NAME)
     if params.dtype not in _DTYPES:
         raise UnsupportedError(NAME, f"dtype {params.dtype}", "use float32 or float64")
+    if not is_lone_rnn(cfg):
+        return build_network(params)
+    return _lone_rnn(params, batch_first)
+
+
+def _lone_rnn(params: RNNParams, batch_first: bool) -> nn.Module:
+    """The ``nn.RNN`` (or :class:`RNNWithReadout`) of a network :func:`is_lone_rnn` holds."""
+    cfg = params.config
     dtype = _DTYPES[params.dtype]
     rnn = nn.RNN(cfg.input_size, cfg.hidden_sizes[0], num_layers=cfg.num_layers,
                  nonlinearity=cfg.activation_of(0, 0).name, bias=cfg.bias,
@@ -258,6 +358,11 @@ def to_native(params: RNNParams, *, batch_first: bool = True) -> nn.Module:
 def oracle(model: nn.Module) -> Callable[..., tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]]:
     """A NumPy function returning what ``model(input, hx)`` returns, computed in float64.
 
+    For a :class:`TorchNetwork` it takes ``(x, lengths=None, mask=None)``, for any other
+    module of the network's pieces ``(x, lengths=None)`` in the module's own layout (read from
+    its graph at the first call), and returns the module's result. For an ``nn.RNN`` or
+    :class:`RNNWithReadout`:
+
     The function takes ``(input, hx=None, *, lengths=None)``: ``input`` is ``(N, T, D)`` with
     ``batch_first`` or ``(T, N, D)`` without (``(T, D)`` unbatched), ``hx`` is
     ``(L*R, N, M)``. For what a ``PackedSequence`` gives, pass the padded input and
@@ -265,6 +370,10 @@ def oracle(model: nn.Module) -> Callable[..., tuple[np.ndarray[Any, Any], np.nda
     ``T`` = the longest length). It returns ``(output, h_n)``, or ``(y, h_n)`` for a
     :class:`RNNWithReadout`.
     """
+    if isinstance(model, TorchNetwork):
+        return _network_oracle(from_native(model))  # type: ignore[return-value]
+    if not isinstance(model, (nn.RNN, RNNWithReadout)):
+        return _lazy_oracle(model)  # type: ignore[return-value]
     params = from_native(model)
     rnn = model.rnn if isinstance(model, RNNWithReadout) else model
     batch_first = bool(rnn.batch_first)
@@ -298,10 +407,32 @@ def oracle(model: nn.Module) -> Callable[..., tuple[np.ndarray[Any, Any], np.nda
     return call
 
 
+def _network_oracle(params: RNNParams) -> Callable[..., np.ndarray[Any, Any]]:
+    def call(x: Any, lengths: Any = None, mask: Any = None) -> np.ndarray[Any, Any]:
+        return np.asarray(forward(params, x, lengths=lengths, mask=mask).result)
+
+    return call
+
+
+def _lazy_oracle(model: nn.Module) -> Callable[..., np.ndarray[Any, Any]]:
+    """The oracle of any module of the network's pieces, read from its graph at the first
+    call: it takes what ``model`` takes (``(N, T, ...)`` or, time-major, ``(T, N, ...)``) and
+    returns what it returns, computed in float64."""
+    done: list[Callable[..., np.ndarray[Any, Any]]] = []
+
+    def call(x: Any, lengths: Any = None) -> np.ndarray[Any, Any]:
+        if not done:
+            done.append(_module_call(*read_module(model)))
+        return done[0](x, lengths)
+
+    return call
+
+
 class TorchBackend:
-    """``torch.nn.RNN`` run by torch on :attr:`device`, in the parameters' dtype, at
-    :attr:`precision_mode` (see :mod:`rnn_ref.backends.devices`). ``torch`` computes on the
-    CPU at torch's defaults."""
+    """The whole network in torch (``nn.RNN`` blocks in a :class:`TorchNetwork`) on
+    :attr:`device`, in the parameters' dtype, at :attr:`precision_mode` (see
+    :mod:`rnn_ref.backends.devices`); padding and masks of any pattern run as packed
+    sequences. ``torch`` computes on the CPU at torch's defaults."""
 
     name = "torch"
     device = "cpu"  # "cpu" or "cuda" (the first CUDA device)
@@ -324,9 +455,7 @@ class TorchBackend:
 
     def supports(self, config: RNNConfig, *, dtype: Any, lengths: bool, mask: bool
                  ) -> str | None:
-        if mask:
-            return "a mask of any pattern: nn.RNN takes right-padded lengths (PackedSequence)"
-        reason = unsupported(config, padded=lengths)
+        reason = unsupported(config, padded=lengths or mask)
         if reason is not None:
             return f"{reason[0]}: {reason[1]}"
         if np.dtype(dtype) not in _DTYPES:
@@ -334,34 +463,39 @@ class TorchBackend:
         return None
 
     def _run(self, params: RNNParams, x: Any, h0: Any, lengths: Any, mask: Any, grad: bool
-             ) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(model, x tensor ``(N, T, D)``, h0 tensor ``(L*R, N, M)``, outputs ``(N, T, F)``
-        zero-padded to T, h_n ``(L*R, N, M)``), all on :attr:`device`; with ``grad``, x and h0
-        require gradients and autograd records the call. The inputs are checked by
-        :func:`rnn_ref.inputs.check_inputs` first; ``mask`` must be right padding (lengths).
-        Call it inside :func:`rnn_ref.backends.devices.torch_precision`."""
+             ) -> tuple[TorchNetwork, Any, list[torch.Tensor], tuple[Any, ...]]:
+        """(the module, the layers' input tensor (embedded ids with an embedding), the S
+        initial state tensors ``(N, M_l)``, ``module.run``'s outputs, states, selection and
+        result); with ``grad`` autograd records the call. The inputs are checked by
+        :func:`rnn_ref.inputs.check_inputs` first. Call it inside
+        :func:`rnn_ref.backends.devices.torch_precision`."""
         cfg = params.config
         inputs = check_inputs(cfg, x, h0=h0, lengths=lengths, mask=mask, where=NAME)
-        n, t = inputs.n, inputs.t
-        la = inputs.lengths_or_none(NAME)
-        raise_if(unsupported(cfg, padded=la is not None), NAME)
-        if la is not None and la.min() == 0:
-            raise UnsupportedError(NAME, "a zero length", "pack_padded_sequence refuses it")
-        dev = self._device
-        model = to_native(params, batch_first=True).to(dev)
-        rnn = model.rnn if isinstance(model, RNNWithReadout) else model
+        raise_if(unsupported(cfg, padded=inputs.padded), NAME)
+        if params.dtype not in _DTYPES:
+            raise UnsupportedError(NAME, f"dtype {params.dtype}", "use float32 or float64")
         dtype = _DTYPES[params.dtype]
-        L, R, m = cfg.num_layers, cfg.num_directions, cfg.hidden_sizes[0]
-        xt = _tensor(inputs.x).to(device=dev, dtype=dtype).requires_grad_(grad)
-        ht = (_tensor(np.stack(inputs.h0)) if inputs.h0 is not None
-              else torch.zeros(L * R, n, m)).to(device=dev, dtype=dtype).requires_grad_(grad)
-        inp: Any = xt if la is None else nn.utils.rnn.pack_padded_sequence(
-            xt, torch.from_numpy(la), batch_first=True, enforce_sorted=False)
+        dev = self._device
+        net = build_network(params).to(dev)
+        xt = torch.from_numpy(np.ascontiguousarray(inputs.x)).to(dev)
+        xt = xt if cfg.vocab_size is not None else xt.to(dtype).requires_grad_(grad)
+        states = inputs.h0 if inputs.h0 is not None else [
+            np.zeros((inputs.n, m), params.dtype) for m in cfg.state_sizes]
+        ht = [torch.from_numpy(np.ascontiguousarray(h)).to(device=dev, dtype=dtype)
+              .requires_grad_(grad) for h in states]
+        seen: list[torch.Tensor] = []
+
+        def keep(module: nn.Module, args: Any, out: torch.Tensor) -> None:
+            if grad:
+                out.retain_grad()
+            seen.append(out)
+
+        if cfg.vocab_size is not None:  # the gradient of the embedded ids is the layers' dx
+            net.steps[0].register_forward_hook(keep)
+        valid = torch.from_numpy(inputs.valid).to(dev) if inputs.padded else None
         with torch.set_grad_enabled(grad):
-            out, h_n = rnn(inp, ht)
-            if la is not None:
-                out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=t)
-        return model, xt, ht, out, h_n
+            result = net.run(xt, None, valid, ht)
+        return net, (seen[0] if seen else xt), ht, result
 
     def backward(self, params: RNNParams, x: np.ndarray[Any, Any], *, h0: Any = None,
                  lengths: Any = None, mask: Any = None, grad_outputs: Any = None,
@@ -371,45 +505,49 @@ class TorchBackend:
 
         dtype, dev = _DTYPES[params.dtype], self._device
 
-        def cot(a: Any) -> torch.Tensor:
-            return _tensor(np.asarray(a)).to(device=dev, dtype=dtype)
+        def dot(a: torch.Tensor, cot: Any) -> torch.Tensor:
+            return (a * torch.from_numpy(np.ascontiguousarray(cot)).to(device=dev, dtype=dtype)
+                    ).sum()
 
         with devices.torch_precision(torch, self.precision_mode):
-            model, xt, ht, out, h_n = self._run(params, x, h0, lengths, mask, grad=True)
+            net, xt, ht, (out, states, _, result) = self._run(params, x, h0, lengths, mask,
+                                                              grad=True)
             loss = out.sum() * 0
             if grad_outputs is not None:
-                loss = loss + (out * cot(grad_outputs)).sum()
-            if grad_h_n is not None:
-                loss = loss + (h_n * cot(grad_h_n)).sum()
-            if grad_y is not None and isinstance(model, RNNWithReadout):
-                y = READOUT_ACTIVATIONS[model.activation](model.readout(out))
-                loss = loss + (y * cot(grad_y)).sum()
+                loss = loss + dot(out, grad_outputs)
+            for h, cot in zip(states, [] if grad_h_n is None else list(grad_h_n),
+                              strict=False):
+                loss = loss + dot(h, cot)
+            if grad_y is not None and params.head:
+                loss = loss + dot(result, grad_y)
             loss.backward()
-        grads = {k: (v.grad if v.grad is not None else torch.zeros_like(v)).detach().cpu()
-                 for k, v in model.named_parameters()}
-        rnn = model.rnn if isinstance(model, RNNWithReadout) else model
-        g = from_native(grads, nonlinearity=str(rnn.nonlinearity))
-        g = RNNParams(params.config, g.layers, g.readout)
-        return BackwardResult(g, xt.grad.cpu().numpy(),  # type: ignore[union-attr]
-                              ht.grad.cpu().numpy())  # type: ignore[union-attr]
+        with torch.no_grad():
+            for p in net.parameters():
+                p.copy_(p.grad if p.grad is not None else torch.zeros_like(p))
+        g = network_params(net.cpu())
+        hg = [(h.grad if h.grad is not None else torch.zeros_like(h)).cpu().numpy() for h in ht]
+        h0g: Any = np.stack(hg) if params.config.uniform_hidden else tuple(hg)
+        dx = xt.grad if xt.grad is not None else torch.zeros_like(xt)
+        return BackwardResult(g, dx.cpu().numpy(), h0g)
 
     def round_trip(self, params: RNNParams) -> RNNParams:
-        """Through ``nn.RNN`` and back (raises where torch cannot express the config)."""
+        """Through torch and back (raises where torch cannot express the config)."""
         return from_native(to_native(params.replace(padded_output="zeros")))
 
     def forward(self, params: RNNParams, x: np.ndarray[Any, Any], *, h0: Any = None,
                 lengths: Any = None, mask: Any = None) -> ForwardResult:
-        """``nn.RNN`` on ``x (N, T, D)``, ``h0 (L*R, N, M)`` (or L*R ``(N, M)``), ``lengths
-        (N,)`` or a right-padded ``mask (N, T)``: ``outputs (N, T, F)`` (zeros at padded
-        steps), ``h_n (L*R, N, M)`` and ``y (N, T, K)`` or ``None``, in the parameters' dtype.
-        Bad inputs raise as :func:`rnn_ref.inputs.check_inputs` says."""
+        """The network on ``x`` (``(N, T, D)``, or token ids ``(N, T)``), ``h0`` (S states),
+        ``lengths (N,)`` or a ``mask (N, T)`` of any pattern: ``outputs (N, T, F)`` (zeros
+        at padded steps), ``h_n (S, N, M)`` (a tuple when the widths differ), ``y`` or
+        ``None`` and the selection, in the parameters' dtype. Bad inputs raise as
+        :func:`rnn_ref.inputs.check_inputs` says."""
         with devices.torch_precision(torch, self.precision_mode):
-            model, _, _, out, h_n = self._run(params, x, h0, lengths, mask, grad=False)
-            y = None
-            if isinstance(model, RNNWithReadout):
-                with torch.no_grad():
-                    y = READOUT_ACTIVATIONS[model.activation](model.readout(out)).cpu().numpy()
-        return ForwardResult(out.cpu().numpy(), h_n.cpu().numpy(), y)
+            _, _, _, (out, states, selected, result) = self._run(params, x, h0, lengths, mask,
+                                                                 grad=False)
+        hs = [h.cpu().numpy() for h in states]
+        h_n: Any = np.stack(hs) if params.config.uniform_hidden else tuple(hs)
+        y = result.cpu().numpy() if params.head else None
+        return ForwardResult(out.cpu().numpy(), h_n, y, selected.cpu().numpy())
 
 
 class TorchCudaBackend(TorchBackend):
@@ -454,13 +592,34 @@ def _state_dict(path: Path, fmt: str) -> dict[str, torch.Tensor]:
 
 
 def read_file(path: Path, fmt: str, hints: Hints) -> RNNParams:
-    """The parameters of a state dict file; the activation (tanh or relu) is a hint."""
+    """The parameters of a state dict file: a :class:`TorchNetwork`'s records the whole
+    network (a hint given must agree with it); any other takes the activation (tanh or relu)
+    as a hint, and with ``nn.Linear`` layers the ``select`` and ``head_activation`` hints."""
+    sd = {k: v.numpy() for k, v in _state_dict(path, fmt).items()}
+    if any(k.endswith("rnn_ref_config") for k in sd):
+        params = from_native(sd)
+        _check_hints(params, hints)
+        return params
     act = hint_activation(hints, fmt, {"tanh": Activation("tanh"), "relu": Activation("relu")})
-    sd = _state_dict(path, fmt)
-    return from_native({k: v.numpy() for k, v in sd.items()}, nonlinearity=act.name)
+    return from_native(sd, nonlinearity=act.name, select=hints.select,
+                       head_activation=hints.head_activation)
+
+
+def _check_hints(params: RNNParams, hints: Hints) -> None:
+    """``ValueError`` for a hint that says otherwise than the file records."""
+    cfg = params.config
+    acts = {a.name for layer in cfg.activations for a in layer}
+    recorded = {"activation": acts.pop() if len(acts) == 1 else None, "select": cfg.select,
+                "head_activation": ",".join(str(d.activation) for d in cfg.head) or None}
+    for name, value in recorded.items():
+        given = getattr(hints, name)
+        if given is not None and given.replace(" ", "") != value:
+            raise ValueError(f"the {name} hint says {given!r} but the file records {value!r}")
 
 
 def write_file(params: RNNParams, path: Path, fmt: str) -> None:
+    """The state dict of :func:`to_native`'s module (a :class:`TorchNetwork`'s records the
+    whole network); padded steps are written as torch computes them (zeros)."""
     module = to_native(params.replace(padded_output="zeros"))
     sd = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
     if fmt == "safetensors":
@@ -480,11 +639,17 @@ def load_native(path: Path, fmt: str, params: RNNParams) -> NativeFile:
 
 def run_native(model: nn.Module, x: np.ndarray[Any, Any], lengths: Any = None
                ) -> np.ndarray[Any, Any]:
-    """The first output of an ``nn.RNN`` or :class:`RNNWithReadout` on batch-first ``x``,
-    through a packed sequence when ``lengths`` are given (padded steps are zeros)."""
+    """The result of a :class:`TorchNetwork`, or the first output of an ``nn.RNN`` or
+    :class:`RNNWithReadout`, on batch-first ``x``, through a packed sequence when ``lengths``
+    are given (padded steps are zeros)."""
     dtype = next(iter(model.parameters())).dtype
-    xt = torch.from_numpy(np.ascontiguousarray(x)).to(dtype)  # the model's own dtype
+    xt = torch.from_numpy(np.ascontiguousarray(x))
+    if xt.is_floating_point():
+        xt = xt.to(dtype)  # the model's own dtype
     with torch.no_grad():
+        if isinstance(model, TorchNetwork):
+            la = None if lengths is None else torch.from_numpy(np.asarray(lengths, np.int64))
+            return model(xt, la).numpy()
         if lengths is None:
             return model(xt)[0].numpy()
         packed = nn.utils.rnn.pack_padded_sequence(

@@ -346,7 +346,8 @@ def _hints(args: argparse.Namespace) -> Any:
     from rnn_ref.convert import Hints
 
     return Hints(activation=args.activation, merge_mode=args.merge_mode,
-                 direction=args.direction)
+                 direction=args.direction, select=args.select,
+                 head_activation=args.head_activation)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -533,6 +534,12 @@ def _add_hint_args(q: argparse.ArgumentParser) -> None:
                    help="for Keras weights of Bidirectional layers that do not concatenate")
     q.add_argument("--direction", choices=["forward", "reverse"],
                    help="for Keras weights of a go_backwards layer: reverse")
+    q.add_argument("--select", choices=["sequence", "last_step", "final", "final_forward",
+                                        "final_backward"],
+                   help="for torch state dicts with nn.Linear layers: what feeds them")
+    q.add_argument("--head-activation", metavar="ACTS",
+                   help="for torch state dicts with nn.Linear layers: their activations, "
+                   "comma-separated (relu,softmax)")
 
 
 def _positive(text: str) -> int:

@@ -43,17 +43,20 @@ __all__ = ["FORMATS", "Conversion", "Hints", "MissingHintError", "NativeFile", "
 #: format name -> extensions, from the framework records
 FORMATS: dict[str, tuple[str, ...]] = {
     name: f.extensions for name, (_, f) in _frameworks.formats().items()}
-HINT_NAMES = ("activation", "merge_mode", "direction")
+HINT_NAMES = ("activation", "merge_mode", "direction", "select", "head_activation")
 
 
 @dataclass(frozen=True)
 class Hints:
     """What a weights-only file cannot tell: the activation (and a Keras bidirectional merge,
-    a Keras reverse direction)."""
+    a Keras reverse direction; for a state dict with ``nn.Linear`` layers, what feeds them
+    (``select``) and their activations, comma-separated (``head_activation``))."""
 
     activation: str | None = None
     merge_mode: str | None = None
     direction: str | None = None
+    select: str | None = None
+    head_activation: str | None = None
 
 
 class MissingHintError(ValueError):

@@ -1,0 +1,269 @@
+"""Torch models as users write them: any nn.Module of the network's pieces, read from its graph
+(oracle and from_torch), state dicts with prefixes, to_torch's whole network, refusals."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import need
+
+import rnn_ref
+from rnn_ref import RNNConfig, UnsupportedError
+from rnn_ref.convert import MissingHintError
+from rnn_ref.errors import SemanticsWarning
+
+torch = need("torch")
+nn = torch.nn
+from zoo_torch import STATE_DICT_HINTS, ZOO, D, M, N, T, V  # noqa: E402
+
+ATOL = 2e-6  # float32 torch against the float64 oracle, on these small models
+
+
+def _batch_first(name: str, x: torch.Tensor) -> torch.Tensor:
+    return x.transpose(0, 1) if name == "time_major" else x
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_oracle_and_to_torch_compute_what_the_module_does(name: str) -> None:
+    module, x = ZOO[name]()
+    with torch.no_grad():
+        want = module(x).numpy()
+    np.testing.assert_allclose(rnn_ref.oracle(module)(x.numpy()), want, atol=ATOL)
+    params = rnn_ref.from_torch(module, example=x)
+    assert rnn_ref.from_torch(module) == params  # fx needs no example
+    net = rnn_ref.to_torch(params)
+    with torch.no_grad():
+        got = net(_batch_first(name, x)).numpy()
+    np.testing.assert_allclose(got, want, atol=ATOL)
+    assert rnn_ref.from_torch(net) == params
+    lengths = np.array([T, 2, 5])  # padded samples: the oracle's padded_output="zeros"
+    xb = _batch_first(name, x)
+    with torch.no_grad():
+        padded = net(xb, torch.from_numpy(lengths)).numpy()
+    want_padded = rnn_ref.forward(params, xb.numpy(), lengths=lengths).result
+    np.testing.assert_allclose(padded, want_padded, atol=ATOL)
+
+
+@pytest.mark.parametrize("name", STATE_DICT_HINTS)
+def test_state_dicts_with_prefixes_read_with_their_hints(name: str) -> None:
+    module, _ = ZOO[name]()
+    params = rnn_ref.from_torch(module)
+    sd = {f"model.{k}": v for k, v in module.state_dict().items()}
+    act, select, head = STATE_DICT_HINTS[name]
+    got = rnn_ref.from_torch(sd, nonlinearity=act, select=select, head_activation=head)
+    # a state dict records no dropout, nor padding_idx (which changes no value)
+    assert got == params.replace(identities=[], padding_idx=None)
+    with pytest.raises(MissingHintError, match="give the select hint") as exc:
+        rnn_ref.from_torch(sd, nonlinearity=act, head_activation=head)
+    assert exc.value.hint == "select"
+    with pytest.raises(MissingHintError, match="head_activation") as exc:
+        rnn_ref.from_torch(sd, nonlinearity=act, select=select)
+    assert exc.value.hint == "head_activation"
+
+
+def test_state_dict_files_of_the_whole_network_describe_themselves(tmp_path: Path) -> None:
+    module, _ = ZOO["bidirectional_final"]()
+    params = rnn_ref.from_torch(module)
+    for ext in (".pt", ".safetensors"):
+        path = rnn_ref.convert.write(params, tmp_path / f"m{ext}")
+        assert rnn_ref.convert.read(path) == params  # dropout and all, no hint needed
+    with pytest.raises(ValueError, match="the select hint says 'last_step'"):
+        rnn_ref.convert.read(tmp_path / "m.pt", hints=rnn_ref.convert.Hints(select="last_step"))
+    plain = {f"enc.{k}": v for k, v in module.state_dict().items()}
+    torch.save(plain, tmp_path / "user.pt")
+    with pytest.raises(MissingHintError, match="select"):
+        rnn_ref.convert.read(tmp_path / "user.pt", hints=rnn_ref.convert.Hints("tanh"))
+    hints = rnn_ref.convert.Hints("tanh", select="final", head_activation="linear")
+    assert rnn_ref.convert.read(tmp_path / "user.pt", hints=hints) == params.replace(
+        identities=[])
+
+
+def test_today_state_dict_layouts_still_read() -> None:
+    torch.manual_seed(0)
+    rnn = nn.RNN(D, M, num_layers=2)
+    assert rnn_ref.from_torch(rnn.state_dict(), nonlinearity="tanh") == rnn_ref.from_torch(rnn)
+    with pytest.raises(ValueError, match="unexpected state dict key 'extra'"):
+        rnn_ref.from_torch({**rnn.state_dict(), "extra": torch.zeros(1)}, nonlinearity="tanh")
+    between = {"a.weight_ih_l0": rnn.weight_ih_l0, "a.weight_hh_l0": rnn.weight_hh_l0,
+               "mid.weight": torch.zeros(2, 2), "b.weight_ih_l0": rnn.weight_ih_l0,
+               "b.weight_hh_l0": rnn.weight_hh_l0}
+    with pytest.raises(ValueError, match="'mid' between its nn.RNN weights"):
+        rnn_ref.from_torch(between, nonlinearity="tanh")
+
+
+class _Mul(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.RNN(D, M, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rnn(torch.mul(x, 2))[0]
+
+
+class _SoftmaxOverTime(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.RNN(D, M, batch_first=True)
+        self.fc = nn.Linear(M, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.fc(self.rnn(x)[0]), dim=1)
+
+
+class _Flipped(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.RNN(D, M, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rnn(torch.flip(x, [1]))[1][-1]
+
+
+class _Added(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.RNN(D, M, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, h = self.rnn(x)
+        return out[:, -1] + h[-1]
+
+
+class _Lstm(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(D, M, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lstm(x)[0]
+
+
+class _WrongIndex(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.RNN(D, M, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rnn(x)[0][-1]  # the last sample, not the last step
+
+
+@pytest.mark.parametrize(("cls", "named"), [
+    (_Mul, "torch.mul"), (_SoftmaxOverTime, "softmax over dim=1"), (_Flipped, "torch.flip"),
+    (_Added, "operator.add"), (_Lstm, "torch.nn.LSTM (self.lstm)"), (_WrongIndex, "[-1]"),
+])
+def test_an_operation_that_is_not_a_piece_is_refused_by_name(cls: type, named: str) -> None:
+    module = cls().eval()
+    with pytest.raises(UnsupportedError, match=re.escape(named)):
+        rnn_ref.from_torch(module)
+    with pytest.raises(UnsupportedError, match=re.escape(named)):
+        rnn_ref.oracle(module)(np.zeros((N, T, D), np.float32))
+
+
+WHOLE = {
+    "reverse-then-bidirectional": dict(hidden_size=[4, 3], direction=["reverse", "bidirectional"],
+                                       select="final", head=[(3, "softmax")]),
+    "reverse-last-processing": dict(hidden_size=4, direction="reverse", output_order="processing",
+                                    select="last_step", head=[2]),
+    "directions-own-activations": dict(hidden_size=4, direction="bidirectional",
+                                       activation=("relu", "tanh"), merge_mode="ave",
+                                       head=[(5, {"name": "elu", "alpha": 0.7}),
+                                             (2, "log_softmax", False)]),
+    "embedding-mask-zero": dict(hidden_size=[4, 4, 3], num_layers=3, vocab_size=V,
+                                mask_zero=True, direction=["forward", "forward", "bidirectional"],
+                                merge_mode=["concat", "concat", "sum"],
+                                select="final_backward",
+                                identities=[("dropout", 0.25, 1), ("alpha_dropout", 0.1, 3),
+                                            ("dropout", 0.5, 4)], head=[(2, "sigmoid")]),
+}
+
+
+def _inputs(cfg: RNNConfig, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if cfg.vocab_size is not None:
+        ids = rng.integers(1, cfg.vocab_size, (N, T))
+        ids[0, 5:] = 0  # padding ids
+        ids[1, 2] = 0  # a hole
+        return ids
+    return rng.standard_normal((N, T, cfg.input_size))
+
+
+@pytest.mark.parametrize("kw", WHOLE.values(), ids=WHOLE.keys())
+def test_to_torch_runs_the_whole_network(kw: dict) -> None:
+    params = rnn_ref.init(RNNConfig(D, **kw), seed=3).astype(np.float32)
+    x, lengths = _inputs(params.config, 4), np.array([T, 3, 1])
+    net = rnn_ref.to_torch(params)
+    assert rnn_ref.from_torch(net) == params
+    xt = torch.from_numpy(x if x.dtype.kind == "i" else x.astype(np.float32))
+    for la in (None, lengths):
+        with torch.no_grad():
+            got = net(xt, None if la is None else torch.from_numpy(la)).numpy()
+        want = rnn_ref.forward(params, x, lengths=la).result
+        np.testing.assert_allclose(got, want, atol=ATOL)
+    backend = rnn_ref.get_backend("torch")
+    mask = np.ones((N, T), bool)
+    mask[2, 1] = mask[0, 6] = False
+    res, ref = (f(params, x, mask=mask) for f in (backend.forward, rnn_ref.forward))
+    for a, b in ((res.outputs, ref.outputs), (res.y, ref.y), (res.selected, ref.selected)):
+        np.testing.assert_allclose(a, b, atol=ATOL)
+    for a, b in zip(res.h_n, ref.h_n, strict=True):
+        np.testing.assert_allclose(a, b, atol=ATOL)
+
+
+def test_backend_gradients_through_embedding_and_head() -> None:
+    from rnn_ref.gradient import backward
+
+    cfg = RNNConfig(D, **WHOLE["embedding-mask-zero"])
+    params = rnn_ref.init(cfg, seed=5).astype(np.float64)
+    x = _inputs(params.config, 6)
+    res = rnn_ref.forward(params, x)
+    rng = np.random.default_rng(7)
+    cot = {"grad_outputs": rng.standard_normal(res.outputs.shape),
+           "grad_h_n": tuple(rng.standard_normal(h.shape) for h in res.h_n),
+           "grad_y": rng.standard_normal(res.y.shape)}
+    got = rnn_ref.get_backend("torch").backward(params, x, **cot)
+    want = backward(params, x, **cot)
+    for (k, a), (_, b) in zip(got.params.named_arrays(), want.params.named_arrays(),
+                              strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-10, err_msg=k)
+    np.testing.assert_allclose(got.x, want.x, atol=1e-10)
+
+
+def test_padded_output_of_another_framework_converts_with_a_warning() -> None:
+    params = rnn_ref.init(RNNConfig(D, M, padded_output="carry_output", select="final"), seed=0)
+    with pytest.warns(SemanticsWarning, match="carry_output"):
+        net = rnn_ref.to_torch(params)
+    assert rnn_ref.from_torch(net).config.padded_output == "zeros"
+    with pytest.raises(UnsupportedError, match="carry_output"):
+        rnn_ref.to_torch(params, strict=True)
+    with pytest.raises(UnsupportedError, match="activation sigmoid"):
+        rnn_ref.to_torch(rnn_ref.init(RNNConfig(D, M, activation="sigmoid"), seed=0))
+
+
+@pytest.mark.filterwarnings("ignore:The tensor attributes")  # nn.RNN's own flat weights
+def test_the_module_exports() -> None:
+    module, x = ZOO["bidirectional_final"]()
+    net = rnn_ref.to_torch(rnn_ref.from_torch(module))
+    exported = torch.export.export(net, (x,))
+    with torch.no_grad():
+        np.testing.assert_array_equal(exported.module()(x).numpy(), net(x).numpy())
+
+
+def test_keras_simple_rnn_converts_to_torch() -> None:
+    keras = need("keras")
+    layer = keras.layers.SimpleRNN(4)
+    layer.build((None, None, D))
+    params = rnn_ref.from_keras(layer)
+    if params.config.select == "sequence":
+        pytest.skip("from_keras does not read return_sequences=False yet (the Keras side)")
+    x = np.random.default_rng(8).standard_normal((N, T, D)).astype(np.float32)
+    if params.config.padded_output != "zeros":
+        with pytest.warns(SemanticsWarning):
+            net = rnn_ref.to_torch(params)
+    else:
+        net = rnn_ref.to_torch(params)
+    with torch.no_grad():
+        got = net(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, np.asarray(layer(x)), atol=2e-6)
