@@ -9,15 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import need_keras
-from zoo_keras import D, ZOO
+from zoo_keras import ZOO, D
 
 import rnn_ref
-from rnn_ref import convert
-from rnn_ref import UnsupportedError
+from rnn_ref import UnsupportedError, convert
 
 keras = need_keras()
 L = keras.layers
-ERRORS: dict[str, float] = {}
 
 
 def _np(v: object) -> np.ndarray:
@@ -30,7 +28,6 @@ def test_oracle_round_trip_and_files(name: str, tmp_path: Path) -> None:
     want = _np(model(x, training=False))
     got = rnn_ref.oracle(model)(x)
     err = float(np.abs(got - want).max())
-    ERRORS[name] = err
     assert got.shape == want.shape and err < 5e-6, (name, err)
     params = rnn_ref.from_keras(model)
     again = rnn_ref.to_keras(params)
