@@ -36,11 +36,16 @@ def adopt_padded_output(params: RNNParams, native: str, target: str, *,
 
     When ``params`` says otherwise, the weights still convert: a :class:`SemanticsWarning`
     names both behaviours (only inputs with padding or a mask differ), and the returned params
-    record the target's. With ``strict=True`` that is an :class:`UnsupportedError` instead.
+    record the target's. A network that selects final states computes the same result either
+    way: no warning. With ``strict=True`` that is an :class:`UnsupportedError` instead.
     """
     mine = params.config.padded_output
     if mine == native:
         return params
+    if params.config.select not in ("sequence", "last_step"):
+        # padded steps skip the layers' inputs: only the last layer's outputs at padded steps
+        # differ, and a final-state selection never hands them on
+        return params.replace(padded_output=native)
     what = (f"padded_output {mine!r} (a padded step outputs {_PADDED_MEANING[mine]}); "
             f"{target} outputs {_PADDED_MEANING[native]} there ({native!r})")
     if strict:

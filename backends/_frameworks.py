@@ -205,11 +205,38 @@ def keras_masked_step_output(backend: str, *, zero_output_for_mask: bool, unroll
     return "carry_output"
 
 
+#: the pieces of the network a Keras model holds (:data:`NETWORK_PIECES`)
+KERAS_HOLDS = frozenset({"embedding", "mask_value", "mixed_directions", "select", "head_stack",
+                         "softmax", "dense_without_bias"})
+
+
+def _keras_layout(config: RNNConfig) -> Reason:
+    """What a chain of Keras layers cannot say: the selections other than every step and the
+    final output, a reverse layer below another, a reverse layer's time-aligned outputs."""
+    if config.select not in ("sequence", "final"):
+        return (f"select={config.select!r}", "a Keras Sequential returns every step "
+                "(return_sequences=True) or the last layer's final output "
+                "(return_sequences=False, select='final') only")
+    if "reverse" in config.directions[:-1]:
+        return ("a reverse layer below another layer",
+                "go_backwards hands the next layer its outputs in processing order")
+    if config.directions[-1] == "reverse" and config.output_order != "processing" \
+            and config.select == "sequence":
+        return ("time-aligned outputs of a reverse direction",
+                "go_backwards returns them in processing order; use "
+                "params.replace(output_order='processing')")
+    return None
+
+
 def keras_unsupported(config: RNNConfig, *, backend: str | None = None, padded: bool = True
                       ) -> Reason:
-    """What a Keras model of ``SimpleRNN``/``Bidirectional`` (+ ``Dense``) cannot express, on
-    Keras ``backend`` when given (the padded-step variant depends on it)."""
-    reason = network_unsupported(config)
+    """What a Keras model (``Embedding``/``Masking``, ``SimpleRNN``/``Bidirectional``
+    layers, dropout and noise layers, a ``Dense`` head) cannot express, on Keras ``backend``
+    when given (the padded-step variant depends on it). A network with ``mask_zero`` or
+    ``mask_value`` pads by itself."""
+    from rnn_ref.network import Softmax
+
+    reason = network_unsupported(config, holds=KERAS_HOLDS)
     if reason is not None:
         return reason
     keras_acts = list(KERAS_ACTIVATIONS.values())
@@ -219,20 +246,16 @@ def keras_unsupported(config: RNNConfig, *, backend: str | None = None, padded: 
                                f"Keras has {', '.join(str(a) for a in keras_acts)}")
     if reason is not None:
         return reason
-    if config.output_size is not None and config.output_activation not in keras_acts:
-        return f"readout activation {config.output_activation}", "Dense takes Keras activations"
-    if config.direction == "reverse":
-        if config.num_layers > 1:
-            return ("a stack of reverse layers",
-                    "go_backwards hands the next layer its outputs in processing order")
-        if config.output_order != "processing":
-            return ("time-aligned outputs of a reverse direction",
-                    "go_backwards returns them in processing order; use "
-                    "params.replace(output_order='processing')")
+    for j, dense in enumerate(config.head):
+        if not isinstance(dense.activation, Softmax) and dense.activation not in keras_acts:
+            return f"head layer {j} activation {dense.activation}", "Dense takes Keras activations"
+    reason = _keras_layout(config)
+    if reason is not None:
+        return reason
     mode = config.padded_output
-    if not padded or mode == "zeros":
+    if not (padded or config.mask_zero or config.mask_value is not None) or mode == "zeros":
         return None
-    if config.direction == "bidirectional":
+    if config.directions[-1] == "bidirectional":
         return (f"padded_output {mode!r} in a Bidirectional layer",
                 "Bidirectional forces zero_output_for_mask when returning sequences")
     if backend is not None:
@@ -417,7 +440,11 @@ def litert_unsupported(config: RNNConfig, *, padded: bool = False) -> Reason:
     """``(feature, why)`` for the first part of ``config`` the ``.tflite`` graph of a Keras 3
     model cannot express, or ``None``: Keras' rules on its TensorFlow backend (clip,
     activations outside Keras' set, stacks of reverse layers, time-aligned reverse outputs;
-    with ``padded``, the padded-step outputs that Keras on TensorFlow does not give)."""
+    with ``padded``, the padded-step outputs that Keras on TensorFlow does not give). The
+    pieces around the stack wait for its converter (:func:`network_unsupported`)."""
+    reason = network_unsupported(config)
+    if reason is not None:
+        return reason
     return keras_unsupported(config, backend="tensorflow", padded=padded)
 
 

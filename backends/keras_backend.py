@@ -32,7 +32,7 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -41,13 +41,21 @@ import numpy as np
 
 from rnn_ref.activations import Activation
 from rnn_ref.backends import file_limits
-from rnn_ref.backends._common import raise_if
+from rnn_ref.backends._common import adopt_padded_output, raise_if
 from rnn_ref.backends._frameworks import KERAS_ACTIVATIONS, keras_masked_step_output
 from rnn_ref.backends._frameworks import keras_unsupported as unsupported
+from rnn_ref.backends.keras_graph import (
+    IDENTITY_LAYERS,
+    KERAS3,
+    KerasNetwork,
+    assemble,
+    parse_model,
+)
 from rnn_ref.config import RNNConfig
 from rnn_ref.convert import Hints, MissingHintError, NativeFile, hint_activation
 from rnn_ref.errors import FileFormatError, UnsupportedError
 from rnn_ref.inputs import check_inputs
+from rnn_ref.network import Softmax
 from rnn_ref.params import CellParams, Readout, RNNParams
 from rnn_ref.reference import ForwardResult, forward, merge
 
@@ -124,41 +132,6 @@ class _Structure:
     bare_layer: bool
 
 
-def _model_chain(model: Any) -> tuple[list[Any], float | None, Any]:
-    """The RNN layers of a ``keras.Model``, its ``Masking`` layer's mask value (or ``None``)
-    and its final ``Dense`` layer (or ``None``).
-
-    Raises:
-        UnsupportedError: a layer other than [Masking,] SimpleRNN or Bidirectional [, Dense],
-            or those in another order.
-        ValueError: no RNN layer.
-    """
-    keras = _keras()
-    mask_value: float | None = None
-    dense: Any = None
-    layers: list[Any] = []
-    for i, layer in enumerate(model.layers):
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        if isinstance(layer, keras.layers.Masking):
-            if layers:
-                raise UnsupportedError("rnn-ref", "a Masking layer after an RNN layer")
-            mask_value = float(layer.mask_value)
-        elif isinstance(layer, (keras.layers.SimpleRNN, keras.layers.Bidirectional)):
-            if dense is not None:
-                raise UnsupportedError("rnn-ref", "an RNN layer after the Dense readout")
-            layers.append(layer)
-        elif isinstance(layer, keras.layers.Dense) and i == len(model.layers) - 1:
-            dense = layer
-        else:
-            raise UnsupportedError("rnn-ref", f"a Keras {type(layer).__name__} layer in the "
-                                   f"model", "a model is [Masking,] SimpleRNN or "
-                                   "Bidirectional layers [, Dense]")
-    if not layers:
-        raise ValueError("the Keras model holds no SimpleRNN or Bidirectional layer")
-    return layers, mask_value, dense
-
-
 def _read_layer(layer: Any, is_bidi: bool, backend: str
                 ) -> tuple[list[CellParams], tuple[Activation, ...], str | None, str, bool | None]:
     """One RNN layer's cells (one per direction) and their activations, its merge mode, its
@@ -176,173 +149,236 @@ def _read_layer(layer: Any, is_bidi: bool, backend: str
     return [c], (a,), "concat", mode, bool(layer.go_backwards)
 
 
-def _dense_readout(dense: Any) -> tuple[Readout | None, int | None, Activation]:
-    """The readout of a ``Dense`` layer (``w`` of shape (F, K), ``b`` of shape (K,)), its
-    output size K and its activation; ``(None, None, linear)`` without one."""
-    if dense is None:
-        return None, None, Activation("linear")
+def _bare_layer(obj: Any) -> tuple[RNNParams, _Structure]:
+    """A bare ``SimpleRNN`` or ``Bidirectional`` layer: its parameters and what it returns."""
     keras = _keras()
-    kernel = keras.ops.convert_to_numpy(dense.kernel)
-    bias = (keras.ops.convert_to_numpy(dense.bias) if dense.use_bias
-            else np.zeros(kernel.shape[1], kernel.dtype))
-    return Readout(kernel, bias), kernel.shape[1], _activation(dense.activation, dense.name)
-
-
-def _parse(obj: Any) -> tuple[RNNParams, _Structure]:
-    keras = _keras()
-    backend = backend_name()
-    if isinstance(obj, (keras.layers.SimpleRNN, keras.layers.Bidirectional)):
-        layers, bare, mask_value, dense = [obj], True, None, None
-    elif isinstance(obj, keras.Model):
-        bare = False
-        layers, mask_value, dense = _model_chain(obj)
-    else:
-        raise TypeError(f"from_keras takes a SimpleRNN, a Bidirectional or a keras.Model, "
-                        f"got {type(obj).__name__}")
-
-    bidi = {isinstance(layer, keras.layers.Bidirectional) for layer in layers}
-    if len(bidi) != 1:
-        raise UnsupportedError("rnn-ref", "a mix of SimpleRNN and Bidirectional layers",
-                               "every layer of a network has the same directions")
-    is_bidi = bidi.pop()
-    cells: list[list[CellParams]] = []
-    acts: list[tuple[Activation, ...]] = []
-    merges: list[str | None] = []
-    modes: list[str] = []
-    backwards: set[bool] = set()
-    for li, layer in enumerate(layers):
-        if li < len(layers) - 1 and not layer.return_sequences:
-            raise UnsupportedError("rnn-ref", f"layer {layer.name!r} with return_sequences=False "
-                                   "below another RNN layer")
-        c, a, merge, mode, back = _read_layer(layer, is_bidi, backend)
-        cells.append(c)
-        acts.append(a)
-        merges.append(merge)
-        modes.append(mode)
-        if back is not None:
-            backwards.add(back)
-    if True in backwards and len(layers) > 1:
-        raise UnsupportedError("rnn-ref", "stacked layers with go_backwards=True",
-                               "each hands the next its outputs in processing order, with the "
-                               "mask unflipped")
-    reverse = backwards == {True}
-    has_mask_source = bare or mask_value is not None
-    readout, out_size, out_act = _dense_readout(dense)
-    last = layers[-1]
-    config = RNNConfig(
-        input_size=int(cells[0][0].w_x.shape[0]),
-        hidden_size=tuple(c[0].hidden_size for c in cells),
-        direction="bidirectional" if is_bidi else ("reverse" if reverse else "forward"),
-        activation=[list(a) for a in acts], bias=_uses_bias(layers),
-        output_size=out_size, output_activation=out_act, merge_mode=tuple(merges),
-        padded_output=modes[-1] if has_mask_source else "zeros",
-        output_order="processing" if reverse else "aligned",
-    )
-    params = RNNParams(config, cells, readout)
-    structure = _Structure(is_bidi, bool(last.return_sequences), bool(last.return_state),
-                           mask_value, bare)
-    return params, structure
-
-
-def _uses_bias(layers: Sequence[Any]) -> bool:
-    keras = _keras()
-    flags = set()
-    for layer in layers:
-        inner = [layer.forward_layer, layer.backward_layer] if isinstance(
-            layer, keras.layers.Bidirectional) else [layer]
-        flags |= {bool(x.cell.use_bias) for x in inner}
-    if len(flags) != 1:
+    is_bidi = isinstance(obj, keras.layers.Bidirectional)
+    cells, acts, merge, mode, back = _read_layer(obj, is_bidi, backend_name())
+    reverse = bool(back)
+    bias = {bool(c.cell.use_bias) for c in ([obj.forward_layer, obj.backward_layer]
+                                             if is_bidi else [obj])}
+    if len(bias) != 1:
         raise UnsupportedError("rnn-ref", "layers with and without a bias")
-    return flags.pop()
+    config = RNNConfig(
+        input_size=int(cells[0].w_x.shape[0]), hidden_size=cells[0].hidden_size,
+        direction="bidirectional" if is_bidi else ("reverse" if reverse else "forward"),
+        activation=[list(acts)], bias=bias.pop(), merge_mode=merge, padded_output=mode,
+        output_order="processing" if reverse else "aligned",
+        # return_sequences=False: the last output in processing order, the final state
+        select="sequence" if obj.return_sequences else "final",
+    )
+    structure = _Structure(is_bidi, bool(obj.return_sequences), bool(obj.return_state),
+                           None, True)
+    return RNNParams(config, [cells]), structure
+
+
+def _model_config(model: Any) -> dict[str, Any]:
+    """``{"class_name", "config"}`` of a ``Sequential`` or functional model."""
+    keras = _keras()
+    try:
+        config = model.get_config()
+    except NotImplementedError:
+        raise UnsupportedError("rnn-ref", f"a subclassed keras.Model ({type(model).__name__})",
+                               "rnn-ref reads Sequential and functional models") from None
+    kind = "Sequential" if isinstance(model, keras.Sequential) else "Functional"
+    return {"class_name": kind, "config": config}
+
+
+def model_network(model: Any) -> tuple[KerasNetwork, RNNParams]:
+    """The parsed network of a ``keras.Model`` (:func:`keras_graph.parse_model`) and its
+    parameters, read from the model's layers."""
+    net = parse_model(_model_config(model), flavour=KERAS3, backend=backend_name())
+    by_name = {layer.name: layer for layer in model.layers}
+
+    def fetch(name: str, index: int) -> np.ndarray[Any, Any]:
+        weights = by_name[name].get_weights()
+        if index >= len(weights):
+            raise ValueError(f"the Keras layer {name!r} is not built and has no weights yet: "
+                             f"call the model on an input or build() it first")
+        return np.asarray(weights[index])
+
+    return net, assemble(net, fetch)
 
 
 def from_native(obj: Any) -> RNNParams:
-    """Canonical parameters of a ``SimpleRNN``, a ``Bidirectional``, or a model of them.
-
-    A model is a chain: an optional ``Masking``, one or more ``SimpleRNN`` (or one or more
-    ``Bidirectional``) layers, and an optional final ``Dense`` (the readout). The config
-    records the masked-step behaviour of the Keras backend this process runs (see the module
-    docstring).
+    """Canonical parameters of a ``SimpleRNN``, a ``Bidirectional``, or a ``Sequential`` or
+    functional model (see :mod:`rnn_ref.backends.keras_graph` for the layers read). The
+    config records the masked-step behaviour of the Keras backend this process runs (see the
+    module docstring).
 
     Raises:
-        UnsupportedError: other layers (LSTM, GRU, ...), stateful layers, stacked
-            ``go_backwards`` layers, activations outside rnn-ref's set.
+        UnsupportedError: any other layer or operation, named; stateful layers;
+            ``go_backwards`` below another layer; activations outside rnn-ref's set.
     """
-    return _parse(obj)[0]
+    keras = _keras()
+    if isinstance(obj, keras.Model):
+        return model_network(obj)[1]
+    if isinstance(obj, (keras.layers.SimpleRNN, keras.layers.Bidirectional)):
+        return _bare_layer(obj)[0]
+    raise TypeError(f"from_keras takes a SimpleRNN, a Bidirectional or a keras.Model, "
+                    f"got {type(obj).__name__}")
 
 
 # --------------------------------------------------------------------------------------------
 # to Keras
 # --------------------------------------------------------------------------------------------
-def rnn_layers(params: RNNParams, *, return_sequences: bool = True,
-                return_state: bool = False) -> list[Any]:
-    """The Keras RNN layers of ``params``, built and holding its weights."""
+_IDENTITY_CLASSES = {kind: (cls, key) for cls, (kind, key) in IDENTITY_LAYERS.items()}
+
+
+def _cell_weights(cell: CellParams, bias: bool) -> list[np.ndarray[Any, Any]]:
+    return [cell.w_x, cell.w_h] + ([cell.b_x + cell.b_h] if bias else [])
+
+
+def rnn_layer(params: RNNParams, li: int, *, return_sequences: bool, return_state: bool = False,
+              zero_output: bool = False) -> Any:
+    """Keras' layer for recurrent layer ``li`` of ``params`` (``SimpleRNN``, with
+    ``go_backwards`` for a reverse layer, or ``Bidirectional``), built and holding its
+    weights, with its input and recurrent dropout rates."""
     keras = _keras()
     cfg = params.config
     dtype = params.dtype.name
-    layers = []
-    for li, layer in enumerate(params.layers):
-        last = li == cfg.num_layers - 1
+    rates = {i.kind: i.rate for i in cfg.identities if i.after == li
+             and i.kind in ("input_dropout", "recurrent_dropout")}
 
-        def simple(cell: CellParams, act: Activation, backwards: bool, zero: bool,
-                   seqs: bool = return_sequences if last else True) -> Any:
-            rnn = keras.layers.SimpleRNN(
-                cell.hidden_size, activation=TO_KERAS[act], use_bias=cfg.bias,
-                return_sequences=seqs, return_state=return_state, go_backwards=backwards,
-                zero_output_for_mask=zero, dtype=dtype)
-            rnn.build((None, None, cell.w_x.shape[0]))
-            weights = [cell.w_x, cell.w_h] + ([cell.b_x + cell.b_h] if cfg.bias else [])
-            rnn.set_weights(weights)
-            return rnn
+    def simple(r: int, backwards: bool) -> Any:
+        return keras.layers.SimpleRNN(
+            cfg.hidden_sizes[li], activation=TO_KERAS[cfg.activation_of(li, r)],
+            use_bias=cfg.bias, return_sequences=return_sequences, return_state=return_state,
+            go_backwards=backwards, zero_output_for_mask=zero_output, dtype=dtype,
+            dropout=rates.get("input_dropout", 0.0),
+            recurrent_dropout=rates.get("recurrent_dropout", 0.0))
 
-        if cfg.num_directions == 2:
-            fwd = simple(layer[0], cfg.activation_of(li, 0), False, False)
-            bwd = simple(layer[1], cfg.activation_of(li, 1), True, False)
-            bi = keras.layers.Bidirectional(fwd, backward_layer=bwd,
-                                            merge_mode=cfg.merge_modes[li], dtype=dtype)
-            bi.build((None, None, layer[0].w_x.shape[0]))
-            # building may re-initialise the wrapped layers: set the weights again
-            for inner, cell in ((bi.forward_layer, layer[0]), (bi.backward_layer, layer[1])):
-                inner.set_weights([cell.w_x, cell.w_h] + ([cell.b_x + cell.b_h]
-                                                          if cfg.bias else []))
-            layers.append(bi)
-        else:
-            layers.append(simple(layer[0], cfg.activation_of(li, 0),
-                                 cfg.direction == "reverse", cfg.padded_output == "zeros"))
+    cells = params.layers[li]
+    if cfg.directions[li] == "bidirectional":
+        layer = keras.layers.Bidirectional(simple(0, False), backward_layer=simple(1, True),
+                                           merge_mode=cfg.merge_modes[li], dtype=dtype)
+    else:
+        layer = simple(0, cfg.directions[li] == "reverse")
+    layer.build((None, None, cfg.layer_input_size(li)))
+    # set after building: building a Bidirectional may initialise its layers again
+    layer.set_weights([w for cell in cells for w in _cell_weights(cell, cfg.bias)])
+    return layer
+
+
+def rnn_layers(params: RNNParams, *, return_sequences: bool = True,
+               return_state: bool = False) -> list[Any]:
+    """Keras' layers for the recurrent stack of ``params`` (each returning sequences but the
+    last, which returns them when ``return_sequences``), built and holding its weights."""
+    cfg = params.config
+    last = cfg.num_layers - 1
+    return [rnn_layer(params, li, return_sequences=return_sequences or li < last,
+                      return_state=return_state,
+                      zero_output=li == last and cfg.padded_output == "zeros")
+            for li in range(cfg.num_layers)]
+
+
+def head_layer(params: RNNParams, j: int) -> Any:
+    """Keras' ``Dense`` for head layer ``j``, built and holding its weights."""
+    keras = _keras()
+    dense = params.config.head[j]
+    act = dense.activation
+    name = act.name if isinstance(act, Softmax) else TO_KERAS[act]
+    layer = keras.layers.Dense(dense.units, activation=name, use_bias=dense.bias,
+                               dtype=params.dtype.name)
+    layer.build((None, params.config.head_input_size(j)))
+    w = params.head[j]
+    layer.set_weights([w.w, w.b] if dense.bias else [w.w])
+    return layer
+
+
+def identity_layers(params: RNNParams, after: int) -> list[Any]:
+    """Keras' dropout and noise layers at position ``after`` (``Identity.after``)."""
+    keras = _keras()
+    out = []
+    for ident in params.config.identities:
+        if ident.after == after and ident.kind in _IDENTITY_CLASSES:
+            cls, key = _IDENTITY_CLASSES[ident.kind]
+            out.append(getattr(keras.layers, cls)(**{key: ident.rate},
+                                                  dtype=params.dtype.name))
+    return out
+
+
+def _input_layers(params: RNNParams) -> list[Any]:
+    """``Input``, then ``Embedding`` (with its table) or ``Masking`` when the network has
+    one."""
+    keras = _keras()
+    cfg = params.config
+    dtype = params.dtype.name
+    if cfg.vocab_size is not None:
+        emb = keras.layers.Embedding(cfg.vocab_size, cfg.input_size, mask_zero=cfg.mask_zero,
+                                     dtype=dtype)
+        emb.build((None, None))
+        emb.set_weights([params.embedding])
+        return [keras.Input((None,), dtype="int32"), emb]
+    layers = [keras.Input((None, cfg.input_size), dtype=dtype)]
+    if cfg.mask_value is not None:
+        layers.append(keras.layers.Masking(mask_value=cfg.mask_value, dtype=dtype))
     return layers
 
 
-def to_native(params: RNNParams, *, return_sequences: bool = True,
-              mask_value: float | None = None) -> Any:
-    """A functional ``keras.Model``: ``Input((None, D))`` [-> ``Masking``] -> the RNN layers
-    [-> ``Dense``], built in the params' dtype on the Keras backend of this process.
+def network_layers(params: RNNParams) -> list[Any]:
+    """Every layer of the Keras model of ``params``, input to output, built with their
+    weights (see :func:`to_native`)."""
+    cfg = params.config
+    L = cfg.num_layers
+    layers = [*_input_layers(params), *identity_layers(params, 0)]
+    for li in range(L):
+        last = li == L - 1
+        seqs = not last or cfg.select == "sequence"
+        layers.append(rnn_layer(params, li, return_sequences=seqs,
+                                zero_output=last and seqs and cfg.padded_output == "zeros"))
+        layers += identity_layers(params, li + 1)
+    for j in range(len(cfg.head)):
+        layers.append(head_layer(params, j))
+        layers += identity_layers(params, L + 1 + j)
+    return layers
+
+
+def _adopt_padding(params: RNNParams, strict: bool) -> RNNParams:
+    """``params`` under the padded-step output the Keras model of it gives (a Bidirectional
+    last layer: zeros; a SimpleRNN: zeros or this backend's own), warning when that changes
+    (:func:`~rnn_ref.backends._common.adopt_padded_output`)."""
+    cfg = params.config
+    mode = cfg.padded_output
+    if cfg.directions[-1] == "bidirectional":
+        return adopt_padded_output(params, "zeros", "Keras' Bidirectional", strict=strict)
+    native = keras_masked_step_output(backend_name(), zero_output_for_mask=False, unroll=False)
+    if mode in ("zeros", native):
+        return params
+    return adopt_padded_output(params, native, f"Keras on {backend_name()}", strict=strict)
+
+
+def to_native(params: RNNParams, *, mask_value: float | None = None,
+              strict: bool = False) -> Any:
+    """The whole network as a ``keras.Sequential``: ``Input``, ``Embedding`` or
+    ``Masking`` when it has one, the recurrent layers (``return_sequences`` by the
+    selection: ``"final"`` is ``return_sequences=False``), the dropout and noise layers where
+    they sit, the ``Dense`` head; in the params' dtype on the Keras backend of this process.
 
     Args:
-        return_sequences: the last RNN layer's; ``False`` returns the last output only.
-        mask_value: add ``Masking(mask_value)``, so steps whose features all equal it are
-            padding.
+        mask_value: add ``Masking(mask_value)`` to a network without one, so steps whose
+            features all equal it are padding.
+        strict: refuse (rather than warn about, and record) padded steps that this Keras
+            computes differently from ``params.config.padded_output``.
 
     Raises:
-        UnsupportedError: clip, activations Keras does not have, a stack of reverse layers,
-            time-aligned outputs of a reverse layer, or (with ``mask_value``) padded outputs
-            this backend does not produce.
+        UnsupportedError: what Keras cannot hold (:func:`unsupported`), with the reason.
     """
     keras = _keras()
-    cfg = params.config
-    raise_if(unsupported(cfg, backend=backend_name(), padded=mask_value is not None), "Keras")
-    inputs = keras.Input((None, cfg.input_size), dtype=params.dtype.name)
-    h = inputs
     if mask_value is not None:
-        h = keras.layers.Masking(mask_value=mask_value, dtype=params.dtype.name)(h)
-    for layer in rnn_layers(params, return_sequences=return_sequences):
-        h = layer(h)
-    if params.readout is not None:
-        dense = keras.layers.Dense(params.readout.w.shape[1],
-                                   activation=TO_KERAS[cfg.output_activation],
-                                   dtype=params.dtype.name)
-        h = dense(h)
-        dense.set_weights([params.readout.w, params.readout.b])
-    return keras.Model(inputs, h)
+        if params.config.mask_value is not None or params.config.vocab_size is not None:
+            raise ValueError(f"mask_value={mask_value!r}: the network already has "
+                             f"{'an embedding' if params.config.vocab_size else 'a Masking'}")
+        params = params.replace(mask_value=mask_value)
+    params = _adopt_padding(params, strict)
+    raise_if(unsupported(params.config, backend=backend_name(), padded=False), "Keras")
+    layers = network_layers(params)
+    if params.config.merge_modes[-1] is None:  # a pair of outputs: a functional model
+        h = inputs = layers[0]
+        for layer in layers[1:]:
+            h = layer(h)
+        return keras.Model(inputs, h)
+    return keras.Sequential(layers)
 
 
 # --------------------------------------------------------------------------------------------
@@ -361,32 +397,37 @@ def readout_of(params: RNNParams, o: np.ndarray[Any, Any]) -> np.ndarray[Any, An
     return g(o @ ro.w.astype(np.float64) + ro.b.astype(np.float64))
 
 
+def _model_oracle(model: Any) -> Callable[..., Any]:
+    params = from_native(model)
+
+    def call(inputs: Any) -> Any:
+        """What ``model(inputs)`` returns: ``(N, K)``, ``(N, T, K)``, ... in float64."""
+        return forward(params, inputs).result
+
+    return call
+
+
 def oracle(model: Any) -> Callable[..., Any]:
     """A NumPy function returning what ``model(inputs, ...)`` returns, computed in float64.
 
-    It takes ``(inputs, mask=None, initial_state=None)`` (``mask`` and ``initial_state`` for a
-    bare layer: ``[h0]`` for ``SimpleRNN``, ``[h_forward, h_backward]`` for
-    ``Bidirectional``); a model with ``Masking`` derives its mask from the inputs. It returns
-    the same structure: an array, or a tuple (``return_state``, ``merge_mode=None``).
+    For a model it takes ``inputs`` (features ``(N, T, D)``, or token ids ``(N, T)`` with an
+    ``Embedding``; a ``Masking`` layer or ``mask_zero`` derives the mask from them). For a bare
+    layer it takes ``(inputs, mask=None, initial_state=None)`` (``[h0]`` for ``SimpleRNN``,
+    ``[h_forward, h_backward]`` for ``Bidirectional``). It returns the same structure: an
+    array, or a tuple (``return_state``, ``merge_mode=None``).
     """
-    params, st = _parse(model)
+    if isinstance(model, _keras().Model):
+        return _model_oracle(model)
+    params, st = _bare_layer(model)
     cfg = params.config
-    bare_cfg = cfg.replace(output_size=None, output_activation="linear",
-                           merge_mode=(*cfg.merge_modes[:-1], None) if st.bidirectional
-                           else "concat")
+    bare_cfg = cfg.replace(merge_mode=None if st.bidirectional else "concat")
     bare = RNNParams(bare_cfg, params.layers)
     R = cfg.num_directions
 
     def call(inputs: Any, mask: Any = None, initial_state: Any = None) -> Any:
         x = np.asarray(inputs, np.float64)
-        if st.mask_value is not None:
-            if mask is not None:
-                raise ValueError("the model derives its mask from Masking; do not pass mask")
-            mask = np.any(x != st.mask_value, axis=-1)
         h0 = None
         if initial_state is not None:
-            if not st.bare_layer:
-                raise ValueError("initial_state is taken by a bare layer's oracle only")
             states = list(initial_state) if isinstance(initial_state, (list, tuple)) else [
                 initial_state]
             if len(states) != R:
@@ -394,18 +435,16 @@ def oracle(model: Any) -> Callable[..., Any]:
             h0 = [np.asarray(s, np.float64) for s in states]
         res = forward(bare, x, h0=h0, mask=None if mask is None else np.asarray(mask, bool))
         h_n = res.h_n if isinstance(res.h_n, tuple) else tuple(res.h_n)
-        last_states = h_n[-R:]
         if st.bidirectional:
             f, b = res.outputs
             if not st.return_sequences:
                 f, b = f[:, -1], b[:, 0]
-            merged = merge(f, b, cfg.merge_modes[-1])
+            main = merge(f, b, cfg.merge_modes[-1])
         else:
-            merged = res.outputs if st.return_sequences else res.outputs[:, -1]
-        main = merged if isinstance(merged, tuple) else readout_of(params, merged)
-        if st.bare_layer and st.return_state:
+            main = res.outputs if st.return_sequences else res.outputs[:, -1]
+        if st.return_state:
             head = main if isinstance(main, tuple) else (main,)
-            return (*head, *last_states)
+            return (*head, *h_n)
         return main
 
     return call
@@ -428,7 +467,8 @@ class KerasSupport:
 
 
 class KerasBackend(KerasSupport):
-    """Keras' own layers on the backend this process imported Keras with, called eagerly."""
+    """The whole network in Keras' own layers (those of :func:`to_native`), on the backend
+    this process imported Keras with, called eagerly."""
 
     def __init__(self) -> None:
         self.backend = backend_name()
@@ -436,54 +476,85 @@ class KerasBackend(KerasSupport):
 
     def forward(self, params: RNNParams, x: np.ndarray[Any, Any], *, h0: Any = None,
                 lengths: Any = None, mask: Any = None) -> ForwardResult:
-        """Keras' layers on ``x (N, T, D)``, ``h0 (L*R, N, M)`` (or L*R ``(N, M_l)``), and
-        ``lengths (N,)`` or ``mask (N, T)`` (lengths become the mask ``t < lengths[n]``):
-        ``outputs (N, T, F)`` (a pair of ``(N, T, M)`` for ``merge_mode=None``), ``h_n
-        (L*R, N, M)`` (or L*R ``(N, M_l)``) and ``y (N, T, K)`` or ``None``, in the parameters'
-        dtype. Bad inputs raise as :func:`rnn_ref.inputs.check_inputs` says."""
+        """Keras' layers on ``x`` (``(N, T, D)``, or token ids ``(N, T)``), ``h0`` (S arrays
+        ``(N, M_l)``), and ``lengths (N,)`` or ``mask (N, T)`` (with the network's own mask,
+        given to every recurrent layer): ``outputs (N, T, F)`` of the last recurrent layer
+        (a pair for ``merge_mode=None``), ``h_n (S, N, M)`` (or S ``(N, M_l)``), ``y`` the
+        head's output (``None`` without a head), ``selected`` what the last layer hands on;
+        in the parameters' dtype. Bad inputs raise as
+        :func:`rnn_ref.inputs.check_inputs` says."""
         keras = _keras()
         cfg = params.config
         inputs = check_inputs(cfg, x, h0=h0, lengths=lengths, mask=mask, where=self.name)
-        mask = inputs.mask_or_none()  # (N, T), or None when neither lengths nor mask is given
-        padded = mask is not None
-        raise_if(unsupported(cfg, backend=self.backend, padded=padded), self.name)
+        m = inputs.mask_or_none()  # (N, T), or None when nothing is padded
+        raise_if(unsupported(cfg, backend=self.backend, padded=m is not None), self.name)
         dtype_problem = unsupported_dtype(params.dtype, self.backend)
         if dtype_problem is not None:
             raise UnsupportedError(self.name, dtype_problem)
-        R = cfg.num_directions
-        h = keras.ops.convert_to_tensor(inputs.x.astype(params.dtype))
-        m = None if mask is None else keras.ops.convert_to_tensor(mask)
-        h_n: list[np.ndarray[Any, Any]] = []
-        for li, layer in enumerate(rnn_layers(params, return_state=True)):
-            kwargs: dict[str, Any] = {}
-            if m is not None:
-                kwargs["mask"] = m
-            if inputs.h0 is not None:
-                kwargs["initial_state"] = [keras.ops.convert_to_tensor(
-                    np.asarray(inputs.h0[li * R + r], params.dtype)) for r in range(R)]
-            out = layer(h, **kwargs)
-            merged = out[: len(out) - R]
-            h = merged[0] if len(merged) == 1 else tuple(merged)
-            h_n.extend(keras.ops.convert_to_numpy(s) for s in out[len(out) - R:])
-        y = None
-        if params.readout is not None:
-            y = _readout_keras(params, h)
         to_np = keras.ops.convert_to_numpy
-        outputs = tuple(to_np(o) for o in h) if isinstance(h, tuple) else to_np(h)
-        return ForwardResult(outputs, np.stack(h_n) if cfg.uniform_hidden else tuple(h_n), y)
+        mask_t = None if m is None else keras.ops.convert_to_tensor(m)
+        h = _embedded(params, inputs.x)
+        for layer in identity_layers(params, 0):
+            h = layer(h)
+        h_n: list[np.ndarray[Any, Any]] = []
+        outputs: Any = None
+        for li in range(cfg.num_layers):
+            h0s = None if inputs.h0 is None else [keras.ops.convert_to_tensor(
+                np.asarray(inputs.h0[cfg.state_index(li, r)], params.dtype))
+                for r in range(cfg.num_directions_of(li))]
+            below = h
+            outputs, states = _run_layer(params, li, h, mask_t, h0s)
+            h_n += [to_np(s) for s in states]
+            h = outputs
+            if li == cfg.num_layers - 1 and cfg.select == "final":
+                h = _call(rnn_layer(params, li, return_sequences=False), below, mask_t, h0s)
+            for layer in identity_layers(params, li + 1):
+                h = layer(h)
+        selected = h
+        for j in range(len(cfg.head)):
+            h = head_layer(params, j)(h)
+            for layer in identity_layers(params, cfg.num_layers + 1 + j):
+                h = layer(h)
+        out: Any = tuple(to_np(o) for o in outputs) if isinstance(outputs, tuple) \
+            else to_np(outputs)
+        if cfg.directions[-1] == "reverse" and cfg.output_order == "aligned":
+            out = np.ascontiguousarray(out[:, ::-1])  # go_backwards: in processing order
+        sel = tuple(to_np(s) for s in selected) if isinstance(selected, tuple) \
+            else to_np(selected)
+        return ForwardResult(out, np.stack(h_n) if cfg.uniform_hidden else tuple(h_n),
+                             to_np(h) if cfg.head else None, sel)
 
 
-def _readout_keras(params: RNNParams, h: Any) -> np.ndarray[Any, Any]:
+def _embedded(params: RNNParams, x: np.ndarray[Any, Any]) -> Any:
+    """The network's input in Keras: the ``Embedding`` of token ids, or the features (a
+    ``Masking`` layer computes nothing else)."""
     keras = _keras()
-    ro = params.readout
-    dense = keras.layers.Dense(ro.w.shape[1],  # type: ignore[union-attr]
-                               activation=TO_KERAS[params.config.output_activation],
-                               dtype=params.dtype.name)
-    dense.build((None, None, ro.w.shape[0]))  # type: ignore[union-attr]
-    dense.set_weights([ro.w, ro.b])  # type: ignore[union-attr]
-    return np.asarray(keras.ops.convert_to_numpy(dense(h)))
+    if params.config.vocab_size is None:
+        return keras.ops.convert_to_tensor(x.astype(params.dtype))
+    return _input_layers(params)[1](keras.ops.convert_to_tensor(x.astype(np.int32)))
 
 
+def _call(layer: Any, h: Any, mask: Any, h0s: Any) -> Any:
+    kwargs: dict[str, Any] = {}
+    if mask is not None:
+        kwargs["mask"] = mask
+    if h0s is not None:
+        kwargs["initial_state"] = h0s
+    return layer(h, **kwargs)
+
+
+def _run_layer(params: RNNParams, li: int, h: Any, mask: Any, h0s: Any
+               ) -> tuple[Any, list[Any]]:
+    """Recurrent layer ``li`` returning sequences and states: its (merged) outputs (a pair for
+    ``merge_mode=None``) and its R final states."""
+    cfg = params.config
+    R = cfg.num_directions_of(li)
+    last = li == cfg.num_layers - 1
+    layer = rnn_layer(params, li, return_sequences=True, return_state=True,
+                      zero_output=last and cfg.padded_output == "zeros")
+    out = _call(layer, h, mask, h0s)
+    merged = out[: len(out) - R]
+    return (merged[0] if len(merged) == 1 else tuple(merged)), list(out[len(out) - R:])
 
 # --------------------------------------------------------------------------------------------
 # files: .keras, .weights.h5 (Keras 3, by position), legacy .h5 (by name)
@@ -652,12 +723,19 @@ def _read_legacy_h5(path: Path, hints: Hints) -> RNNParams:
             wn = [w.decode() if isinstance(w, bytes) else str(w)
                   for w in g.attrs.get("weight_names", [])]
             weights[name] = {w: np.asarray(g[w]) for w in wn}
-    layer_cfgs: dict[str, dict[str, Any]] = {}
-    if config_json is not None:
-        cfg = json.loads(config_json if isinstance(config_json, str) else config_json.decode())
-        for layer in cfg.get("config", {}).get("layers", []):
-            layer_cfgs[layer["config"]["name"]] = layer
-    return LegacyReader(path, hints).params(names, weights, layer_cfgs)
+    if config_json is None:  # weights only: read by weight name, with the hints
+        return LegacyReader(path, hints).params(names, weights, {})
+    text = config_json if isinstance(config_json, str) else config_json.decode()
+    net = parse_model(json.loads(text), flavour=KERAS3, backend="tensorflow")
+
+    def fetch(name: str, index: int) -> np.ndarray[Any, Any]:
+        arrays = list(weights.get(name, {}).values())
+        if index >= len(arrays):
+            raise FileFormatError(f"{path}: layer {name!r} holds {len(arrays)} arrays, "
+                                  f"its config needs at least {index + 1}")
+        return arrays[index]
+
+    return assemble(net, fetch)
 
 
 class LegacyReader:
