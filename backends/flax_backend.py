@@ -554,9 +554,16 @@ def _to_rnn(params: RNNParams, kind: str, seed: int) -> Any:
 # --------------------------------------------------------------------------------------------
 # oracle
 # --------------------------------------------------------------------------------------------
+_LAYER_MODULES = (nnx.RNN, nnx.Bidirectional, nnx.Sequential)
+
+
 def owns(model: Any) -> bool:
-    """True for a flax SimpleCell module or linen SimpleCell params."""
-    if isinstance(model, nnx.SimpleCell):
+    """True for a flax SimpleCell module or linen SimpleCell params (a step), an nnx ``RNN``,
+    ``Bidirectional`` or ``Sequential``, or a linen ``(module, variables)`` pair (a
+    sequence)."""
+    if isinstance(model, (nnx.SimpleCell, *_LAYER_MODULES)):
+        return True
+    if isinstance(model, tuple) and len(model) == 2 and isinstance(model[0], linen.Module):
         return True
     if isinstance(model, Mapping):
         inner = model.get("params", model)
@@ -564,15 +571,41 @@ def owns(model: Any) -> bool:
     return False
 
 
-def oracle(model: Any, *, activation: Any = None
-           ) -> Callable[[Any, Any], tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]]:
+def _sequence_oracle(model: Any, hints: dict[str, Any]) -> Callable[[Any], np.ndarray[Any, Any]]:
+    """``f(inputs)`` returning what ``module(inputs)`` (nnx) or ``module.apply(variables,
+    inputs)`` (linen) returns, in float64: the outputs ``(N, T, F)`` (``(T, N, F)`` when the
+    outer module is ``time_major``)."""
+    from rnn_ref.reference import forward
+
+    module = model[0] if isinstance(model, tuple) else model
+    for flag in ("return_carry", "time_major"):
+        if getattr(module, flag, False):
+            raise UnsupportedError("the flax oracle", f"a {type(module).__name__} with "
+                                   f"{flag}=True", "it returns the output sequence, batch first")
+    params = from_native(model, **hints).astype(np.float64)
+
+    def call(inputs: Any) -> np.ndarray[Any, Any]:
+        return cast(np.ndarray[Any, Any], forward(params, np.asarray(inputs, np.float64)).outputs)
+
+    return call
+
+
+def oracle(model: Any, *, activation: Any = None, **hints: Any) -> Callable[..., Any]:
     """For one flax ``SimpleCell`` (module or linen params): ``f(carry, inputs)`` returning
     ``(new_carry, output)`` of one step, as ``cell(carry, inputs)`` / ``apply`` do, in float64.
+    For an nnx ``RNN`` / ``Bidirectional`` / ``Sequential`` or a linen ``(module,
+    variables)`` pair: ``f(inputs)``, the outputs the module returns (``hints`` as
+    :func:`from_native` takes them).
 
     ``carry`` is ``(..., M)`` and ``inputs`` ``(..., D)`` with the same leading axes. Linen
     params do not record the activation: pass ``activation=`` unless it is flax's default tanh.
     """
     from rnn_ref.reference import forward
+
+    if isinstance(model, (*_LAYER_MODULES, tuple)):
+        return _sequence_oracle(model, {"activation": activation, **hints})
+    if hints:
+        raise ValueError(f"a cell's oracle takes activation= only, got {sorted(hints)}")
 
     params = from_native(model, activation=activation)
 

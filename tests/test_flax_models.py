@@ -141,7 +141,12 @@ def test_linen_module_objects_record_reverse_and_keep_order() -> None:
     cfg = params.config
     assert cfg.directions == ("reverse", "reverse") and cfg.output_order == "processing"
     assert cfg.activation_of(0, 0) == rnn_ref.Activation("relu")
-    _check(params, module.apply(variables, jnp.asarray(_x(3))), _x(3))
+    got = module.apply(variables, jnp.asarray(_x(3)))
+    _check(params, got, _x(3))
+    np.testing.assert_allclose(rnn_ref.oracle((module, variables))(_x(3)), np.asarray(got),
+                               atol=TOL)
+    with pytest.raises(UnsupportedError, match="return_carry=True"):
+        rnn_ref.oracle(nnx.RNN(nnx.SimpleCell(3, 2, rngs=nnx.Rngs(0)), return_carry=True))
     with pytest.raises(ValueError, match="direction='forward' but the flax module"):
         rnn_ref.from_flax(module, variables=variables, direction="forward")
 
@@ -189,6 +194,7 @@ def test_nnx_modules_and_state(index: int) -> None:
                     jax.tree.leaves(nnx.state(written, nnx.Param)), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     np.testing.assert_array_equal(np.asarray(written(jnp.asarray(x))), np.asarray(got))
+    np.testing.assert_allclose(rnn_ref.oracle(module)(x), np.asarray(got), atol=TOL)
 
 
 def test_lengths_valid_steps_of_a_bidirectional_layer() -> None:
