@@ -23,7 +23,7 @@ import importlib.util
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from rnn_ref.activations import Activation
 from rnn_ref.config import RNNConfig
@@ -381,31 +381,81 @@ KERAS2_ACTIVATIONS: dict[str, Activation] = {
 KERAS2_NAMES = {v: k for k, v in KERAS2_ACTIVATIONS.items()}
 
 
-def _as_keras3(act: Activation) -> Activation:
-    return KERAS_ACTIVATIONS[KERAS2_NAMES[act]] if act in KERAS2_NAMES else act
+#: the pieces around the stack a Keras 2 model holds (its converters write and read them)
+KERAS2_HOLDS = frozenset({"embedding", "mask_value", "mixed_directions", "select", "head_stack",
+                          "softmax", "dense_without_bias"})
+
+
+def _keras2_pieces(config: RNNConfig) -> Reason:
+    """What a Keras 2 model cannot hold of the pieces around its RNN layers."""
+    from rnn_ref.network import Softmax
+
+    reason = network_unsupported(config, holds=KERAS2_HOLDS)
+    if reason is not None:
+        return reason
+    if config.padding_idx is not None:
+        return (f"padding_idx={config.padding_idx}",
+                "Keras' Embedding has no padding row (mask_zero masks id 0)")
+    if config.select not in ("sequence", "final"):
+        return (f"select={config.select!r}", "a Keras RNN layer returns every step or its "
+                "final states (return_sequences); 'sequence' or 'final'")
+    allowed = list(KERAS2_ACTIVATIONS.values())
+    for j, dense in enumerate(config.head):
+        g = dense.activation
+        if (isinstance(g, Softmax) and g.name != "softmax") or (
+                not isinstance(g, Softmax) and g not in allowed):
+            return (f"head activation {g} (Dense {j})",
+                    "a Keras 2 Dense takes softmax and Keras 2's activations")
+    return None
+
+
+def _keras2_directions(config: RNNConfig, padded: bool) -> Reason:
+    """go_backwards below another layer, time-aligned reverse outputs, padded steps."""
+    L = config.num_layers
+    for li, d in enumerate(config.directions):
+        if d == "reverse" and li < L - 1:
+            return (f"a reverse layer (layer {li}) below another layer",
+                    "go_backwards hands the next layer its outputs in processing order")
+    last = config.directions[-1]
+    if last == "reverse" and config.select == "sequence" and config.output_order != "processing":
+        return ("time-aligned outputs of a reverse direction",
+                "go_backwards returns them in processing order; use "
+                "params.replace(output_order='processing')")
+    mode = config.padded_output
+    if not padded or mode == "zeros" or config.select != "sequence":
+        return None
+    if last == "bidirectional":
+        return (f"padded_output {mode!r} in a Bidirectional layer",
+                "Bidirectional forces zero_output_for_mask when returning sequences")
+    native = keras_masked_step_output("tensorflow", zero_output_for_mask=False, unroll=False)
+    if mode != native:
+        return (f"padded_output {mode!r} on Keras 2 (TensorFlow)",
+                f"its masked steps give {native!r} (or 'zeros')")
+    return None
 
 
 def keras2_unsupported(config: RNNConfig, *, backend: str | None = None, padded: bool = True
                        ) -> Reason:
-    """Keras' rules (:func:`keras_unsupported`) with Keras 2's activation set; Keras 2 runs on
-    TensorFlow only, so ``backend`` is ``"tensorflow"`` or ``None``."""
-    reason = network_unsupported(config)
+    """What a tf-keras model cannot hold: an embedding without ``padding_idx``, Masking,
+    per-layer directions (a ``go_backwards`` layer only last), ``select`` ``"sequence"`` or
+    ``"final"``, a head of Dense layers with Keras 2 activations or softmax, identity layers;
+    no clip; cell activations of :data:`KERAS2_ACTIVATIONS`; TensorFlow's masked steps when
+    ``padded``. Keras 2 runs on TensorFlow only, so ``backend`` is ``"tensorflow"`` or
+    ``None``."""
+    if backend not in (None, "tensorflow"):
+        raise ValueError(f"backend must be 'tensorflow' or None for Keras 2, got {backend!r}")
+    reason = _keras2_pieces(config)
     if reason is not None:
         return reason
     if any(c is not None for c in config.clips):
         return "clip", "Keras' SimpleRNN has no clip"
     allowed = list(KERAS2_ACTIVATIONS.values())
-    why = f"Keras 2 has {', '.join(str(a) for a in allowed)}"
-    for li, layer in enumerate(config.activations):
-        for r, act in enumerate(layer):
-            if act not in allowed:
-                return f"activation {act} (layer {li}, direction {r})", why
-    if config.output_size is not None and config.output_activation not in allowed:
-        return f"readout activation {config.output_activation}", "Dense takes Keras 2 activations"
-    mapped = config.replace(
-        activation=[[_as_keras3(a) for a in layer] for layer in config.activations],
-        output_activation=_as_keras3(cast(Activation, config.output_activation)))
-    return keras_unsupported(mapped, backend=backend, padded=padded)
+    reason = _first_activation(config, lambda a: a in allowed,
+                               f"Keras 2 has {', '.join(str(a) for a in allowed)}")
+    if reason is not None:
+        return reason
+    return _keras2_directions(config, padded or config.mask_zero or
+                              config.mask_value is not None)
 
 
 def sniff_h5(path: str | os.PathLike[str]) -> str | None:
@@ -459,40 +509,49 @@ def nothing_unsupported(config: RNNConfig) -> Reason:
 
 
 FLAX_KINDS = ("nnx", "linen")
-#: the activations nnx.SimpleCell records by name (linen params record none)
+FLAX_LAYOUTS = ("cells", "rnn")
+#: the activations a flax SimpleCell module is built with here (linen params record none)
 FLAX_NNX_ACTIVATIONS = ("tanh", "relu", "sigmoid", "softplus", "softsign")
 
 
-def flax_unsupported(config: RNNConfig, *, kind: str = "nnx") -> tuple[str, str] | None:
-    """``(feature, why)`` for the first part of ``config`` that flax ``SimpleCell`` s cannot hold.
+def flax_unsupported(config: RNNConfig, *, kind: str = "nnx", layout: str = "cells"
+                     ) -> tuple[str, str] | None:
+    """``(feature, why)`` for the first part of ``config`` that flax cannot hold.
 
-    In this order: a clip on any layer; a readout; a merge mode other than ``"concat"`` on any
-    layer; ``output_order="processing"``; with ``kind="nnx"``, an activation other than tanh,
-    relu, sigmoid, softplus, softsign (linen params record no activation, so every activation
-    goes there). ``None`` when the cells hold the whole network.
+    ``kind`` is ``"nnx"`` or ``"linen"``; ``layout`` is ``"cells"`` (lists of ``SimpleCell``
+    s) or ``"rnn"`` (``RNN`` / ``Bidirectional`` modules in a ``Sequential``). In this order:
+    the pieces around the stack (flax holds layers of mixed directions, nothing else); a clip on
+    any layer; a readout; a merge mode other than ``"concat"`` (``Bidirectional``'s default
+    concatenation is the one merge read back); ``output_order="processing"`` in ``"cells"``
+    (a list of cells has no place for it; an ``RNN(reverse=True, keep_order=False)`` holds
+    it); in modules (nnx, or linen ``"rnn"``), an activation other than tanh, relu, sigmoid,
+    softplus, softsign (linen params record no activation, so every activation goes there).
+    ``None`` when flax holds the whole network.
     """
-    reason = network_unsupported(config)
+    reason = network_unsupported(config, holds={"mixed_directions"})
     if reason is not None:
         return reason
     if kind not in FLAX_KINDS:
         raise ValueError(f"kind must be 'nnx' or 'linen', got {kind!r}")
+    if layout not in FLAX_LAYOUTS:
+        raise ValueError(f"layout must be 'cells' or 'rnn', got {layout!r}")
     if any(c is not None for c in config.clips):
         return "clip", "a SimpleCell has no clip"
     if config.output_size is not None:
         return "a readout", "a cell has no output layer"
     for li, mm in enumerate(config.merge_modes):
-        if config.num_directions == 2 and mm != "concat":
+        if config.num_directions_of(li) == 2 and mm != "concat":
             return (f"merge_mode {mm!r} (layer {li})",
-                    "a layer of two cells records no merge; it reads back as concat")
-    if config.output_order != "aligned":
+                    "flax's Bidirectional concatenates by default and a merge_fn of one's "
+                    "own cannot be read back; it reads back as concat")
+    if config.output_order != "aligned" and layout == "cells":
         return (f"output_order {config.output_order!r}",
-                "a list of cells records no output order; it reads back as time-aligned")
-    if kind == "nnx":
-        for li, layer in enumerate(config.activations):
-            for r, act in enumerate(layer):
-                if act.name not in FLAX_NNX_ACTIVATIONS:
-                    return (f"activation {act} (layer {li}, direction {r})",
-                            f"nnx.SimpleCell takes {', '.join(FLAX_NNX_ACTIVATIONS)} here")
+                "a list of cells records no output order; it reads back as time-aligned "
+                "(layout='rnn' writes RNN(reverse=True, keep_order=False))")
+    if kind == "nnx" or layout == "rnn":
+        return _first_activation(config, lambda a: a.name in FLAX_NNX_ACTIVATIONS,
+                                 f"a flax SimpleCell module takes "
+                                 f"{', '.join(FLAX_NNX_ACTIVATIONS)} here")
     return None
 
 

@@ -23,6 +23,15 @@ How it differs (tf-keras 2.21.0 sources):
   Keras 2's activations, and checks the model's structure from its config.
 * ``time_major=True`` layers hold the same weights; the oracle then takes and returns
   ``(T, N, ...)`` arrays.
+* A model is read from its config (``model.get_config()``, or the ``model_config`` of an
+  ``.h5`` file) and its weights by layer name, one walk for both (:func:`_walk`): Embedding
+  (``mask_zero``) or Masking on the input, SimpleRNN / Bidirectional layers of any directions
+  (a ``go_backwards`` layer only last: it hands on its outputs in processing order), the last
+  one's ``return_sequences`` as the selection (``"sequence"`` / ``"final"``), Dense and
+  ``TimeDistributed(Dense)`` layers (softmax too) as the head, and Dropout, SpatialDropout1D,
+  GaussianNoise, GaussianDropout, AlphaDropout and SimpleRNN's ``dropout`` /
+  ``recurrent_dropout`` recorded as identities where they sit. Any other layer is refused by
+  name. ``to_native`` writes all of it back.
 
 tf-keras and Keras 3 import side by side in one process (separate packages, separate layer
 registries; checked by ``tests/test_backend_keras2.py``), so the converters and the file
@@ -37,7 +46,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +60,7 @@ from rnn_ref.backends._frameworks import (
     KERAS2_NAMES,
     keras2_unsupported,
     keras_masked_step_output,
+    network_unsupported,
     sniff_h5,
 )
 from rnn_ref.backends._frameworks import keras2_unsupported as unsupported
@@ -66,6 +76,7 @@ from rnn_ref.config import RNNConfig
 from rnn_ref.convert import Hints, NativeFile
 from rnn_ref.errors import FileFormatError, UnsupportedError
 from rnn_ref.inputs import check_inputs
+from rnn_ref.network import Dense, Identity, Softmax
 from rnn_ref.params import CellParams, Readout, RNNParams
 from rnn_ref.reference import ForwardResult, forward, merge
 
@@ -78,8 +89,6 @@ FORMAT = "keras2-h5"
 TITLE = "Keras 2"
 Reason = tuple[str, str] | None
 
-_RNN_CLASSES = ("SimpleRNN", "Bidirectional")
-_ALLOWED_CLASSES = ("InputLayer", "Masking", *_RNN_CLASSES, "Dense")
 
 
 # --------------------------------------------------------------------------------------------
@@ -128,128 +137,244 @@ def _cell(layer: Any) -> tuple[CellParams, Activation]:
 
 @dataclass(frozen=True)
 class _Structure:
-    """What a Keras 2 object does around its RNN layers, for the oracle."""
+    """How a bare Keras 2 RNN layer is called, for the oracle."""
 
     bidirectional: bool
     return_sequences: bool
     return_state: bool
-    mask_value: float | None
-    bare_layer: bool
     time_major: bool
 
 
-def _model_chain(model: Any) -> tuple[list[Any], float | None, Any]:
-    """The RNN layers, the ``Masking`` value (or ``None``) and the final ``Dense`` (or
-    ``None``) of a tf-keras model; anything else is refused."""
-    tk = _tk()
-    mask_value: float | None = None
-    dense: Any = None
-    layers: list[Any] = []
-    chain = [la for la in model.layers if not isinstance(la, tk.layers.InputLayer)]
-    for i, layer in enumerate(chain):
-        if isinstance(layer, tk.layers.Masking):
-            if layers or i:
-                raise UnsupportedError("rnn-ref", "a Masking layer after another layer")
-            mask_value = float(layer.mask_value)
-        elif isinstance(layer, (tk.layers.SimpleRNN, tk.layers.Bidirectional)):
-            if dense is not None:
-                raise UnsupportedError("rnn-ref", "an RNN layer after the Dense readout")
-            layers.append(layer)
-        elif isinstance(layer, tk.layers.Dense) and i == len(chain) - 1 and layers:
-            dense = layer
-        else:
-            raise UnsupportedError("rnn-ref", f"a Keras 2 {type(layer).__name__} layer in the "
-                                   "model", "a model is [Masking,] SimpleRNN or "
-                                   "Bidirectional layers [, Dense]")
-    if not layers:
-        raise ValueError("the Keras 2 model holds no SimpleRNN or Bidirectional layer")
-    return layers, mask_value, dense
-
-
-def _check_chain(kinds: list[bool], backwards: list[bool], seqs: list[bool]) -> str:
-    """The direction of a chain of RNN layers (``kinds``: bidirectional or not, per layer),
-    refusing what one :class:`RNNConfig` cannot hold (shared by the converter and the file
-    reader)."""
-    if len(set(kinds)) != 1:
-        raise UnsupportedError("rnn-ref", "a mix of SimpleRNN and Bidirectional layers",
-                               "every layer of a network has the same directions")
-    if any(not s for s in seqs[:-1]):
-        raise UnsupportedError("rnn-ref", "a layer with return_sequences=False below another "
-                               "RNN layer")
-    if any(backwards) and len(backwards) > 1:
-        raise UnsupportedError("rnn-ref", "stacked layers with go_backwards=True",
-                               "each hands the next its outputs in processing order, with the "
-                               "mask unflipped")
-    return "bidirectional" if kinds[0] else ("reverse" if any(backwards) else "forward")
-
-
 def _parse(obj: Any) -> tuple[RNNParams, _Structure]:
+    """A bare ``SimpleRNN`` or ``Bidirectional`` layer and how it is called."""
     tk = _tk()
-    if isinstance(obj, (tk.layers.SimpleRNN, tk.layers.Bidirectional)):
-        layers, bare, mask_value, dense = [obj], True, None, None
-    elif isinstance(obj, tk.Model):
-        bare = False
-        layers, mask_value, dense = _model_chain(obj)
-    else:
+    if not isinstance(obj, (tk.layers.SimpleRNN, tk.layers.Bidirectional)):
         raise TypeError(f"from_native takes a tf_keras SimpleRNN, Bidirectional or Model, "
                         f"got {type(obj).__name__}")
-    kinds = [isinstance(la, tk.layers.Bidirectional) for la in layers]
-    inner = [[la.forward_layer, la.backward_layer] if k else [la]
-             for la, k in zip(layers, kinds, strict=True)]
-    direction = _check_chain(kinds, [bool(la.go_backwards) for la, k in zip(layers, kinds,
-                                                                             strict=True)
-                                     if not k],
-                             [bool(la.return_sequences) for la in layers])
-    cells, acts = [], []
-    for pair in inner:
-        read = [_cell(x) for x in pair]
-        cells.append([c for c, _ in read])
-        acts.append([a for _, a in read])
-    biases = {bool(x.cell.use_bias) for pair in inner for x in pair}
-    if len(biases) != 1:
-        raise UnsupportedError("rnn-ref", "layers with and without a bias")
-    last = layers[-1]
-    if kinds[0]:
+    bidirectional = isinstance(obj, tk.layers.Bidirectional)
+    inner = [obj.forward_layer, obj.backward_layer] if bidirectional else [obj]
+    read = [_cell(x) for x in inner]
+    if bidirectional:
         mode = keras_masked_step_output("tensorflow",
-                                        zero_output_for_mask=bool(last.return_sequences),
-                                        unroll=bool(last.forward_layer.unroll))
+                                        zero_output_for_mask=bool(obj.return_sequences),
+                                        unroll=bool(obj.forward_layer.unroll))
+        direction = "bidirectional"
     else:
         mode = keras_masked_step_output("tensorflow",
-                                        zero_output_for_mask=bool(last.zero_output_for_mask),
-                                        unroll=bool(last.unroll))
-    readout, out_size, out_act = None, None, Activation("linear")
-    if dense is not None:
-        kernel = _np(dense.kernel)
-        bias = _np(dense.bias) if dense.use_bias else np.zeros(kernel.shape[1], kernel.dtype)
-        readout, out_size = Readout(kernel, bias), int(kernel.shape[1])
-        out_act = _activation(dense.activation, dense.name)
+                                        zero_output_for_mask=bool(obj.zero_output_for_mask),
+                                        unroll=bool(obj.unroll))
+        direction = "reverse" if obj.go_backwards else "forward"
     config = RNNConfig(
-        input_size=int(cells[0][0].w_x.shape[0]),
-        hidden_size=tuple(c[0].hidden_size for c in cells), direction=direction,
-        activation=acts, bias=biases.pop(), output_size=out_size, output_activation=out_act,
-        merge_mode=tuple(la.merge_mode if k else "concat" for la, k in zip(layers, kinds,
-                                                                            strict=True)),
-        padded_output=mode if (bare or mask_value is not None) else "zeros",
-        output_order="processing" if direction == "reverse" else "aligned",
-    )
-    time_major = {bool(x.time_major) for pair in inner for x in pair}
-    if len(time_major) != 1:
-        raise UnsupportedError("rnn-ref", "a mix of time-major and batch-major layers")
-    structure = _Structure(kinds[0], bool(last.return_sequences), bool(last.return_state),
-                           mask_value, bare, time_major.pop())
-    return RNNParams(config, cells, readout), structure
+        input_size=int(read[0][0].w_x.shape[0]), hidden_size=read[0][0].hidden_size,
+        direction=direction, activation=[[a for _, a in read]],
+        bias=bool(inner[0].cell.use_bias),
+        merge_mode=obj.merge_mode if bidirectional else "concat", padded_output=mode,
+        output_order="processing" if direction == "reverse" else "aligned")
+    time_major = {bool(x.time_major) for x in inner}
+    structure = _Structure(bidirectional, bool(obj.return_sequences), bool(obj.return_state),
+                           time_major.pop())
+    return RNNParams(config, [[c for c, _ in read]]), structure
+
+
+# --------------------------------------------------------------------------------------------
+# a model's config (model.get_config(), or an .h5 file's model_config) and weights by layer
+# --------------------------------------------------------------------------------------------
+#: Keras 2 layers that are the identity at inference -> (rnn-ref kind, the config key of the rate)
+_IDENTITY_LAYERS = {"Dropout": ("dropout", "rate"),
+                    "SpatialDropout1D": ("spatial_dropout_1d", "rate"),
+                    "GaussianNoise": ("gaussian_noise", "stddev"),
+                    "GaussianDropout": ("gaussian_dropout", "rate"),
+                    "AlphaDropout": ("alpha_dropout", "rate")}
+_IDENTITY_CLASSES = {kind: cls for cls, (kind, _) in _IDENTITY_LAYERS.items()}
+_Weights = Callable[[str], list[np.ndarray[Any, Any]]]
+
+
+@dataclass
+class _Net:
+    """What a walk along a model's layers has met so far."""
+
+    embedding: np.ndarray[Any, Any] | None = None
+    mask_zero: bool = False
+    mask_value: float | None = None
+    cells: list[list[CellParams]] = field(default_factory=list)
+    acts: list[list[Activation]] = field(default_factory=list)
+    directions: list[str] = field(default_factory=list)
+    merges: list[str | None] = field(default_factory=list)
+    biases: set[bool] = field(default_factory=set)
+    seqs: list[bool] = field(default_factory=list)
+    last_rnn: dict[str, Any] = field(default_factory=dict)
+    head: list[tuple[Dense, Readout]] = field(default_factory=list)
+    identities: list[Identity] = field(default_factory=list)
+
+    @property
+    def position(self) -> int:
+        """Where an identity layer met now sits (:class:`rnn_ref.Identity`'s ``after``)."""
+        return len(self.cells) + len(self.head)
+
+
+def _simple_rnn(c: dict[str, Any], arrays: list[np.ndarray[Any, Any]], where: str
+                ) -> tuple[CellParams, Activation]:
+    """One SimpleRNN's cell from its config and ``[kernel, recurrent_kernel(, bias)]``."""
+    for key in ("stateful", "return_state", "time_major", "unroll"):
+        if c.get(key):
+            raise UnsupportedError("rnn-ref", f"a SimpleRNN with {key}=True in a model ({where})",
+                                   "a model's layers are read without it")
+    kernel, rec = arrays[0], arrays[1]
+    bias = arrays[2] if c.get("use_bias", True) else np.zeros(rec.shape[0], rec.dtype)
+    act = c.get("activation", "tanh") or "linear"
+    if act not in KERAS2_ACTIVATIONS:
+        raise UnsupportedError("rnn-ref", f"the Keras 2 activation {act!r} ({where})",
+                               f"rnn-ref reads {', '.join(KERAS2_ACTIVATIONS)}")
+    return CellParams(kernel, rec, bias, np.zeros_like(bias)), KERAS2_ACTIVATIONS[act]
+
+
+def _add_rnn(net: _Net, cls: str, c: dict[str, Any], arrays: list[np.ndarray[Any, Any]]) -> None:
+    """A SimpleRNN or Bidirectional(SimpleRNN) layer, with its own dropouts recorded."""
+    where = c["name"]
+    if net.head:
+        raise UnsupportedError("rnn-ref", f"the RNN layer {where!r} after a Dense layer")
+    if net.seqs and not net.seqs[-1]:
+        raise UnsupportedError("rnn-ref", f"the RNN layer {where!r} after a layer with "
+                               "return_sequences=False")
+    if net.directions and net.directions[-1] == "reverse":
+        raise UnsupportedError("rnn-ref", f"the RNN layer {where!r} after a go_backwards layer",
+                               "go_backwards hands the next layer its outputs in processing "
+                               "order, with the mask unflipped")
+    subs = [c]
+    if cls == "Bidirectional":
+        subs = [c["layer"], c.get("backward_layer") or c["layer"]]
+        for s in subs:
+            if s.get("class_name") != "SimpleRNN":
+                raise UnsupportedError("rnn-ref", f"a Keras 2 {s.get('class_name')} layer "
+                                       f"({where})", "only SimpleRNN is an Elman RNN")
+        if subs[0]["config"].get("go_backwards"):
+            raise UnsupportedError("rnn-ref", f"a Bidirectional whose forward layer has "
+                                   f"go_backwards=True ({where})")
+        subs = [s["config"] for s in subs]
+    half = len(arrays) // len(subs)
+    read = [_simple_rnn(s, arrays[r * half:(r + 1) * half], where) for r, s in enumerate(subs)]
+    li = len(net.cells)
+    net.cells.append([cell for cell, _ in read])
+    net.acts.append([act for _, act in read])
+    net.directions.append("bidirectional" if cls == "Bidirectional" else
+                          "reverse" if c.get("go_backwards") else "forward")
+    net.merges.append(c.get("merge_mode", "concat") if cls == "Bidirectional" else "concat")
+    net.biases.update(bool(s.get("use_bias", True)) for s in subs)
+    net.seqs.append(bool(subs[0].get("return_sequences", False)))
+    net.last_rnn = {"bidirectional": cls == "Bidirectional", **subs[0]}
+    for key, kind in (("dropout", "input_dropout"), ("recurrent_dropout", "recurrent_dropout")):
+        if subs[0].get(key):
+            net.identities.append(Identity(kind, float(subs[0][key]), li))
+
+
+def _add_dense(net: _Net, c: dict[str, Any], arrays: list[np.ndarray[Any, Any]]) -> None:
+    where = c["name"]
+    if not net.cells:
+        raise UnsupportedError("rnn-ref", f"the Dense layer {where!r} before the RNN layers")
+    act = c.get("activation", "linear") or "linear"
+    if act not in KERAS2_ACTIVATIONS and act != "softmax":
+        raise UnsupportedError("rnn-ref", f"the Keras 2 activation {act!r} ({where})",
+                               f"rnn-ref reads softmax, {', '.join(KERAS2_ACTIVATIONS)}")
+    kernel = arrays[0]
+    use_bias = bool(c.get("use_bias", True))
+    bias = arrays[1] if use_bias else np.zeros(kernel.shape[1], kernel.dtype)
+    dense = Dense(int(kernel.shape[1]), act if act == "softmax" else KERAS2_ACTIVATIONS[act],
+                  use_bias)
+    net.head.append((dense, Readout(kernel, bias)))
+
+
+def _add_input(net: _Net, cls: str, c: dict[str, Any], arrays: list[np.ndarray[Any, Any]]
+               ) -> None:
+    """Embedding or Masking: only on the model's input."""
+    if net.cells or net.embedding is not None or net.mask_value is not None or \
+            net.identities:
+        raise UnsupportedError("rnn-ref", f"the {cls} layer {c['name']!r} after another layer",
+                               "it is read on the model's input only")
+    if cls == "Masking":
+        net.mask_value = float(c.get("mask_value", 0.0))
+    else:
+        net.embedding, net.mask_zero = arrays[0], bool(c.get("mask_zero", False))
+
+
+def _walk(layers: list[dict[str, Any]], weights: _Weights) -> _Net:
+    """Every layer of a chain model, each part of the network or refused by name."""
+    net = _Net()
+    for la in layers:
+        cls, c = la.get("class_name"), la.get("config", {})
+        if cls == "InputLayer":
+            continue
+        inbound = la.get("inbound_nodes")
+        if inbound and (len(inbound) != 1 or len(inbound[0]) != 1):
+            raise UnsupportedError("rnn-ref", f"the layer {c.get('name')!r} with several "
+                                   "inputs or calls", "a model is a chain of layers")
+        if cls == "TimeDistributed" and c["layer"].get("class_name") == "Dense":
+            cls, c = "Dense", {**c["layer"]["config"], "name": c["name"]}
+        if cls in _IDENTITY_LAYERS:
+            kind, key = _IDENTITY_LAYERS[cls]
+            net.identities.append(Identity(kind, float(c[key]), net.position))
+        elif cls in ("Embedding", "Masking"):
+            _add_input(net, cls, c, weights(c["name"]))
+        elif cls in ("SimpleRNN", "Bidirectional"):
+            _add_rnn(net, cls, c, weights(c["name"]))
+        elif cls == "Dense":
+            _add_dense(net, c, weights(c["name"]))
+        else:
+            raise UnsupportedError("rnn-ref", f"a Keras 2 {cls} layer ({c.get('name')})",
+                                   "rnn-ref reads Embedding, Masking, SimpleRNN, "
+                                   "Bidirectional, Dense, TimeDistributed(Dense) and "
+                                   f"{', '.join(_IDENTITY_LAYERS)}")
+    if not net.cells:
+        raise ValueError("the Keras 2 model holds no SimpleRNN or Bidirectional layer")
+    return net
+
+
+def _params_of_net(net: _Net) -> RNNParams:
+    """The network a walk met, with TensorFlow's masked steps when the model masks."""
+    if len(net.biases) != 1:
+        raise UnsupportedError("rnn-ref", "SimpleRNN layers with and without a bias")
+    last = net.last_rnn
+    zero = bool(net.seqs[-1]) if last["bidirectional"] else bool(
+        last.get("zero_output_for_mask", False))
+    masked = net.mask_zero or net.mask_value is not None
+    mode = keras_masked_step_output("tensorflow", zero_output_for_mask=zero, unroll=False)
+    config = RNNConfig(
+        int(net.cells[0][0].w_x.shape[0]), [layer[0].hidden_size for layer in net.cells],
+        direction=net.directions, activation=net.acts, bias=net.biases.pop(),
+        merge_mode=net.merges, padded_output=mode if masked else "zeros",
+        output_order="processing" if net.directions[-1] == "reverse" else "aligned",
+        vocab_size=None if net.embedding is None else int(net.embedding.shape[0]),
+        mask_zero=net.mask_zero, mask_value=net.mask_value,
+        select="sequence" if net.seqs[-1] else "final",
+        head=[d for d, _ in net.head], identities=net.identities)
+    return RNNParams(config, net.cells, embedding=net.embedding,
+                     head=[r for _, r in net.head] or None)
+
+
+def _model_params(model: Any) -> RNNParams:
+    """A tf-keras Sequential or functional chain model, through its config and weights."""
+    conf = model.get_config()
+    by_name = {la.name: la for la in model.layers}
+    return _params_of_net(_walk(conf["layers"], lambda n: [_np(w) for w in
+                                                           by_name[n].weights]))
 
 
 def from_native(obj: Any) -> RNNParams:
-    """Canonical parameters of a tf-keras ``SimpleRNN``, ``Bidirectional`` or model of
-    ``[Masking,] SimpleRNN or Bidirectional layers [, Dense]`` (bit-exact; Keras' one bias
-    becomes ``b_x``, ``b_h = 0``). The config records TensorFlow's masked steps for objects that
-    can be given a mask (a bare layer, a model with ``Masking``).
+    """Canonical parameters of a tf-keras ``SimpleRNN``, ``Bidirectional`` or a model
+    (Sequential or a functional chain) of ``[Embedding | Masking] -> SimpleRNN /
+    Bidirectional layers -> [Dense / TimeDistributed(Dense) layers]`` with Dropout,
+    SpatialDropout1D, GaussianNoise, GaussianDropout and AlphaDropout anywhere (recorded as
+    identities), bit-exact (Keras' one bias becomes ``b_x``, ``b_h = 0``). The config records
+    TensorFlow's masked steps for objects that can be given a mask (a bare layer, a model with
+    ``Masking`` or ``mask_zero``); the last layer's ``return_sequences`` is the selection
+    (``"sequence"`` or ``"final"``).
 
     Raises:
-        UnsupportedError: other layers, stateful layers, a mix of SimpleRNN and Bidirectional,
-            stacked ``go_backwards``, activations outside :data:`KERAS2_ACTIVATIONS`.
+        UnsupportedError: any other layer (named), stateful layers, a layer after a
+            ``go_backwards`` one, activations outside :data:`KERAS2_ACTIVATIONS` (and
+            softmax on a Dense).
     """
+    if isinstance(obj, _tk().Model):
+        return _model_params(obj)
     return _parse(obj)[0]
 
 
@@ -261,24 +386,28 @@ def _weights(cell: CellParams, bias: bool) -> list[np.ndarray[Any, Any]]:
 
 
 def rnn_layers(params: RNNParams, *, return_sequences: bool = True,
-                return_state: bool = False) -> list[Any]:
-    """The tf-keras RNN layers of ``params``, built and holding its weights."""
+               return_state: bool = False) -> list[Any]:
+    """The tf-keras RNN layers of ``params``, built and holding its weights (a layer's own
+    ``input_dropout`` / ``recurrent_dropout`` as its ``dropout`` / ``recurrent_dropout``)."""
     tk = _tk()
     cfg, dtype = params.config, params.dtype.name
     out = []
     for li, layer in enumerate(params.layers):
         seqs = return_sequences if li == cfg.num_layers - 1 else True
         d_in = (None, None, layer[0].w_x.shape[0])
+        drops = {("dropout" if i.kind == "input_dropout" else "recurrent_dropout"): i.rate
+                 for i in cfg.identities
+                 if i.after == li and i.kind in ("input_dropout", "recurrent_dropout")}
 
-        def simple(r: int, backwards: bool, zero: bool, li: int = li, seqs: bool = seqs
-                   ) -> Any:
+        def simple(r: int, backwards: bool, zero: bool, li: int = li, seqs: bool = seqs,
+                   drops: dict[str, float] = drops) -> Any:
             return tk.layers.SimpleRNN(
                 params.layers[li][r].hidden_size,
                 activation=KERAS2_NAMES[cfg.activation_of(li, r)], use_bias=cfg.bias,
                 return_sequences=seqs, return_state=return_state, go_backwards=backwards,
-                zero_output_for_mask=zero, dtype=dtype)
+                zero_output_for_mask=zero, dtype=dtype, **drops)
 
-        if cfg.num_directions == 2:
+        if cfg.num_directions_of(li) == 2:
             rnn = tk.layers.Bidirectional(simple(0, False, False),
                                           backward_layer=simple(1, True, False),
                                           merge_mode=cfg.merge_modes[li], dtype=dtype)
@@ -286,47 +415,91 @@ def rnn_layers(params: RNNParams, *, return_sequences: bool = True,
             rnn.forward_layer.set_weights(_weights(layer[0], cfg.bias))
             rnn.backward_layer.set_weights(_weights(layer[1], cfg.bias))
         else:
-            rnn = simple(0, cfg.direction == "reverse", cfg.padded_output == "zeros")
+            rnn = simple(0, cfg.is_reverse(li, 0), cfg.padded_output == "zeros")
             rnn.build(d_in)
             rnn.set_weights(_weights(layer[0], cfg.bias))
         out.append(rnn)
     return out
 
 
-def _dense(params: RNNParams) -> Any:
+def _identity_layers(cfg: RNNConfig, after: int, dtype: str) -> list[Any]:
+    """The Keras layers of the identities recorded at position ``after``."""
     tk = _tk()
-    ro = params.readout
-    assert ro is not None
-    dense = tk.layers.Dense(ro.w.shape[1], activation=KERAS2_NAMES[params.config.output_activation],
-                            dtype=params.dtype.name)
-    dense.build((None, None, ro.w.shape[0]))
-    dense.set_weights([ro.w, ro.b])
-    return dense
+    out = []
+    for ident in cfg.identities:
+        if ident.after == after and ident.kind in _IDENTITY_CLASSES:
+            cls = _IDENTITY_CLASSES[ident.kind]
+            key = _IDENTITY_LAYERS[cls][1]
+            out.append(getattr(tk.layers, cls)(**{key: ident.rate}, dtype=dtype))
+    return out
 
 
-def to_native(params: RNNParams, *, return_sequences: bool = True,
-              mask_value: float | None = None) -> Any:
-    """A functional ``tf_keras.Model``: ``Input((None, D))`` [-> ``Masking``] -> the RNN layers
-    [-> ``Dense``], in the params' dtype, holding its weights bit-exact (``b_x + b_h`` as the
-    bias).
+def _head_layers(params: RNNParams) -> list[Any]:
+    """The head's Dense layers, built and holding their weights."""
+    tk = _tk()
+    out = []
+    for dense, ro in zip(params.config.head, params.head, strict=True):
+        act = "softmax" if isinstance(dense.activation, Softmax) else KERAS2_NAMES[
+            dense.activation]
+        layer = tk.layers.Dense(dense.units, activation=act, use_bias=dense.bias,
+                                dtype=params.dtype.name)
+        layer.build((None, None, ro.w.shape[0]))
+        layer.set_weights([ro.w, ro.b] if dense.bias else [ro.w])
+        out.append(layer)
+    return out
+
+
+def _input(params: RNNParams, mask_value: float | None) -> tuple[Any, Any]:
+    """The model's Input and what the recurrent layers read: an Embedding's output, or the
+    features through Masking when there is a mask value."""
+    tk = _tk()
+    cfg, dtype = params.config, params.dtype.name
+    if cfg.vocab_size is not None:
+        inputs = tk.Input((None,), dtype="int32")
+        emb = tk.layers.Embedding(cfg.vocab_size, cfg.input_size, mask_zero=cfg.mask_zero,
+                                  dtype=dtype)
+        emb.build((None, None))
+        emb.set_weights([params.embedding])
+        return inputs, emb(inputs)
+    inputs = tk.Input((None, cfg.input_size), dtype=dtype)
+    if mask_value is None:
+        return inputs, inputs
+    return inputs, tk.layers.Masking(mask_value=mask_value, dtype=dtype)(inputs)
+
+
+def to_native(params: RNNParams, *, mask_value: float | None = None) -> Any:
+    """A functional ``tf_keras.Model`` of the whole network: ``Input`` [-> ``Embedding`` |
+    ``Masking``] -> the RNN layers (``return_sequences`` on the last from ``select``) -> the
+    head's ``Dense`` layers, with every identity layer (Dropout, ...) where it sits, in the
+    params' dtype, holding its weights bit-exact (``b_x + b_h`` as the bias).
+
+    Args:
+        mask_value: a ``Masking`` value for a network that has none (``config.mask_value``
+            is written anyway; giving another is an error).
 
     Raises:
-        UnsupportedError: what :func:`keras2_unsupported` names (with ``mask_value``, padded
-            outputs TensorFlow does not produce).
+        UnsupportedError: what :func:`keras2_unsupported` names (with a mask, padded outputs
+            TensorFlow does not produce).
     """
-    tk = _tk()
     cfg = params.config
-    raise_if(keras2_unsupported(cfg, backend="tensorflow", padded=mask_value is not None),
-             TITLE)
-    inputs = tk.Input((None, cfg.input_size), dtype=params.dtype.name)
-    h = inputs
-    if mask_value is not None:
-        h = tk.layers.Masking(mask_value=mask_value, dtype=params.dtype.name)(h)
-    for layer in rnn_layers(params, return_sequences=return_sequences):
-        h = layer(h)
-    if params.readout is not None:
-        h = _dense(params)(h)
-    return tk.Model(inputs, h)
+    if cfg.mask_value is not None and mask_value not in (None, cfg.mask_value):
+        raise ValueError(f"mask_value={mask_value!r} but the network masks "
+                         f"mask_value={cfg.mask_value}")
+    masking = cfg.mask_value if cfg.mask_value is not None else mask_value
+    raise_if(keras2_unsupported(cfg, backend="tensorflow",
+                                padded=masking is not None or cfg.mask_zero), TITLE)
+    inputs, h = _input(params, masking)
+    dtype = params.dtype.name
+    for li, rnn in enumerate([None, *rnn_layers(params,
+                                                return_sequences=cfg.select == "sequence")]):
+        h = h if rnn is None else rnn(h)
+        for layer in _identity_layers(cfg, li, dtype):
+            h = layer(h)
+    for j, dense in enumerate(_head_layers(params)):
+        h = dense(h)
+        for layer in _identity_layers(cfg, cfg.num_layers + 1 + j, dtype):
+            h = layer(h)
+    return _tk().Model(inputs, h)
 
 
 # --------------------------------------------------------------------------------------------
@@ -340,12 +513,9 @@ def owns(model: Any) -> bool:
     return isinstance(model, (tk.layers.SimpleRNN, tk.layers.Bidirectional, tk.Model))
 
 
-def _initial_state(st: _Structure, initial_state: Any, R: int
-                   ) -> list[np.ndarray[Any, Any]] | None:
+def _initial_state(initial_state: Any, R: int) -> list[np.ndarray[Any, Any]] | None:
     if initial_state is None:
         return None
-    if not st.bare_layer:
-        raise ValueError("initial_state is taken by a bare layer's oracle only")
     states = list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
     if len(states) != R:
         raise ValueError(f"initial_state needs {R} array(s), got {len(states)}")
@@ -356,7 +526,17 @@ def oracle(model: Any) -> Callable[..., Any]:
     """A NumPy function returning what the tf-keras ``model(inputs, ...)`` returns, in float64:
     ``(inputs, mask=None, initial_state=None)`` as Keras 3's oracle
     (:func:`rnn_ref.backends.keras_backend.oracle`); for ``time_major`` layers the inputs and
-    outputs are ``(T, N, ...)`` (a mask is refused there)."""
+    outputs are ``(T, N, ...)`` (a mask is refused there). A model takes ``(inputs,
+    mask=None)`` (token ids with an Embedding) and masks as its Masking / ``mask_zero`` say."""
+    if isinstance(model, _tk().Model):
+        params = _model_params(model)
+
+        def call_model(inputs: Any, mask: Any = None) -> Any:
+            x = np.asarray(inputs) if params.config.vocab_size is not None else np.asarray(
+                inputs, np.float64)
+            return forward(params.astype(np.float64), x, mask=mask).result
+
+        return call_model
     params, st = _parse(model)
     cfg = params.config
     bare = RNNParams(cfg.replace(output_size=None, output_activation="linear",
@@ -367,14 +547,10 @@ def oracle(model: Any) -> Callable[..., Any]:
     def call(inputs: Any, mask: Any = None, initial_state: Any = None) -> Any:
         x = np.asarray(inputs, np.float64)
         if st.time_major:
-            if mask is not None or st.mask_value is not None:
+            if mask is not None:
                 raise UnsupportedError("the Keras 2 oracle", "a mask with time_major=True")
             x = x.swapaxes(0, 1)
-        if st.mask_value is not None:
-            if mask is not None:
-                raise ValueError("the model derives its mask from Masking; do not pass mask")
-            mask = np.any(x != st.mask_value, axis=-1)
-        h0 = _initial_state(st, initial_state, R)
+        h0 = _initial_state(initial_state, R)
         res = forward(bare, x, h0=h0, mask=None if mask is None else np.asarray(mask, bool))
         h_n = res.h_n if isinstance(res.h_n, tuple) else tuple(res.h_n)
         if st.bidirectional:
@@ -388,7 +564,7 @@ def oracle(model: Any) -> Callable[..., Any]:
         if st.time_major and st.return_sequences:
             main = (tuple(m.swapaxes(0, 1) for m in main) if isinstance(main, tuple)
                     else main.swapaxes(0, 1))
-        if st.bare_layer and st.return_state:
+        if st.return_state:
             head = main if isinstance(main, tuple) else (main,)
             return (*head, *h_n[-R:])
         return main
@@ -442,56 +618,6 @@ def _h5_contents(path: Path) -> tuple[list[str], dict[str, dict[str, Any]], list
     return names, weights, layers
 
 
-def _structure_of(path: Path, layers: list[dict[str, Any]]) -> dict[str, Any]:
-    """Config changes the weights cannot tell (bias, padded steps), after refusing what one
-    RNNConfig cannot hold: layers other than [Masking,] RNN layers [, Dense], a functional
-    model that is not a chain, stateful layers, a stacked or mixed go_backwards."""
-    chain = [la for la in layers if la.get("class_name") != "InputLayer"]
-    for i, la in enumerate(chain):
-        cls = la.get("class_name")
-        if cls not in _ALLOWED_CLASSES:
-            raise UnsupportedError("rnn-ref", f"a Keras 2 {cls} layer ({la['config'].get('name')})"
-                                   f" in {path.name}", "a model is [Masking,] SimpleRNN or "
-                                   "Bidirectional layers [, Dense]")
-        if cls == "Masking" and i:
-            raise UnsupportedError("rnn-ref", "a Masking layer after another layer")
-        if cls == "Dense" and i != len(chain) - 1:
-            raise UnsupportedError("rnn-ref", "a Dense layer before the last layer")
-        inbound = la.get("inbound_nodes")
-        if inbound and sum(len(node) for node in inbound) != 1:
-            raise UnsupportedError("rnn-ref", f"layer {la['config'].get('name')} with several "
-                                   "inputs or calls", "a model is a chain of layers")
-    rnn = [la for la in chain if la["class_name"] in _RNN_CLASSES]
-    if not rnn:
-        raise FileFormatError(f"{path}: no SimpleRNN or Bidirectional layer")
-    kinds = [la["class_name"] == "Bidirectional" for la in rnn]
-    inner = []
-    for la, k in zip(rnn, kinds, strict=True):
-        c = la["config"]
-        subs = [c["layer"], c.get("backward_layer", c["layer"])] if k else [la]
-        for s in subs:
-            if s.get("class_name") != "SimpleRNN":
-                raise UnsupportedError("rnn-ref", f"a Keras 2 {s.get('class_name')} layer "
-                                       f"({c.get('name')})", "only SimpleRNN is an Elman RNN")
-            if s["config"].get("stateful"):
-                raise UnsupportedError("rnn-ref", "a stateful SimpleRNN",
-                                       "its state lives between calls, outside the weights")
-        inner.append([s["config"] for s in subs])
-    seqs = [bool(c[0].get("return_sequences", False)) for c in inner]
-    _check_chain(kinds, [bool(c[0].get("go_backwards")) for c, k in zip(inner, kinds,
-                                                                         strict=True) if not k],
-                 seqs)
-    biases = {bool(s.get("use_bias", True)) for c in inner for s in c}
-    if len(biases) != 1:
-        raise UnsupportedError("rnn-ref", "layers with and without a bias")
-    masked = any(la["class_name"] == "Masking" for la in chain)
-    last = inner[-1][0]
-    zero = seqs[-1] if kinds[-1] else bool(last.get("zero_output_for_mask", False))
-    mode = keras_masked_step_output("tensorflow", zero_output_for_mask=zero,
-                                    unroll=bool(last.get("unroll", False)))
-    return {"bias": biases.pop(), "padded_output": mode if masked else "zeros"}
-
-
 def read_file(path: Path, fmt: str, hints: Hints) -> RNNParams:
     """The parameters of a Keras 2 ``.h5`` file (a whole model, or ``save_weights``' file,
     which needs the hints), read by weight name with h5py: nothing from the file is run."""
@@ -499,9 +625,7 @@ def read_file(path: Path, fmt: str, hints: Hints) -> RNNParams:
     names, weights, layers = _h5_contents(path)
     if layers is None:  # save_weights' file: the hints say what the weights cannot
         return _Keras2Reader(path, hints).params(names, weights, {})
-    changes = _structure_of(path, layers)  # refuse first what the weights would hide
-    cfgs = {la["config"]["name"]: la for la in layers}
-    return _Keras2Reader(path, hints).params(names, weights, cfgs).replace(**changes)
+    return _params_of_net(_walk(layers, lambda name: list(weights.get(name, {}).values())))
 
 
 def write_file(params: RNNParams, path: Path, fmt: str) -> None:
@@ -546,7 +670,8 @@ class _Keras2Support:
 
     def supports(self, config: RNNConfig, *, dtype: Any, lengths: bool, mask: bool
                  ) -> str | None:
-        reason = keras2_unsupported(config, backend="tensorflow", padded=lengths or mask)
+        reason = network_unsupported(config) or keras2_unsupported(
+            config, backend="tensorflow", padded=lengths or mask)
         if reason is not None:
             return f"{reason[0]}: {reason[1]}"
         return unsupported_dtype(dtype, "tensorflow")
@@ -565,7 +690,8 @@ class Keras2Backend(_Keras2Support):
         cfg = params.config
         inputs = check_inputs(cfg, x, h0=h0, lengths=lengths, mask=mask, where=self.name)
         m = inputs.mask_or_none()
-        raise_if(keras2_unsupported(cfg, backend="tensorflow", padded=m is not None), self.name)
+        raise_if(network_unsupported(cfg) or keras2_unsupported(
+            cfg, backend="tensorflow", padded=m is not None), self.name)
         problem = unsupported_dtype(params.dtype, "tensorflow")
         if problem is not None:
             raise UnsupportedError(self.name, problem)
@@ -586,7 +712,7 @@ class Keras2Backend(_Keras2Support):
             h_n.extend(_np(s) for s in out[len(out) - R:])
         y = None
         if params.readout is not None:
-            y = _np(_dense(params)(h))
+            y = _np(_head_layers(params)[0](h))
         outputs = tuple(_np(o) for o in h) if isinstance(h, tuple) else _np(h)
         return ForwardResult(outputs, np.stack(h_n) if cfg.uniform_hidden else tuple(h_n), y)
 
