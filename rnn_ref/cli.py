@@ -8,7 +8,9 @@ Every subcommand imports its frameworks only when it runs; ``rnn-ref --help`` an
 from __future__ import annotations
 
 import argparse
+import os
 import platform
+import signal
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -19,12 +21,15 @@ import numpy as np
 
 import rnn_ref
 from rnn_ref._registry import BACKENDS
+from rnn_ref._text import error_line, printable
 from rnn_ref.backends import _frameworks
 
 __all__ = ["main"]
 
 
 def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
+    """A plain-text table; every cell passes through :func:`printable` (names from files)."""
+    rows = [[printable(c) for c in r] for r in rows]
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     line = "  ".join("-" * w for w in widths)
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
@@ -208,6 +213,8 @@ def _check_backend(name: str, args: argparse.Namespace) -> tuple[Any, Any]:
     try:
         known = (deviations.load_file(args.known_failures, backend.name)
                  if args.known_failures else deviations.load(backend.name))
+    except RecursionError:
+        raise _Fail(f"--known-failures: {args.known_failures}: JSON nested too deeply") from None
     except (OSError, ValueError) as exc:
         raise _Fail(f"--known-failures: {exc}") from None
     return backend, known
@@ -224,13 +231,15 @@ def _print_problems(reports: Sequence[Any], args: argparse.Namespace) -> bool:
                 rerun = f"rnn-ref check --backend {rep.backend!r} --case '^{r.case}$'"
                 if args.random and "_s" in r.case:
                     rerun += f" --random {args.random} --seed {args.seed}"
-                print(f"FAIL {rep.backend} {r.case} [{r.category}]: {r.detail}\n"
-                      f"     rerun: {rerun}")
+                print(printable(f"FAIL {rep.backend} {r.case} [{r.category}]: {r.detail}")
+                      + f"\n     rerun: {printable(rerun)}")
             elif r.status == "xpass":
-                print(f"XPASS {rep.backend} {r.case} [{r.category}]: passes although known "
-                      f"failure {r.deviation!r} matches it; update the known failures")
+                print(printable(f"XPASS {rep.backend} {r.case} [{r.category}]: passes although "
+                                f"known failure {r.deviation!r} matches it; update the known "
+                                f"failures"))
         for d in rep.stale:
-            print(f"STALE {rep.backend}: known failure {d.id!r} matched no case of this run")
+            print(printable(f"STALE {rep.backend}: known failure {d.id!r} matched no case of "
+                            f"this run"))
     return failed
 
 
@@ -289,6 +298,31 @@ def cmd_bench(args: argparse.Namespace, rest: Sequence[str]) -> int:
     return int(harness.main(list(rest)))
 
 
+#: seeds the command line takes: what NumPy, torch and Keras all accept
+SEED_MAX = 2**32 - 1
+#: the most --random cases one run generates (each is generated before the run starts)
+RANDOM_MAX = 10_000
+
+
+def _bounded_int(name: str, low: int, high: int) -> Any:
+    """An argparse type: an integer from ``low`` to ``high``, else an error naming ``name``,
+    the value and the range."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer from {low} to {high}, "
+                                             f"got {printable(text)[:60]!r}") from None
+        if not low <= value <= high:
+            shown = text if len(text) <= 40 else f"{text[:20]}...({len(text)} digits)"
+            raise argparse.ArgumentTypeError(f"{name} must be from {low} to {high}, got "
+                                             f"{shown}")
+        return value
+
+    return parse
+
+
 class _Fail(Exception):
     """A one-line error for the user, with an exit status."""
 
@@ -309,6 +343,7 @@ def _one_line(exc: BaseException) -> str:
     from rnn_ref.convert import HINT_NAMES, MissingHintError
 
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    text = text.replace("pass force=True", "pass --force")
     if isinstance(exc, MissingHintError):
         text += f" (pass --{exc.hint.replace('_', '-')})"
     for name in HINT_NAMES:
@@ -333,27 +368,32 @@ def cmd_convert(args: argparse.Namespace) -> int:
     try:
         done = convert.convert(args.src, args.dst, src_format=args.from_format,
                                dst_format=args.to_format, hints=_hints(args),
-                               verify=args.verify, force=args.force, seed=args.seed)
+                               verify=args.verify, force=args.force, seed=args.seed,
+                               expect_sha256=args.expect_sha256)
     except convert.VerificationError as exc:
         raise _Fail(str(exc), status=1) from None
-    except FileExistsError:
-        raise _Fail(f"{args.dst} exists; pass --force to replace it") from None
-    except (ValueError, NotImplementedError, ImportError, OSError) as exc:
+    except (ValueError, NotImplementedError, ImportError, OSError, RecursionError) as exc:
         raise _Fail(_one_line(exc)) from None
-    print(f"wrote {args.dst} ({done.dst_format}) from {args.src} ({done.src_format}): "
-          f"{_describe(done.params.config)}")
+    print(printable(f"wrote {args.dst} ({done.dst_format}) from {args.src} "
+                    f"({done.src_format}): {_describe(done.params.config, done.src_format)}"))
     if done.verification is not None:
-        print(f"verified: {done.verification.summary}")
+        print(f"verified: {printable(done.verification.summary)}")
     return 0
 
 
-def _describe(cfg: Any) -> str:
+def _describe(cfg: Any, fmt: str = "") -> str:
+    """One line about the network of ``cfg``; ``fmt`` the format it was read from (a
+    ``.keras`` file's padded steps follow the Keras backend it is read under)."""
     acts = sorted({str(a) for layer in cfg.activations for a in layer})
     readout = f", readout {cfg.output_size} ({cfg.output_activation})" if cfg.output_size else ""
+    padded = "" if cfg.padded_output == "zeros" else (
+        f", padded steps output {cfg.padded_output}" + (
+            f" (as Keras on {os.environ.get('KERAS_BACKEND', 'tensorflow')} computes them; "
+            f"KERAS_BACKEND chooses)" if fmt == "keras" else ""))
     return (f"{cfg.num_layers} layer(s) {cfg.direction}, input {cfg.input_size}, hidden "
             f"{cfg.hidden_size}, activation {'/'.join(acts)}"
             f"{', clip ' + str(cfg.clip) if cfg.clip is not None else ''}"
-            f"{'' if cfg.bias else ', no bias'}{readout}")
+            f"{'' if cfg.bias else ', no bias'}{readout}{padded}")
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -368,8 +408,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         return _inspect_graph(Path(args.file), fmt)
     params, fmt = _read_input(args.file, fmt, args)
     cfg = params.config
-    print(f"{args.file}: {fmt}")
-    print(f"architecture: {_describe(cfg)}")
+    print(f"{printable(args.file)}: {fmt}")
+    print(f"architecture: {_describe(cfg, fmt)}")
     print(f"  merge modes {cfg.merge_modes}, padded steps output {cfg.padded_output}, "
           f"output order {cfg.output_order}, dtype {params.dtype}")
     print(f"parameters: {cfg.num_parameters('keras')} counted as Keras does (one bias per "
@@ -379,16 +419,29 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         native = convert.framework_module(fmt).list_arrays(Path(args.file), fmt)
     except Exception as exc:  # listing is a courtesy: the file already read as parameters
         native = []
-        print(f"  (cannot list them: {type(exc).__name__})")
+        print(f"  (cannot list them: {type(exc).__name__}: {error_line(exc, 200)})")
     print(_table([(n, str(tuple(s)), d) for n, s, d in native], ("name", "shape", "dtype")))
     print("\ncanonical arrays:")
     print(_table([(n, str(a.shape), str(a.dtype)) for n, a in params.named_arrays()],
                  ("name", "shape", "dtype")))
     print("\nconverts to:")
     rows = [(f, ", ".join(convert.FORMATS[f]), "yes" if why is None else f"no: {why}")
-            for f, why in convert.convertible(params).items()]
+            for f, why in _convertible_here(params).items()]
     print(_table(rows, ("format", "extensions", "")))
     return 0
+
+
+def _convertible_here(params: Any) -> dict[str, str | None]:
+    """:func:`rnn_ref.convert.convertible`, and a format whose packages are not installed
+    here is not possible either (the message names them)."""
+    from rnn_ref import convert
+
+    out = convert.convertible(params)
+    for name, (framework, f) in _frameworks.formats().items():
+        absent = _frameworks.missing((*framework.requires, *f.requires))
+        if out.get(name) is None and absent:
+            out[name] = f"needs {', '.join(absent)}, which is not installed here"
+    return out
 
 
 def _inspect_graph(path: Path, fmt: str) -> int:
@@ -404,11 +457,12 @@ def _inspect_graph(path: Path, fmt: str) -> int:
         arrays = module.list_arrays(path, fmt)
     except (ValueError, NotImplementedError, ImportError, OSError) as exc:
         raise _Fail(_one_line(exc)) from None
-    print(f"{path}: {fmt} (a converted graph; its parameters cannot be read back)")
+    print(f"{printable(path)}: {fmt} (a converted graph; its parameters cannot be read back)")
     counts: dict[str, int] = {}
     for op in ops:
         counts[op] = counts.get(op, 0) + 1
-    print("ops: " + ", ".join(f"{op} x{n}" if n > 1 else op for op, n in counts.items()))
+    print("ops: " + printable(", ".join(f"{op} x{n}" if n > 1 else op
+                                        for op, n in counts.items())))
     print("\ntensors in the file:")
     print(_table([(n, str(tuple(s)), d) for n, s, d in arrays], ("name", "shape", "dtype")))
     return 0
@@ -424,9 +478,10 @@ def _add_check(sub: Any) -> None:
                    help="a built-in name or a third party's module:attribute (repeatable; "
                    "default: every built-in backend that can run here)")
     p.add_argument("--full", action="store_true", help="the full matrix (default: quick)")
-    p.add_argument("--random", type=int, default=0, metavar="N",
-                   help="add N randomly sampled configurations")
-    p.add_argument("--seed", type=int, default=0, help="seed of --random (default 0)")
+    p.add_argument("--random", type=_bounded_int("--random", 0, RANDOM_MAX), default=0,
+                   metavar="N", help=f"add N randomly sampled configurations (0 to {RANDOM_MAX})")
+    p.add_argument("--seed", type=_bounded_int("--seed", 0, SEED_MAX), default=0,
+                   help=f"seed of --random (0 to {SEED_MAX}; default 0)")
     p.add_argument("--case", metavar="REGEX", help="only cases whose name matches")
     p.add_argument("--known-failures", metavar="FILE",
                    help="a JSON list of known failures (default: the built-in ones)")
@@ -467,8 +522,14 @@ def _add_convert(sub: Any) -> None:
     p.add_argument("--verify", action="store_true",
                    help="run source and target in their own frameworks on seeded inputs and "
                    "compare within the float32 tolerance; on failure write nothing")
-    p.add_argument("--seed", type=int, default=0, help="seed of the --verify inputs")
-    p.add_argument("--force", action="store_true", help="replace an existing output")
+    p.add_argument("--seed", type=_bounded_int("--seed", 0, SEED_MAX), default=0,
+                   help=f"seed of the --verify inputs (0 to {SEED_MAX})")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing regular file (never the source itself; its mode "
+                   "is kept)")
+    p.add_argument("--expect-sha256", metavar="HEX",
+                   help="refuse the source unless its bytes have this SHA-256 (.onnx, .pt and "
+                   ".weights.h5 carry no checksum of their own)")
     p.set_defaults(func=cmd_convert)
 
 
@@ -492,7 +553,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "--threads K..., --repeats R, --framework F, --out DIR; --help)")
     p.set_defaults(func=cmd_bench)
     p = sub.add_parser("demo", help="the tutorials' model through the oracle and every backend")
-    p.add_argument("--seed", type=int, default=0, help="seed of weights and inputs (default 0)")
+    p.add_argument("--seed", type=_bounded_int("--seed", 0, SEED_MAX), default=0,
+                   help=f"seed of weights and inputs (0 to {SEED_MAX}; default 0)")
     p.set_defaults(func=cmd_demo)
     return parser
 
@@ -507,11 +569,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_bench(args, rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    restore = _exit_on_signals()
     try:
         return int(args.func(args))
     except _Fail as exc:
-        print(f"rnn-ref {args.command}: {exc}", file=sys.stderr)
+        print(f"rnn-ref {args.command}: {error_line(exc)}", file=sys.stderr)
         return exc.status
+    except MemoryError:
+        print(f"rnn-ref {args.command}: out of memory; nothing was written", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"rnn-ref {args.command}: interrupted; nothing was left behind", file=sys.stderr)
+        return 128 + signal.SIGINT
+    finally:
+        restore()
+
+
+def _exit_on_signals() -> Any:
+    """Make SIGTERM and SIGHUP end the command through ``SystemExit`` (status 128 + the
+    signal), so that every ``finally`` runs and temporary files are removed; returns the
+    function that puts the previous handlers back. Only in the main thread."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def leave(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    wanted = [s for s in ("SIGTERM", "SIGHUP") if hasattr(signal, s)]
+    previous = {sig: signal.signal(getattr(signal, sig), leave) for sig in wanted}
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(getattr(signal, sig), handler)
+
+    return restore
 
 
 if __name__ == "__main__":
