@@ -357,7 +357,8 @@ def refusal(out: Path, json_copy: Path | None) -> str | None:
     A run writes only into a new or empty folder or an earlier run's (one with its
     ``bench.json``), where it replaces only :data:`OUTPUTS`: a folder holding anything else
     (hidden files aside) without an earlier run's ``bench.json`` is refused, and
-    ``json_copy`` may replace only an earlier run's JSON. Checked before the run, so that no minutes are spent first.
+    ``json_copy`` may replace only an earlier run's JSON. Checked before the run, so that
+    no minutes are spent first.
     """
     if out.exists() and not out.is_dir():
         return f"--out: {out} exists and is not a folder"

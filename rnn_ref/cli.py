@@ -342,7 +342,8 @@ def _one_line(exc: BaseException) -> str:
     """The first line of an error, hints named as this command line's flags."""
     from rnn_ref.convert import HINT_NAMES, MissingHintError
 
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    # the first line only at "\n": splitlines would also cut at a "\r" from a file
+    text = str(exc).strip("\n").split("\n", 1)[0] if str(exc) else type(exc).__name__
     text = text.replace("pass force=True", "pass --force")
     if isinstance(exc, MissingHintError):
         text += f" (pass --{exc.hint.replace('_', '-')})"
