@@ -499,8 +499,9 @@ def litert_unsupported(config: RNNConfig, *, padded: bool = False) -> Reason:
 
 
 def jax_unsupported(config: RNNConfig) -> Reason:
-    """What the ``jax`` backend's scan does not compute: the pieces around the stack."""
-    return network_unsupported(config)
+    """What the ``jax`` backend's scan does not compute: nothing (every piece of the network,
+    :data:`NETWORK_PIECES` included)."""
+    return network_unsupported(config, holds=set(NETWORK_PIECES))
 
 
 def nothing_unsupported(config: RNNConfig) -> Reason:

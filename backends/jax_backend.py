@@ -1,10 +1,11 @@
 """JAX: a jitted ``lax.scan`` implementation of the whole spec.
 
 The ``jax`` backend is this project's own code, not a framework layer: :func:`apply` runs the
-reference semantics (layers, directions and merge modes, ``h0``, lengths and masks with the
-three padded-output modes, both output orders, readout, every activation, clip) on a params
-pytree, is jitted per config and shape, and is differentiable with ``jax.grad``. A reverse
-direction scans with ``lax.scan(..., reverse=True)``, which keeps outputs time-aligned.
+reference semantics (the embedding, layers of any direction and merge mode, ``h0``, lengths
+and masks with the three padded-output modes, both output orders, the selection, the head
+with softmax, every activation, clip) on a params pytree, is jitted per config and shape, and
+is differentiable with ``jax.grad``. A reverse direction scans with ``lax.scan(...,
+reverse=True)``, which keeps outputs time-aligned.
 
 float64 runs inside ``jax.enable_x64(True)`` for the call only; JAX's global setting is never
 changed.
@@ -18,7 +19,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from functools import cache, partial
-from typing import Any, cast
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -212,82 +213,123 @@ def _merge(outs: list[Any], mode: str | None) -> Any:
     return (outs[0], outs[1])
 
 
-@partial(jax.jit, static_argnames=("config", "padded_output", "output_order", "unroll"))
-def _apply(tree: Tree, x: jax.Array, h0: tuple[jax.Array, ...] | None,
-           valid: jax.Array | None, config: RNNConfig, padded_output: str, output_order: str,
-           unroll: int = 1) -> tuple[Any, Any, jax.Array | None]:
-    """The whole network, jitted per config and shapes: ``x (N, T, D)``, ``h0`` L*R
-    ``(N, M_l)`` or ``None`` (zeros), ``valid (N, T)`` or ``None`` -> ``(outputs, h_n, y)``
-    (``h_n`` stacked ``(L*R, N, M)`` when the hidden sizes agree, else a tuple)."""
-    R = config.num_directions
-    if h0 is None:
-        h0 = tuple(jnp.zeros((x.shape[0], config.hidden_sizes[i // R]), x.dtype)
-                   for i in range(config.num_layers * R))
-    layer_in = jnp.swapaxes(x, 0, 1)  # (T, N, D)
-    valid_tm = None if valid is None else jnp.swapaxes(valid, 0, 1)
-    h_n = []
+def _head_act(g: Any) -> Callable[[jax.Array], jax.Array]:
+    """A head layer's activation: a cell activation, or softmax / log-softmax (last axis)."""
+    if isinstance(g, Activation):
+        return _act(g)
+    return jax.nn.softmax if g.name == "softmax" else jax.nn.log_softmax
+
+
+def _select(config: RNNConfig, merged: Any, finals: list[jax.Array]) -> Any:
+    """:func:`rnn_ref.reference.select` on time-major outputs ``(T, N, F)``: what the last
+    layer hands on, batch-major (``(N, T, F)`` for ``"sequence"``, else ``(N, F)``)."""
+    how = config.select
+    if how == "sequence":
+        return (tuple(jnp.swapaxes(o, 0, 1) for o in merged) if isinstance(merged, tuple)
+                else jnp.swapaxes(merged, 0, 1))
+    if how == "last_step":
+        return merged[-1]
+    if how in ("final_forward", "final_backward"):
+        return finals[how == "final_backward"]
+    return finals[0] if len(finals) == 1 else _merge(finals, config.merge_modes[-1])
+
+
+def _layers(tree: Tree, layer_in: jax.Array, h0: tuple[jax.Array, ...],
+            valid_tm: jax.Array | None, config: RNNConfig, padded_output: str,
+            output_order: str, unroll: int) -> tuple[Any, list[jax.Array]]:
+    """Every recurrent layer on time-major ``layer_in (T, N, D)``: the last layer's merged
+    outputs (time-major) and the S final states."""
+    h_n: list[jax.Array] = []
     merged: Any = layer_in
     for li, layer in enumerate(tree["layers"]):
         outs = []
         for r, cell in enumerate(layer):
-            reverse = config.direction == "reverse" or r == 1
-            out, hn = _direction(layer_in, cell, h0[li * R + r], valid_tm,
-                                 config.activation_of(li, r), config.clips[li], reverse,
-                                 padded_output, unroll)
+            out, hn = _direction(layer_in, cell, h0[config.state_index(li, r)], valid_tm,
+                                 config.activation_of(li, r), config.clips[li],
+                                 config.is_reverse(li, r), padded_output, unroll)
             if li == config.num_layers - 1 and output_order == "processing":
                 out = out[::-1]
             outs.append(out)
             h_n.append(hn)
         merged = _merge(outs, config.merge_modes[li])
         layer_in = merged
+    return merged, h_n
+
+
+@partial(jax.jit, static_argnames=("config", "padded_output", "output_order", "unroll"))
+def _apply(tree: Tree, x: jax.Array, h0: tuple[jax.Array, ...] | None,
+           valid: jax.Array | None, config: RNNConfig, padded_output: str, output_order: str,
+           unroll: int = 1) -> tuple[Any, Any, jax.Array | None, Any]:
+    """The whole network, jitted per config and shapes: ``x (N, T, D)`` (token ids ``(N, T)``
+    with an embedding), ``h0`` S ``(N, M_l)`` or ``None`` (zeros), ``valid (N, T)`` or
+    ``None`` -> ``(outputs, h_n, y, selected)`` (``h_n`` stacked ``(S, N, M)`` when the
+    hidden sizes agree, else a tuple; ``y`` the head's output or ``None``)."""
+    if tree.get("embedding") is not None:
+        x = jnp.take(tree["embedding"], x, axis=0)
+    if h0 is None:
+        h0 = tuple(jnp.zeros((x.shape[0], m), x.dtype) for m in config.state_sizes)
+    valid_tm = None if valid is None else jnp.swapaxes(valid, 0, 1)
+    merged, h_n = _layers(tree, jnp.swapaxes(x, 0, 1), h0, valid_tm, config, padded_output,
+                          output_order, unroll)
+    R_last = config.num_directions_of(config.num_layers - 1)
+    selected = _select(config, merged, h_n[-R_last:])
     y = None
-    if tree.get("readout") is not None:
-        ro = tree["readout"]
-        g = cast(Activation, config.output_activation)  # softmax: refused by unsupported
-        y = jnp.swapaxes(_act(g)(merged @ ro["w"] + ro["b"]), 0, 1)
+    if tree.get("head"):
+        y = selected
+        for dense, weights in zip(config.head, tree["head"], strict=True):
+            y = _head_act(dense.activation)(y @ weights["w"] + weights["b"])
     if isinstance(merged, tuple):
         outputs: Any = tuple(jnp.swapaxes(o, 0, 1) for o in merged)
     else:
         outputs = jnp.swapaxes(merged, 0, 1)
-    return outputs, (jnp.stack(h_n) if config.uniform_hidden else tuple(h_n)), y
+    return outputs, (jnp.stack(h_n) if config.uniform_hidden else tuple(h_n)), y, selected
 
 
 def pytree_of(params: RNNParams) -> Tree:
     """The params as a pytree of ``jnp`` arrays: ``{"layers": [[{"w_x", "w_h", "b_x", "b_h"}
-    per direction] per layer], "readout": {"w", "b"} or None}`` (differentiable leaves)."""
+    per direction] per layer], "embedding": (V, D) or None, "head": [{"w", "b"} per head
+    layer]}`` (differentiable leaves)."""
     with jax.enable_x64(params.dtype == np.float64):
         layers = [[{k: jnp.asarray(v) for k, v in cell.arrays().items()} for cell in layer]
                   for layer in params.layers]
-        readout = None if params.readout is None else {
-            k: jnp.asarray(v) for k, v in params.readout.arrays().items()}
-    return {"layers": layers, "readout": readout}
+        head = [{k: jnp.asarray(v) for k, v in d.arrays().items()} for d in params.head]
+        table = None if params.embedding is None else jnp.asarray(params.embedding)
+    return {"layers": layers, "embedding": table, "head": head}
 
 
 def apply(tree: Tree, x: Any, *, config: RNNConfig, h0: Any = None, lengths: Any = None,
           mask: Any = None, padded_output: str | None = None, output_order: str | None = None,
-          unroll: int | None = None) -> tuple[Any, Any, Any]:
+          unroll: int | None = None) -> tuple[Any, Any, Any, Any]:
     """The forward pass on a params pytree (see :func:`pytree_of`), traceable by JAX.
 
     Args:
         tree: the parameters; gradients with respect to its leaves come from ``jax.grad``.
-        x: ``(N, T, D)``; ``h0`` ``(L*R, N, M)`` or a list of L*R ``(N, M_l)``; ``lengths``
-            ``(N,)`` or ``mask`` ``(N, T)`` booleans; as :func:`rnn_ref.forward`.
+        x: ``(N, T, D)`` (token ids ``(N, T)`` with an embedding); ``h0`` ``(S, N, M)`` or a
+            list of S ``(N, M_l)``; ``lengths`` ``(N,)`` or ``mask`` ``(N, T)`` booleans; as
+            :func:`rnn_ref.forward` (``mask_zero`` and ``mask_value`` are applied here).
         config: the architecture (static).
         unroll: steps of the scan unrolled into one loop iteration (``None``: :data:`UNROLL`
             of JAX's default platform); the results do not depend on it.
 
     Returns:
-        ``(outputs (N, T, F), h_n, y)`` as JAX arrays, ``h_n`` stacked ``(L*R, N, M)`` when
-        the hidden sizes agree, else a tuple; ``y`` ``None`` without a readout.
+        ``(outputs (N, T, F), h_n, y, selected)`` as JAX arrays, ``h_n`` stacked
+        ``(S, N, M)`` when the hidden sizes agree, else a tuple; ``y`` the head's output
+        (``None`` without a head); ``selected`` what ``config.select`` hands on.
     """
-    R = config.num_directions
-    h0s = None if h0 is None else tuple(h0[i] for i in range(config.num_layers * R))
+    h0s = None if h0 is None else tuple(h0[i] for i in range(config.num_states))
     valid = None
     if lengths is not None:
         xp = jnp if isinstance(lengths, jax.Array) else np  # NumPy: no eager JAX op to compile
         valid = xp.arange(x.shape[1])[None, :] < xp.asarray(lengths)[:, None]
     elif mask is not None:
         valid = mask if isinstance(mask, jax.Array) else np.asarray(mask, bool)
+    own = None
+    if config.mask_zero:
+        own = x != 0
+    elif config.mask_value is not None:
+        own = (x != config.mask_value).any(axis=-1)
+    if own is not None:
+        valid = own if valid is None else valid & own
     if unroll is None:
         unroll = UNROLL.get(jax.default_backend(), 1)
     return _apply(tree, x, h0s, valid, config, padded_output or config.padded_output,
@@ -296,17 +338,20 @@ def apply(tree: Tree, x: Any, *, config: RNNConfig, h0: Any = None, lengths: Any
 
 @partial(jax.jit, static_argnames=("config", "unroll"))
 def _pullback(tree: Tree, x: jax.Array, h0: tuple[jax.Array, ...], valid: jax.Array | None,
-              cot_out: Any, cot_hn: Any, cot_y: Any, config: RNNConfig, unroll: int
+              cots: tuple[Any, Any, Any, Any], config: RNNConfig, unroll: int
               ) -> tuple[Tree, jax.Array, tuple[jax.Array, ...]]:
-    """The gradients of ``(tree, x, h0)`` for the cotangents of ``(outputs, h_n, y)`` (each
-    ``None`` for zeros), one jitted program per config and shapes."""
+    """The gradients of ``(tree, layers' input, h0)`` for the cotangents of ``(outputs, h_n,
+    y, selected)`` (each ``None`` for zeros; ``selected`` only for a selection other than
+    the sequence), one jitted program per config and shapes. With an embedding, ``x`` is the
+    embedded ids ``(N, T, D)`` and the tree's table is not used."""
     def f(t: Tree, xx: jax.Array, hh: tuple[jax.Array, ...]) -> Any:
-        return _apply(t, xx, hh, valid, config, config.padded_output, config.output_order,
-                      unroll)
+        out = _apply({**t, "embedding": None}, xx, hh, valid, config, config.padded_output,
+                     config.output_order, unroll)
+        return out if config.select != "sequence" else (*out[:3], None)
 
     primal, pull = jax.vjp(f, tree, x, h0)
-    cot = tuple(jax.tree.map(jnp.zeros_like, p) if c is None else c
-                for p, c in zip(primal, (cot_out, cot_hn, cot_y), strict=True))
+    cot = tuple(None if p is None else jax.tree.map(jnp.zeros_like, p) if c is None else c
+                for p, c in zip(primal, cots, strict=True))
     return pull(cot)  # type: ignore[no-any-return]
 
 
@@ -350,8 +395,10 @@ class JaxBackend:
 
     def backward(self, params: RNNParams, x: np.ndarray[Any, Any], *, h0: Any = None,
                  lengths: Any = None, mask: Any = None, grad_outputs: Any = None,
-                 grad_h_n: Any = None, grad_y: Any = None) -> Any:
-        """Gradients by ``jax.vjp`` through :func:`apply`, jitted (a ``BackwardResult``)."""
+                 grad_h_n: Any = None, grad_y: Any = None, grad_selected: Any = None) -> Any:
+        """Gradients by ``jax.vjp`` through :func:`apply`, jitted (a ``BackwardResult``); the
+        embedding's gradient sums the layers' input gradient over the steps of each id (none
+        for ``padding_idx``), as :func:`rnn_ref.backward` does."""
         from rnn_ref.gradient import BackwardResult
 
         cfg = params.config
@@ -365,21 +412,17 @@ class JaxBackend:
                 return tuple(np.asarray(a, dt) for a in g)
             return np.asarray(np.stack(g) if isinstance(g, (list, tuple)) else g, dt)
 
+        xs = inputs.x if params.embedding is None else params.embedding[inputs.x]
+        cots = (cot(grad_outputs), cot(grad_h_n, stacked=cfg.uniform_hidden), cot(grad_y),
+                cot(grad_selected))
         with self._context(dt):
             g_tree, g_x, g_h0 = _pullback(
-                pytree_of(params), jnp.asarray(inputs.x),
-                tuple(jnp.asarray(h) for h in inputs.h0_or_zeros()),
-                inputs.valid if inputs.padded else None, cot(grad_outputs),
-                cot(grad_h_n, stacked=cfg.uniform_hidden), cot(grad_y), cfg, self.unroll)
-            layers = [[CellParams(*(np.asarray(c[k]) for k in ("w_x", "w_h", "b_x", "b_h")))
-                       for c in layer] for layer in g_tree["layers"]]
-            if not cfg.bias:
-                layers = [[CellParams(c.w_x, c.w_h, np.zeros_like(c.b_x), np.zeros_like(c.b_h))
-                           for c in layer] for layer in layers]
-            ro = g_tree.get("readout")
-            readout = None if ro is None else Readout(np.asarray(ro["w"]), np.asarray(ro["b"]))
+                pytree_of(params), jnp.asarray(xs),
+                tuple(jnp.asarray(h) for h in inputs.h0_or_zeros(dt)),
+                inputs.valid if inputs.padded else None, cots, cfg, self.unroll)
+            grads = _gradients(params, g_tree, np.asarray(g_x), inputs.x)
             hs0 = [np.asarray(h) for h in g_h0]
-            return BackwardResult(RNNParams(cfg, layers, readout), np.asarray(g_x),
+            return BackwardResult(grads, np.asarray(g_x),
                                   np.stack(hs0) if cfg.uniform_hidden else tuple(hs0))
 
     def round_trip(self, params: RNNParams) -> RNNParams:
@@ -394,26 +437,48 @@ class JaxBackend:
 
     def forward(self, params: RNNParams, x: np.ndarray[Any, Any], *, h0: Any = None,
                 lengths: Any = None, mask: Any = None) -> ForwardResult:
-        """:func:`apply` on ``x (N, T, D)``, ``h0 (L*R, N, M)`` (or L*R ``(N, M_l)``),
-        ``lengths (N,)`` or ``mask (N, T)``: ``outputs (N, T, F)`` (a pair of ``(N, T, M)``
-        for ``merge_mode=None``), ``h_n (L*R, N, M)`` (or L*R ``(N, M_l)``) and ``y (N, T, K)``
-        or ``None``, in the parameters' dtype. Bad inputs raise as
+        """:func:`apply` on ``x (N, T, D)`` (token ids ``(N, T)`` with an embedding), ``h0``
+        (S states), ``lengths (N,)`` or ``mask (N, T)``: ``outputs (N, T, F)`` (a pair for
+        ``merge_mode=None``), ``h_n (S, N, M)`` (or S ``(N, M_l)``), the head's ``y`` or
+        ``None``, and the selection, in the parameters' dtype. Bad inputs raise as
         :func:`rnn_ref.inputs.check_inputs` says."""
         def as_np(a: Any) -> Any:
+            if a is None:
+                return None
             return tuple(np.asarray(v) for v in a) if isinstance(a, tuple) else np.asarray(a)
 
         dt = params.dtype
         inputs = check_inputs(params.config, x, h0=h0, lengths=lengths, mask=mask, dtype=dt,
                               where="jax")
         with self._context(dt):
-            outputs, h_n, y = apply(pytree_of(params), jnp.asarray(inputs.x),
-                                    config=params.config,
-                                    h0=None if inputs.h0 is None else [
-                                        jnp.asarray(h) for h in inputs.h0],
-                                    mask=inputs.valid if inputs.padded else None,
-                                    unroll=self.unroll)
+            outputs, h_n, y, selected = apply(
+                pytree_of(params), jnp.asarray(inputs.x), config=params.config,
+                h0=None if inputs.h0 is None else [jnp.asarray(h) for h in inputs.h0],
+                mask=inputs.valid if inputs.padded else None, unroll=self.unroll)
             jax.block_until_ready(outputs)
-            return ForwardResult(as_np(outputs), as_np(h_n), None if y is None else as_np(y))
+            return ForwardResult(as_np(outputs), as_np(h_n), as_np(y), as_np(selected))
+
+
+def _gradients(params: RNNParams, g_tree: Tree, g_x: np.ndarray[Any, Any],
+               ids: np.ndarray[Any, Any]) -> RNNParams:
+    """The gradient pytree as canonical :class:`RNNParams` (zero biases where the network
+    has none; the embedding's from the layers' input gradient ``g_x (N, T, D)``)."""
+    cfg = params.config
+    layers = [[CellParams(*(np.asarray(c[k]) for k in ("w_x", "w_h", "b_x", "b_h")))
+               for c in layer] for layer in g_tree["layers"]]
+    if not cfg.bias:
+        layers = [[CellParams(c.w_x, c.w_h, np.zeros_like(c.b_x), np.zeros_like(c.b_h))
+                   for c in layer] for layer in layers]
+    head = [Readout(np.asarray(h["w"]), np.asarray(h["b"]) if d.bias
+                    else np.zeros_like(np.asarray(h["b"])))
+            for h, d in zip(g_tree["head"], cfg.head, strict=True)]
+    table = None
+    if params.embedding is not None:
+        table = np.zeros_like(params.embedding)
+        np.add.at(table, ids, g_x)
+        if cfg.padding_idx is not None:
+            table[cfg.padding_idx] = 0
+    return RNNParams(cfg, layers, embedding=table, head=head)
 
 
 class JaxGpuBackend(JaxBackend):

@@ -475,7 +475,7 @@ OUTPUTS = ("bench.json", "bench.md", "summary.md", "time_vs_T.png", "time_vs_M.p
 def _is_bench_json(path: Path) -> bool:
     try:
         doc = json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return False
     return isinstance(doc, dict) and {"machine", "records"} <= doc.keys()
 
@@ -483,9 +483,11 @@ def _is_bench_json(path: Path) -> bool:
 def refusal(out: Path, json_copy: Path | None) -> str | None:
     """Why a run may not write to ``out`` (and copy its JSON to ``json_copy``), or ``None``.
 
-    A run overwrites only an earlier run's outputs: a folder holding any of :data:`OUTPUTS`
-    needs an earlier run's ``bench.json`` beside them, and ``json_copy`` may replace only an
-    earlier run's JSON. Checked before the run, so that no minutes are spent first.
+    A run writes only into a new or empty folder or an earlier run's (one with its
+    ``bench.json``), where it replaces only :data:`OUTPUTS`: a folder holding anything else
+    (hidden files aside) without an earlier run's ``bench.json`` is refused, and
+    ``json_copy`` may replace only an earlier run's JSON. Checked before the run, so that
+    no minutes are spent first.
     """
     if out.exists() and not out.is_dir():
         return f"--out: {out} exists and is not a folder"
@@ -493,6 +495,13 @@ def refusal(out: Path, json_copy: Path | None) -> str | None:
     if present and not _is_bench_json(out / "bench.json"):
         return (f"--out: {out} holds {present[0]} but no bench.json of an earlier run; "
                 f"refusing to overwrite it (give a new or empty folder)")
+    others = sorted(n for n in (os.listdir(out) if out.is_dir() else [])
+                    if n not in OUTPUTS and not n.startswith("."))
+    if others and not _is_bench_json(out / "bench.json"):
+        return (f"--out: {out} holds {others[0]}" + (f" and {len(others) - 1} other files"
+                                                      if len(others) > 1 else "")
+                + " and no bench.json of an earlier run; refusing to write among other files "
+                "(give a new or empty folder)")
     if json_copy is not None:
         if json_copy.is_dir():
             return f"--json: {json_copy} is a folder; give a file path"

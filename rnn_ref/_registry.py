@@ -88,10 +88,12 @@ def get_backend(name: str) -> Backend:
 
     Args:
         name: a built-in name (see :data:`BACKENDS`) or a third party's ``module:attribute``
-            naming a backend object, a class or a zero-argument factory.
+            naming a backend object, a class or a zero-argument factory. The module is
+            imported and a class or factory is called: naming one runs its code.
 
     Raises:
-        ValueError: an unknown name (the message lists the known ones).
+        ValueError: an unknown name (the message lists the known ones), or a built-in
+            backend's refusal to start (a device this machine does not have).
         ImportError: the backend's framework is not installed (the message names it).
         TypeError: the object found is not a backend.
     """
@@ -118,9 +120,18 @@ def get_backend(name: str) -> Backend:
         )
     try:
         backend = _instantiate(obj)
-    except TypeError as exc:
-        raise TypeError(f"{name!r}: calling it with no arguments failed ({exc}); name a backend "
-                        f"object, a class or a zero-argument factory") from None
+    except ValueError as exc:
+        if name in BACKENDS:  # a built-in backend's own refusal, e.g. no such device here
+            raise
+        raise TypeError(f"{name!r}: calling it with no arguments failed (ValueError: {exc}); "
+                        f"name a backend object, a class or a zero-argument factory that "
+                        f"returns one") from None
+    except (Exception, SystemExit) as exc:  # builtins:exit raises SystemExit when called
+        what = ("it tried to end the process: SystemExit" if isinstance(exc, SystemExit)
+                else f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+        raise TypeError(f"{name!r}: calling it with no arguments failed ({what}); name a "
+                        f"backend object, a class or a zero-argument factory that returns "
+                        f"one") from None
     if not isinstance(backend, Backend):
         raise TypeError(
             f"{name!r} gives a {type(backend).__name__}, which is not a backend: it needs "

@@ -8,7 +8,9 @@ Every subcommand imports its frameworks only when it runs; ``rnn-ref --help`` an
 from __future__ import annotations
 
 import argparse
+import os
 import platform
+import signal
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -19,12 +21,15 @@ import numpy as np
 
 import rnn_ref
 from rnn_ref._registry import BACKENDS
+from rnn_ref._text import error_line, printable
 from rnn_ref.backends import _frameworks
 
 __all__ = ["main"]
 
 
 def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
+    """A plain-text table; every cell passes through :func:`printable` (names from files)."""
+    rows = [[printable(c) for c in r] for r in rows]
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     line = "  ".join("-" * w for w in widths)
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
@@ -114,8 +119,9 @@ class _DemoRows:
 
 
 def _demo_source(seed: int, x: np.ndarray, rows: _DemoRows) -> tuple[rnn_ref.RNNParams, Any, str]:
-    """The demo's parameters, the oracle's answer on ``x`` of shape (1, 10, 3) (the last
-    step's readout, shape (1, 2)) and where the weights came from: a seeded Keras model, run
+    """The demo's parameters (``select="final"``: ``return_sequences=False``), the oracle's
+    answer on ``x`` of shape (1, 10, 3) (the readout of the final state, shape (1, 2)) and
+    where the weights came from: a seeded Keras model, run
     and checked against the oracle, when keras is installed, else ``rnn_ref.init`` with the
     Keras scheme."""
     import importlib.util
@@ -129,11 +135,12 @@ def _demo_source(seed: int, x: np.ndarray, rows: _DemoRows) -> tuple[rnn_ref.RNN
                                   keras.layers.Dense(2)])
         params = rnn_ref.from_keras(model)
         oracle = rnn_ref.oracle(model)
-        want = oracle(x)  # (1, 2): the last step's readout, what model(x) returns
+        want = oracle(x)  # (1, 2): the readout of the final state, what model(x) returns
         rows.check("Keras model (source) vs oracle", keras.ops.convert_to_numpy(model(x)), want)
         return params, want, "Keras"
-    params = rnn_ref.init(rnn_ref.RNNConfig(3, 5, output_size=2), seed=seed, scheme="keras")
-    want = rnn_ref.forward(params, x).y[:, -1]
+    params = rnn_ref.init(rnn_ref.RNNConfig(3, 5, output_size=2, select="final"), seed=seed,
+                          scheme="keras")
+    want = rnn_ref.forward(params, x).y
     rows.skip("Keras model (source)", "keras is not installed; weights from rnn_ref.init")
     return params, want, "rnn_ref.init (Keras scheme)"
 
@@ -157,8 +164,8 @@ def _demo_by_hand(params: rnn_ref.RNNParams, x: np.ndarray, want: Any, rows: _De
 
 def _demo_frameworks(params: rnn_ref.RNNParams, x: np.ndarray, want: Any,
                      rows: _DemoRows) -> None:
-    """Each installed target framework runs ``params`` on ``x`` of shape (1, 10, 3), its last
-    step (1, 2) checked against ``want``; then the canonical file's round trip, bit-exact."""
+    """Each installed target framework runs ``params`` on ``x`` of shape (1, 10, 3), its result
+    (1, 2) checked against ``want``; then the canonical file's round trip, bit-exact."""
     targets = [("PyTorch nn.RNN + Linear", "torch"), ("ONNX Runtime", "onnxruntime"),
                ("JAX lax.scan", "jax")]
     available = set(rnn_ref.available_backends())
@@ -167,7 +174,7 @@ def _demo_frameworks(params: rnn_ref.RNNParams, x: np.ndarray, want: Any,
             rows.skip(label, f"{name} is not installed")
             continue
         res = rnn_ref.get_backend(name).forward(params, x)
-        rows.check(f"{label} vs oracle", res.y[:, -1], want)
+        rows.check(f"{label} vs oracle", res.y, want)
     with tempfile.TemporaryDirectory() as tmp:
         path = rnn_ref.save(params, Path(tmp) / "tutorial.npz")
         back = rnn_ref.load(path)
@@ -198,7 +205,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print()
     print(_table(rows.rows, ("check", "max abs err", "result")))
     print()
-    print("y at the last step:", np.array2string(np.asarray(want)[0], precision=6))
+    print("y, the readout of the final state:", np.array2string(np.asarray(want)[0], precision=6))
     return 1 if rows.failed else 0
 
 
@@ -251,6 +258,8 @@ def _check_backend(name: str, args: argparse.Namespace) -> tuple[Any, Any]:
     try:
         known = (deviations.load_file(args.known_failures, backend.name)
                  if args.known_failures else deviations.load(backend.name))
+    except RecursionError:
+        raise _Fail(f"--known-failures: {args.known_failures}: JSON nested too deeply") from None
     except (OSError, ValueError) as exc:
         raise _Fail(f"--known-failures: {exc}") from None
     return backend, known
@@ -267,13 +276,15 @@ def _print_problems(reports: Sequence[Any], args: argparse.Namespace) -> bool:
                 rerun = f"rnn-ref check --backend {rep.backend!r} --case '^{r.case}$'"
                 if args.random and "_s" in r.case:
                     rerun += f" --random {args.random} --seed {args.seed}"
-                print(f"FAIL {rep.backend} {r.case} [{r.category}]: {r.detail}\n"
-                      f"     rerun: {rerun}")
+                print(printable(f"FAIL {rep.backend} {r.case} [{r.category}]: {r.detail}")
+                      + f"\n     rerun: {printable(rerun)}")
             elif r.status == "xpass":
-                print(f"XPASS {rep.backend} {r.case} [{r.category}]: passes although known "
-                      f"failure {r.deviation!r} matches it; update the known failures")
+                print(printable(f"XPASS {rep.backend} {r.case} [{r.category}]: passes although "
+                                f"known failure {r.deviation!r} matches it; update the known "
+                                f"failures"))
         for d in rep.stale:
-            print(f"STALE {rep.backend}: known failure {d.id!r} matched no case of this run")
+            print(printable(f"STALE {rep.backend}: known failure {d.id!r} matched no case of "
+                            f"this run"))
     return failed
 
 
@@ -334,6 +345,31 @@ def cmd_bench(args: argparse.Namespace, rest: Sequence[str]) -> int:
     return int(harness.main(list(rest)))
 
 
+#: seeds the command line takes: what NumPy, torch and Keras all accept
+SEED_MAX = 2**32 - 1
+#: the most --random cases one run generates (each is generated before the run starts)
+RANDOM_MAX = 10_000
+
+
+def _bounded_int(name: str, low: int, high: int) -> Any:
+    """An argparse type: an integer from ``low`` to ``high``, else an error naming ``name``,
+    the value and the range."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer from {low} to {high}, "
+                                             f"got {printable(text)[:60]!r}") from None
+        if not low <= value <= high:
+            shown = text if len(text) <= 40 else f"{text[:20]}...({len(text)} digits)"
+            raise argparse.ArgumentTypeError(f"{name} must be from {low} to {high}, got "
+                                             f"{shown}")
+        return value
+
+    return parse
+
+
 class _Fail(Exception):
     """A one-line error for the user, with an exit status."""
 
@@ -354,7 +390,9 @@ def _one_line(exc: BaseException) -> str:
     """The first line of an error, hints named as this command line's flags."""
     from rnn_ref.convert import HINT_NAMES, MissingHintError
 
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    # the first line only at "\n": splitlines would also cut at a "\r" from a file
+    text = str(exc).strip("\n").split("\n", 1)[0] if str(exc) else type(exc).__name__
+    text = text.replace("pass force=True", "pass --force")
     if isinstance(exc, MissingHintError):
         text += f" (pass --{exc.hint.replace('_', '-')})"
     for name in HINT_NAMES:
@@ -390,23 +428,28 @@ def cmd_convert(args: argparse.Namespace) -> int:
                                dst_format=args.to_format, hints=_hints(args),
                                verify=args.verify, force=args.force, seed=args.seed,
                                limits=_limits(args),
-                               allow_external_data=args.allow_external_data)
+                               allow_external_data=args.allow_external_data,
+                               expect_sha256=args.expect_sha256)
     except convert.VerificationError as exc:
         raise _Fail(str(exc), status=1) from None
-    except FileExistsError:
-        raise _Fail(f"{args.dst} exists; pass --force to replace it") from None
-    except (ValueError, NotImplementedError, ImportError, OSError) as exc:
+    except (ValueError, NotImplementedError, ImportError, OSError, RecursionError) as exc:
         raise _Fail(_one_line(exc)) from None
-    print(f"wrote {args.dst} ({done.dst_format}) from {args.src} ({done.src_format}): "
-          f"{_describe(done.params.config)}")
+    print(printable(f"wrote {args.dst} ({done.dst_format}) from {args.src} "
+                    f"({done.src_format}): {_describe(done.params.config, done.src_format)}"))
     if done.verification is not None:
-        print(f"verified: {done.verification.summary}")
+        print(f"verified: {printable(done.verification.summary)}")
     return 0
 
 
-def _describe(cfg: Any) -> str:
-    """The network on one line: its pieces from :meth:`RNNConfig.describe`."""
-    return "; ".join(line.strip() for line in cfg.describe())
+def _describe(cfg: Any, fmt: str = "") -> str:
+    """The network on one line (its pieces from :meth:`RNNConfig.describe`); ``fmt`` the
+    format it was read from (a ``.keras`` file's padded steps follow the Keras backend it is
+    read under)."""
+    text = "; ".join(line.strip() for line in cfg.describe())
+    if fmt == "keras" and cfg.padded_output != "zeros":
+        text += (f" (padded steps as Keras on {os.environ.get('KERAS_BACKEND', 'tensorflow')} "
+                 f"computes them; KERAS_BACKEND chooses)")
+    return text
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -430,10 +473,10 @@ def _inspect(args: argparse.Namespace) -> int:
     _print_external(args.file, fmt, args.allow_external_data)
     params, fmt = _read_input(args.file, fmt, args)
     cfg = params.config
-    print(f"{args.file}: {fmt}, dtype {params.dtype}")
+    print(f"{printable(args.file)}: {fmt}, dtype {params.dtype}")
     print("network:")
-    for line in cfg.describe():
-        print(f"  {line}")
+    for line in _describe(cfg, fmt).split("; "):
+        print(f"  {printable(line)}")
     print(f"parameters: {cfg.num_parameters('keras')} counted as Keras does (one bias per "
           f"cell), {cfg.num_parameters('torch')} as torch does (two)")
     print("\narrays in the file:")
@@ -441,14 +484,14 @@ def _inspect(args: argparse.Namespace) -> int:
         native = convert.framework_module(fmt).list_arrays(Path(args.file), fmt)
     except Exception as exc:  # listing is a courtesy: the file already read as parameters
         native = []
-        print(f"  (cannot list them: {type(exc).__name__})")
+        print(f"  (cannot list them: {type(exc).__name__}: {error_line(exc, 200)})")
     print(_table([(n, str(tuple(s)), d) for n, s, d in native], ("name", "shape", "dtype")))
     print("\ncanonical arrays:")
     print(_table([(n, str(a.shape), str(a.dtype)) for n, a in params.named_arrays()],
                  ("name", "shape", "dtype")))
     print("\nconverts to:")
     rows = [(f, ", ".join(convert.FORMATS[f]), "yes" if why is None else f"no: {why}")
-            for f, why in convert.convertible(params).items()]
+            for f, why in _convertible_here(params).items()]
     print(_table(rows, ("format", "extensions", "")))
     return 0
 
@@ -475,6 +518,19 @@ def _print_external(path: str, fmt: str, allowed: bool) -> None:
     print()
 
 
+def _convertible_here(params: Any) -> dict[str, str | None]:
+    """:func:`rnn_ref.convert.convertible`, and a format whose packages are not installed
+    here is not possible either (the message names them)."""
+    from rnn_ref import convert
+
+    out = convert.convertible(params)
+    for name, (framework, f) in _frameworks.formats().items():
+        absent = _frameworks.missing((*framework.requires, *f.requires))
+        if out.get(name) is None and absent:
+            out[name] = f"needs {', '.join(absent)}, which is not installed here"
+    return out
+
+
 def _inspect_graph(path: Path, fmt: str) -> int:
     """A file that holds a converted graph rather than parameters (``.tflite``): its ops,
     subgraph by subgraph, and its tensors."""
@@ -488,11 +544,12 @@ def _inspect_graph(path: Path, fmt: str) -> int:
         arrays = module.list_arrays(path, fmt)
     except (ValueError, NotImplementedError, ImportError, OSError) as exc:
         raise _Fail(_one_line(exc)) from None
-    print(f"{path}: {fmt} (a converted graph; its parameters cannot be read back)")
+    print(f"{printable(path)}: {fmt} (a converted graph; its parameters cannot be read back)")
     counts: dict[str, int] = {}
     for op in ops:
         counts[op] = counts.get(op, 0) + 1
-    print("ops: " + ", ".join(f"{op} x{n}" if n > 1 else op for op, n in counts.items()))
+    print("ops: " + printable(", ".join(f"{op} x{n}" if n > 1 else op
+                                        for op, n in counts.items())))
     print("\ntensors in the file:")
     print(_table([(n, str(tuple(s)), d) for n, s, d in arrays], ("name", "shape", "dtype")))
     return 0
@@ -508,9 +565,10 @@ def _add_check(sub: Any) -> None:
                    help="a built-in name or a third party's module:attribute (repeatable; "
                    "default: every built-in backend that can run here)")
     p.add_argument("--full", action="store_true", help="the full matrix (default: quick)")
-    p.add_argument("--random", type=int, default=0, metavar="N",
-                   help="add N randomly sampled configurations")
-    p.add_argument("--seed", type=int, default=0, help="seed of --random (default 0)")
+    p.add_argument("--random", type=_bounded_int("--random", 0, RANDOM_MAX), default=0,
+                   metavar="N", help=f"add N randomly sampled configurations (0 to {RANDOM_MAX})")
+    p.add_argument("--seed", type=_bounded_int("--seed", 0, SEED_MAX), default=0,
+                   help=f"seed of --random (0 to {SEED_MAX}; default 0)")
     p.add_argument("--case", metavar="REGEX", help="only cases whose name matches")
     p.add_argument("--known-failures", metavar="FILE",
                    help="a JSON list of known failures (default: the built-in ones)")
@@ -588,8 +646,14 @@ def _add_convert(sub: Any) -> None:
                    help="run source and target in their own frameworks on seeded inputs (in the "
                    "source's dtype) and compare within the tolerance of the less precise "
                    "dtype; on failure write nothing")
-    p.add_argument("--seed", type=int, default=0, help="seed of the --verify inputs")
-    p.add_argument("--force", action="store_true", help="replace an existing output")
+    p.add_argument("--seed", type=_bounded_int("--seed", 0, SEED_MAX), default=0,
+                   help=f"seed of the --verify inputs (0 to {SEED_MAX})")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing regular file (never the source itself; its mode "
+                   "is kept)")
+    p.add_argument("--expect-sha256", metavar="HEX",
+                   help="refuse the source unless its bytes have this SHA-256 (.onnx, .pt and "
+                   ".weights.h5 carry no checksum of their own)")
     _add_safety_args(p)
     p.set_defaults(func=cmd_convert)
 
@@ -618,7 +682,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "--threads K..., --repeats R, --framework F, --out DIR; --help)")
     p.set_defaults(func=cmd_bench)
     p = sub.add_parser("demo", help="the tutorials' model through the oracle and every backend")
-    p.add_argument("--seed", type=int, default=0, help="seed of weights and inputs (default 0)")
+    p.add_argument("--seed", type=_bounded_int("--seed", 0, SEED_MAX), default=0,
+                   help=f"seed of weights and inputs (0 to {SEED_MAX}; default 0)")
     p.set_defaults(func=cmd_demo)
     return parser
 
@@ -633,13 +698,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_bench(args, rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    restore = _exit_on_signals()
     try:
         return int(args.func(args))
     except _Fail as exc:
-        from rnn_ref.limits import bounded
-
-        print(f"rnn-ref {args.command}: {bounded(str(exc), 2000)}", file=sys.stderr)
+        print(f"rnn-ref {args.command}: {error_line(exc)}", file=sys.stderr)
         return exc.status
+    except MemoryError:
+        print(f"rnn-ref {args.command}: out of memory; nothing was written", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"rnn-ref {args.command}: interrupted; nothing was left behind", file=sys.stderr)
+        return 128 + signal.SIGINT
+    finally:
+        restore()
+
+
+def _exit_on_signals() -> Any:
+    """Make SIGTERM and SIGHUP end the command through ``SystemExit`` (status 128 + the
+    signal), so that every ``finally`` runs and temporary files are removed; returns the
+    function that puts the previous handlers back. Only in the main thread."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def leave(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    wanted = [s for s in ("SIGTERM", "SIGHUP") if hasattr(signal, s)]
+    previous = {sig: signal.signal(getattr(signal, sig), leave) for sig in wanted}
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(getattr(signal, sig), handler)
+
+    return restore
 
 
 if __name__ == "__main__":

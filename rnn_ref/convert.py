@@ -8,18 +8,18 @@ their extensions and the hints each reads come from the framework records
 (``read_file``, ``write_file``, ``load_native``, ``run_native``, ``list_arrays``).
 
 Nothing from a file is ever executed: no pickle, Keras in safe mode, HDF5 and JSON parsed as
-data. Output goes to a temporary file in the target folder and is renamed into place only when
-it is complete (and verified, when asked), so a failed conversion leaves nothing behind; an
-existing file is replaced only with ``force=True``.
+data. Output follows the destination rules of :mod:`rnn_ref._dest`: written to a temporary
+file and put in place only when it is complete (and verified, when asked), so a failed
+conversion leaves nothing behind; a new name is created exclusively; an existing regular file
+is replaced only with ``force=True``, never the source itself.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import os
-import shutil
-import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from rnn_ref import _dest
 from rnn_ref import limits as limits_
 from rnn_ref.activations import Activation
 from rnn_ref.backends import _frameworks
@@ -36,8 +37,7 @@ from rnn_ref.params import RNNParams
 
 __all__ = ["FORMATS", "Conversion", "Hints", "MissingHintError", "NativeFile", "Verification",
            "VerificationError", "convert", "convertible", "detect", "external_files",
-           "framework_module",
-           "hint_activation", "hints_read", "readable",
+           "framework_module", "hint_activation", "hints_read", "readable", "sha256_of",
            "hints_for", "read", "verify_files", "write"]
 
 #: format name -> extensions, from the framework records
@@ -190,35 +190,28 @@ def convertible(params: RNNParams) -> dict[str, str | None]:
 
 
 def write(params: RNNParams, path: str | os.PathLike[str], fmt: str | None = None, *,
-          force: bool = False, check: Callable[[Path], None] | None = None) -> Path:
-    """Write ``params`` to ``path`` atomically: a temporary file in the same folder, checked
-    by ``check(temporary_path)`` when given, then renamed into place.
+          force: bool = False, check: Callable[[Path], None] | None = None,
+          sources: Sequence[str | os.PathLike[str]] = ()) -> Path:
+    """Write ``params`` to ``path`` by the destination rules of :mod:`rnn_ref._dest`: the
+    file appears complete (checked by ``check(temporary_path)`` when given) or not at all.
 
     Raises:
-        FileExistsError: ``path`` exists and ``force`` is False.
+        FileExistsError: something is at ``path`` and ``force`` is False.
+        ValueError: ``path`` is one of ``sources`` (the same file), or ``force`` and ``path``
+            is not a regular file.
         UnsupportedError: the format cannot express the network.
+        rnn_ref._dest.WriteError: an ``OSError``: the disk is full, or the writer failed.
     """
     target = Path(path)
     fmt = detect(target, fmt)
-    if target.exists() and not force:
-        raise FileExistsError(f"{target} exists; pass force=True to replace it")
-    folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: no such folder")
+    _dest.check_destination(target, force=force, sources=sources)
     reason = convertible(params)[fmt]
     if reason is not None:
         raise UnsupportedError(f"cannot write {target} as {fmt}: {reason}")
     module = framework_module(fmt)
-    tmpdir = Path(tempfile.mkdtemp(prefix=".rnn-ref-", dir=folder))
-    try:
-        tmp = tmpdir / ("out" + FORMATS[fmt][0])
-        module.write_file(params, tmp, fmt)
-        if check is not None:
-            check(tmp)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
-    return target
+    size = sum(a.nbytes for _, a in params.named_arrays())
+    return _dest.write_file(target, lambda tmp: module.write_file(params, tmp, fmt),
+                            force=force, sources=sources, check=check, expected_size=size)
 
 
 @dataclass(frozen=True)
@@ -322,42 +315,83 @@ class VerificationError(ValueError):
         self.verification = verification
 
 
+def sha256_of(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 of the file's bytes, as 64 lowercase hexadecimal digits."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_sha256(src: str | os.PathLike[str], expected: str) -> os.stat_result:
+    """Compare the SHA-256 of ``src`` with ``expected``; return the file's status when they
+    agree, so that a change while it is read can be seen."""
+    want = expected.strip().lower()
+    if len(want) != 64 or any(c not in "0123456789abcdef" for c in want):
+        raise ValueError(f"expect_sha256 must be 64 hexadecimal digits, got {expected!r}")
+    before = os.stat(src)
+    got = sha256_of(src)
+    if got != want:
+        raise FileFormatError(f"{src}: its SHA-256 is {got}, not the expected {want}; "
+                              f"nothing written")
+    return before
+
+
 def convert(src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
             src_format: str | None = None, dst_format: str | None = None,
             hints: Hints = Hints(), verify: bool = False, force: bool = False,
-            seed: int = 0, limits: Limits | None = None, allow_external_data: bool = False
-            ) -> Conversion:
+            seed: int = 0, limits: Limits | None = None, allow_external_data: bool = False,
+            expect_sha256: str | None = None) -> Conversion:
     """Convert the file ``src`` into ``dst``; formats from the extensions unless named.
 
     Each format is detected once and the source read once. With ``verify`` the written file
     is read back and both are run in their own frameworks before it is renamed into place.
     ``limits`` and ``allow_external_data`` apply to reading and to running the files, as
-    :func:`read` says.
+    :func:`read` says. With ``expect_sha256`` (64 hexadecimal digits) the source's bytes
+    must have that SHA-256, and must not change while they are read: ``.onnx``, ``.pt`` and
+    ``.weights.h5`` carry no checksum of their own, so a flipped bit would otherwise convert
+    as different weights.
 
     Raises:
         FileNotFoundError, FileExistsError, FileFormatError, MissingHintError,
         UnsupportedError, ImportError, LimitError: as :func:`read` and :func:`write`.
         VerificationError: the check failed; nothing was written.
+        FileFormatError: the source's SHA-256 is not ``expect_sha256``.
     """
     with limits_.using(limits, allow_external_data=allow_external_data):
-        return _convert(src, dst, src_format, dst_format, hints, verify, force, seed)
+        return _convert(src, dst, src_format, dst_format, hints, verify, force, seed,
+                        expect_sha256)
 
 
 def _convert(src: str | os.PathLike[str], dst: str | os.PathLike[str], src_format: str | None,
-             dst_format: str | None, hints: Hints, verify: bool, force: bool, seed: int
-             ) -> Conversion:
+             dst_format: str | None, hints: Hints, verify: bool, force: bool, seed: int,
+             expect_sha256: str | None) -> Conversion:
     src_fmt = detect(src, src_format)
     dst_fmt = detect(dst, dst_format)
+    hashed = None if expect_sha256 is None else _check_sha256(src, expect_sha256)
     params = read(src, src_fmt, hints)
+    if hashed is not None:
+        now = os.stat(src)
+        if (now.st_ino, now.st_size, now.st_mtime_ns) != (
+                hashed.st_ino, hashed.st_size, hashed.st_mtime_ns):
+            raise FileFormatError(f"{src}: the file changed while it was read; nothing written")
     results: list[Verification] = []
 
     def check(tmp: Path) -> None:
         # a format that cannot be read back (.tflite) is still run by its own runtime
         back = read(tmp, dst_fmt, hints_for(params, dst_fmt)) if readable(dst_fmt) else params
-        result = verify_files(Path(src), src_fmt, params, tmp, dst_fmt, back, seed=seed)
+        try:
+            result = verify_files(Path(src), src_fmt, params, tmp, dst_fmt, back, seed=seed)
+        except ImportError:
+            raise
+        except Exception as exc:  # a runtime's refusal of a file: ONNX Runtime, Keras, torch
+            raise FileFormatError(f"--verify could not run {src} and {dst} in their own "
+                                  f"frameworks, nothing written: {type(exc).__name__}: "
+                                  f"{str(exc)[:300]}") from None
         results.append(result)
         if not result.passed:
             raise VerificationError(result)
 
-    write(params, dst, dst_fmt, force=force, check=check if verify else None)
+    write(params, dst, dst_fmt, force=force, check=check if verify else None, sources=[src])
     return Conversion(params, src_fmt, dst_fmt, results[0] if results else None)

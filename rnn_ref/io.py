@@ -23,9 +23,9 @@ Version 1 files (a config with ``output_size``/``output_activation`` and the arr
 same network.
 
 Arrays keep their dtype, so a round trip is bit-exact. Nothing is pickled: files are read with
-``allow_pickle=False``, and a member holding Python objects is refused. Writing goes to a
-temporary file in the target folder that is renamed into place, so an interrupted save never
-leaves a half-written file, and an existing file is kept unless ``overwrite=True``.
+``allow_pickle=False``, and a member holding Python objects is refused. Writing follows
+:mod:`rnn_ref._dest`: the file appears complete or not at all, a new name is created
+exclusively, and an existing file is kept unless ``overwrite=True``.
 
 :func:`to_members` and :func:`from_members` are the same format as a ``{name: array}`` dict, for
 carrying parameters inside another ``.npz`` message (the Keras worker protocol does); they check
@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -45,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from rnn_ref import limits
+from rnn_ref._dest import write_file
 from rnn_ref.config import RNNConfig
 from rnn_ref.errors import FileFormatError, LimitError
 from rnn_ref.params import RNNParams
@@ -60,15 +60,23 @@ def save(params: RNNParams, path: str | os.PathLike[str], *, overwrite: bool = F
     """Write ``params`` to ``path`` in the canonical format; returns the path written.
 
     Raises:
-        FileExistsError: ``path`` exists and ``overwrite`` is False.
+        FileExistsError: ``path`` exists and ``overwrite`` is False (anything there, a
+            dangling symbolic link too).
+        ValueError: ``overwrite`` and ``path`` is not a regular file (a FIFO, a device).
+        rnn_ref._dest.WriteError: an ``OSError``: the disk is full, or the write failed.
         TypeError: ``params`` is not an :class:`~rnn_ref.RNNParams`.
     """
     members: dict[str, Any] = to_members(params)
-    target = Path(path)
-    if target.exists() and not overwrite:
-        raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
-    atomic_write(target, lambda fh: np.savez(fh, **members))
-    return target
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:  # a file object: np.savez would add ".npz" to a name
+            np.savez(fh, **members)
+
+    try:
+        return write_file(path, write, force=overwrite,
+                          expected_size=sum(a.nbytes for a in members.values()))
+    except FileExistsError:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it") from None
 
 
 def to_members(params: RNNParams) -> dict[str, np.ndarray[Any, Any]]:
@@ -115,7 +123,7 @@ def from_members(members: Mapping[str, Any], *, source: str = "members") -> RNNP
     except (FileFormatError, LimitError):
         raise
     except RecursionError:
-        raise FileFormatError(f"{source}: the config is nested too deeply") from None
+        raise FileFormatError(f"{source}: the config JSON is nested too deeply") from None
     except (TypeError, ValueError) as exc:  # np.load's refusal of pickled members lands here too
         raise FileFormatError(f"{source}: {limits.bounded(str(exc))}") from None
 
@@ -145,27 +153,6 @@ def _check_declared(config: Any, source: str) -> None:
                 widest = max(units)
                 limits.check_elements(widest * widest * len(units), "the head's parameters",
                                       source)
-
-
-def atomic_write(target: Path, write: Any) -> None:
-    """Call ``write(file_object)`` on a temporary file beside ``target``, then rename it there.
-
-    On any failure the temporary file is removed and ``target`` is untouched.
-    """
-    folder = target.parent if str(target.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def load(path: str | os.PathLike[str]) -> RNNParams:

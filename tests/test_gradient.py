@@ -166,7 +166,7 @@ def test_matches_jax_grad_on_every_feature(case: dict, seed: int) -> None:
         tree = jax_backend.pytree_of(params)
 
         def loss(t: dict, x: jax.Array) -> jax.Array:
-            out, h_n, y = jax_backend.apply(t, x, config=cfg, h0=None if case["h0"] is None
+            out, h_n, y, _ = jax_backend.apply(t, x, config=cfg, h0=None if case["h0"] is None
                                             else [jnp.asarray(h) for h in case["h0"]], **kw)
             total = sum(jnp.sum(a * b) for a, b in zip(
                 out if isinstance(out, tuple) else (out,),
@@ -188,7 +188,7 @@ def test_matches_jax_grad_on_every_feature(case: dict, seed: int) -> None:
                                            np.asarray(g_tree["layers"][li][r][name]),
                                            rtol=1e-9, atol=1e-12, err_msg=f"{li}.{r}.{name}")
     if ours.params.readout is not None:
-        np.testing.assert_allclose(ours.params.readout.w, np.asarray(g_tree["readout"]["w"]),
+        np.testing.assert_allclose(ours.params.readout.w, np.asarray(g_tree["head"][0]["w"]),
                                    rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(ours.x, np.asarray(g_x), rtol=1e-9, atol=1e-12)
 
