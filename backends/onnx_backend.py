@@ -712,22 +712,36 @@ def load_native(path: Path, fmt: str, params: RNNParams) -> NativeFile:
 
 def run_native(model: onnx.ModelProto, x: np.ndarray[Any, Any], lengths: Any = None
                ) -> np.ndarray[Any, Any]:
-    """The first output of a graph of :func:`to_native` run by onnxruntime's CPU provider
-    (inputs ``x`` in the graph's floating type and, when given, ``lengths``). The graph is
-    checked first (:func:`onnx_untrusted.check_runnable`); onnxruntime gets its bytes, never
-    a path. A graph whose ``RNN`` nodes are not float32 is refused: onnxruntime's CPU RNN
-    kernel runs float32 only."""
+    """The first output of an ONNX graph run by onnxruntime's CPU provider: ``x`` (features in
+    the graph's floating type, or token ids) bound to the graph's first input whatever it is
+    called, and ``lengths``, when given, to its second. The graph is checked first
+    (:func:`onnx_untrusted.check_runnable`); onnxruntime gets its bytes, never a path. A graph
+    whose ``RNN`` weights are not float32 is refused: onnxruntime's CPU RNN kernel runs
+    float32 only."""
     import onnxruntime as ort
 
-    elem = model.graph.input[0].type.tensor_type.elem_type if model.graph.input else 0
-    dtype = helper.tensor_dtype_to_np_dtype(elem) if elem else np.dtype(np.float32)
-    if np.dtype(dtype) != np.float32:
-        raise UnsupportedError("onnxruntime", f"a {np.dtype(dtype)} RNN graph",
+    consts = {t.name for t in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in consts]
+    if not inputs or (lengths is not None and len(inputs) < 2):
+        raise UnsupportedError("onnxruntime", f"a graph with inputs {[i.name for i in inputs]}",
+                               "it needs the sequence" + (" and its lengths" if lengths is
+                                                          not None else ""))
+    weights = {t.name: t.data_type for t in model.graph.initializer}
+    rnn_types = {weights[n.input[1]] for n in model.graph.node
+                 if n.op_type == "RNN" and len(n.input) > 1 and n.input[1] in weights}
+    if rnn_types - {onnx.TensorProto.FLOAT}:
+        kinds = sorted(str(helper.tensor_dtype_to_np_dtype(t)) for t in rnn_types)
+        raise UnsupportedError("onnxruntime", f"a {'/'.join(kinds)} RNN graph",
                                "its CPU RNN kernel runs float32 only, so the file cannot be "
                                "run or verified here")
-    feeds = {"x": np.asarray(x, dtype)}
+
+    def feed(value: Any, spec: onnx.ValueInfoProto) -> np.ndarray[Any, Any]:
+        elem = spec.type.tensor_type.elem_type
+        return np.asarray(value, helper.tensor_dtype_to_np_dtype(elem) if elem else None)
+
+    feeds = {inputs[0].name: feed(x, inputs[0])}
     if lengths is not None:
-        feeds["lengths"] = np.asarray(lengths, np.int32)
+        feeds[inputs[1].name] = feed(lengths, inputs[1])
     untrusted.check_runnable(model, feeds)
     options = ort.SessionOptions()
     options.log_severity_level = 3

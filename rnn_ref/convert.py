@@ -31,6 +31,7 @@ from rnn_ref import _dest
 from rnn_ref import limits as limits_
 from rnn_ref.activations import Activation
 from rnn_ref.backends import _frameworks
+from rnn_ref.config import RNNConfig
 from rnn_ref.errors import FileFormatError, LimitError, UnsupportedError
 from rnn_ref.limits import Limits
 from rnn_ref.params import RNNParams
@@ -246,17 +247,18 @@ def verify_files(src: Path, src_fmt: str, src_params: RNNParams, dst: Path, dst_
     from rnn_ref.reference import forward
 
     cfg = src_params.config
-    rng = np.random.default_rng(seed)
     n, t = 4, 9
-    x = rng.standard_normal((n, t, cfg.input_size)).astype(src_params.dtype)
     sides = []
     for path, fmt, params in ((src, src_fmt, src_params), (dst, dst_fmt, dst_params)):
         module = framework_module(fmt)
         sides.append((module, module.load_native(path, fmt, params), params))
     takes_lengths = all(f.takes_lengths for _, f, _ in sides)
-    lengths = np.array([t, 3, 6, 1]) if takes_lengths else np.full(n, t)
-    outs = [np.asarray(m.run_native(f.model, x, lengths if takes_lengths else None))
-            for m, f, _ in sides]
+    # a network that masks its own inputs (mask_zero, mask_value) is given padding in them
+    own_mask = cfg.mask_zero or cfg.mask_value is not None
+    lengths = np.array([t, 3, 6, 1]) if takes_lengths or own_mask else np.full(n, t)
+    x = verify_inputs(cfg, src_params.dtype, n, t, lengths, seed)
+    given = lengths if takes_lengths else None
+    outs = [np.asarray(m.run_native(f.model, x, given)) for m, f, _ in sides]
     acts = [act for layer in cfg.activations for act in layer]
 
     def check(got: np.ndarray[Any, Any], want: np.ndarray[Any, Any]) -> Any:
@@ -273,8 +275,7 @@ def verify_files(src: Path, src_fmt: str, src_params: RNNParams, dst: Path, dst_
     def reference(file: NativeFile, p: RNNParams) -> np.ndarray[Any, Any]:
         if file.oracle is not None:
             return np.asarray(file.oracle(x))
-        res = forward(p, x, lengths=lengths)
-        return res.y if res.y is not None else res.outputs
+        return np.asarray(forward(p, x, lengths=given).result)
 
     if outs[0].shape == outs[1].shape:
         rep = check(outs[1], outs[0])
@@ -284,9 +285,28 @@ def verify_files(src: Path, src_fmt: str, src_params: RNNParams, dst: Path, dst_
         rep = max(reps, key=lambda r: (not r.passed, r.max_abs))
         how = (f"each against the oracle (source returns {outs[0].shape}, target "
                f"{outs[1].shape})")
-    what = "with lengths" if takes_lengths else "full length"
+    what = ("with lengths" if takes_lengths else "padded in the inputs" if own_mask
+            else "full length")
     return Verification(rep.passed, f"{rep.summary()}; {how} ({what}, N={n}, T={t}, "
                                     f"seed {seed})", rep.max_abs, rep.atol)
+
+
+def verify_inputs(cfg: RNNConfig, dtype: Any, n: int, t: int, lengths: np.ndarray[Any, Any],
+                  seed: int) -> np.ndarray[Any, Any]:
+    """``--verify``'s seeded inputs: features ``(N, T, D)`` in ``dtype``, or token ids
+    ``(N, T)`` in ``[0, V)`` for a network with an embedding. A network that masks its own
+    inputs gets its padding there: ids 0 (``mask_zero``) or ``mask_value`` at the steps
+    ``t >= lengths[n]``, and no other step masked."""
+    rng = np.random.default_rng(seed)
+    pad = np.arange(t)[None, :] >= lengths[:, None]
+    if cfg.vocab_size is not None:
+        ids = rng.integers(1 if cfg.mask_zero else 0, cfg.vocab_size, size=(n, t))
+        return np.where(pad, 0, ids) if cfg.mask_zero else ids
+    x = rng.standard_normal((n, t, cfg.input_size)).astype(dtype)
+    if cfg.mask_value is not None:
+        x[pad] = cfg.mask_value
+        x[~pad & np.all(x == cfg.mask_value, axis=-1)] += 1  # no accidental masked step
+    return x
 
 
 def _coarsest(*values: Any) -> np.dtype[Any]:
