@@ -499,7 +499,7 @@ class TorchBackend:
 
     def backward(self, params: RNNParams, x: np.ndarray[Any, Any], *, h0: Any = None,
                  lengths: Any = None, mask: Any = None, grad_outputs: Any = None,
-                 grad_h_n: Any = None, grad_y: Any = None) -> Any:
+                 grad_h_n: Any = None, grad_y: Any = None, grad_selected: Any = None) -> Any:
         """Gradients by torch autograd, in the parameters' dtype (a ``BackwardResult``)."""
         from rnn_ref.gradient import BackwardResult
 
@@ -510,8 +510,8 @@ class TorchBackend:
                     ).sum()
 
         with devices.torch_precision(torch, self.precision_mode):
-            net, xt, ht, (out, states, _, result) = self._run(params, x, h0, lengths, mask,
-                                                              grad=True)
+            net, xt, ht, (out, states, selected, result) = self._run(params, x, h0, lengths,
+                                                                     mask, grad=True)
             loss = out.sum() * 0
             if grad_outputs is not None:
                 loss = loss + dot(out, grad_outputs)
@@ -520,6 +520,8 @@ class TorchBackend:
                 loss = loss + dot(h, cot)
             if grad_y is not None and params.head:
                 loss = loss + dot(result, grad_y)
+            if grad_selected is not None and params.config.select != "sequence":
+                loss = loss + dot(selected, grad_selected)
             loss.backward()
         with torch.no_grad():
             for p in net.parameters():

@@ -145,6 +145,7 @@ class Case:
             "readout": self.config.output_size is not None,
             "gain": self.gain,
             "network": not self.config.is_plain,
+            "tanh": any(a.name == "tanh" for layer in self.config.activations for a in layer),
             "select": self.config.select,
         }
 
