@@ -150,6 +150,8 @@ def answer(backend: Any, request: Message, converters: Converters) -> dict[str, 
     put_value(out, "outputs", res.outputs)
     put_value(out, "h_n", res.h_n)
     put_value(out, "y", res.y)
+    if params.config.select != "sequence":
+        put_value(out, "selected", res.selected)
     return out
 
 
@@ -283,8 +285,11 @@ class KerasProcessBackend(KerasSupport):
         elif inputs.padding == "mask":  # (N, T) bool
             request["mask"] = inputs.valid
         answer = self._ask(request)
-        return ForwardResult(get_value(answer, "outputs"), get_value(answer, "h_n"),
-                             answer.get("y"))
+        outputs = get_value(answer, "outputs")
+        selected = (get_value(answer, "selected") if params.config.select != "sequence"
+                    else outputs)
+        return ForwardResult(outputs, get_value(answer, "h_n"), get_value(answer, "y"),
+                             selected)
 
 
 def tensorflow_backend() -> KerasProcessBackend:

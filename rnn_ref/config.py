@@ -166,7 +166,9 @@ def _identities(identities: Any, num_layers: int, head_len: int) -> tuple[Identi
     """The identity layers, each at a position the network has."""
     if isinstance(identities, (str, bytes)) or not isinstance(identities, Sequence):
         raise ValueError(f"identities must be a list, got {identities!r}")
-    out = tuple(Identity.parse(spec, f"identities[{i}]") for i, spec in enumerate(identities))
+    given = [Identity.parse(spec, f"identities[{i}]") for i, spec in enumerate(identities)]
+    # in network order: by position, then as given (two spellings of one network are equal)
+    out = tuple(sorted(given, key=lambda ident: ident.after))
     for i, ident in enumerate(out):
         cell = ident.kind in ("input_dropout", "recurrent_dropout")
         top = num_layers - 1 if cell else num_layers + head_len
@@ -275,7 +277,8 @@ class RNNConfig:
             ``"sequence"``.
         identities: layers that are the identity at inference, each an
             :class:`~rnn_ref.Identity` ``(kind, rate, after)``, kept so a converter can write
-            them back; they never change a value.
+            them back (stored in network order: by ``after``, then as given); they never
+            change a value.
 
     Raises:
         ValueError: any field out of its allowed set, named in the message.
