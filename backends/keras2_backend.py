@@ -69,6 +69,7 @@ from rnn_ref.backends.keras_backend import (
     quiet_import,
     readout_of,
     unsupported_dtype,
+    unused_weights,
 )
 from rnn_ref.backends.keras_backend import list_arrays as _h5_arrays
 from rnn_ref.backends.keras_worker import KerasProcessBackend, serve_with
@@ -219,7 +220,9 @@ def _simple_rnn(c: dict[str, Any], arrays: list[np.ndarray[Any, Any]], where: st
         if c.get(key):
             raise UnsupportedError("rnn-ref", f"a SimpleRNN with {key}=True in a model ({where})",
                                    "a model's layers are read without it")
+    _count(arrays, 2 + bool(c.get("use_bias", True)), where)
     kernel, rec = arrays[0], arrays[1]
+    _fits(where, "units", c.get("units"), kernel.shape[-1])
     bias = arrays[2] if c.get("use_bias", True) else np.zeros(rec.shape[0], rec.dtype)
     act = c.get("activation", "tanh") or "linear"
     if act not in KERAS2_ACTIVATIONS:
@@ -275,8 +278,10 @@ def _add_dense(net: _Net, c: dict[str, Any], arrays: list[np.ndarray[Any, Any]])
     if act not in KERAS2_ACTIVATIONS and act != "softmax":
         raise UnsupportedError("rnn-ref", f"the Keras 2 activation {act!r} ({where})",
                                f"rnn-ref reads softmax, {', '.join(KERAS2_ACTIVATIONS)}")
-    kernel = arrays[0]
     use_bias = bool(c.get("use_bias", True))
+    _count(arrays, 1 + use_bias, where)
+    kernel = arrays[0]
+    _fits(where, "units", c.get("units"), kernel.shape[-1])
     bias = arrays[1] if use_bias else np.zeros(kernel.shape[1], kernel.dtype)
     dense = Dense(int(kernel.shape[1]), act if act == "softmax" else KERAS2_ACTIVATIONS[act],
                   use_bias)
@@ -291,9 +296,27 @@ def _add_input(net: _Net, cls: str, c: dict[str, Any], arrays: list[np.ndarray[A
         raise UnsupportedError("rnn-ref", f"the {cls} layer {c['name']!r} after another layer",
                                "it is read on the model's input only")
     if cls == "Masking":
+        _count(arrays, 0, c["name"])
         net.mask_value = float(c.get("mask_value", 0.0))
     else:
+        _count(arrays, 1, c["name"])
+        _fits(c["name"], "input_dim", c.get("input_dim"), arrays[0].shape[0])
+        _fits(c["name"], "output_dim", c.get("output_dim"), arrays[-1].shape[-1])
         net.embedding, net.mask_zero = arrays[0], bool(c.get("mask_zero", False))
+
+
+def _count(arrays: list[np.ndarray[Any, Any]], want: int, where: str) -> None:
+    """The file holds exactly the arrays the layer's config takes."""
+    if len(arrays) != want:
+        raise FileFormatError(f"layer {where!r} holds {len(arrays)} arrays, its config takes "
+                              f"{want}")
+
+
+def _fits(where: str, key: str, declared: Any, held: int) -> None:
+    """A size the layer's config declares is the size of its weights."""
+    if declared is not None and declared != held:
+        raise FileFormatError(f"layer {where!r} declares {key}={declared!r} but its weights "
+                              f"hold {held}")
 
 
 def _walk(layers: list[dict[str, Any]], weights: _Weights) -> _Net:
@@ -336,6 +359,11 @@ def _params_of_net(net: _Net) -> RNNParams:
     zero = bool(net.seqs[-1]) if last["bidirectional"] else bool(
         last.get("zero_output_for_mask", False))
     masked = net.mask_zero or net.mask_value is not None
+    if masked and zero and not net.seqs[-1] and not last["bidirectional"]:
+        raise UnsupportedError("rnn-ref", f"the SimpleRNN layer {last['name']!r} with "
+                               f"zero_output_for_mask=True and return_sequences=False on masked "
+                               f"inputs", "its last output is zeros for a sample padded at the "
+                               "end, not its final state")
     mode = keras_masked_step_output("tensorflow", zero_output_for_mask=zero, unroll=False)
     config = RNNConfig(
         int(net.cells[0][0].w_x.shape[0]), [layer[0].hidden_size for layer in net.cells],
@@ -415,7 +443,9 @@ def rnn_layers(params: RNNParams, *, return_sequences: bool = True,
             rnn.forward_layer.set_weights(_weights(layer[0], cfg.bias))
             rnn.backward_layer.set_weights(_weights(layer[1], cfg.bias))
         else:
-            rnn = simple(0, cfg.is_reverse(li, 0), cfg.padded_output == "zeros")
+            # zero_output_for_mask only where the layer returns sequences: a last output of
+            # zeros would replace the final state of a sample padded at the end
+            rnn = simple(0, cfg.is_reverse(li, 0), cfg.padded_output == "zeros" and seqs)
             rnn.build(d_in)
             rnn.set_weights(_weights(layer[0], cfg.bias))
         out.append(rnn)
@@ -625,7 +655,26 @@ def read_file(path: Path, fmt: str, hints: Hints) -> RNNParams:
     names, weights, layers = _h5_contents(path)
     if layers is None:  # save_weights' file: the hints say what the weights cannot
         return _Keras2Reader(path, hints).params(names, weights, {})
-    return _params_of_net(_walk(layers, lambda name: list(weights.get(name, {}).values())))
+    used: set[str] = set()
+
+    def fetch(name: str) -> list[np.ndarray[Any, Any]]:
+        used.add(name)
+        return list(weights.get(name, {}).values())
+
+    net = _walk(layers, fetch)
+    unused_weights(path, [f"{n}/{w}" for n, ws in weights.items() if n not in used for w in ws])
+    _check_input_width(layers, net)
+    return _params_of_net(net)
+
+
+def _check_input_width(layers: list[dict[str, Any]], net: _Net) -> None:
+    """The input width the config declares (``batch_input_shape``) is the first kernel's."""
+    for la in layers[:1]:
+        shape = la.get("config", {}).get("batch_input_shape")
+        if net.embedding is None and shape and shape[-1] is not None and net.cells and \
+                shape[-1] != net.cells[0][0].w_x.shape[0]:
+            raise FileFormatError(f"the model's input declares width {shape[-1]} but the first "
+                                  f"kernel takes {net.cells[0][0].w_x.shape[0]}")
 
 
 def write_file(params: RNNParams, path: Path, fmt: str) -> None:

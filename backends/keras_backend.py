@@ -625,6 +625,8 @@ def _layer_order(name: str) -> tuple[int, str]:
 
 
 _Arrays = list[list[np.ndarray[Any, Any]]]
+#: the groups Keras' ``save_weights`` writes for the layers read (snake-case class names)
+_KERAS_NAME = re.compile(r"^(simple_rnn|bidirectional|dense)(_\d+)?$")
 
 
 def _weights_h5_groups(path: Path) -> tuple[list[str], list[str], dict[str, _Arrays]]:
@@ -642,7 +644,10 @@ def _weights_h5_groups(path: Path) -> tuple[list[str], list[str], dict[str, _Arr
         rnn, dense, other = [], [], []
         arrays: dict[str, _Arrays] = {}
         for name, group in f["layers"].items():
-            if "forward_layer" in group:
+            held = "cell" in group or "forward_layer" in group or len(group.get("vars", ()))
+            if held and not _KERAS_NAME.match(name):  # Keras names it after the layer's class
+                other.append(name)
+            elif "forward_layer" in group:
                 rnn.append(name)
                 arrays[name] = [vars_of(group["forward_layer"]["cell"]),
                                 vars_of(group["backward_layer"]["cell"])]
@@ -727,15 +732,30 @@ def _read_legacy_h5(path: Path, hints: Hints) -> RNNParams:
         return LegacyReader(path, hints).params(names, weights, {})
     text = config_json if isinstance(config_json, str) else config_json.decode()
     net = parse_model(json.loads(text), flavour=KERAS3, backend="tensorflow")
+    used: set[tuple[str, int]] = set()
 
     def fetch(name: str, index: int) -> np.ndarray[Any, Any]:
         arrays = list(weights.get(name, {}).values())
         if index >= len(arrays):
             raise FileFormatError(f"{path}: layer {name!r} holds {len(arrays)} arrays, "
                                   f"its config needs at least {index + 1}")
+        used.add((name, index))
         return arrays[index]
 
-    return assemble(net, fetch)
+    params = assemble(net, fetch)
+    unused_weights(path, [f"{name}/{w}" for name, ws in weights.items()
+                          for i, w in enumerate(ws) if (name, i) not in used])
+    return params
+
+
+def unused_weights(path: Path, names: list[str]) -> None:
+    """Refuse a legacy ``.h5`` with weights (``names``, ``layer/weight``) that no layer of
+    its model config reads: a layer missing from the config, or more arrays than its layer
+    takes (they would be dropped without a word)."""
+    if names:
+        raise UnsupportedError("rnn-ref", f"the weights {sorted(names)[:8]} of {path.name}",
+                               "no layer of the model config reads them (a layer missing from "
+                               "the config, or more arrays than its layer takes)")
 
 
 class LegacyReader:

@@ -585,7 +585,11 @@ def _state_dict(path: Path, fmt: str) -> dict[str, torch.Tensor]:
             if fh.read(2) != b"PK":
                 raise FileFormatError(f"{path}: not torch's zip format (torch.save since 1.6); "
                                       f"the legacy format is not read")
-        file_limits.check_zip(path, str(path)).close()
+        with file_limits.check_zip(path, str(path)) as zf:
+            corrupt = zf.testzip()  # torch.load with mmap skips the CRC-32 torch's reader checks
+        if corrupt is not None:
+            raise FileFormatError(f"{path}: the member {corrupt!r} fails its CRC-32 check: "
+                                  f"the file is corrupt")
         sd = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise FileFormatError(f"{path}: not a state dict of tensors (got {type(sd).__name__})")

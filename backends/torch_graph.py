@@ -45,7 +45,7 @@ from rnn_ref.backends.torch_network import Activation as TorchActivation
 from rnn_ref.backends.torch_network import TorchNetwork
 from rnn_ref.config import RNNConfig
 from rnn_ref.convert import MissingHintError
-from rnn_ref.errors import UnsupportedError
+from rnn_ref.errors import FileFormatError, UnsupportedError
 from rnn_ref.network import Dense, HeadActivation, Identity, Softmax
 from rnn_ref.params import CellParams, Readout, RNNParams
 
@@ -700,8 +700,12 @@ def _from_config_buffer(g: _Groups, sd: Mapping[str, Any]) -> RNNParams:
     assert g.config is not None
     prefix, raw = g.config
     config = RNNConfig.from_dict(json.loads(bytes(_numpy(raw).astype(np.uint8)).decode()))
-    dtype = next((_numpy(v).dtype for k, v in sd.items() if not k.endswith(CONFIG_KEY)),
-                 np.dtype(np.float32))
+    dtypes = {k: _numpy(v).dtype for k, v in sd.items() if not k.endswith(CONFIG_KEY)}
+    odd = sorted(k for k, d in dtypes.items() if d not in _DTYPES)
+    if odd:
+        raise FileFormatError(f"the tensor {odd[0]!r} is {dtypes[odd[0]]}: a TorchNetwork's "
+                              f"state dict holds float32 or float64 tensors")
+    dtype = next(iter(dtypes.values()), np.dtype(np.float32))
     net = build_network(init(config, seed=0).astype(dtype))
     own = {k[len(prefix):]: torch.as_tensor(_numpy(v)) for k, v in sd.items()
            if k.startswith(prefix)}
