@@ -149,7 +149,6 @@ def test_keras_model(name: str, tmp_path: Path) -> None:
     _zoo_row(f"keras: {name}", params, x, native, rnn_ref.oracle(model)(x), tmp_path)
     # the command line: a .keras file to ONNX, verified against Keras itself
     from rnn_ref import cli
-
     from rnn_ref.convert import convertible
 
     src, dst = tmp_path / "model.keras", tmp_path / "model.onnx"
