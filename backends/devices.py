@@ -139,16 +139,21 @@ def torch_settings(torch: Any | None = None) -> dict[str, Any]:
     return out
 
 
+def _check_mode(mode: str) -> str:
+    """``mode`` itself when it is one of :data:`PRECISION_MODES`, else ``ValueError``."""
+    if mode not in PRECISION_MODES:
+        raise ValueError(f"precision mode must be one of {', '.join(PRECISION_MODES)}, "
+                         f"got {mode!r}")
+    return mode
+
+
 @contextlib.contextmanager
 def torch_precision(torch: Any, mode: str) -> Iterator[None]:
     """Run the body in precision ``mode`` (a key of :data:`PRECISION_MODES`): ``"default"``
     changes nothing; ``"fp32"`` turns TF32 off for cuDNN's RNN and for CUDA matrix products
     (through the ``fp32_precision`` attributes where torch has them, else the legacy flags),
     and puts back what was there after."""
-    if mode not in PRECISION_MODES:
-        raise ValueError(f"precision mode must be one of {', '.join(PRECISION_MODES)}, "
-                         f"got {mode!r}")
-    if mode == "default":
+    if _check_mode(mode) == "default":
         yield
         return
     targets: list[tuple[Any, str, Any]]
@@ -218,10 +223,7 @@ def jax_precision(jax: Any, mode: str) -> Iterator[None]:
     """Run the body at precision ``mode``: ``"default"`` (JAX's default matmul precision,
     unchanged) or ``"fp32"`` (``jax.default_matmul_precision("highest")``: float32 products
     in float32, no TF32 pass)."""
-    if mode not in PRECISION_MODES:
-        raise ValueError(f"precision mode must be one of {', '.join(PRECISION_MODES)}, "
-                         f"got {mode!r}")
-    if mode == "default":
+    if _check_mode(mode) == "default":
         yield
         return
     with jax.default_matmul_precision("highest"):

@@ -53,20 +53,22 @@ from rnn_ref.inputs import Inputs, check_inputs
 from rnn_ref.params import CellParams, RNNParams
 from rnn_ref.reference import ForwardResult, forward
 
-__all__ = ["NAME", "OnnxGraphBackend", "OnnxRuntimeBackend", "RnnNode", "from_native",
+__all__ = ["NAME", "ONNX_NAMES", "GraphBuilder", "OnnxGraphBackend", "OnnxRuntimeBackend",
+           "RnnNode", "from_native",
            "graph_feeds", "graph_result", "list_arrays", "load_native", "oracle", "owns",
            "read_file", "read_node", "run_native", "run_node", "to_native", "unsupported",
            "write_file"]
 
 NAME = "ONNX RNN"
 OPSET = 17
-_ONNX_NAMES = {
+#: activation name -> its ONNX RNN name (shared with the whole-network writer, onnx_graph)
+ONNX_NAMES = {
     "tanh": "Tanh", "relu": "Relu", "sigmoid": "Sigmoid", "affine": "Affine",
     "leaky_relu": "LeakyRelu", "thresholded_relu": "ThresholdedRelu",
     "scaled_tanh": "ScaledTanh", "hard_sigmoid": "HardSigmoid", "elu": "Elu",
     "softsign": "Softsign", "softplus": "Softplus",
 }
-_FROM_ONNX = {v.lower(): k for k, v in _ONNX_NAMES.items()}
+_FROM_ONNX = {v.lower(): k for k, v in ONNX_NAMES.items()}
 #: Defaults when a graph leaves a parameter out, by source.
 _DEFAULTS: dict[str, dict[str, tuple[float | None, float | None]]] = {
     "onnx": {"leaky_relu": (0.01, None), "thresholded_relu": (1.0, None),
@@ -86,7 +88,7 @@ def owns(model: Any) -> bool:
 # --------------------------------------------------------------------------------------------
 # to ONNX
 # --------------------------------------------------------------------------------------------
-class _Graph:
+class GraphBuilder:
     """A small builder that names nodes and values uniquely."""
 
     def __init__(self, dtype: np.dtype[Any]) -> None:
@@ -132,7 +134,7 @@ class _Graph:
             attrs["alpha"] = act.alpha
         if act.beta is not None:
             attrs["beta"] = act.beta
-        return self.op1(_ONNX_NAMES[n], [x], **attrs)
+        return self.op1(ONNX_NAMES[n], [x], **attrs)
 
 
 def to_native(params: RNNParams, *, time_major: bool = False, lengths: bool = False,
@@ -308,7 +310,7 @@ def _activations(where: str, names: Sequence[str], attrs: Mapping[str, Any],
         name = _FROM_ONNX.get(raw.lower())
         if name is None:
             raise UnsupportedError("rnn-ref", f"activation {raw!r} in {where}",
-                                   f"RNN takes {', '.join(_ONNX_NAMES.values())}")
+                                   f"RNN takes {', '.join(ONNX_NAMES.values())}")
         params: list[float | None] = []
         for pname, values in (("alpha", alphas), ("beta", betas)):
             if pname not in ACTIVATIONS[name]:

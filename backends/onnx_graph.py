@@ -65,7 +65,7 @@ def _scalar(value: int) -> np.ndarray[Any, Any]:
 def node_attributes(cfg: RNNConfig, layer: int) -> dict[str, Any]:
     """Layer ``layer``'s RNN node attributes, written as most exporters write them: what equals
     the spec's default (``direction="forward"``, every activation ``Tanh``) is left out."""
-    from rnn_ref.backends.onnx_backend import _ONNX_NAMES
+    from rnn_ref.backends.onnx_backend import ONNX_NAMES
 
     acts = [a if a.name != "linear" else Activation("affine", 1.0, 0.0)
             for a in cfg.activations[layer]]
@@ -73,7 +73,7 @@ def node_attributes(cfg: RNNConfig, layer: int) -> dict[str, Any]:
     if cfg.directions[layer] != "forward":
         attrs["direction"] = cfg.directions[layer]
     if any(a.name != "tanh" for a in acts):
-        attrs["activations"] = [_ONNX_NAMES[a.name] for a in acts]
+        attrs["activations"] = [ONNX_NAMES[a.name] for a in acts]
     alphas = [a.alpha for a in acts if a.alpha is not None]
     betas = [a.beta for a in acts if a.beta is not None]
     if alphas:
@@ -284,11 +284,11 @@ def write_network(params: RNNParams, *, time_major: bool = False, lengths: bool 
                   ) -> onnx.ModelProto:
     """The whole network as one ONNX model (opset 17); arguments as
     :func:`rnn_ref.backends.onnx_backend.to_native` documents them."""
-    from rnn_ref.backends.onnx_backend import _Graph
+    from rnn_ref.backends.onnx_backend import GraphBuilder
 
     _check_request(params, time_major=time_major, lengths=lengths, layout=layout)
     cfg = params.config
-    g = _Graph(params.dtype)
+    g = GraphBuilder(params.dtype)
     elem = _DTYPES[params.dtype]
     dims = ("T", "N") if time_major else ("N", "T")
     inputs, h0_names = _graph_inputs(cfg, elem, dims, lengths=lengths,

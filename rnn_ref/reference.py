@@ -245,12 +245,17 @@ def forward_loop(  # noqa: C901
             layer_input = merge(directions[0], directions[1], cfg.merge_modes[li])  # type: ignore[assignment]
 
     chosen = select(cfg, layer_input, h_n[-len(p.params.layers[-1]):])
-    y = None
-    if p.params.head:
-        y = chosen
-        for dense, weights in zip(cfg.head, p.params.head, strict=True):
-            y = _dense_loop(dense, weights, y)
-    return ForwardResult(layer_input, _stack_h_n(h_n, cfg), y, chosen)
+    return ForwardResult(layer_input, _stack_h_n(h_n, cfg), _head_loop(p, chosen), chosen)
+
+
+def _head_loop(p: _Prepared, s: Any) -> Array | None:
+    """The head's dense layers in order on the selection ``s``, one row at a time; ``None``
+    without a head."""
+    if not p.params.head:
+        return None
+    for dense, weights in zip(p.params.config.head, p.params.head, strict=True):
+        s = _dense_loop(dense, weights, s)
+    return s
 
 
 def _embed_loop(p: _Prepared) -> Array:

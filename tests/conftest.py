@@ -27,12 +27,17 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 def need(module: str):  # type: ignore[no-untyped-def]
     """Import ``module`` for a test: skip with the reason when it is missing, or fail when
-    ``RNN_REF_REQUIRE_FRAMEWORKS=1`` (what CI sets, so a missing framework cannot pass)."""
+    ``RNN_REF_REQUIRE_FRAMEWORKS=1`` (what CI sets, so a missing framework cannot pass).
+    OpenVINO is imported as the backend imports it, without its telemetry."""
     import importlib
 
     import pytest
 
     try:
+        if module == "openvino":  # never start OpenVINO's telemetry (it forks and sends)
+            from rnn_ref.backends.openvino_backend import import_openvino
+
+            return import_openvino()
         return importlib.import_module(module)
     except ImportError as exc:
         if os.environ.get("RNN_REF_REQUIRE_FRAMEWORKS") == "1":
