@@ -564,7 +564,7 @@ class RNNConfig:
                          f"{'' if self.bias else ', no bias'}")
             lines += by_place.get(li + 1, [])
         order = ", processing order" if self.output_order == "processing" else ""
-        lines.append(f"select: {self.select}{order}; padded steps output "
+        lines.append(f"select: {self.select}{order}, padded steps output "
                      f"{self.padded_output}")
         for j, dense in enumerate(self.head):
             lines.append(f"head {j}: {dense}")
