@@ -133,7 +133,7 @@ def from_native(obj: Any, *, example: Any = None, nonlinearity: str | None = Non
             hint.
     """
     if isinstance(obj, TorchNetwork):
-        return network_params(obj)
+        return _agreeing(network_params(obj), nonlinearity, select, head_activation)
     if isinstance(obj, RNNWithReadout):
         sd = {f"rnn.{k}": v for k, v in obj.rnn.state_dict().items()}
         sd.update({f"readout.{k}": v for k, v in obj.readout.state_dict().items()})
@@ -147,14 +147,38 @@ def from_native(obj: Any, *, example: Any = None, nonlinearity: str | None = Non
         params, layout = read_module(obj)
         if example is not None:
             _check_example(obj, params, layout, example)
-        return params
+        return _agreeing(params, nonlinearity, select, head_activation)
     if isinstance(obj, Mapping):
-        if nonlinearity is None and not any(str(k).endswith("rnn_ref_config") for k in obj):
+        recorded = any(str(k).endswith("rnn_ref_config") for k in obj)
+        if nonlinearity is None and not recorded:
             raise ValueError("a state dict does not record the nonlinearity: pass "
                              "nonlinearity='tanh' or 'relu'")
-        return read_state_dict(obj, nonlinearity=nonlinearity or "tanh", select=select,
-                               head_activation=head_activation)
+        params = read_state_dict(obj, nonlinearity=nonlinearity or "tanh", select=select,
+                                 head_activation=head_activation)
+        return _agreeing(params, nonlinearity, select, head_activation) if recorded else params
     raise TypeError(f"from_torch takes an nn.Module or a state dict, got {type(obj).__name__}")
+
+
+def _agreeing(params: RNNParams, nonlinearity: str | None, select: str | None,
+              head_activation: Any) -> RNNParams:
+    """``params`` read from a source that records the whole network, when every hint given
+    says the same; a hint that says otherwise is a ``ValueError`` naming both."""
+    cfg = params.config
+    acts = {a.name for layer in cfg.activations for a in layer}
+    given = {"nonlinearity": nonlinearity, "select": select}
+    recorded = {"nonlinearity": acts.pop() if len(acts) == 1 else sorted(acts),
+                "select": cfg.select}
+    for name, value in given.items():
+        if value is not None and value != recorded[name]:
+            raise ValueError(f"{name}={value!r} but the module records {recorded[name]!r}; "
+                             f"leave the hint out")
+    if head_activation is not None:
+        hints = [head_activation] if isinstance(head_activation, str) else list(head_activation)
+        mine = [str(d.activation) for d in cfg.head]
+        if [str(h) for h in hints] != mine:
+            raise ValueError(f"head_activation={head_activation!r} but the module records "
+                             f"{mine}; leave the hint out")
+    return params
 
 
 def _check_example(module: nn.Module, params: RNNParams, layout: Layout, example: Any
@@ -309,11 +333,12 @@ def to_native(params: RNNParams, *, batch_first: bool = True, strict: bool = Fal
 
     A network whose padded steps output something other than zeros converts with a
     ``SemanticsWarning`` (torch zero-pads packed sequences); ``strict=True`` refuses it.
-    ``batch_first`` applies to a lone ``nn.RNN``.
+    ``batch_first=False`` applies to a lone ``nn.RNN``; it is refused for a
+    :class:`TorchNetwork`, which takes batch-first input.
 
     Raises:
-        UnsupportedError: what torch cannot compute (see :func:`unsupported`), or the padded
-            steps with ``strict``.
+        UnsupportedError: what torch cannot compute (see :func:`unsupported`), the padded
+            steps with ``strict``, or ``batch_first=False`` for a :class:`TorchNetwork`.
     """
     raise_if(unsupported(params.config), NAME)
     params = adopt_padded_output(params, "zeros", NAME, strict=strict)
@@ -321,6 +346,11 @@ def to_native(params: RNNParams, *, batch_first: bool = True, strict: bool = Fal
     if params.dtype not in _DTYPES:
         raise UnsupportedError(NAME, f"dtype {params.dtype}", "use float32 or float64")
     if not is_lone_rnn(cfg):
+        if not batch_first:
+            raise UnsupportedError(NAME, "batch_first=False for this network",
+                                   "its module (TorchNetwork) takes batch-first input; only a "
+                                   "lone nn.RNN (with a per-step readout) is written "
+                                   "time-major")
         return build_network(params)
     return _lone_rnn(params, batch_first)
 

@@ -40,9 +40,9 @@ def _per_direction(case: Case) -> bool:
 
 #: feature -> which cases exercise it
 FEATURES: dict[str, Callable[[Case], bool]] = {
-    "forward": lambda c: c.config.direction == "forward",
-    "reverse": lambda c: c.config.direction == "reverse",
-    "bidirectional": lambda c: c.config.direction == "bidirectional",
+    "forward": lambda c: "forward" in c.config.directions,
+    "reverse": lambda c: "reverse" in c.config.directions,
+    "bidirectional": lambda c: "bidirectional" in c.config.directions,
     "activations per direction": _per_direction,
     "non-tanh activations": lambda c: any(a.name != "tanh" for layer in c.config.activations
                                           for a in layer),
@@ -52,6 +52,11 @@ FEATURES: dict[str, Callable[[Case], bool]] = {
     "length 0": lambda c: c.padding == "zero" or c.t == 0,
     "initial state": lambda c: c.h0,
     "readout": lambda c: c.config.output_size is not None,
+    "embedding": lambda c: c.config.vocab_size is not None,
+    "mixed stacks": lambda c: len(set(c.config.directions)) > 1,
+    "final states, last step": lambda c: c.config.select != "sequence",
+    "dense heads, softmax": lambda c: len(c.config.head) > 1 or any(
+        d.activation.name in ("softmax", "log_softmax") for d in c.config.head),
     "float64": lambda c: c.dtype == "float64",
     "long (T >= 300)": lambda c: c.t >= 300,
 }

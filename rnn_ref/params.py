@@ -246,9 +246,9 @@ class RNNParams:
         if head is None:
             if readout is None and cfg.head:
                 raise ValueError(
-                    f"config.output_size={cfg.output_size} needs readout=rnn_ref.Readout(w, b), "
-                    f"got None" if len(cfg.head) == 1 else
-                    f"config.head has {len(cfg.head)} layers: pass head=[Readout(w, b), ...]")
+                    f"config.head has {len(cfg.head)} layer(s) ({', '.join(map(str, cfg.head))}) "
+                    f"and no weights were given: pass head=[rnn_ref.Readout(w, b), ...] (or "
+                    f"readout=rnn_ref.Readout(w, b) for one layer)")
             head = () if readout is None else (readout,)
         if isinstance(head, (str, bytes)) or not isinstance(head, Sequence):
             raise TypeError(f"head must be a sequence of rnn_ref.Readout, got {head!r}")

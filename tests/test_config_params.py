@@ -150,7 +150,7 @@ def test_params_are_immutable_copies() -> None:
         (lambda r: RNNParams(RNNConfig(3, 4, bias=False), [_cells(r)]),
          ValueError, "non-zero biases but config.bias is False"),
         (lambda r: RNNParams(RNNConfig(3, 4, output_size=2), [_cells(r)]),
-         ValueError, "needs readout=rnn_ref.Readout"),
+         ValueError, r"no weights were given: pass head=\[rnn_ref.Readout"),
         (lambda r: RNNParams(RNNConfig(3, 4), [_cells(r)], Readout(np.ones((4, 2)), np.ones(2))),
          ValueError, "head weights are given but the config has no head"),
         (lambda r: RNNParams(RNNConfig(3, 4, output_size=2), [_cells(r)],

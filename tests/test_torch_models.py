@@ -267,3 +267,18 @@ def test_keras_simple_rnn_converts_to_torch() -> None:
     with torch.no_grad():
         got = net(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(got, np.asarray(layer(x)), atol=2e-6)
+
+
+def test_options_are_never_silently_ignored() -> None:
+    """batch_first=False is refused for a whole network (its module takes batch-first input),
+    and a hint that contradicts what a module records is an error, not dropped."""
+    params = rnn_ref.init(RNNConfig(D, [M, M], direction=["forward", "bidirectional"],
+                                    select="final", head=[(2, "softmax")]), seed=3)
+    with pytest.raises(UnsupportedError, match="batch_first=False"):
+        rnn_ref.to_torch(params, batch_first=False)
+    net = rnn_ref.to_torch(params)
+    assert rnn_ref.from_torch(net, select="final") == rnn_ref.from_torch(net)
+    for hint, value in (("select", "last_step"), ("nonlinearity", "relu"),
+                        ("head_activation", "tanh")):
+        with pytest.raises(ValueError, match=f"{hint}=.*but the module records"):
+            rnn_ref.from_torch(net, **{hint: value})
