@@ -2,7 +2,9 @@
 
 Every subcommand imports its frameworks only when it runs; ``rnn-ref --help`` and
 ``rnn-ref info`` import none. Exit status: 0 success, 1 a check or verification failed,
-2 bad usage or an unreadable input.
+2 bad usage or an unreadable input, 128 + N ended by signal N (SIGINT, SIGTERM, SIGHUP), its
+temporary files removed. Everything printed that comes from a file, and every error line,
+passes through :mod:`rnn_ref._text` (escaped, error lines bounded).
 """
 
 from __future__ import annotations
@@ -387,10 +389,13 @@ def _describe(cfg: Any, fmt: str = "") -> str:
     ``.keras`` file's padded steps follow the Keras backend it is read under)."""
     acts = sorted({str(a) for layer in cfg.activations for a in layer})
     readout = f", readout {cfg.output_size} ({cfg.output_activation})" if cfg.output_size else ""
+    keras = sys.modules.get("keras")
+    backend = (keras.backend.backend() if keras is not None
+               else os.environ.get("KERAS_BACKEND", "tensorflow"))
     padded = "" if cfg.padded_output == "zeros" else (
         f", padded steps output {cfg.padded_output}" + (
-            f" (as Keras on {os.environ.get('KERAS_BACKEND', 'tensorflow')} computes them; "
-            f"KERAS_BACKEND chooses)" if fmt == "keras" else ""))
+            f" (as Keras on {backend} computes them; KERAS_BACKEND chooses)"
+            if fmt == "keras" else ""))
     return (f"{cfg.num_layers} layer(s) {cfg.direction}, input {cfg.input_size}, hidden "
             f"{cfg.hidden_size}, activation {'/'.join(acts)}"
             f"{', clip ' + str(cfg.clip) if cfg.clip is not None else ''}"

@@ -398,3 +398,43 @@ def test_a_small_file_size_limit_is_refused_before_writing(tmp_path: Path, fmt: 
     assert res.returncode == 2, res.stderr[-2000:]
     assert len(res.stderr.strip().splitlines()) == 1 and "(ulimit -f) is 2000 bytes" in res.stderr
     assert sorted(os.listdir(tmp_path)) == ["src.npz"]
+
+
+_PAUSED_WRITER = """
+import sys, time
+from pathlib import Path
+from rnn_ref import cli
+from rnn_ref.backends import numpy_backend
+
+def write_file(params, path, fmt):
+    Path(path).write_bytes(b"partial")
+    print("WRITING", flush=True)
+    time.sleep(60)
+
+numpy_backend.write_file = write_file
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("sig, code, says", [(signal.SIGTERM, 128 + signal.SIGTERM, ""),
+                                             (signal.SIGHUP, 128 + signal.SIGHUP, ""),
+                                             (signal.SIGINT, 128 + signal.SIGINT,
+                                              "interrupted; nothing was left behind")],
+                         ids=["SIGTERM", "SIGHUP", "SIGINT"])
+def test_a_signal_while_writing_removes_the_temporaries(tmp_path: Path, sig: int, code: int,
+                                                        says: str) -> None:
+    """SIGTERM used to end the process with its temporary folder left behind."""
+    src = rnn_ref.save(PARAMS, tmp_path / "src.npz")
+    proc = subprocess.Popen([sys.executable, "-c", _PAUSED_WRITER, "convert", str(src),
+                             str(tmp_path / "dst.npz")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "WRITING"
+    assert _temporaries(tmp_path) + _temporaries(_dest.MEMORY_FOLDER)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert "Traceback" not in err and says in err
+    assert sorted(os.listdir(tmp_path)) == ["src.npz"]
+    pid_prefix = f"{_dest.TEMP_PREFIX}.{_dest._host_tag()}.{proc.pid}."
+    assert [n for n in _temporaries(_dest.MEMORY_FOLDER) if n.startswith(pid_prefix)] == []
