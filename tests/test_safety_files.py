@@ -118,9 +118,20 @@ def _folder(folder: Path) -> Path:
     return path
 
 
+def _device(folder: Path) -> Path:
+    """A character device node like ``/dev/null`` in ``folder`` (never ``/dev/null``
+    itself: a regression run as root would replace it); skipped where ``mknod`` is not
+    allowed."""
+    path = folder / "null.npz"
+    try:
+        os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except (PermissionError, AttributeError) as exc:
+        pytest.skip(f"cannot make a device node here: {exc}")
+    return path
+
+
 @pytest.mark.parametrize("make, kind", [(_fifo, "a FIFO"), (_symlink_to_file, "a symbolic link"),
-                                        (_folder, "a folder"),
-                                        (lambda _: Path(os.devnull), "a character device")],
+                                        (_folder, "a folder"), (_device, "a character device")],
                          ids=["fifo", "symlink", "folder", "device"])
 def test_force_replaces_only_a_regular_file(tmp_path: Path, capsys, make, kind) -> None:
     src = rnn_ref.save(PARAMS, tmp_path / "src.npz")
@@ -135,6 +146,14 @@ def test_force_replaces_only_a_regular_file(tmp_path: Path, capsys, make, kind) 
         assert rnn_ref.load(dst) == OTHER
     with pytest.raises(ValueError, match="replaces only a regular file"):
         rnn_ref.save(PARAMS, dst, overwrite=True)
+
+
+def test_dev_null_is_refused_before_anything_is_written() -> None:
+    """Only the check runs here: nothing is written even if it regressed."""
+    with pytest.raises(ValueError, match="is a character device; --force replaces only"):
+        _dest.check_destination(os.devnull, force=True)
+    with pytest.raises(FileExistsError, match=r"exists \(a character device\)"):
+        _dest.check_destination(os.devnull, force=False)
 
 
 def _same_path(src: Path) -> Path:
@@ -282,12 +301,13 @@ def test_kill_9_leaves_the_destination_absent_or_complete(tmp_path: Path) -> Non
         time.sleep(float(rng.uniform(0.5, 1.05)) * took[fmt])
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        left_behind += bool(_temporaries(out))
+        left_behind += any(n.startswith(".") for n in os.listdir(out))
         if dst.exists():
             hints = convert.hints_for(params, fmt)
             assert convert.read(dst, fmt, hints) == params, f"kill {i}: {dst} is not complete"
     subprocess.run([*base, str(out / "after.npz")], check=True, capture_output=True)
-    assert _temporaries(out) == [], "a later run must remove what killed runs left"
+    hidden = [n for n in os.listdir(out) if n.startswith(".")]
+    assert hidden == [], f"a later run must remove what killed runs left: {hidden}"
     prefix = f"{_dest.TEMP_PREFIX}.{_dest._host_tag()}."
     stale = [n for n in _temporaries(_dest.MEMORY_FOLDER) if n.startswith(prefix)
              and not _dest._alive(int(n[len(prefix):].split(".")[0]))]
