@@ -173,7 +173,9 @@ def remove_stale(folder: Path) -> list[Path]:
 
 
 def _fsync_path(path: Path, *, folder: bool = False) -> None:
-    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if folder else 0))
+    if folder and os.name == "nt":  # Windows cannot open a folder to flush it
+        return
+    fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if folder else 0))
     try:
         os.fsync(fd)
     finally:

@@ -2,7 +2,9 @@
 
 Every subcommand imports its frameworks only when it runs; ``rnn-ref --help`` and
 ``rnn-ref info`` import none. Exit status: 0 success, 1 a check or verification failed,
-2 bad usage or an unreadable input.
+2 bad usage or an unreadable input, 128 + N ended by signal N (SIGINT, SIGTERM, SIGHUP), its
+temporary files removed. Everything printed that comes from a file, and every error line,
+passes through :mod:`rnn_ref._text` (escaped, error lines bounded).
 """
 
 from __future__ import annotations
@@ -444,11 +446,13 @@ def cmd_convert(args: argparse.Namespace) -> int:
 def _describe(cfg: Any, fmt: str = "") -> str:
     """The network on one line (its pieces from :meth:`RNNConfig.describe`); ``fmt`` the
     format it was read from (a ``.keras`` file's padded steps follow the Keras backend it is
-    read under)."""
+    read under: the one Keras runs on when it is imported, else ``KERAS_BACKEND``)."""
     text = "; ".join(line.strip() for line in cfg.describe())
     if fmt == "keras" and cfg.padded_output != "zeros":
-        text += (f" (padded steps as Keras on {os.environ.get('KERAS_BACKEND', 'tensorflow')} "
-                 f"computes them; KERAS_BACKEND chooses)")
+        keras = sys.modules.get("keras")
+        backend = (keras.backend.backend() if keras is not None
+                   else os.environ.get("KERAS_BACKEND", "tensorflow"))
+        text += f" (padded steps as Keras on {backend} computes them; KERAS_BACKEND chooses)"
     return text
 
 

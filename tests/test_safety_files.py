@@ -118,9 +118,20 @@ def _folder(folder: Path) -> Path:
     return path
 
 
+def _device(folder: Path) -> Path:
+    """A character device node like ``/dev/null`` in ``folder`` (never ``/dev/null``
+    itself: a regression run as root would replace it); skipped where ``mknod`` is not
+    allowed."""
+    path = folder / "null.npz"
+    try:
+        os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except (PermissionError, AttributeError) as exc:
+        pytest.skip(f"cannot make a device node here: {exc}")
+    return path
+
+
 @pytest.mark.parametrize("make, kind", [(_fifo, "a FIFO"), (_symlink_to_file, "a symbolic link"),
-                                        (_folder, "a folder"),
-                                        (lambda _: Path(os.devnull), "a character device")],
+                                        (_folder, "a folder"), (_device, "a character device")],
                          ids=["fifo", "symlink", "folder", "device"])
 def test_force_replaces_only_a_regular_file(tmp_path: Path, capsys, make, kind) -> None:
     src = rnn_ref.save(PARAMS, tmp_path / "src.npz")
@@ -135,6 +146,14 @@ def test_force_replaces_only_a_regular_file(tmp_path: Path, capsys, make, kind) 
         assert rnn_ref.load(dst) == OTHER
     with pytest.raises(ValueError, match="replaces only a regular file"):
         rnn_ref.save(PARAMS, dst, overwrite=True)
+
+
+def test_dev_null_is_refused_before_anything_is_written() -> None:
+    """Only the check runs here: nothing is written even if it regressed."""
+    with pytest.raises(ValueError, match="is a character device; --force replaces only"):
+        _dest.check_destination(os.devnull, force=True)
+    with pytest.raises(FileExistsError, match=r"exists \(a character device\)"):
+        _dest.check_destination(os.devnull, force=False)
 
 
 def _same_path(src: Path) -> Path:
@@ -282,12 +301,13 @@ def test_kill_9_leaves_the_destination_absent_or_complete(tmp_path: Path) -> Non
         time.sleep(float(rng.uniform(0.5, 1.05)) * took[fmt])
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        left_behind += bool(_temporaries(out))
+        left_behind += any(n.startswith(".") for n in os.listdir(out))
         if dst.exists():
             hints = convert.hints_for(params, fmt)
             assert convert.read(dst, fmt, hints) == params, f"kill {i}: {dst} is not complete"
     subprocess.run([*base, str(out / "after.npz")], check=True, capture_output=True)
-    assert _temporaries(out) == [], "a later run must remove what killed runs left"
+    hidden = [n for n in os.listdir(out) if n.startswith(".")]
+    assert hidden == [], f"a later run must remove what killed runs left: {hidden}"
     prefix = f"{_dest.TEMP_PREFIX}.{_dest._host_tag()}."
     stale = [n for n in _temporaries(_dest.MEMORY_FOLDER) if n.startswith(prefix)
              and not _dest._alive(int(n[len(prefix):].split(".")[0]))]
@@ -398,3 +418,43 @@ def test_a_small_file_size_limit_is_refused_before_writing(tmp_path: Path, fmt: 
     assert res.returncode == 2, res.stderr[-2000:]
     assert len(res.stderr.strip().splitlines()) == 1 and "(ulimit -f) is 2000 bytes" in res.stderr
     assert sorted(os.listdir(tmp_path)) == ["src.npz"]
+
+
+_PAUSED_WRITER = """
+import sys, time
+from pathlib import Path
+from rnn_ref import cli
+from rnn_ref.backends import numpy_backend
+
+def write_file(params, path, fmt):
+    Path(path).write_bytes(b"partial")
+    print("WRITING", flush=True)
+    time.sleep(60)
+
+numpy_backend.write_file = write_file
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("sig, code, says", [(signal.SIGTERM, 128 + signal.SIGTERM, ""),
+                                             (signal.SIGHUP, 128 + signal.SIGHUP, ""),
+                                             (signal.SIGINT, 128 + signal.SIGINT,
+                                              "interrupted; nothing was left behind")],
+                         ids=["SIGTERM", "SIGHUP", "SIGINT"])
+def test_a_signal_while_writing_removes_the_temporaries(tmp_path: Path, sig: int, code: int,
+                                                        says: str) -> None:
+    """SIGTERM used to end the process with its temporary folder left behind."""
+    src = rnn_ref.save(PARAMS, tmp_path / "src.npz")
+    proc = subprocess.Popen([sys.executable, "-c", _PAUSED_WRITER, "convert", str(src),
+                             str(tmp_path / "dst.npz")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "WRITING"
+    assert _temporaries(tmp_path) + _temporaries(_dest.MEMORY_FOLDER)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert "Traceback" not in err and says in err
+    assert sorted(os.listdir(tmp_path)) == ["src.npz"]
+    pid_prefix = f"{_dest.TEMP_PREFIX}.{_dest._host_tag()}.{proc.pid}."
+    assert [n for n in _temporaries(_dest.MEMORY_FOLDER) if n.startswith(pid_prefix)] == []
