@@ -288,7 +288,19 @@ def verify_files(src: Path, src_fmt: str, src_params: RNNParams, dst: Path, dst_
     what = ("with lengths" if takes_lengths else "padded in the inputs" if own_mask
             else "full length")
     return Verification(rep.passed, f"{rep.summary()}; {how} ({what}, N={n}, T={t}, "
-                                    f"seed {seed})", rep.max_abs, rep.atol)
+                                    f"seed {seed}){_not_independent(src_fmt)}", rep.max_abs,
+                        rep.atol)
+
+
+def _not_independent(fmt: str) -> str:
+    """What a verification cannot check when the source records weights only: the file was
+    run in the network read from it and the hints, so its architecture is not checked."""
+    hints = hints_read(fmt)
+    if not hints:
+        return ""
+    return (f"; note: a {fmt} file records weights, not the whole network: it ran in the "
+            f"network read from it and the hints ({', '.join(sorted(hints))}), so this checks "
+            f"the weights' layout, not that architecture")
 
 
 def verify_inputs(cfg: RNNConfig, dtype: Any, n: int, t: int, lengths: np.ndarray[Any, Any],

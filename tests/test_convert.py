@@ -56,6 +56,9 @@ def test_every_route_converts_and_verifies(files: dict[str, Path], src: str, dst
     back = convert.read(target, dst, convert.hints_for(PARAMS, dst))
     # bit-exact weights; a one-bias format (Keras) holds b_x + b_h in b_x
     assert _equivalent(PARAMS, back) == "", f"{src} -> {dst}"
+    # issue 14: a source that records weights only says what the check cannot cover
+    weights_only = bool(convert.hints_read(src))
+    assert ("records weights, not the whole network" in out) == weights_only, out
 
 
 @pytest.mark.parametrize("dst", [f for f in convert.FORMATS if not convert.readable(f)])
