@@ -125,3 +125,38 @@ def cases(draw: st.DrawFn, config_strategy: Any = None, *, padding: str | None =
     elif kind == "mask":
         extra["mask"] = rng.random((n, t)) < 0.7
     return {"params": params, "x": x, "h0": h0, **extra}
+
+
+def _parts(value: object) -> tuple:
+    """``value``'s arrays as a tuple: none for ``None``, its items for a tuple, else itself."""
+    if value is None:
+        return ()
+    return value if isinstance(value, tuple) else (value,)
+
+
+def cotangents(rng: np.random.Generator, res: rnn_ref.ForwardResult) -> dict[str, Any]:
+    """Seeded cotangents for every result of a forward pass: outputs, h_n, the head's y
+    when there is one, and the selection when it is not the outputs themselves."""
+    def like(a: object) -> object:
+        if isinstance(a, tuple):
+            return tuple(rng.standard_normal(b.shape) for b in a)
+        return rng.standard_normal(np.shape(a))
+
+    out = {"grad_outputs": like(res.outputs), "grad_h_n": like(res.h_n)}
+    if res.y is not None:
+        out["grad_y"] = like(res.y)
+    if res.selected is not None and res.selected is not res.outputs:
+        out["grad_selected"] = like(res.selected)
+    return out
+
+
+def loss_of(res: rnn_ref.ForwardResult, cot: dict[str, Any]) -> float:
+    """The scalar loss whose gradient :func:`cotangents` gives: the sum of each result times
+    its cotangent."""
+    total = 0.0
+    for field, key in (("outputs", "grad_outputs"), ("h_n", "grad_h_n"), ("y", "grad_y"),
+                       ("selected", "grad_selected")):
+        if key in cot:
+            for a, b in zip(_parts(getattr(res, field)), _parts(cot[key]), strict=True):
+                total += float(np.sum(np.asarray(a) * np.asarray(b)))
+    return total

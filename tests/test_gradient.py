@@ -7,7 +7,7 @@ import pytest
 from conftest import need, need_keras
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import cases, configs
+from strategies import cases, configs, cotangents, loss_of
 
 import rnn_ref
 from rnn_ref import Activation, RNNConfig, RNNParams
@@ -32,30 +32,6 @@ def smooth_configs(draw: st.DrawFn) -> RNNConfig:
                         output_activation=draw(st.sampled_from(["linear", "tanh"])))
 
 
-def _cotangents(rng: np.random.Generator, res: rnn_ref.ForwardResult) -> dict:
-    def like(a: object) -> object:
-        if isinstance(a, tuple):
-            return tuple(rng.standard_normal(b.shape) for b in a)
-        return rng.standard_normal(np.shape(a))
-
-    out = {"grad_outputs": like(res.outputs), "grad_h_n": like(res.h_n)}
-    if res.y is not None:
-        out["grad_y"] = like(res.y)
-    return out
-
-
-def _loss(res: rnn_ref.ForwardResult, cot: dict) -> float:
-    def dot(a: object, b: object) -> float:
-        if isinstance(a, tuple):
-            return sum(float(np.sum(x * y)) for x, y in zip(a, b, strict=True))
-        return float(np.sum(np.asarray(a) * np.asarray(b)))
-
-    total = dot(res.outputs, cot["grad_outputs"]) + dot(res.h_n, cot["grad_h_n"])
-    if res.y is not None:
-        total += dot(res.y, cot["grad_y"])
-    return total
-
-
 @settings(max_examples=40)
 @given(cases(smooth_configs()), st.integers(0, 2**31 - 1))
 def test_directional_derivative_matches_central_differences(case: dict, seed: int) -> None:
@@ -66,7 +42,7 @@ def test_directional_derivative_matches_central_differences(case: dict, seed: in
         np.zeros((case["x"].shape[0], m)) for m in params.config.hidden_sizes
         for _ in range(params.config.num_directions)]
     res = rnn_ref.forward(params, case["x"], h0=h0, **kw)
-    cot = _cotangents(rng, res)
+    cot = cotangents(rng, res)
     grads = rnn_ref.backward(params, case["x"], h0=h0, **kw, **cot)
 
     names = dict(params.named_arrays())
@@ -81,7 +57,7 @@ def test_directional_derivative_matches_central_differences(case: dict, seed: in
         arrays = {**dict(params.named_arrays()),
                   **{k: v + s * direction[k] for k, v in names.items()}}
         p = RNNParams.from_arrays(params.config, arrays)
-        return _loss(rnn_ref.forward(p, case["x"] + s * dx,
+        return loss_of(rnn_ref.forward(p, case["x"] + s * dx,
                                      h0=[h + s * d for h, d in zip(h0, dh0, strict=True)],
                                      **kw), cot)
 
@@ -119,7 +95,7 @@ def test_matches_torch_autograd(case: tuple) -> None:
     h0 = rng.standard_normal((L * R, n, m)) if with_h0 else np.zeros((L * R, n, m))
     lengths = np.array([6, 2, 4]) if with_lengths else None
     res = rnn_ref.forward(params, x, h0=h0, lengths=lengths)
-    cot = _cotangents(rng, res)
+    cot = cotangents(rng, res)
     if lengths is not None:  # torch's padded outputs are constant zeros, like ours
         cot["grad_outputs"] = cot["grad_outputs"] * (np.arange(t) < lengths[:, None])[..., None]
     ours = rnn_ref.backward(params, x, h0=h0, lengths=lengths, **cot)
@@ -160,7 +136,7 @@ def test_matches_jax_grad_on_every_feature(case: dict, seed: int) -> None:
     cfg = params.config
     kw = {k: case[k] for k in ("lengths", "mask") if k in case}
     res = rnn_ref.forward(params, case["x"], h0=case["h0"], **kw)
-    cot = _cotangents(np.random.default_rng(seed), res)
+    cot = cotangents(np.random.default_rng(seed), res)
     ours = rnn_ref.backward(params, case["x"], h0=case["h0"], **kw, **cot)
     with jax.enable_x64(True):
         tree = jax_backend.pytree_of(params)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import cases, networks
+from strategies import cases, cotangents, loss_of, networks
 
 import rnn_ref
 from rnn_ref import Activation, RNNConfig, RNNParams
@@ -50,30 +50,6 @@ def smooth_networks(draw: st.DrawFn) -> RNNConfig:
     return base.replace(activation=acts, clip=None, head=head)
 
 
-def _cotangents(rng: np.random.Generator, cfg: RNNConfig, res: rnn_ref.ForwardResult) -> dict:
-    def like(a: object) -> object:
-        if isinstance(a, tuple):
-            return tuple(rng.standard_normal(b.shape) for b in a)
-        return rng.standard_normal(np.shape(a))
-
-    out = {"grad_outputs": like(res.outputs), "grad_h_n": like(res.h_n)}
-    if res.y is not None:
-        out["grad_y"] = like(res.y)
-    if cfg.select != "sequence":
-        out["grad_selected"] = like(res.selected)
-    return out
-
-
-def _loss(res: rnn_ref.ForwardResult, cot: dict) -> float:
-    total = 0.0
-    for field, key in (("outputs", "grad_outputs"), ("h_n", "grad_h_n"), ("y", "grad_y"),
-                       ("selected", "grad_selected")):
-        if key in cot:
-            for a, b in zip(_parts(getattr(res, field)), _parts(cot[key]), strict=True):
-                total += float(np.sum(np.asarray(a) * np.asarray(b)))
-    return total
-
-
 @settings(max_examples=40)
 @given(cases(smooth_networks()), st.integers(0, 2**31 - 1))
 def test_network_gradient_matches_central_differences(case: dict, seed: int) -> None:
@@ -82,7 +58,7 @@ def test_network_gradient_matches_central_differences(case: dict, seed: int) -> 
     cfg = params.config
     kw = {k: case[k] for k in ("lengths", "mask", "h0") if k in case}
     res = rnn_ref.forward(**case)
-    cot = _cotangents(rng, cfg, res)
+    cot = cotangents(rng, res)
     grads = rnn_ref.backward(**case, **cot)
 
     names = dict(params.named_arrays())
@@ -102,7 +78,7 @@ def test_network_gradient_matches_central_differences(case: dict, seed: int) -> 
                   **{k: v + s * direction[k] for k, v in names.items()}}
         p = RNNParams.from_arrays(cfg, arrays)
         x = case["x"] if dx is None else case["x"] + s * dx
-        return _loss(rnn_ref.forward(p, x, **kw), cot)
+        return loss_of(rnn_ref.forward(p, x, **kw), cot)
 
     fd = (loss_at(eps) - loss_at(-eps)) / (2 * eps)
     g = dict(grads.params.named_arrays())
