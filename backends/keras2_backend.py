@@ -72,6 +72,7 @@ from rnn_ref.backends.keras_backend import (
     unused_weights,
 )
 from rnn_ref.backends.keras_backend import list_arrays as _h5_arrays
+from rnn_ref.backends.keras_graph import KERAS2, read_cell
 from rnn_ref.backends.keras_worker import KerasProcessBackend, serve_with
 from rnn_ref.config import RNNConfig
 from rnn_ref.convert import Hints, NativeFile
@@ -110,30 +111,9 @@ def _np(v: Any) -> np.ndarray[Any, Any]:
 # --------------------------------------------------------------------------------------------
 # from Keras 2
 # --------------------------------------------------------------------------------------------
-def _activation(fn: Any, where: str) -> Activation:
-    name = getattr(fn, "__name__", str(fn))
-    if name not in KERAS2_ACTIVATIONS:
-        raise UnsupportedError("rnn-ref", f"the Keras 2 activation {name!r} ({where})",
-                               f"rnn-ref reads {', '.join(KERAS2_ACTIVATIONS)}")
-    return KERAS2_ACTIVATIONS[name]
-
-
 def _cell(layer: Any) -> tuple[CellParams, Activation]:
-    tk = _tk()
-    if not isinstance(layer, tk.layers.SimpleRNN):
-        raise UnsupportedError("rnn-ref", f"a Keras 2 {type(layer).__name__} layer",
-                               "only SimpleRNN is an Elman RNN")
-    if getattr(layer, "stateful", False):
-        raise UnsupportedError("rnn-ref", "a stateful SimpleRNN",
-                               "its state lives between calls, outside the weights")
-    cell = layer.cell
-    activation = _activation(cell.activation, layer.name)
-    if not getattr(cell, "built", False) or getattr(cell, "kernel", None) is None:
-        raise ValueError(f"the Keras 2 layer {layer.name!r} is not built and has no weights "
-                         f"yet: call it on an input or build() it first")
-    kernel, rec = _np(cell.kernel), _np(cell.recurrent_kernel)
-    bias = _np(cell.bias) if cell.use_bias else np.zeros(rec.shape[0], rec.dtype)
-    return CellParams(kernel, rec, bias, np.zeros_like(bias)), activation
+    """A Keras 2 ``SimpleRNN``'s cell and activation (:func:`keras_graph.read_cell`)."""
+    return read_cell(layer, _tk().layers.SimpleRNN, KERAS2, _np)
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ from rnn_ref.backends.keras_graph import (
     KerasNetwork,
     assemble,
     parse_model,
+    read_cell,
 )
 from rnn_ref.config import RNNConfig
 from rnn_ref.convert import Hints, MissingHintError, NativeFile, hint_activation
@@ -91,34 +92,10 @@ def unsupported_dtype(dtype: Any, backend: str) -> str | None:
 # --------------------------------------------------------------------------------------------
 # from Keras
 # --------------------------------------------------------------------------------------------
-def _activation(fn: Any, where: str) -> Activation:
-    name = getattr(fn, "__name__", str(fn))
-    if name not in KERAS_ACTIVATIONS:
-        raise UnsupportedError("rnn-ref", f"the Keras activation {name!r} ({where})",
-                               f"rnn-ref reads {', '.join(KERAS_ACTIVATIONS)}")
-    return KERAS_ACTIVATIONS[name]
-
-
 def _cell(layer: Any) -> tuple[CellParams, Activation]:
+    """A Keras 3 ``SimpleRNN``'s cell and activation (:func:`keras_graph.read_cell`)."""
     keras = _keras()
-    if not isinstance(layer, keras.layers.SimpleRNN):
-        raise UnsupportedError("rnn-ref", f"a Keras {type(layer).__name__} layer",
-                               "only SimpleRNN is an Elman RNN")
-    if getattr(layer, "stateful", False):
-        raise UnsupportedError("rnn-ref", "a stateful SimpleRNN",
-                               "its state lives between calls, outside the weights")
-    cell = layer.cell
-    activation = _activation(cell.activation, layer.name)
-    if not getattr(cell, "built", False) or not hasattr(cell, "kernel"):
-        raise ValueError(f"the Keras layer {layer.name!r} is not built and has no weights yet: "
-                         f"call it on an input or build() it first")
-    kernel = keras.ops.convert_to_numpy(cell.kernel)
-    rec = keras.ops.convert_to_numpy(cell.recurrent_kernel)
-    if cell.use_bias:
-        bias = keras.ops.convert_to_numpy(cell.bias)
-    else:
-        bias = np.zeros(rec.shape[0], rec.dtype)
-    return CellParams(kernel, rec, bias, np.zeros_like(bias)), activation
+    return read_cell(layer, keras.layers.SimpleRNN, KERAS3, keras.ops.convert_to_numpy)
 
 
 @dataclass(frozen=True)

@@ -42,10 +42,10 @@ from rnn_ref.backends._frameworks import (
 from rnn_ref.config import RNNConfig
 from rnn_ref.errors import UnsupportedError
 from rnn_ref.network import Dense, HeadActivation, Identity, Softmax
-from rnn_ref.params import RNNParams
+from rnn_ref.params import CellParams, RNNParams
 
 __all__ = ["IDENTITY_LAYERS", "KERAS2", "KERAS3", "Flavour", "KerasNetwork", "Source",
-           "assemble", "layer_chain", "parse_model"]
+           "assemble", "layer_chain", "parse_model", "read_cell"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,37 @@ class Flavour:
 
 KERAS3 = Flavour("Keras", KERAS_ACTIVATIONS)
 KERAS2 = Flavour("Keras 2", KERAS2_ACTIVATIONS)
+
+
+def read_cell(layer: Any, simple_rnn: type[Any], flavour: Flavour,
+              to_numpy: Callable[[Any], np.ndarray[Any, Any]]
+              ) -> tuple[CellParams, Activation]:
+    """A built ``SimpleRNN`` layer object (of the class ``simple_rnn`` of Keras 3 or Keras 2)
+    as one canonical cell (its one bias in ``b_x``) and its activation; ``to_numpy`` turns the
+    framework's variables into arrays.
+
+    Raises:
+        UnsupportedError: another layer, a stateful one, or an activation outside the
+            flavour's set (named).
+        ValueError: the layer is not built yet.
+    """
+    if not isinstance(layer, simple_rnn):
+        raise UnsupportedError("rnn-ref", f"a {flavour.name} {type(layer).__name__} layer",
+                               "only SimpleRNN is an Elman RNN")
+    if getattr(layer, "stateful", False):
+        raise UnsupportedError("rnn-ref", "a stateful SimpleRNN",
+                               "its state lives between calls, outside the weights")
+    cell = layer.cell
+    name = getattr(cell.activation, "__name__", str(cell.activation))
+    if name not in flavour.activations:
+        raise UnsupportedError("rnn-ref", f"the {flavour.name} activation {name!r} "
+                               f"({layer.name})", f"rnn-ref reads {', '.join(flavour.activations)}")
+    if not getattr(cell, "built", False) or getattr(cell, "kernel", None) is None:
+        raise ValueError(f"the {flavour.name} layer {layer.name!r} is not built and has no "
+                         f"weights yet: call it on an input or build() it first")
+    kernel, rec = to_numpy(cell.kernel), to_numpy(cell.recurrent_kernel)
+    bias = to_numpy(cell.bias) if cell.use_bias else np.zeros(rec.shape[0], rec.dtype)
+    return CellParams(kernel, rec, bias, np.zeros_like(bias)), flavour.activations[name]
 
 #: Keras layers that are the identity at inference: (the Identity kind, its rate's key)
 IDENTITY_LAYERS: Mapping[str, tuple[str, str]] = {
