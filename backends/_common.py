@@ -9,6 +9,7 @@ from __future__ import annotations
 import warnings
 
 from rnn_ref.errors import SemanticsWarning, UnsupportedError
+from rnn_ref.network import SHOWS_PADDED_STEPS
 from rnn_ref.params import RNNParams
 
 __all__ = ["adopt_padded_output", "raise_if"]
@@ -42,9 +43,7 @@ def adopt_padded_output(params: RNNParams, native: str, target: str, *,
     mine = params.config.padded_output
     if mine == native:
         return params
-    if params.config.select not in ("sequence", "last_step"):
-        # padded steps skip the layers' inputs: only the last layer's outputs at padded steps
-        # differ, and a final-state selection never hands them on
+    if params.config.select not in SHOWS_PADDED_STEPS:  # the result is the same either way
         return params.replace(padded_output=native)
     what = (f"padded_output {mine!r} (a padded step outputs {_PADDED_MEANING[mine]}); "
             f"{target} outputs {_PADDED_MEANING[native]} there ({native!r})")

@@ -27,6 +27,7 @@ from typing import Any
 
 from rnn_ref.activations import Activation
 from rnn_ref.config import RNNConfig
+from rnn_ref.network import SHOWS_PADDED_STEPS
 
 __all__ = ["CONVERTER_API", "DEVICES", "FILE_API", "FRAMEWORKS", "GRAPH_API", "KERAS_ACTIVATIONS",
            "MODULE_API", "BackendSpec", "FileFormat", "Framework", "backends", "by_name",
@@ -282,7 +283,7 @@ def onnx_unsupported(config: RNNConfig, *, padded: bool = True) -> Reason:
     reason = network_unsupported(config, holds=ONNX_HOLDS)
     if reason is not None:
         return reason
-    if (padded or config.mask_zero) and config.select in ("sequence", "last_step"):
+    if (padded or config.mask_zero) and config.select in SHOWS_PADDED_STEPS:
         return _padded_zeros(config, "sequence_lens zeroes padded outputs")
     return None
 

@@ -33,7 +33,7 @@ from onnx import TensorProto, helper, numpy_helper
 from rnn_ref.activations import ACTIVATIONS, Activation
 from rnn_ref.config import RNNConfig
 from rnn_ref.errors import UnsupportedError
-from rnn_ref.network import Dense, HeadActivation, Identity, Softmax
+from rnn_ref.network import SHOWS_PADDED_STEPS, Dense, HeadActivation, Identity, Softmax
 from rnn_ref.params import CellParams, Readout, RNNParams
 
 __all__ = ["UNROLLED", "read_network"]
@@ -718,7 +718,7 @@ def _config(st: _State, select: str, meta: Mapping[str, Any]) -> RNNConfig:
         raise UnsupportedError(WHO, "RNN nodes with different sequence_lens",
                                "every layer reads the same lengths")
     sel = select.split(":")[0]
-    seen = sel in ("sequence", "last_step") and st.lens != {"none"}
+    seen = sel in SHOWS_PADDED_STEPS and st.lens != {"none"}
     head = [Dense(w.shape[1], act, b is not None) for w, b, act in st.heads]
     return RNNConfig(
         input_size=int(st.layers[0][1][0].w_x.shape[0]),

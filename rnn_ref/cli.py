@@ -25,6 +25,7 @@ import rnn_ref
 from rnn_ref._registry import BACKENDS
 from rnn_ref._text import error_line, printable
 from rnn_ref.backends import _frameworks
+from rnn_ref.network import SELECTS
 
 __all__ = ["main"]
 
@@ -596,8 +597,7 @@ def _add_hint_args(q: argparse.ArgumentParser) -> None:
                    help="for Keras weights of Bidirectional layers that do not concatenate")
     q.add_argument("--direction", choices=["forward", "reverse"],
                    help="for Keras weights of a go_backwards layer: reverse")
-    q.add_argument("--select", choices=["sequence", "last_step", "final", "final_forward",
-                                        "final_backward"],
+    q.add_argument("--select", choices=list(SELECTS),
                    help="for torch state dicts with nn.Linear layers: what feeds them")
     q.add_argument("--head-activation", metavar="ACTS",
                    help="for torch state dicts with nn.Linear layers: their activations, "

@@ -28,8 +28,8 @@ import numpy.typing as npt
 from rnn_ref.activations import Activation, as_activation
 
 __all__ = [
-    "IDENTITY_KINDS", "SELECTS", "Dense", "HeadActivation", "Identity", "Softmax",
-    "as_head_activation", "head_vjp",
+    "IDENTITY_KINDS", "SELECTS", "SHOWS_PADDED_STEPS", "Dense", "HeadActivation", "Identity",
+    "Softmax", "as_head_activation", "head_vjp",
 ]
 
 Array = npt.NDArray[np.floating]
@@ -46,6 +46,10 @@ Array = npt.NDArray[np.floating]
 #: ``"final_forward"``, ``"final_backward"``  one direction's final state of a bidirectional
 #:                 last layer, ``(N, M)`` (torch ``h_n[-2]`` and ``h_n[-1]``).
 SELECTS: tuple[str, ...] = ("sequence", "last_step", "final", "final_forward", "final_backward")
+#: The selections that hand on a padded step's output (so ``padded_output`` reaches the
+#: result); a final state is the last valid one, and a lower layer's padded outputs feed only
+#: padded steps above.
+SHOWS_PADDED_STEPS: tuple[str, ...] = ("sequence", "last_step")
 
 #: Layers that are the identity at inference, with what their ``rate`` means.
 IDENTITY_KINDS: Mapping[str, str] = {
