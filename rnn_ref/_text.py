@@ -48,7 +48,7 @@ def bounded(text: str, limit: int = LINE_LIMIT) -> str:
     """``text`` cut to ``limit`` characters, with a note of how many were cut."""
     if len(text) <= limit:
         return text
-    return f"{text[:limit]}... ({len(text) - limit} more characters cut)"
+    return f"{text[:limit]}... ({len(text) - limit:,} more characters cut)"
 
 
 def error_line(text: object, limit: int = LINE_LIMIT) -> str:

@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, fields, replace
 
+from rnn_ref._text import bounded
 from rnn_ref.errors import LimitError
 
 __all__ = ["DATA_EXTENSIONS", "DEFAULT", "LIMIT_FLAGS", "LimitError", "Limits", "bounded",
@@ -130,14 +131,6 @@ def check_bytes(count: int, what: str, source: str = "") -> None:
     """Refuse a byte count (decompressed, declared or computed) over max_bytes."""
     if count > current().max_bytes:
         raise _refuse(what, count, "bytes", "max_bytes", source)
-
-
-def bounded(text: str, limit: int = 500) -> str:
-    """``text`` cut to at most ``limit`` characters, saying how much was cut."""
-    if len(text) <= limit:
-        return text
-    cut = len(text) - limit
-    return f"{text[:limit]}... ({cut:,} more characters)"
 
 
 _SEPARATORS = "._-"

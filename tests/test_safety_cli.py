@@ -64,7 +64,7 @@ def test_printable_escapes_controls_and_keeps_text(raw: str, shown: str) -> None
 
 def test_error_lines_are_bounded() -> None:
     line = _text.error_line("x" * 10_000)
-    assert line == "x" * 500 + "... (9500 more characters cut)"
+    assert line == "x" * 500 + "... (9,500 more characters cut)"
     assert _text.error_line("short") == "short"
 
 

@@ -113,7 +113,7 @@ def test_error_lines_are_bounded(tmp_path: Path) -> None:
     with pytest.raises(FileFormatError) as exc:
         rnn_ref.load(path)
     assert "arrays do not match" in str(exc.value) and len(str(exc.value)) < 700
-    assert limits.bounded("x" * 10_000, 50).endswith("(9,950 more characters)")
+    assert limits.bounded("x" * 10_000, 50).endswith("(9,950 more characters cut)")
 
 
 # ------------------------------------------------------------------------------------------
