@@ -182,9 +182,6 @@ def torch_unsupported(config: RNNConfig, *, padded: bool = False) -> Reason:
     with padding or a mask) also refuses padded steps that do not output zeros: a
     ``PackedSequence`` pads with zeros (a converter warns instead, see
     ``adopt_padded_output``)."""
-    reason = network_unsupported(config, holds=frozenset(NETWORK_PIECES))
-    if reason is not None:
-        return reason
     reason = _first_activation(config, lambda a: a.name in ("tanh", "relu"),
                                "nn.RNN has only tanh and relu")
     if reason is not None:
@@ -206,9 +203,6 @@ def keras_masked_step_output(backend: str, *, zero_output_for_mask: bool, unroll
     return "carry_output"
 
 
-#: the pieces of the network a Keras model holds (:data:`NETWORK_PIECES`)
-KERAS_HOLDS = frozenset({"embedding", "mask_value", "mixed_directions", "select", "head_stack",
-                         "softmax", "dense_without_bias"})
 
 
 def _keras_layout(config: RNNConfig) -> Reason:
@@ -237,9 +231,6 @@ def keras_unsupported(config: RNNConfig, *, backend: str | None = None, padded: 
     ``mask_value`` pads by itself."""
     from rnn_ref.network import Softmax
 
-    reason = network_unsupported(config, holds=KERAS_HOLDS)
-    if reason is not None:
-        return reason
     keras_acts = list(KERAS_ACTIVATIONS.values())
     if any(c is not None for c in config.clips):
         return "clip", "Keras' SimpleRNN has no clip"
@@ -382,18 +373,12 @@ KERAS2_ACTIVATIONS: dict[str, Activation] = {
 KERAS2_NAMES = {v: k for k, v in KERAS2_ACTIVATIONS.items()}
 
 
-#: the pieces around the stack a Keras 2 model holds (its converters write and read them)
-KERAS2_HOLDS = frozenset({"embedding", "mask_value", "mixed_directions", "select", "head_stack",
-                          "softmax", "dense_without_bias"})
 
 
 def _keras2_pieces(config: RNNConfig) -> Reason:
     """What a Keras 2 model cannot hold of the pieces around its RNN layers."""
     from rnn_ref.network import Softmax
 
-    reason = network_unsupported(config, holds=KERAS2_HOLDS)
-    if reason is not None:
-        return reason
     if config.padding_idx is not None:
         return (f"padding_idx={config.padding_idx}",
                 "Keras' Embedding has no padding row (mask_zero masks id 0)")
@@ -499,14 +484,8 @@ def litert_unsupported(config: RNNConfig, *, padded: bool = False) -> Reason:
     return keras_unsupported(config, backend="tensorflow", padded=padded)
 
 
-def jax_unsupported(config: RNNConfig) -> Reason:
-    """What the ``jax`` backend's scan does not compute: nothing (every piece of the network,
-    :data:`NETWORK_PIECES` included)."""
-    return network_unsupported(config, holds=set(NETWORK_PIECES))
-
-
 def nothing_unsupported(config: RNNConfig) -> Reason:
-    """The canonical file and the oracle hold every network."""
+    """The canonical file, the oracle and the jax scan hold every network."""
     return None
 
 
@@ -597,7 +576,7 @@ FRAMEWORKS: tuple[Framework, ...] = (
     Framework(
         name="jax", title="jax lax.scan", module="rnn_ref.backends.jax_backend",
         requires=("jax", "jaxlib"), distributions=("jax", "jaxlib"),
-        unsupported=jax_unsupported,
+        unsupported=nothing_unsupported,
         backends=(BackendSpec("jax", "rnn_ref.backends.jax_backend:JaxBackend",
                               ("jax", "jaxlib")),
                   # JAX's default matmul precision on a GPU, and "highest"

@@ -28,9 +28,9 @@ from jax import lax
 
 from rnn_ref.activations import Activation
 from rnn_ref.backends import devices
-from rnn_ref.backends._frameworks import jax_unsupported as unsupported
+from rnn_ref.backends._frameworks import nothing_unsupported as unsupported
 from rnn_ref.config import RNNConfig
-from rnn_ref.inputs import check_inputs
+from rnn_ref.inputs import check_inputs, check_options
 from rnn_ref.params import CellParams, Readout, RNNParams
 from rnn_ref.reference import ForwardResult
 
@@ -316,6 +316,7 @@ def apply(tree: Tree, x: Any, *, config: RNNConfig, h0: Any = None, lengths: Any
         ``(S, N, M)`` when the hidden sizes agree, else a tuple; ``y`` the head's output
         (``None`` without a head); ``selected`` what ``config.select`` hands on.
     """
+    padded_output, output_order = check_options(config, padded_output, output_order)
     h0s = None if h0 is None else tuple(h0[i] for i in range(config.num_states))
     valid = None
     if lengths is not None:
@@ -323,7 +324,7 @@ def apply(tree: Tree, x: Any, *, config: RNNConfig, h0: Any = None, lengths: Any
         valid = xp.arange(x.shape[1])[None, :] < xp.asarray(lengths)[:, None]
     elif mask is not None:
         valid = mask if isinstance(mask, jax.Array) else np.asarray(mask, bool)
-    own = None
+    own = None  # the network's own mask (host NumPy for NumPy inputs, as the backend gives)
     if config.mask_zero:
         own = x != 0
     elif config.mask_value is not None:
@@ -332,8 +333,7 @@ def apply(tree: Tree, x: Any, *, config: RNNConfig, h0: Any = None, lengths: Any
         valid = own if valid is None else valid & own
     if unroll is None:
         unroll = UNROLL.get(jax.default_backend(), 1)
-    return _apply(tree, x, h0s, valid, config, padded_output or config.padded_output,
-                  output_order or config.output_order, unroll)
+    return _apply(tree, x, h0s, valid, config, padded_output, output_order, unroll)
 
 
 @partial(jax.jit, static_argnames=("config", "unroll"))
@@ -452,7 +452,7 @@ class JaxBackend:
                               where="jax")
         with self._context(dt):
             outputs, h_n, y, selected = apply(
-                pytree_of(params), jnp.asarray(inputs.x), config=params.config,
+                pytree_of(params), inputs.x, config=params.config,
                 h0=None if inputs.h0 is None else [jnp.asarray(h) for h in inputs.h0],
                 mask=inputs.valid if inputs.padded else None, unroll=self.unroll)
             jax.block_until_ready(outputs)

@@ -204,16 +204,22 @@ def check_inputs(
     elif mask is not None:
         valid = _check_mask(mask, n, t)
         padding = "mask"
-        right = bool(np.array_equal(valid, np.arange(t)[None, :] < valid.sum(axis=1)[:, None]))
+        right = _right_padded(valid)
     else:
         valid, right = np.ones((n, t), bool), True
     derived = _network_mask(config, xa)
     if derived is not None and not derived.all():
         valid = valid & derived
         padding = padding or "mask"
-        right = bool(np.array_equal(valid, np.arange(t)[None, :] < valid.sum(axis=1)[:, None]))
+        right = _right_padded(valid)
     xa = xa if dt is None or config.vocab_size is not None else xa.astype(dt, copy=False)
     return Inputs(config, xa, h0s, la, valid, padding, not bool(valid.all()), right, where)
+
+
+def _right_padded(valid: npt.NDArray[np.bool_]) -> bool:
+    """Whether every row of ``valid (N, T)`` is valid steps, then padding."""
+    t = valid.shape[1]
+    return bool(np.array_equal(valid, np.arange(t)[None, :] < valid.sum(axis=1)[:, None]))
 
 
 def _network_mask(cfg: RNNConfig, xa: Array) -> npt.NDArray[np.bool_] | None:
