@@ -72,7 +72,7 @@ from rnn_ref.backends.keras_backend import (
     unused_weights,
 )
 from rnn_ref.backends.keras_backend import list_arrays as _h5_arrays
-from rnn_ref.backends.keras_graph import KERAS2, read_cell
+from rnn_ref.backends.keras_graph import IDENTITY_LAYERS, KERAS2, read_cell
 from rnn_ref.backends.keras_worker import KerasProcessBackend, serve_with
 from rnn_ref.config import RNNConfig
 from rnn_ref.convert import Hints, NativeFile
@@ -161,11 +161,7 @@ def _parse(obj: Any) -> tuple[RNNParams, _Structure]:
 # a model's config (model.get_config(), or an .h5 file's model_config) and weights by layer
 # --------------------------------------------------------------------------------------------
 #: Keras 2 layers that are the identity at inference -> (rnn-ref kind, the config key of the rate)
-_IDENTITY_LAYERS = {"Dropout": ("dropout", "rate"),
-                    "SpatialDropout1D": ("spatial_dropout_1d", "rate"),
-                    "GaussianNoise": ("gaussian_noise", "stddev"),
-                    "GaussianDropout": ("gaussian_dropout", "rate"),
-                    "AlphaDropout": ("alpha_dropout", "rate")}
+_IDENTITY_LAYERS = IDENTITY_LAYERS  # the same layers as Keras 3
 _IDENTITY_CLASSES = {kind: cls for cls, (kind, _) in _IDENTITY_LAYERS.items()}
 _Weights = Callable[[str], list[np.ndarray[Any, Any]]]
 

@@ -117,9 +117,10 @@ def from_native(obj: Any, *, example: Any = None, nonlinearity: str | None = Non
             ``nn.Module`` built from the network's pieces (read from its ``torch.fx`` graph,
             see :mod:`rnn_ref.backends.torch_graph`), or a state dict (any prefixes),
             tensors or arrays.
-        example: an input of the module; when given, the module and the network read from it
-            are run on it and must agree (float32 tolerance), and a time-major module's
-            layout is checked.
+        example: an input of a module read from its fx graph; when given, the module and the
+            network read from it are run on it and must agree (float32 tolerance), and a
+            time-major module's layout is checked. Refused for the others, which record
+            their network themselves.
         nonlinearity: ``"tanh"`` or ``"relu"``; required for a state dict (it does not record
             it), and must agree with an ``nn.RNN``'s when given.
         select, head_activation: for a state dict with ``nn.Linear`` layers, what feeds them
@@ -132,6 +133,10 @@ def from_native(obj: Any, *, example: Any = None, nonlinearity: str | None = Non
         ValueError: an incomplete or inconsistent state dict, named key by key, or a missing
             hint.
     """
+    if example is not None and (isinstance(obj, (TorchNetwork, nn.RNNBase, RNNWithReadout))
+                                or not isinstance(obj, nn.Module)):
+        raise ValueError(f"example= checks a module read from its fx graph; a "
+                         f"{type(obj).__name__} records its network itself: leave it out")
     if isinstance(obj, TorchNetwork):
         return _agreeing(network_params(obj), nonlinearity, select, head_activation)
     if isinstance(obj, RNNWithReadout):

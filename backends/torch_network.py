@@ -46,7 +46,6 @@ __all__ = ["ACTIVATION_FUNCTIONS", "Activation", "TorchNetwork", "merge"]
 Tensor = torch.Tensor
 Plan = tuple[Tensor, Tensor, Tensor] | None  # (order (N, T), counts (N,), valid (N, T))
 
-_SOFTPLUS = nn.Softplus(beta=1.0, threshold=20.0)
 
 #: name -> f(z, alpha, beta), every head and cell activation of rnn-ref
 ACTIVATION_FUNCTIONS: dict[str, Callable[[Tensor, float, float], Tensor]] = {

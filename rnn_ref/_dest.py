@@ -256,7 +256,6 @@ def write_file(path: str | os.PathLike[str], write: Callable[[Path], None], *,
     """
     dest = check_destination(path, force=force, sources=sources)
     folder = dest.path.parent
-    remove_stale(folder)
     _check_size_limit(dest.path, expected_size)
     suffix = "".join(dest.path.suffixes[-2:]) if dest.path.name.endswith(".weights.h5") \
         else dest.path.suffix

@@ -278,6 +278,8 @@ def test_options_are_never_silently_ignored() -> None:
         rnn_ref.to_torch(params, batch_first=False)
     net = rnn_ref.to_torch(params)
     assert rnn_ref.from_torch(net, select="final") == rnn_ref.from_torch(net)
+    with pytest.raises(ValueError, match="example= checks a module read from its fx graph"):
+        rnn_ref.from_torch(net, example=torch.zeros(2, 3, D))
     for hint, value in (("select", "last_step"), ("nonlinearity", "relu"),
                         ("head_activation", "tanh")):
         with pytest.raises(ValueError, match=f"{hint}=.*but the module records"):
