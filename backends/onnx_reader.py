@@ -16,7 +16,7 @@ Read: the graphs of :func:`rnn_ref.backends.onnx_graph.write_network` and of
 ``nn.Linear`` with activations and ``softmax``. The metadata ``rnn_ref.config`` never overrides
 a node: it only fills in what no node says (identity layers, the padding index, the merge mode
 of a last layer whose merged outputs are not used, ``padded_output`` where no padded step is
-seen).
+seen, ``output_order`` where only final states are).
 """
 
 from __future__ import annotations
@@ -71,6 +71,7 @@ class _Val:
     rev: bool = False  # seq: in processing order; Y: layout 1
     name: str = ""  # input, h0: the graph input
     head: tuple[Any, ...] = ()  # head: (j, w, b or None, ops, per_step)
+    compact: bool = False  # ids, idzero, idmask, idlens: of the compacted ids (_on_compact)
 
 
 @dataclass
@@ -83,6 +84,7 @@ class _State:
     layers: list[tuple[Any, list[CellParams], bool]] = field(default_factory=list)
     merges: dict[int, str | None] = field(default_factory=dict)
     lens: set[str] = field(default_factory=set)
+    compacted: bool = False  # the ids were compacted (mask_zero: _on_compact)
     time_major: bool | None = None
     embedding: np.ndarray[Any, Any] | None = None
     heads: list[tuple[np.ndarray[Any, Any], np.ndarray[Any, Any] | None, HeadActivation]] = \
@@ -321,6 +323,8 @@ def _pair_merge(st: _State, node: onnx.NodeProto, vals: list[_Val]) -> list[_Val
 
 
 def _on_add_mul(st: _State, node: onnx.NodeProto, vals: list[_Val]) -> list[_Val]:
+    if node.op_type == "Add" and sorted(v.kind for v in vals) == ["count", "cumpad"]:
+        return [_Val("padrank")]
     merged = _pair_merge(st, node, vals)
     if merged is not None:
         return merged
@@ -478,9 +482,12 @@ def _on_mask(st: _State, node: onnx.NodeProto, vals: list[_Val]) -> list[_Val]:
     if op == "Equal" and v.kind == "ids":
         zero = _const(st, node.input[1])
         if zero is not None and zero.size == 1 and int(zero.ravel()[0]) == 0:
-            return [_Val("idzero", tm=v.tm)]
+            return [_Val("idzero", tm=v.tm, compact=v.compact)]
     if op == "Not" and v.kind == "idzero":
-        return [_Val("idmask", tm=v.tm)]
+        return [_Val("idmask", tm=v.tm, compact=v.compact)]
+    if op == "Cast" and v.kind == "idzero" and not v.compact and v.tm is None and \
+            _attr(node, "to") == TensorProto.INT64:
+        return [_Val("idpad")]
     if op == "Cast" and v.kind in ("idmask", "idlens") and \
             _attr(node, "to") in (TensorProto.INT32, TensorProto.INT64):
         return [v]
@@ -488,11 +495,43 @@ def _on_mask(st: _State, node: onnx.NodeProto, vals: list[_Val]) -> list[_Val]:
     if op == "ReduceSum" and v.kind == "idmask" and tm is not None \
             and _ints(st, node, 1, "axes") == [0 if tm else 1] \
             and _attr(node, "keepdims", 1) == 0:
-        return [_Val("idlens")]
+        return [_Val("idlens", compact=v.compact)]
+    if op == "ReduceSum" and v.kind == "idmask" and not v.compact and v.tm is None \
+            and _ints(st, node, 1, "axes") == [1] and _attr(node, "keepdims", 1) == 1:
+        return [_Val("count")]
     plumbing = _plumbing(st, node, vals)
     if plumbing is not None:
         return plumbing
     raise _refuse(node, f"{op} of {_describe(v)}")
+
+
+# ---- mask_zero: the compacted ids (onnx_graph._compacted_ids) --------------------------------
+def _on_compact(st: _State, node: onnx.NodeProto, vals: list[_Val]) -> list[_Val]:
+    """The compaction of the graph's batch-major ids (``onnx_graph._compacted_ids``): the
+    ranks ``CumSum(1 - z)`` and ``CumSum(z)`` (z = [id == 0]) along time, the destination
+    ``Where(z, cumsum(z) + count, cumsum(1 - z)) - 1``, and ``ScatterElements(ids, dest,
+    ids, axis=1)``: each sample's non-zero ids moved to the front in their order, which is
+    what Keras steps through. Anything else of these operators is refused."""
+    op, kinds = node.op_type, [v.kind for v in vals]
+    one_axis = op == "CumSum" and len(vals) == 2 and _ints(st, node, 1, "") == [1] and \
+        not _attr(node, "exclusive", 0) and not _attr(node, "reverse", 0)
+    if one_axis and vals[0].kind == "idmask" and not vals[0].compact and vals[0].tm is None:
+        return [_Val("cumvalid")]
+    if one_axis and vals[0].kind == "idpad":
+        return [_Val("cumpad")]
+    if op == "Where" and kinds == ["idzero", "padrank", "cumvalid"] and not vals[0].compact \
+            and vals[0].tm is None:
+        return [_Val("rank")]
+    one = _const(st, node.input[1]) if op == "Sub" and len(vals) == 2 else None
+    if kinds == ["rank", "const"] and one is not None and np.array_equal(one, np.array(1)):
+        return [_Val("dest")]
+    if op == "ScatterElements" and kinds == ["ids", "dest", "ids"] and \
+            node.input[0] == node.input[2] and vals[0].tm is None and not vals[0].compact \
+            and _attr(node, "axis", 0) in (1, -1) and _attr(node, "reduction", "none") == "none" \
+            and st.time_major is not True:
+        st.compacted, st.time_major = True, False  # the graph's ids are batch-major
+        return [replace(vals[0], compact=True)]
+    raise _refuse(node, f"{op} of {', '.join(_describe(v) for v in vals)}")
 
 
 # ---- the RNN nodes -------------------------------------------------------------------------
@@ -518,6 +557,14 @@ def _check_state_inputs(st: _State, node: onnx.NodeProto, vals: list[_Val], nd: 
     if lens.kind not in ("none", "lens", "idlens"):
         raise _refuse(node, f"its sequence_lens is {_describe(lens)}, not the lengths input "
                             f"or the ids' lengths")
+    if lens.kind == "idlens" and not lens.compact:
+        raise _refuse(node, "its sequence_lens counts the non-zero ids of ids that were not "
+                            "compacted: that is Keras' mask only when the zeros trail (rnn-ref "
+                            "wrote such graphs before it compacted the ids); convert the "
+                            "source model again")
+    if st.compacted and lens.kind != "idlens":
+        raise _refuse(node, f"its sequence_lens is {_describe(lens)}, but the ids were "
+                            f"compacted: only the count of non-zero ids steps through them")
     st.lens.add(lens.kind)
     h0 = vals[5] if len(vals) > 5 else _Val("none")
     start = sum(len(cells) for _, cells, _ in st.layers)
@@ -560,6 +607,8 @@ _HANDLERS: dict[str, Callable[[_State, onnx.NodeProto, list[_Val]], list[_Val]]]
     **{op: _on_activation for op in _OP_ACTS},
     "Equal": _on_mask, "Not": _on_mask, "Cast": _on_mask, "ReduceSum": _on_mask,
     "Unsqueeze": lambda st, node, vals: _plumbing(st, node, vals) or _fail(node, vals),
+    "CumSum": _on_compact, "Where": _on_compact, "Sub": _on_compact,
+    "ScatterElements": _on_compact,
 }
 
 
@@ -719,6 +768,9 @@ def _config(st: _State, select: str, meta: Mapping[str, Any]) -> RNNConfig:
                                "every layer reads the same lengths")
     sel = select.split(":")[0]
     seen = sel in SHOWS_PADDED_STEPS and st.lens != {"none"}
+    if st.compacted and sel in SHOWS_PADDED_STEPS:
+        raise UnsupportedError(WHO, f"per-step outputs (select={sel!r}) of compacted ids",
+                               "they are in the compacted order, which no framework returns")
     head = [Dense(w.shape[1], act, b is not None) for w, b, act in st.heads]
     return RNNConfig(
         input_size=int(st.layers[0][1][0].w_x.shape[0]),
@@ -728,7 +780,9 @@ def _config(st: _State, select: str, meta: Mapping[str, Any]) -> RNNConfig:
         clip=[rn.clip for rn in nodes],
         bias=st.layers[0][2], merge_mode=_merge_modes(st, meta),
         padded_output="zeros" if seen else meta.get("padded_output", "zeros"),
-        output_order="processing" if select.endswith(":processing") else "aligned",
+        output_order="processing" if select.endswith(":processing") else
+        meta.get("output_order", "aligned")
+        if sel.startswith("final") and nodes[-1].direction == "reverse" else "aligned",
         vocab_size=None if st.embedding is None else st.embedding.shape[0],
         mask_zero=st.lens == {"idlens"},
         padding_idx=meta.get("padding_idx") if st.embedding is not None else None,
