@@ -13,7 +13,20 @@ refused by name, never skipped: what is read computes what the graph computes.
 Read: the graphs of :func:`rnn_ref.backends.onnx_graph.write_network` and of
 ``torch.onnx.export(..., dynamo=False)`` of modules made of ``nn.Embedding``, ``nn.RNN``
 (batch first or not), ``out[:, -1]``, ``h_n[-1]``, ``cat([h_n[-2], h_n[-1]], 1)`` and
-``nn.Linear`` with activations and ``softmax``. The metadata ``rnn_ref.config`` never overrides
+``nn.Linear`` with activations and ``softmax``.
+
+Zero initial states: an ``initial_h`` that provably is all zeros is the spec's default state,
+however it is computed. torch writes an omitted ``h0`` as ``Expand`` of a zero constant or
+``ConstantOfShape`` to ``[L*R, N, M]`` with ``N`` from ``Shape(x)``, and
+``torch.zeros(L, x.size(0), M).to(x.device)`` as ``Shape``, ``Gather``, ``Unsqueeze``,
+``Concat``, ``ConstantOfShape``, ``Cast``. The reader tracks the role ``zeros``:
+``ConstantOfShape`` with no value or 0, and any reshaping, selection, broadcast or cast of
+zeros (:data:`_ZERO_FLOW`) whose other inputs are shape arithmetic (constants, ``Shape``, and
+``Gather``/``Unsqueeze``/``Squeeze``/``Concat``/``Cast``/``Slice`` of those). Shape arithmetic
+is accounted for only as the computation of such zeros: a shape any other node takes is
+refused there, and a shape or zeros nothing takes is refused by :func:`_check_zeros_used`. A
+state filled with anything else (``ConstantOfShape`` of 1, zeros plus 1, an ``Expand`` of a
+non-zero constant) is refused by name. The metadata ``rnn_ref.config`` never overrides
 a node: it only fills in what no node says (identity layers, the padding index, the merge mode
 of a last layer whose merged outputs are not used, ``padded_output`` where no padded step is
 seen).
@@ -129,10 +142,12 @@ def _const(st: _State, name: str) -> np.ndarray[Any, Any] | None:
 
 
 def _ints(st: _State, node: onnx.NodeProto, index: int, attr: str) -> list[int] | None:
-    """An int list given as input ``index`` (a constant) or attribute ``attr`` (older opsets)."""
+    """An int list given as input ``index`` (a constant) or attribute ``attr`` (older opsets);
+    ``None`` where neither is given (the operator's default). An input that is not a constant
+    (a computed shape) gives ``[]``, which no handler's pattern matches: never the default."""
     if len(node.input) > index and node.input[index]:
         value = _const(st, node.input[index])
-        return None if value is None else [int(v) for v in np.ravel(value)]
+        return [] if value is None else [int(v) for v in np.ravel(value)]
     got = _attr(node, attr)
     return None if got is None else [int(v) for v in got]
 
@@ -187,8 +202,9 @@ def _on_constant_of_shape(st: _State, node: onnx.NodeProto, vals: list[_Val]) ->
         raise _refuse(node, f"a constant filled with {got}, not zeros: an initial state the "
                             f"network has only as zeros or the graph's h0 input")
     if not vals or vals[0].kind not in _SHAPE_KINDS:
-        raise _refuse(node, f"zeros of the shape {_describe(vals[0]) if vals else 'nothing'}, not of a shape "
-                            f"computed from constants and the input's shape")
+        got = _describe(vals[0]) if vals else "nothing"
+        raise _refuse(node, f"zeros of the shape {got}, not of a shape computed from "
+                            f"constants and the input's shape")
     return [_Val("zeros")]
 
 
