@@ -13,7 +13,20 @@ refused by name, never skipped: what is read computes what the graph computes.
 Read: the graphs of :func:`rnn_ref.backends.onnx_graph.write_network` and of
 ``torch.onnx.export(..., dynamo=False)`` of modules made of ``nn.Embedding``, ``nn.RNN``
 (batch first or not), ``out[:, -1]``, ``h_n[-1]``, ``cat([h_n[-2], h_n[-1]], 1)`` and
-``nn.Linear`` with activations and ``softmax``. The metadata ``rnn_ref.config`` never overrides
+``nn.Linear`` with activations and ``softmax``.
+
+Zero initial states: an ``initial_h`` that provably is all zeros is the spec's default state,
+however it is computed. torch writes an omitted ``h0`` as ``Expand`` of a zero constant or
+``ConstantOfShape`` to ``[L*R, N, M]`` with ``N`` from ``Shape(x)``, and
+``torch.zeros(L, x.size(0), M).to(x.device)`` as ``Shape``, ``Gather``, ``Unsqueeze``,
+``Concat``, ``ConstantOfShape``, ``Cast``. The reader tracks the role ``zeros``:
+``ConstantOfShape`` with no value or 0, and any reshaping, selection, broadcast or cast of
+zeros (:data:`_ZERO_FLOW`) whose other inputs are shape arithmetic (constants, ``Shape``, and
+``Gather``/``Unsqueeze``/``Squeeze``/``Concat``/``Cast``/``Slice`` of those). Shape arithmetic
+is accounted for only as the computation of such zeros: a shape any other node takes is
+refused there, and a shape or zeros nothing takes is refused by :func:`_check_zeros_used`. A
+state filled with anything else (``ConstantOfShape`` of 1, zeros plus 1, an ``Expand`` of a
+non-zero constant) is refused by name. The metadata ``rnn_ref.config`` never overrides
 a node: it only fills in what no node says (identity layers, the padding index, the merge mode
 of a last layer whose merged outputs are not used, ``padded_output`` where no padded step is
 seen, ``output_order`` where only final states are).
@@ -131,10 +144,12 @@ def _const(st: _State, name: str) -> np.ndarray[Any, Any] | None:
 
 
 def _ints(st: _State, node: onnx.NodeProto, index: int, attr: str) -> list[int] | None:
-    """An int list given as input ``index`` (a constant) or attribute ``attr`` (older opsets)."""
+    """An int list given as input ``index`` (a constant) or attribute ``attr`` (older opsets);
+    ``None`` where neither is given (the operator's default). An input that is not a constant
+    (a computed shape) gives ``[]``, which no handler's pattern matches: never the default."""
     if len(node.input) > index and node.input[index]:
         value = _const(st, node.input[index])
-        return None if value is None else [int(v) for v in np.ravel(value)]
+        return [] if value is None else [int(v) for v in np.ravel(value)]
     got = _attr(node, attr)
     return None if got is None else [int(v) for v in got]
 
@@ -157,8 +172,9 @@ def _in(st: _State, node: onnx.NodeProto) -> list[_Val]:
 
 def _plumbing(st: _State, node: onnx.NodeProto, vals: list[_Val]) -> list[_Val] | None:
     """Shape computations: any node whose inputs are all shapes or constants and whose output
-    is consumed only as a shape (checked where it is consumed)."""
-    if vals and all(v.kind in ("const", "shape", "none") for v in vals) and \
+    is consumed only as a shape (checked where it is consumed: only a zero-producer takes a
+    shape, and :func:`_check_zeros_used` refuses one nothing takes)."""
+    if vals and all(v.kind in _SHAPE_KINDS for v in vals) and \
             node.op_type in ("Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Slice"):
         return [_Val("shape")] * len(node.output)
     return None
@@ -180,10 +196,69 @@ def _on_shape(st: _State, node: onnx.NodeProto, vals: list[_Val]) -> list[_Val]:
 
 
 def _on_constant_of_shape(st: _State, node: onnx.NodeProto, vals: list[_Val]) -> list[_Val]:
+    """Zeros of a computed shape (``value`` absent means a float 0): with any other value, a
+    constant the network has no place for (a non-zero initial state)."""
     value = _attr(node, "value")
     if value is not None and np.any(numpy_helper.to_array(value)):
-        raise _refuse(node, "a constant that is not zeros, e.g. an initial state")
+        got = numpy_helper.to_array(value).ravel()[:1].tolist()
+        raise _refuse(node, f"a constant filled with {got}, not zeros: an initial state the "
+                            f"network has only as zeros or the graph's h0 input")
+    if not vals or vals[0].kind not in _SHAPE_KINDS:
+        got = _describe(vals[0]) if vals else "nothing"
+        raise _refuse(node, f"zeros of the shape {got}, not of a shape computed from "
+                            f"constants and the input's shape")
     return [_Val("zeros")]
+
+
+# ---- zeros: the default initial state, however the exporter computes it --------------------
+#: roles of values that are shape arithmetic: constants, shapes of values, and computations
+#: of them (:func:`_plumbing`); they are accounted for only where a zero-producer takes them
+_SHAPE_KINDS = ("const", "shape", "none")
+#: operators whose result is all zeros when their data inputs are (``None``: every input is
+#: data; else the data inputs' positions), whatever their other inputs (shapes, axes, indices,
+#: a target type) say: a reshaping, selection, broadcast or type change of zeros is zeros
+_ZERO_FLOW: dict[str, tuple[int, ...] | None] = {
+    "Identity": (0,), "Cast": (0,), "Expand": (0,), "Tile": (0,), "Reshape": (0,),
+    "Flatten": (0,), "Unsqueeze": (0,), "Squeeze": (0,), "Transpose": (0,), "Slice": (0,),
+    "Gather": (0,), "Concat": None}
+#: the operators of :data:`_ZERO_FLOW` that are not also shape arithmetic
+_ZERO_ONLY = ("Expand", "Tile", "Flatten")
+
+
+def _is_zero(st: _State, name: str, v: _Val) -> bool:
+    """``v`` is all zeros: computed zeros, or a constant every element of which is 0."""
+    if v.kind == "zeros":
+        return True
+    value = st.consts.get(name) if v.kind == "const" else None
+    return value is not None and value.dtype.kind in "biuf" and not np.any(value)
+
+
+def _zero_flow(st: _State, node: onnx.NodeProto, vals: list[_Val]) -> list[_Val] | None:
+    """``[zeros]`` when ``node`` provably computes all zeros (see :data:`_ZERO_FLOW`): its data
+    inputs are zeros (computed, or constants of zeros: for shape-arithmetic operators, at least
+    one computed or floating-point, since an integer 0 there is a shape) and its other inputs
+    are shape arithmetic; else ``None`` (the node's own handler decides)."""
+    if node.op_type not in _ZERO_FLOW or len(node.output) != 1:
+        return None
+    at = _ZERO_FLOW[node.op_type]
+    data = range(len(vals)) if at is None else at
+    if not data or any(k >= len(vals) for k in data):
+        return None
+    if not all(_is_zero(st, node.input[k], vals[k]) for k in data):
+        return None
+    # a zero integer constant through shape arithmetic (Unsqueeze, Concat...) is a shape
+    if node.op_type not in _ZERO_ONLY and not any(
+            vals[k].kind == "zeros" or st.consts[node.input[k]].dtype.kind == "f" for k in data):
+        return None
+    if any(v.kind not in _SHAPE_KINDS for k, v in enumerate(vals) if k not in data):
+        return None
+    return [_Val("zeros")]
+
+
+def _on_zeros_only(st: _State, node: onnx.NodeProto, vals: list[_Val]) -> list[_Val]:
+    """Operators the network has only inside the computation of a zero initial state."""
+    raise _refuse(node, f"{node.op_type} of {', '.join(_describe(v) for v in vals)}: the "
+                        f"network has it only in computing an all-zero initial state")
 
 
 def _on_identity(st: _State, node: onnx.NodeProto, vals: list[_Val]) -> list[_Val]:
@@ -202,7 +277,7 @@ def _on_transpose(st: _State, node: onnx.NodeProto, vals: list[_Val]) -> list[_V
         return [replace(v, kind="YT")]
     if v.kind in ("statesNRM", "h0") and perm == [1, 0, 2]:
         return [replace(v, kind="states" if v.kind == "statesNRM" else "h0NRM")]
-    if v.kind in ("zeros", "half", "head") and (v.kind == "zeros" or perm == [1, 0, 2]):
+    if v.kind in ("half", "head") and perm == [1, 0, 2]:
         return [replace(v, tm=not v.tm) if v.kind == "half" else v]
     raise _refuse(node, f"a transpose {perm} of {_describe(v)}")
 
@@ -254,8 +329,6 @@ def _on_split(st: _State, node: onnx.NodeProto, vals: list[_Val]) -> list[_Val]:
 def _on_slice(st: _State, node: onnx.NodeProto, vals: list[_Val]) -> list[_Val]:
     v = vals[0]
     args = [_ints(st, node, i, "") for i in range(1, 5)]
-    if v.kind == "zeros":
-        return [v]
     if v.kind == "h0" and args[2] == [0] and args[3] in (None, [1]) and args[0] and args[1]:
         return [replace(v, part=args[0][0], parts=((args[0][0], args[1][0]),))]
     t_axis = 0 if v.tm else 1
@@ -609,6 +682,7 @@ _HANDLERS: dict[str, Callable[[_State, onnx.NodeProto, list[_Val]], list[_Val]]]
     "Unsqueeze": lambda st, node, vals: _plumbing(st, node, vals) or _fail(node, vals),
     "CumSum": _on_compact, "Where": _on_compact, "Sub": _on_compact,
     "ScatterElements": _on_compact,
+    **{op: _on_zeros_only for op in _ZERO_ONLY},
 }
 
 
@@ -651,10 +725,27 @@ def _interpret(st: _State, m: onnx.ModelProto) -> None:
         if handler is None:
             raise _refuse(node, "an operator the network has no place for")
         vals = _in(st, node) if node.op_type != "Constant" else []
-        outs = handler(st, node, vals)
+        outs = _zero_flow(st, node, vals) or handler(st, node, vals)
         for name, val in zip(node.output, outs, strict=False):
             if name:
                 st.vals[name] = val
+    _check_zeros_used(st, m)
+
+
+def _check_zeros_used(st: _State, m: onnx.ModelProto) -> None:
+    """Shape arithmetic and zeros are part of the network only as the computation of a zero
+    initial state: a node whose results are shapes or zeros that no node and no graph output
+    takes computes nothing the network has (the handlers refuse them anywhere but in
+    zero-producers and ``initial_h``)."""
+    taken = {name for node in m.graph.node for name in node.input}
+    taken |= {o.name for o in m.graph.output}
+    for node in m.graph.node:
+        outs = [name for name in node.output if name]
+        if outs and node.op_type != "Constant" and \
+                all(st.vals.get(name, _Val("none")).kind in ("shape", "zeros") for name in outs) \
+                and \
+                not any(name in taken for name in outs):
+            raise _refuse(node, f"{_describe(st.vals[outs[0]])} that nothing uses")
 
 
 # ---- the graph's outputs and the network they make -----------------------------------------
