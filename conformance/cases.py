@@ -270,6 +270,14 @@ def network_cases() -> list[Case]:
             readout=True, extra="dropouts"),
         net("tanh", 1, "bidir", mask_value=0.0, select="final", head=[(2, "sigmoid")],
             extra="masking"),
+        # pooling over time (issue 21): Keras GlobalAveragePooling1D over a masked sequence,
+        # torch out.mean(dim=1) after pad_packed_sequence, GlobalMaxPooling1D
+        net("tanh", 1, "bidir", padding="mask", padded_output="carry_output",
+            select="mean_valid", head=[(2, "sigmoid")], extra="mean_valid"),
+        net("relu", 2, "fwd", padding="lengths", select="mean_all", extra="mean_all"),
+        net("tanh", 2, "fwd-rev", select="max_all", head=[(3, "softmax")], extra="max_all"),
+        net("tanh", 1, "fwd", vocab_size=11, mask_zero=True, select="final",
+            returns=["result", "h_n[-1]"], head=[(1, "sigmoid")], extra="return_state"),
     ]
 
 

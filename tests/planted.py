@@ -220,7 +220,20 @@ class HeadBeforeSelection(Correct):
         return rnn_ref.ForwardResult(res.outputs, res.h_n, per_step.y[:, -1], res.selected)
 
 
+class MeanOverPadding(Correct):
+    """Averages over all T steps where the mean is over the valid ones (torch's
+    ``out.mean(dim=1)`` taken for Keras' masked ``GlobalAveragePooling1D``)."""
+
+    name = "planted-mean-over-padding"
+
+    def params(self, params: RNNParams) -> RNNParams:
+        if params.config.select != "mean_valid":
+            return params
+        return params.replace(select="mean_all", padded_output="zeros")
+
+
 BROKEN = [TransposedRecurrent, SwappedBiases, DroppedBias, ReverseNotRealigned,
           PaddingNotZeroed, FinalStateAfterPadding, AllTanh, ClipIgnored, DirectionsSwapped,
           ReturnsNumbersWhenUnsupported, DropoutAtInference, SoftmaxWrongAxis,
-          FinalStateOfTheWrongDirection, PaddingIdIgnored, HeadBeforeSelection]
+          FinalStateOfTheWrongDirection, PaddingIdIgnored, HeadBeforeSelection,
+          MeanOverPadding]

@@ -139,6 +139,7 @@ NETWORK_CATCHES = {
         "rnn_tanh_1layer_fwd_readout_embed_maskzero_final_sigmoid_n3t7d5m4_f32",
     "planted-head-before-selection":
         "rnn_tanh_1layer_fwd_readout_embed_maskzero_final_sigmoid_n3t7d5m4_f32",
+    "planted-mean-over-padding": "rnn_tanh_1layer_bidir_mask_readout_mean_valid_n3t7d5m4_f32",
 }
 
 
