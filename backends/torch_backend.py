@@ -36,7 +36,7 @@ from torch import nn
 from rnn_ref.activations import Activation
 from rnn_ref.backends import devices, file_limits
 from rnn_ref.backends._common import adopt_padded_output, raise_if
-from rnn_ref.backends._frameworks import TORCH_READOUT_ACTIVATIONS
+from rnn_ref.backends._frameworks import TORCH_READOUT_ACTIVATIONS, torch_lone_rnn
 from rnn_ref.backends._frameworks import torch_unsupported as unsupported
 from rnn_ref.backends.torch_graph import (
     Layout,
@@ -321,13 +321,10 @@ def _tensor(a: np.ndarray[Any, Any]) -> torch.Tensor:
 
 
 def is_lone_rnn(config: RNNConfig) -> bool:
-    """Whether one ``nn.RNN`` (with an :class:`RNNWithReadout` readout) holds the network: the
-    plain stack, forward or bidirectional, one width, one nonlinearity, concatenated, a
-    readout of :data:`READOUT_ACTIVATIONS` per step."""
-    acts = {a for layer in config.activations for a in layer}
-    return (config.is_plain and config.directions[0] != "reverse" and config.uniform_hidden
-            and len(acts) == 1 and set(config.merge_modes) == {"concat"}
-            and config.output_activation.name in READOUT_ACTIVATIONS)
+    """Whether one ``nn.RNN`` (with an :class:`RNNWithReadout` readout) holds the network
+    (:func:`~rnn_ref.backends._frameworks.torch_lone_rnn`, which also decides what a torch
+    file records)."""
+    return torch_lone_rnn(config)
 
 
 def to_native(params: RNNParams, *, batch_first: bool = True, strict: bool = False

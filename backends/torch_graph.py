@@ -743,8 +743,7 @@ def read_state_dict(sd: Mapping[str, Any], *, nonlinearity: str, select: str | N
         raise MissingHintError("select", "the state dict does not record what feeds its "
                           "nn.Linear head: give the select hint (one of 'last_step', "
                           "'final', 'final_forward', 'final_backward', 'sequence')")
-    acts = ["linear"] if legacy and head_activation is None else \
-        _head_hint(head_activation, len(linears)) if linears else []
+    acts = _head_hint(head_activation, len(linears)) if linears else []
     if len({bias for _, _, bias in stacks}) > 1:
         raise ValueError("the state dict has nn.RNN modules with and without biases")
     layers = [row for rows, _, _ in stacks for row in rows]
