@@ -89,7 +89,8 @@ def test_keras_to_torch_and_onnx_and_back(tmp_path: Path, capsys) -> None:
                               return_sequences=True), keras.layers.Dense(3)])
     model.save(tmp_path / "model.keras")
     for a, b, extra in (("model.keras", "model.pt", []), ("model.keras", "model.onnx", []),
-                        ("model.pt", "back.keras", ["--activation", "relu"]),
+                        ("model.pt", "back.keras", ["--activation", "relu",
+                                                    "--head-activation", "linear"]),
                         ("model.onnx", "back2.keras", [])):
         code, out, err = _run(capsys, "convert", str(tmp_path / a), str(tmp_path / b),
                               "--verify", *extra)
