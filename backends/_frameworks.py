@@ -30,8 +30,9 @@ from rnn_ref.config import RNNConfig
 from rnn_ref.network import POOLINGS, SHOWS_PADDED_STEPS
 
 __all__ = ["CONVERTER_API", "DEVICES", "FILE_API", "FRAMEWORKS", "GRAPH_API", "KERAS_ACTIVATIONS",
-           "MODULE_API", "BackendSpec", "FileFormat", "Framework", "backends", "by_name",
-           "distributions", "file_format", "formats", "missing", "sniff", "sniff_h5",
+           "MODULE_API", "BackendSpec", "FileFormat", "Framework", "Unrecorded", "backends",
+           "by_name", "distributions", "file_format", "formats", "keras_weights_unrecorded",
+           "missing", "records_all", "sniff", "sniff_h5", "torch_lone_rnn", "torch_unrecorded",
            "versions"]
 
 Reason = tuple[str, str] | None
@@ -51,12 +52,26 @@ def missing(modules: tuple[str, ...]) -> list[str]:
     return [m for m in modules if importlib.util.find_spec(m) is None]
 
 
+Unrecorded = Callable[[RNNConfig], dict[str, str]]
+"""What a file of a format, written of a network, does not record: hint name -> the value
+of that hint (as the command line takes it) that restores the piece."""
+
+
+def records_all(config: RNNConfig) -> dict[str, str]:
+    """A format that records the whole network it is written of."""
+    return {}
+
+
 @dataclass(frozen=True)
 class FileFormat:
     """A file format: its name (``--from``/``--to``), extensions and the hints it reads.
 
-    ``hints`` are what a file of this format does not record (a weights-only file's
+    ``hints`` are what a file of this format may not record (a weights-only file's
     activation): a reader takes exactly these, any other hint is an error.
+    ``unrecorded(config)`` is the one declaration of what a file written of ``config`` does
+    not record, with the hint values that restore it (keys among ``hints``): the writer's
+    ``wrote`` line names them, ``--verify`` reads the written file back with exactly them,
+    and the reader asks for each (a ``MissingHintError``) rather than assume it.
     ``requires`` are the modules needed to read or write it besides the framework's own.
     """
 
@@ -68,6 +83,7 @@ class FileFormat:
     readable: bool = True  # False: written and run, but the parameters cannot be read back
     #: the parameter dtypes its own runtime runs, with the runtime's name; None: any
     runs: tuple[str, tuple[str, ...]] | None = None
+    unrecorded: Unrecorded = records_all
 
 
 #: where a backend computes: "cpu", or a GPU as its framework names it (torch "cuda", JAX "gpu")
@@ -198,6 +214,51 @@ def torch_unsupported(config: RNNConfig, *, padded: bool = False) -> Reason:
     if reason is not None:
         return reason
     return _padded_zeros(config, "a PackedSequence pads outputs with zeros") if padded else None
+
+
+def torch_lone_rnn(config: RNNConfig) -> bool:
+    """Whether one ``nn.RNN`` (with an ``RNNWithReadout`` readout) holds the network, and is
+    what ``to_torch`` builds and a torch file holds: the plain stack, forward or
+    bidirectional, one width, one nonlinearity, concatenated, a readout of
+    :data:`TORCH_READOUT_ACTIVATIONS` per step. Any other network is a ``TorchNetwork``."""
+    acts = {a for layer in config.activations for a in layer}
+    return (config.is_plain and config.directions[0] != "reverse" and config.uniform_hidden
+            and len(acts) == 1 and set(config.merge_modes) == {"concat"}
+            and config.output_activation.name in TORCH_READOUT_ACTIVATIONS)
+
+
+def torch_unrecorded(config: RNNConfig) -> dict[str, str]:
+    """What a torch state dict of ``config`` does not record: nothing for a
+    ``TorchNetwork``'s (its config buffer holds the network); for an ``nn.RNN``'s the
+    nonlinearity, and for an ``RNNWithReadout``'s also the readout's activation."""
+    if not torch_lone_rnn(config):
+        return {}
+    out = {"activation": config.activation_of(0, 0).name}
+    if config.head:
+        out["head_activation"] = config.output_activation.name
+    return out
+
+
+def _keras_name(act: Any) -> str:
+    """The Keras name of a cell or Dense activation (``act`` itself if Keras has none)."""
+    return next((k for k, v in KERAS_ACTIVATIONS.items() if v == act), str(act))
+
+
+def keras_weights_unrecorded(config: RNNConfig) -> dict[str, str]:
+    """What a Keras 3 ``.weights.h5`` of ``config`` does not record (it holds arrays by
+    position): each layer's activation (one name, or one per layer comma-separated), the
+    Dense head's activations, a reverse direction, a Bidirectional merge other than concat
+    (concatenation shows in the next layer's width)."""
+    names = [_keras_name(layer[0]) for layer in config.activations]
+    out = {"activation": names[0] if len(set(names)) == 1 else ",".join(names)}
+    if config.directions[-1] == "reverse":
+        out["direction"] = "reverse"
+    merge = config.merge_modes[-1]
+    if config.directions[-1] == "bidirectional" and merge not in (None, "concat"):
+        out["merge_mode"] = merge
+    if config.head:
+        out["head_activation"] = ",".join(_keras_name(d.activation) for d in config.head)
+    return out
 
 
 def keras_masked_step_output(backend: str, *, zero_output_for_mask: bool, unroll: bool) -> str:
@@ -572,9 +633,10 @@ FRAMEWORKS: tuple[Framework, ...] = (
         formats=(
             FileFormat("torch", (".pt", ".pth"), "a state dict of an nn.RNN, an RNNWithReadout, "
                        "a TorchNetwork (self-describing) or any module of nn.Embedding, "
-                       "nn.RNN and nn.Linear; torch.load(weights_only=True)", _TORCH_HINTS),
+                       "nn.RNN and nn.Linear; torch.load(weights_only=True)", _TORCH_HINTS,
+                       unrecorded=torch_unrecorded),
             FileFormat("safetensors", (".safetensors",), "the same state dict in safetensors",
-                       _TORCH_HINTS, ("safetensors",)),
+                       _TORCH_HINTS, ("safetensors",), unrecorded=torch_unrecorded),
         ),
         backends=(BackendSpec("torch", "rnn_ref.backends.torch_backend:TorchBackend",
                               ("torch",)),
@@ -612,7 +674,9 @@ FRAMEWORKS: tuple[Framework, ...] = (
                        "safe_mode=True, compile=False)"),
             FileFormat("keras-weights", (".weights.h5",), "Keras 3 weights by position; the "
                        "architecture from the layer names and shapes",
-                       frozenset({"activation", "merge_mode", "direction"})),
+                       frozenset({"activation", "merge_mode", "direction",
+                                  "head_activation"}),
+                       unrecorded=keras_weights_unrecorded),
             FileFormat("keras-h5", (".h5",), "legacy Keras HDF5 read by name with h5py: a "
                        "whole model or weights", frozenset({"activation", "merge_mode"})),
         ),

@@ -53,7 +53,13 @@ from rnn_ref.backends.keras_graph import (
     read_cell,
 )
 from rnn_ref.config import RNNConfig
-from rnn_ref.convert import Hints, MissingHintError, NativeFile, hint_activation
+from rnn_ref.convert import (
+    Hints,
+    MissingHintError,
+    NativeFile,
+    hint_activation,
+    hint_activations,
+)
 from rnn_ref.errors import FileFormatError, UnsupportedError
 from rnn_ref.inputs import check_inputs
 from rnn_ref.network import Softmax
@@ -657,14 +663,22 @@ def _one_bias_cell(path: Path, name: str, v: list[np.ndarray[Any, Any]]) -> Cell
 
 def _read_weights_h5(path: Path, hints: Hints) -> RNNParams:
     rnn, dense, arrays = _weights_h5_groups(path)
-    act = hint_activation(hints, "keras-weights", KERAS_ACTIVATIONS)
+    acts = hint_activations(hints, "keras-weights", KERAS_ACTIVATIONS, len(rnn))
     layers = [[_one_bias_cell(path, name, v) for v in arrays[name]] for name in rnn]
     if len({len(row) for row in layers}) > 1:
         raise UnsupportedError("rnn-ref", "a mix of SimpleRNN and Bidirectional layers")
     if len({len(arrays[name][0]) for name in rnn}) > 1:
         raise UnsupportedError("rnn-ref", "layers with and without a bias")
-    readout = None
+    readout, head_act = None, "linear"
     if dense:
+        if hints.head_activation is None:
+            raise MissingHintError("head_activation", "a keras-weights file does not record "
+                                   "its Dense layer's activation: give the head_activation "
+                                   f"hint (one of {', '.join(KERAS_ACTIVATIONS)})")
+        head_act = hints.head_activation.strip()
+        if head_act not in KERAS_ACTIVATIONS:
+            raise ValueError(f"head_activation hint {hints.head_activation!r} is not one of "
+                             f"{', '.join(KERAS_ACTIVATIONS)}")
         dv = arrays[dense[0]][0]
         readout = Readout(dv[0], dv[1] if len(dv) == 2 else np.zeros(dv[0].shape[1],
                                                                     dv[0].dtype))
@@ -683,8 +697,11 @@ def _read_weights_h5(path: Path, hints: Hints) -> RNNParams:
     direction = "bidirectional" if is_bidi else (hints.direction or "forward")
     config = RNNConfig(
         input_size=int(layers[0][0].w_x.shape[0]), hidden_size=tuple(sizes),
-        direction=direction, activation=act, bias=len(arrays[rnn[0]][0]) == 3,
-        output_size=None if readout is None else int(readout.w.shape[1]), merge_mode=merge,
+        direction=direction, activation=[[a] * len(layers[0]) for a in acts],
+        bias=len(arrays[rnn[0]][0]) == 3,
+        output_size=None if readout is None else int(readout.w.shape[1]),
+        output_activation=None if readout is None else KERAS_ACTIVATIONS[head_act],
+        merge_mode=merge,
         output_order="processing" if direction == "reverse" else "aligned",
     )
     return RNNParams(config, layers, readout)

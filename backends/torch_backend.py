@@ -36,11 +36,12 @@ from torch import nn
 from rnn_ref.activations import Activation
 from rnn_ref.backends import devices, file_limits
 from rnn_ref.backends._common import adopt_padded_output, raise_if
-from rnn_ref.backends._frameworks import TORCH_READOUT_ACTIVATIONS
+from rnn_ref.backends._frameworks import TORCH_READOUT_ACTIVATIONS, torch_lone_rnn
 from rnn_ref.backends._frameworks import torch_unsupported as unsupported
 from rnn_ref.backends.torch_graph import (
     Layout,
     build_network,
+    file_network,
     network_params,
     read_module,
     read_state_dict,
@@ -320,13 +321,10 @@ def _tensor(a: np.ndarray[Any, Any]) -> torch.Tensor:
 
 
 def is_lone_rnn(config: RNNConfig) -> bool:
-    """Whether one ``nn.RNN`` (with an :class:`RNNWithReadout` readout) holds the network: the
-    plain stack, forward or bidirectional, one width, one nonlinearity, concatenated, a
-    readout of :data:`READOUT_ACTIVATIONS` per step."""
-    acts = {a for layer in config.activations for a in layer}
-    return (config.is_plain and config.directions[0] != "reverse" and config.uniform_hidden
-            and len(acts) == 1 and set(config.merge_modes) == {"concat"}
-            and config.output_activation.name in READOUT_ACTIVATIONS)
+    """Whether one ``nn.RNN`` (with an :class:`RNNWithReadout` readout) holds the network
+    (:func:`~rnn_ref.backends._frameworks.torch_lone_rnn`, which also decides what a torch
+    file records)."""
+    return torch_lone_rnn(config)
 
 
 def to_native(params: RNNParams, *, batch_first: bool = True, strict: bool = False
@@ -621,6 +619,11 @@ def _state_dict(path: Path, fmt: str) -> dict[str, torch.Tensor]:
                 raise FileFormatError(f"{path}: not torch's zip format (torch.save since 1.6); "
                                       f"the legacy format is not read")
         with file_limits.check_zip(path, str(path)) as zf:
+            if is_torchscript(zf.namelist()):
+                raise FileFormatError(
+                    f"{path}: a TorchScript archive (torch.jit.save): it holds code, which "
+                    f"rnn-ref never runs; save the weights instead with "
+                    f"torch.save(model.state_dict(), path)")
             corrupt = zf.testzip()  # torch.load with mmap skips the CRC-32 torch's reader checks
         if corrupt is not None:
             raise FileFormatError(f"{path}: the member {corrupt!r} fails its CRC-32 check: "
@@ -630,6 +633,15 @@ def _state_dict(path: Path, fmt: str) -> dict[str, torch.Tensor]:
         raise FileFormatError(f"{path}: not a state dict of tensors (got {type(sd).__name__})")
     file_limits.check_tensors(sd, str(path))
     return sd
+
+
+def is_torchscript(names: list[str]) -> bool:
+    """Whether the members of a torch zip archive (``<folder>/<record>``) are a TorchScript
+    archive's: ``torch.jit.save`` writes ``constants.pkl`` (what ``torch.load`` looks for,
+    ``torch.serialization._is_torchscript_zip``) and the module's code under ``code/``;
+    ``torch.save`` writes neither. Decided from the names alone, before torch reads it."""
+    records = [n.split("/", 1)[1] for n in names if "/" in n]
+    return any(r == "constants.pkl" or r.startswith("code/") for r in records)
 
 
 def read_file(path: Path, fmt: str, hints: Hints) -> RNNParams:
@@ -672,10 +684,11 @@ def write_file(params: RNNParams, path: Path, fmt: str) -> None:
 
 
 def load_native(path: Path, fmt: str, params: RNNParams) -> NativeFile:
-    """The file's state dict loaded into the module of ``params``' architecture."""
-    module = to_native(params.replace(padded_output="zeros"))
-    module.load_state_dict(_state_dict(path, fmt))
-    return NativeFile(module, takes_lengths=True)
+    """The file's tensors as stored, under its own keys, in torch modules
+    (:func:`~rnn_ref.backends.torch_graph.file_network`; ``params``, read from the file with
+    the hints, give what its keys do not say)."""
+    return NativeFile(file_network(_state_dict(path, fmt), params.replace(
+        padded_output="zeros")), takes_lengths=True)
 
 
 def run_native(model: nn.Module, x: np.ndarray[Any, Any], lengths: Any = None

@@ -49,7 +49,8 @@ from rnn_ref.errors import FileFormatError, UnsupportedError
 from rnn_ref.network import Dense, HeadActivation, Identity, Softmax
 from rnn_ref.params import CellParams, Readout, RNNParams
 
-__all__ = ["Layout", "build_network", "network_params", "read_module", "read_state_dict"]
+__all__ = ["Layout", "build_network", "file_network", "network_params", "read_module",
+           "read_state_dict"]
 
 _DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
 CONFIG_KEY = "rnn_ref_config"
@@ -742,8 +743,7 @@ def read_state_dict(sd: Mapping[str, Any], *, nonlinearity: str, select: str | N
         raise MissingHintError("select", "the state dict does not record what feeds its "
                           "nn.Linear head: give the select hint (one of 'last_step', "
                           "'final', 'final_forward', 'final_backward', 'sequence')")
-    acts = ["linear"] if legacy and head_activation is None else \
-        _head_hint(head_activation, len(linears)) if linears else []
+    acts = _head_hint(head_activation, len(linears)) if linears else []
     if len({bias for _, _, bias in stacks}) > 1:
         raise ValueError("the state dict has nn.RNN modules with and without biases")
     layers = [row for rows, _, _ in stacks for row in rows]
@@ -760,3 +760,55 @@ def read_state_dict(sd: Mapping[str, Any], *, nonlinearity: str, select: str | N
     head = [Readout(h["weight"].T, h.get("bias", np.zeros(h["weight"].shape[0],
                                                           h["weight"].dtype))) for h in heads]
     return RNNParams(config, layers, embedding=table, head=head)
+
+
+def file_network(sd: Mapping[str, torch.Tensor], params: RNNParams) -> TorchNetwork:
+    """A module that computes with a state dict's tensors as stored, under the file's own
+    keys: what ``--verify`` runs as the file. ``params`` is the network read from ``sd``
+    (:func:`read_state_dict`, with the hints), for what the keys do not say.
+
+    A :class:`TorchNetwork`'s state dict (any prefix) is loaded into the network its config
+    describes. Any other is grouped as :func:`read_state_dict` groups it, and each group is
+    loaded, by torch's ``load_state_dict`` under its own names less the group's prefix, into a
+    module of its kind built from the tensors' shapes: an ``nn.Embedding``, an ``nn.RNN`` per
+    group of ``weight_ih_l<k>`` ... keys (the nonlinearity from ``params``), an ``nn.Linear``
+    per head layer (its activation from ``params``). Keys the reader accepts (``rnn.`` +
+    ``fc.``, a ``DataParallel`` ``module.`` prefix, several ``nn.RNN`` modules) are never a
+    reason to fail; a tensor no group takes is a ``ValueError`` naming it."""
+    g = _group(sd)
+    cfg = params.config
+    dtype = _DTYPES[params.dtype]
+    if g.config is not None:
+        prefix = g.config[0]
+        net = build_network(params)
+        net.load_state_dict({k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)})
+        return net
+
+    def own(prefix: str) -> dict[str, torch.Tensor]:
+        return {k[len(prefix):]: v for k, v in sd.items()
+                if k.startswith(prefix) and "." not in k[len(prefix):]}
+
+    embedding, linears = _split_modules(g)
+    steps: list[tuple[str, nn.Module]] = []
+    if embedding is not None:
+        table = g.modules[embedding]["weight"]
+        emb = nn.Embedding(table.shape[0], table.shape[1], dtype=dtype)
+        emb.load_state_dict(own(f"{embedding}."))
+        steps.append(("embed", emb))
+    first = 0
+    for prefix, cells in g.rnns.items():
+        layers, bidirectional, bias = _rnn_layers(prefix, cells)
+        w_ih = cells[(0, 0)]["weight_ih"]
+        rnn = nn.RNN(w_ih.shape[1], w_ih.shape[0], num_layers=len(layers), bias=bias,
+                     nonlinearity=cfg.activation_of(first, 0).name, batch_first=True,
+                     bidirectional=bidirectional, dtype=dtype)
+        rnn.load_state_dict(own(prefix))
+        steps.append(("rnn", rnn))
+        first += len(layers)
+    steps.append((f"select:{cfg.select}", nn.Identity()))
+    for path, dense in zip(linears, cfg.head, strict=True):
+        w = g.modules[path]["weight"]
+        linear = nn.Linear(w.shape[1], w.shape[0], bias="bias" in g.modules[path], dtype=dtype)
+        linear.load_state_dict(own(f"{path}."))
+        steps += [("linear", linear), ("act", _head_activation(dense.activation))]
+    return TorchNetwork([r for r, _ in steps], [m for _, m in steps], cfg.to_dict()).eval()

@@ -38,8 +38,9 @@ from rnn_ref.params import RNNParams
 
 __all__ = ["FORMATS", "Conversion", "Hints", "MissingHintError", "NativeFile", "Verification",
            "VerificationError", "convert", "convertible", "detect", "external_files",
-           "framework_module", "hint_activation", "hints_read", "readable", "sha256_of",
-           "hints_for", "read", "verify_files", "write"]
+           "framework_module", "hint_activation", "hint_activations", "hints_read",
+           "not_recorded", "readable", "sha256_of", "hints_for", "read", "unrecorded",
+           "verify_files", "write"]
 
 #: format name -> extensions, from the framework records
 FORMATS: dict[str, tuple[str, ...]] = {
@@ -113,6 +114,20 @@ def hint_activation(hints: Hints, fmt: str, allowed: dict[str, Activation]) -> A
     return allowed[hints.activation]
 
 
+def hint_activations(hints: Hints, fmt: str, allowed: dict[str, Activation], layers: int
+                     ) -> list[Activation]:
+    """The activation of each of ``layers`` layers from ``hints``: one name for all, or one
+    per layer comma-separated (``"tanh,relu"``), each one of ``allowed``."""
+    if hints.activation is None:
+        return [hint_activation(hints, fmt, allowed)] * layers
+    names = [a.strip() for a in hints.activation.split(",")]
+    if len(names) not in (1, layers):
+        raise ValueError(f"the activation hint {hints.activation!r} gives {len(names)} "
+                         f"activations for {layers} layers: give one, or one per layer")
+    acts = [hint_activation(Hints(activation=n), fmt, allowed) for n in names]
+    return acts * layers if len(acts) == 1 else acts
+
+
 def read(path: str | os.PathLike[str], fmt: str | None = None, hints: Hints = Hints(), *,
          limits: Limits | None = None, allow_external_data: bool | None = None
          ) -> RNNParams:
@@ -164,15 +179,40 @@ def external_files(path: str | os.PathLike[str], fmt: str | None = None
     return [] if lister is None else list(lister(Path(path)))
 
 
+def unrecorded(params: RNNParams, fmt: str) -> dict[str, str]:
+    """What a ``fmt`` file written of ``params`` does not record, as the hints that restore
+    it (hint name -> value): the format's one declaration
+    (:attr:`~rnn_ref.backends._frameworks.FileFormat.unrecorded`), which the ``wrote`` line,
+    the read-back of ``--verify`` (:func:`hints_for`) and the readers follow."""
+    f = _frameworks.file_format(fmt)[1]
+    out = f.unrecorded(params.config)
+    assert set(out) <= f.hints, f"{fmt} declares hints it does not read: {set(out) - f.hints}"
+    return out
+
+
 def hints_for(params: RNNParams, fmt: str) -> Hints:
     """The hints a ``fmt`` file of ``params`` needs to be read back (and no others)."""
-    cfg, reads = params.config, hints_read(fmt)
-    return Hints(
-        activation=cfg.activation_of(0, 0).name if "activation" in reads else None,
-        merge_mode=(cfg.merge_modes[-1] or "concat") if "merge_mode" in reads else None,
-        direction=(cfg.directions[-1] if cfg.directions[-1] != "bidirectional" else None)
-        if "direction" in reads else None,
-    )
+    return Hints(**unrecorded(params, fmt))
+
+
+def not_recorded(params: RNNParams, fmt: str) -> str:
+    """What a ``fmt`` file of ``params`` does not record and the flags that restore it, for
+    the ``wrote`` line (``"not recorded: head activation sigmoid: give --head-activation
+    sigmoid when reading it"``); empty when the file records the whole network."""
+    missing = unrecorded(params, fmt)
+    if not missing:
+        return ""
+    what = {"activation": "activation", "merge_mode": "merge mode", "direction": "direction",
+            "select": "selection", "head_activation": "head activation"}
+
+    def label(hint: str, value: str) -> str:
+        if hint in ("activation", "head_activation") and "," in value:
+            return f"per-layer {what[hint]}s {value.replace(',', '/')}"
+        return f"{what[hint]} {value}"
+
+    pieces = ", ".join(label(h, v) for h, v in missing.items())
+    flags = " ".join(f"--{h.replace('_', '-')} {v}" for h, v in missing.items())
+    return f"not recorded: {pieces}: give {flags} when reading it"
 
 
 def convertible(params: RNNParams) -> dict[str, str | None]:

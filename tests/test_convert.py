@@ -44,12 +44,17 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]
 READABLE = [f for f in convert.FORMATS if convert.readable(f)]
 
 
+def _flags(hints: dict[str, str]) -> list[str]:
+    """The command line's flags of ``hints`` (hint name -> value)."""
+    return [f"--{name.replace('_', '-')}={value}" for name, value in hints.items()]
+
+
 @pytest.mark.parametrize("src", READABLE)
 @pytest.mark.parametrize("dst", ["torch", "onnx", "keras", "rnn-ref"])
 def test_every_route_converts_and_verifies(files: dict[str, Path], src: str, dst: str,
                                            tmp_path: Path, capsys) -> None:
     target = tmp_path / f"out{convert.FORMATS[dst][0]}"
-    hint = ["--activation", "tanh"] if "activation" in convert.hints_read(src) else []
+    hint = _flags(convert.unrecorded(PARAMS, src))
     code, out, err = _run(capsys, "convert", str(files[src]), str(target), "--verify", *hint)
     assert code == 0, err
     assert "verified: ok" in out
@@ -84,7 +89,8 @@ def test_keras_to_torch_and_onnx_and_back(tmp_path: Path, capsys) -> None:
                               return_sequences=True), keras.layers.Dense(3)])
     model.save(tmp_path / "model.keras")
     for a, b, extra in (("model.keras", "model.pt", []), ("model.keras", "model.onnx", []),
-                        ("model.pt", "back.keras", ["--activation", "relu"]),
+                        ("model.pt", "back.keras", ["--activation", "relu",
+                                                    "--head-activation", "linear"]),
                         ("model.onnx", "back2.keras", [])):
         code, out, err = _run(capsys, "convert", str(tmp_path / a), str(tmp_path / b),
                               "--verify", *extra)
@@ -168,7 +174,8 @@ def test_hostile_files_are_refused_in_one_line(tmp_path: Path, capsys) -> None:
         f["layers/simple_rnn/cell/vars/3"] = np.zeros(3)
     for bad, needle in ((evil, ""), (torch_evil, ""), (lstm, "LSTM"), (lam, ""),
                         (w, ""), (extra, "holds 4 arrays")):
-        hint = [] if bad.suffix == ".keras" else ["--activation", "tanh"]
+        hint = [] if bad.suffix == ".keras" else ["--activation", "tanh",
+                                                  "--head-activation", "linear"]
         code, out, err = _run(capsys, "convert", str(bad), str(tmp_path / "out.npz"), *hint)
         assert code == 2, (bad.name, out, err)
         assert len(err.strip().splitlines()) == 1 and needle in err, (bad.name, err)
@@ -193,7 +200,7 @@ def test_fuzzed_files_never_crash(files: dict[str, Path], fmt: str, tmp_path: Pa
         bad = tmp_path / f"bad{i}{convert.FORMATS[fmt][0]}"
         bad.write_bytes(blob)
         out = tmp_path / f"out{i}.npz"
-        hint = ["--activation", "tanh"] if "activation" in convert.hints_read(fmt) else []
+        hint = _flags(convert.unrecorded(PARAMS, fmt))
         code, _, err = _run(capsys, "convert", str(bad), str(out), *hint)
         assert code in (0, 2), err
         assert out.exists() == (code == 0)

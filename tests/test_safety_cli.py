@@ -333,14 +333,15 @@ def test_expect_sha256(tmp_path: Path, capsys) -> None:
     need("torch")
     src = convert.write(PARAMS, tmp_path / "m.pt", "torch")
     good = _sha(src)
-    code, out, err = _cli(capsys, "convert", str(src), str(tmp_path / "a.npz"),
-                          "--activation", "tanh", "--expect-sha256", good.upper())
+    hints = [f"--{h.replace('_', '-')}={v}" for h, v in convert.unrecorded(PARAMS, "torch").items()]
+    code, out, err = _cli(capsys, "convert", str(src), str(tmp_path / "a.npz"), *hints,
+                          "--expect-sha256", good.upper())
     assert code == 0, err
     data = bytearray(src.read_bytes())
     data[len(data) // 2] ^= 0x01
     src.write_bytes(bytes(data))
-    code, _, err = _cli(capsys, "convert", str(src), str(tmp_path / "b.npz"),
-                        "--activation", "tanh", "--expect-sha256", good)
+    code, _, err = _cli(capsys, "convert", str(src), str(tmp_path / "b.npz"), *hints,
+                        "--expect-sha256", good)
     assert code == 2 and f"not the expected {good}; nothing written" in _one_line(err)
     assert not (tmp_path / "b.npz").exists()
     for bad in ("abc", "g" * 64, good + "0"):
