@@ -46,6 +46,7 @@ from rnn_ref.backends.torch_graph import (
     read_state_dict,
 )
 from rnn_ref.backends.torch_network import TorchNetwork
+from rnn_ref.backends.torch_trace import unwrap_compiled
 from rnn_ref.config import RNNConfig
 from rnn_ref.convert import Hints, NativeFile, hint_activation
 from rnn_ref.errors import FileFormatError, UnsupportedError
@@ -133,10 +134,14 @@ def from_native(obj: Any, *, example: Any = None, nonlinearity: str | None = Non
         ValueError: an incomplete or inconsistent state dict, named key by key, or a missing
             hint.
     """
-    if example is not None and (isinstance(obj, (TorchNetwork, nn.RNNBase, RNNWithReadout))
+    obj = unwrap_compiled(obj)
+    if example is not None and (isinstance(obj, (TorchNetwork, nn.RNNBase, RNNWithReadout,
+                                                 nn.RNNCellBase))
                                 or not isinstance(obj, nn.Module)):
         raise ValueError(f"example= checks a module read from its fx graph; a "
                          f"{type(obj).__name__} records its network itself: leave it out")
+    if isinstance(obj, nn.RNNCell):
+        return _agreeing(_one_step_params(obj), nonlinearity, select, head_activation)
     if isinstance(obj, TorchNetwork):
         return _agreeing(network_params(obj), nonlinearity, select, head_activation)
     if isinstance(obj, RNNWithReadout):
@@ -145,11 +150,11 @@ def from_native(obj: Any, *, example: Any = None, nonlinearity: str | None = Non
         return _from_state_dict(sd, _nonlinearity(obj.rnn, nonlinearity), obj.activation)
     if isinstance(obj, nn.RNN):
         return _from_state_dict(obj.state_dict(), _nonlinearity(obj, nonlinearity))
-    if isinstance(obj, nn.RNNBase):
+    if isinstance(obj, (nn.RNNBase, nn.RNNCellBase)):
         raise UnsupportedError("rnn-ref", f"torch.nn.{type(obj).__name__}",
-                               "it is not an Elman RNN (torch.nn.RNN)")
+                               "it is not an Elman RNN (torch.nn.RNN, torch.nn.RNNCell)")
     if isinstance(obj, nn.Module):
-        params, layout = read_module(obj)
+        params, layout = read_module(obj, _first(example))
         if example is not None:
             _check_example(obj, params, layout, example)
         return _agreeing(params, nonlinearity, select, head_activation)
@@ -186,17 +191,35 @@ def _agreeing(params: RNNParams, nonlinearity: str | None, select: str | None,
     return params
 
 
+def _first(example: Any) -> Any:
+    """The input of an example: ``x``, or the first of ``(x, lengths)``."""
+    return example[0] if isinstance(example, (tuple, list)) else example
+
+
+def _one_step_params(cell: nn.RNNCell) -> RNNParams:
+    """An ``nn.RNNCell`` as a one-step network: a forward layer whose result is the new state
+    (``select="final"``)."""
+    w_ih = _numpy(cell.weight_ih)
+    zeros = np.zeros(w_ih.shape[0], w_ih.dtype)
+    b_ih = _numpy(cell.bias_ih) if cell.bias else zeros
+    b_hh = _numpy(cell.bias_hh) if cell.bias else zeros
+    config = RNNConfig(cell.input_size, cell.hidden_size, activation=cell.nonlinearity,
+                       bias=cell.bias, select="final")
+    return RNNParams(config, [[CellParams(w_ih.T, _numpy(cell.weight_hh).T, b_ih, b_hh)]])
+
+
 def _check_example(module: nn.Module, params: RNNParams, layout: Layout, example: Any
                    ) -> None:
-    """``UnsupportedError`` unless ``module(example)`` is what the network read from it
-    computes."""
-    xt = example if isinstance(example, torch.Tensor) else torch.as_tensor(np.asarray(example))
+    """``UnsupportedError`` unless ``module(example)`` (``module(*example)`` for a tuple
+    ``(x, lengths)``) is what the network read from it computes."""
+    parts = list(example) if isinstance(example, (tuple, list)) else [example]
+    ts = [p if isinstance(p, torch.Tensor) else torch.as_tensor(np.asarray(p)) for p in parts]
     with torch.no_grad():
-        want = module(xt)
+        want = module(*ts)
     if not isinstance(want, torch.Tensor):
         raise UnsupportedError("rnn-ref", f"a result of type {type(want).__name__}",
                                "the network returns one tensor")
-    got = _module_call(params, layout)(_numpy(xt))
+    got = _module_call(params, layout)(*[_numpy(t) for t in ts])
     w = _numpy(want).astype(np.float64)
     if got.shape != w.shape:
         raise UnsupportedError("rnn-ref", f"{type(module).__name__} on the example",
@@ -218,12 +241,33 @@ def _module_call(params: RNNParams, layout: Layout) -> Callable[..., np.ndarray[
         a = np.asarray(x)
         if layout.time_major:
             a = np.swapaxes(a, 0, 1)
+        if layout.lengths:
+            if lengths is None:
+                raise ValueError("the module packs its input: call the oracle with "
+                                 "(x, lengths), as its forward takes them")
+            lengths = np.asarray(lengths)
+            a = _fit_length(a, layout.time, lengths)
         res = np.asarray(forward(params, a, lengths=lengths).result)
         if layout.time_major and layout.sequence:
             res = np.swapaxes(res, 0, 1)
         return np.ascontiguousarray(res)
 
     return call
+
+
+def _fit_length(x: np.ndarray[Any, Any], time: str | int, lengths: np.ndarray[Any, Any]
+                ) -> np.ndarray[Any, Any]:
+    """Batch-first ``x`` cut or zero-padded on its time axis to the length
+    ``pad_packed_sequence`` gives (:class:`Layout`'s ``time``); the steps cut or added are
+    padded steps of every sample."""
+    if time == "input":
+        return x
+    t = int(lengths.max()) if time == "longest" and lengths.size else \
+        int(time) if time != "longest" else 0
+    if x.shape[1] >= t:
+        return x[:, :t]
+    pad = np.zeros((x.shape[0], t - x.shape[1], *x.shape[2:]), x.dtype)
+    return np.concatenate([x, pad], axis=1)
 
 
 def _nonlinearity(rnn: nn.RNN, given: str | None) -> str:
@@ -405,8 +449,11 @@ def oracle(model: nn.Module) -> Callable[..., tuple[np.ndarray[Any, Any], np.nda
     ``T`` = the longest length). It returns ``(output, h_n)``, or ``(y, h_n)`` for a
     :class:`RNNWithReadout`.
     """
+    model = unwrap_compiled(model)
     if isinstance(model, TorchNetwork):
         return _network_oracle(from_native(model))  # type: ignore[return-value]
+    if isinstance(model, nn.RNNCell):
+        return _cell_oracle(model)  # type: ignore[return-value]
     if not isinstance(model, (nn.RNN, RNNWithReadout)):
         return _lazy_oracle(model)  # type: ignore[return-value]
     params = from_native(model)
@@ -442,6 +489,22 @@ def oracle(model: nn.Module) -> Callable[..., tuple[np.ndarray[Any, Any], np.nda
     return call
 
 
+def _cell_oracle(cell: nn.RNNCell) -> Callable[..., np.ndarray[Any, Any]]:
+    """``f(input, hx=None)``: what ``cell(input, hx)`` returns (the new state ``(N, M)``, or
+    ``(M,)`` for an unbatched ``(D,)`` input; ``hx`` zeros when left out), in float64."""
+    params = _one_step_params(cell)
+
+    def call(input: Any, hx: Any = None) -> np.ndarray[Any, Any]:
+        x = np.asarray(input)
+        if x.ndim not in (1, 2):
+            raise ValueError(f"an nn.RNNCell takes input (N, D) or (D,), got shape {x.shape}")
+        h0 = None if hx is None else np.asarray(hx).reshape(1, -1, cell.hidden_size)
+        res = forward(params, x.reshape(-1, 1, x.shape[-1]), h0=h0).result
+        return np.asarray(res).reshape(-1) if x.ndim == 1 else np.asarray(res)
+
+    return call
+
+
 def _network_oracle(params: RNNParams) -> Callable[..., np.ndarray[Any, Any]]:
     def call(x: Any, lengths: Any = None, mask: Any = None) -> np.ndarray[Any, Any]:
         return np.asarray(forward(params, x, lengths=lengths, mask=mask).result)
@@ -457,7 +520,7 @@ def _lazy_oracle(model: nn.Module) -> Callable[..., np.ndarray[Any, Any]]:
 
     def call(x: Any, lengths: Any = None) -> np.ndarray[Any, Any]:
         if not done:
-            done.append(_module_call(*read_module(model)))
+            done.append(_module_call(*read_module(model, x)))
         return done[0](x, lengths)
 
     return call
