@@ -114,14 +114,17 @@ def from_native(obj: Any, *, example: Any = None, nonlinearity: str | None = Non
     """Canonical parameters of a torch module or a state dict.
 
     Args:
-        obj: an ``nn.RNN``, an :class:`RNNWithReadout`, a :class:`TorchNetwork`, any
-            ``nn.Module`` built from the network's pieces (read from its ``torch.fx`` graph,
-            see :mod:`rnn_ref.backends.torch_graph`), or a state dict (any prefixes),
-            tensors or arrays.
-        example: an input of a module read from its fx graph; when given, the module and the
-            network read from it are run on it and must agree (float32 tolerance), and a
-            time-major module's layout is checked. Refused for the others, which record
-            their network themselves.
+        obj: an ``nn.RNN``, an :class:`RNNWithReadout`, a :class:`TorchNetwork`, an
+            ``nn.RNNCell`` (one step: a one-layer network whose result is the new state,
+            ``select="final"``), any ``nn.Module`` built from the network's pieces (read from
+            its ``torch.fx`` graph, see :mod:`rnn_ref.backends.torch_graph`), any of them
+            ``torch.compile`` d (read through ``_orig_mod``, never run), or a state dict (any
+            prefixes), tensors or arrays.
+        example: an input of a module read from its fx graph (``(x, lengths)`` for one whose
+            forward packs); when given, the module and the network read from it are run on it
+            and must agree (float32 tolerance), and a time-major module's layout is checked.
+            A forward that loops over the input's length needs it (its shape). Refused for
+            the others, which record their network themselves.
         nonlinearity: ``"tanh"`` or ``"relu"``; required for a state dict (it does not record
             it), and must agree with an ``nn.RNN``'s when given.
         select, head_activation: for a state dict with ``nn.Linear`` layers, what feeds them
@@ -439,7 +442,11 @@ def oracle(model: nn.Module) -> Callable[..., tuple[np.ndarray[Any, Any], np.nda
 
     For a :class:`TorchNetwork` it takes ``(x, lengths=None, mask=None)``, for any other
     module of the network's pieces ``(x, lengths=None)`` in the module's own layout (read from
-    its graph at the first call), and returns the module's result. For an ``nn.RNN`` or
+    its graph at the first call, with that ``x``'s shape), and returns the module's result; a
+    module whose forward packs its input takes ``(x, lengths)`` and returns what
+    ``pad_packed_sequence`` makes (``max(lengths)`` steps unless it gives ``total_length``).
+    For an ``nn.RNNCell`` it takes ``(input, hx=None)`` and returns the new state. A
+    ``torch.compile`` d module is read through its ``_orig_mod``. For an ``nn.RNN`` or
     :class:`RNNWithReadout`:
 
     The function takes ``(input, hx=None, *, lengths=None)``: ``input`` is ``(N, T, D)`` with

@@ -12,9 +12,30 @@ node by node, in order, as one chain::
 
 with ``nn.Dropout``/``nn.AlphaDropout``/``F.dropout`` anywhere (recorded where they sit) and
 ``nn.RNN(dropout=p)`` recorded between its layers. Every node is part of that chain or the
-module is refused naming the node's operation (``torch.mul``, ``operator.add``, a
-``torch.nn.Conv1d`` module, a softmax over another dim, a branch, a selection after the head).
-A reverse-only layer written by flipping the input (``torch.flip``) is not recognised.
+module is refused naming the node's operation and its line of ``forward`` (``torch.mul``,
+``operator.add``, a ``torch.nn.Conv1d`` module, a softmax over another dim, a branch, a
+selection after the head). A reverse-only layer written by flipping the input (``torch.flip``)
+is not recognised. Also read, as tutorials write them:
+
+* ``forward(x, lengths)`` packing: ``pack_padded_sequence(x, lengths[.cpu()], batch_first,
+  enforce_sorted)`` into every ``nn.RNN`` and ``pad_packed_sequence(out, batch_first)`` after
+  is the spec's ``lengths`` with ``padded_output="zeros"``. torch's result has
+  ``max(lengths)`` steps (``total_length`` left out), ``T`` (``total_length=x.size(1)``) or a
+  fixed ``total_length``: :class:`Layout` records which, and the oracle cuts or pads ``x`` to
+  that length, which changes no valid step (so ``out[:, -1]`` is what torch gives).
+  ``enforce_sorted=True`` is read as ``False``: torch refuses unsorted lengths, the oracle
+  computes them.
+* An initial state that is provably zeros (``torch.zeros(L, x.size(0), M)``,
+  ``x.new_zeros``, ``torch.zeros_like``, moved or cast by ``.to()``, ``.detach()``,
+  ``.requires_grad_()`` ...; sizes from ``x.size``/``x.shape``, ``x.device``, ``x.dtype``) is
+  the default zero state (torch itself checks its shape); any other state is refused.
+* ``h_n[i, :, :]`` as ``h_n[i]``; a ``torch.compile`` d module through its ``_orig_mod``.
+* An ``nn.RNNCell`` stepped over the input in a Python loop (``h = self.cell(x[:, t], h)``
+  for ``t`` from 0, ``h`` zeros or left out first), the last ``h`` (``select="final"``) or
+  ``torch.stack`` of every step's ``h`` on the time axis (the sequence). fx cannot follow a
+  loop over ``x.size(1)``, so it is traced with the example's shape known
+  (:mod:`~rnn_ref.backends.torch_trace`) and again one step longer and one sample more: both
+  must read as the same network with one step per input step, else it is refused.
 
 **Reading a state dict** (:func:`read_state_dict`): any prefixes; the ``nn.RNN`` weights
 (``<prefix>weight_ih_l<k>[_reverse]`` ...) grouped by module, an ``nn.Embedding`` table (a
