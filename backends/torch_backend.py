@@ -52,7 +52,7 @@ from rnn_ref.convert import Hints, NativeFile, hint_activation
 from rnn_ref.errors import FileFormatError, UnsupportedError
 from rnn_ref.inputs import check_inputs
 from rnn_ref.params import CellParams, Readout, RNNParams
-from rnn_ref.reference import ForwardResult, forward
+from rnn_ref.reference import ForwardResult, forward, returned
 
 __all__ = ["NAME", "READOUT_ACTIVATIONS", "RNNWithReadout", "TorchBackend", "TorchCudaBackend",
            "TorchCudaFp32Backend", "TorchNetwork", "from_native",
@@ -219,17 +219,27 @@ def _check_example(module: nn.Module, params: RNNParams, layout: Layout, example
     ts = [p if isinstance(p, torch.Tensor) else torch.as_tensor(np.asarray(p)) for p in parts]
     with torch.no_grad():
         want = module(*ts)
-    if not isinstance(want, torch.Tensor):
-        raise UnsupportedError("rnn-ref", f"a result of type {type(want).__name__}",
-                               "the network returns one tensor")
     got = _module_call(params, layout)(*[_numpy(t) for t in ts])
-    w = _numpy(want).astype(np.float64)
+    wants = list(want) if isinstance(want, (tuple, list)) else [want]
+    gots = list(got) if isinstance(got, tuple) else [got]
+    if len(wants) != len(gots) or not all(isinstance(w, torch.Tensor) for w in wants):
+        raise UnsupportedError("rnn-ref", f"a result of type {type(want).__name__}",
+                               f"the network read from the module returns {len(gots)} "
+                               f"tensor(s)")
+    for w, g in zip(wants, gots, strict=True):
+        _agree(module, _numpy(w), np.asarray(g))
+
+
+def _agree(module: nn.Module, want: np.ndarray[Any, Any], got: np.ndarray[Any, Any]) -> None:
+    """``UnsupportedError`` unless ``got`` (the network's, float64) is the module's ``want``
+    within its dtype's tolerance."""
+    w = want.astype(np.float64)
     if got.shape != w.shape:
         raise UnsupportedError("rnn-ref", f"{type(module).__name__} on the example",
                                f"it returns shape {w.shape}, the network read from it "
                                f"{got.shape}")
     diff = float(np.abs(got - w).max()) if w.size else 0.0
-    tol = (1e-4 if w.dtype == np.float32 or _numpy(want).dtype == np.float32 else 1e-9) * \
+    tol = (1e-4 if want.dtype == np.float32 else 1e-9) * \
         max(1.0, float(np.abs(w).max()) if w.size else 1.0)
     if not diff <= tol:
         raise UnsupportedError("rnn-ref", f"{type(module).__name__} on the example",
@@ -237,10 +247,11 @@ def _check_example(module: nn.Module, params: RNNParams, layout: Layout, example
                                f" (tolerance {tol:.3g}): its forward does something else")
 
 
-def _module_call(params: RNNParams, layout: Layout) -> Callable[..., np.ndarray[Any, Any]]:
-    """The oracle of a module read from its graph: its input and result in its layout."""
+def _module_call(params: RNNParams, layout: Layout) -> Callable[..., Any]:
+    """The oracle of a module read from its graph: its input and result in its layout (a
+    tuple for a module of several outputs, ``RNNConfig.returns``)."""
 
-    def call(x: Any, lengths: Any = None) -> np.ndarray[Any, Any]:
+    def call(x: Any, lengths: Any = None) -> Any:
         a = np.asarray(x)
         if layout.time_major:
             a = np.swapaxes(a, 0, 1)
@@ -250,12 +261,24 @@ def _module_call(params: RNNParams, layout: Layout) -> Callable[..., np.ndarray[
                                  "(x, lengths), as its forward takes them")
             lengths = np.asarray(lengths)
             a = _fit_length(a, layout.time, lengths)
-        res = np.asarray(forward(params, a, lengths=lengths).result)
-        if layout.time_major and layout.sequence:
-            res = np.swapaxes(res, 0, 1)
-        return np.ascontiguousarray(res)
+        full = forward(params, a, lengths=lengths)
+        if params.config.returns != ("result",):
+            return tuple(_in_layout(item, name, layout) for name, item in zip(
+                params.config.returns, returned(params.config, full), strict=True))
+        return _in_layout(full.result, "result", layout)
 
     return call
+
+
+def _in_layout(a: Any, name: str, layout: Layout) -> Any:
+    """One returned array (``RNNConfig.returns`` ``name``) in the module's layout: a sequence
+    time-major when the module is."""
+    if isinstance(a, tuple):
+        return a
+    res = np.asarray(a)
+    if layout.time_major and (name == "sequence" or name == "result" and layout.sequence):
+        res = np.swapaxes(res, 0, 1)
+    return np.ascontiguousarray(res)
 
 
 def _fit_length(x: np.ndarray[Any, Any], time: str | int, lengths: np.ndarray[Any, Any]

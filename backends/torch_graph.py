@@ -338,6 +338,11 @@ _PURE_METHODS: tuple[str, ...] = ("size", "dim", *_KEEPS)
 _PURE_FUNCTIONS: tuple[Any, ...] = (operator.getitem, getattr, _PACK, _PAD)
 
 
+#: reductions over time -> the pooling selection (torch.max gives (values, indices))
+_POOLS: dict[Any, str] = {torch.mean: "mean_all", "mean": "mean_all", torch.max: "max_all",
+                          "max": "max_all", torch.amax: "max_all", "amax": "max_all"}
+
+
 class _NeedsShape(UnsupportedError):
     """The graph reads as a network only for the input's length (a fixed number of
     nn.RNNCell steps): read it again traced with the input's shape known."""
@@ -409,6 +414,8 @@ class _Reader:
     packed: bool | None = None  # whether the nn.RNN s take packed input
     time: str | int = "input"  # how long pad_packed_sequence makes the result (Layout)
     loop: _Loop | None = None
+    sequence: int = -2  # the ident of the last nn.RNN's outputs
+    returns: tuple[str, ...] = ("result",)
 
     # -- values ---------------------------------------------------------------------------
     def new(self, kind: str, index: int = 0, *, chain: bool = True) -> _Val:
@@ -483,16 +490,50 @@ class _Reader:
 
     def output(self, node: fx.Node) -> _Val:
         out = node.args[0]
+        if isinstance(out, (tuple, list)) and self.rnns:
+            names = [self.returned(item) for item in out]
+            if names.count("result") != 1:
+                raise _refuse(f"a module returning {names}", "several outputs hold the "
+                              "network's result (the end of its chain) once")
+            self.returns = tuple(names)
+            return self.env[out[names.index("result")]]  # type: ignore[index]
         if self.rnns:
             self.promote(node)
         val = self.env.get(out) if isinstance(out, fx.Node) else None
         if val is None or val.kind not in ("seq", "sel") or not self.rnns:
-            raise _refuse("the module's result (a tuple, a constant or no nn.RNN output)",
-                          "a network returns one tensor computed from its nn.RNN layers")
+            raise _refuse("the module's result (a constant or no nn.RNN output)",
+                          "a network returns its result computed from its nn.RNN layers, "
+                          "or a tuple of it, its outputs and final states")
         if val.ident != self.current:
             raise _refuse("a result that is not the end of the chain",
                           "the network is one chain of layers")
         return val
+
+    def returned(self, item: Any) -> str:
+        """The name (``RNNConfig.returns``) of one of several returned values: the end of the
+        chain ``"result"``, the last nn.RNN's outputs ``"sequence"``, its ``h_n`` (the only
+        nn.RNN's) or ``h_n[k]``."""
+        val = self.env.get(item) if isinstance(item, fx.Node) else None
+        last = self.rnns[-1]
+        own = last.num_layers * (2 if last.bidirectional else 1)
+        if val is not None and val.kind in ("seq", "sel") and val.ident == self.current:
+            return "result"
+        if val is not None and val.kind == "seq" and val.ident == self.sequence:
+            return "sequence"
+        if val is not None and val.kind == "hn" and val.ident == self.rnn_ident() \
+                and len(self.rnns) == 1 and self.loop is None:
+            return "h_n"
+        if val is not None and val.kind == "state" and val.ident == self.rnn_ident() \
+                and -own <= val.index < own:
+            k = val.index if val.index < 0 else val.index + self.num_states - own
+            return f"h_n[{k}]"
+        raise _refuse(f"a returned {getattr(item, 'name', repr(item))} (of several)",
+                      "a network returns its result, the last nn.RNN's outputs, h_n or "
+                      "h_n[k]")
+
+    @property
+    def num_states(self) -> int:
+        return sum(r.num_layers * (2 if r.bidirectional else 1) for r in self.rnns)
 
     def module(self, node: fx.Node) -> _Val:
         mod = self.root.get_submodule(str(node.target))
@@ -526,6 +567,8 @@ class _Reader:
         special = self.special(node)
         if special is not None:
             return special
+        if fn in _POOLS:
+            return self.pooling(node, _POOLS[fn])
         if fn in _ACT_FUNCS:
             return self.activation(node, Activation(_ACT_FUNCS[fn]))
         if fn in _SOFTMAX_FUNCS:
@@ -576,13 +619,17 @@ class _Reader:
         kind = None if val is None else val.kind
         if val is not None and kind in ("rnn", "padded") and idx == 0 \
                 and val.ident == self.current:
-            return self.new("pout" if kind == "rnn" and self.packed else "seq")
+            out = self.new("pout" if kind == "rnn" and self.packed else "seq")
+            self.sequence = out.ident
+            return out
         if val is not None and kind == "rnn" and idx == 1:
             return _Val("hn", val.ident)
         if val is not None and kind == "hn" and _state_index(idx) is not None:
             return _Val("state", val.ident, _state_index(idx))  # type: ignore[arg-type]
         if kind == "meta":
             return _Val("meta", -1)
+        if kind == "maxpair" and idx == 0 and val is not None and val.ident == self.current:
+            return self.choose(node, "max_all")
         if kind == "seq" and self.rnns and self.is_last_step(idx):
             self.chain_input(node, ("seq",))
             return self.choose(node, "last_step")
@@ -701,6 +748,9 @@ class _Reader:
             if src is not None and src.kind == "x" and fn == "size":
                 return _Val("meta", -1, info=("size", _arg(node, 1, "dim")))
             return _Val("meta", -1)
+        if fn is getattr and src is not None and src.kind == "maxpair" \
+                and _arg(node, 1, "name") == "values":
+            return self.choose(node, "max_all")
         if node.op == "call_method" and fn in _KEEPS and src is not None \
                 and src.kind in ("zero", "arg"):
             self.only_sizes(node, node.args[1:])
@@ -759,6 +809,20 @@ class _Reader:
             raise _refuse(f"{what} with total_length={getattr(total, 'name', total)!r}",
                           f"a total length is the input's (x.size({axis})) or a fixed int")
         return self.new("padded")
+
+    def pooling(self, node: fx.Node, how: str) -> _Val:
+        """``out.mean(dim=1)``, ``out.max(dim=1)[0]`` (or ``.values``), ``torch.amax(out, 1)``
+        over the time axis of the last nn.RNN's outputs (``dim=0`` time-major)."""
+        what = f"{_op_name(node, self.root)} ({node.name})"
+        self.chain_input(node, ("seq",))
+        dim = _arg(node, 1, "dim")
+        axis = 0 if self.batch_first is False else 1
+        if not self.rnns or dim not in (axis, axis - 3) or _arg(node, 2, "keepdim", False):
+            raise _refuse(f"{what} over dim={dim!r}", f"the network pools its outputs over "
+                          f"time (dim={axis}), keepdim=False")
+        if how == "max_all" and node.target in (torch.max, "max"):
+            return self.new("maxpair")  # (values, indices): values is the selection
+        return self.choose(node, how)
 
     # -- nn.RNNCell stepped over the input ------------------------------------------------
     def cell_step(self, node: fx.Node, mod: nn.RNNCellBase) -> _Val:
@@ -888,7 +952,7 @@ def _config(r: _Reader) -> RNNConfig:
         padding_idx=None if emb is None else emb.padding_idx, select=r.select,
         head=[Dense(lin.out_features, act or "linear", lin.bias is not None)
               for lin, act in r.head],
-        identities=r.identities)
+        identities=r.identities, returns=r.returns)
 
 
 def _read(module: nn.Module, traced: Traced, shape: tuple[int, ...] | None

@@ -594,3 +594,137 @@ def test_a_forward_fx_cannot_follow_names_its_line_and_what_the_module_holds() -
     with pytest.raises(UnsupportedError, match=r"torch\.mul at test_torch_models\.py:\d+ "
                                                r"`return self\.rnn\(torch\.mul\(x, 2\)\)\[0\]`"):
         rnn_ref.from_torch(_Mul())
+
+
+class _PackedMean(nn.Module):
+    """``out.mean(dim=1)`` after pad_packed_sequence: over max(lengths) steps, padded zeros
+    included (select="mean_all")."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.RNN(D, M, batch_first=True)
+        self.fc = nn.Linear(M, 3)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, _ = self.rnn(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True)
+        return self.fc(out.mean(dim=1))
+
+
+class _MaxPool(nn.Module):
+    """``out.max(dim=1)[0]`` of a bidirectional layer (select="max_all")."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.RNN(D, M, batch_first=True, bidirectional=True)
+        self.fc = nn.Linear(2 * M, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.rnn(x)
+        return self.fc(out.max(dim=1)[0])
+
+
+class _MaxValues(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.RNN(D, M, num_layers=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.max(self.rnn(x)[0], 0).values  # time-major: time is dim 0
+
+
+def test_pooling_over_time_reads_and_converts() -> None:
+    torch.manual_seed(24)
+    x, lengths = _features(25), torch.tensor([5, 2, 4])
+    packed = _PackedMean().eval()
+    with torch.no_grad():
+        want = packed(x, lengths)
+    assert _largest_error(rnn_ref.oracle(packed)(x.numpy(), lengths.numpy()), want) \
+        < TUTORIAL_ATOL
+    assert rnn_ref.from_torch(packed).config.select == "mean_all"
+    for module, xin in ((_MaxPool().eval(), x), (_MaxValues().eval(), x.transpose(0, 1))):
+        with torch.no_grad():
+            want = module(xin)
+        assert _largest_error(rnn_ref.oracle(module)(xin.numpy()), want) < TUTORIAL_ATOL
+        params = rnn_ref.from_torch(module, example=xin)
+        assert params.config.select == "max_all"
+        with torch.no_grad():
+            got = rnn_ref.to_torch(params)(x)
+        assert _largest_error(got.numpy(), want) < TUTORIAL_ATOL
+
+
+@pytest.mark.parametrize("select", ["mean_valid", "mean_all", "max_all"])
+def test_to_torch_pools_over_time_with_padding(select: str) -> None:
+    params = rnn_ref.init(RNNConfig(D, M, direction="bidirectional", select=select,
+                                    head=[3]), seed=26).astype(np.float32)
+    x, lengths = _features(27).numpy(), np.array([T, 3, 1])
+    net = rnn_ref.to_torch(params)
+    assert rnn_ref.from_torch(net) == params
+    for la in (None, lengths):
+        with torch.no_grad():
+            got = net(torch.from_numpy(x), None if la is None else torch.from_numpy(la))
+        want = rnn_ref.forward(params, x, lengths=la).result
+        np.testing.assert_allclose(got.numpy(), want, atol=TUTORIAL_ATOL)
+
+
+class _LanguageModel(nn.Module):
+    """A language model: ``(logits per step, hidden)``, with a zero initial state."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(V, D)
+        self.rnn = nn.RNN(D, M, num_layers=2, batch_first=True)
+        self.decoder = nn.Linear(M, V)
+
+    def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h0 = torch.zeros(2, ids.size(0), M, device=ids.device)
+        output, hidden = self.rnn(self.embed(ids), h0)
+        return self.decoder(output), hidden
+
+
+class _Encoder(nn.Module):
+    """A seq2seq encoder (time-major, packed): ``(outputs, hidden)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.RNN(D, M, bidirectional=True)
+
+    def forward(self, src: torch.Tensor, src_len: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        packed = nn.utils.rnn.pack_padded_sequence(src, src_len.to("cpu"), enforce_sorted=False)
+        packed_outputs, hidden = self.rnn(packed)
+        outputs, _ = nn.utils.rnn.pad_packed_sequence(packed_outputs)
+        return outputs, hidden
+
+
+class _ResultAndLastState(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.RNN(D, M, batch_first=True, bidirectional=True)
+        self.fc = nn.Linear(2 * M, 3)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out, h = self.rnn(x)
+        return self.fc(out.mean(dim=1)), h[-1, :, :], out
+
+
+def test_modules_returning_several_outputs() -> None:
+    torch.manual_seed(28)
+    ids = torch.from_numpy(np.random.default_rng(29).integers(0, V, (N, T)))
+    x, lengths = _features(30), torch.tensor([4, T, 2])
+    cases = [(_LanguageModel(), (ids,), ("result", "h_n")),
+             (_Encoder(), (x.transpose(0, 1), lengths), ("result", "h_n")),
+             (_ResultAndLastState(), (x,), ("result", "h_n[-1]", "sequence"))]
+    for module, args, names in cases:
+        module.eval()
+        with torch.no_grad():
+            want = module(*args)
+        got = rnn_ref.oracle(module)(*[a.numpy() for a in args])
+        assert len(got) == len(want)
+        for g, w in zip(got, want, strict=True):
+            assert _largest_error(g, w) < TUTORIAL_ATOL
+        params = rnn_ref.from_torch(module, example=args if len(args) > 1 else args[0])
+        assert params.config.returns == names
+        with pytest.raises(UnsupportedError, match="several outputs"):
+            rnn_ref.to_torch(params)
