@@ -30,6 +30,12 @@ is not recognised. Also read, as tutorials write them:
   ``.requires_grad_()`` ...; sizes from ``x.size``/``x.shape``, ``x.device``, ``x.dtype``) is
   the default zero state (torch itself checks its shape); any other state is refused.
 * ``h_n[i, :, :]`` as ``h_n[i]``; a ``torch.compile`` d module through its ``_orig_mod``.
+* Pooling over time: ``out.mean(dim=1)`` (``select="mean_all"``: padded zeros included, as
+  torch computes it after ``pad_packed_sequence``), ``out.max(dim=1)[0]``,
+  ``torch.max(out, 1).values``, ``torch.amax(out, 1)`` (``"max_all"``); ``dim=0`` time-major.
+* Several outputs (``RNNConfig.returns``): a returned tuple of the end of the chain
+  (``"result"``), the last ``nn.RNN``'s outputs (``"sequence"``), its ``h_n`` (of the only
+  ``nn.RNN``) or ``h_n[k]``, e.g. a language model's ``(self.fc(out), hidden)``.
 * An ``nn.RNNCell`` stepped over the input in a Python loop (``h = self.cell(x[:, t], h)``
   for ``t`` from 0, ``h`` zeros or left out first), the last ``h`` (``select="final"``) or
   ``torch.stack`` of every step's ``h`` on the time axis (the sequence). fx cannot follow a
