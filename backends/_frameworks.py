@@ -195,9 +195,10 @@ def _padded_zeros(config: RNNConfig, how: str) -> Reason:
 
 def torch_unsupported(config: RNNConfig, *, padded: bool = False) -> Reason:
     """What torch cannot compute: ``rnn_ref.to_torch`` holds every piece of the network (one
-    ``nn.RNN`` per run of like layers, a reverse layer as a flipped ``nn.RNN``, the selection
-    and the head in plain torch) except cell activations other than tanh and relu, a clip,
-    and a bidirectional last layer returning the pair of directions. ``padded=True`` (inputs
+    ``nn.RNN`` per run of like layers, a reverse layer as a flipped ``nn.RNN``, the selection,
+    pooling over time and the head in plain torch) except cell activations other than tanh and
+    relu, a clip, a bidirectional last layer returning the pair of directions, and several
+    outputs (``returns``). ``padded=True`` (inputs
     with padding or a mask) also refuses padded steps that do not output zeros: a
     ``PackedSequence`` pads with zeros (a converter warns instead, see
     ``adopt_padded_output``)."""
@@ -210,7 +211,7 @@ def torch_unsupported(config: RNNConfig, *, padded: bool = False) -> Reason:
     if config.merge_modes[-1] is None:
         return ("merge_mode None (the pair of directions)",
                 "the torch module returns one tensor; use another merge_mode")
-    reason = network_unsupported(config, holds=set(NETWORK_PIECES) - {"pooling", "returns"})
+    reason = network_unsupported(config, holds=set(NETWORK_PIECES) - {"returns"})
     if reason is not None:
         return reason
     return _padded_zeros(config, "a PackedSequence pads outputs with zeros") if padded else None

@@ -47,12 +47,13 @@ from rnn_ref.backends.torch_graph import (
     read_state_dict,
 )
 from rnn_ref.backends.torch_network import TorchNetwork
+from rnn_ref.backends.torch_trace import unwrap_compiled
 from rnn_ref.config import RNNConfig
 from rnn_ref.convert import Hints, NativeFile, hint_activation
 from rnn_ref.errors import FileFormatError, UnsupportedError
 from rnn_ref.inputs import check_inputs
 from rnn_ref.params import CellParams, Readout, RNNParams
-from rnn_ref.reference import ForwardResult, forward
+from rnn_ref.reference import ForwardResult, forward, returned
 
 __all__ = ["NAME", "READOUT_ACTIVATIONS", "RNNWithReadout", "TorchBackend", "TorchCudaBackend",
            "TorchCudaFp32Backend", "TorchNetwork", "from_native",
@@ -114,14 +115,17 @@ def from_native(obj: Any, *, example: Any = None, nonlinearity: str | None = Non
     """Canonical parameters of a torch module or a state dict.
 
     Args:
-        obj: an ``nn.RNN``, an :class:`RNNWithReadout`, a :class:`TorchNetwork`, any
-            ``nn.Module`` built from the network's pieces (read from its ``torch.fx`` graph,
-            see :mod:`rnn_ref.backends.torch_graph`), or a state dict (any prefixes),
-            tensors or arrays.
-        example: an input of a module read from its fx graph; when given, the module and the
-            network read from it are run on it and must agree (float32 tolerance), and a
-            time-major module's layout is checked. Refused for the others, which record
-            their network themselves.
+        obj: an ``nn.RNN``, an :class:`RNNWithReadout`, a :class:`TorchNetwork`, an
+            ``nn.RNNCell`` (one step: a one-layer network whose result is the new state,
+            ``select="final"``), any ``nn.Module`` built from the network's pieces (read from
+            its ``torch.fx`` graph, see :mod:`rnn_ref.backends.torch_graph`), any of them
+            ``torch.compile`` d (read through ``_orig_mod``, never run), or a state dict (any
+            prefixes), tensors or arrays.
+        example: an input of a module read from its fx graph (``(x, lengths)`` for one whose
+            forward packs); when given, the module and the network read from it are run on it
+            and must agree (float32 tolerance), and a time-major module's layout is checked.
+            A forward that loops over the input's length needs it (its shape). Refused for
+            the others, which record their network themselves.
         nonlinearity: ``"tanh"`` or ``"relu"``; required for a state dict (it does not record
             it), and must agree with an ``nn.RNN``'s when given.
         select, head_activation: for a state dict with ``nn.Linear`` layers, what feeds them
@@ -134,10 +138,14 @@ def from_native(obj: Any, *, example: Any = None, nonlinearity: str | None = Non
         ValueError: an incomplete or inconsistent state dict, named key by key, or a missing
             hint.
     """
-    if example is not None and (isinstance(obj, (TorchNetwork, nn.RNNBase, RNNWithReadout))
+    obj = unwrap_compiled(obj)
+    if example is not None and (isinstance(obj, (TorchNetwork, nn.RNNBase, RNNWithReadout,
+                                                 nn.RNNCellBase))
                                 or not isinstance(obj, nn.Module)):
         raise ValueError(f"example= checks a module read from its fx graph; a "
                          f"{type(obj).__name__} records its network itself: leave it out")
+    if isinstance(obj, nn.RNNCell):
+        return _agreeing(_one_step_params(obj), nonlinearity, select, head_activation)
     if isinstance(obj, TorchNetwork):
         return _agreeing(network_params(obj), nonlinearity, select, head_activation)
     if isinstance(obj, RNNWithReadout):
@@ -146,11 +154,11 @@ def from_native(obj: Any, *, example: Any = None, nonlinearity: str | None = Non
         return _from_state_dict(sd, _nonlinearity(obj.rnn, nonlinearity), obj.activation)
     if isinstance(obj, nn.RNN):
         return _from_state_dict(obj.state_dict(), _nonlinearity(obj, nonlinearity))
-    if isinstance(obj, nn.RNNBase):
+    if isinstance(obj, (nn.RNNBase, nn.RNNCellBase)):
         raise UnsupportedError("rnn-ref", f"torch.nn.{type(obj).__name__}",
-                               "it is not an Elman RNN (torch.nn.RNN)")
+                               "it is not an Elman RNN (torch.nn.RNN, torch.nn.RNNCell)")
     if isinstance(obj, nn.Module):
-        params, layout = read_module(obj)
+        params, layout = read_module(obj, _first(example))
         if example is not None:
             _check_example(obj, params, layout, example)
         return _agreeing(params, nonlinearity, select, head_activation)
@@ -187,24 +195,52 @@ def _agreeing(params: RNNParams, nonlinearity: str | None, select: str | None,
     return params
 
 
+def _first(example: Any) -> Any:
+    """The input of an example: ``x``, or the first of ``(x, lengths)``."""
+    return example[0] if isinstance(example, (tuple, list)) else example
+
+
+def _one_step_params(cell: nn.RNNCell) -> RNNParams:
+    """An ``nn.RNNCell`` as a one-step network: a forward layer whose result is the new state
+    (``select="final"``)."""
+    w_ih = _numpy(cell.weight_ih)
+    zeros = np.zeros(w_ih.shape[0], w_ih.dtype)
+    b_ih = _numpy(cell.bias_ih) if cell.bias else zeros
+    b_hh = _numpy(cell.bias_hh) if cell.bias else zeros
+    config = RNNConfig(cell.input_size, cell.hidden_size, activation=cell.nonlinearity,
+                       bias=cell.bias, select="final")
+    return RNNParams(config, [[CellParams(w_ih.T, _numpy(cell.weight_hh).T, b_ih, b_hh)]])
+
+
 def _check_example(module: nn.Module, params: RNNParams, layout: Layout, example: Any
                    ) -> None:
-    """``UnsupportedError`` unless ``module(example)`` is what the network read from it
-    computes."""
-    xt = example if isinstance(example, torch.Tensor) else torch.as_tensor(np.asarray(example))
+    """``UnsupportedError`` unless ``module(example)`` (``module(*example)`` for a tuple
+    ``(x, lengths)``) is what the network read from it computes."""
+    parts = list(example) if isinstance(example, (tuple, list)) else [example]
+    ts = [p if isinstance(p, torch.Tensor) else torch.as_tensor(np.asarray(p)) for p in parts]
     with torch.no_grad():
-        want = module(xt)
-    if not isinstance(want, torch.Tensor):
+        want = module(*ts)
+    got = _module_call(params, layout)(*[_numpy(t) for t in ts])
+    wants = list(want) if isinstance(want, (tuple, list)) else [want]
+    gots = list(got) if isinstance(got, tuple) else [got]
+    if len(wants) != len(gots) or not all(isinstance(w, torch.Tensor) for w in wants):
         raise UnsupportedError("rnn-ref", f"a result of type {type(want).__name__}",
-                               "the network returns one tensor")
-    got = _module_call(params, layout)(_numpy(xt))
-    w = _numpy(want).astype(np.float64)
+                               f"the network read from the module returns {len(gots)} "
+                               f"tensor(s)")
+    for w, g in zip(wants, gots, strict=True):
+        _agree(module, _numpy(w), np.asarray(g))
+
+
+def _agree(module: nn.Module, want: np.ndarray[Any, Any], got: np.ndarray[Any, Any]) -> None:
+    """``UnsupportedError`` unless ``got`` (the network's, float64) is the module's ``want``
+    within its dtype's tolerance."""
+    w = want.astype(np.float64)
     if got.shape != w.shape:
         raise UnsupportedError("rnn-ref", f"{type(module).__name__} on the example",
                                f"it returns shape {w.shape}, the network read from it "
                                f"{got.shape}")
     diff = float(np.abs(got - w).max()) if w.size else 0.0
-    tol = (1e-4 if w.dtype == np.float32 or _numpy(want).dtype == np.float32 else 1e-9) * \
+    tol = (1e-4 if want.dtype == np.float32 else 1e-9) * \
         max(1.0, float(np.abs(w).max()) if w.size else 1.0)
     if not diff <= tol:
         raise UnsupportedError("rnn-ref", f"{type(module).__name__} on the example",
@@ -212,19 +248,53 @@ def _check_example(module: nn.Module, params: RNNParams, layout: Layout, example
                                f" (tolerance {tol:.3g}): its forward does something else")
 
 
-def _module_call(params: RNNParams, layout: Layout) -> Callable[..., np.ndarray[Any, Any]]:
-    """The oracle of a module read from its graph: its input and result in its layout."""
+def _module_call(params: RNNParams, layout: Layout) -> Callable[..., Any]:
+    """The oracle of a module read from its graph: its input and result in its layout (a
+    tuple for a module of several outputs, ``RNNConfig.returns``)."""
 
-    def call(x: Any, lengths: Any = None) -> np.ndarray[Any, Any]:
+    def call(x: Any, lengths: Any = None) -> Any:
         a = np.asarray(x)
         if layout.time_major:
             a = np.swapaxes(a, 0, 1)
-        res = np.asarray(forward(params, a, lengths=lengths).result)
-        if layout.time_major and layout.sequence:
-            res = np.swapaxes(res, 0, 1)
-        return np.ascontiguousarray(res)
+        if layout.lengths:
+            if lengths is None:
+                raise ValueError("the module packs its input: call the oracle with "
+                                 "(x, lengths), as its forward takes them")
+            lengths = np.asarray(lengths)
+            a = _fit_length(a, layout.time, lengths)
+        full = forward(params, a, lengths=lengths)
+        if params.config.returns != ("result",):
+            return tuple(_in_layout(item, name, layout) for name, item in zip(
+                params.config.returns, returned(params.config, full), strict=True))
+        return _in_layout(full.result, "result", layout)
 
     return call
+
+
+def _in_layout(a: Any, name: str, layout: Layout) -> Any:
+    """One returned array (``RNNConfig.returns`` ``name``) in the module's layout: a sequence
+    time-major when the module is."""
+    if isinstance(a, tuple):
+        return a
+    res = np.asarray(a)
+    if layout.time_major and (name == "sequence" or name == "result" and layout.sequence):
+        res = np.swapaxes(res, 0, 1)
+    return np.ascontiguousarray(res)
+
+
+def _fit_length(x: np.ndarray[Any, Any], time: str | int, lengths: np.ndarray[Any, Any]
+                ) -> np.ndarray[Any, Any]:
+    """Batch-first ``x`` cut or zero-padded on its time axis to the length
+    ``pad_packed_sequence`` gives (:class:`Layout`'s ``time``); the steps cut or added are
+    padded steps of every sample."""
+    if time == "input":
+        return x
+    t = int(lengths.max()) if time == "longest" and lengths.size else \
+        int(time) if time != "longest" else 0
+    if x.shape[1] >= t:
+        return x[:, :t]
+    pad = np.zeros((x.shape[0], t - x.shape[1], *x.shape[2:]), x.dtype)
+    return np.concatenate([x, pad], axis=1)
 
 
 def _nonlinearity(rnn: nn.RNN, given: str | None) -> str:
@@ -393,7 +463,11 @@ def oracle(model: nn.Module) -> Callable[..., tuple[np.ndarray[Any, Any], np.nda
 
     For a :class:`TorchNetwork` it takes ``(x, lengths=None, mask=None)``, for any other
     module of the network's pieces ``(x, lengths=None)`` in the module's own layout (read from
-    its graph at the first call), and returns the module's result. For an ``nn.RNN`` or
+    its graph at the first call, with that ``x``'s shape), and returns the module's result; a
+    module whose forward packs its input takes ``(x, lengths)`` and returns what
+    ``pad_packed_sequence`` makes (``max(lengths)`` steps unless it gives ``total_length``).
+    For an ``nn.RNNCell`` it takes ``(input, hx=None)`` and returns the new state. A
+    ``torch.compile`` d module is read through its ``_orig_mod``. For an ``nn.RNN`` or
     :class:`RNNWithReadout`:
 
     The function takes ``(input, hx=None, *, lengths=None)``: ``input`` is ``(N, T, D)`` with
@@ -403,8 +477,11 @@ def oracle(model: nn.Module) -> Callable[..., tuple[np.ndarray[Any, Any], np.nda
     ``T`` = the longest length). It returns ``(output, h_n)``, or ``(y, h_n)`` for a
     :class:`RNNWithReadout`.
     """
+    model = unwrap_compiled(model)
     if isinstance(model, TorchNetwork):
         return _network_oracle(from_native(model))  # type: ignore[return-value]
+    if isinstance(model, nn.RNNCell):
+        return _cell_oracle(model)  # type: ignore[return-value]
     if not isinstance(model, (nn.RNN, RNNWithReadout)):
         return _lazy_oracle(model)  # type: ignore[return-value]
     params = from_native(model)
@@ -440,6 +517,22 @@ def oracle(model: nn.Module) -> Callable[..., tuple[np.ndarray[Any, Any], np.nda
     return call
 
 
+def _cell_oracle(cell: nn.RNNCell) -> Callable[..., np.ndarray[Any, Any]]:
+    """``f(input, hx=None)``: what ``cell(input, hx)`` returns (the new state ``(N, M)``, or
+    ``(M,)`` for an unbatched ``(D,)`` input; ``hx`` zeros when left out), in float64."""
+    params = _one_step_params(cell)
+
+    def call(input: Any, hx: Any = None) -> np.ndarray[Any, Any]:
+        x = np.asarray(input)
+        if x.ndim not in (1, 2):
+            raise ValueError(f"an nn.RNNCell takes input (N, D) or (D,), got shape {x.shape}")
+        h0 = None if hx is None else np.asarray(hx).reshape(1, -1, cell.hidden_size)
+        res = forward(params, x.reshape(-1, 1, x.shape[-1]), h0=h0).result
+        return np.asarray(res).reshape(-1) if x.ndim == 1 else np.asarray(res)
+
+    return call
+
+
 def _network_oracle(params: RNNParams) -> Callable[..., np.ndarray[Any, Any]]:
     def call(x: Any, lengths: Any = None, mask: Any = None) -> np.ndarray[Any, Any]:
         return np.asarray(forward(params, x, lengths=lengths, mask=mask).result)
@@ -455,7 +548,7 @@ def _lazy_oracle(model: nn.Module) -> Callable[..., np.ndarray[Any, Any]]:
 
     def call(x: Any, lengths: Any = None) -> np.ndarray[Any, Any]:
         if not done:
-            done.append(_module_call(*read_module(model)))
+            done.append(_module_call(*read_module(model, x)))
         return done[0](x, lengths)
 
     return call

@@ -12,9 +12,36 @@ node by node, in order, as one chain::
 
 with ``nn.Dropout``/``nn.AlphaDropout``/``F.dropout`` anywhere (recorded where they sit) and
 ``nn.RNN(dropout=p)`` recorded between its layers. Every node is part of that chain or the
-module is refused naming the node's operation (``torch.mul``, ``operator.add``, a
-``torch.nn.Conv1d`` module, a softmax over another dim, a branch, a selection after the head).
-A reverse-only layer written by flipping the input (``torch.flip``) is not recognised.
+module is refused naming the node's operation and its line of ``forward`` (``torch.mul``,
+``operator.add``, a ``torch.nn.Conv1d`` module, a softmax over another dim, a branch, a
+selection after the head). A reverse-only layer written by flipping the input (``torch.flip``)
+is not recognised. Also read, as tutorials write them:
+
+* ``forward(x, lengths)`` packing: ``pack_padded_sequence(x, lengths[.cpu()], batch_first,
+  enforce_sorted)`` into every ``nn.RNN`` and ``pad_packed_sequence(out, batch_first)`` after
+  is the spec's ``lengths`` with ``padded_output="zeros"``. torch's result has
+  ``max(lengths)`` steps (``total_length`` left out), ``T`` (``total_length=x.size(1)``) or a
+  fixed ``total_length``: :class:`Layout` records which, and the oracle cuts or pads ``x`` to
+  that length, which changes no valid step (so ``out[:, -1]`` is what torch gives).
+  ``enforce_sorted=True`` is read as ``False``: torch refuses unsorted lengths, the oracle
+  computes them.
+* An initial state that is provably zeros (``torch.zeros(L, x.size(0), M)``,
+  ``x.new_zeros``, ``torch.zeros_like``, moved or cast by ``.to()``, ``.detach()``,
+  ``.requires_grad_()`` ...; sizes from ``x.size``/``x.shape``, ``x.device``, ``x.dtype``) is
+  the default zero state (torch itself checks its shape); any other state is refused.
+* ``h_n[i, :, :]`` as ``h_n[i]``; a ``torch.compile`` d module through its ``_orig_mod``.
+* Pooling over time: ``out.mean(dim=1)`` (``select="mean_all"``: padded zeros included, as
+  torch computes it after ``pad_packed_sequence``), ``out.max(dim=1)[0]``,
+  ``torch.max(out, 1).values``, ``torch.amax(out, 1)`` (``"max_all"``); ``dim=0`` time-major.
+* Several outputs (``RNNConfig.returns``): a returned tuple of the end of the chain
+  (``"result"``), the last ``nn.RNN``'s outputs (``"sequence"``), its ``h_n`` (of the only
+  ``nn.RNN``) or ``h_n[k]``, e.g. a language model's ``(self.fc(out), hidden)``.
+* An ``nn.RNNCell`` stepped over the input in a Python loop (``h = self.cell(x[:, t], h)``
+  for ``t`` from 0, ``h`` zeros or left out first), the last ``h`` (``select="final"``) or
+  ``torch.stack`` of every step's ``h`` on the time axis (the sequence). fx cannot follow a
+  loop over ``x.size(1)``, so it is traced with the example's shape known
+  (:mod:`~rnn_ref.backends.torch_trace`) and again one step longer and one sample more: both
+  must read as the same network with one step per input step, else it is refused.
 
 **Reading a state dict** (:func:`read_state_dict`): any prefixes; the ``nn.RNN`` weights
 (``<prefix>weight_ih_l<k>[_reverse]`` ...) grouped by module, an ``nn.Embedding`` table (a
@@ -38,11 +65,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torch.nn.utils.rnn as rnn_utils
 from torch import fx, nn
 
 from rnn_ref.activations import Activation
 from rnn_ref.backends.torch_network import Activation as TorchActivation
 from rnn_ref.backends.torch_network import TorchNetwork
+from rnn_ref.backends.torch_trace import Traced, TraceError, node_line, trace, unwrap_compiled
 from rnn_ref.config import RNNConfig
 from rnn_ref.convert import MissingHintError
 from rnn_ref.errors import FileFormatError, UnsupportedError
@@ -225,21 +254,37 @@ def build_network(params: RNNParams) -> TorchNetwork:
 class Layout:
     """How the recognised module takes and returns its tensors: ``time_major`` when its
     ``nn.RNN`` s are not ``batch_first`` (input ``(T, N, ...)``, sequence results
-    ``(T, N, K)``), and whether it returns every step (``sequence``)."""
+    ``(T, N, K)``), and whether it returns every step (``sequence``).
+
+    ``lengths``: the module packs its input (``forward(x, lengths)``, ``pack_padded_sequence``
+    around its ``nn.RNN`` s) and ``time`` is how long ``pad_packed_sequence`` makes the
+    result: ``"longest"`` (torch's default: ``max(lengths)`` steps, so the network runs on
+    ``x`` cut to that length, which changes no valid step), ``"input"``
+    (``total_length=x.size(1)``: T) or a fixed ``total_length`` (an int: ``x`` is cut or
+    zero-padded to it)."""
 
     time_major: bool
     sequence: bool
+    lengths: bool = False
+    time: str | int = "input"
 
 
 @dataclass
 class _Val:
     """What a graph node holds: ``kind`` is ``"x"`` (the input), ``"seq"`` (per-step
     features), ``"rnn"`` (an ``nn.RNN``'s ``(out, h_n)``), ``"hn"`` (its h_n), ``"state"``
-    (``h_n[index]``), ``"sel"`` (one vector per sample), ``"other"`` (an unused argument)."""
+    (``h_n[index]``), ``"sel"`` (one vector per sample), ``"arg"`` (the module's input number
+    ``index`` after the first), ``"packed"`` (``pack_padded_sequence`` of the chain),
+    ``"pout"`` (a packed nn.RNN's packed output), ``"padded"`` (``pad_packed_sequence``'s
+    pair), ``"zero"`` (a tensor of zeros), ``"meta"`` (a size, device or dtype; ``info`` is
+    ``("size", d)`` for the input's size d), ``"step"`` (``x[:, t]``: ``index`` t, ``info``
+    the time axis), ``"cellh"`` (an ``nn.RNNCell``'s state after step ``index``),
+    ``"other"`` (a value nothing may use)."""
 
     kind: str
     ident: int
     index: int = 0
+    info: Any = None
 
 
 #: torch activation modules -> rnn-ref activation (softmax modules are handled by dim)
@@ -289,6 +334,73 @@ def _arg(node: fx.Node, pos: int, name: str, default: Any = None) -> Any:
     return node.kwargs.get(name, default)
 
 
+_PACK, _PAD = rnn_utils.pack_padded_sequence, rnn_utils.pad_packed_sequence
+#: functions and methods that make a tensor of zeros, whatever their (size) arguments
+_ZEROS: tuple[Any, ...] = (torch.zeros, torch.zeros_like, "new_zeros", "zero_")
+#: methods that keep a tensor's values (a zero state moved, detached, cast)
+_KEEPS: tuple[str, ...] = ("to", "detach", "requires_grad_", "float", "double", "half",
+                           "cuda", "cpu", "contiguous", "clone", "type_as", "long", "int")
+#: nodes that compute nothing a network needs when their result is unused
+_PURE_METHODS: tuple[str, ...] = ("size", "dim", *_KEEPS)
+_PURE_FUNCTIONS: tuple[Any, ...] = (operator.getitem, getattr, _PACK, _PAD)
+
+
+#: reductions over time -> the pooling selection (torch.max gives (values, indices))
+_POOLS: dict[Any, str] = {torch.mean: "mean_all", "mean": "mean_all", torch.max: "max_all",
+                          "max": "max_all", torch.amax: "max_all", "amax": "max_all"}
+
+
+class _NeedsShape(UnsupportedError):
+    """The graph reads as a network only for the input's length (a fixed number of
+    nn.RNNCell steps): read it again traced with the input's shape known."""
+
+
+@dataclass
+class _Loop:
+    """An ``nn.RNNCell`` stepped over the input: ``source`` the stepped value's ident,
+    ``axis`` its time axis, ``states`` the idents of the states after each step."""
+
+    cell: nn.RNNCell
+    source: int
+    axis: int
+    states: list[int]
+    done: bool = False
+
+
+def _dead(graph: fx.Graph) -> set[fx.Node]:
+    """The nodes whose results nothing uses, among those that compute nothing else (an
+    unused ``out`` of ``out, h = self.rnn(x)``, the lengths ``pad_packed_sequence`` also
+    returns, sizes)."""
+    dead: set[fx.Node] = set()
+    for node in reversed(graph.nodes):
+        pure = (node.op == "call_function" and node.target in _PURE_FUNCTIONS) or (
+            node.op == "call_method" and node.target in _PURE_METHODS)
+        if pure and all(user in dead for user in node.users):
+            dead.add(node)
+    return dead
+
+
+def _state_index(idx: Any) -> int | None:
+    """i of ``h_n[i]``, ``h_n[i, :, :]``, ``h_n[i, ...]``; else None."""
+    full = slice(None)
+    if isinstance(idx, tuple) and idx and all(i in (full, Ellipsis) for i in idx[1:]):
+        idx = idx[0]
+    return idx if isinstance(idx, int) and not isinstance(idx, bool) else None
+
+
+def _step_index(idx: Any) -> tuple[int, int] | None:
+    """``(t, time axis)`` of ``x[:, t]`` (axis 1, also ``x[:, t, :]``) or ``x[t]`` (axis 0),
+    ``t >= 0``; else None."""
+    full = slice(None)
+    parts = idx if isinstance(idx, tuple) else (idx,)
+    axis = 1 if parts and parts[0] == full else 0
+    t = parts[axis] if len(parts) > axis else None
+    if not isinstance(t, int) or isinstance(t, bool) or t < 0 or any(
+            p not in (full, Ellipsis) for i, p in enumerate(parts) if i != axis):
+        return None
+    return t, axis
+
+
 @dataclass
 class _Reader:
     """The state of reading one graph (see the module docstring)."""
@@ -303,6 +415,14 @@ class _Reader:
     current: int = -1  # the ident of the value at the end of the chain
     counter: int = 0
     selected: bool = False
+    constants: Mapping[str, torch.Tensor] = field(default_factory=dict)
+    shape: tuple[int, ...] | None = None  # the input's, when traced with it known
+    batch_first: bool | None = None  # of the input and results (nn.RNN's or the packing's)
+    packed: bool | None = None  # whether the nn.RNN s take packed input
+    time: str | int = "input"  # how long pad_packed_sequence makes the result (Layout)
+    loop: _Loop | None = None
+    sequence: int = -2  # the ident of the last nn.RNN's outputs
+    returns: tuple[str, ...] = ("result",)
 
     # -- values ---------------------------------------------------------------------------
     def new(self, kind: str, index: int = 0, *, chain: bool = True) -> _Val:
@@ -341,34 +461,86 @@ class _Reader:
     # -- nodes ----------------------------------------------------------------------------
     def read(self, graph: fx.Graph) -> _Val:
         result: _Val | None = None
+        dead = _dead(graph)
+        args = 0
         for node in graph.nodes:
-            if node.op == "placeholder":
-                first = not any(v.kind == "x" for v in self.env.values())
-                self.env[node] = self.new("x") if first else _Val("other", -1)
-            elif node.op == "output":
-                result = self.output(node)
-            elif node.op == "call_module":
-                self.env[node] = self.module(node)
-            elif node.op in ("call_function", "call_method"):
-                self.env[node] = self.function(node)
-            else:
-                raise _refuse(_op_name(node, self.root), "the network has no such step")
+            if node in dead:
+                continue
+            try:
+                if node.op == "placeholder":
+                    self.env[node] = self.new("x") if args == 0 else _Val("arg", -1, args)
+                    args += 1
+                elif node.op == "output":
+                    result = self.output(node)
+                else:
+                    self.env[node] = self.step(node)
+            except UnsupportedError as exc:
+                line = node_line(node)
+                if line is None or exc.feature is None or isinstance(exc, _NeedsShape):
+                    raise
+                raise type(exc)(exc.target, f"{exc.feature} at {line}", exc.why) from None
         if result is None:
             raise _refuse("a module without an output", "nothing to read")
         return result
 
+    def step(self, node: fx.Node) -> _Val:
+        if node.op == "call_module":
+            return self.module(node)
+        if node.op in ("call_function", "call_method"):
+            return self.function(node)
+        if node.op == "get_attr" and str(node.target) in self.constants:
+            if bool((self.constants[str(node.target)] == 0).all()):
+                return _Val("zero", -1)
+            raise _refuse(f"a constant tensor that is not zeros ({node.name})",
+                          "the network's only constant is a zero initial state")
+        raise _refuse(_op_name(node, self.root), "the network has no such step")
+
     def output(self, node: fx.Node) -> _Val:
         out = node.args[0]
+        if isinstance(out, (tuple, list)) and self.rnns:
+            names = [self.returned(item) for item in out]
+            if names.count("result") != 1:
+                raise _refuse(f"a module returning {names}", "several outputs hold the "
+                              "network's result (the end of its chain) once")
+            self.returns = tuple(names)
+            return self.env[out[names.index("result")]]  # type: ignore[index]
         if self.rnns:
             self.promote(node)
         val = self.env.get(out) if isinstance(out, fx.Node) else None
         if val is None or val.kind not in ("seq", "sel") or not self.rnns:
-            raise _refuse("the module's result (a tuple, a constant or no nn.RNN output)",
-                          "a network returns one tensor computed from its nn.RNN layers")
+            raise _refuse("the module's result (a constant or no nn.RNN output)",
+                          "a network returns its result computed from its nn.RNN layers, "
+                          "or a tuple of it, its outputs and final states")
         if val.ident != self.current:
             raise _refuse("a result that is not the end of the chain",
                           "the network is one chain of layers")
         return val
+
+    def returned(self, item: Any) -> str:
+        """The name (``RNNConfig.returns``) of one of several returned values: the end of the
+        chain ``"result"``, the last nn.RNN's outputs ``"sequence"``, its ``h_n`` (the only
+        nn.RNN's) or ``h_n[k]``."""
+        val = self.env.get(item) if isinstance(item, fx.Node) else None
+        last = self.rnns[-1]
+        own = last.num_layers * (2 if last.bidirectional else 1)
+        if val is not None and val.kind in ("seq", "sel") and val.ident == self.current:
+            return "result"
+        if val is not None and val.kind == "seq" and val.ident == self.sequence:
+            return "sequence"
+        if val is not None and val.kind == "hn" and val.ident == self.rnn_ident() \
+                and len(self.rnns) == 1 and self.loop is None:
+            return "h_n"
+        if val is not None and val.kind == "state" and val.ident == self.rnn_ident() \
+                and -own <= val.index < own:
+            k = val.index if val.index < 0 else val.index + self.num_states - own
+            return f"h_n[{k}]"
+        raise _refuse(f"a returned {getattr(item, 'name', repr(item))} (of several)",
+                      "a network returns its result, the last nn.RNN's outputs, h_n or "
+                      "h_n[k]")
+
+    @property
+    def num_states(self) -> int:
+        return sum(r.num_layers * (2 if r.bidirectional else 1) for r in self.rnns)
 
     def module(self, node: fx.Node) -> _Val:
         mod = self.root.get_submodule(str(node.target))
@@ -376,6 +548,8 @@ class _Reader:
             return self.embed(node, mod)
         if isinstance(mod, nn.RNNBase):
             return self.rnn(node, mod)
+        if isinstance(mod, nn.RNNCellBase):
+            return self.cell_step(node, mod)
         if isinstance(mod, nn.Linear):
             return self.linear(node, mod)
         if isinstance(mod, (nn.Dropout, nn.AlphaDropout)):
@@ -395,6 +569,13 @@ class _Reader:
             return self.getitem(node)
         if fn is torch.cat:
             return self.cat(node)
+        if fn is torch.stack:
+            return self.stack(node)
+        special = self.special(node)
+        if special is not None:
+            return special
+        if fn in _POOLS:
+            return self.pooling(node, _POOLS[fn])
         if fn in _ACT_FUNCS:
             return self.activation(node, Activation(_ACT_FUNCS[fn]))
         if fn in _SOFTMAX_FUNCS:
@@ -418,16 +599,21 @@ class _Reader:
         if not isinstance(mod, nn.RNN):
             raise _refuse(f"torch.nn.{type(mod).__name__} (self.{node.target})",
                           "it is not an Elman RNN (torch.nn.RNN)")
-        self.chain_input(node, ("x", "seq") if self.embedding is None else ("seq",))
-        if len(node.args) > 1 or node.kwargs:
-            raise _refuse(f"an initial state given to self.{node.target}",
-                          "the network starts from zero states")
-        if self.head or self.selected:
-            raise _refuse(f"self.{node.target} after the head or the selection",
-                          "the recurrent layers come before them")
-        if self.rnns and self.rnns[0].batch_first != mod.batch_first:
-            raise _refuse(f"self.{node.target} with batch_first={mod.batch_first}",
-                          "every nn.RNN of the module must agree on batch_first")
+        kinds = ("x", "seq", "packed") if self.embedding is None else ("seq", "packed")
+        packed = self.chain_input(node, kinds).kind == "packed"
+        self.initial_state(node, _arg(node, 1, "hx"))
+        if self.head or self.selected or self.loop is not None:
+            raise _refuse(f"self.{node.target} after the head, the selection or an "
+                          f"nn.RNNCell", "the recurrent layers come before them")
+        if self.rnns and self.packed != packed:
+            raise _refuse(f"self.{node.target} {'with' if packed else 'without'} packed input "
+                          f"after an nn.RNN {'without' if packed else 'with'}",
+                          "every layer skips the same padded steps: pack the input of every "
+                          "nn.RNN or of none")
+        self.packed = packed
+        if not packed:
+            self.agree(node, mod.batch_first, f"self.{node.target} with batch_first="
+                                              f"{mod.batch_first}")
         first = self.num_layers
         self.identities += [Identity("dropout", mod.dropout, first + k)
                             for k in range(1, mod.num_layers) if mod.dropout > 0]
@@ -437,24 +623,57 @@ class _Reader:
     def getitem(self, node: fx.Node) -> _Val:
         src, idx = node.args
         val = self.env.get(src) if isinstance(src, fx.Node) else None
-        if val is not None and val.kind == "rnn" and idx == 0 and val.ident == self.current:
-            return self.new("seq")
-        if val is not None and val.kind == "rnn" and idx == 1:
+        kind = None if val is None else val.kind
+        if val is not None and kind in ("rnn", "padded") and idx == 0 \
+                and val.ident == self.current:
+            out = self.new("pout" if kind == "rnn" and self.packed else "seq")
+            self.sequence = out.ident
+            return out
+        if val is not None and kind == "rnn" and idx == 1:
             return _Val("hn", val.ident)
-        if val is not None and val.kind == "hn" and isinstance(idx, int):
-            return _Val("state", val.ident, idx)
-        if val is not None and val.kind == "seq" and self.is_last_step(idx):
+        if val is not None and kind == "hn" and _state_index(idx) is not None:
+            return _Val("state", val.ident, _state_index(idx))  # type: ignore[arg-type]
+        if kind == "meta":
+            return _Val("meta", -1)
+        if kind == "maxpair" and idx == 0 and val is not None and val.ident == self.current:
+            return self.choose(node, "max_all")
+        if kind == "seq" and self.rnns and self.is_last_step(idx):
             self.chain_input(node, ("seq",))
             return self.choose(node, "last_step")
+        step = _step_index(idx)
+        looping = self.loop is not None and not self.loop.done
+        if val is not None and kind in ("x", "seq") and step is not None and (
+                not self.rnns or looping and val.ident == self.loop.source):  # type: ignore
+            return _Val("step", val.ident, step[0], step[1])
         raise _refuse(f"indexing [{idx!r}] ({node.name})",
                       "the network selects out[:, -1] (batch-first), out[-1] (time-major), "
-                      "h_n[-1] or h_n[-2] of its last nn.RNN")
+                      "h_n[-1] or h_n[-2] of its last nn.RNN, and steps x[:, t] into an "
+                      "nn.RNNCell")
 
     def is_last_step(self, idx: Any) -> bool:
         full = slice(None)
-        if not self.rnns or self.rnns[0].batch_first:
+        if self.batch_first is not False:
             return idx in ((full, -1), (full, -1, full), (Ellipsis, -1, full))
         return idx in (-1, (-1,), (-1, full), (-1, full, full))
+
+    def agree(self, node: fx.Node, batch_first: bool, what: str) -> None:
+        """The module's layout is ``batch_first`` from here on (every nn.RNN, packing and
+        padding must agree)."""
+        if self.batch_first is not None and self.batch_first != batch_first:
+            raise _refuse(what, f"every nn.RNN, pack_padded_sequence and pad_packed_sequence "
+                                f"of the module must agree on batch_first (the first said "
+                                f"{self.batch_first})")
+        self.batch_first = batch_first
+
+    def initial_state(self, node: fx.Node, hx: Any) -> None:
+        """An initial state given to an nn.RNN or nn.RNNCell must be zeros (the default)."""
+        val = self.env.get(hx) if isinstance(hx, fx.Node) else None
+        if hx is not None and (val is None or val.kind != "zero"):
+            raise _refuse(f"an initial state given to self.{node.target} that is not zeros "
+                          f"({getattr(hx, 'name', repr(hx))})",
+                          "the network starts from zero states (torch.zeros(...), "
+                          "x.new_zeros(...), torch.zeros_like(...), moved with .to(), "
+                          ".detach(), .requires_grad_())")
 
     def choose(self, node: fx.Node, how: str) -> _Val:
         if self.head or self.selected or not self.rnns:
@@ -487,12 +706,16 @@ class _Reader:
         return self.choose(node, how)
 
     def promote(self, node: fx.Node) -> None:
-        """When node's first argument is ``h_n[i]``, it becomes the selection."""
+        """When node's first argument is ``h_n[i]``, or an nn.RNNCell's state, it becomes
+        the selection."""
         src = node.args[0] if node.args else None
         val = self.env.get(src) if isinstance(src, fx.Node) else None
         if val is not None and val.kind == "state":
             chosen = self.select_state(node, val.ident, self.state_select(node, val.index))
             self.env[src] = chosen  # type: ignore[index]
+        elif val is not None and val.kind == "cellh":
+            self.finish_loop(node, val)
+            self.env[src] = self.choose(node, "final")  # type: ignore[index]
 
     def squeeze(self, node: fx.Node) -> _Val:
         val = self.env.get(node.args[0])  # type: ignore[arg-type]
@@ -514,6 +737,169 @@ class _Reader:
             return self.select_state(node, states[0].ident, "final")
         raise _refuse(f"torch.cat ({node.name})", "the network concatenates only "
                       "[h_n[-2], h_n[-1]] of a bidirectional nn.RNN on dim 1")
+
+    # -- packing, zero states, sizes ------------------------------------------------------
+    def special(self, node: fx.Node) -> _Val | None:
+        """Packing, a zero tensor, a size, or a method that keeps a value; None otherwise."""
+        fn = node.target
+        if fn is _PACK:
+            return self.pack(node)
+        if fn is _PAD:
+            return self.pad(node)
+        if fn in _ZEROS:
+            return self.zeros(node)
+        src = self.env.get(node.args[0]) if node.args and isinstance(node.args[0], fx.Node) \
+            else None
+        if node.op == "call_method" and fn in ("size", "dim") or (
+                fn is getattr and _arg(node, 1, "name") in ("device", "dtype", "shape")):
+            if src is not None and src.kind == "x" and fn == "size":
+                return _Val("meta", -1, info=("size", _arg(node, 1, "dim")))
+            return _Val("meta", -1)
+        if fn is getattr and src is not None and src.kind == "maxpair" \
+                and _arg(node, 1, "name") == "values":
+            return self.choose(node, "max_all")
+        if node.op == "call_method" and fn in _KEEPS and src is not None \
+                and src.kind in ("zero", "arg"):
+            self.only_sizes(node, node.args[1:])
+            return src
+        return None
+
+    def only_sizes(self, node: fx.Node, args: Any) -> None:
+        """``args`` hold constants and sizes only."""
+        nodes: list[fx.Node] = []
+        fx.node.map_arg(args, nodes.append)
+        if any((v := self.env.get(n)) is None or v.kind not in ("meta", "x", "zero")
+               for n in nodes):
+            raise _refuse(f"{_op_name(node, self.root)} ({node.name}) of a computed value",
+                          "a zero initial state is made from sizes and constants only")
+
+    def zeros(self, node: fx.Node) -> _Val:
+        if node.kwargs.get("out") is not None:
+            raise _refuse(f"{_op_name(node, self.root)}(out=...) ({node.name})",
+                          "the network has no such step")
+        self.only_sizes(node, (node.args, node.kwargs))
+        return _Val("zero", -1)
+
+    def pack(self, node: fx.Node) -> _Val:
+        """``pack_padded_sequence(chain, lengths, batch_first, enforce_sorted)``."""
+        what = f"pack_padded_sequence ({node.name})"
+        self.chain_input(node, ("x", "seq"))
+        lengths = self.env.get(_arg(node, 1, "lengths"))  # type: ignore[arg-type]
+        if lengths is None or lengths.kind != "arg" or lengths.index != 1:
+            raise _refuse(f"{what} of lengths that are not the module's second input",
+                          "the network's lengths are forward(x, lengths)'s")
+        if self.rnns:
+            raise _refuse(f"{what} after an nn.RNN", "pack the input of every nn.RNN")
+        self.agree(node, bool(_arg(node, 2, "batch_first", False)),
+                   f"{what} with batch_first={_arg(node, 2, 'batch_first', False)}")
+        return self.new("packed")
+
+    def pad(self, node: fx.Node) -> _Val:
+        """``pad_packed_sequence(pout, batch_first, padding_value, total_length)``."""
+        what = f"pad_packed_sequence ({node.name})"
+        self.chain_input(node, ("pout",))
+        if float(_arg(node, 2, "padding_value", 0.0)) != 0.0:
+            raise _refuse(f"{what} with padding_value={_arg(node, 2, 'padding_value')}",
+                          "a padded step outputs zeros")
+        self.agree(node, bool(_arg(node, 1, "batch_first", False)),
+                   f"{what} with batch_first={_arg(node, 1, 'batch_first', False)}")
+        total = _arg(node, 3, "total_length")
+        val = self.env.get(total) if isinstance(total, fx.Node) else None
+        axis = 1 if self.batch_first else 0
+        if total is None:
+            self.time = "longest"
+        elif isinstance(total, int) and not isinstance(total, bool) and total > 0:
+            self.time = total
+        elif val is not None and val.info == ("size", axis):
+            self.time = "input"
+        else:
+            raise _refuse(f"{what} with total_length={getattr(total, 'name', total)!r}",
+                          f"a total length is the input's (x.size({axis})) or a fixed int")
+        return self.new("padded")
+
+    def pooling(self, node: fx.Node, how: str) -> _Val:
+        """``out.mean(dim=1)``, ``out.max(dim=1)[0]`` (or ``.values``), ``torch.amax(out, 1)``
+        over the time axis of the last nn.RNN's outputs (``dim=0`` time-major)."""
+        what = f"{_op_name(node, self.root)} ({node.name})"
+        self.chain_input(node, ("seq",))
+        dim = _arg(node, 1, "dim")
+        axis = 0 if self.batch_first is False else 1
+        if not self.rnns or dim not in (axis, axis - 3) or _arg(node, 2, "keepdim", False):
+            raise _refuse(f"{what} over dim={dim!r}", f"the network pools its outputs over "
+                          f"time (dim={axis}), keepdim=False")
+        if how == "max_all" and node.target in (torch.max, "max"):
+            return self.new("maxpair")  # (values, indices): values is the selection
+        return self.choose(node, how)
+
+    # -- nn.RNNCell stepped over the input ------------------------------------------------
+    def cell_step(self, node: fx.Node, mod: nn.RNNCellBase) -> _Val:
+        """One step ``h = self.cell(x[:, t], h)`` of a loop over the input."""
+        where = f"self.{node.target} ({node.name})"
+        if not isinstance(mod, nn.RNNCell):
+            raise _refuse(f"torch.nn.{type(mod).__name__} (self.{node.target})",
+                          "it is not an Elman cell (torch.nn.RNNCell)")
+        step = self.env.get(node.args[0]) if node.args else None  # type: ignore[arg-type]
+        hx = _arg(node, 1, "hx")
+        if step is None or step.kind != "step":
+            raise _refuse(f"{where} on something other than a step x[:, t] of the input",
+                          "an nn.RNNCell takes the input's steps in order")
+        loop = self.loop
+        if loop is None:
+            return self.start_loop(node, mod, step, hx)
+        h = self.env.get(hx) if isinstance(hx, fx.Node) else None
+        if mod is not loop.cell or loop.done or step.ident != loop.source \
+                or step.info != loop.axis:
+            raise _refuse(f"{where}: a second loop or cell",
+                          "the network reads one nn.RNNCell stepped over its input")
+        if step.index != len(loop.states) or h is None or h.kind != "cellh" \
+                or h.ident != loop.states[-1]:
+            raise _refuse(f"{where} on step {step.index} with another state",
+                          f"the cell takes step {len(loop.states)} and its own last state")
+        new = self.new("cellh", step.index)
+        loop.states.append(new.ident)
+        return new
+
+    def start_loop(self, node: fx.Node, mod: nn.RNNCell, step: _Val, hx: Any) -> _Val:
+        """The first step: the cell becomes a one-layer forward ``nn.RNN``."""
+        if self.rnns or self.head or self.selected or step.index != 0:
+            raise _refuse(f"self.{node.target} ({node.name}) on step {step.index} or after "
+                          f"other layers", "the cell is the network's one recurrent layer, "
+                                           "stepped from x[:, 0]")
+        self.initial_state(node, hx)
+        self.agree(node, step.info == 1, f"self.{node.target} on steps of axis {step.info}")
+        self.rnns.append(_cell_as_rnn(mod, step.info == 1))
+        self.packed = False
+        new = self.new("cellh", 0)
+        self.loop = _Loop(mod, step.ident, step.info, [new.ident])
+        return new
+
+    def finish_loop(self, node: fx.Node, val: _Val) -> None:
+        """The loop ends at ``val`` (its last state), after one step per input step."""
+        loop = self.loop
+        assert loop is not None
+        if loop.done or val.ident != loop.states[-1]:
+            raise _refuse(f"an nn.RNNCell state before the last step ({node.name})",
+                          "the network hands on the state after the last step")
+        loop.done = True
+        if self.shape is None:
+            raise _NeedsShape("rnn-ref", f"{len(loop.states)} steps of an nn.RNNCell",
+                              "read with the input's length known (an example input)")
+        length = self.shape[loop.axis]
+        if len(loop.states) != length:
+            raise _refuse(f"{len(loop.states)} steps of an nn.RNNCell on an input of {length}",
+                          "the network runs over every step of its input")
+
+    def stack(self, node: fx.Node) -> _Val:
+        """``torch.stack(states, dim=axis)`` of every step's state: the sequence."""
+        parts = node.args[0] if node.args else node.kwargs.get("tensors")
+        vals = [self.env.get(p) for p in parts] if isinstance(parts, (list, tuple)) else []
+        loop = self.loop
+        if loop is None or [v.ident if v else None for v in vals] != loop.states \
+                or _arg(node, 1, "dim", 0) != loop.axis:
+            raise _refuse(f"torch.stack ({node.name})", "the network stacks every state of its "
+                          "nn.RNNCell, in order, on the input's time axis")
+        self.finish_loop(node, vals[-1])  # type: ignore[arg-type]
+        return self.new("seq")
 
     def linear(self, node: fx.Node, mod: nn.Linear) -> _Val:
         self.promote(node)
@@ -549,13 +935,15 @@ class _Reader:
         return self.new(val.kind)
 
 
-def _trace(module: nn.Module) -> fx.Graph:
-    try:
-        return fx.symbolic_trace(module).graph
-    except Exception as exc:  # fx cannot follow data-dependent control flow
-        raise _refuse(f"the forward of {type(module).__name__}",
-                      f"torch.fx could not trace it ({type(exc).__name__}: "
-                      f"{str(exc).splitlines()[0][:200]})") from None
+def _cell_as_rnn(cell: nn.RNNCell, batch_first: bool) -> nn.RNN:
+    """A one-layer ``nn.RNN`` with ``cell``'s weights (its ``_l0`` are the cell's)."""
+    w = cell.weight_ih
+    rnn = nn.RNN(cell.input_size, cell.hidden_size, nonlinearity=cell.nonlinearity,
+                 bias=cell.bias, batch_first=batch_first, dtype=w.dtype, device=w.device)
+    with torch.no_grad():
+        for name in ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if cell.bias else ()):
+            getattr(rnn, f"{name}_l0").copy_(getattr(cell, name))
+    return rnn
 
 
 def _config(r: _Reader) -> RNNConfig:
@@ -571,21 +959,55 @@ def _config(r: _Reader) -> RNNConfig:
         padding_idx=None if emb is None else emb.padding_idx, select=r.select,
         head=[Dense(lin.out_features, act or "linear", lin.bias is not None)
               for lin, act in r.head],
-        identities=r.identities)
+        identities=r.identities, returns=r.returns)
 
 
-def read_module(module: nn.Module) -> tuple[RNNParams, Layout]:
-    """The canonical parameters of any module built from the network's pieces, and how it
-    takes its input (see the module docstring); ``UnsupportedError`` naming the first
-    operation that is not one of them."""
-    reader = _Reader(module)
-    result = reader.read(_trace(module))
+def _read(module: nn.Module, traced: Traced, shape: tuple[int, ...] | None
+          ) -> tuple[RNNParams, Layout]:
+    reader = _Reader(module, constants=traced.constants, shape=shape)
+    result = reader.read(traced.graph)
     cfg = _config(reader)
     emb = None if reader.embedding is None else _numpy(reader.embedding.weight)
     layers = [row for rnn in reader.rnns for row in _rnn_cells(rnn)]
     params = RNNParams(cfg, layers, embedding=emb,
                        head=[_readout(lin) for lin, _ in reader.head])
-    return params, Layout(not reader.rnns[0].batch_first, result.kind == "seq")
+    return params, Layout(reader.batch_first is False, result.kind == "seq",
+                          bool(reader.packed), reader.time)
+
+
+def _other_shape(shape: tuple[int, ...], ids: bool) -> tuple[int, ...]:
+    """``shape`` one longer on every axis but the features' (on all of token ids')."""
+    keep = 0 if ids or len(shape) < 2 else 1
+    return tuple(s + 1 for s in shape[:len(shape) - keep]) + tuple(shape[len(shape) - keep:])
+
+
+def read_module(module: nn.Module, example: Any = None) -> tuple[RNNParams, Layout]:
+    """The canonical parameters of any module built from the network's pieces, and how it
+    takes its input (see the module docstring); ``UnsupportedError`` naming the first
+    operation that is not one of them (and its line of ``forward``).
+
+    A forward torch.fx cannot trace without the input's sizes (a Python loop over
+    ``x.size(1)`` stepping an ``nn.RNNCell``) is traced with the shape of ``example`` (the
+    input, a tensor or array) known, and again one step longer and one sample more: both must
+    read as the same network, else it is refused (its network would depend on the length).
+    """
+    module = unwrap_compiled(module)
+    try:
+        return _read(module, trace(module), None)
+    except (TraceError, _NeedsShape):
+        if example is None:
+            raise
+    shape = tuple(int(s) for s in np.shape(example))
+    ids = np.asarray(example).dtype.kind in "iub" if not isinstance(example, torch.Tensor) \
+        else not example.is_floating_point()
+    other = _other_shape(shape, ids)
+    first = _read(module, trace(module, shape), shape)
+    second = _read(module, trace(module, other), other)
+    if first != second:
+        raise _refuse(f"the forward of {type(module).__name__}",
+                      f"it reads as one network on an input of shape {shape} and as another "
+                      f"on {other}: what it computes depends on the input's length")
+    return first
 
 
 # --------------------------------------------------------------------------------------------

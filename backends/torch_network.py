@@ -17,7 +17,9 @@ alone. Its pieces are one ``nn.ModuleList`` ``steps`` and a parallel tuple of ``
   different nonlinearities). A block's role may end in ``":sum"``, ``":mul"``, ``":ave"`` (how
   a bidirectional last layer of the block merges; concatenation otherwise);
 * ``"select:<how>"`` (``sequence``, ``last_step``, ``final``, ``final_forward``,
-  ``final_backward``) with an ``nn.Identity``;
+  ``final_backward``, and the poolings over time ``mean_valid`` (over each sample's valid
+  steps), ``mean_all``, ``max_all`` (over all T steps, padded zeros included)) with an
+  ``nn.Identity``;
 * ``"linear"`` an ``nn.Linear``; ``"act"`` a :class:`Activation` (any head activation,
   softmax and log-softmax over the last axis).
 
@@ -193,7 +195,8 @@ class TorchNetwork(nn.Module):
             elif kind == "select":
                 if self.output_order == "processing":
                     outputs = value = value.flip(1)
-                value = selected = _select(how, value, finals, mode)
+                value = selected = _select(how, value, finals, mode,
+                                           None if plan is None else plan[2])
             else:
                 value = step(value)
         return outputs, states, selected, value
@@ -221,9 +224,18 @@ def _block(kind: str, mode: str, step: nn.Module, x: Tensor, plan: Plan,
     return out, states, states[-r:]
 
 
-def _select(how: str, out: Tensor, finals: list[Tensor], mode: str) -> Tensor:
-    """What the stack hands on: ``out (N, T, F)`` itself, its last step, or the last layer's
-    final states ``finals`` (merged by ``mode``)."""
+def _select(how: str, out: Tensor, finals: list[Tensor], mode: str, valid: Tensor | None
+            ) -> Tensor:
+    """What the stack hands on: ``out (N, T, F)`` itself, its last step, its mean or maximum
+    over time (``valid (N, T)``: the steps a ``mean_valid`` takes; None: all), or the last
+    layer's final states ``finals`` (merged by ``mode``)."""
+    if how == "mean_all" or (how == "mean_valid" and valid is None):
+        return out.sum(dim=1) / max(out.shape[1], 1)
+    if how == "mean_valid" and valid is not None:
+        count = valid.sum(dim=1, keepdim=True).clamp(min=1).to(out.dtype)
+        return (out * valid[..., None].to(out.dtype)).sum(dim=1) / count
+    if how == "max_all":
+        return out.max(dim=1).values
     if how == "last_step":
         return out[:, -1]
     if how == "final_forward":

@@ -141,6 +141,25 @@ class PerStepHead(nn.Module):
         return self.head(out).softmax(-1)
 
 
+class ZeroStateClassifier(nn.Module):
+    """The most copied torch classifier: a zero ``h0`` built from the batch size, moved to the
+    input's device, and ``fc(out[:, -1, :])``."""
+
+    def __init__(self, input_size: int = D, hidden_size: int = M, num_layers: int = 2,
+                 num_classes: int = K) -> None:
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.rnn = nn.RNN(input_size, hidden_size, num_layers, batch_first=True)
+        self.fc = nn.Linear(hidden_size, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h0 = torch.zeros(self.num_layers, x.size(0), self.hidden_size).to(x.device)
+        out, _ = self.rnn(x, h0)
+        out = self.fc(out[:, -1, :])
+        return out
+
+
 def _build(cls: type[nn.Module], seed: int, x: torch.Tensor) -> tuple[nn.Module, torch.Tensor]:
     torch.manual_seed(seed)
     return cls().eval(), x
@@ -155,6 +174,7 @@ ZOO: dict[str, Callable[[], tuple[nn.Module, torch.Tensor]]] = {
     "mixed_stack": lambda: _build(MixedStack, 6, _features(106)),
     "forward_half": lambda: _build(ForwardHalf, 7, _features(107)),
     "per_step_head": lambda: _build(PerStepHead, 8, _ids(108)),
+    "zero_state_classifier": lambda: _build(ZeroStateClassifier, 9, _features(109)),
 }
 
 #: the hints a state dict of each model needs: (nonlinearity, select, head activations)
@@ -165,4 +185,5 @@ STATE_DICT_HINTS: dict[str, tuple[str, str, tuple[Any, ...]]] = {
     "tagger": ("tanh", "sequence", ("relu", "log_softmax")),
     "forward_half": ("tanh", "final_forward", ("tanh",)),
     "per_step_head": ("tanh", "sequence", ("softmax",)),
+    "zero_state_classifier": ("tanh", "last_step", ("linear",)),
 }
