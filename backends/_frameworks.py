@@ -153,7 +153,7 @@ def network_unsupported(config: RNNConfig, holds: frozenset[str] | set[str] = fr
     """The first piece of the network beyond the plain stack (:data:`NETWORK_PIECES`) that a
     framework's converters and backends do not hold (``holds`` lists those they do), or
     ``None``. Identity layers are not here: every framework runs them (as nothing)."""
-    from rnn_ref.network import POOLINGS, Softmax
+    from rnn_ref.network import Softmax
 
     head = config.head
     pieces = (
@@ -329,10 +329,11 @@ def keras_unsupported(config: RNNConfig, *, backend: str | None = None, padded: 
 
 #: The network pieces one ONNX graph holds (backends/onnx_graph.py): ``Gather`` for the
 #: embedding, an ``RNN`` node per layer with its own direction, the selection from ``Y`` or
-#: ``Y_h``, the head as ``MatMul`` [+ ``Add``] + activation (``Softmax``/``LogSoftmax``).
+#: ``Y_h`` (a pooling by ``ReduceMean``/``ReduceMax``/``ReduceSum``), the head as ``MatMul``
+#: [+ ``Add``] + activation (``Softmax``/``LogSoftmax``).
 #: Not ``mask_value``: Keras' Masking would need a mask derived from the features.
-ONNX_HOLDS = frozenset({"embedding", "mixed_directions", "select", "head_stack", "softmax",
-                        "dense_without_bias"})
+ONNX_HOLDS = frozenset({"embedding", "mixed_directions", "select", "pooling", "head_stack",
+                        "softmax", "dense_without_bias"})
 
 
 def onnx_unsupported(config: RNNConfig, *, padded: bool = True) -> Reason:
@@ -343,11 +344,11 @@ def onnx_unsupported(config: RNNConfig, *, padded: bool = True) -> Reason:
     reason = network_unsupported(config, holds=ONNX_HOLDS)
     if reason is not None:
         return reason
-    if config.mask_zero and (config.select in SHOWS_PADDED_STEPS or config.select in POOLINGS):
+    if config.mask_zero and config.select in SHOWS_PADDED_STEPS:
         return (f"mask_zero with select={config.select!r}",
                 "the graph moves each sample's non-zero ids to the front before the RNN nodes "
                 "(Keras skips every id-0 step, wherever it stands), so its per-step outputs "
-                "are in that order; it holds selections of final states")
+                "are in that order; it holds final states and the mean over the valid steps")
     if padded and config.select in SHOWS_PADDED_STEPS:
         return _padded_zeros(config, "sequence_lens zeroes padded outputs")
     return None

@@ -22,9 +22,10 @@
   ``concat`` is ``Transpose(0, 2, 1, 3)`` + ``Reshape(0, 0, 2M)`` (as torch writes it), the
   others ``Split`` + ``Squeeze`` + ``Add`` / ``Mul`` / ``Add`` then ``Div`` by 2.
 * The selection: ``last_step`` is ``Gather(index -1)`` on the time axis of the last layer's
-  merged outputs; ``final`` is ``Gather`` of each direction from the last node's ``Y_h`` then
-  merged (``Concat`` on the last axis for ``concat``, as torch's ``cat([h[-2], h[-1]], 1)``);
-  ``final_forward`` / ``final_backward`` one of them.
+  merged outputs; a pooling over time is :func:`_pool`; ``final`` is ``Gather`` of each
+  direction from the last node's ``Y_h`` then merged (``Concat`` on the last axis for
+  ``concat``, as torch's ``cat([h[-2], h[-1]], 1)``); ``final_forward`` / ``final_backward``
+  one of them.
 * The head: per layer ``MatMul`` with ``w (F, K)``, ``Add`` of ``b`` (left out without a
   bias), then the activation (``Softmax`` / ``LogSoftmax`` on axis -1).
 * Identity layers (dropout, noise) compute nothing at inference and have no node; they, the
@@ -47,7 +48,7 @@ from rnn_ref.backends._common import raise_if
 from rnn_ref.backends._frameworks import onnx_unsupported
 from rnn_ref.config import RNNConfig
 from rnn_ref.errors import UnsupportedError
-from rnn_ref.network import HeadActivation, Softmax
+from rnn_ref.network import POOLINGS, HeadActivation, Softmax
 from rnn_ref.params import RNNParams
 from rnn_ref.reference import ForwardResult
 
@@ -210,12 +211,30 @@ def _merged(g: Any, cfg: RNNConfig, li: int, y: str, layout: int, dtype: np.dtyp
     return _merge(g, merge, [g.op1("Squeeze", [h, one]) for h in halves], dtype)
 
 
+def _pool(g: Any, how: str, out: str, t_axis: int, seq_lens: str, dtype: np.dtype[Any]) -> str:
+    """A pooling over time of the merged outputs ``out``: ``ReduceMax`` (``max_all``),
+    ``ReduceMean`` (``mean_all``, and ``mean_valid`` without lengths), or for ``mean_valid``
+    with ``sequence_lens`` (whose padded outputs are zeros, and the compacted ids' too)
+    ``ReduceSum(out) / Unsqueeze(Max(Cast(lens), 1), 1)``."""
+    if how == "max_all":
+        return str(g.op1("ReduceMax", [out], axes=[t_axis], keepdims=0))
+    if how == "mean_all" or not seq_lens:
+        return str(g.op1("ReduceMean", [out], axes=[t_axis], keepdims=0))
+    total = g.op1("ReduceSum", [out, g.const(g.name("axes"), _i64(t_axis))], keepdims=0)
+    count = g.op1("Max", [g.op1("Cast", [seq_lens], to=_DTYPES[np.dtype(dtype)]),
+                          g.const(g.name("one"), np.array(1, dtype))])
+    count = g.op1("Unsqueeze", [count, g.const(g.name("axes"), _i64(1))])
+    return str(g.op1("Div", [total, count]))
+
+
 def _selection(g: Any, cfg: RNNConfig, outputs: list[str], y_h: str, t_axis: int,
-               dtype: np.dtype[Any]) -> list[str]:
+               dtype: np.dtype[Any], seq_lens: str) -> list[str]:
     """What ``cfg.select`` hands on: ``outputs`` themselves, or ``(N, F)`` values."""
     sel = cfg.select
     if sel == "sequence":
         return outputs
+    if sel in POOLINGS:
+        return [_pool(g, sel, outputs[0], t_axis, seq_lens, dtype)]
     if sel == "last_step":
         return [g.op1("Gather", [outputs[0], g.const(g.name("last"), _scalar(-1))],
                       axis=t_axis)]
@@ -245,7 +264,8 @@ def _head(g: Any, params: RNNParams, s: str) -> str:
 
 
 def _output_values(g: Any, params: RNNParams, outputs: list[str], y_hs: list[str],
-                   t_axis: int, expose_outputs: bool) -> list[tuple[str, str, bool]]:
+                   t_axis: int, expose_outputs: bool, seq_lens: str
+                   ) -> list[tuple[str, str, bool]]:
     """``(name, value, is_sequence)`` of the graph's outputs before ``h_n``: the result (``y``
     with a head, else ``output`` / ``selected``, or their ``_forward``/``_backward`` pair), then
     with ``expose_outputs`` also ``output`` and ``selected`` where they differ from it
@@ -253,7 +273,7 @@ def _output_values(g: Any, params: RNNParams, outputs: list[str], y_hs: list[str
     cfg = params.config
     pair = ("_forward", "_backward") if len(outputs) == 2 else ("",)
     named = [(f"output{p}", o, True) for p, o in zip(pair, outputs, strict=True)]
-    selected = _selection(g, cfg, outputs, y_hs[-1], t_axis, params.dtype)
+    selected = _selection(g, cfg, outputs, y_hs[-1], t_axis, params.dtype, seq_lens)
     if cfg.select != "sequence":
         named = [(f"selected{p}", o, False) for p, o in zip(pair, selected, strict=False)]
         if expose_outputs and not cfg.mask_zero:
@@ -326,12 +346,12 @@ def write_network(params: RNNParams, *, time_major: bool = False, lengths: bool 
     inputs, h0_names = _graph_inputs(cfg, elem, dims, lengths=lengths,
                                      initial_state=initial_state)
     x, seq_lens = _network_input(g, params, time_major=time_major, layout=layout)
+    seq_lens = seq_lens or ("lengths" if lengths else "")
     y_hs: list[str] = []
     outputs: list[str] = []
     for li in range(cfg.num_layers):
-        y, y_h = _layer_node(g, params, li, x, seq_lens=seq_lens or ("lengths" if lengths
-                                                                     else ""),
-                             initial_state=initial_state, h0_names=h0_names, layout=layout)
+        y, y_h = _layer_node(g, params, li, x, seq_lens=seq_lens, initial_state=initial_state,
+                             h0_names=h0_names, layout=layout)
         y_hs.append(y_h)
         outputs = _merged(g, cfg, li, y, layout, params.dtype)
         x = outputs[0]
@@ -341,7 +361,7 @@ def write_network(params: RNNParams, *, time_major: bool = False, lengths: bool 
                                    g.const(g.name("end"), _i64(np.iinfo(np.int64).min)),
                                    g.const(g.name("axes"), _i64(t_axis)),
                                    g.const(g.name("step"), _i64(-1))]) for o in outputs]
-    named = _output_values(g, params, outputs, y_hs, t_axis, expose_outputs)
+    named = _output_values(g, params, outputs, y_hs, t_axis, expose_outputs, seq_lens)
     graph_outputs = _graph_outputs(g, cfg, elem, dims, named, y_hs,
                                    transpose=not (time_major or layout))
     graph = helper.make_graph(g.nodes, "rnn_ref", inputs, graph_outputs,

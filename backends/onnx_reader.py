@@ -98,6 +98,8 @@ class _State:
     merges: dict[int, str | None] = field(default_factory=dict)
     lens: set[str] = field(default_factory=set)
     compacted: bool = False  # the ids were compacted (mask_zero: _on_compact)
+    lens_names: set[str] = field(default_factory=set)  # the RNN nodes' sequence_lens
+    pool_lens: set[str] = field(default_factory=set)  # the lengths a mean_valid divides by
     time_major: bool | None = None
     embedding: np.ndarray[Any, Any] | None = None
     heads: list[tuple[np.ndarray[Any, Any], np.ndarray[Any, Any] | None, HeadActivation]] = \
@@ -412,6 +414,8 @@ def _on_add_mul(st: _State, node: onnx.NodeProto, vals: list[_Val]) -> list[_Val
 
 def _on_div(st: _State, node: onnx.NodeProto, vals: list[_Val]) -> list[_Val]:
     v = vals[0]
+    if v.kind == "seqsum" and [x.kind for x in vals[1:]] == ["count"]:
+        return [_Val("vec", merge="mean_valid")]
     two = _const(st, node.input[1])
     if two is not None and two.size == 1 and float(two.ravel()[0]) == 2.0:
         if v.kind == "seq" and v.merge == "sum" and v.layer >= 0:
@@ -558,6 +562,10 @@ def _on_mask(st: _State, node: onnx.NodeProto, vals: list[_Val]) -> list[_Val]:
             return [_Val("idzero", tm=v.tm, compact=v.compact)]
     if op == "Not" and v.kind == "idzero":
         return [_Val("idmask", tm=v.tm, compact=v.compact)]
+    if op == "Cast" and v.kind in ("lens", "idlens") and (v.kind == "lens" or v.compact) and \
+            _attr(node, "to") in (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16):
+        st.pool_lens.add(v.name or v.kind)
+        return [_Val("lensf")]
     if op == "Cast" and v.kind == "idzero" and not v.compact and v.tm is None and \
             _attr(node, "to") == TensorProto.INT64:
         return [_Val("idpad")]
@@ -576,6 +584,32 @@ def _on_mask(st: _State, node: onnx.NodeProto, vals: list[_Val]) -> list[_Val]:
     if plumbing is not None:
         return plumbing
     raise _refuse(node, f"{op} of {_describe(v)}")
+
+
+# ---- pooling over time (onnx_graph._pool) ---------------------------------------------------
+def _on_pool(st: _State, node: onnx.NodeProto, vals: list[_Val]) -> list[_Val]:
+    """``ReduceMean`` / ``ReduceMax`` over the time axis of the last layer's merged outputs
+    (``mean_all`` / ``max_all``); ``ReduceSum`` there, divided by ``Unsqueeze(Max(Cast(the
+    lengths), 1), 1)`` (``mean_valid``); the lengths' ``Cast`` to a float, ``Max`` with 1 and
+    ``Unsqueeze`` on axis 1 on the way."""
+    op, v = node.op_type, vals[0]
+    if v.kind == "seq" and v.layer == len(st.layers) - 1 and v.tm is not None and not v.rev:
+        axes = _ints(st, node, 1, "axes")
+        if axes == [0 if v.tm else 1] and _attr(node, "keepdims", 1) == 0:
+            _merged_use(st, node, v)
+            if op == "ReduceSum":
+                return [_Val("seqsum")]
+            return [_Val("vec", merge="mean_all" if op == "ReduceMean" else "max_all")]
+    one = _const(st, node.input[1]) if op == "Max" and len(vals) == 2 else None
+    if v.kind == "lensf" and one is not None and np.array_equal(one, np.array(1)):
+        return [_Val("lensf1")]
+    if op == "Unsqueeze" and v.kind == "lensf1" and _ints(st, node, 1, "axes") == [1]:
+        return [_Val("count")]
+    if op == "ReduceSum":
+        return _on_mask(st, node, vals)
+    if op == "Unsqueeze":
+        return _plumbing(st, node, vals) or _fail(node, vals)
+    raise _refuse(node, f"{op} of {', '.join(_describe(v) for v in vals)}")
 
 
 # ---- mask_zero: the compacted ids (onnx_graph._compacted_ids) --------------------------------
@@ -639,6 +673,7 @@ def _check_state_inputs(st: _State, node: onnx.NodeProto, vals: list[_Val], nd: 
         raise _refuse(node, f"its sequence_lens is {_describe(lens)}, but the ids were "
                             f"compacted: only the count of non-zero ids steps through them")
     st.lens.add(lens.kind)
+    st.lens_names.add(lens.name or lens.kind)
     h0 = vals[5] if len(vals) > 5 else _Val("none")
     start = sum(len(cells) for _, cells, _ in st.layers)
     if h0.kind == "const" and not np.any(st.consts[node.input[5]]):
@@ -678,8 +713,8 @@ _HANDLERS: dict[str, Callable[[_State, onnx.NodeProto, list[_Val]], list[_Val]]]
     "MatMul": _on_matmul, "Gemm": _on_gemm, "RNN": _on_rnn,
     "Softmax": _on_activation, "LogSoftmax": _on_activation,
     **{op: _on_activation for op in _OP_ACTS},
-    "Equal": _on_mask, "Not": _on_mask, "Cast": _on_mask, "ReduceSum": _on_mask,
-    "Unsqueeze": lambda st, node, vals: _plumbing(st, node, vals) or _fail(node, vals),
+    "Equal": _on_mask, "Not": _on_mask, "Cast": _on_mask, "ReduceSum": _on_pool,
+    "ReduceMean": _on_pool, "ReduceMax": _on_pool, "Max": _on_pool, "Unsqueeze": _on_pool,
     "CumSum": _on_compact, "Where": _on_compact, "Sub": _on_compact,
     "ScatterElements": _on_compact,
     **{op: _on_zeros_only for op in _ZERO_ONLY},
@@ -858,6 +893,11 @@ def _config(st: _State, select: str, meta: Mapping[str, Any]) -> RNNConfig:
         raise UnsupportedError(WHO, "RNN nodes with different sequence_lens",
                                "every layer reads the same lengths")
     sel = select.split(":")[0]
+    if st.pool_lens and st.pool_lens != st.lens_names:
+        raise UnsupportedError(WHO, "a mean over time divided by other lengths than the RNN "
+                                    "nodes' sequence_lens", "the mean is over the valid steps")
+    if sel == "mean_all" and st.lens == {"none"} and meta.get("select") == "mean_valid":
+        sel = "mean_valid"  # equal without padding: the metadata says which
     seen = sel in SHOWS_PADDED_STEPS and st.lens != {"none"}
     if st.compacted and sel in SHOWS_PADDED_STEPS:
         raise UnsupportedError(WHO, f"per-step outputs (select={sel!r}) of compacted ids",

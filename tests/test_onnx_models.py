@@ -44,7 +44,38 @@ CONFIGS = {
                                                    "beta": 0.1})]),
     "embedding_per_step_elu": RNNConfig(D, 6, vocab_size=V, padding_idx=0,
                                         head=[(4, {"name": "elu", "alpha": 0.7})]),
+    # pooling over time (issue 21): ReduceMean, ReduceMax, and ReduceSum over the lengths
+    "imdb_global_average": RNNConfig(D, 6, vocab_size=V, mask_zero=True, select="mean_valid",
+                                     head=[(2, "softmax")], padded_output="carry_output"),
+    "bi_mean_all": RNNConfig(D, [6, 5], direction=["bidirectional", "forward"],
+                             select="mean_all", head=[(2, "tanh")]),
+    "reverse_max_all": RNNConfig(D, 6, direction="reverse", select="max_all"),
 }
+
+
+@pytest.mark.parametrize("select", ["mean_valid", "mean_all", "max_all"])
+def test_pooling_with_lengths_is_exact_and_read_back(select: str) -> None:
+    params = rnn_ref.init(RNNConfig(D, [5, 6], direction=["forward", "bidirectional"],
+                                    merge_mode=["concat", "sum"], select=select,
+                                    head=[(3, "relu")]), seed=4, dtype=np.float32)
+    x = _x(params.config)
+    lengths = np.array([T, 2, 0])
+    graph = rnn_ref.to_onnx(params, lengths=True)
+    assert rnn_ref.from_onnx(graph) == params
+    got = _run(graph, {"x": x, "lengths": lengths.astype(np.int32)})[0]
+    want = rnn_ref.forward(params, x, lengths=lengths).result
+    np.testing.assert_allclose(got, want, atol=3e-6)
+
+
+def test_a_mean_over_other_lengths_is_refused() -> None:
+    """Planted: the mean divides by a second lengths input, not the nodes' sequence_lens."""
+    params = rnn_ref.init(RNNConfig(D, 5, select="mean_valid"), seed=4, dtype=np.float32)
+    graph = rnn_ref.to_onnx(params, lengths=True)
+    casts = [n for n in graph.graph.node if n.op_type == "Cast" and n.input[0] == "lengths"]
+    casts[0].input[0] = "other"
+    graph.graph.input.append(helper.make_tensor_value_info("other", TensorProto.INT32, ["N"]))
+    with pytest.raises(UnsupportedError, match="other lengths"):
+        rnn_ref.from_onnx(graph)
 
 
 def _x(cfg: RNNConfig, seed: int = 0) -> np.ndarray[Any, Any]:
