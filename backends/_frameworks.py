@@ -205,13 +205,19 @@ def keras_masked_step_output(backend: str, *, zero_output_for_mask: bool, unroll
 
 
 
-def _keras_layout(config: RNNConfig) -> Reason:
-    """What a chain of Keras layers cannot say: the selections other than every step and the
-    final output, a reverse layer below another, a reverse layer's time-aligned outputs."""
+def _keras_layout(config: RNNConfig, padded: bool) -> Reason:
+    """What a chain of Keras layers cannot say: the selections other than every step, the
+    final output and (unpadded, forward last layer) the last step, a reverse layer below
+    another, a reverse layer's time-aligned outputs."""
+    if config.select == "last_step" and not padded and config.directions[-1] == "forward":
+        return None  # out[:, T-1] of a forward layer that never pads is its final state
     if config.select not in ("sequence", "final"):
-        return (f"select={config.select!r}", "a Keras Sequential returns every step "
-                "(return_sequences=True) or the last layer's final output "
-                "(return_sequences=False, select='final') only")
+        why = ("a Keras Sequential returns every step (return_sequences=True) or the last "
+               "layer's final output (return_sequences=False, select='final') only")
+        if config.select == "last_step":
+            why += ("; the last step is the final state only for a forward last layer on "
+                    "inputs that are never padded (no lengths, mask, mask_zero or Masking)")
+        return f"select={config.select!r}", why
     if "reverse" in config.directions[:-1]:
         return ("a reverse layer below another layer",
                 "go_backwards hands the next layer its outputs in processing order")
@@ -241,7 +247,7 @@ def keras_unsupported(config: RNNConfig, *, backend: str | None = None, padded: 
     for j, dense in enumerate(config.head):
         if not isinstance(dense.activation, Softmax) and dense.activation not in keras_acts:
             return f"head layer {j} activation {dense.activation}", "Dense takes Keras activations"
-    reason = _keras_layout(config)
+    reason = _keras_layout(config, padded or config.mask_zero or config.mask_value is not None)
     if reason is not None:
         return reason
     mode = config.padded_output

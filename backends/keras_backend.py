@@ -95,7 +95,8 @@ def unsupported_dtype(dtype: Any, backend: str) -> str | None:
 def _cell(layer: Any) -> tuple[CellParams, Activation]:
     """A Keras 3 ``SimpleRNN``'s cell and activation (:func:`keras_graph.read_cell`)."""
     keras = _keras()
-    return read_cell(layer, keras.layers.SimpleRNN, KERAS3, keras.ops.convert_to_numpy)
+    return read_cell(layer, keras.layers.SimpleRNN, KERAS3, keras.ops.convert_to_numpy,
+                     generic=(keras.layers.RNN, keras.layers.SimpleRNNCell))
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,8 @@ def _read_layer(layer: Any, is_bidi: bool, backend: str
 
 
 def _bare_layer(obj: Any) -> tuple[RNNParams, _Structure]:
-    """A bare ``SimpleRNN`` or ``Bidirectional`` layer: its parameters and what it returns."""
+    """A bare ``SimpleRNN``, ``RNN(SimpleRNNCell)`` or ``Bidirectional`` layer: its
+    parameters and what it returns."""
     keras = _keras()
     is_bidi = isinstance(obj, keras.layers.Bidirectional)
     cells, acts, merge, mode, back = _read_layer(obj, is_bidi, backend_name())
@@ -190,10 +192,10 @@ def from_native(obj: Any) -> RNNParams:
     keras = _keras()
     if isinstance(obj, keras.Model):
         return model_network(obj)[1]
-    if isinstance(obj, (keras.layers.SimpleRNN, keras.layers.Bidirectional)):
-        return _bare_layer(obj)[0]
-    raise TypeError(f"from_keras takes a SimpleRNN, a Bidirectional or a keras.Model, "
-                    f"got {type(obj).__name__}")
+    if isinstance(obj, (keras.layers.RNN, keras.layers.Bidirectional)):
+        return _bare_layer(obj)[0]  # an RNN around another cell is refused, named
+    raise TypeError(f"from_keras takes a SimpleRNN, an RNN(SimpleRNNCell), a Bidirectional or "
+                    f"a keras.Model, got {type(obj).__name__}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -301,7 +303,7 @@ def network_layers(params: RNNParams) -> list[Any]:
     layers = [*_input_layers(params), *identity_layers(params, 0)]
     for li in range(L):
         last = li == L - 1
-        seqs = not last or cfg.select == "sequence"
+        seqs = not last or cfg.select == "sequence"  # last_step: see to_native
         layers.append(rnn_layer(params, li, return_sequences=seqs,
                                 zero_output=last and seqs and cfg.padded_output == "zeros"))
         layers += identity_layers(params, li + 1)
@@ -331,6 +333,13 @@ def to_native(params: RNNParams, *, mask_value: float | None = None,
     ``Masking`` when it has one, the recurrent layers (``return_sequences`` by the
     selection: ``"final"`` is ``return_sequences=False``), the dropout and noise layers where
     they sit, the ``Dense`` head; in the params' dtype on the Keras backend of this process.
+
+    ``select="last_step"`` (torch ``out[:, -1]``) is written as ``return_sequences=False``
+    when the last layer is forward and the network has no mask source (no ``mask_zero``,
+    ``Masking`` or ``mask_value``): the model then never pads, and a forward layer's output
+    at ``T - 1`` is its final state, exactly. Reading the model back gives ``"final"``.
+    A masked network or a reverse or bidirectional last layer is refused (its last step is
+    not its final state).
 
     Args:
         mask_value: add ``Masking(mask_value)`` to a network without one, so steps whose
@@ -363,7 +372,7 @@ def to_native(params: RNNParams, *, mask_value: float | None = None,
 # --------------------------------------------------------------------------------------------
 def owns(model: Any) -> bool:
     keras = _keras()
-    return isinstance(model, (keras.layers.SimpleRNN, keras.layers.Bidirectional, keras.Model))
+    return isinstance(model, (keras.layers.RNN, keras.layers.Bidirectional, keras.Model))
 
 
 def readout_of(params: RNNParams, o: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
@@ -483,7 +492,7 @@ class KerasBackend(KerasSupport):
             outputs, states = _run_layer(params, li, h, mask_t, h0s)
             h_n += [to_np(s) for s in states]
             h = outputs
-            if li == cfg.num_layers - 1 and cfg.select == "final":
+            if li == cfg.num_layers - 1 and cfg.select in ("final", "last_step"):
                 h = _call(rnn_layer(params, li, return_sequences=False), below, mask_t, h0s)
             for layer in identity_layers(params, li + 1):
                 h = layer(h)

@@ -9,13 +9,26 @@ then builds the :class:`~rnn_ref.RNNParams` from any ``fetch(layer, index)``.
 
 Every layer and operation met is accounted for: it is a piece of the network or the model is
 refused naming it (``UnsupportedError``). A functional graph must be one chain from one input
-to one output. What is read (Keras 3.15 ``keras/src/layers``; Keras 2 writes the same keys,
-with ``batch_input_shape`` and list-form inbound nodes):
+to one output, but for a Bidirectional layer made by hand (below) and the mask: Keras 3
+records a functional model's mask as operations (``NotEqual(ids, 0)`` for
+``Embedding(mask_zero=True)``, ``Any(NotEqual(x, v), axis=-1)`` for ``Masking(v)``) passed
+to each layer as ``mask=``; those are read as the mask of that layer, any other mask is
+refused. What is read (Keras 3.15 ``keras/src/layers``; Keras 2 writes the same keys, with
+``batch_input_shape`` and list-form inbound nodes):
 
 * ``InputLayer``; ``Embedding`` (``mask_zero``); ``Masking`` (``mask_value``);
-* ``SimpleRNN`` and ``Bidirectional(SimpleRNN)``, every layer its own direction; ``dropout``
+* ``SimpleRNN``, the generic ``RNN(SimpleRNNCell(...))`` (the same layer: ``SimpleRNN`` is
+  that ``RNN``; an ``RNN`` around another cell or a list of cells is refused) and
+  ``Bidirectional`` of either, every layer its own direction; ``dropout``
   and ``recurrent_dropout`` are recorded as identities of the layer; ``go_backwards`` only on
   the last recurrent layer (Keras hands the next layer its outputs flipped);
+* a Bidirectional layer made by hand: ``Concatenate()([f, b])`` (or ``Add``, ``Average``,
+  ``Multiply``, which give ``sum``, ``ave``, ``mul``) of a forward layer ``f`` and a
+  ``go_backwards`` layer ``b`` called on one input, both with ``return_sequences=False``: the
+  two final states merged, exactly ``Bidirectional``'s. With ``return_sequences=True`` it is
+  refused: ``b``'s sequence is in processing order (reversed in time), which
+  ``Bidirectional`` flips back and a merge layer does not, and the spec's bidirectional layer
+  holds time-aligned halves only. A ``Concatenate`` needs the forward branch first;
 * ``Dropout``, ``SpatialDropout1D``, ``GaussianNoise``, ``GaussianDropout``, ``AlphaDropout``
   (identities with their rate and position);
 * ``Dense`` and ``TimeDistributed(Dense)`` (the head), and ``Activation`` (or ``Softmax``
@@ -45,7 +58,7 @@ from rnn_ref.network import Dense, HeadActivation, Identity, Softmax
 from rnn_ref.params import CellParams, RNNParams
 
 __all__ = ["IDENTITY_LAYERS", "KERAS2", "KERAS3", "Flavour", "KerasNetwork", "Source",
-           "assemble", "layer_chain", "parse_model", "read_cell"]
+           "assemble", "layer_chain", "parse_model", "read_cell", "simple_rnn_config"]
 
 
 @dataclass(frozen=True)
@@ -61,20 +74,30 @@ KERAS2 = Flavour("Keras 2", KERAS2_ACTIVATIONS)
 
 
 def read_cell(layer: Any, simple_rnn: type[Any], flavour: Flavour,
-              to_numpy: Callable[[Any], np.ndarray[Any, Any]]
+              to_numpy: Callable[[Any], np.ndarray[Any, Any]],
+              generic: tuple[type[Any], type[Any]] | None = None
               ) -> tuple[CellParams, Activation]:
     """A built ``SimpleRNN`` layer object (of the class ``simple_rnn`` of Keras 3 or Keras 2)
     as one canonical cell (its one bias in ``b_x``) and its activation; ``to_numpy`` turns the
-    framework's variables into arrays.
+    framework's variables into arrays. With ``generic = (RNN, SimpleRNNCell)`` the generic
+    ``RNN`` layer around one ``SimpleRNNCell`` is read too (it computes what ``SimpleRNN``
+    does: ``SimpleRNN`` is that layer).
 
     Raises:
-        UnsupportedError: another layer, a stateful one, or an activation outside the
-            flavour's set (named).
+        UnsupportedError: another layer (an ``RNN`` around another cell), a stateful one, or
+            an activation outside the flavour's set (named).
         ValueError: the layer is not built yet.
     """
     if not isinstance(layer, simple_rnn):
-        raise UnsupportedError("rnn-ref", f"a {flavour.name} {type(layer).__name__} layer",
-                               "only SimpleRNN is an Elman RNN")
+        if generic is not None and type(layer) is generic[0]:  # not LSTM, GRU (subclasses)
+            if not isinstance(getattr(layer, "cell", None), generic[1]):
+                raise UnsupportedError(
+                    "rnn-ref", f"the {flavour.name} RNN layer {layer.name!r} around a "
+                    f"{type(getattr(layer, 'cell', None)).__name__}",
+                    "rnn-ref reads RNN(SimpleRNNCell(...)): only SimpleRNNCell is an Elman cell")
+        else:
+            raise UnsupportedError("rnn-ref", f"a {flavour.name} {type(layer).__name__} layer",
+                                   "only SimpleRNN is an Elman RNN")
     if getattr(layer, "stateful", False):
         raise UnsupportedError("rnn-ref", "a stateful SimpleRNN",
                                "its state lives between calls, outside the weights")
@@ -96,7 +119,10 @@ IDENTITY_LAYERS: Mapping[str, tuple[str, str]] = {
     "GaussianNoise": ("gaussian_noise", "stddev"), "GaussianDropout": ("gaussian_dropout", "rate"),
     "AlphaDropout": ("alpha_dropout", "rate"),
 }
-_RNN = ("SimpleRNN", "Bidirectional")
+_RNN = ("SimpleRNN", "RNN", "Bidirectional")
+#: the keys of a generic ``RNN`` layer's own config (the others are its cell's)
+_RNN_KEYS = ("name", "return_sequences", "return_state", "go_backwards", "stateful", "unroll",
+             "zero_output_for_mask")
 
 
 @dataclass(frozen=True)
@@ -146,27 +172,124 @@ def _tensors(obj: Any) -> list[str]:
     return []
 
 
-def _node_inputs(layer: Mapping[str, Any]) -> list[str]:
-    """The names of the layers feeding ``layer``'s one call (refused: a shared layer, a call
-    with arguments beyond its input)."""
+def _node_call(layer: Mapping[str, Any]) -> tuple[list[str], str | None]:
+    """The names of the layers feeding ``layer``'s one call, and of the layer computing the
+    mask it is called with (``None``: no mask). Refused: a shared layer, a call with
+    arguments beyond its input and its mask."""
     nodes = layer.get("inbound_nodes") or []
     if len(nodes) > 1:
         raise _refuse(f"layer {_name(layer)!r} called {len(nodes)} times (a shared layer)")
     if not nodes:
-        return []
+        return [], None
     node = nodes[0]
     if isinstance(node, dict):  # Keras 3: {"args": [...], "kwargs": {...}}
         kwargs = {k: v for k, v in node.get("kwargs", {}).items()
                   if not (k == "training" or (k == "mask" and v is None))}
-        if kwargs:
-            raise _refuse(f"layer {_name(layer)!r} called with {sorted(kwargs)}")
-        return _tensors(node.get("args", []))
+        masks = _tensors(kwargs.pop("mask", None))
+        if kwargs or len(masks) > 1:
+            raise _refuse(f"layer {_name(layer)!r} called with {sorted(kwargs) or ['mask']}")
+        return _tensors(node.get("args", [])), masks[0] if masks else None
     names = []  # Keras 2: [[name, node_index, tensor_index, kwargs], ...]
     for entry in node:
         if len(entry) > 3 and entry[3]:
             raise _refuse(f"layer {_name(layer)!r} called with {sorted(entry[3])}")
         names.append(str(entry[0]))
-    return names
+    return names, None
+
+
+#: Keras merge layers and the merge mode of a Bidirectional layer made with them by hand
+_MERGES = {"Concatenate": "concat", "Add": "sum", "Average": "ave", "Multiply": "mul"}
+_BRANCH_SEQUENCES = (
+    "a go_backwards layer returns its sequence in processing order (position t holds the "
+    "state after x[T-1-t]), which Bidirectional flips back to time-aligned and a merge layer "
+    "does not; the spec's bidirectional layer merges time-aligned halves, so only the final "
+    "states (return_sequences=False on both branches) are a Bidirectional layer")
+
+
+def _hand_made(merge: Mapping[str, Any], parents: list[str],
+               layers: Mapping[str, Mapping[str, Any]]
+               ) -> tuple[dict[str, Any], list[str], str | None] | None:
+    """A merge layer of a forward and a ``go_backwards`` recurrent branch on one input (a
+    Bidirectional layer made by hand) as one recurrent entry (``"pair"``: the branches'
+    names, forward first), the input's layer and the branches' mask layer; ``None`` when
+    ``merge`` is no merge of two recurrent layers. Refused, named: branches on different
+    inputs, two branches of one direction, the backward branch first in a ``Concatenate``,
+    branches returning sequences (``_BRANCH_SEQUENCES``)."""
+    cls = str(merge.get("class_name"))
+    branches = [layers.get(p, {}) for p in parents]
+    if not _is_layer(merge, cls) or cls not in _MERGES or len(branches) != 2 or any(
+            b.get("class_name") not in ("SimpleRNN", "RNN") for b in branches):
+        return None
+    calls = [_node_call(b) for b in branches]
+    if calls[0] != calls[1] or len(calls[0][0]) != 1:
+        raise _refuse(f"{_what(merge)} of {parents}, which are not called on one input",
+                      "a Bidirectional layer made by hand runs both directions on one input")
+    confs = [simple_rnn_config(b) for b in branches]
+    back = [bool(c.get("go_backwards", False)) for c in confs]
+    if back == [True, False] and cls != "Concatenate":
+        branches.reverse()  # sum, product and mean do not depend on the order
+    elif back != [False, True]:
+        raise _refuse(f"{_what(merge)} of {parents} (go_backwards {back})",
+                      "a Bidirectional layer made by hand merges a forward branch and a "
+                      "go_backwards branch, forward first (Bidirectional's concat order)")
+    if any(c.get("return_sequences") for c in confs):
+        raise _refuse(f"{_what(merge)} of the sequences of {parents}", _BRANCH_SEQUENCES)
+    if merge.get("config", {}).get("axis", -1) not in (-1, 1):
+        raise _refuse(f"{_what(merge)} on axis {merge['config']['axis']}",
+                      "the directions concatenate on the feature axis")
+    entry = {**merge, "pair": [_name(b) for b in branches],
+             "config": {"name": _name(merge), "layer": branches[0],
+                        "backward_layer": branches[1], "merge_mode": _MERGES[cls]}}
+    return entry, calls[0][0], calls[0][1]
+
+
+def _mask_ops(source: Mapping[str, Any] | None, layers: Mapping[str, Mapping[str, Any]]
+              ) -> dict[str, set[str]]:
+    """The operation layers that compute the mask of ``source`` (an ``Embedding`` with
+    ``mask_zero`` or a ``Masking`` layer) in a functional graph: ``NotEqual(ids, 0)``, or
+    ``Any(NotEqual(x, mask_value), axis=-1)``; by the name of the layer giving the mask, the
+    names of the operations computing it."""
+    if source is None:
+        return {}
+    embedding = source.get("class_name") == "Embedding"
+    value = 0 if embedding else source.get("config", {}).get("mask_value", 0.0)
+    x = _node_call(source)[0]
+    out: dict[str, set[str]] = {}
+    for name, op in layers.items():
+        args = ((op.get("inbound_nodes") or [{}])[0] or {})
+        args = args.get("args", []) if isinstance(args, dict) else []
+        if op.get("class_name") == "NotEqual" and len(args) == 2 and _tensors(args[0]) == x \
+                and args[1] == value:
+            out[name] = {name}
+    if embedding:
+        return out
+    anys = {}
+    for name, op in layers.items():
+        conf = op.get("config", {})
+        parents = _node_call(op)[0] if op.get("class_name") == "Any" else []
+        if len(parents) == 1 and parents[0] in out and conf.get("axis") in (-1, [-1]) \
+                and not conf.get("keepdims", False):
+            anys[name] = {name, parents[0]}
+    return anys
+
+
+def _checked_masks(chain: list[Mapping[str, Any]], masked: list[tuple[str, str]],
+                   layers: Mapping[str, Mapping[str, Any]]) -> set[str]:
+    """The operation layers computing the masks the layers of ``chain`` are called with
+    (``masked``: (layer, mask layer) names), each checked to be the mask of the chain's
+    ``Embedding(mask_zero=True)`` or ``Masking`` layer."""
+    source = next((la for la in chain if (_is_layer(la, "Embedding") and la.get(
+        "config", {}).get("mask_zero")) or _is_layer(la, "Masking")), None)
+    allowed = _mask_ops(source, layers)
+    ops: set[str] = set()
+    for name, mask in masked:
+        if mask not in allowed:
+            maker = _what(layers[mask]) if mask in layers else repr(mask)
+            raise _refuse(f"layer {name!r} called with a mask computed by {maker}",
+                          "rnn-ref reads the mask of an Embedding(mask_zero=True) or a "
+                          "Masking layer")
+        ops |= allowed[mask]
+    return ops
 
 
 def _functional_chain(config: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -176,22 +299,30 @@ def _functional_chain(config: Mapping[str, Any]) -> list[Mapping[str, Any]]:
         raise _refuse(f"a model with {len(inputs)} inputs and {len(outputs)} outputs",
                       "rnn-ref reads a chain from one input to one output")
     chain: list[Mapping[str, Any]] = []
+    masked: list[tuple[str, str]] = []
     name = outputs[0]
     while True:
         if name not in layers:
             raise _refuse(f"a graph naming the unknown layer {name!r}")
-        layer = layers[name]
+        layer: Mapping[str, Any] = layers[name]
+        parents, mask = _node_call(layer)
+        pair = _hand_made(layer, parents, layers)
+        if pair is not None:
+            layer, parents, mask = pair
+        if mask is not None:
+            masked.append((name, mask))
         chain.insert(0, layer)
-        parents = _node_inputs(layer)
         if not parents:
             break
         if len(parents) != 1:
             raise _refuse(f"{_what(layer)} taking {len(parents)} inputs {parents}",
-                          "rnn-ref reads a chain of layers")
+                          "rnn-ref reads a chain of layers (and Bidirectional layers made "
+                          "by hand: a merge of a forward and a go_backwards layer)")
         name = parents[0]
     if _name(chain[0]) != inputs[0]:
         raise _refuse(f"a graph whose output does not come from its input {inputs[0]!r}")
-    unused = sorted(set(layers) - {_name(layer) for layer in chain})
+    met = {n for la in chain for n in (_name(la), *la.get("pair", ()))}
+    unused = sorted(set(layers) - met - _checked_masks(chain, masked, layers))
     if unused:
         raise _refuse(f"layers {unused} off the path from the input to the output")
     return chain
@@ -232,6 +363,29 @@ def _is_layer(layer: Mapping[str, Any], cls: str) -> bool:
     return layer.get("class_name") == cls and ".ops" not in module
 
 
+def simple_rnn_config(layer: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The ``SimpleRNN`` config of a ``SimpleRNN`` layer, or of a generic ``RNN`` layer around
+    one ``SimpleRNNCell`` (its cell's config under the layer's own keys, ``_RNN_KEYS``: that
+    layer computes what ``SimpleRNN`` does).
+
+    Raises:
+        UnsupportedError: another layer, or an ``RNN`` around another cell (named).
+    """
+    conf = layer.get("config", {})
+    if _is_layer(layer, "SimpleRNN"):
+        return conf
+    if not _is_layer(layer, "RNN"):
+        raise _refuse(_what(layer), "only SimpleRNN and RNN(SimpleRNNCell) are Elman RNNs")
+    cell = conf.get("cell")
+    if isinstance(cell, Mapping) and _is_layer(cell, "SimpleRNNCell"):
+        return {**cell.get("config", {}), **{k: conf[k] for k in _RNN_KEYS if k in conf}}
+    inner = (f"a {cell.get('class_name')}" if isinstance(cell, Mapping) else
+             f"{len(cell)} cells" if isinstance(cell, list) else repr(cell))
+    raise _refuse(f"{_what(layer)} around {inner}",
+                  "rnn-ref reads RNN(SimpleRNNCell(...)): only SimpleRNNCell is an Elman cell, "
+                  "and a stack of cells is a stack of layers")
+
+
 @dataclass
 class _Reader:
     """The state of one pass over the chain."""
@@ -262,7 +416,7 @@ class _Reader:
     # -- the layers ------------------------------------------------------------------------
     def take(self, layer: Mapping[str, Any]) -> None:
         cls, conf = str(layer.get("class_name")), layer.get("config", {})
-        self.names.append(_name(layer))
+        self.names += [*layer.get("pair", ()), _name(layer)]
         if ".ops" in str(layer.get("module") or ""):
             raise _refuse(_what(layer), "rnn-ref reads Keras layers of the network only")
         if cls == "InputLayer":
@@ -277,7 +431,7 @@ class _Reader:
             stage = "head" if self.head else ("rnn" if self.rnn else "input")
             self.idents.append((kind, float(conf.get(key, 0.0)), stage,
                                 len(self.head) - 1 if self.head else len(self.rnn)))
-        elif cls in _RNN:
+        elif cls in _RNN or "pair" in layer:
             self.recurrent(layer, conf)
         elif cls in ("Dense", "TimeDistributed"):
             self.dense(layer, conf)
@@ -285,8 +439,10 @@ class _Reader:
             self.fold(layer, conf)
         else:
             raise _refuse(_what(layer), "rnn-ref reads Embedding, Masking, SimpleRNN, "
-                          "Bidirectional, Dense, TimeDistributed(Dense), Activation and the "
-                          f"dropout and noise layers {', '.join(IDENTITY_LAYERS)}")
+                          "RNN(SimpleRNNCell), Bidirectional (or a Concatenate, Add, Average "
+                          "or Multiply of a forward and a go_backwards layer's final states), "
+                          "Dense, TimeDistributed(Dense), Activation and the dropout and noise "
+                          f"layers {', '.join(IDENTITY_LAYERS)}")
         if cls not in IDENTITY_LAYERS:
             self.previous = layer
 
@@ -332,12 +488,13 @@ class _Reader:
                  "return_sequences": bool(cells[0].get("return_sequences", False))}
         li = len(self.rnn)
         self.rnn.append(entry)
+        pair = layer.get("pair")  # a Bidirectional made by hand: each direction its own layer
         for r, cell in enumerate(cells):
             bias = bool(cell.get("use_bias", True))
-            base = r * (3 if bias else 2)
+            owner, base = (pair[r], 0) if pair else (name, r * (3 if bias else 2))
             for k, n in enumerate(("w_x", "w_h")):
-                self.sources[f"layers.{li}.{r}.{n}"] = Source(name, base + k)
-            self.sources[f"layers.{li}.{r}.b_x"] = Source(name, base + 2) if bias else None
+                self.sources[f"layers.{li}.{r}.{n}"] = Source(owner, base + k)
+            self.sources[f"layers.{li}.{r}.b_x"] = Source(owner, base + 2) if bias else None
             self.sources[f"layers.{li}.{r}.b_h"] = None
         for kind, key in (("input_dropout", "dropout"), ("recurrent_dropout",
                                                         "recurrent_dropout")):
@@ -350,22 +507,20 @@ class _Reader:
     def cells(self, layer: Mapping[str, Any], conf: Mapping[str, Any]
               ) -> list[Mapping[str, Any]]:
         """The SimpleRNN config of each direction (forward first), checked."""
-        if layer.get("class_name") == "Bidirectional":
-            inner = conf.get("layer", {})
-            back = conf.get("backward_layer") or {
-                **inner, "config": {**inner.get("config", {}),
-                                    "go_backwards": not inner.get("config", {}).get(
-                                        "go_backwards", False)}}
-            for part in (inner, back):
-                if part.get("class_name") != "SimpleRNN":
+        if layer.get("class_name") == "Bidirectional" or "pair" in layer:
+            parts = [conf.get("layer", {}), conf.get("backward_layer")]
+            for part in parts:
+                if part and part.get("class_name") not in ("SimpleRNN", "RNN"):
                     raise _refuse(f"{_what(layer)} around a {part.get('class_name')} layer",
                                   "only SimpleRNN is an Elman RNN")
-            fwd, bwd = inner.get("config", {}), back.get("config", {})
+            fwd = simple_rnn_config(parts[0])
+            bwd = simple_rnn_config(parts[1]) if parts[1] else {
+                **fwd, "go_backwards": not fwd.get("go_backwards", False)}
             if fwd.get("go_backwards") or not bwd.get("go_backwards"):
                 raise _refuse(f"{_what(layer)} whose forward layer goes backwards")
             cells = [fwd, bwd]
         else:
-            cells = [conf]
+            cells = [simple_rnn_config(layer)]
         for cell in cells:
             for flag in ("stateful", "return_state"):
                 if cell.get(flag):
@@ -467,6 +622,8 @@ def _first_build_shape(chain: list[Mapping[str, Any]]) -> int | None:
     for layer in chain:
         if layer.get("class_name") == "InputLayer":
             continue
+        if "pair" in layer:  # a Bidirectional made by hand: its forward layer's input
+            layer = layer["config"]["layer"]
         shape = (layer.get("build_config") or {}).get("input_shape")
         if layer.get("class_name") == "Embedding" or not shape:
             return None
