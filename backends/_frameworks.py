@@ -27,7 +27,7 @@ from typing import Any
 
 from rnn_ref.activations import Activation
 from rnn_ref.config import RNNConfig
-from rnn_ref.network import SHOWS_PADDED_STEPS
+from rnn_ref.network import POOLINGS, SHOWS_PADDED_STEPS
 
 __all__ = ["CONVERTER_API", "DEVICES", "FILE_API", "FRAMEWORKS", "GRAPH_API", "KERAS_ACTIVATIONS",
            "MODULE_API", "BackendSpec", "FileFormat", "Framework", "backends", "by_name",
@@ -128,8 +128,8 @@ TORCH_READOUT_ACTIVATIONS = ("linear", "tanh", "relu", "sigmoid")
 
 #: The pieces of the network beyond the plain Elman stack (docs/spec.md section 2.6), as
 #: :func:`network_unsupported` names them.
-NETWORK_PIECES = ("embedding", "mask_value", "mixed_directions", "select", "head_stack",
-                  "softmax", "dense_without_bias")
+NETWORK_PIECES = ("embedding", "mask_value", "mixed_directions", "select", "pooling",
+                  "head_stack", "softmax", "dense_without_bias", "returns")
 
 
 def network_unsupported(config: RNNConfig, holds: frozenset[str] | set[str] = frozenset()
@@ -137,7 +137,7 @@ def network_unsupported(config: RNNConfig, holds: frozenset[str] | set[str] = fr
     """The first piece of the network beyond the plain stack (:data:`NETWORK_PIECES`) that a
     framework's converters and backends do not hold (``holds`` lists those they do), or
     ``None``. Identity layers are not here: every framework runs them (as nothing)."""
-    from rnn_ref.network import Softmax
+    from rnn_ref.network import POOLINGS, Softmax
 
     head = config.head
     pieces = (
@@ -146,11 +146,14 @@ def network_unsupported(config: RNNConfig, holds: frozenset[str] | set[str] = fr
         ("mask_value", config.mask_value is not None, f"Masking(mask_value={config.mask_value})"),
         ("mixed_directions", len(set(config.directions)) > 1,
          f"layers of different directions {list(config.directions)}"),
-        ("select", config.select != "sequence", f"select={config.select!r}"),
+        ("select", config.select not in ("sequence", *POOLINGS), f"select={config.select!r}"),
+        ("pooling", config.select in POOLINGS, f"a pooling over time (select={config.select!r})"),
         ("head_stack", len(head) > 1, f"a head of {len(head)} dense layers"),
         ("softmax", any(isinstance(d.activation, Softmax) for d in head),
          "a softmax head layer"),
         ("dense_without_bias", any(not d.bias for d in head), "a head layer without a bias"),
+        ("returns", config.returns != ("result",),
+         f"several outputs (returns={list(config.returns)})"),
     )
     for name, present, what in pieces:
         if present and name not in holds:
@@ -191,6 +194,9 @@ def torch_unsupported(config: RNNConfig, *, padded: bool = False) -> Reason:
     if config.merge_modes[-1] is None:
         return ("merge_mode None (the pair of directions)",
                 "the torch module returns one tensor; use another merge_mode")
+    reason = network_unsupported(config, holds=set(NETWORK_PIECES) - {"pooling", "returns"})
+    if reason is not None:
+        return reason
     return _padded_zeros(config, "a PackedSequence pads outputs with zeros") if padded else None
 
 
@@ -247,7 +253,8 @@ def keras_unsupported(config: RNNConfig, *, backend: str | None = None, padded: 
     for j, dense in enumerate(config.head):
         if not isinstance(dense.activation, Softmax) and dense.activation not in keras_acts:
             return f"head layer {j} activation {dense.activation}", "Dense takes Keras activations"
-    reason = _keras_layout(config, padded or config.mask_zero or config.mask_value is not None)
+    reason = _keras_layout(config, padded or config.mask_zero or config.mask_value is not None) \
+        or network_unsupported(config, holds=set(NETWORK_PIECES) - {"returns"})
     if reason is not None:
         return reason
     mode = config.padded_output
@@ -280,7 +287,12 @@ def onnx_unsupported(config: RNNConfig, *, padded: bool = True) -> Reason:
     reason = network_unsupported(config, holds=ONNX_HOLDS)
     if reason is not None:
         return reason
-    if (padded or config.mask_zero) and config.select in SHOWS_PADDED_STEPS:
+    if config.mask_zero and (config.select in SHOWS_PADDED_STEPS or config.select in POOLINGS):
+        return (f"mask_zero with select={config.select!r}",
+                "the graph moves each sample's non-zero ids to the front before the RNN nodes "
+                "(Keras skips every id-0 step, wherever it stands), so its per-step outputs "
+                "are in that order; it holds selections of final states")
+    if padded and config.select in SHOWS_PADDED_STEPS:
         return _padded_zeros(config, "sequence_lens zeroes padded outputs")
     return None
 

@@ -31,6 +31,7 @@ from rnn_ref.backends import devices
 from rnn_ref.backends._frameworks import nothing_unsupported as unsupported
 from rnn_ref.config import RNNConfig
 from rnn_ref.inputs import check_inputs, check_options
+from rnn_ref.network import POOLINGS
 from rnn_ref.params import CellParams, Readout, RNNParams
 from rnn_ref.reference import ForwardResult
 
@@ -220,10 +221,25 @@ def _head_act(g: Any) -> Callable[[jax.Array], jax.Array]:
     return jax.nn.softmax if g.name == "softmax" else jax.nn.log_softmax
 
 
-def _select(config: RNNConfig, merged: Any, finals: list[jax.Array]) -> Any:
-    """:func:`rnn_ref.reference.select` on time-major outputs ``(T, N, F)``: what the last
-    layer hands on, batch-major (``(N, T, F)`` for ``"sequence"``, else ``(N, F)``)."""
+def _pool(how: str, merged: jax.Array, valid_tm: jax.Array | None) -> jax.Array:
+    """:func:`rnn_ref.network.pool` on time-major outputs ``(T, N, F)`` and ``valid (T, N)``."""
+    if how == "max_all":
+        return merged.max(axis=0)
+    if how == "mean_all" or valid_tm is None:
+        return merged.sum(axis=0) / max(merged.shape[0], 1)
+    keep = valid_tm[:, :, None]
+    count = jnp.maximum(keep.sum(axis=0), 1).astype(merged.dtype)  # (N, 1)
+    return jnp.where(keep, merged, 0).sum(axis=0) / count
+
+
+def _select(config: RNNConfig, merged: Any, finals: list[jax.Array],
+            valid_tm: jax.Array | None) -> Any:
+    """:func:`rnn_ref.reference.select` on time-major outputs ``(T, N, F)`` (``valid_tm (T,
+    N)`` or ``None``): what the last layer hands on, batch-major (``(N, T, F)`` for
+    ``"sequence"``, else ``(N, F)``)."""
     how = config.select
+    if how in POOLINGS:
+        return _pool(how, merged, valid_tm)
     if how == "sequence":
         return (tuple(jnp.swapaxes(o, 0, 1) for o in merged) if isinstance(merged, tuple)
                 else jnp.swapaxes(merged, 0, 1))
@@ -272,7 +288,7 @@ def _apply(tree: Tree, x: jax.Array, h0: tuple[jax.Array, ...] | None,
     merged, h_n = _layers(tree, jnp.swapaxes(x, 0, 1), h0, valid_tm, config, padded_output,
                           output_order, unroll)
     R_last = config.num_directions_of(config.num_layers - 1)
-    selected = _select(config, merged, h_n[-R_last:])
+    selected = _select(config, merged, h_n[-R_last:], valid_tm)
     y = None
     if tree.get("head"):
         y = selected

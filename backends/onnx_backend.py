@@ -597,16 +597,9 @@ def graph_result(cfg: RNNConfig, got: dict[str, np.ndarray[Any, Any]]) -> Forwar
 
 def _lengths(name: str, inputs: Inputs) -> np.ndarray[Any, Any] | None:
     """The ``lengths`` feed: right-padded lengths, or ``None``; for ``mask_zero`` always
-    ``None`` (the graph derives them from the ids), and token ids with a 0 before a non-zero
-    id are refused: ``sequence_lens`` cannot say that mask."""
-    if not inputs.config.mask_zero:
-        return inputs.lengths_or_none(name)
-    if inputs.padded and not inputs.right_padded:
-        raise UnsupportedError(name, "token ids with a 0 before a non-zero id (mask_zero with "
-                                     "holes), or a mask with holes",
-                               "the graph's sequence_lens counts the non-zero ids, which is "
-                               "Keras' mask only when the zeros are trailing")
-    return None
+    ``None``: the graph derives the mask from the ids, any pattern (:func:`graph_feeds` puts
+    id 0 at every step a caller's lengths or mask pad)."""
+    return None if inputs.config.mask_zero else inputs.lengths_or_none(name)
 
 
 # --------------------------------------------------------------------------------------------
@@ -634,7 +627,7 @@ class OnnxGraphBackend:
                  ) -> str | None:
         if self.padding_refusal is not None and (lengths or mask):
             return f"lengths or a mask: {self.padding_refusal}"
-        if mask:
+        if mask and not config.mask_zero:
             return "a mask of any pattern: sequence_lens takes right-padded lengths"
         reason = self.rules(config, padded=lengths)
         if reason is not None:
@@ -646,7 +639,7 @@ class OnnxGraphBackend:
     def forward(self, params: RNNParams, x: np.ndarray[Any, Any], *, h0: Any = None,
                 lengths: Any = None, mask: Any = None) -> ForwardResult:
         """The graph on ``x (N, T, D)`` (token ids ``(N, T)`` with an embedding; with
-        ``mask_zero`` ids whose zeros are not trailing are refused), ``h0 (L*R, N, M)`` (or
+        ``mask_zero`` any pattern of id 0, lengths or mask), ``h0 (L*R, N, M)`` (or
         L*R ``(N, M_l)``), ``lengths (N,)`` or a right-padded ``mask (N, T)``: ``outputs
         (N, T, F)`` (a pair of
         ``(N, T, M)`` for ``merge_mode=None``), ``h_n (L*R, N, M)`` (or L*R ``(N, M_l)``) and

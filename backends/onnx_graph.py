@@ -6,12 +6,17 @@
         --RNN node per layer (merged as below)--> (T, N, F)
         --selection--> (T, N, F) or (N, F) --head: MatMul [+ Add] + activation ...--> y
 
-* The embedding is ``Gather(embedding (V, D), x)``. With ``mask_zero`` the nodes' shared
-  ``sequence_lens`` is ``ReduceSum(Cast(Not(Equal(x, 0)), int32), axis=time)``: the number of
-  non-zero ids, which is the mask Keras derives only when the zeros are trailing (right
-  padding). Ids with a zero before a non-zero id (a mask with holes) cannot be said with
-  ``sequence_lens``: the graph then computes another network, and the backends refuse such
-  inputs (:meth:`rnn_ref.backends.onnx_backend.OnnxGraphBackend.forward`).
+* The embedding is ``Gather(embedding (V, D), x)``. With ``mask_zero`` (Keras skips every step
+  whose id is 0, wherever it stands: ``pad_sequences`` pads at the front by default) the ids
+  are first **compacted**: each sample's non-zero ids move to the front in their order, the
+  zeros after them (:func:`_compacted_ids`: ``CumSum`` ranks, then ``ScatterElements``),
+  and the nodes' shared ``sequence_lens`` is the count of non-zero ids,
+  ``ReduceSum(Cast(Not(Equal(ids, 0)), int32), axis=1)``. Every layer then steps through
+  exactly the steps Keras steps through, in the same order, for any padding pattern (front,
+  back, holes), so the final states are Keras'. The per-step outputs are in the compacted
+  order, so a ``mask_zero`` graph is written only for selections of final states
+  (``onnx_unsupported`` refuses the rest) and exposes no per-step outputs. A ``mask_zero``
+  graph is batch-major (``time_major=True`` is refused).
 * One ``RNN`` node per layer, each with its own direction, time-major (``layout=0``) unless
   asked, and a dynamic sequence length. A layer's two directions are merged as Keras does:
   ``concat`` is ``Transpose(0, 2, 1, 3)`` + ``Reshape(0, 0, 2M)`` (as torch writes it), the
@@ -108,20 +113,43 @@ def _graph_inputs(cfg: RNNConfig, elem: int, dims: tuple[str, str], *, lengths: 
     return inputs, names
 
 
+def _compacted_ids(g: Any) -> tuple[str, str]:
+    """The batch-major ids ``x (N, T)`` compacted, and their lengths for ``sequence_lens``::
+
+        z        = [x == 0]                              (N, T) the padded steps
+        dest     = cumsum(1 - z) - 1                     where the id is not 0: 0, 1, ...
+                   count + cumsum(z) - 1                 where it is: count, count + 1, ...
+        ids      = ScatterElements(x, dest, x, axis=1)   ids[n, dest[n, t]] = x[n, t]
+        lens[n]  = sum_t [ids[n, t] != 0]                int32 (N,), count = sum_t (1 - z)
+
+    ``dest`` is a permutation of each row, so every position is written once: the non-zero
+    ids first in their order, then the zeros. Every size is the input's (shape inference
+    bounds them before the graph runs)."""
+    zero = g.const(g.name("zero"), _scalar(0))
+    is_zero = g.op1("Equal", ["x", zero])
+    pad = g.op1("Cast", [is_zero], to=TensorProto.INT64)
+    valid = g.op1("Cast", [g.op1("Not", [is_zero])], to=TensorProto.INT64)
+    axis = g.const(g.name("axis"), _scalar(1))
+    count = g.op1("ReduceSum", [valid, g.const(g.name("axes"), _i64(1))], keepdims=1)
+    dest = g.op1("Where", [is_zero, g.op1("Add", [g.op1("CumSum", [pad, axis]), count]),
+                           g.op1("CumSum", [valid, axis])])
+    dest = g.op1("Sub", [dest, g.const(g.name("one"), _scalar(1))])
+    ids = g.op1("ScatterElements", ["x", dest, "x"], axis=1)
+    valid_c = g.op1("Not", [g.op1("Equal", [ids, zero])])
+    lens = g.op1("ReduceSum", [g.op1("Cast", [valid_c], to=TensorProto.INT32),
+                               g.const(g.name("axes"), _i64(1))], keepdims=0)
+    return ids, lens
+
+
 def _network_input(g: Any, params: RNNParams, *, time_major: bool, layout: int) -> tuple[str, str]:
     """The first node's ``X`` (the embedded ids or ``x``, transposed to time-major unless the
     graph or the nodes are), and the ``sequence_lens`` ``mask_zero`` derives (``""``: none)."""
-    x = "x"
+    ids, lens = _compacted_ids(g) if params.config.mask_zero else ("x", "")
+    x = ids
     if params.embedding is not None:
-        x = g.op1("Gather", [g.const("embedding", params.embedding), "x"], axis=0)
+        x = g.op1("Gather", [g.const("embedding", params.embedding), ids], axis=0)
     if not (time_major or layout):
         x = g.op1("Transpose", [x], perm=[1, 0, 2])
-    lens = ""
-    if params.config.mask_zero:
-        valid = g.op1("Not", [g.op1("Equal", ["x", g.const(g.name("zero"), _scalar(0))])])
-        axes = g.const(g.name("axes"), _i64(0 if time_major else 1))
-        lens = g.op1("ReduceSum", [g.op1("Cast", [valid], to=TensorProto.INT32), axes],
-                     keepdims=0)
     return x, lens
 
 
@@ -220,14 +248,15 @@ def _output_values(g: Any, params: RNNParams, outputs: list[str], y_hs: list[str
                    t_axis: int, expose_outputs: bool) -> list[tuple[str, str, bool]]:
     """``(name, value, is_sequence)`` of the graph's outputs before ``h_n``: the result (``y``
     with a head, else ``output`` / ``selected``, or their ``_forward``/``_backward`` pair), then
-    with ``expose_outputs`` also ``output`` and ``selected`` where they differ from it."""
+    with ``expose_outputs`` also ``output`` and ``selected`` where they differ from it
+    (``output`` not with ``mask_zero``: it is in the compacted order)."""
     cfg = params.config
     pair = ("_forward", "_backward") if len(outputs) == 2 else ("",)
     named = [(f"output{p}", o, True) for p, o in zip(pair, outputs, strict=True)]
     selected = _selection(g, cfg, outputs, y_hs[-1], t_axis, params.dtype)
     if cfg.select != "sequence":
         named = [(f"selected{p}", o, False) for p, o in zip(pair, selected, strict=False)]
-        if expose_outputs:
+        if expose_outputs and not cfg.mask_zero:
             named += [(f"output{p}", o, True) for p, o in zip(pair, outputs, strict=True)]
     if params.head:
         y = _head(g, params, selected[0])
@@ -272,6 +301,9 @@ def _check_request(params: RNNParams, *, time_major: bool, lengths: bool, layout
         raise UnsupportedError(NAME, "a lengths input with mask_zero",
                                "the graph derives sequence_lens from the ids; put id 0 at the "
                                "padded steps instead")
+    if time_major and cfg.mask_zero:
+        raise UnsupportedError(NAME, "time_major=True with mask_zero",
+                               "the graph compacts the ids batch-major; use time_major=False")
     if layout not in (0, 1) or (layout == 1 and time_major):
         raise ValueError(f"layout must be 0, or 1 with a batch-major graph (time_major=False); "
                          f"got layout={layout!r}, time_major={time_major}")
@@ -325,7 +357,8 @@ def write_network(params: RNNParams, *, time_major: bool = False, lengths: bool 
 
 def graph_result(cfg: RNNConfig, got: dict[str, np.ndarray[Any, Any]]) -> ForwardResult:
     """A :class:`ForwardResult` from the outputs (by name) of a :func:`write_network` graph
-    written with ``expose_outputs=True``."""
+    written with ``expose_outputs=True`` (``outputs`` is ``None`` where the graph shows no
+    per-step outputs: ``mask_zero``)."""
     if cfg.uniform_hidden:
         h_n: Any = np.asarray(got["h_n"])
     else:
@@ -336,7 +369,7 @@ def graph_result(cfg: RNNConfig, got: dict[str, np.ndarray[Any, Any]]) -> Forwar
             return np.asarray(got[name])
         return np.asarray(got[f"{name}_forward"]), np.asarray(got[f"{name}_backward"])
 
-    outputs = one_or_pair("output")
+    outputs = one_or_pair("output") if any(k.startswith("output") for k in got) else None
     selected = outputs if cfg.select == "sequence" else one_or_pair("selected")
     y = got.get("y")
     return ForwardResult(outputs, h_n, None if y is None else np.asarray(y), selected)

@@ -13,10 +13,23 @@ refused by name, never skipped: what is read computes what the graph computes.
 Read: the graphs of :func:`rnn_ref.backends.onnx_graph.write_network` and of
 ``torch.onnx.export(..., dynamo=False)`` of modules made of ``nn.Embedding``, ``nn.RNN``
 (batch first or not), ``out[:, -1]``, ``h_n[-1]``, ``cat([h_n[-2], h_n[-1]], 1)`` and
-``nn.Linear`` with activations and ``softmax``. The metadata ``rnn_ref.config`` never overrides
+``nn.Linear`` with activations and ``softmax``.
+
+Zero initial states: an ``initial_h`` that provably is all zeros is the spec's default state,
+however it is computed. torch writes an omitted ``h0`` as ``Expand`` of a zero constant or
+``ConstantOfShape`` to ``[L*R, N, M]`` with ``N`` from ``Shape(x)``, and
+``torch.zeros(L, x.size(0), M).to(x.device)`` as ``Shape``, ``Gather``, ``Unsqueeze``,
+``Concat``, ``ConstantOfShape``, ``Cast``. The reader tracks the role ``zeros``:
+``ConstantOfShape`` with no value or 0, and any reshaping, selection, broadcast or cast of
+zeros (:data:`_ZERO_FLOW`) whose other inputs are shape arithmetic (constants, ``Shape``, and
+``Gather``/``Unsqueeze``/``Squeeze``/``Concat``/``Cast``/``Slice`` of those). Shape arithmetic
+is accounted for only as the computation of such zeros: a shape any other node takes is
+refused there, and a shape or zeros nothing takes is refused by :func:`_check_zeros_used`. A
+state filled with anything else (``ConstantOfShape`` of 1, zeros plus 1, an ``Expand`` of a
+non-zero constant) is refused by name. The metadata ``rnn_ref.config`` never overrides
 a node: it only fills in what no node says (identity layers, the padding index, the merge mode
 of a last layer whose merged outputs are not used, ``padded_output`` where no padded step is
-seen).
+seen, ``output_order`` where only final states are).
 """
 
 from __future__ import annotations
@@ -71,6 +84,7 @@ class _Val:
     rev: bool = False  # seq: in processing order; Y: layout 1
     name: str = ""  # input, h0: the graph input
     head: tuple[Any, ...] = ()  # head: (j, w, b or None, ops, per_step)
+    compact: bool = False  # ids, idzero, idmask, idlens: of the compacted ids (_on_compact)
 
 
 @dataclass
@@ -83,6 +97,7 @@ class _State:
     layers: list[tuple[Any, list[CellParams], bool]] = field(default_factory=list)
     merges: dict[int, str | None] = field(default_factory=dict)
     lens: set[str] = field(default_factory=set)
+    compacted: bool = False  # the ids were compacted (mask_zero: _on_compact)
     time_major: bool | None = None
     embedding: np.ndarray[Any, Any] | None = None
     heads: list[tuple[np.ndarray[Any, Any], np.ndarray[Any, Any] | None, HeadActivation]] = \
@@ -129,10 +144,12 @@ def _const(st: _State, name: str) -> np.ndarray[Any, Any] | None:
 
 
 def _ints(st: _State, node: onnx.NodeProto, index: int, attr: str) -> list[int] | None:
-    """An int list given as input ``index`` (a constant) or attribute ``attr`` (older opsets)."""
+    """An int list given as input ``index`` (a constant) or attribute ``attr`` (older opsets);
+    ``None`` where neither is given (the operator's default). An input that is not a constant
+    (a computed shape) gives ``[]``, which no handler's pattern matches: never the default."""
     if len(node.input) > index and node.input[index]:
         value = _const(st, node.input[index])
-        return None if value is None else [int(v) for v in np.ravel(value)]
+        return [] if value is None else [int(v) for v in np.ravel(value)]
     got = _attr(node, attr)
     return None if got is None else [int(v) for v in got]
 
@@ -155,8 +172,9 @@ def _in(st: _State, node: onnx.NodeProto) -> list[_Val]:
 
 def _plumbing(st: _State, node: onnx.NodeProto, vals: list[_Val]) -> list[_Val] | None:
     """Shape computations: any node whose inputs are all shapes or constants and whose output
-    is consumed only as a shape (checked where it is consumed)."""
-    if vals and all(v.kind in ("const", "shape", "none") for v in vals) and \
+    is consumed only as a shape (checked where it is consumed: only a zero-producer takes a
+    shape, and :func:`_check_zeros_used` refuses one nothing takes)."""
+    if vals and all(v.kind in _SHAPE_KINDS for v in vals) and \
             node.op_type in ("Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Slice"):
         return [_Val("shape")] * len(node.output)
     return None
@@ -178,10 +196,69 @@ def _on_shape(st: _State, node: onnx.NodeProto, vals: list[_Val]) -> list[_Val]:
 
 
 def _on_constant_of_shape(st: _State, node: onnx.NodeProto, vals: list[_Val]) -> list[_Val]:
+    """Zeros of a computed shape (``value`` absent means a float 0): with any other value, a
+    constant the network has no place for (a non-zero initial state)."""
     value = _attr(node, "value")
     if value is not None and np.any(numpy_helper.to_array(value)):
-        raise _refuse(node, "a constant that is not zeros, e.g. an initial state")
+        got = numpy_helper.to_array(value).ravel()[:1].tolist()
+        raise _refuse(node, f"a constant filled with {got}, not zeros: an initial state the "
+                            f"network has only as zeros or the graph's h0 input")
+    if not vals or vals[0].kind not in _SHAPE_KINDS:
+        got = _describe(vals[0]) if vals else "nothing"
+        raise _refuse(node, f"zeros of the shape {got}, not of a shape computed from "
+                            f"constants and the input's shape")
     return [_Val("zeros")]
+
+
+# ---- zeros: the default initial state, however the exporter computes it --------------------
+#: roles of values that are shape arithmetic: constants, shapes of values, and computations
+#: of them (:func:`_plumbing`); they are accounted for only where a zero-producer takes them
+_SHAPE_KINDS = ("const", "shape", "none")
+#: operators whose result is all zeros when their data inputs are (``None``: every input is
+#: data; else the data inputs' positions), whatever their other inputs (shapes, axes, indices,
+#: a target type) say: a reshaping, selection, broadcast or type change of zeros is zeros
+_ZERO_FLOW: dict[str, tuple[int, ...] | None] = {
+    "Identity": (0,), "Cast": (0,), "Expand": (0,), "Tile": (0,), "Reshape": (0,),
+    "Flatten": (0,), "Unsqueeze": (0,), "Squeeze": (0,), "Transpose": (0,), "Slice": (0,),
+    "Gather": (0,), "Concat": None}
+#: the operators of :data:`_ZERO_FLOW` that are not also shape arithmetic
+_ZERO_ONLY = ("Expand", "Tile", "Flatten")
+
+
+def _is_zero(st: _State, name: str, v: _Val) -> bool:
+    """``v`` is all zeros: computed zeros, or a constant every element of which is 0."""
+    if v.kind == "zeros":
+        return True
+    value = st.consts.get(name) if v.kind == "const" else None
+    return value is not None and value.dtype.kind in "biuf" and not np.any(value)
+
+
+def _zero_flow(st: _State, node: onnx.NodeProto, vals: list[_Val]) -> list[_Val] | None:
+    """``[zeros]`` when ``node`` provably computes all zeros (see :data:`_ZERO_FLOW`): its data
+    inputs are zeros (computed, or constants of zeros: for shape-arithmetic operators, at least
+    one computed or floating-point, since an integer 0 there is a shape) and its other inputs
+    are shape arithmetic; else ``None`` (the node's own handler decides)."""
+    if node.op_type not in _ZERO_FLOW or len(node.output) != 1:
+        return None
+    at = _ZERO_FLOW[node.op_type]
+    data = range(len(vals)) if at is None else at
+    if not data or any(k >= len(vals) for k in data):
+        return None
+    if not all(_is_zero(st, node.input[k], vals[k]) for k in data):
+        return None
+    # a zero integer constant through shape arithmetic (Unsqueeze, Concat...) is a shape
+    if node.op_type not in _ZERO_ONLY and not any(
+            vals[k].kind == "zeros" or st.consts[node.input[k]].dtype.kind == "f" for k in data):
+        return None
+    if any(v.kind not in _SHAPE_KINDS for k, v in enumerate(vals) if k not in data):
+        return None
+    return [_Val("zeros")]
+
+
+def _on_zeros_only(st: _State, node: onnx.NodeProto, vals: list[_Val]) -> list[_Val]:
+    """Operators the network has only inside the computation of a zero initial state."""
+    raise _refuse(node, f"{node.op_type} of {', '.join(_describe(v) for v in vals)}: the "
+                        f"network has it only in computing an all-zero initial state")
 
 
 def _on_identity(st: _State, node: onnx.NodeProto, vals: list[_Val]) -> list[_Val]:
@@ -200,7 +277,7 @@ def _on_transpose(st: _State, node: onnx.NodeProto, vals: list[_Val]) -> list[_V
         return [replace(v, kind="YT")]
     if v.kind in ("statesNRM", "h0") and perm == [1, 0, 2]:
         return [replace(v, kind="states" if v.kind == "statesNRM" else "h0NRM")]
-    if v.kind in ("zeros", "half", "head") and (v.kind == "zeros" or perm == [1, 0, 2]):
+    if v.kind in ("half", "head") and perm == [1, 0, 2]:
         return [replace(v, tm=not v.tm) if v.kind == "half" else v]
     raise _refuse(node, f"a transpose {perm} of {_describe(v)}")
 
@@ -252,8 +329,6 @@ def _on_split(st: _State, node: onnx.NodeProto, vals: list[_Val]) -> list[_Val]:
 def _on_slice(st: _State, node: onnx.NodeProto, vals: list[_Val]) -> list[_Val]:
     v = vals[0]
     args = [_ints(st, node, i, "") for i in range(1, 5)]
-    if v.kind == "zeros":
-        return [v]
     if v.kind == "h0" and args[2] == [0] and args[3] in (None, [1]) and args[0] and args[1]:
         return [replace(v, part=args[0][0], parts=((args[0][0], args[1][0]),))]
     t_axis = 0 if v.tm else 1
@@ -321,6 +396,8 @@ def _pair_merge(st: _State, node: onnx.NodeProto, vals: list[_Val]) -> list[_Val
 
 
 def _on_add_mul(st: _State, node: onnx.NodeProto, vals: list[_Val]) -> list[_Val]:
+    if node.op_type == "Add" and sorted(v.kind for v in vals) == ["count", "cumpad"]:
+        return [_Val("padrank")]
     merged = _pair_merge(st, node, vals)
     if merged is not None:
         return merged
@@ -478,9 +555,12 @@ def _on_mask(st: _State, node: onnx.NodeProto, vals: list[_Val]) -> list[_Val]:
     if op == "Equal" and v.kind == "ids":
         zero = _const(st, node.input[1])
         if zero is not None and zero.size == 1 and int(zero.ravel()[0]) == 0:
-            return [_Val("idzero", tm=v.tm)]
+            return [_Val("idzero", tm=v.tm, compact=v.compact)]
     if op == "Not" and v.kind == "idzero":
-        return [_Val("idmask", tm=v.tm)]
+        return [_Val("idmask", tm=v.tm, compact=v.compact)]
+    if op == "Cast" and v.kind == "idzero" and not v.compact and v.tm is None and \
+            _attr(node, "to") == TensorProto.INT64:
+        return [_Val("idpad")]
     if op == "Cast" and v.kind in ("idmask", "idlens") and \
             _attr(node, "to") in (TensorProto.INT32, TensorProto.INT64):
         return [v]
@@ -488,11 +568,43 @@ def _on_mask(st: _State, node: onnx.NodeProto, vals: list[_Val]) -> list[_Val]:
     if op == "ReduceSum" and v.kind == "idmask" and tm is not None \
             and _ints(st, node, 1, "axes") == [0 if tm else 1] \
             and _attr(node, "keepdims", 1) == 0:
-        return [_Val("idlens")]
+        return [_Val("idlens", compact=v.compact)]
+    if op == "ReduceSum" and v.kind == "idmask" and not v.compact and v.tm is None \
+            and _ints(st, node, 1, "axes") == [1] and _attr(node, "keepdims", 1) == 1:
+        return [_Val("count")]
     plumbing = _plumbing(st, node, vals)
     if plumbing is not None:
         return plumbing
     raise _refuse(node, f"{op} of {_describe(v)}")
+
+
+# ---- mask_zero: the compacted ids (onnx_graph._compacted_ids) --------------------------------
+def _on_compact(st: _State, node: onnx.NodeProto, vals: list[_Val]) -> list[_Val]:
+    """The compaction of the graph's batch-major ids (``onnx_graph._compacted_ids``): the
+    ranks ``CumSum(1 - z)`` and ``CumSum(z)`` (z = [id == 0]) along time, the destination
+    ``Where(z, cumsum(z) + count, cumsum(1 - z)) - 1``, and ``ScatterElements(ids, dest,
+    ids, axis=1)``: each sample's non-zero ids moved to the front in their order, which is
+    what Keras steps through. Anything else of these operators is refused."""
+    op, kinds = node.op_type, [v.kind for v in vals]
+    one_axis = op == "CumSum" and len(vals) == 2 and _ints(st, node, 1, "") == [1] and \
+        not _attr(node, "exclusive", 0) and not _attr(node, "reverse", 0)
+    if one_axis and vals[0].kind == "idmask" and not vals[0].compact and vals[0].tm is None:
+        return [_Val("cumvalid")]
+    if one_axis and vals[0].kind == "idpad":
+        return [_Val("cumpad")]
+    if op == "Where" and kinds == ["idzero", "padrank", "cumvalid"] and not vals[0].compact \
+            and vals[0].tm is None:
+        return [_Val("rank")]
+    one = _const(st, node.input[1]) if op == "Sub" and len(vals) == 2 else None
+    if kinds == ["rank", "const"] and one is not None and np.array_equal(one, np.array(1)):
+        return [_Val("dest")]
+    if op == "ScatterElements" and kinds == ["ids", "dest", "ids"] and \
+            node.input[0] == node.input[2] and vals[0].tm is None and not vals[0].compact \
+            and _attr(node, "axis", 0) in (1, -1) and _attr(node, "reduction", "none") == "none" \
+            and st.time_major is not True:
+        st.compacted, st.time_major = True, False  # the graph's ids are batch-major
+        return [replace(vals[0], compact=True)]
+    raise _refuse(node, f"{op} of {', '.join(_describe(v) for v in vals)}")
 
 
 # ---- the RNN nodes -------------------------------------------------------------------------
@@ -518,6 +630,14 @@ def _check_state_inputs(st: _State, node: onnx.NodeProto, vals: list[_Val], nd: 
     if lens.kind not in ("none", "lens", "idlens"):
         raise _refuse(node, f"its sequence_lens is {_describe(lens)}, not the lengths input "
                             f"or the ids' lengths")
+    if lens.kind == "idlens" and not lens.compact:
+        raise _refuse(node, "its sequence_lens counts the non-zero ids of ids that were not "
+                            "compacted: that is Keras' mask only when the zeros trail (rnn-ref "
+                            "wrote such graphs before it compacted the ids); convert the "
+                            "source model again")
+    if st.compacted and lens.kind != "idlens":
+        raise _refuse(node, f"its sequence_lens is {_describe(lens)}, but the ids were "
+                            f"compacted: only the count of non-zero ids steps through them")
     st.lens.add(lens.kind)
     h0 = vals[5] if len(vals) > 5 else _Val("none")
     start = sum(len(cells) for _, cells, _ in st.layers)
@@ -560,6 +680,9 @@ _HANDLERS: dict[str, Callable[[_State, onnx.NodeProto, list[_Val]], list[_Val]]]
     **{op: _on_activation for op in _OP_ACTS},
     "Equal": _on_mask, "Not": _on_mask, "Cast": _on_mask, "ReduceSum": _on_mask,
     "Unsqueeze": lambda st, node, vals: _plumbing(st, node, vals) or _fail(node, vals),
+    "CumSum": _on_compact, "Where": _on_compact, "Sub": _on_compact,
+    "ScatterElements": _on_compact,
+    **{op: _on_zeros_only for op in _ZERO_ONLY},
 }
 
 
@@ -602,10 +725,27 @@ def _interpret(st: _State, m: onnx.ModelProto) -> None:
         if handler is None:
             raise _refuse(node, "an operator the network has no place for")
         vals = _in(st, node) if node.op_type != "Constant" else []
-        outs = handler(st, node, vals)
+        outs = _zero_flow(st, node, vals) or handler(st, node, vals)
         for name, val in zip(node.output, outs, strict=False):
             if name:
                 st.vals[name] = val
+    _check_zeros_used(st, m)
+
+
+def _check_zeros_used(st: _State, m: onnx.ModelProto) -> None:
+    """Shape arithmetic and zeros are part of the network only as the computation of a zero
+    initial state: a node whose results are shapes or zeros that no node and no graph output
+    takes computes nothing the network has (the handlers refuse them anywhere but in
+    zero-producers and ``initial_h``)."""
+    taken = {name for node in m.graph.node for name in node.input}
+    taken |= {o.name for o in m.graph.output}
+    for node in m.graph.node:
+        outs = [name for name in node.output if name]
+        if outs and node.op_type != "Constant" and \
+                all(st.vals.get(name, _Val("none")).kind in ("shape", "zeros") for name in outs) \
+                and \
+                not any(name in taken for name in outs):
+            raise _refuse(node, f"{_describe(st.vals[outs[0]])} that nothing uses")
 
 
 # ---- the graph's outputs and the network they make -----------------------------------------
@@ -719,6 +859,9 @@ def _config(st: _State, select: str, meta: Mapping[str, Any]) -> RNNConfig:
                                "every layer reads the same lengths")
     sel = select.split(":")[0]
     seen = sel in SHOWS_PADDED_STEPS and st.lens != {"none"}
+    if st.compacted and sel in SHOWS_PADDED_STEPS:
+        raise UnsupportedError(WHO, f"per-step outputs (select={sel!r}) of compacted ids",
+                               "they are in the compacted order, which no framework returns")
     head = [Dense(w.shape[1], act, b is not None) for w, b, act in st.heads]
     return RNNConfig(
         input_size=int(st.layers[0][1][0].w_x.shape[0]),
@@ -728,7 +871,9 @@ def _config(st: _State, select: str, meta: Mapping[str, Any]) -> RNNConfig:
         clip=[rn.clip for rn in nodes],
         bias=st.layers[0][2], merge_mode=_merge_modes(st, meta),
         padded_output="zeros" if seen else meta.get("padded_output", "zeros"),
-        output_order="processing" if select.endswith(":processing") else "aligned",
+        output_order="processing" if select.endswith(":processing") else
+        meta.get("output_order", "aligned")
+        if sel.startswith("final") and nodes[-1].direction == "reverse" else "aligned",
         vocab_size=None if st.embedding is None else st.embedding.shape[0],
         mask_zero=st.lens == {"idlens"},
         padding_idx=meta.get("padding_idx") if st.embedding is not None else None,

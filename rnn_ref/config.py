@@ -14,7 +14,7 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 
 from rnn_ref.activations import Activation, ActivationLike, as_activation
-from rnn_ref.network import SELECTS, Dense, HeadActivation, Identity
+from rnn_ref.network import SELECTS, Dense, HeadActivation, Identity, check_returns
 
 __all__ = [
     "DIRECTIONS", "MERGE_MODES", "OUTPUT_ORDERS", "PADDED_OUTPUTS", "SELECTS", "ActivationSpec",
@@ -279,6 +279,11 @@ class RNNConfig:
             :class:`~rnn_ref.Identity` ``(kind, rate, after)``, kept so a converter can write
             them back (stored in network order: by ``after``, then as given); they never
             change a value.
+        returns: what the model returns (:data:`~rnn_ref.network.RETURN_NAMES`):
+            ``("result",)``, the default, is the one result (the head's output, else the
+            selection); several names make a model of several outputs, such as Keras
+            ``SimpleRNN(return_state=True)`` (``("result", "h_n[-1]")``) or a torch module
+            returning ``(output, hidden)`` (``("sequence", "h_n")``).
 
     Raises:
         ValueError: any field out of its allowed set, named in the message.
@@ -301,6 +306,7 @@ class RNNConfig:
     select: str
     head: tuple[Dense, ...]
     identities: tuple[Identity, ...]
+    returns: tuple[str, ...]
     _activations: tuple[tuple[Activation, ...], ...] = field(init=False, repr=False, compare=False)
 
     def __init__(
@@ -325,6 +331,7 @@ class RNNConfig:
         select: str = "sequence",
         head: Sequence[Any] | None = None,
         identities: Sequence[Any] = (),
+        returns: Sequence[str] = ("result",),
     ) -> None:
         # validate every argument first, in the order of the signature, then store the results
         d = _positive_int(input_size, "input_size")
@@ -347,7 +354,12 @@ class RNNConfig:
             )
         embedding = _embedding(vocab_size, mask_zero, padding_idx, mask_value)
         sel = _check_select(select, directions, merges, dense)
+        if sel == "mean_valid" and output_order == "processing":
+            raise ValueError("select='mean_valid' with output_order='processing': which steps "
+                             "are valid in the flipped outputs is ambiguous; use "
+                             "output_order='aligned' (the mean is the same)")
         idents = _identities(identities, L, len(dense))
+        rets = check_returns(returns, sum(2 if v == "bidirectional" else 1 for v in directions))
         set_ = object.__setattr__  # the dataclass is frozen
         for name, value in (
             ("input_size", d), ("hidden_size", _compact(sizes)), ("num_layers", L),
@@ -357,7 +369,7 @@ class RNNConfig:
             ("output_order", output_order), ("vocab_size", embedding[0]),
             ("mask_zero", embedding[1]), ("padding_idx", embedding[2]),
             ("mask_value", embedding[3]), ("select", sel), ("head", dense),
-            ("identities", idents), ("_activations", activations),
+            ("identities", idents), ("returns", rets), ("_activations", activations),
         ):
             set_(self, name, value)
 
@@ -513,10 +525,10 @@ class RNNConfig:
     def is_plain(self) -> bool:
         """True for the recurrent stack alone with at most a one-layer readout per step: no
         embedding, no masking value, one direction kind, ``select="sequence"``, and no
-        identity layers; what every converter has handled since the first version."""
+        identity layers, one output; what every converter has handled since the first version."""
         return (self.vocab_size is None and self.mask_value is None
                 and len(set(self.directions)) == 1 and self.select == "sequence"
-                and len(self.head) <= 1 and not self.identities
+                and len(self.head) <= 1 and not self.identities and self.returns == ("result",)
                 and not any(not d.bias or not isinstance(d.activation, Activation)
                             for d in self.head))
 
@@ -569,6 +581,8 @@ class RNNConfig:
         for j, dense in enumerate(self.head):
             lines.append(f"head {j}: {dense}")
             lines += by_place.get(self.num_layers + 1 + j, [])
+        if self.returns != ("result",):
+            lines.append(f"returns: {', '.join(self.returns)}")
         return lines
 
     # -- serialisation --------------------------------------------------------------------
@@ -599,6 +613,7 @@ class RNNConfig:
             "select": self.select,
             "head": [d.to_dict() for d in self.head],
             "identities": [i.to_dict() for i in self.identities],
+            "returns": list(self.returns),
         }
 
     #: Keys of configs written before the head existed, read as its one-layer shorthand.

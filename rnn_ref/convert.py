@@ -253,16 +253,19 @@ def verify_files(src: Path, src_fmt: str, src_params: RNNParams, dst: Path, dst_
         module = framework_module(fmt)
         sides.append((module, module.load_native(path, fmt, params), params))
     takes_lengths = all(f.takes_lengths for _, f, _ in sides)
-    # a network that masks its own inputs (mask_zero, mask_value) is given padding in them
+    # a network that masks its own inputs (mask_zero, mask_value) is given padding in them,
+    # in every pattern its mask allows; lengths are right-padded
     own_mask = cfg.mask_zero or cfg.mask_value is not None
-    lengths = np.array([t, 3, 6, 1]) if takes_lengths or own_mask else np.full(n, t)
-    x = verify_inputs(cfg, src_params.dtype, n, t, lengths, seed)
+    lengths = np.array([t, 3, 6, 1]) if takes_lengths else np.full(n, t)
+    pad = VERIFY_PADDING if own_mask and not takes_lengths else \
+        np.arange(t)[None, :] >= lengths[:, None]
+    x = verify_inputs(cfg, src_params.dtype, pad, seed)
     given = lengths if takes_lengths else None
     outs = [np.asarray(m.run_native(f.model, x, given)) for m, f, _ in sides]
     acts = [act for layer in cfg.activations for act in layer]
 
     def check(got: np.ndarray[Any, Any], want: np.ndarray[Any, Any]) -> Any:
-        valid = np.arange(t)[None, :] < lengths[:, None]
+        valid = ~pad
         if cfg.output_order == "processing":
             valid = valid[:, ::-1]
         if got.ndim == 3 and want.ndim == 3:
@@ -285,8 +288,8 @@ def verify_files(src: Path, src_fmt: str, src_params: RNNParams, dst: Path, dst_
         rep = max(reps, key=lambda r: (not r.passed, r.max_abs))
         how = (f"each against the oracle (source returns {outs[0].shape}, target "
                f"{outs[1].shape})")
-    what = ("with lengths" if takes_lengths else "padded in the inputs" if own_mask
-            else "full length")
+    what = ("with lengths" if takes_lengths else f"padded in the inputs: {VERIFY_PATTERNS}"
+            if own_mask else "full length")
     return Verification(rep.passed, f"{rep.summary()}; {how} ({what}, N={n}, T={t}, "
                                     f"seed {seed}){_not_independent(src_fmt)}", rep.max_abs,
                         rep.atol)
@@ -303,14 +306,23 @@ def _not_independent(fmt: str) -> str:
             f"the weights' layout, not that architecture")
 
 
-def verify_inputs(cfg: RNNConfig, dtype: Any, n: int, t: int, lengths: np.ndarray[Any, Any],
-                  seed: int) -> np.ndarray[Any, Any]:
-    """``--verify``'s seeded inputs: features ``(N, T, D)`` in ``dtype``, or token ids
-    ``(N, T)`` in ``[0, V)`` for a network with an embedding. A network that masks its own
-    inputs gets its padding there: ids 0 (``mask_zero``) or ``mask_value`` at the steps
-    ``t >= lengths[n]``, and no other step masked."""
+#: The padding ``--verify`` gives a network that masks its own inputs (``mask_zero``,
+#: ``mask_value``), True at a padded step: every pattern a Keras mask allows, (N, T) = (4, 9).
+VERIFY_PADDING = np.array([[False] * 9,                    # none
+                           [True] * 6 + [False] * 3,       # at the front (pad_sequences' default)
+                           [False] * 4 + [True] * 5,       # at the end
+                           [True, False, False, True, False, True, True, False, True]])  # holes
+VERIFY_PATTERNS = "none, at the front, at the end, holes"
+
+
+def verify_inputs(cfg: RNNConfig, dtype: Any, pad: np.ndarray[Any, Any], seed: int
+                  ) -> np.ndarray[Any, Any]:
+    """``--verify``'s seeded inputs of ``pad``'s shape ``(N, T)``: features ``(N, T, D)`` in
+    ``dtype``, or token ids ``(N, T)`` in ``[0, V)`` for a network with an embedding. A network
+    that masks its own inputs gets its padding there: ids 0 (``mask_zero``) or ``mask_value``
+    at the steps ``pad`` marks, and no other step masked."""
     rng = np.random.default_rng(seed)
-    pad = np.arange(t)[None, :] >= lengths[:, None]
+    n, t = pad.shape
     if cfg.vocab_size is not None:
         ids = rng.integers(1 if cfg.mask_zero else 0, cfg.vocab_size, size=(n, t))
         return np.where(pad, 0, ids) if cfg.mask_zero else ids

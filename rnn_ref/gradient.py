@@ -30,8 +30,10 @@ Bidirectional layers split the gradient of the merged output (``concat``: the tw
 elementwise g; ``y * (grad_y - sum(grad_y * y))`` for softmax), ``grad w = s.T @ d pre``,
 ``grad b = sum d pre`` and ``grad s = d pre @ w.T``. The selection's gradient goes back to
 what it took: every step of the outputs, step T-1, or the last layer's final states (through
-the merge). The gradient of a layer's input is the gradient of the outputs of the layer below;
-that of layer 0's input, ``grad x``, gives the embedding's, ``grad E[i] = sum of grad x_t over
+the merge); a mean over time spreads it evenly (``grad o_t = grad s / #valid`` at each valid
+step, or ``/ T`` at every step), a maximum gives it all to the step that attains it. The
+gradient of a layer's input is the gradient of the outputs of the layer below; that of layer
+0's input, ``grad x``, gives the embedding's, ``grad E[i] = sum of grad x_t over
 the steps whose id is i`` (zero for ``padding_idx``). Everything runs in float64.
 """
 
@@ -47,9 +49,9 @@ from rnn_ref._blas import prime
 from rnn_ref.activations import Activation
 from rnn_ref.config import RNNConfig
 from rnn_ref.inputs import check_inputs, check_options, check_params
-from rnn_ref.network import head_vjp
+from rnn_ref.network import POOLINGS, head_vjp, pool_vjp
 from rnn_ref.params import CellParams, Readout, RNNParams
-from rnn_ref.reference import merge, select
+from rnn_ref.reference import check_steps, merge, select
 
 __all__ = ["BackwardResult", "backward"]
 
@@ -219,6 +221,8 @@ def _select_backward(cfg: RNNConfig, g_sel: Any, g_last: Any, g_hn: list[Array],
                 mine += extra
         else:
             g_last += g_sel
+    elif how in POOLINGS:  # needs the outputs and the valid steps: backward() adds it
+        return
     elif how == "last_step":
         g_last[:, -1] += g_sel
     elif how in ("final_forward", "final_backward"):
@@ -276,9 +280,7 @@ def backward(
                            where="rnn_ref.backward")
     padded_output, output_order = check_options(cfg, padded_output, output_order)
     _check_cotangents(cfg, grad_y, grad_selected)
-    if cfg.select == "last_step" and checked.t == 0:
-        raise ValueError("select='last_step' takes the output at position T-1, but x has "
-                         "T = 0 steps")
+    check_steps(cfg, checked.t)
     net = params if params.dtype == np.float64 else params.astype(np.float64)
     xs = checked.x if net.embedding is None else net.embedding[checked.x]  # (N, T, D)
     n, t_len = checked.n, checked.t
@@ -290,10 +292,14 @@ def backward(
     if processing:  # the last layer's outputs were handed out flipped
         last = last[:, ::-1] if not isinstance(last, tuple) else last
     finals = [c.h_n for c in caches[-1]]
-    g_sel, head_grads = _head_backward(net, select(cfg, last, finals), grad_y, grad_selected)
+    valid = checked.valid if checked.padded else None
+    g_sel, head_grads = _head_backward(net, select(cfg, last, finals, valid), grad_y,
+                                       grad_selected)
     g_last = _last_cotangent(cfg, last, grad_outputs, n, t_len)
     g_hn = _h_n_cotangents(cfg, grad_h_n, n)
     _select_backward(cfg, g_sel, g_last, g_hn, finals)
+    if cfg.select in POOLINGS:
+        g_last += pool_vjp(cfg.select, last, valid, g_sel)
     if processing:
         g_last = g_last[:, ::-1]
     cell_grads, g_x, g_h0 = _backward_layers(net, inputs, caches, g_last, g_hn)

@@ -18,6 +18,7 @@ A model as people train it (docs/spec.md section 2.6)::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,8 +29,9 @@ import numpy.typing as npt
 from rnn_ref.activations import Activation, as_activation
 
 __all__ = [
-    "IDENTITY_KINDS", "SELECTS", "SHOWS_PADDED_STEPS", "Dense", "HeadActivation", "Identity",
-    "Softmax", "as_head_activation", "head_vjp",
+    "IDENTITY_KINDS", "POOLINGS", "RETURN_NAMES", "SELECTS", "SHOWS_PADDED_STEPS", "Dense",
+    "HeadActivation", "Identity", "Softmax", "as_head_activation", "check_returns", "head_vjp",
+    "pool", "pool_vjp", "state_item",
 ]
 
 Array = npt.NDArray[np.floating]
@@ -44,12 +46,90 @@ Array = npt.NDArray[np.floating]
 #:                 ``return_sequences=False``; torch ``h_n[-1]`` of a one-direction layer,
 #:                 ``cat([h_n[-2], h_n[-1]], 1)`` of a bidirectional one);
 #: ``"final_forward"``, ``"final_backward"``  one direction's final state of a bidirectional
-#:                 last layer, ``(N, M)`` (torch ``h_n[-2]`` and ``h_n[-1]``).
-SELECTS: tuple[str, ...] = ("sequence", "last_step", "final", "final_forward", "final_backward")
+#:                 last layer, ``(N, M)`` (torch ``h_n[-2]`` and ``h_n[-1]``);
+#: ``"mean_valid"`` the mean of the outputs over each sample's valid steps, ``(N, F)`` (Keras
+#:                 ``GlobalAveragePooling1D``, masked or not; zeros for a sample with no valid
+#:                 step, where Keras divides 0 by 0);
+#: ``"mean_all"``  the mean over all T steps, padded steps included with what they output
+#:                 (torch ``out.mean(dim=1)``, after ``pad_packed_sequence`` too);
+#: ``"max_all"``   the maximum over all T steps, padded steps included (torch
+#:                 ``out.max(dim=1).values``; Keras ``GlobalMaxPooling1D``, which ignores a mask).
+SELECTS: tuple[str, ...] = ("sequence", "last_step", "final", "final_forward", "final_backward",
+                            "mean_valid", "mean_all", "max_all")
+#: The selections that pool the outputs over time (spec section 2.6).
+POOLINGS: tuple[str, ...] = ("mean_valid", "mean_all", "max_all")
 #: The selections that hand on a padded step's output (so ``padded_output`` reaches the
-#: result); a final state is the last valid one, and a lower layer's padded outputs feed only
-#: padded steps above.
-SHOWS_PADDED_STEPS: tuple[str, ...] = ("sequence", "last_step")
+#: result); a final state is the last valid one, a valid-step mean sees no padded step, and a
+#: lower layer's padded outputs feed only padded steps above.
+SHOWS_PADDED_STEPS: tuple[str, ...] = ("sequence", "last_step", "mean_all", "max_all")
+
+#: What a model with several outputs returns, each entry one of: ``"result"`` (the head's
+#: output, else the selection), ``"sequence"`` (the last layer's merged outputs ``(N, T, F)``),
+#: ``"h_n"`` (every final state, ``(S, N, M)``), or ``"h_n[k]"`` (final state k, ``(N, M_k)``,
+#: k from -S to S-1: Keras ``return_state=True`` returns ``h_n[-1]``, or ``h_n[-2]`` and
+#: ``h_n[-1]`` for a bidirectional layer). ``("result",)``, the default, is one output.
+RETURN_NAMES: tuple[str, ...] = ("result", "sequence", "h_n", "h_n[k]")
+_STATE_ITEM = re.compile(r"h_n\[(-?\d{1,4})\]")
+
+
+def check_returns(returns: Any, num_states: int) -> tuple[str, ...]:
+    """``returns`` validated (:data:`RETURN_NAMES`): a non-empty sequence of names, state
+    indices within the S = ``num_states`` final states; ``"h_n[-1]"`` is kept as written."""
+    if isinstance(returns, str) or not isinstance(returns, (list, tuple)) or not returns:
+        raise ValueError(f"returns must be a non-empty list of {list(RETURN_NAMES)}, got "
+                         f"{returns!r}")
+    for item in returns:
+        match = _STATE_ITEM.fullmatch(item) if isinstance(item, str) else None
+        if match is not None:
+            if not -num_states <= int(match.group(1)) < num_states:
+                raise ValueError(f"returns names {item!r}, but the network has S = "
+                                 f"{num_states} final states (h_n[{-num_states}] to "
+                                 f"h_n[{num_states - 1}])")
+        elif item not in RETURN_NAMES[:3]:
+            raise ValueError(f"returns: {item!r} is not one of {list(RETURN_NAMES)}")
+    return tuple(returns)
+
+
+def state_item(name: str) -> int | None:
+    """k of a ``"h_n[k]"`` entry of ``returns``; ``None`` for the other names."""
+    match = _STATE_ITEM.fullmatch(name)
+    return None if match is None else int(match.group(1))
+
+
+def pool(how: str, outputs: Any, valid: npt.NDArray[np.bool_] | None) -> Any:
+    """The pooling selection ``how`` (:data:`POOLINGS`) of the merged ``outputs (N, T, F)``;
+    ``valid (N, T)`` marks each sample's valid steps (``None``: every step is valid)::
+
+        mean_valid   s[n] = sum_{t valid} o[n, t] / #valid(n)    (0 when #valid(n) = 0)
+        mean_all     s[n] = sum_t o[n, t] / T                      (0 when T = 0)
+        max_all      s[n] = max_t o[n, t]                          (T >= 1)
+    """
+    o = np.asarray(outputs)
+    if how == "max_all":
+        return o.max(axis=1)
+    if how == "mean_all" or valid is None:
+        return o.sum(axis=1) / max(o.shape[1], 1)
+    count = valid.sum(axis=1).astype(o.dtype)[:, None]  # (N, 1)
+    total = np.where(valid[:, :, None], o, 0).sum(axis=1)
+    return total / np.maximum(count, 1)
+
+
+def pool_vjp(how: str, outputs: Any, valid: npt.NDArray[np.bool_] | None, g: Any
+             ) -> npt.NDArray[np.floating]:
+    """dL/d outputs ``(N, T, F)`` of :func:`pool` from dL/d s ``g (N, F)``: spread evenly over
+    the steps the mean takes (``g / #valid`` or ``g / T``); for the maximum, all to the first
+    step that attains it (as ``argmax`` picks)."""
+    o = np.asarray(outputs)
+    n, t_len, f = o.shape
+    grad = np.zeros(o.shape)
+    if how == "max_all":
+        first = o.argmax(axis=1)  # (N, F)
+        np.put_along_axis(grad, first[:, None, :], np.asarray(g)[:, None, :], axis=1)
+        return grad
+    if how == "mean_all" or valid is None:
+        return grad + np.asarray(g)[:, None, :] / max(t_len, 1)
+    count = np.maximum(valid.sum(axis=1), 1)[:, None, None]
+    return np.where(valid[:, :, None], np.asarray(g)[:, None, :] / count, 0.0)
 
 #: Layers that are the identity at inference, with what their ``rate`` means.
 IDENTITY_KINDS: Mapping[str, str] = {

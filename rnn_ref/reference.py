@@ -55,10 +55,11 @@ from rnn_ref._blas import prime
 from rnn_ref.activations import Activation
 from rnn_ref.config import RNNConfig
 from rnn_ref.inputs import check_dtype, check_inputs, check_options, check_params
-from rnn_ref.network import Dense
+from rnn_ref.network import POOLINGS, Dense, pool, state_item
 from rnn_ref.params import Readout, RNNParams
 
-__all__ = ["ForwardResult", "forward", "forward_loop", "is_reverse", "merge", "select"]
+__all__ = ["ForwardResult", "forward", "forward_loop", "is_reverse", "merge", "returned",
+           "select"]
 
 Array = npt.NDArray[np.floating]
 HiddenState = Array | tuple[Array, ...]
@@ -89,9 +90,22 @@ class ForwardResult:
 
     @property
     def result(self) -> Any:
-        """What the network returns, as the framework's model does: ``y`` with a head, else
-        ``selected``."""
+        """The network's result: ``y`` with a head, else ``selected``."""
         return self.selected if self.y is None else self.y
+
+
+def returned(config: RNNConfig, res: ForwardResult) -> tuple[Any, ...]:
+    """What a model of ``config`` returns, in the order of ``config.returns``: ``result``,
+    ``sequence`` (``res.outputs``), ``h_n`` or ``h_n[k]`` (one final state, ``(N, M_k)``).
+    A one-output model (``returns == ("result",)``) gives ``(res.result,)``."""
+    out: list[Any] = []
+    for name in config.returns:
+        k = state_item(name)
+        if k is not None:
+            out.append(res.h_n[k])
+        else:
+            out.append({"result": res.result, "sequence": res.outputs, "h_n": res.h_n}[name])
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -125,9 +139,7 @@ def _prepare(
                           where="rnn_ref.forward")
     po, oo = check_options(cfg, padded_output, output_order)
     cast = params if params.dtype == dt else params.astype(dt)
-    if cfg.select == "last_step" and inputs.t == 0:
-        raise ValueError("select='last_step' takes the output at position T-1, but x has "
-                         "T = 0 steps")
+    check_steps(cfg, inputs.t)
     return _Prepared(cast, inputs.x, inputs.h0_or_zeros(dt),
                      inputs.valid if inputs.padded else None, po, oo)
 
@@ -160,18 +172,30 @@ def is_reverse(cfg: RNNConfig, layer: int, r: int) -> bool:
     return cfg.is_reverse(layer, r)
 
 
-def select(cfg: RNNConfig, outputs: Any, finals: list[Array]) -> Any:
+def check_steps(cfg: RNNConfig, t: int) -> None:
+    """Refuse T = 0 for a selection that needs a step (``last_step``, ``max_all``)."""
+    if t == 0 and cfg.select in ("last_step", "max_all"):
+        raise ValueError(f"select={cfg.select!r} needs at least one step, but x has T = 0 "
+                         f"steps")
+
+
+def select(cfg: RNNConfig, outputs: Any, finals: list[Array],
+           valid: npt.NDArray[np.bool_] | None = None) -> Any:
     """What the last layer hands on (:data:`~rnn_ref.SELECTS`), from its merged ``outputs``
-    ``(N, T, F)`` and its R final states ``finals`` (each ``(N, M)``, forward first)::
+    ``(N, T, F)``, its R final states ``finals`` (each ``(N, M)``, forward first) and the
+    valid steps ``valid (N, T)`` (``None``: all)::
 
         sequence        o
         last_step       o[:, T-1]
         final           merge(h_fwd, h_bwd)   (h of a one-direction layer)
         final_forward   h_fwd                 final_backward   h_bwd
+        mean_valid, mean_all, max_all         pool(o) over time (rnn_ref.network.pool)
     """
     how = cfg.select
     if how == "sequence":
         return outputs
+    if how in POOLINGS:
+        return pool(how, outputs, valid)
     if how == "last_step":
         return outputs[:, -1]
     if how == "final_forward":
@@ -244,7 +268,7 @@ def forward_loop(  # noqa: C901
         else:
             layer_input = merge(directions[0], directions[1], cfg.merge_modes[li])  # type: ignore[assignment]
 
-    chosen = select(cfg, layer_input, h_n[-len(p.params.layers[-1]):])
+    chosen = select(cfg, layer_input, h_n[-len(p.params.layers[-1]):], p.valid)
     return ForwardResult(layer_input, _stack_h_n(h_n, cfg), _head_loop(p, chosen), chosen)
 
 
@@ -335,7 +359,7 @@ def forward(
     h_n: list[Array] = []
     for li, layer in enumerate(p.params.layers):
         layer_input = _run_layer(p, li, layer, layer_input, invalid, h_n)
-    chosen = select(cfg, layer_input, h_n[-len(p.params.layers[-1]):])
+    chosen = select(cfg, layer_input, h_n[-len(p.params.layers[-1]):], p.valid)
     y = None
     if p.params.head:
         y = chosen

@@ -72,8 +72,12 @@ def networks(draw: st.DrawFn, *, max_layers: int = 3) -> rnn_ref.RNNConfig:
     merges = [draw(st.sampled_from(["concat", "sum", "mul", "ave"]))
               if d == "bidirectional" else "concat" for d in directions]
     select = draw(st.sampled_from(
-        ["sequence", "last_step", "final"]
+        ["sequence", "last_step", "final", "mean_valid", "mean_all", "max_all"]
         + (["final_forward", "final_backward"] if directions[-1] == "bidirectional" else [])))
+    n_states = sum(2 if d == "bidirectional" else 1 for d in directions)
+    returns = draw(st.one_of(st.just(["result"]), st.lists(st.sampled_from(
+        ["result", "sequence", "h_n", f"h_n[{-n_states}]", f"h_n[{n_states - 1}]"]),
+        min_size=1, max_size=3)))
     head = draw(st.lists(st.tuples(st.integers(1, 4), HEAD_ACTIVATIONS, st.booleans()),
                          max_size=2))
     vocab = draw(st.one_of(st.none(), st.integers(2, 7)))
@@ -90,14 +94,15 @@ def networks(draw: st.DrawFn, *, max_layers: int = 3) -> rnn_ref.RNNConfig:
         bias=draw(st.booleans()),
         merge_mode=merges,
         padded_output=draw(st.sampled_from(["zeros", "carry_output", "carry_state"])),
-        output_order="processing" if directions[-1] == "reverse" and draw(st.booleans())
-        else "aligned",
+        output_order="processing" if directions[-1] == "reverse" and select != "mean_valid"
+        and draw(st.booleans()) else "aligned",
         vocab_size=vocab,
         mask_zero=vocab is not None and draw(st.booleans()),
         padding_idx=draw(st.one_of(st.none(), st.integers(0, vocab - 1))) if vocab else None,
         select=select,
         head=head,
         identities=identities,
+        returns=returns,
     )
 
 
@@ -110,7 +115,7 @@ def cases(draw: st.DrawFn, config_strategy: Any = None, *, padding: str | None =
     rng = np.random.default_rng(seed)
     params = rnn_ref.init(cfg, seed=seed, dtype=np.float64)
     n = draw(st.integers(1, 4))
-    t = draw(st.integers(1 if cfg.select == "last_step" else 0, 6))
+    t = draw(st.integers(1 if cfg.select in ("last_step", "max_all") else 0, 6))
     if cfg.vocab_size is None:
         x = rng.standard_normal((n, t, cfg.input_size))
     else:

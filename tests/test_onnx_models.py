@@ -87,14 +87,14 @@ def test_written_read_back_bit_exact_and_run_by_onnxruntime(name: str) -> None:
         np.testing.assert_allclose(g, w, atol=3e-6)
 
 
-def test_mask_zero_with_holes_is_refused_at_run_time_never_computed() -> None:
+def test_mask_zero_with_holes_and_front_padding_is_computed_as_keras_does() -> None:
     params = rnn_ref.init(CONFIGS["imdb_mask_zero"], seed=1)
     ids = _x(params.config)
     backend = rnn_ref.get_backend("onnxruntime")
-    backend.forward(params, ids)  # trailing zeros: fine
-    ids[1, 2] = 0  # a zero before non-zero ids: Keras skips that step, sequence_lens cannot
-    with pytest.raises(UnsupportedError, match="a 0 before a non-zero id"):
-        backend.forward(params, ids)
+    ids[1, 2] = 0  # a zero before non-zero ids: Keras skips that step, and so does the graph
+    ids[2, :2] = 0  # padding at the front (pad_sequences' default)
+    np.testing.assert_allclose(backend.forward(params, ids).result,
+                               rnn_ref.forward(params, ids).result, atol=3e-6)
     # a caller's lengths join the ids' mask: fed as zeros at the padded steps
     ids = _x(params.config)
     lengths = np.array([3, 5, 1])
