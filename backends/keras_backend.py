@@ -32,6 +32,7 @@ import os
 import re
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,9 +57,9 @@ from rnn_ref.config import RNNConfig
 from rnn_ref.convert import Hints, MissingHintError, NativeFile, hint_activation
 from rnn_ref.errors import FileFormatError, UnsupportedError
 from rnn_ref.inputs import check_inputs
-from rnn_ref.network import Softmax
+from rnn_ref.network import POOLINGS, Softmax, state_item
 from rnn_ref.params import CellParams, Readout, RNNParams
-from rnn_ref.reference import ForwardResult, forward, merge
+from rnn_ref.reference import ForwardResult, forward, merge, returned
 
 __all__ = ["TO_KERAS", "KerasBackend", "KerasSupport", "LegacyReader", "from_native",
            "import_keras", "list_arrays", "load_native", "oracle", "owns", "quiet_import",
@@ -295,17 +296,35 @@ def _input_layers(params: RNNParams) -> list[Any]:
     return layers
 
 
+def pooling_layer(params: RNNParams) -> Any:
+    """Keras' pooling over time for ``select``: ``GlobalAveragePooling1D`` for
+    ``mean_valid`` (it weighs by the mask) and ``mean_all`` (written only where nothing is
+    padded), ``GlobalMaxPooling1D`` for ``max_all`` (it ignores the mask)."""
+    keras = _keras()
+    cls = (keras.layers.GlobalMaxPooling1D if params.config.select == "max_all"
+           else keras.layers.GlobalAveragePooling1D)
+    return cls(dtype=params.dtype.name)
+
+
+def _returns_states(cfg: RNNConfig) -> bool:
+    return any(state_item(name) is not None for name in cfg.returns)
+
+
 def network_layers(params: RNNParams) -> list[Any]:
     """Every layer of the Keras model of ``params``, input to output, built with their
-    weights (see :func:`to_native`)."""
+    weights (see :func:`to_native`); every recurrent layer returns its states when the
+    network returns a final state."""
     cfg = params.config
     L = cfg.num_layers
     layers = [*_input_layers(params), *identity_layers(params, 0)]
     for li in range(L):
         last = li == L - 1
-        seqs = not last or cfg.select == "sequence"  # last_step: see to_native
+        seqs = not last or cfg.select in ("sequence", *POOLINGS)  # last_step: see to_native
         layers.append(rnn_layer(params, li, return_sequences=seqs,
+                                return_state=_returns_states(cfg),
                                 zero_output=last and seqs and cfg.padded_output == "zeros"))
+        if last and cfg.select in POOLINGS:
+            layers.append(pooling_layer(params))
         layers += identity_layers(params, li + 1)
     for j in range(len(cfg.head)):
         layers.append(head_layer(params, j))
@@ -334,6 +353,11 @@ def to_native(params: RNNParams, *, mask_value: float | None = None,
     selection: ``"final"`` is ``return_sequences=False``), the dropout and noise layers where
     they sit, the ``Dense`` head; in the params' dtype on the Keras backend of this process.
 
+    A pooling over time is ``GlobalAveragePooling1D`` (``mean_valid``; ``mean_all`` where
+    nothing is padded) or ``GlobalMaxPooling1D`` (``max_all``) after the last layer's
+    sequence; several outputs (``config.returns``) make a functional model whose recurrent
+    layers return their states (``return_state=True``).
+
     ``select="last_step"`` (torch ``out[:, -1]``) is written as ``return_sequences=False``
     when the last layer is forward and the network has no mask source (no ``mask_zero``,
     ``Masking`` or ``mask_value``): the model then never pads, and a forward layer's output
@@ -359,12 +383,39 @@ def to_native(params: RNNParams, *, mask_value: float | None = None,
     params = _adopt_padding(params, strict)
     raise_if(unsupported(params.config, backend=backend_name(), padded=False), "Keras")
     layers = network_layers(params)
-    if params.config.merge_modes[-1] is None:  # a pair of outputs: a functional model
-        h = inputs = layers[0]
-        for layer in layers[1:]:
-            h = layer(h)
-        return keras.Model(inputs, h)
-    return keras.Sequential(layers)
+    with warnings.catch_warnings():  # GlobalMaxPooling1D ignores the mask, as max_all does
+        warnings.filterwarnings("ignore", message=".*does not support masking")
+        if params.config.returns != ("result",):
+            return _several_outputs(params.config, layers)
+        if params.config.merge_modes[-1] is None:  # a pair of outputs: a functional model
+            h = inputs = layers[0]
+            for layer in layers[1:]:
+                h = layer(h)
+            return keras.Model(inputs, h)
+        return keras.Sequential(layers)
+
+
+def _several_outputs(cfg: RNNConfig, layers: list[Any]) -> Any:
+    """A functional model of ``layers`` (``Input`` first) returning ``cfg.returns``: the
+    result, the last recurrent layer's sequence, final states (every recurrent layer
+    returns its states then, in h_n order)."""
+    keras = _keras()
+    h = inputs = layers[0]
+    states: list[Any] = []
+    sequence = None
+    for layer in layers[1:]:
+        out = layer(h)
+        if isinstance(layer, (keras.layers.RNN, keras.layers.Bidirectional)):
+            if layer.return_state:
+                out, states = out[0], [*states, *out[1:]]
+            sequence = out
+        h = out
+    named = {"result": h, "sequence": sequence}
+    outputs = []
+    for name in cfg.returns:
+        k = state_item(name)
+        outputs.append(named[name] if k is None else states[k])
+    return keras.Model(inputs, outputs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -387,8 +438,12 @@ def _model_oracle(model: Any) -> Callable[..., Any]:
     params = from_native(model)
 
     def call(inputs: Any) -> Any:
-        """What ``model(inputs)`` returns: ``(N, K)``, ``(N, T, K)``, ... in float64."""
-        return forward(params, inputs).result
+        """What ``model(inputs)`` returns: ``(N, K)``, ``(N, T, K)``, ... in float64; a list
+        for a model of several outputs (``config.returns``)."""
+        res = forward(params, inputs)
+        if params.config.returns == ("result",):
+            return res.result
+        return list(returned(params.config, res))
 
     return call
 
@@ -494,6 +549,10 @@ class KerasBackend(KerasSupport):
             h = outputs
             if li == cfg.num_layers - 1 and cfg.select in ("final", "last_step"):
                 h = _call(rnn_layer(params, li, return_sequences=False), below, mask_t, h0s)
+            elif li == cfg.num_layers - 1 and cfg.select in POOLINGS:
+                pooled = pooling_layer(params)  # the maximum ignores the mask
+                h = pooled(h) if mask_t is None or cfg.select == "max_all" else pooled(
+                    h, mask=mask_t)
             for layer in identity_layers(params, li + 1):
                 h = layer(h)
         selected = h

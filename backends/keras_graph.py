@@ -31,6 +31,14 @@ refused. What is read (Keras 3.15 ``keras/src/layers``; Keras 2 writes the same 
   holds time-aligned halves only. A ``Concatenate`` needs the forward branch first;
 * ``Dropout``, ``SpatialDropout1D``, ``GaussianNoise``, ``GaussianDropout``, ``AlphaDropout``
   (identities with their rate and position);
+* ``GlobalAveragePooling1D`` (``select="mean_valid"``: Keras weighs the steps by the mask;
+  refused over a ``go_backwards`` layer on masked inputs, whose outputs are in processing
+  order while the mask is in time order) and ``GlobalMaxPooling1D`` (``"max_all"``: it
+  ignores the mask, so padded steps count with what the layer outputs there) right after the
+  last recurrent layer's sequence;
+* several outputs of a functional model (``RNNConfig.returns``): the deepest one is the
+  result, the others final states of ``return_state=True`` layers (``h_n[k]``, k < 0) or the
+  last recurrent layer's sequence; a state fed to another layer is refused;
 * ``Dense`` and ``TimeDistributed(Dense)`` (the head), and ``Activation`` (or ``Softmax``
   on the last axis) folded into the ``Dense`` just before it when that one is linear.
 
@@ -120,6 +128,8 @@ IDENTITY_LAYERS: Mapping[str, tuple[str, str]] = {
     "AlphaDropout": ("alpha_dropout", "rate"),
 }
 _RNN = ("SimpleRNN", "RNN", "Bidirectional")
+#: Keras' pooling layers over time and the selection each is
+_POOLS = {"GlobalAveragePooling1D": "mean_valid", "GlobalMaxPooling1D": "max_all"}
 #: the keys of a generic ``RNN`` layer's own config (the others are its cell's)
 _RNN_KEYS = ("name", "return_sequences", "return_state", "go_backwards", "stateful", "unroll",
              "zero_output_for_mask")
@@ -154,22 +164,41 @@ def _name(layer: Mapping[str, Any]) -> str:
     return str(layer.get("name") or layer.get("config", {}).get("name", "?"))
 
 
-def _refs(spec: Any) -> list[str]:
-    """Layer names of ``input_layers``/``output_layers`` (``[name, 0, 0]`` or a list of them)."""
+def _refs(spec: Any) -> list[tuple[str, int]]:
+    """(layer name, tensor index) of each entry of ``input_layers``/``output_layers``
+    (``[name, 0, k]`` or a list of them): k > 0 is a state of a ``return_state`` layer."""
     if isinstance(spec, list) and spec and isinstance(spec[0], str):
-        return [spec[0]]
-    return [str(s[0]) for s in spec or []]
+        spec = [spec]
+    return [(str(s[0]), int(s[2]) if len(s) > 2 else 0) for s in spec or []]
+
+
+def _tensor_refs(obj: Any) -> list[tuple[str, int]]:
+    """(layer name, tensor index) of the Keras tensors among a Keras 3 node's arguments."""
+    if isinstance(obj, dict):
+        if obj.get("class_name") == "__keras_tensor__":
+            history = obj["config"]["keras_history"]
+            return [(str(history[0]), int(history[2]) if len(history) > 2 else 0)]
+        return [n for v in obj.values() for n in _tensor_refs(v)]
+    if isinstance(obj, (list, tuple)):
+        return [n for v in obj for n in _tensor_refs(v)]
+    return []
 
 
 def _tensors(obj: Any) -> list[str]:
     """The layer names of the Keras tensors among a Keras 3 node's arguments."""
-    if isinstance(obj, dict):
-        if obj.get("class_name") == "__keras_tensor__":
-            return [str(obj["config"]["keras_history"][0])]
-        return [n for v in obj.values() for n in _tensors(v)]
-    if isinstance(obj, (list, tuple)):
-        return [n for v in obj for n in _tensors(v)]
-    return []
+    return [name for name, _ in _tensor_refs(obj)]
+
+
+def _first_outputs(layer: Mapping[str, Any], refs: list[tuple[str, int]]) -> list[str]:
+    """The layer names of ``refs``, each a layer's first output (refused: a state that a
+    ``return_state`` layer gives, fed to another layer)."""
+    for parent, k in refs:
+        if k != 0:
+            raise _refuse(f"layer {_name(layer)!r} taking output {k} of {parent!r} (a state "
+                          f"of a return_state=True layer)",
+                          "rnn-ref reads a chain of the layers' first outputs; states may be "
+                          "outputs of the model")
+    return [name for name, _ in refs]
 
 
 def _node_call(layer: Mapping[str, Any]) -> tuple[list[str], str | None]:
@@ -188,13 +217,14 @@ def _node_call(layer: Mapping[str, Any]) -> tuple[list[str], str | None]:
         masks = _tensors(kwargs.pop("mask", None))
         if kwargs or len(masks) > 1:
             raise _refuse(f"layer {_name(layer)!r} called with {sorted(kwargs) or ['mask']}")
-        return _tensors(node.get("args", [])), masks[0] if masks else None
-    names = []  # Keras 2: [[name, node_index, tensor_index, kwargs], ...]
+        return _first_outputs(layer, _tensor_refs(node.get("args", []))), \
+            masks[0] if masks else None
+    refs = []  # Keras 2: [[name, node_index, tensor_index, kwargs], ...]
     for entry in node:
         if len(entry) > 3 and entry[3]:
             raise _refuse(f"layer {_name(layer)!r} called with {sorted(entry[3])}")
-        names.append(str(entry[0]))
-    return names, None
+        refs.append((str(entry[0]), int(entry[2]) if len(entry) > 2 else 0))
+    return _first_outputs(layer, refs), None
 
 
 #: Keras merge layers and the merge mode of a Bidirectional layer made with them by hand
@@ -292,15 +322,12 @@ def _checked_masks(chain: list[Mapping[str, Any]], masked: list[tuple[str, str]]
     return ops
 
 
-def _functional_chain(config: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    layers = {_name(layer): layer for layer in config.get("layers", [])}
-    inputs, outputs = _refs(config.get("input_layers")), _refs(config.get("output_layers"))
-    if len(inputs) != 1 or len(outputs) != 1:
-        raise _refuse(f"a model with {len(inputs)} inputs and {len(outputs)} outputs",
-                      "rnn-ref reads a chain from one input to one output")
+def _walk(layers: Mapping[str, Mapping[str, Any]], name: str, start: str
+          ) -> tuple[list[Mapping[str, Any]], list[tuple[str, str]]]:
+    """The chain of layers from the input layer ``start`` to layer ``name``, and the
+    (layer, mask layer) names of the calls given a mask."""
     chain: list[Mapping[str, Any]] = []
     masked: list[tuple[str, str]] = []
-    name = outputs[0]
     while True:
         if name not in layers:
             raise _refuse(f"a graph naming the unknown layer {name!r}")
@@ -319,18 +346,49 @@ def _functional_chain(config: Mapping[str, Any]) -> list[Mapping[str, Any]]:
                           "rnn-ref reads a chain of layers (and Bidirectional layers made "
                           "by hand: a merge of a forward and a go_backwards layer)")
         name = parents[0]
-    if _name(chain[0]) != inputs[0]:
-        raise _refuse(f"a graph whose output does not come from its input {inputs[0]!r}")
+    if _name(chain[0]) != start:
+        raise _refuse(f"a graph whose output does not come from its input {start!r}")
+    return chain, masked
+
+
+@dataclass(frozen=True)
+class _Outputs:
+    """A functional model's outputs, ``(layer name, tensor index)`` each, in order, and which
+    one ends the chain (the longest path from the input)."""
+
+    refs: tuple[tuple[str, int], ...]
+    main: int
+
+
+def _functional_chain(config: Mapping[str, Any]) -> tuple[list[Mapping[str, Any]], _Outputs]:
+    """The chain to the model's deepest output; every other output must be a tensor of a
+    layer on it (read by :meth:`_Reader.returns`)."""
+    layers = {_name(layer): layer for layer in config.get("layers", [])}
+    inputs, outputs = _refs(config.get("input_layers")), _refs(config.get("output_layers"))
+    if len(inputs) != 1 or not outputs:
+        raise _refuse(f"a model with {len(inputs)} inputs and {len(outputs)} outputs",
+                      "rnn-ref reads a chain from one input to its outputs")
+    walks = [_walk(layers, name, inputs[0][0]) for name, _ in outputs]
+    main = max(range(len(walks)), key=lambda i: len(walks[i][0]))
+    chain, masked = walks[main]
     met = {n for la in chain for n in (_name(la), *la.get("pair", ()))}
+    for name, _ in outputs:
+        if name not in met:
+            raise _refuse(f"the output of layer {name!r}, off the path to the output "
+                          f"{outputs[main][0]!r}",
+                          "rnn-ref reads one chain; a model's other outputs are states or the "
+                          "sequence of its recurrent layers")
     unused = sorted(set(layers) - met - _checked_masks(chain, masked, layers))
     if unused:
         raise _refuse(f"layers {unused} off the path from the input to the output")
-    return chain
+    return chain, _Outputs(tuple(outputs), main)
 
 
-def layer_chain(model_config: Mapping[str, Any]) -> tuple[list[Mapping[str, Any]], Any]:
-    """The layers of a ``Sequential`` or functional config, input to output, and the input
-    shape it records (``None`` when it has none).
+def layer_chain(model_config: Mapping[str, Any]
+                ) -> tuple[list[Mapping[str, Any]], Any, _Outputs | None]:
+    """The layers of a ``Sequential`` or functional config, input to output, the input
+    shape it records (``None`` when it has none) and a functional model's outputs (``None``
+    for a ``Sequential``).
 
     ``model_config`` is ``{"class_name": ..., "config": {...}}`` (a file's) or the inner
     ``config`` itself (``model.get_config()``)."""
@@ -342,8 +400,9 @@ def layer_chain(model_config: Mapping[str, Any]) -> tuple[list[Mapping[str, Any]
         raise _refuse(f"a model of class {model_config.get('class_name')!r} without a layer list",
                       "rnn-ref reads Sequential and functional models")
     if "input_layers" in config:
-        return _functional_chain(config), None
-    return list(config["layers"]), config.get("build_input_shape")
+        chain, outputs = _functional_chain(config)
+        return chain, None, outputs
+    return list(config["layers"]), config.get("build_input_shape"), None
 
 
 # --------------------------------------------------------------------------------------------
@@ -402,6 +461,10 @@ class _Reader:
     sources: dict[str, Source | None] = field(default_factory=dict)
     names: list[str] = field(default_factory=list)
     previous: Mapping[str, Any] | None = None
+    functional: bool = False  # return_state=True is read only in a functional graph
+    pooling: tuple[str, str] | None = None  # (the selection, the pooling layer's name)
+    #: (recurrent layer name, tensor index) of each final state -> its index in h_n
+    state_of: dict[tuple[str, int], int] = field(default_factory=dict)
 
     # -- activations ---------------------------------------------------------------------
     def activation(self, name: Any, where: str, head: bool = False) -> HeadActivation:
@@ -437,11 +500,14 @@ class _Reader:
             self.dense(layer, conf)
         elif cls in ("Activation", "Softmax"):
             self.fold(layer, conf)
+        elif cls in _POOLS and _is_layer(layer, cls):
+            self.pool(layer, conf)
         else:
             raise _refuse(_what(layer), "rnn-ref reads Embedding, Masking, SimpleRNN, "
                           "RNN(SimpleRNNCell), Bidirectional (or a Concatenate, Add, Average "
                           "or Multiply of a forward and a go_backwards layer's final states), "
-                          "Dense, TimeDistributed(Dense), Activation and the dropout and noise "
+                          "GlobalAveragePooling1D, GlobalMaxPooling1D, Dense, "
+                          "TimeDistributed(Dense), Activation and the dropout and noise "
                           f"layers {', '.join(IDENTITY_LAYERS)}")
         if cls not in IDENTITY_LAYERS:
             self.previous = layer
@@ -468,8 +534,10 @@ class _Reader:
 
     def recurrent(self, layer: Mapping[str, Any], conf: Mapping[str, Any]) -> None:
         name = _name(layer)
-        if self.head:
-            raise _refuse(f"{_what(layer)} after a Dense layer", "the head comes last")
+        if self.head or self.pooling:
+            raise _refuse(f"{_what(layer)} after a {'Dense' if self.head else 'pooling'} "
+                          f"layer", "the recurrent layers come first, then a pooling, then "
+                          "the head")
         if self.rnn:
             below = self.rnn[-1]
             if not below["return_sequences"]:
@@ -486,9 +554,11 @@ class _Reader:
         entry = {"name": name, "direction": direction, "cells": cells,
                  "merge": conf.get("merge_mode", "concat") if len(cells) == 2 else "concat",
                  "return_sequences": bool(cells[0].get("return_sequences", False))}
-        li = len(self.rnn)
+        li, first_state = len(self.rnn), sum(len(e["cells"]) for e in self.rnn)
         self.rnn.append(entry)
         pair = layer.get("pair")  # a Bidirectional made by hand: each direction its own layer
+        for r in range(len(cells)):  # Keras' outputs: [output, state_0[, state_1]]
+            self.state_of[(pair[r], 1) if pair else (name, 1 + r)] = first_state + r
         for r, cell in enumerate(cells):
             bias = bool(cell.get("use_bias", True))
             owner, base = (pair[r], 0) if pair else (name, r * (3 if bias else 2))
@@ -522,11 +592,15 @@ class _Reader:
         else:
             cells = [simple_rnn_config(layer)]
         for cell in cells:
-            for flag in ("stateful", "return_state"):
-                if cell.get(flag):
-                    raise _refuse(f"{_what(layer)} with {flag}=True",
-                                  "a model returns one output and keeps no state between "
-                                  "calls")
+            if cell.get("stateful"):
+                raise _refuse(f"{_what(layer)} with stateful=True",
+                              "a model keeps no state between calls")
+            if cell.get("return_state") and not self.functional:
+                raise _refuse(f"{_what(layer)} with return_state=True in a Sequential model",
+                              "a Sequential layer hands on one tensor; a functional model "
+                              "may return the states")
+            if cell.get("return_state") and conf.get("merge_mode", "concat") is None:
+                raise _refuse(f"{_what(layer)} with return_state=True and merge_mode=None")
         return cells
 
     def dense(self, layer: Mapping[str, Any], conf: Mapping[str, Any]) -> None:
@@ -565,6 +639,64 @@ class _Reader:
         last = self.head[-1]
         self.head[-1] = Dense(last.units, act, last.bias)
 
+    def pool(self, layer: Mapping[str, Any], conf: Mapping[str, Any]) -> None:
+        """``GlobalAveragePooling1D`` (the mean over the valid steps: Keras weighs by the
+        mask) or ``GlobalMaxPooling1D`` (the maximum over all steps: Keras ignores the mask)
+        right after the last recurrent layer's sequence."""
+        if not self.rnn or self.head or self.pooling:
+            where = ("before the first recurrent layer" if not self.rnn else
+                     "after a Dense layer" if self.head else "after another pooling layer")
+            raise _refuse(f"{_what(layer)} {where}",
+                          "it pools the last recurrent layer's sequence")
+        below = self.rnn[-1]
+        if not below["return_sequences"]:
+            raise _refuse(f"{_what(layer)} after {below['name']!r}, which returns its last "
+                          f"output only (return_sequences=False)")
+        fmt, keep = conf.get("data_format", "channels_last"), conf.get("keepdims", False)
+        if fmt not in (None, "channels_last") or keep:
+            raise _refuse(f"{_what(layer)} with data_format={fmt!r}, keepdims={keep!r}",
+                          "rnn-ref pools over the time axis of (N, T, F) into (N, F)")
+        self.pooling = (_POOLS[str(layer.get("class_name"))], _name(layer))
+
+    def selection(self) -> tuple[str, str]:
+        """The selection and the output order of the last layer."""
+        last = self.rnn[-1]
+        order = "processing" if last["direction"] == "reverse" else "aligned"
+        if self.pooling is None:
+            return ("sequence" if last["return_sequences"] else "final"), order
+        how, name = self.pooling
+        if how == "mean_valid" and order == "processing":
+            if (self.vocab is not None and self.vocab[1]) or self.mask_value is not None:
+                raise _refuse(f"the GlobalAveragePooling1D layer {name!r} over the "
+                              f"go_backwards layer {last['name']!r} on masked inputs",
+                              "Keras weighs outputs in processing order by the mask in time "
+                              "order: a mean over other steps than the valid ones")
+            order = "aligned"  # unmasked: the mean over all steps, in either order
+        return how, order
+
+    def returns(self, outputs: _Outputs | None, order: str) -> tuple[str, ...]:
+        """What a functional model returns (``RNNConfig.returns``): the main output is the
+        result; the others are final states (``h_n[k]``, k < 0) or the last recurrent
+        layer's sequence."""
+        if outputs is None:
+            return ("result",)
+        total = sum(len(e["cells"]) for e in self.rnn)
+        last = self.rnn[-1]
+        out = []
+        for i, (name, k) in enumerate(outputs.refs):
+            if (name, k) in self.state_of:
+                out.append(f"h_n[{self.state_of[(name, k)] - total}]")
+            elif i == outputs.main and k == 0:
+                out.append("result")
+            elif (name, k) == (last["name"], 0) and last["return_sequences"] and not (
+                    last["direction"] == "reverse" and order == "aligned"):
+                out.append("sequence")
+            else:
+                raise _refuse(f"the model output {k} of layer {name!r}",
+                              "a model's other outputs are final states (return_state=True) "
+                              "or the last recurrent layer's sequence")
+        return tuple(out)
+
     # -- the network -----------------------------------------------------------------------
     def identities(self) -> list[Identity]:
         L = len(self.rnn)
@@ -591,7 +723,8 @@ class _Reader:
         return keras_masked_step_output(self.backend, zero_output_for_mask=zero,
                                         unroll=bool(cell.get("unroll", False)))
 
-    def network(self, input_size: int | None) -> KerasNetwork:
+    def network(self, input_size: int | None, outputs: _Outputs | None = None
+                ) -> KerasNetwork:
         if not self.rnn:
             raise _refuse("a model without a SimpleRNN or Bidirectional layer")
         d = self.input_size or input_size
@@ -601,7 +734,7 @@ class _Reader:
         if len(biases) > 1:
             raise _refuse("recurrent layers with and without a bias",
                           "the spec has one bias flag for the stack")
-        last = self.rnn[-1]
+        select, order = self.selection()
         acts = [[cast(Activation, self.activation(c.get("activation", "tanh"), e["name"]))
                  for c in e["cells"]] for e in self.rnn]
         config = RNNConfig(
@@ -609,11 +742,10 @@ class _Reader:
             direction=[e["direction"] for e in self.rnn], activation=acts,
             bias=biases.pop(), merge_mode=[e["merge"] for e in self.rnn],
             padded_output=self.padded_output(),
-            output_order="processing" if last["direction"] == "reverse" else "aligned",
-            vocab_size=None if self.vocab is None else self.vocab[0],
+            output_order=order, vocab_size=None if self.vocab is None else self.vocab[0],
             mask_zero=self.vocab is not None and self.vocab[1], mask_value=self.mask_value,
-            select="sequence" if last["return_sequences"] else "final",
-            head=self.head, identities=self.identities())
+            select=select, head=self.head, identities=self.identities(),
+            returns=self.returns(outputs, order))
         return KerasNetwork(config, dict(self.sources), tuple(self.names))
 
 
@@ -646,15 +778,15 @@ def parse_model(model_config: Mapping[str, Any], *, flavour: Flavour = KERAS3,
             named.
         ValueError: no input width anywhere.
     """
-    chain, build_shape = layer_chain(model_config)
-    reader = _Reader(flavour, backend)
+    chain, build_shape, outputs = layer_chain(model_config)
+    reader = _Reader(flavour, backend, functional=outputs is not None)
     for layer in chain:
         if not isinstance(layer, Mapping):
             raise _refuse(f"a layer entry of type {type(layer).__name__}")
         reader.take(layer)
     if build_shape and len(build_shape) == 3 and build_shape[-1] is not None:
         input_size = input_size or int(build_shape[-1])
-    return reader.network(input_size or _first_build_shape(chain))
+    return reader.network(input_size or _first_build_shape(chain), outputs)
 
 
 def assemble(net: KerasNetwork, fetch: Callable[[str, int], Any]) -> RNNParams:

@@ -11,6 +11,7 @@ and the model ``to_keras`` writes from ``from_keras(model)`` compute what the mo
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -310,3 +311,114 @@ def test_last_step_is_refused_where_it_is_not_the_final_state(changes: dict[str,
     with pytest.raises(UnsupportedError, match="last_step"):
         rnn_ref.to_keras(rnn_ref.init(rnn_ref.RNNConfig(D, M, select="last_step")),
                          mask_value=0.0)
+
+
+# --------------------------------------------------------------------------------------------
+# 4. pooling over time, several outputs
+# --------------------------------------------------------------------------------------------
+def _outputs_exact(model: Any, x: np.ndarray) -> float:
+    """:func:`_exact` for a model of several outputs (lists)."""
+    want = [_np(w) for w in model(x, training=False)]
+    got = rnn_ref.oracle(model)(x)
+    again = rnn_ref.to_keras(rnn_ref.from_keras(model))(x)
+    assert isinstance(got, list) and len(got) == len(want) == len(again)
+    errs = [float(np.abs(g - w).max()) for g, w in zip(got, want, strict=True)]
+    errs += [float(np.abs(_np(a) - w).max()) for a, w in zip(again, want, strict=True)]
+    assert max(errs) < TOL, errs
+    return max(errs)
+
+
+def _pooled(pool: Any, rnn: Any, *, functional: bool) -> Any:
+    if functional:
+        inp = _ids_input()
+        return keras.Model(inp, L.Dense(1, activation="sigmoid")(pool(rnn(_embedding()(inp)))))
+    return keras.Sequential([_ids_input(), _embedding(), rnn, pool, L.Dense(K)])
+
+
+@pytest.mark.parametrize("pool, select", [(L.GlobalAveragePooling1D, "mean_valid"),
+                                          (L.GlobalMaxPooling1D, "max_all")])
+@pytest.mark.parametrize("functional", [False, True])
+def test_pooling_over_time_is_read_exactly(pool: Any, select: str, functional: bool) -> None:
+    rnns = [L.SimpleRNN(M, return_sequences=True),
+            L.Bidirectional(L.SimpleRNN(M, return_sequences=True), merge_mode="ave"),
+            L.RNN(L.SimpleRNNCell(M), return_sequences=True, go_backwards=True)]
+    for rnn in rnns[:2] if select == "mean_valid" else rnns:
+        with warnings.catch_warnings():  # GlobalMaxPooling1D: "does not support masking"
+            warnings.filterwarnings("ignore", message=".*does not support masking")
+            model = _seeded(_pooled(pool(), rnn, functional=functional))
+            _exact(model, _ids())
+        assert rnn_ref.from_keras(model).config.select == select
+
+
+def test_average_pooling_over_go_backwards_unmasked_and_refused_masked() -> None:
+    model = _seeded(keras.Sequential([keras.Input((None, D)),
+                                      L.SimpleRNN(M, return_sequences=True, go_backwards=True),
+                                      L.GlobalAveragePooling1D()]))
+    _exact(model, _features())
+    masked = _pooled(L.GlobalAveragePooling1D(name="gap"),
+                     L.SimpleRNN(M, return_sequences=True, go_backwards=True), functional=False)
+    with pytest.raises(UnsupportedError, match="'gap'.*processing order by the mask"):
+        rnn_ref.from_keras(masked)
+    with pytest.raises(UnsupportedError, match="keepdims"):
+        rnn_ref.from_keras(keras.Sequential([keras.Input((None, D)),
+                                             L.SimpleRNN(M, return_sequences=True),
+                                             L.GlobalAveragePooling1D(keepdims=True)]))
+
+
+def test_return_state_outputs_are_read_exactly() -> None:
+    ids = _ids()
+    inp = _ids_input()
+    seq, state = L.SimpleRNN(M, return_sequences=True, return_state=True)(_embedding()(inp))
+    model = _seeded(keras.Model(inp, [L.Dense(K)(seq), state]))
+    _outputs_exact(model, ids)
+    assert rnn_ref.from_keras(model).config.returns == ("result", "h_n[-1]")
+
+    inp = _ids_input()
+    out, state = L.RNN(L.SimpleRNNCell(M), return_state=True)(_embedding()(inp))
+    model = _seeded(keras.Model(inp, [out, state]))
+    _outputs_exact(model, ids)
+
+    inp = _ids_input()
+    lower, low_state = L.SimpleRNN(M, return_sequences=True, return_state=True)(
+        _embedding()(inp))
+    out, h_f, h_b = L.Bidirectional(L.SimpleRNN(M2, return_sequences=True,
+                                                return_state=True))(lower)
+    model = _seeded(keras.Model(inp, [h_b, L.Dense(K)(L.GlobalAveragePooling1D()(out)),
+                                      low_state, out, h_f]))
+    _outputs_exact(model, ids)
+    cfg = rnn_ref.from_keras(model).config
+    assert cfg.returns == ("h_n[-1]", "result", "h_n[-3]", "sequence", "h_n[-2]")
+
+
+def test_outputs_and_states_off_the_chain_are_refused_by_name() -> None:
+    inp = keras.Input((None, D))
+    _, state = L.SimpleRNN(M, return_state=True, name="enc")(inp)
+    with pytest.raises(UnsupportedError, match="taking output 1 of 'enc'"):
+        rnn_ref.from_keras(keras.Model(inp, L.Dense(K, name="fc")(state)))
+    inp = keras.Input((None, D))
+    h = L.SimpleRNN(M)(inp)
+    with pytest.raises(UnsupportedError, match="'two'.*off the path"):
+        rnn_ref.from_keras(keras.Model(inp, [L.Dense(K, name="one")(L.Dense(3)(h)),
+                                             L.Dense(K, name="two")(h)]))
+    with pytest.raises(UnsupportedError, match="return_state=True in a Sequential"):
+        rnn_ref.from_keras(keras.Sequential([keras.Input((None, D)),
+                                             L.SimpleRNN(M, return_state=True)]))
+
+
+def test_to_keras_writes_pooling_and_several_outputs() -> None:
+    x = _features()
+    cfg = rnn_ref.RNNConfig(D, [M, M2], direction=["forward", "bidirectional"],
+                            select="mean_all", head=[K], returns=["sequence", "result", "h_n[0]"])
+    params = rnn_ref.init(cfg, seed=5)
+    model = rnn_ref.to_keras(params)
+    want = rnn_ref.reference.returned(cfg, rnn_ref.forward(params, x))
+    for got, w in zip(model(x), want, strict=True):
+        assert float(np.abs(_np(got) - w).max()) < TOL
+    back = rnn_ref.from_keras(model).config
+    assert back.select == "mean_valid"  # the same mean where nothing pads
+    assert back.returns == ("sequence", "result", "h_n[-3]")  # h_n[0] of S = 3 states
+    for bad, word in (({"select": "mean_all", "mask_value": 0.0}, "mean over all"),
+                      ({"returns": ["result", "h_n"]}, "h_n"),
+                      ({"select": "final", "returns": ["sequence"]}, "sequence")):
+        with pytest.raises(UnsupportedError, match=word):
+            rnn_ref.to_keras(rnn_ref.init(rnn_ref.RNNConfig(D, M, **bad)))
