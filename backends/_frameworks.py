@@ -273,13 +273,61 @@ def keras_masked_step_output(backend: str, *, zero_output_for_mask: bool, unroll
 
 
 
-def _keras_layout(config: RNNConfig) -> Reason:
-    """What a chain of Keras layers cannot say: the selections other than every step and the
-    final output, a reverse layer below another, a reverse layer's time-aligned outputs."""
-    if config.select not in ("sequence", "final"):
-        return (f"select={config.select!r}", "a Keras Sequential returns every step "
-                "(return_sequences=True) or the last layer's final output "
-                "(return_sequences=False, select='final') only")
+#: Why a Keras model cannot say a selection (:func:`_keras_select`).
+_KERAS_SELECT_WHY = {
+    "last_step": "the last step is the final state (return_sequences=False) only for a forward "
+                 "last layer on inputs that are never padded (no lengths, mask, mask_zero or "
+                 "Masking)",
+    "mean_valid": "GlobalAveragePooling1D weighs a go_backwards layer's outputs, in processing "
+                  "order, by the mask in time order",
+    "mean_all": "GlobalAveragePooling1D takes the mean over the valid steps; the mean over all "
+                "steps is written only for inputs that are never padded",
+}
+
+
+def _keras_select(config: RNNConfig, padded: bool) -> Reason:
+    """The selections a Keras model says: every step (``return_sequences=True``), the final
+    output (``False``), ``max_all`` (``GlobalMaxPooling1D``, which ignores the mask),
+    ``mean_valid`` (``GlobalAveragePooling1D``; not over a padded go_backwards layer), and,
+    on inputs never padded, ``mean_all`` (the same mean) and a forward layer's ``last_step``
+    (its final state)."""
+    sel, last = config.select, config.directions[-1]
+    if sel in ("sequence", "final", "max_all") or (
+            sel == "last_step" and not padded and last == "forward") or (
+            sel == "mean_valid" and not (padded and last == "reverse")) or (
+            sel == "mean_all" and not padded):
+        return None
+    return f"select={sel!r}", _KERAS_SELECT_WHY.get(
+        sel, "a Keras model returns every step (return_sequences=True), the last layer's "
+        "final output (return_sequences=False) or a pooling of its steps "
+        "(GlobalAveragePooling1D, GlobalMaxPooling1D)")
+
+
+def _keras_returns(config: RNNConfig) -> Reason:
+    """Several outputs: final states ``h_n[k]`` (``return_state=True``), the result, and the
+    last layer's sequence where Keras computes it (returning sequences, in its order)."""
+    for name in config.returns:
+        if name == "h_n":
+            return ("returns 'h_n'", "Keras returns each final state as a tensor of its own: "
+                    "name them h_n[k]")
+        if name == "sequence" and (
+                config.select not in ("sequence", *POOLINGS) or (
+                config.directions[-1] == "reverse" and config.output_order == "aligned")):
+            return (f"returns 'sequence' with select={config.select!r}",
+                    "the Keras layer returns its sequence only with return_sequences=True, "
+                    "and a go_backwards layer's in processing order")
+    if config.returns != ("result",) and config.merge_modes[-1] is None:
+        return "several outputs with merge_mode None", "Keras' Bidirectional returns the pair"
+    return None
+
+
+def _keras_layout(config: RNNConfig, padded: bool) -> Reason:
+    """What a chain of Keras layers cannot say: selections (:func:`_keras_select`), several
+    outputs (:func:`_keras_returns`), a reverse layer below another, a reverse layer's
+    time-aligned outputs."""
+    reason = _keras_select(config, padded) or _keras_returns(config)
+    if reason is not None:
+        return reason
     if "reverse" in config.directions[:-1]:
         return ("a reverse layer below another layer",
                 "go_backwards hands the next layer its outputs in processing order")
@@ -309,8 +357,8 @@ def keras_unsupported(config: RNNConfig, *, backend: str | None = None, padded: 
     for j, dense in enumerate(config.head):
         if not isinstance(dense.activation, Softmax) and dense.activation not in keras_acts:
             return f"head layer {j} activation {dense.activation}", "Dense takes Keras activations"
-    reason = _keras_layout(config) or network_unsupported(
-        config, holds=set(NETWORK_PIECES) - {"returns"})
+    reason = _keras_layout(config, padded or config.mask_zero or config.mask_value is not None) \
+        or network_unsupported(config, holds=set(NETWORK_PIECES))
     if reason is not None:
         return reason
     mode = config.padded_output

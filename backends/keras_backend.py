@@ -32,6 +32,7 @@ import os
 import re
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,9 +63,9 @@ from rnn_ref.convert import (
 )
 from rnn_ref.errors import FileFormatError, UnsupportedError
 from rnn_ref.inputs import check_inputs
-from rnn_ref.network import Softmax
+from rnn_ref.network import POOLINGS, Softmax, state_item
 from rnn_ref.params import CellParams, Readout, RNNParams
-from rnn_ref.reference import ForwardResult, forward, merge
+from rnn_ref.reference import ForwardResult, forward, merge, returned
 
 __all__ = ["TO_KERAS", "KerasBackend", "KerasSupport", "LegacyReader", "from_native",
            "import_keras", "list_arrays", "load_native", "oracle", "owns", "quiet_import",
@@ -101,7 +102,8 @@ def unsupported_dtype(dtype: Any, backend: str) -> str | None:
 def _cell(layer: Any) -> tuple[CellParams, Activation]:
     """A Keras 3 ``SimpleRNN``'s cell and activation (:func:`keras_graph.read_cell`)."""
     keras = _keras()
-    return read_cell(layer, keras.layers.SimpleRNN, KERAS3, keras.ops.convert_to_numpy)
+    return read_cell(layer, keras.layers.SimpleRNN, KERAS3, keras.ops.convert_to_numpy,
+                     generic=(keras.layers.RNN, keras.layers.SimpleRNNCell))
 
 
 @dataclass(frozen=True)
@@ -133,7 +135,8 @@ def _read_layer(layer: Any, is_bidi: bool, backend: str
 
 
 def _bare_layer(obj: Any) -> tuple[RNNParams, _Structure]:
-    """A bare ``SimpleRNN`` or ``Bidirectional`` layer: its parameters and what it returns."""
+    """A bare ``SimpleRNN``, ``RNN(SimpleRNNCell)`` or ``Bidirectional`` layer: its
+    parameters and what it returns."""
     keras = _keras()
     is_bidi = isinstance(obj, keras.layers.Bidirectional)
     cells, acts, merge, mode, back = _read_layer(obj, is_bidi, backend_name())
@@ -196,10 +199,10 @@ def from_native(obj: Any) -> RNNParams:
     keras = _keras()
     if isinstance(obj, keras.Model):
         return model_network(obj)[1]
-    if isinstance(obj, (keras.layers.SimpleRNN, keras.layers.Bidirectional)):
-        return _bare_layer(obj)[0]
-    raise TypeError(f"from_keras takes a SimpleRNN, a Bidirectional or a keras.Model, "
-                    f"got {type(obj).__name__}")
+    if isinstance(obj, (keras.layers.RNN, keras.layers.Bidirectional)):
+        return _bare_layer(obj)[0]  # an RNN around another cell is refused, named
+    raise TypeError(f"from_keras takes a SimpleRNN, an RNN(SimpleRNNCell), a Bidirectional or "
+                    f"a keras.Model, got {type(obj).__name__}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -299,17 +302,35 @@ def _input_layers(params: RNNParams) -> list[Any]:
     return layers
 
 
+def pooling_layer(params: RNNParams) -> Any:
+    """Keras' pooling over time for ``select``: ``GlobalAveragePooling1D`` for
+    ``mean_valid`` (it weighs by the mask) and ``mean_all`` (written only where nothing is
+    padded), ``GlobalMaxPooling1D`` for ``max_all`` (it ignores the mask)."""
+    keras = _keras()
+    cls = (keras.layers.GlobalMaxPooling1D if params.config.select == "max_all"
+           else keras.layers.GlobalAveragePooling1D)
+    return cls(dtype=params.dtype.name)
+
+
+def _returns_states(cfg: RNNConfig) -> bool:
+    return any(state_item(name) is not None for name in cfg.returns)
+
+
 def network_layers(params: RNNParams) -> list[Any]:
     """Every layer of the Keras model of ``params``, input to output, built with their
-    weights (see :func:`to_native`)."""
+    weights (see :func:`to_native`); every recurrent layer returns its states when the
+    network returns a final state."""
     cfg = params.config
     L = cfg.num_layers
     layers = [*_input_layers(params), *identity_layers(params, 0)]
     for li in range(L):
         last = li == L - 1
-        seqs = not last or cfg.select == "sequence"
+        seqs = not last or cfg.select in ("sequence", *POOLINGS)  # last_step: see to_native
         layers.append(rnn_layer(params, li, return_sequences=seqs,
+                                return_state=_returns_states(cfg),
                                 zero_output=last and seqs and cfg.padded_output == "zeros"))
+        if last and cfg.select in POOLINGS:
+            layers.append(pooling_layer(params))
         layers += identity_layers(params, li + 1)
     for j in range(len(cfg.head)):
         layers.append(head_layer(params, j))
@@ -338,6 +359,18 @@ def to_native(params: RNNParams, *, mask_value: float | None = None,
     selection: ``"final"`` is ``return_sequences=False``), the dropout and noise layers where
     they sit, the ``Dense`` head; in the params' dtype on the Keras backend of this process.
 
+    A pooling over time is ``GlobalAveragePooling1D`` (``mean_valid``; ``mean_all`` where
+    nothing is padded) or ``GlobalMaxPooling1D`` (``max_all``) after the last layer's
+    sequence; several outputs (``config.returns``) make a functional model whose recurrent
+    layers return their states (``return_state=True``).
+
+    ``select="last_step"`` (torch ``out[:, -1]``) is written as ``return_sequences=False``
+    when the last layer is forward and the network has no mask source (no ``mask_zero``,
+    ``Masking`` or ``mask_value``): the model then never pads, and a forward layer's output
+    at ``T - 1`` is its final state, exactly. Reading the model back gives ``"final"``.
+    A masked network or a reverse or bidirectional last layer is refused (its last step is
+    not its final state).
+
     Args:
         mask_value: add ``Masking(mask_value)`` to a network without one, so steps whose
             features all equal it are padding.
@@ -356,12 +389,39 @@ def to_native(params: RNNParams, *, mask_value: float | None = None,
     params = _adopt_padding(params, strict)
     raise_if(unsupported(params.config, backend=backend_name(), padded=False), "Keras")
     layers = network_layers(params)
-    if params.config.merge_modes[-1] is None:  # a pair of outputs: a functional model
-        h = inputs = layers[0]
-        for layer in layers[1:]:
-            h = layer(h)
-        return keras.Model(inputs, h)
-    return keras.Sequential(layers)
+    with warnings.catch_warnings():  # GlobalMaxPooling1D ignores the mask, as max_all does
+        warnings.filterwarnings("ignore", message=".*does not support masking")
+        if params.config.returns != ("result",):
+            return _several_outputs(params.config, layers)
+        if params.config.merge_modes[-1] is None:  # a pair of outputs: a functional model
+            h = inputs = layers[0]
+            for layer in layers[1:]:
+                h = layer(h)
+            return keras.Model(inputs, h)
+        return keras.Sequential(layers)
+
+
+def _several_outputs(cfg: RNNConfig, layers: list[Any]) -> Any:
+    """A functional model of ``layers`` (``Input`` first) returning ``cfg.returns``: the
+    result, the last recurrent layer's sequence, final states (every recurrent layer
+    returns its states then, in h_n order)."""
+    keras = _keras()
+    h = inputs = layers[0]
+    states: list[Any] = []
+    sequence = None
+    for layer in layers[1:]:
+        out = layer(h)
+        if isinstance(layer, (keras.layers.RNN, keras.layers.Bidirectional)):
+            if layer.return_state:
+                out, states = out[0], [*states, *out[1:]]
+            sequence = out
+        h = out
+    named = {"result": h, "sequence": sequence}
+    outputs = []
+    for name in cfg.returns:
+        k = state_item(name)
+        outputs.append(named[name] if k is None else states[k])
+    return keras.Model(inputs, outputs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -369,7 +429,7 @@ def to_native(params: RNNParams, *, mask_value: float | None = None,
 # --------------------------------------------------------------------------------------------
 def owns(model: Any) -> bool:
     keras = _keras()
-    return isinstance(model, (keras.layers.SimpleRNN, keras.layers.Bidirectional, keras.Model))
+    return isinstance(model, (keras.layers.RNN, keras.layers.Bidirectional, keras.Model))
 
 
 def readout_of(params: RNNParams, o: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
@@ -384,8 +444,12 @@ def _model_oracle(model: Any) -> Callable[..., Any]:
     params = from_native(model)
 
     def call(inputs: Any) -> Any:
-        """What ``model(inputs)`` returns: ``(N, K)``, ``(N, T, K)``, ... in float64."""
-        return forward(params, inputs).result
+        """What ``model(inputs)`` returns: ``(N, K)``, ``(N, T, K)``, ... in float64; a list
+        for a model of several outputs (``config.returns``)."""
+        res = forward(params, inputs)
+        if params.config.returns == ("result",):
+            return res.result
+        return list(returned(params.config, res))
 
     return call
 
@@ -489,8 +553,12 @@ class KerasBackend(KerasSupport):
             outputs, states = _run_layer(params, li, h, mask_t, h0s)
             h_n += [to_np(s) for s in states]
             h = outputs
-            if li == cfg.num_layers - 1 and cfg.select == "final":
+            if li == cfg.num_layers - 1 and cfg.select in ("final", "last_step"):
                 h = _call(rnn_layer(params, li, return_sequences=False), below, mask_t, h0s)
+            elif li == cfg.num_layers - 1 and cfg.select in POOLINGS:
+                pooled = pooling_layer(params)  # the maximum ignores the mask
+                h = pooled(h) if mask_t is None or cfg.select == "max_all" else pooled(
+                    h, mask=mask_t)
             for layer in identity_layers(params, li + 1):
                 h = layer(h)
         selected = h

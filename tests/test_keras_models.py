@@ -93,7 +93,7 @@ def test_writer_refuses_what_keras_cannot_hold() -> None:
     cfg = rnn_ref.RNNConfig(3, 4, direction="bidirectional", select="final_backward")
     with pytest.raises(UnsupportedError, match="final_backward"):
         rnn_ref.to_keras(rnn_ref.init(cfg))
-    cfg = rnn_ref.RNNConfig(3, 4, select="last_step")
+    cfg = rnn_ref.RNNConfig(3, 4, select="last_step", mask_value=0.0)
     with pytest.raises(UnsupportedError, match="last_step"):
         rnn_ref.to_keras(rnn_ref.init(cfg))
 

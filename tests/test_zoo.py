@@ -137,7 +137,8 @@ def _torch_zoo() -> dict[str, Any]:
 
 
 KERAS_MODELS = ["imdb", "imdb-mask-zero", "dropout-stack", "bidi-then-simple", "mlp-head",
-                "tagger", "noisy", "go-backwards", "masked-bidi-backwards", "masked-bidi-final"]
+                "tagger", "noisy", "go-backwards", "masked-bidi-backwards", "masked-bidi-final",
+                "rnn-cell", "hand-made-bidi"]
 TORCH_MODELS = ["last_step_classifier", "softmax_on_final", "bidirectional_final", "tagger",
                 "time_major", "mixed_stack", "forward_half", "per_step_head",
                 "zero_state_classifier"]

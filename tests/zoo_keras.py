@@ -140,9 +140,32 @@ def masked_bidi_final(seed: int = 0) -> tuple[Any, np.ndarray]:
     return _seeded(model, seed), _ids(seed, True)
 
 
+def rnn_cell(seed: int = 0) -> tuple[Any, np.ndarray]:
+    """Embedding(mask_zero) -> RNN(SimpleRNNCell, rs) -> Bidirectional(RNN(SimpleRNNCell))
+    -> Dense."""
+    L = _keras().layers
+    model = _keras().Sequential([
+        _keras().Input((None,), dtype="int32"), L.Embedding(V, D, mask_zero=True),
+        L.RNN(L.SimpleRNNCell(5), return_sequences=True),
+        L.Bidirectional(L.RNN(L.SimpleRNNCell(4, activation="relu"))), L.Dense(2)])
+    return _seeded(model, seed), _ids(seed, True)
+
+
+def hand_made_bidi(seed: int = 0) -> tuple[Any, np.ndarray]:
+    """Embedding(mask_zero) -> [SimpleRNN, SimpleRNN(go_backwards)] -> Concatenate -> Dense
+    (a Bidirectional layer made by hand, functional)."""
+    keras = _keras()
+    L = keras.layers
+    inp = keras.Input((None,), dtype="int32")
+    x = L.Embedding(V, D, mask_zero=True)(inp)
+    h = L.Concatenate()([L.SimpleRNN(5)(x), L.SimpleRNN(5, go_backwards=True)(x)])
+    return _seeded(keras.Model(inp, L.Dense(1, activation="sigmoid")(h)), seed), _ids(seed, True)
+
+
 ZOO: dict[str, Callable[[int], tuple[Any, np.ndarray]]] = {
     "imdb": imdb, "imdb-mask-zero": imdb_masked, "dropout-stack": dropout_stack,
     "bidi-then-simple": bidi_then_simple, "mlp-head": mlp_head, "tagger": tagger,
     "noisy": noisy, "go-backwards": go_backwards,
     "masked-bidi-backwards": masked_bidi_backwards, "masked-bidi-final": masked_bidi_final,
+    "rnn-cell": rnn_cell, "hand-made-bidi": hand_made_bidi,
 }
