@@ -18,10 +18,10 @@ from rnn_ref.conformance.compare import compare, tolerance
 
 mx = need("mlx.core")
 nn = need("mlx.nn")
-mlx_backend = need("rnn_ref.backends.mlx_backend")
+mlx_backend = need("rnn_ref.backends.mlx.convert")
 
 N, T, D, M = 3, 7, 5, 4  # all different, so a transpose cannot hide
-BACKEND = "rnn_ref.backends.mlx_backend:MlxBackend"
+BACKEND = "rnn_ref.backends.mlx.convert:MlxBackend"
 
 
 def _x(seed: int = 0, n: int = N, t: int = T, d: int = D, dtype: object = np.float32

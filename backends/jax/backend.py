@@ -11,7 +11,7 @@ float64 runs inside ``jax.enable_x64(True)`` for the call only; JAX's global set
 changed.
 
 flax ``SimpleCell`` (converters, oracle, what it cannot express) is
-:mod:`rnn_ref.backends.flax_backend`; :meth:`JaxBackend.round_trip` goes through it.
+:mod:`rnn_ref.backends.flax.convert`; :meth:`JaxBackend.round_trip` goes through it.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from jax import lax
 
 from rnn_ref.activations import Activation
 from rnn_ref.backends import devices
-from rnn_ref.backends._frameworks import nothing_unsupported as unsupported
+from rnn_ref.backends.jax.record import unsupported
 from rnn_ref.config import RNNConfig
 from rnn_ref.inputs import check_inputs, check_options
 from rnn_ref.network import POOLINGS
@@ -443,9 +443,9 @@ class JaxBackend:
 
     def round_trip(self, params: RNNParams) -> RNNParams:
         """Through flax ``nnx.SimpleCell`` modules and back (raises where a cell cannot: see
-        :func:`rnn_ref.backends.flax_backend.unsupported`)."""
+        :func:`rnn_ref.backends.flax.convert.unsupported`)."""
         try:
-            from rnn_ref.backends.flax_backend import from_native, to_native
+            from rnn_ref.backends.flax.convert import from_native, to_native
         except ImportError as exc:  # the round trip needs flax; the backend does not
             raise NotImplementedError(f"the flax round trip needs flax ({exc})") from None
         cfg = params.config

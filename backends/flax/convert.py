@@ -56,7 +56,7 @@ from flax import linen, nnx
 
 from rnn_ref.activations import Activation
 from rnn_ref.backends._common import raise_if
-from rnn_ref.backends._frameworks import flax_unsupported as unsupported
+from rnn_ref.backends.flax.record import unsupported
 from rnn_ref.config import RNNConfig
 from rnn_ref.errors import UnsupportedError
 from rnn_ref.params import CellParams, RNNParams

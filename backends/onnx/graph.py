@@ -31,7 +31,7 @@
 * Identity layers (dropout, noise) compute nothing at inference and have no node; they, the
   padding index (no forward effect) and ``padded_output`` where no padded step can be seen
   are kept in the metadata (``rnn_ref.config``). Reading, the nodes are authoritative: the
-  metadata only fills in what no node says (:mod:`rnn_ref.backends.onnx_reader`).
+  metadata only fills in what no node says (:mod:`rnn_ref.backends.onnx.reader`).
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ from onnx import TensorProto, helper
 
 from rnn_ref.activations import Activation
 from rnn_ref.backends._common import raise_if
-from rnn_ref.backends._frameworks import onnx_unsupported
+from rnn_ref.backends.onnx.nodes import ONNX_NAMES, GraphBuilder
+from rnn_ref.backends.onnx.record import unsupported as onnx_unsupported
 from rnn_ref.config import RNNConfig
 from rnn_ref.errors import UnsupportedError
 from rnn_ref.network import POOLINGS, HeadActivation, Softmax
@@ -71,8 +72,6 @@ def _scalar(value: int) -> np.ndarray[Any, Any]:
 def node_attributes(cfg: RNNConfig, layer: int) -> dict[str, Any]:
     """Layer ``layer``'s RNN node attributes, written as most exporters write them: what equals
     the spec's default (``direction="forward"``, every activation ``Tanh``) is left out."""
-    from rnn_ref.backends.onnx_backend import ONNX_NAMES
-
     acts = [a if a.name != "linear" else Activation("affine", 1.0, 0.0)
             for a in cfg.activations[layer]]
     attrs: dict[str, Any] = {"hidden_size": cfg.hidden_sizes[layer]}
@@ -335,9 +334,7 @@ def write_network(params: RNNParams, *, time_major: bool = False, lengths: bool 
                   initial_state: bool = False, expose_outputs: bool = False, layout: int = 0
                   ) -> onnx.ModelProto:
     """The whole network as one ONNX model (opset 17); arguments as
-    :func:`rnn_ref.backends.onnx_backend.to_native` documents them."""
-    from rnn_ref.backends.onnx_backend import GraphBuilder
-
+    :func:`rnn_ref.backends.onnx.convert.to_native` documents them."""
     _check_request(params, time_major=time_major, lengths=lengths, layout=layout)
     cfg = params.config
     g = GraphBuilder(params.dtype)

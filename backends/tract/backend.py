@@ -1,4 +1,4 @@
-"""tract: the ONNX graph of :func:`rnn_ref.backends.onnx_backend.to_native` run by Sonos'
+"""tract: the ONNX graph of :func:`rnn_ref.backends.onnx.convert.to_native` run by Sonos'
 tract (the ``tract`` Python package, float32).
 
 How tract differs from the spec (tract 0.23.9, ``onnx/src/ops/rec/rnn.rs`` and
@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import onnx
 
-from rnn_ref.backends._frameworks import tract_unsupported as unsupported
-from rnn_ref.backends.onnx_backend import OnnxGraphBackend
+from rnn_ref.backends.onnx.convert import OnnxGraphBackend
+from rnn_ref.backends.tract.record import unsupported
 from rnn_ref.config import RNNConfig
 
 __all__ = ["TractBackend", "run_graph", "unsupported"]

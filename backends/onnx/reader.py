@@ -10,7 +10,7 @@ does anything else (a ``Mul`` before the first ``RNN`` node, a constant ``initia
 not zeros, a constant ``sequence_lens``), an unused graph input and an unused initializer are
 refused by name, never skipped: what is read computes what the graph computes.
 
-Read: the graphs of :func:`rnn_ref.backends.onnx_graph.write_network` and of
+Read: the graphs of :func:`rnn_ref.backends.onnx.graph.write_network` and of
 ``torch.onnx.export(..., dynamo=False)`` of modules made of ``nn.Embedding``, ``nn.RNN``
 (batch first or not), ``out[:, -1]``, ``h_n[-1]``, ``cat([h_n[-2], h_n[-1]], 1)`` and
 ``nn.Linear`` with activations and ``softmax``.
@@ -44,6 +44,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from rnn_ref.activations import ACTIVATIONS, Activation
+from rnn_ref.backends.onnx.nodes import node_cells, read_node
 from rnn_ref.config import RNNConfig
 from rnn_ref.errors import UnsupportedError
 from rnn_ref.network import SHOWS_PADDED_STEPS, Dense, HeadActivation, Identity, Softmax
@@ -687,8 +688,6 @@ def _check_state_inputs(st: _State, node: onnx.NodeProto, vals: list[_Val], nd: 
 
 
 def _on_rnn(st: _State, node: onnx.NodeProto, vals: list[_Val]) -> list[_Val]:
-    from rnn_ref.backends.onnx_backend import node_cells, read_node
-
     li = len(st.layers)
     rn = read_node(node, st.opset, missing_parameters=st.missing)
     _check_x(st, node, li, vals[0], rn.layout)

@@ -3,8 +3,8 @@
 Why a worker: Keras reads ``KERAS_BACKEND`` once, at its first import, and keeps that backend for
 the life of the process. To run Keras' layers on all three backends from one program, each
 :class:`KerasProcessBackend` starts a child interpreter with ``KERAS_BACKEND`` set, which runs
-:func:`serve` (``python -c "from rnn_ref.backends.keras_worker import serve; serve()"``) and
-so :class:`~rnn_ref.backends.keras_backend.KerasBackend` there. The parent never imports Keras.
+:func:`serve` (``python -c "from rnn_ref.backends.keras.worker import serve; serve()"``) and
+so :class:`~rnn_ref.backends.keras.convert.KerasBackend` there. The parent never imports Keras.
 
 Protocol, over the child's stdin (requests) and stdout (answers), one answer per request, in
 order:
@@ -53,7 +53,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from rnn_ref.backends.keras_backend import KerasBackend, KerasSupport, from_native, to_native
+from rnn_ref.backends.keras.convert import KerasBackend, KerasSupport, from_native, to_native
 from rnn_ref.errors import UnsupportedError
 from rnn_ref.inputs import check_inputs
 from rnn_ref.io import from_members, to_members
@@ -199,7 +199,7 @@ class KerasProcessBackend(KerasSupport):
         self._closes_at_exit = False
 
     #: what the worker process runs (``python -c``)
-    worker_code = "from rnn_ref.backends.keras_worker import serve; serve()"
+    worker_code = "from rnn_ref.backends.keras.worker import serve; serve()"
 
     def worker_env(self) -> dict[str, str]:
         """The worker's environment: this process's, with its Keras backend."""

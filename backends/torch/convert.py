@@ -17,9 +17,9 @@ A readout is a :class:`RNNWithReadout` module: ``.rnn`` (the ``nn.RNN``) and ``.
 ``nn.Linear``), returning ``(y, h_n)`` like ``nn.RNN`` returns ``(output, h_n)``.
 
 The whole network (embedding, stacks of any directions and widths, dropout, the selection, a
-head of ``nn.Linear`` layers with softmax) is a :class:`~rnn_ref.backends.torch_network.
+head of ``nn.Linear`` layers with softmax) is a :class:`~rnn_ref.backends.torch.network.
 TorchNetwork`; any ``nn.Module`` built of those pieces is read from its ``torch.fx`` graph and
-any state dict by its key names (:mod:`rnn_ref.backends.torch_graph`).
+any state dict by its key names (:mod:`rnn_ref.backends.torch.graph`).
 """
 
 from __future__ import annotations
@@ -36,9 +36,7 @@ from torch import nn
 from rnn_ref.activations import Activation
 from rnn_ref.backends import devices, file_limits
 from rnn_ref.backends._common import adopt_padded_output, raise_if
-from rnn_ref.backends._frameworks import TORCH_READOUT_ACTIVATIONS, torch_lone_rnn
-from rnn_ref.backends._frameworks import torch_unsupported as unsupported
-from rnn_ref.backends.torch_graph import (
+from rnn_ref.backends.torch.graph import (
     Layout,
     build_network,
     file_network,
@@ -46,11 +44,12 @@ from rnn_ref.backends.torch_graph import (
     read_module,
     read_state_dict,
 )
-from rnn_ref.backends.torch_network import TorchNetwork
-from rnn_ref.backends.torch_trace import unwrap_compiled
+from rnn_ref.backends.torch.network import TorchNetwork
+from rnn_ref.backends.torch.record import TORCH_READOUT_ACTIVATIONS, torch_lone_rnn, unsupported
+from rnn_ref.backends.torch.trace import unwrap_compiled
 from rnn_ref.config import RNNConfig
-from rnn_ref.convert import Hints, NativeFile, hint_activation
 from rnn_ref.errors import FileFormatError, UnsupportedError
+from rnn_ref.fileapi import Hints, NativeFile, hint_activation
 from rnn_ref.inputs import check_inputs
 from rnn_ref.params import CellParams, Readout, RNNParams
 from rnn_ref.reference import ForwardResult, forward, returned
@@ -61,7 +60,7 @@ __all__ = ["NAME", "READOUT_ACTIVATIONS", "RNNWithReadout", "TorchBackend", "Tor
            "to_native", "unsupported", "write_file"]
 
 NAME = "torch.nn.RNN"
-#: RNNWithReadout's activations, as torch functions (names: _frameworks)
+#: RNNWithReadout's activations, as torch functions (names: record.py)
 READOUT_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = dict(zip(
     TORCH_READOUT_ACTIVATIONS, (lambda t: t, torch.tanh, torch.relu, torch.sigmoid),
     strict=True))
@@ -118,7 +117,7 @@ def from_native(obj: Any, *, example: Any = None, nonlinearity: str | None = Non
         obj: an ``nn.RNN``, an :class:`RNNWithReadout`, a :class:`TorchNetwork`, an
             ``nn.RNNCell`` (one step: a one-layer network whose result is the new state,
             ``select="final"``), any ``nn.Module`` built from the network's pieces (read from
-            its ``torch.fx`` graph, see :mod:`rnn_ref.backends.torch_graph`), any of them
+            its ``torch.fx`` graph, see :mod:`rnn_ref.backends.torch.graph`), any of them
             ``torch.compile`` d (read through ``_orig_mod``, never run), or a state dict (any
             prefixes), tensors or arrays.
         example: an input of a module read from its fx graph (``(x, lengths)`` for one whose
@@ -129,7 +128,7 @@ def from_native(obj: Any, *, example: Any = None, nonlinearity: str | None = Non
         nonlinearity: ``"tanh"`` or ``"relu"``; required for a state dict (it does not record
             it), and must agree with an ``nn.RNN``'s when given.
         select, head_activation: for a state dict with ``nn.Linear`` layers, what feeds them
-            and one activation per layer (see :func:`~rnn_ref.backends.torch_graph.
+            and one activation per layer (see :func:`~rnn_ref.backends.torch.graph.
             read_state_dict`).
 
     Raises:
@@ -392,7 +391,7 @@ def _tensor(a: np.ndarray[Any, Any]) -> torch.Tensor:
 
 def is_lone_rnn(config: RNNConfig) -> bool:
     """Whether one ``nn.RNN`` (with an :class:`RNNWithReadout` readout) holds the network
-    (:func:`~rnn_ref.backends._frameworks.torch_lone_rnn`, which also decides what a torch
+    (:func:`~rnn_ref.backends.torch.record.torch_lone_rnn`, which also decides what a torch
     file records)."""
     return torch_lone_rnn(config)
 
@@ -778,7 +777,7 @@ def write_file(params: RNNParams, path: Path, fmt: str) -> None:
 
 def load_native(path: Path, fmt: str, params: RNNParams) -> NativeFile:
     """The file's tensors as stored, under its own keys, in torch modules
-    (:func:`~rnn_ref.backends.torch_graph.file_network`; ``params``, read from the file with
+    (:func:`~rnn_ref.backends.torch.graph.file_network`; ``params``, read from the file with
     the hints, give what its keys do not say)."""
     return NativeFile(file_network(_state_dict(path, fmt), params.replace(
         padded_output="zeros")), takes_lengths=True)

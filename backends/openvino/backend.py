@@ -1,4 +1,4 @@
-"""OpenVINO: the ONNX graph of :func:`rnn_ref.backends.onnx_backend.to_native` run by OpenVINO's
+"""OpenVINO: the ONNX graph of :func:`rnn_ref.backends.onnx.convert.to_native` run by OpenVINO's
 CPU plugin, at the runtime's default inference precision (``openvino``) or in float32
 (``openvino[f32]``).
 
@@ -45,9 +45,9 @@ from typing import Any
 
 import numpy as np
 
-from rnn_ref.backends._frameworks import OPENVINO_ACTIVATIONS as ACTIVATIONS
-from rnn_ref.backends._frameworks import openvino_unsupported as unsupported
-from rnn_ref.backends.onnx_backend import OnnxGraphBackend
+from rnn_ref.backends.onnx.convert import OnnxGraphBackend
+from rnn_ref.backends.openvino.record import OPENVINO_ACTIVATIONS as ACTIVATIONS
+from rnn_ref.backends.openvino.record import unsupported
 from rnn_ref.config import RNNConfig
 
 __all__ = ["ACTIVATIONS", "OpenVinoBackend", "OpenVinoF32Backend", "compile_graph",

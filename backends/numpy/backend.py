@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from rnn_ref.backends._frameworks import nothing_unsupported as unsupported
+from rnn_ref.backends.numpy.record import unsupported
 from rnn_ref.config import RNNConfig
-from rnn_ref.convert import Hints, NativeFile
+from rnn_ref.fileapi import Hints, NativeFile
 from rnn_ref.io import load, save
 from rnn_ref.params import RNNParams
 from rnn_ref.reference import ForwardResult, forward

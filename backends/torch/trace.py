@@ -1,5 +1,5 @@
 """Tracing an ``nn.Module``'s ``forward`` into a ``torch.fx`` graph, for
-:mod:`rnn_ref.backends.torch_graph` to read.
+:mod:`rnn_ref.backends.torch.graph` to read.
 
 :func:`trace` is ``torch.fx.symbolic_trace`` with four differences:
 

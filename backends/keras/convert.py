@@ -1,7 +1,7 @@
 """Keras 3: ``SimpleRNN``/``Bidirectional`` converters, oracle, and the ``keras[...]`` backends.
 
 Keras fixes its backend once per process (``KERAS_BACKEND``), so this module describes
-whatever Keras was imported with; :mod:`rnn_ref.backends.keras_worker` runs
+whatever Keras was imported with; :mod:`rnn_ref.backends.keras.worker` runs
 ``keras[tensorflow]``, ``keras[jax]`` and ``keras[torch]`` each in a worker process of its own.
 
 How Keras differs from the reference (Keras 3.15.1 sources):
@@ -42,9 +42,7 @@ import numpy as np
 from rnn_ref.activations import Activation
 from rnn_ref.backends import file_limits
 from rnn_ref.backends._common import adopt_padded_output, raise_if
-from rnn_ref.backends._frameworks import KERAS_ACTIVATIONS, keras_masked_step_output
-from rnn_ref.backends._frameworks import keras_unsupported as unsupported
-from rnn_ref.backends.keras_graph import (
+from rnn_ref.backends.keras.graph import (
     IDENTITY_LAYERS,
     KERAS3,
     KerasNetwork,
@@ -52,15 +50,16 @@ from rnn_ref.backends.keras_graph import (
     parse_model,
     read_cell,
 )
+from rnn_ref.backends.keras.record import KERAS_ACTIVATIONS, keras_masked_step_output, unsupported
 from rnn_ref.config import RNNConfig
-from rnn_ref.convert import (
+from rnn_ref.errors import FileFormatError, UnsupportedError
+from rnn_ref.fileapi import (
     Hints,
     MissingHintError,
     NativeFile,
     hint_activation,
     hint_activations,
 )
-from rnn_ref.errors import FileFormatError, UnsupportedError
 from rnn_ref.inputs import check_inputs
 from rnn_ref.network import Softmax
 from rnn_ref.params import CellParams, Readout, RNNParams
@@ -185,7 +184,7 @@ def model_network(model: Any) -> tuple[KerasNetwork, RNNParams]:
 
 def from_native(obj: Any) -> RNNParams:
     """Canonical parameters of a ``SimpleRNN``, a ``Bidirectional``, or a ``Sequential`` or
-    functional model (see :mod:`rnn_ref.backends.keras_graph` for the layers read). The
+    functional model (see :mod:`rnn_ref.backends.keras.graph` for the layers read). The
     config records the masked-step behaviour of the Keras backend this process runs (see the
     module docstring).
 

@@ -55,28 +55,23 @@ import numpy as np
 from rnn_ref.activations import Activation
 from rnn_ref.backends import file_limits
 from rnn_ref.backends._common import raise_if
-from rnn_ref.backends._frameworks import (
-    KERAS2_ACTIVATIONS,
-    KERAS2_NAMES,
-    keras2_unsupported,
-    keras_masked_step_output,
-    network_unsupported,
-    sniff_h5,
-)
-from rnn_ref.backends._frameworks import keras2_unsupported as unsupported
-from rnn_ref.backends.keras_backend import (
+from rnn_ref.backends.keras.convert import (
     LegacyReader,
     quiet_import,
     readout_of,
     unsupported_dtype,
     unused_weights,
 )
-from rnn_ref.backends.keras_backend import list_arrays as _h5_arrays
-from rnn_ref.backends.keras_graph import IDENTITY_LAYERS, KERAS2, read_cell
-from rnn_ref.backends.keras_worker import KerasProcessBackend, serve_with
+from rnn_ref.backends.keras.convert import list_arrays as _h5_arrays
+from rnn_ref.backends.keras.graph import IDENTITY_LAYERS, KERAS2, read_cell
+from rnn_ref.backends.keras.record import keras_masked_step_output, sniff_h5
+from rnn_ref.backends.keras.worker import KerasProcessBackend, serve_with
+from rnn_ref.backends.keras2.record import KERAS2_ACTIVATIONS, KERAS2_NAMES, unsupported
+from rnn_ref.backends.keras2.record import unsupported as keras2_unsupported
+from rnn_ref.backends.records import network_unsupported
 from rnn_ref.config import RNNConfig
-from rnn_ref.convert import Hints, NativeFile
 from rnn_ref.errors import FileFormatError, UnsupportedError
+from rnn_ref.fileapi import Hints, NativeFile
 from rnn_ref.inputs import check_inputs
 from rnn_ref.network import Dense, Identity, Softmax
 from rnn_ref.params import CellParams, Readout, RNNParams
@@ -94,10 +89,10 @@ Reason = tuple[str, str] | None
 
 
 # --------------------------------------------------------------------------------------------
-# tf_keras, imported on first use (what Keras 2 cannot hold: _frameworks.keras2_unsupported)
+# tf_keras, imported on first use (what Keras 2 cannot hold: record.unsupported)
 # --------------------------------------------------------------------------------------------
 def import_tf_keras() -> Any:
-    """tf-keras (:func:`rnn_ref.backends.keras_backend.quiet_import`)."""
+    """tf-keras (:func:`rnn_ref.backends.keras.convert.quiet_import`)."""
     return quiet_import("tf_keras")
 
 
@@ -531,7 +526,7 @@ def _initial_state(initial_state: Any, R: int) -> list[np.ndarray[Any, Any]] | N
 def oracle(model: Any) -> Callable[..., Any]:
     """A NumPy function returning what the tf-keras ``model(inputs, ...)`` returns, in float64:
     ``(inputs, mask=None, initial_state=None)`` as Keras 3's oracle
-    (:func:`rnn_ref.backends.keras_backend.oracle`); for ``time_major`` layers the inputs and
+    (:func:`rnn_ref.backends.keras.convert.oracle`); for ``time_major`` layers the inputs and
     outputs are ``(T, N, ...)`` (a mask is refused there). A model takes ``(inputs,
     mask=None)`` (token ids with an Embedding) and masks as its Masking / ``mask_zero`` say."""
     if isinstance(model, _tk().Model):
@@ -586,7 +581,7 @@ class _Keras2Reader(LegacyReader):
 
     def _act(self, conf: dict[str, Any] | None) -> Activation:
         if conf is None:
-            from rnn_ref.convert import hint_activation
+            from rnn_ref.fileapi import hint_activation
 
             return hint_activation(self.hints, FORMAT, KERAS2_ACTIVATIONS)
         name = conf.get("activation", "tanh") or "linear"
@@ -709,7 +704,7 @@ class Keras2Backend(_Keras2Support):
 
     def forward(self, params: RNNParams, x: np.ndarray[Any, Any], *, h0: Any = None,
                 lengths: Any = None, mask: Any = None) -> ForwardResult:
-        """As :meth:`rnn_ref.backends.keras_backend.KerasBackend.forward`, in tf-keras."""
+        """As :meth:`rnn_ref.backends.keras.convert.KerasBackend.forward`, in tf-keras."""
         import tensorflow as tf
 
         cfg = params.config
@@ -744,7 +739,7 @@ class Keras2Backend(_Keras2Support):
 
 def serve() -> None:
     """The worker loop of ``keras2[tensorflow]`` (the protocol of
-    :mod:`rnn_ref.backends.keras_worker`)."""
+    :mod:`rnn_ref.backends.keras.worker`)."""
     import_tf_keras()
     serve_with(Keras2Backend(), (from_native, to_native))
 
@@ -760,7 +755,7 @@ class Keras2ProcessBackend(_Keras2Support, KerasProcessBackend):
         super().__init__("tensorflow")
         self.name = "keras2[tensorflow]"
 
-    worker_code = "from rnn_ref.backends.keras2_backend import serve; serve()"
+    worker_code = "from rnn_ref.backends.keras2.convert import serve; serve()"
 
     def worker_env(self) -> dict[str, str]:
         """tf-keras in the worker: ``TF_USE_LEGACY_KERAS=1``."""

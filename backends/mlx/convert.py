@@ -51,8 +51,7 @@ import numpy as np
 
 from rnn_ref.activations import Activation
 from rnn_ref.backends._common import raise_if
-from rnn_ref.backends._frameworks import MLX_ACTIVATIONS
-from rnn_ref.backends._frameworks import mlx_unsupported as unsupported
+from rnn_ref.backends.mlx.record import MLX_ACTIVATIONS, unsupported
 from rnn_ref.config import RNNConfig
 from rnn_ref.errors import UnsupportedError
 from rnn_ref.inputs import check_inputs
@@ -73,7 +72,7 @@ _DTYPES = {np.dtype(np.float32): mx.float32, np.dtype(np.float64): mx.float64}
 
 
 # --------------------------------------------------------------------------------------------
-# activations (what MLX cannot hold is the pure mlx_unsupported of backends/_frameworks.py)
+# activations (what MLX cannot hold is the pure unsupported of backends/mlx/record.py)
 # --------------------------------------------------------------------------------------------
 def _plain_functions() -> dict[int, str]:
     """id of an mlx function -> rnn-ref name (mlx's compiled functions are not hashable)."""

@@ -40,7 +40,7 @@ is not recognised. Also read, as tutorials write them:
   for ``t`` from 0, ``h`` zeros or left out first), the last ``h`` (``select="final"``) or
   ``torch.stack`` of every step's ``h`` on the time axis (the sequence). fx cannot follow a
   loop over ``x.size(1)``, so it is traced with the example's shape known
-  (:mod:`~rnn_ref.backends.torch_trace`) and again one step longer and one sample more: both
+  (:mod:`~rnn_ref.backends.torch.trace`) and again one step longer and one sample more: both
   must read as the same network with one step per input step, else it is refused.
 
 **Reading a state dict** (:func:`read_state_dict`): any prefixes; the ``nn.RNN`` weights
@@ -50,7 +50,7 @@ the state dict's order and chained by their shapes. What a state dict does not r
 hints: the nonlinearity always; with ``nn.Linear`` layers, the selection and the head
 activations. A state dict that :class:`TorchNetwork` saved records the whole network itself.
 
-**Writing** (:func:`build_network`): a :class:`~rnn_ref.backends.torch_network.TorchNetwork`.
+**Writing** (:func:`build_network`): a :class:`~rnn_ref.backends.torch.network.TorchNetwork`.
 """
 
 from __future__ import annotations
@@ -69,12 +69,12 @@ import torch.nn.utils.rnn as rnn_utils
 from torch import fx, nn
 
 from rnn_ref.activations import Activation
-from rnn_ref.backends.torch_network import Activation as TorchActivation
-from rnn_ref.backends.torch_network import TorchNetwork
-from rnn_ref.backends.torch_trace import Traced, TraceError, node_line, trace, unwrap_compiled
+from rnn_ref.backends.torch.network import Activation as TorchActivation
+from rnn_ref.backends.torch.network import TorchNetwork
+from rnn_ref.backends.torch.trace import Traced, TraceError, node_line, trace, unwrap_compiled
 from rnn_ref.config import RNNConfig
-from rnn_ref.convert import MissingHintError
 from rnn_ref.errors import FileFormatError, UnsupportedError
+from rnn_ref.fileapi import MissingHintError
 from rnn_ref.network import Dense, HeadActivation, Identity, Softmax
 from rnn_ref.params import CellParams, Readout, RNNParams
 

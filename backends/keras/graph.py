@@ -34,11 +34,8 @@ from typing import Any, cast
 import numpy as np
 
 from rnn_ref.activations import Activation
-from rnn_ref.backends._frameworks import (
-    KERAS2_ACTIVATIONS,
-    KERAS_ACTIVATIONS,
-    keras_masked_step_output,
-)
+from rnn_ref.backends.keras.record import KERAS_ACTIVATIONS, keras_masked_step_output
+from rnn_ref.backends.keras2.record import KERAS2_ACTIVATIONS
 from rnn_ref.config import RNNConfig
 from rnn_ref.errors import UnsupportedError
 from rnn_ref.network import Dense, HeadActivation, Identity, Softmax

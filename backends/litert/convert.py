@@ -52,10 +52,10 @@ from typing import Any
 
 import numpy as np
 
-from rnn_ref.backends._frameworks import litert_unsupported as unsupported
+from rnn_ref.backends.litert.record import unsupported
 from rnn_ref.config import RNNConfig
-from rnn_ref.convert import Hints, NativeFile
 from rnn_ref.errors import UnsupportedError
+from rnn_ref.fileapi import Hints, NativeFile
 from rnn_ref.inputs import check_inputs
 from rnn_ref.params import RNNParams
 from rnn_ref.reference import ForwardResult
@@ -81,10 +81,10 @@ FLOAT32_ONLY = ("TFLite's builtin kernels take no float64 (the converter: \"'tf.
 # --------------------------------------------------------------------------------------------
 def _keras_model(params: RNNParams, *, unroll: bool, states: bool, initial_state: bool,
                  mask: bool) -> Any:
-    """The Keras model to convert: :func:`rnn_ref.backends.keras_backend.to_native`'s (one
+    """The Keras model to convert: :func:`rnn_ref.backends.keras.convert.to_native`'s (one
     output: the sequences, or the readout's), or with ``states`` one that also returns every
     layer's final states and takes ``h0`` and a mask when asked (for the backends)."""
-    from rnn_ref.backends import keras_backend
+    from rnn_ref.backends.keras import convert as keras_backend
 
     keras = keras_backend.import_keras()
     cfg = params.config
@@ -182,7 +182,7 @@ def to_native(params: RNNParams, *, unroll: bool = False, batch: int | None = FI
               time: int | None = None, states: bool = False, initial_state: bool = False,
               mask: bool = False) -> bytes:
     """A ``.tflite`` flatbuffer of the Keras 3 model of ``params``
-    (:func:`rnn_ref.backends.keras_backend.to_native`: ``x (batch, T, D)`` -> the sequences,
+    (:func:`rnn_ref.backends.keras.convert.to_native`: ``x (batch, T, D)`` -> the sequences,
     or the readout's), converted by ``TFLiteConverter``.
 
     Args:
@@ -214,7 +214,7 @@ def to_native(params: RNNParams, *, unroll: bool = False, batch: int | None = FI
     if batch is not None and batch < 1:
         raise ValueError(f"batch must be at least 1, got {batch}")
     if _keras_on_tensorflow():
-        from rnn_ref.backends.keras_backend import import_keras
+        from rnn_ref.backends.keras.convert import import_keras
 
         import_keras()
         return _convert_here(params, batch=batch, time=time, unroll=unroll, states=states,
@@ -235,7 +235,7 @@ def _convert_in_child(params: RNNParams, options: dict[str, Any]) -> bytes:
     members["options"] = np.array(json.dumps(options))
     np.savez(buf, **members)
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    code = "from rnn_ref.backends.litert_backend import _child; _child()"
+    code = "from rnn_ref.backends.litert.convert import _child; _child()"
     try:
         res = subprocess.run([sys.executable, "-c", code], input=buf.getvalue(),
                              capture_output=True, env=env, timeout=600, check=False)
