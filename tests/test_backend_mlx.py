@@ -360,7 +360,7 @@ def test_no_h0_is_a_zero_state() -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# the recorded deviations (backends/known_deviations/mlx.json), each still real
+# the recorded deviations (backends/mlx/deviations/mlx.json), each still real
 # --------------------------------------------------------------------------------------------
 def test_deviation_file_is_well_formed() -> None:
     from rnn_ref.backends import deviations

@@ -37,7 +37,7 @@ How flax differs from the reference (``flax/nnx/nn/recurrent.py`` and
   ``merge_fn`` of one's own cannot be read back), ``output_order="processing"`` in a list of
   cells, and, in modules, activations other than tanh, relu, sigmoid, softplus and softsign.
   ``padded_output`` is not a property of flax: ``RNN(seq_lengths=...)`` keeps computing at
-  padded steps (known_deviations/flax.json).
+  padded steps (flax/deviations/flax.json).
 * ``residual=True`` adds the input to the pre-activation: not an Elman cell, refused.
 """
 

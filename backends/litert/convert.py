@@ -34,7 +34,7 @@ errors were seen while writing this module):
   the flatbuffer comes back on its stdout.
 * **float32 only**: a float64 graph does not convert (TFLite's builtins have no float64
   MatMul, Tanh...).
-* **Deviations** (``known_deviations/litert_unrolled.json``; ``litert`` has none on the quick
+* **Deviations** (``litert/deviations/litert_unrolled.json``; ``litert`` has none on the quick
   matrix): with ``unroll=True`` Keras zeroes a masked backward layer's outputs at the mirror
   image of its padded steps (``keras/src/backend/tensorflow/rnn.py``, the unroll branch
   zeroes outputs in processing order with the unreversed mask), and cannot trace T = 0.

@@ -34,7 +34,7 @@ How MLX differs from the reference (mlx 0.32.4, ``mlx/nn/layers/recurrent.py``, 
 
 What MLX cannot hold is :func:`unsupported` (a pure function of the config). The backend
 runs the layers on the CPU in float32 or float64 and refuses lengths and masks; an empty
-sequence (T = 0) makes ``nn.RNN`` raise (a recorded deviation, ``known_deviations/mlx.json``).
+sequence (T = 0) makes ``nn.RNN`` raise (a recorded deviation, ``mlx/deviations/mlx.json``).
 """
 
 from __future__ import annotations

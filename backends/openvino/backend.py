@@ -5,7 +5,7 @@ CPU plugin, at the runtime's default inference precision (``openvino``) or in fl
 How OpenVINO differs from the spec (OpenVINO 2026.4.1; its ONNX frontend,
 ``src/frontends/onnx/frontend/src/op/rnn.cpp`` and ``utils/recurrent.cpp``, turns each ``RNN``
 node into an ``RNNSequence``; every fact below is reproduced by ``tests/test_backend_openvino.py``
-and recorded in ``known_deviations/openvino.json`` / ``openvino_f32.json``):
+and recorded in ``openvino/deviations/openvino.json`` / ``openvino_f32.json``):
 
 * **Precision** (spec 4.6). The CPU plugin's default ``INFERENCE_PRECISION_HINT`` is bf16 on a
   CPU with AVX512-BF16 or AMX (``core.get_property("CPU", "INFERENCE_PRECISION_HINT")``):

@@ -3,7 +3,7 @@ tract (the ``tract`` Python package, float32).
 
 How tract differs from the spec (tract 0.23.9, ``onnx/src/ops/rec/rnn.rs`` and
 ``onnx/src/ops/rec/common.rs``; each fact is reproduced by ``tests/test_backend_tract.py`` and
-recorded in ``known_deviations/tract.json``):
+recorded in ``tract/deviations/tract.json``):
 
 * **direction="reverse"** (spec 4.1): a one-direction node marked ``reverse`` is computed as a
   forward one (the backward half of a bidirectional node is right). Recorded as a deviation:
