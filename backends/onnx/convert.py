@@ -116,8 +116,9 @@ def to_native(params: RNNParams, *, time_major: bool = False, lengths: bool = Fa
 # from ONNX
 # --------------------------------------------------------------------------------------------
 def _load(obj: Any) -> onnx.ModelProto:
-    """The model ``obj`` is or holds, through :mod:`onnx_untrusted`: sizes checked, external
-    data only as allowed (a path's owned files; never for bytes or a ModelProto)."""
+    """The model ``obj`` is or holds, through :mod:`~rnn_ref.backends.onnx.untrusted`: sizes
+    checked, external data only as allowed (a path's owned files; never for bytes or a
+    ModelProto)."""
     if isinstance(obj, onnx.ModelProto):
         untrusted.check_sizes(obj, "from_onnx")
         untrusted.embed_external_data(obj, None, "from_onnx")
@@ -411,7 +412,7 @@ def run_native(model: onnx.ModelProto, x: np.ndarray[Any, Any], lengths: Any = N
     """The first output of an ONNX graph run by onnxruntime's CPU provider: ``x`` (features in
     the graph's floating type, or token ids) bound to the graph's first input whatever it is
     called, and ``lengths``, when given, to its second. The graph is checked first
-    (:func:`onnx_untrusted.check_runnable`); onnxruntime gets its bytes, never a path. A graph
+    (:func:`untrusted.check_runnable`); onnxruntime gets its bytes, never a path. A graph
     whose ``RNN`` weights are not float32 is refused: onnxruntime's CPU RNN kernel runs
     float32 only."""
     import onnxruntime as ort
@@ -454,5 +455,5 @@ def list_arrays(path: Path, fmt: str) -> list[tuple[str, tuple[int, ...], str]]:
 
 
 def external_files(path: Path) -> list[tuple[str, str, int, str | None]]:
-    """What reading ``path`` would read besides it (:func:`onnx_untrusted.external_files`)."""
+    """What reading ``path`` would read besides it (:func:`untrusted.external_files`)."""
     return untrusted.external_files(path)

@@ -25,7 +25,7 @@ from rnn_ref.reference import forward
 __all__ = ["ONNX_NAMES", "GraphBuilder", "RnnNode", "node_cells", "node_config", "opset_of",
            "read_node", "run_node"]
 
-#: activation name -> its ONNX RNN name (shared with the whole-network writer, onnx_graph)
+#: activation name -> its ONNX RNN name (shared by the whole-network writer, graph.py)
 ONNX_NAMES = {
     "tanh": "Tanh", "relu": "Relu", "sigmoid": "Sigmoid", "affine": "Affine",
     "leaky_relu": "LeakyRelu", "thresholded_relu": "ThresholdedRelu",

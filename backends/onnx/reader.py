@@ -587,7 +587,7 @@ def _on_mask(st: _State, node: onnx.NodeProto, vals: list[_Val]) -> list[_Val]:
     raise _refuse(node, f"{op} of {_describe(v)}")
 
 
-# ---- pooling over time (onnx_graph._pool) ---------------------------------------------------
+# ---- pooling over time (graph._pool) ---------------------------------------------------
 def _on_pool(st: _State, node: onnx.NodeProto, vals: list[_Val]) -> list[_Val]:
     """``ReduceMean`` / ``ReduceMax`` over the time axis of the last layer's merged outputs
     (``mean_all`` / ``max_all``); ``ReduceSum`` there, divided by ``Unsqueeze(Max(Cast(the
@@ -613,9 +613,9 @@ def _on_pool(st: _State, node: onnx.NodeProto, vals: list[_Val]) -> list[_Val]:
     raise _refuse(node, f"{op} of {', '.join(_describe(v) for v in vals)}")
 
 
-# ---- mask_zero: the compacted ids (onnx_graph._compacted_ids) --------------------------------
+# ---- mask_zero: the compacted ids (graph._compacted_ids) --------------------------------
 def _on_compact(st: _State, node: onnx.NodeProto, vals: list[_Val]) -> list[_Val]:
-    """The compaction of the graph's batch-major ids (``onnx_graph._compacted_ids``): the
+    """The compaction of the graph's batch-major ids (``graph._compacted_ids``): the
     ranks ``CumSum(1 - z)`` and ``CumSum(z)`` (z = [id == 0]) along time, the destination
     ``Where(z, cumsum(z) + count, cumsum(1 - z)) - 1``, and ``ScatterElements(ids, dest,
     ids, axis=1)``: each sample's non-zero ids moved to the front in their order, which is

@@ -13,7 +13,7 @@ from rnn_ref.backends.records import (
 from rnn_ref.config import RNNConfig
 from rnn_ref.network import SHOWS_PADDED_STEPS
 
-#: The network pieces one ONNX graph holds (backends/onnx_graph.py): ``Gather`` for the
+#: The network pieces one ONNX graph holds (backends/onnx/graph.py): ``Gather`` for the
 #: embedding, an ``RNN`` node per layer with its own direction, the selection from ``Y`` or
 #: ``Y_h`` (a pooling by ``ReduceMean``/``ReduceMax``/``ReduceSum``), the head as ``MatMul``
 #: [+ ``Add``] + activation (``Softmax``/``LogSoftmax``).
