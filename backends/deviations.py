@@ -1,4 +1,5 @@
-"""Known deviations of the frameworks from the spec, kept as data (one JSON file a backend).
+"""Known deviations of the frameworks from the spec, kept as data beside each framework's code
+(one JSON file a backend, in its package's ``deviations/`` folder: ``torch/deviations/torch.json``).
 
 Each entry says what the framework does, what the spec says, why, where that is seen (a source
 file or a test of this project that reproduces it), and which conformance cases it concerns
@@ -34,11 +35,24 @@ class Deviation:
 def load(backend: str) -> list[Deviation]:
     """The deviations recorded for ``backend`` (a built-in name), ``[]`` when none."""
     name = backend.replace("[", "_").replace("]", "").replace(",", "_") + ".json"
-    folder = resources.files("rnn_ref.backends").joinpath("known_deviations")
-    path = folder.joinpath(name)
+    package = _package(backend)
+    if package is None:
+        return []
+    path = resources.files(package).joinpath("deviations", name)
     if not path.is_file():
         return []
     return parse(json.loads(path.read_text(encoding="utf-8")), backend, name)
+
+
+def _package(backend: str) -> str | None:
+    """The framework package whose ``deviations/`` folder holds ``backend``'s file (a built-in
+    backend's name, or a framework's: ``flax`` runs on the jax backend)."""
+    from rnn_ref.backends._frameworks import FRAMEWORKS
+
+    for fw in FRAMEWORKS:
+        if backend == fw.name or any(b.name == backend for b in fw.backends):
+            return fw.module.rpartition(".")[0]
+    return None
 
 
 def load_file(path: str, backend: str) -> list[Deviation]:

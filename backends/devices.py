@@ -2,7 +2,7 @@
 numbers.
 
 A built-in backend names its device and precision mode in its :class:`BackendSpec`
-(``rnn_ref.backends._frameworks``): ``torch`` and ``jax`` compute on the CPU; ``torch[cuda]``
+(each framework's ``record.py``): ``torch`` and ``jax`` compute on the CPU; ``torch[cuda]``
 and ``jax[gpu]`` on the first GPU at the framework's default precision (where the framework
 enables TF32 for float32, it is used); ``torch[cuda,fp32]`` and ``jax[gpu,fp32]`` in strict
 float32 (TF32 off; JAX ``default_matmul_precision("highest")``). What is in force when a

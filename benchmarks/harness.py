@@ -11,7 +11,7 @@ matrix product measured in the same process with the same threads.
 
 ``--device gpu`` runs one worker on the first GPU instead (``worker.py gpu``): cuDNN in strict
 float32, at torch's default (TF32) and in float16, this project's scan at JAX's default
-precision and at "highest" (unrolled, :data:`rnn_ref.backends.jax_backend.UNROLL`), and a bare
+precision and at "highest" (unrolled, :data:`rnn_ref.backends.jax.backend.UNROLL`), and a bare
 scan, forward only, timed with CUDA events (torch) or to ``block_until_ready`` (JAX) after a
 warm-up, each against the GPU's GEMM peak at its precision measured in the same run. Every
 record says its device, the device's name, its precision mode and the settings in force.

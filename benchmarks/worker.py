@@ -133,7 +133,7 @@ def _inputs(shape: tuple[int, int, int, int]) -> tuple[Any, np.ndarray, np.ndarr
 def bare_scan(tree: Any, x: Any) -> Any:
     """A hand-written one-layer tanh ``lax.scan``: the yardstick for the ``jax`` backend.
 
-    ``tree`` is :func:`rnn_ref.backends.jax_backend.pytree_of`'s, ``x`` ``(N, T, D)``; returns
+    ``tree`` is :func:`rnn_ref.backends.jax.backend.pytree_of`'s, ``x`` ``(N, T, D)``; returns
     the outputs ``(N, T, M)``.
     """
     import jax.numpy as jnp
@@ -199,7 +199,7 @@ def _build_jax(variant: str, params: Any, x: np.ndarray, g: np.ndarray) -> _Clos
     import jax
     import jax.numpy as jnp
 
-    from rnn_ref.backends import jax_backend
+    from rnn_ref.backends.jax import backend as jax_backend
 
     cfg = params.config
     tree = jax_backend.pytree_of(params)
@@ -350,12 +350,13 @@ def _build_gpu_torch(variant: str, params: Any, x: np.ndarray) -> _Closures:
 
 def _build_gpu_jax(variant: str, params: Any, x: np.ndarray) -> _Closures:
     """This project's scan (``jax[gpu]``: JAX's default precision, ``jax[gpu,fp32]``:
-    "highest"; the GPU's unroll, :data:`rnn_ref.backends.jax_backend.UNROLL`) or
+    "highest"; the GPU's unroll, :data:`rnn_ref.backends.jax.backend.UNROLL`) or
     :func:`bare_scan` at "highest", on JAX's first GPU; forward only, timed to
     ``block_until_ready``. ``x (N, T, D)``."""
     import jax
 
-    from rnn_ref.backends import devices, jax_backend
+    from rnn_ref.backends import devices
+    from rnn_ref.backends.jax import backend as jax_backend
 
     dev = devices.jax_device(jax, variant, "gpu")
     mode = "default" if variant == "jax[gpu]" else "fp32"

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from rnn_ref.activations import Activation
-from rnn_ref.backends._frameworks import KERAS_ACTIVATIONS
+from rnn_ref.backends.keras.record import KERAS_ACTIVATIONS
 from rnn_ref.config import RNNConfig
 from rnn_ref.params import CellParams, RNNParams, init
 

@@ -7,7 +7,7 @@ it (the features are predicates on :class:`~rnn_ref.conformance.cases.Case`). Th
 outcome names the cell:
 
 * ``fails``: a result the suite does not expect (a bug, or an unrecorded deviation);
-* ``deviates``: a recorded deviation (its ids say how; ``backends/known_deviations``);
+* ``deviates``: a recorded deviation (its ids say how; ``backends/<framework>/deviations/``);
 * ``refuses``: the backend declares the feature unsupported and raises when asked;
 * ``ok, refuses some``: the cases it runs pass, and it refuses some others of the feature;
 * ``ok``: every result passes;

@@ -4,7 +4,7 @@
 ``run_node``, ``supports_device``; also as module-level functions, as ONNX backends publish
 them), so ONNX's own backend test runner (``onnx.backend.test.BackendTest``) and any tool written
 against that API can run a graph on the oracle. A graph runs on ``onnx.reference`` with every
-``RNN`` node computed by rnn-ref in float64 (:func:`rnn_ref.backends.onnx_backend.oracle`, which
+``RNN`` node computed by rnn-ref in float64 (:func:`rnn_ref.backends.onnx.convert.oracle`, which
 reads every valid RNN node of opsets 1, 7, 14 and 22); each output is then cast to the type
 the graph declares for it (``float`` outputs come back float32, as from any other backend), or,
 where the graph declares none, to the type ONNX's shape inference gives it. The only device is
@@ -40,7 +40,7 @@ import onnx
 from onnx import TensorProto, helper
 from onnx.backend.base import Backend, BackendRep, Device, DeviceType, namedtupledict
 
-from rnn_ref.backends.onnx_backend import oracle
+from rnn_ref.backends.onnx.convert import oracle
 
 __all__ = ["RNN_NODE_TESTS", "RnnRefBackendRep", "RnnRefOnnxBackend", "prepare",
            "rnn_node_test_cases", "run_model", "run_node", "supports_device"]

@@ -132,7 +132,7 @@ def check(case: ReferenceCase) -> dict[str, float]:
     differs or an error exceeds :data:`ATOL` (a case in :data:`FINDINGS` is not exempt: the
     finding is checked by its own test).
     """
-    from rnn_ref.backends.onnx_backend import oracle
+    from rnn_ref.backends.onnx.convert import oracle
 
     got = oracle(case.model())(**case.feeds())
     names = [n for n in case.outputs if n]

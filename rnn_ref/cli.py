@@ -130,7 +130,7 @@ def _demo_source(seed: int, x: np.ndarray, rows: _DemoRows) -> tuple[rnn_ref.RNN
     import importlib.util
 
     if importlib.util.find_spec("keras") is not None:
-        from rnn_ref.backends.keras_backend import import_keras
+        from rnn_ref.backends.keras.convert import import_keras
 
         keras = import_keras()
         keras.utils.set_random_seed(seed)

@@ -29,10 +29,17 @@ import numpy as np
 
 from rnn_ref import _dest
 from rnn_ref import limits as limits_
-from rnn_ref.activations import Activation
 from rnn_ref.backends import _frameworks
 from rnn_ref.config import RNNConfig
 from rnn_ref.errors import FileFormatError, LimitError, UnsupportedError
+from rnn_ref.fileapi import (
+    HINT_NAMES,
+    Hints,
+    MissingHintError,
+    NativeFile,
+    hint_activation,
+    hint_activations,
+)
 from rnn_ref.limits import Limits
 from rnn_ref.params import RNNParams
 
@@ -45,29 +52,6 @@ __all__ = ["FORMATS", "Conversion", "Hints", "MissingHintError", "NativeFile", "
 #: format name -> extensions, from the framework records
 FORMATS: dict[str, tuple[str, ...]] = {
     name: f.extensions for name, (_, f) in _frameworks.formats().items()}
-HINT_NAMES = ("activation", "merge_mode", "direction", "select", "head_activation")
-
-
-@dataclass(frozen=True)
-class Hints:
-    """What a weights-only file cannot tell: the activation (and a Keras bidirectional merge,
-    a Keras reverse direction; for a state dict with ``nn.Linear`` layers, what feeds them
-    (``select``) and their activations, comma-separated (``head_activation``))."""
-
-    activation: str | None = None
-    merge_mode: str | None = None
-    direction: str | None = None
-    select: str | None = None
-    head_activation: str | None = None
-
-
-class MissingHintError(ValueError):
-    """A file does not record something the reader needs; ``hint`` names the :class:`Hints`
-    field to give (``"activation"``, ``"merge_mode"``)."""
-
-    def __init__(self, hint: str, message: str) -> None:
-        super().__init__(message)
-        self.hint = hint
 
 
 def detect(path: str | os.PathLike[str], given: str | None = None) -> str:
@@ -101,31 +85,6 @@ def readable(fmt: str) -> bool:
 def hints_read(fmt: str) -> frozenset[str]:
     """The hints a ``fmt`` file takes (what it does not record); any other is an error."""
     return _frameworks.file_format(fmt)[1].hints
-
-
-def hint_activation(hints: Hints, fmt: str, allowed: dict[str, Activation]) -> Activation:
-    """The activation a ``fmt`` file needs from ``hints``, one of ``allowed`` (by name)."""
-    if hints.activation is None:
-        raise MissingHintError("activation", f"a {fmt} file does not record the activation: "
-                               f"give it as a hint (one of {', '.join(allowed)})")
-    if hints.activation not in allowed:
-        raise ValueError(f"activation hint {hints.activation!r} is not one of "
-                         f"{', '.join(allowed)}")
-    return allowed[hints.activation]
-
-
-def hint_activations(hints: Hints, fmt: str, allowed: dict[str, Activation], layers: int
-                     ) -> list[Activation]:
-    """The activation of each of ``layers`` layers from ``hints``: one name for all, or one
-    per layer comma-separated (``"tanh,relu"``), each one of ``allowed``."""
-    if hints.activation is None:
-        return [hint_activation(hints, fmt, allowed)] * layers
-    names = [a.strip() for a in hints.activation.split(",")]
-    if len(names) not in (1, layers):
-        raise ValueError(f"the activation hint {hints.activation!r} gives {len(names)} "
-                         f"activations for {layers} layers: give one, or one per layer")
-    acts = [hint_activation(Hints(activation=n), fmt, allowed) for n in names]
-    return acts * layers if len(acts) == 1 else acts
 
 
 def read(path: str | os.PathLike[str], fmt: str | None = None, hints: Hints = Hints(), *,
@@ -253,21 +212,6 @@ def write(params: RNNParams, path: str | os.PathLike[str], fmt: str | None = Non
     size = sum(a.nbytes for _, a in params.named_arrays())
     return _dest.write_file(target, lambda tmp: module.write_file(params, tmp, fmt),
                             force=force, sources=sources, check=check, expected_size=size)
-
-
-@dataclass(frozen=True)
-class NativeFile:
-    """A file opened in its own framework (``load_native``) to be run (``run_native``).
-
-    ``model`` is the native model the file holds, or for a weights-only file the model built
-    around its weights; ``takes_lengths`` whether ``run_native`` can give it lengths;
-    ``oracle`` the oracle of the same call where the model returns something other than full
-    sequences (a Keras model returning its last output), else ``None``.
-    """
-
-    model: Any
-    takes_lengths: bool
-    oracle: Callable[..., Any] | None = None
 
 
 @dataclass(frozen=True)

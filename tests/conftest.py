@@ -35,7 +35,7 @@ def need(module: str):  # type: ignore[no-untyped-def]
 
     try:
         if module == "openvino":  # never start OpenVINO's telemetry (it forks and sends)
-            from rnn_ref.backends.openvino_backend import import_openvino
+            from rnn_ref.backends.openvino.backend import import_openvino
 
             return import_openvino()
         return importlib.import_module(module)

@@ -740,7 +740,7 @@ def _keras_run(path: Path, src: Source) -> np.ndarray[Any, Any]:
 
 
 def _keras2_run(path: Path, src: Source) -> np.ndarray[Any, Any]:
-    from rnn_ref.backends.keras2_backend import import_tf_keras
+    from rnn_ref.backends.keras2.convert import import_tf_keras
 
     model = import_tf_keras().models.load_model(str(path), compile=False)
     return np.asarray(model(src.x))

@@ -9,20 +9,20 @@ import numpy as np
 
 
 def run_torch(model: Any, x: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
-    from rnn_ref.backends import torch_backend
+    from rnn_ref.backends.torch import convert as torch_backend
 
     return torch_backend.run_native(model, x, lengths)
 
 
 def run_keras(model: Any, x: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
     """A model from to_keras(..., mask_value=0.0): padded steps are zeroed in the input."""
-    from rnn_ref.backends import keras_backend
+    from rnn_ref.backends.keras import convert as keras_backend
 
     return keras_backend.run_native(model, x, lengths)
 
 
 def run_onnx(model: Any, x: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
-    from rnn_ref.backends import onnx_backend
+    from rnn_ref.backends.onnx import convert as onnx_backend
 
     return onnx_backend.run_native(model, x, lengths)
 

@@ -49,7 +49,7 @@ def test_processing_order_and_float32() -> None:
 
 
 def test_grad_matches_central_differences_of_the_oracle() -> None:
-    from rnn_ref.backends import jax_backend
+    from rnn_ref.backends.jax import backend as jax_backend
 
     cfg = RNNConfig(3, 4, direction="bidirectional", activation=("tanh", "softplus"),
                     output_size=2)
@@ -149,7 +149,7 @@ def test_flax_unsupported_rules() -> None:
     """flax_backend.unsupported names the first thing a SimpleCell list cannot hold, and only
     that: per-layer sizes, mixed activations, reverse and bias=False are all expressible."""
     need("flax.nnx")
-    from rnn_ref.backends.flax_backend import unsupported
+    from rnn_ref.backends.flax.convert import unsupported
 
     def feature(cfg: RNNConfig, kind: str = "nnx") -> str | None:
         reason = unsupported(cfg, kind=kind)

@@ -17,7 +17,7 @@ from rnn_ref.conformance.runner import _equivalent
 pytestmark = pytest.mark.slow
 need_keras()  # torch before TensorFlow
 tk = need("tf_keras")
-from rnn_ref.backends import keras2_backend as k2  # noqa: E402  (after the skip)
+from rnn_ref.backends.keras2 import convert as k2  # noqa: E402  (after the skip)
 
 L = tk.layers
 N, T, D = 3, 7, 4  # with M = 5, 6 and K = 2 below: no two sizes equal
@@ -26,7 +26,7 @@ BACKEND = "keras2[tensorflow]"
 
 def _backend() -> object:
     name = BACKEND if BACKEND in rnn_ref.available_backends() else \
-        "rnn_ref.backends.keras2_backend:tensorflow_backend"
+        "rnn_ref.backends.keras2.convert:tensorflow_backend"
     return rnn_ref.get_backend(name)
 
 
@@ -157,7 +157,7 @@ def test_converters_bit_exact_non_square() -> None:
         x = np.random.default_rng(8).standard_normal((N, T, D)).astype(np.float32)
         np.testing.assert_allclose(model(x).numpy(), rnn_ref.forward(params, x).y, atol=3e-6)
     # Keras 3's hard_sigmoid (1/6) is not Keras 2's (0.2): refused, never approximated
-    k3_hs = rnn_ref.init(RNNConfig(D, 5, activation=rnn_ref.backends._frameworks
+    k3_hs = rnn_ref.init(RNNConfig(D, 5, activation=rnn_ref.backends.keras.record
                                    .KERAS_ACTIVATIONS["hard_sigmoid"]), seed=0)
     with pytest.raises(UnsupportedError, match="hard_sigmoid"):
         k2.to_native(k3_hs)

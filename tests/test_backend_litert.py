@@ -17,11 +17,11 @@ from rnn_ref.errors import FileFormatError, UnsupportedError
 
 need("ai_edge_litert")
 need_keras()
-from rnn_ref.backends import litert_backend  # noqa: E402
-from rnn_ref.backends.litert_backend import describe, to_native  # noqa: E402
+from rnn_ref.backends.litert import convert as litert_backend  # noqa: E402
+from rnn_ref.backends.litert.convert import describe, to_native  # noqa: E402
 
-WHILE = "rnn_ref.backends.litert_backend:LiteRtBackend"
-UNROLLED = "rnn_ref.backends.litert_backend:LiteRtUnrolledBackend"
+WHILE = "rnn_ref.backends.litert.convert:LiteRtBackend"
+UNROLLED = "rnn_ref.backends.litert.convert:LiteRtUnrolledBackend"
 
 
 def _x(n: int = 3, t: int = 7, d: int = 5, seed: int = 0) -> np.ndarray:

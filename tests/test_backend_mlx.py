@@ -18,10 +18,10 @@ from rnn_ref.conformance.compare import compare, tolerance
 
 mx = need("mlx.core")
 nn = need("mlx.nn")
-mlx_backend = need("rnn_ref.backends.mlx_backend")
+mlx_backend = need("rnn_ref.backends.mlx.convert")
 
 N, T, D, M = 3, 7, 5, 4  # all different, so a transpose cannot hide
-BACKEND = "rnn_ref.backends.mlx_backend:MlxBackend"
+BACKEND = "rnn_ref.backends.mlx.convert:MlxBackend"
 
 
 def _x(seed: int = 0, n: int = N, t: int = T, d: int = D, dtype: object = np.float32
@@ -360,7 +360,7 @@ def test_no_h0_is_a_zero_state() -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# the recorded deviations (backends/known_deviations/mlx.json), each still real
+# the recorded deviations (backends/mlx/deviations/mlx.json), each still real
 # --------------------------------------------------------------------------------------------
 def test_deviation_file_is_well_formed() -> None:
     from rnn_ref.backends import deviations

@@ -13,17 +13,17 @@ from conftest import need
 
 import rnn_ref
 from rnn_ref import Activation, RNNConfig
-from rnn_ref.backends import openvino_backend
+from rnn_ref.backends.openvino import backend as openvino_backend
 
 if importlib.util.find_spec("openvino") is not None:
     openvino_backend.import_openvino()  # first, so that no test process starts its telemetry
 ov = need("openvino")
 need("onnx")
-from rnn_ref.backends import onnx_backend  # noqa: E402
-from rnn_ref.backends.openvino_backend import compile_graph, unsupported  # noqa: E402
+from rnn_ref.backends.onnx import convert as onnx_backend  # noqa: E402
+from rnn_ref.backends.openvino.backend import compile_graph, unsupported  # noqa: E402
 
-DEFAULT = "rnn_ref.backends.openvino_backend:OpenVinoBackend"
-F32 = "rnn_ref.backends.openvino_backend:OpenVinoF32Backend"
+DEFAULT = "rnn_ref.backends.openvino.backend:OpenVinoBackend"
+F32 = "rnn_ref.backends.openvino.backend:OpenVinoF32Backend"
 
 
 def _run(model: object, feeds: dict, *, static: bool = True, hint: str | None = "f32") -> dict:
@@ -138,8 +138,8 @@ def test_tanh_relu_sigmoid_supported() -> None:
 def test_layout_1_is_wrong() -> None:
     """layout-1-wrong-and-crashes: run in a child process (the heap corruption aborts it)."""
     code = ("import numpy as np, rnn_ref\n"
-            "from rnn_ref.backends import onnx_backend\n"
-            "from rnn_ref.backends.openvino_backend import compile_graph\n"
+            "from rnn_ref.backends.onnx import convert as onnx_backend\n"
+            "from rnn_ref.backends.openvino.backend import compile_graph\n"
             "p = rnn_ref.init(rnn_ref.RNNConfig(5, 4), seed=0)\n"
             "x = np.random.default_rng(0).standard_normal((3, 7, 5)).astype(np.float32)\n"
             "m = onnx_backend.to_native(p, layout=1)\n"

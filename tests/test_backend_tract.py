@@ -14,10 +14,10 @@ tract = need("tract")
 need("onnx")
 from onnx import numpy_helper  # noqa: E402
 
-from rnn_ref.backends import onnx_backend  # noqa: E402
-from rnn_ref.backends.tract_backend import run_graph, unsupported  # noqa: E402
+from rnn_ref.backends.onnx import convert as onnx_backend  # noqa: E402
+from rnn_ref.backends.tract.backend import run_graph, unsupported  # noqa: E402
 
-TARGET = "rnn_ref.backends.tract_backend:TractBackend"
+TARGET = "rnn_ref.backends.tract.backend:TractBackend"
 
 
 def _x(n: int = 3, t: int = 7, d: int = 5, seed: int = 0) -> np.ndarray:

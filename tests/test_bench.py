@@ -119,7 +119,7 @@ def test_jax_backend_compiles_to_the_bare_scan() -> None:
     import numpy as np
 
     import rnn_ref
-    from rnn_ref.backends import jax_backend
+    from rnn_ref.backends.jax import backend as jax_backend
 
     params = rnn_ref.init(rnn_ref.RNNConfig(24, 40), seed=0, dtype=np.float32)
     tree = jax_backend.pytree_of(params)

@@ -57,7 +57,7 @@ def _kinds(tmp: Path) -> dict[str, tuple[Callable[..., Any], Callable[[Any], Any
     def to_flax(params: rnn_ref.RNNParams, lengths: bool) -> Any:
         if lengths or params.config.direction != "forward":
             raise UnsupportedError("flax.nnx.RNN", "lengths or a reverse direction here",
-                                   "its padding deviates (see known_deviations/flax.json)")
+                                   "its padding deviates (see flax/deviations/flax.json)")
         return rnn_ref.to_flax(params)
 
     return {

@@ -151,7 +151,7 @@ def test_torch_settings_with_the_legacy_api_only() -> None:
 
 def test_jax_precision_recorded_and_used_when_tracing() -> None:
     jax = need("jax")
-    from rnn_ref.backends import jax_backend
+    from rnn_ref.backends.jax import backend as jax_backend
 
     class JaxCpuFp32(jax_backend.JaxBackend):  # the GPU backend's precision, on the CPU
         name = "jax-cpu-fp32"
@@ -179,7 +179,7 @@ def test_jax_precision_recorded_and_used_when_tracing() -> None:
 
 def test_unroll_changes_no_result() -> None:
     jax = need("jax")
-    from rnn_ref.backends import jax_backend
+    from rnn_ref.backends.jax import backend as jax_backend
 
     cfg = RNNConfig(4, 6, num_layers=2, direction="bidirectional", padded_output="carry_output")
     params = rnn_ref.init(cfg, seed=2, dtype=np.float64)

@@ -199,7 +199,7 @@ def test_nnx_modules_and_state(index: int) -> None:
 
 def test_lengths_valid_steps_of_a_bidirectional_layer() -> None:
     """With seq_lengths, flax flips each sample within its length: the valid steps are the
-    spec's (the padded ones are not: known_deviations/flax.json)."""
+    spec's (the padded ones are not: flax/deviations/flax.json)."""
     module = linen.Bidirectional(linen.RNN(linen.SimpleCell(4)), linen.RNN(linen.SimpleCell(4)))
     variables = _init(module, seed=5)
     x, lengths = _x(6), np.array([7, 3, 5])

@@ -130,7 +130,7 @@ def test_matches_torch_autograd(case: tuple) -> None:
 def test_matches_jax_grad_on_every_feature(case: dict, seed: int) -> None:
     jax = need("jax")
     jnp = jax.numpy
-    from rnn_ref.backends import jax_backend
+    from rnn_ref.backends.jax import backend as jax_backend
 
     params: RNNParams = case["params"]
     cfg = params.config
@@ -173,7 +173,7 @@ def test_matches_jax_grad_on_every_feature(case: dict, seed: int) -> None:
 def test_matches_tensorflow_gradient_tape() -> None:
     need_keras()
     tf = need("tensorflow")
-    from rnn_ref.backends import keras_backend
+    from rnn_ref.backends.keras import convert as keras_backend
 
     cfg = RNNConfig(5, 4, num_layers=2, direction="bidirectional",
                     activation=[("relu", "tanh"), ("sigmoid", "softsign")],

@@ -24,7 +24,7 @@ from rnn_ref import Identity, UnsupportedError, convert
 pytestmark = pytest.mark.slow
 need_keras()  # torch before TensorFlow
 tk = need("tf_keras")
-from rnn_ref.backends import keras2_backend as k2  # noqa: E402  (after the skip)
+from rnn_ref.backends.keras2 import convert as k2  # noqa: E402  (after the skip)
 
 L = tk.layers
 N, T, D, V = 3, 7, 4, 11  # M = 5, 6 below; heads of 3 and 2 units

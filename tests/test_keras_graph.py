@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rnn_ref import UnsupportedError
-from rnn_ref.backends.keras_graph import KERAS2, Source, assemble, parse_model
+from rnn_ref.backends.keras.graph import KERAS2, Source, assemble, parse_model
 
 
 def _layer(cls: str, name: str, module: str = "keras.layers", **config: Any) -> dict[str, Any]:

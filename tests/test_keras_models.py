@@ -111,7 +111,7 @@ def test_padded_output_warns_or_refuses_when_strict() -> None:
 
 @pytest.mark.slow
 def test_keras_jax_backend_runs_the_whole_network() -> None:
-    from rnn_ref.backends.keras_worker import jax_backend
+    from rnn_ref.backends.keras.worker import jax_backend
 
     backend = jax_backend()
     try:

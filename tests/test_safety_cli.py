@@ -96,7 +96,7 @@ def test_error_lines_escape_and_bound_what_a_file_says(tmp_path: Path, capsys,
                                                        monkeypatch) -> None:
     """Whatever an error quotes from a file is escaped and the line is at most 500
     characters (the 4 KB ``.npz`` of issue 14 printed 955 million)."""
-    from rnn_ref.backends import numpy_backend
+    from rnn_ref.backends.numpy import backend as numpy_backend
 
     def read_file(path, fmt, hints):  # type: ignore[no-untyped-def]
         raise rnn_ref.FileFormatError(f"{path}: unexpected array {HOSTILE[1]}" + "y" * 5000)
@@ -161,7 +161,7 @@ def test_onnxruntime_refusals_during_verify_are_one_line(tmp_path: Path, capsys)
 
 def test_any_runtime_error_during_verify_is_one_line(tmp_path: Path, capsys,
                                                      monkeypatch) -> None:
-    from rnn_ref.backends import numpy_backend
+    from rnn_ref.backends.numpy import backend as numpy_backend
 
     class RuntimeFailure(Exception):
         """Like onnxruntime's ``Fail``: none of the usual exceptions."""
@@ -275,7 +275,7 @@ def test_safetensors_without_the_package(tmp_path: Path, capsys, monkeypatch) ->
 
 
 def test_memory_error_anywhere_is_one_line(tmp_path: Path, capsys, monkeypatch) -> None:
-    from rnn_ref.backends import numpy_backend
+    from rnn_ref.backends.numpy import backend as numpy_backend
 
     def read_file(path, fmt, hints):  # type: ignore[no-untyped-def]
         raise MemoryError

@@ -330,7 +330,7 @@ class _SafetensorLike(Exception):
 def test_a_failing_writer_is_one_line_and_leaves_nothing(tmp_path: Path, capsys, monkeypatch,
                                                          error: BaseException) -> None:
     """Before, a ``.pt`` on a full disk was a traceback, a ``MemoryError`` too."""
-    from rnn_ref.backends import numpy_backend
+    from rnn_ref.backends.numpy import backend as numpy_backend
 
     def write_file(params, path, fmt):  # type: ignore[no-untyped-def]
         Path(path).write_bytes(b"partial")
@@ -424,7 +424,7 @@ _PAUSED_WRITER = """
 import sys, time
 from pathlib import Path
 from rnn_ref import cli
-from rnn_ref.backends import numpy_backend
+from rnn_ref.backends.numpy import backend as numpy_backend
 
 def write_file(params, path, fmt):
     Path(path).write_bytes(b"partial")

@@ -221,7 +221,7 @@ def test_legacy_torch_format_is_refused(tmp_path: Path) -> None:
 @pytest.fixture
 def onnx_external(tmp_path: Path) -> tuple[Path, RNNParams]:  # noqa: F821
     onnx = need("onnx")
-    from rnn_ref.backends import onnx_backend
+    from rnn_ref.backends.onnx import convert as onnx_backend
 
     params = rnn_ref.init(RNNConfig(3, 4, output_size=2), seed=1)
     path = tmp_path / "model.onnx"
@@ -316,7 +316,7 @@ def test_onnx_declared_tensor_sizes_are_checked_before_reading(tmp_path: Path) -
     onnx = need("onnx")
     from onnx import TensorProto
 
-    from rnn_ref.backends import onnx_backend
+    from rnn_ref.backends.onnx import convert as onnx_backend
 
     model = onnx_backend.to_native(rnn_ref.init(RNNConfig(3, 4), seed=0))
     model.graph.initializer.append(TensorProto(name="huge", data_type=TensorProto.FLOAT,
@@ -330,7 +330,7 @@ def test_onnx_declared_tensor_sizes_are_checked_before_reading(tmp_path: Path) -
 def _with_expand(params: Any, shape: list[int]) -> Any:
     from onnx import TensorProto, helper, numpy_helper
 
-    from rnn_ref.backends import onnx_backend
+    from rnn_ref.backends.onnx import convert as onnx_backend
 
     model = onnx_backend.to_native(params)
     out = model.graph.output[0]
@@ -345,7 +345,7 @@ def _with_expand(params: Any, shape: list[int]) -> Any:
 def test_verify_does_not_run_a_graph_whose_tensors_exceed_the_limits() -> None:
     need("onnx")
     need("onnxruntime")
-    from rnn_ref.backends import onnx_backend
+    from rnn_ref.backends.onnx import convert as onnx_backend
 
     params = rnn_ref.init(RNNConfig(3, 4), seed=0)
     x = np.zeros((4, 9, 3), np.float32)
@@ -366,7 +366,7 @@ def test_verify_refuses_a_graph_whose_sizes_cannot_be_known() -> None:
     need("onnxruntime")
     from onnx import TensorProto, helper
 
-    from rnn_ref.backends import onnx_backend
+    from rnn_ref.backends.onnx import convert as onnx_backend
 
     params = rnn_ref.init(RNNConfig(3, 4), seed=0)
     model = onnx_backend.to_native(params)
@@ -425,7 +425,7 @@ def test_float64_to_onnx_is_refused_and_inspect_says_why(f64_state_dict: Path, c
 
 def test_a_float64_onnx_graph_is_refused_by_name_not_a_traceback() -> None:
     need("onnxruntime")
-    from rnn_ref.backends import onnx_backend
+    from rnn_ref.backends.onnx import convert as onnx_backend
 
     model = onnx_backend.to_native(rnn_ref.init(RNNConfig(3, 4), seed=0, dtype=np.float64))
     with pytest.raises(UnsupportedError, match="float64 RNN graph.*float32 only"):

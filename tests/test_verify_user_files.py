@@ -91,7 +91,7 @@ def test_a_users_state_dict_verifies_by_its_own_keys(tmp_path: Path, capsys, wra
         session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
         got = session.run(None, {session.get_inputs()[0].name: x})[0]
     else:
-        from rnn_ref.backends.keras_backend import import_keras
+        from rnn_ref.backends.keras.convert import import_keras
 
         keras = import_keras()
         got = np.asarray(keras.saving.load_model(str(target), compile=False,
@@ -142,7 +142,7 @@ def test_a_per_step_sigmoid_classifier_to_pt(tmp_path: Path, capsys) -> None:
     ``--head-activation`` is refused naming it, never read as a linear head."""
     need("torch")
     need_keras()
-    from rnn_ref.backends.keras_backend import import_keras
+    from rnn_ref.backends.keras.convert import import_keras
 
     keras = import_keras()
     keras.utils.set_random_seed(7)

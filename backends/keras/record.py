@@ -1,0 +1,214 @@
+"""Keras 3's record: its activations, what a Keras model holds, what a ``.weights.h5``
+records, which Keras wrote an ``.h5``."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from rnn_ref.activations import Activation
+from rnn_ref.backends.records import (
+    NETWORK_PIECES,
+    BackendSpec,
+    FileFormat,
+    Framework,
+    Reason,
+    first_activation,
+    network_unsupported,
+)
+from rnn_ref.config import RNNConfig
+from rnn_ref.network import POOLINGS
+
+KERAS_ACTIVATIONS: dict[str, Activation] = {
+    "tanh": Activation("tanh"), "relu": Activation("relu"), "sigmoid": Activation("sigmoid"),
+    "linear": Activation("linear"), "softsign": Activation("softsign"),
+    "softplus": Activation("softplus"),
+    "hard_sigmoid": Activation("hard_sigmoid", alpha=1 / 6, beta=0.5),
+    "elu": Activation("elu", alpha=1.0), "leaky_relu": Activation("leaky_relu", alpha=0.2),
+}
+
+
+def _keras_name(act: Any) -> str:
+    """The Keras name of a cell or Dense activation (``act`` itself if Keras has none)."""
+    return next((k for k, v in KERAS_ACTIVATIONS.items() if v == act), str(act))
+
+
+def keras_weights_unrecorded(config: RNNConfig) -> dict[str, str]:
+    """What a Keras 3 ``.weights.h5`` of ``config`` does not record (it holds arrays by
+    position): each layer's activation (one name, or one per layer comma-separated), the
+    Dense head's activations, a reverse direction, a Bidirectional merge other than concat
+    (concatenation shows in the next layer's width)."""
+    names = [_keras_name(layer[0]) for layer in config.activations]
+    out = {"activation": names[0] if len(set(names)) == 1 else ",".join(names)}
+    if config.directions[-1] == "reverse":
+        out["direction"] = "reverse"
+    merge = config.merge_modes[-1]
+    if config.directions[-1] == "bidirectional" and merge not in (None, "concat"):
+        out["merge_mode"] = merge
+    if config.head:
+        out["head_activation"] = ",".join(_keras_name(d.activation) for d in config.head)
+    return out
+
+
+def keras_masked_step_output(backend: str, *, zero_output_for_mask: bool, unroll: bool) -> str:
+    """The padded-output variant of a Keras RNN layer on Keras ``backend``."""
+    if zero_output_for_mask:
+        return "zeros"
+    if backend in ("jax", "numpy") and not unroll:
+        return "carry_state"
+    return "carry_output"
+
+
+#: Why a Keras model cannot say a selection (:func:`_keras_select`).
+_KERAS_SELECT_WHY = {
+    "last_step": "the last step is the final state (return_sequences=False) only for a forward "
+                 "last layer on inputs that are never padded (no lengths, mask, mask_zero or "
+                 "Masking)",
+    "mean_valid": "GlobalAveragePooling1D weighs a go_backwards layer's outputs, in processing "
+                  "order, by the mask in time order",
+    "mean_all": "GlobalAveragePooling1D takes the mean over the valid steps; the mean over all "
+                "steps is written only for inputs that are never padded",
+}
+
+
+def _keras_select(config: RNNConfig, padded: bool) -> Reason:
+    """The selections a Keras model says: every step (``return_sequences=True``), the final
+    output (``False``), ``max_all`` (``GlobalMaxPooling1D``, which ignores the mask),
+    ``mean_valid`` (``GlobalAveragePooling1D``; not over a padded go_backwards layer), and,
+    on inputs never padded, ``mean_all`` (the same mean) and a forward layer's ``last_step``
+    (its final state)."""
+    sel, last = config.select, config.directions[-1]
+    if sel in ("sequence", "final", "max_all") or (
+            sel == "last_step" and not padded and last == "forward") or (
+            sel == "mean_valid" and not (padded and last == "reverse")) or (
+            sel == "mean_all" and not padded):
+        return None
+    return f"select={sel!r}", _KERAS_SELECT_WHY.get(
+        sel, "a Keras model returns every step (return_sequences=True), the last layer's "
+        "final output (return_sequences=False) or a pooling of its steps "
+        "(GlobalAveragePooling1D, GlobalMaxPooling1D)")
+
+
+def _keras_returns(config: RNNConfig) -> Reason:
+    """Several outputs: final states ``h_n[k]`` (``return_state=True``), the result, and the
+    last layer's sequence where Keras computes it (returning sequences, in its order)."""
+    for name in config.returns:
+        if name == "h_n":
+            return ("returns 'h_n'", "Keras returns each final state as a tensor of its own: "
+                    "name them h_n[k]")
+        if name == "sequence" and (
+                config.select not in ("sequence", *POOLINGS) or (
+                config.directions[-1] == "reverse" and config.output_order == "aligned")):
+            return (f"returns 'sequence' with select={config.select!r}",
+                    "the Keras layer returns its sequence only with return_sequences=True, "
+                    "and a go_backwards layer's in processing order")
+    if config.returns != ("result",) and config.merge_modes[-1] is None:
+        return "several outputs with merge_mode None", "Keras' Bidirectional returns the pair"
+    return None
+
+
+def _keras_layout(config: RNNConfig, padded: bool) -> Reason:
+    """What a chain of Keras layers cannot say: selections (:func:`_keras_select`), several
+    outputs (:func:`_keras_returns`), a reverse layer below another, a reverse layer's
+    time-aligned outputs."""
+    reason = _keras_select(config, padded) or _keras_returns(config)
+    if reason is not None:
+        return reason
+    if "reverse" in config.directions[:-1]:
+        return ("a reverse layer below another layer",
+                "go_backwards hands the next layer its outputs in processing order")
+    if config.directions[-1] == "reverse" and config.output_order != "processing" \
+            and config.select == "sequence":
+        return ("time-aligned outputs of a reverse direction",
+                "go_backwards returns them in processing order; use "
+                "params.replace(output_order='processing')")
+    return None
+
+
+def unsupported(config: RNNConfig, *, backend: str | None = None, padded: bool = True
+                      ) -> Reason:
+    """What a Keras model (``Embedding``/``Masking``, ``SimpleRNN``/``Bidirectional``
+    layers, dropout and noise layers, a ``Dense`` head) cannot express, on Keras ``backend``
+    when given (the padded-step variant depends on it). A network with ``mask_zero`` or
+    ``mask_value`` pads by itself."""
+    from rnn_ref.network import Softmax
+
+    keras_acts = list(KERAS_ACTIVATIONS.values())
+    if any(c is not None for c in config.clips):
+        return "clip", "Keras' SimpleRNN has no clip"
+    reason = first_activation(config, lambda a: a in keras_acts,
+                               f"Keras has {', '.join(str(a) for a in keras_acts)}")
+    if reason is not None:
+        return reason
+    for j, dense in enumerate(config.head):
+        if not isinstance(dense.activation, Softmax) and dense.activation not in keras_acts:
+            return f"head layer {j} activation {dense.activation}", "Dense takes Keras activations"
+    reason = _keras_layout(config, padded or config.mask_zero or config.mask_value is not None) \
+        or network_unsupported(config, holds=set(NETWORK_PIECES))
+    if reason is not None:
+        return reason
+    mode = config.padded_output
+    if not (padded or config.mask_zero or config.mask_value is not None) or mode == "zeros":
+        return None
+    if config.directions[-1] == "bidirectional":
+        return (f"padded_output {mode!r} in a Bidirectional layer",
+                "Bidirectional forces zero_output_for_mask when returning sequences")
+    if backend is not None:
+        native = keras_masked_step_output(backend, zero_output_for_mask=False, unroll=False)
+        if mode != native:
+            return (f"padded_output {mode!r} on Keras' {backend} backend",
+                    f"its masked steps give {native!r} (or 'zeros')")
+    return None
+
+
+def sniff_h5(path: str | os.PathLike[str]) -> str | None:
+    """Which Keras wrote a legacy ``.h5`` file: ``"keras2-h5"`` (Keras 2 / tf-keras / tf.keras
+    of TF < 2.16), ``"keras-h5"`` (Keras 3), or ``None`` (not an HDF5 Keras file, or Keras 1).
+
+    Reads only HDF5 attributes with h5py: ``keras_version`` (at the root for a whole model or a
+    weights file, or on ``model_weights``), and when that is absent, whether any layer config
+    records ``time_major`` (Keras 2 does, Keras 3 does not)."""
+    import h5py
+
+    def text(value: Any) -> str:
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    try:
+        with h5py.File(path, "r") as f:
+            version = f.attrs.get("keras_version")
+            if version is None and "model_weights" in f:
+                version = f["model_weights"].attrs.get("keras_version")
+            config = f.attrs.get("model_config")
+    except (OSError, ValueError):
+        return None
+    if version is not None:
+        major = text(version).split(".", 1)[0]
+        return {"2": "keras2-h5", "3": "keras-h5"}.get(major)
+    if config is not None and '"time_major"' in text(config):
+        return "keras2-h5"
+    return None
+
+
+_KERAS_BACKENDS = tuple(
+    BackendSpec(f"keras[{b}]", f"rnn_ref.backends.keras.worker:{b}_backend", ("keras", b))
+    for b in ("tensorflow", "jax", "torch"))
+
+
+FRAMEWORK = Framework(
+    name="keras", title="Keras", module="rnn_ref.backends.keras.convert",
+    requires=("keras", "h5py"), distributions=("keras", "tensorflow-cpu", "h5py"),
+    unsupported=unsupported, converters=("from_keras", "to_keras"),
+    recognised_when="keras",
+    formats=(
+        FileFormat("keras", (".keras",), "a whole Keras model; keras.saving.load_model("
+                   "safe_mode=True, compile=False)"),
+        FileFormat("keras-weights", (".weights.h5",), "Keras 3 weights by position; the "
+                   "architecture from the layer names and shapes",
+                   frozenset({"activation", "merge_mode", "direction",
+                              "head_activation"}),
+                   unrecorded=keras_weights_unrecorded),
+        FileFormat("keras-h5", (".h5",), "legacy Keras HDF5 read by name with h5py: a "
+                   "whole model or weights", frozenset({"activation", "merge_mode"})),
+    ),
+    backends=_KERAS_BACKENDS,
+)

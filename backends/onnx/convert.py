@@ -1,0 +1,459 @@
+"""ONNX: one ``RNN`` node per layer, converters, oracle, and the onnxruntime backend.
+
+How ONNX differs from the reference (ONNX ``Operators.md``, section ``RNN``; onnxruntime
+``core/providers/cpu/rnn/rnn_helpers.cc``):
+
+* ``W[r] = w_x.T`` ``(M, D_l)``, ``R[r] = w_h.T``, ``B[r] = [b_x, b_h]`` (Wb then Rb); ``W``
+  is ``[R, M, D_l]``. Inputs are time-major ``X [T, N, D]``; ``Y`` is ``[T, R, N, M]`` and
+  ``Y_h`` is ``[R, N, M]``. onnxruntime rejects ``layout=1``, so batch-first graphs transpose
+  around the RNN nodes.
+* Activation names are capitalised (``Tanh``, ``HardSigmoid``); there is no ``linear``, so it
+  is written as ``Affine(alpha=1, beta=0)`` (exact) and read back as ``linear``.
+  ``activation_alpha``/``activation_beta`` are consumed in the order of the activations, only
+  by those that take them (``rnn_helpers.cc``, ``NormalizeActivationArgumentAndGetAlphaBetaCount``);
+  every parameter is written explicitly. A graph that leaves one out is ambiguous: ONNX's
+  operator defaults (ThresholdedRelu 1.0, Affine 1.0/0.0) are not onnxruntime's (0.0 for
+  everything but LeakyRelu 0.01, HardSigmoid 0.2/0.5 and Elu 1.0), so :func:`from_native`
+  asks which to use.
+* ``sequence_lens`` (int32, right padding) zeroes padded outputs (``padded_output="zeros"``);
+  no masks with holes. onnxruntime returns zeros instead of ``h0`` as the final state of a
+  zero-length sequence (a recorded deviation). onnxruntime's CPU RNN runs float32 only.
+* Every valid ``RNN`` node of every version (RNN-1, -7, -14, -22) is read (:func:`read_node`):
+  attributes absent take the spec's defaults (one ``Tanh`` per direction, although the schema
+  lists ``["Tanh", "Tanh"]`` as the default value), optional inputs may be absent or
+  empty-named, either output may be skipped, ``layout=1`` is computed (:func:`run_node`), and
+  what the spec forbids is refused naming the rule. onnxruntime refuses ``layout=1`` and nodes
+  without ``hidden_size`` (recorded deviations); :func:`to_native` writes ``layout=1`` only
+  when asked.
+* Graphs written by :func:`to_native` carry the config as metadata (``rnn_ref.config``), so
+  merge modes, the readout activation and the padding semantics survive a round trip.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from rnn_ref import limits
+from rnn_ref.backends._common import raise_if
+from rnn_ref.backends.onnx import untrusted
+from rnn_ref.backends.onnx.graph import graph_result as _graph_result
+from rnn_ref.backends.onnx.graph import write_network
+from rnn_ref.backends.onnx.nodes import (
+    ONNX_NAMES,
+    GraphBuilder,
+    RnnNode,
+    opset_of,
+    read_node,
+    run_node,
+)
+from rnn_ref.backends.onnx.reader import UNROLLED, read_network
+from rnn_ref.backends.onnx.record import unsupported
+from rnn_ref.config import RNNConfig
+from rnn_ref.errors import UnsupportedError
+from rnn_ref.fileapi import Hints, NativeFile
+from rnn_ref.inputs import Inputs, check_inputs
+from rnn_ref.params import RNNParams
+from rnn_ref.reference import ForwardResult
+
+__all__ = ["NAME", "ONNX_NAMES", "GraphBuilder", "OnnxGraphBackend", "OnnxRuntimeBackend",
+           "RnnNode", "from_native",
+           "graph_feeds", "graph_result", "list_arrays", "load_native", "oracle", "owns",
+           "read_file", "read_node", "run_native", "run_node", "to_native", "unsupported",
+           "write_file"]
+
+NAME = "ONNX RNN"
+OPSET = 17
+_DTYPES = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.float64): TensorProto.DOUBLE,
+           np.dtype(np.float16): TensorProto.FLOAT16}
+
+def owns(model: Any) -> bool:
+    """True for the models :func:`oracle` takes."""
+    return isinstance(model, onnx.ModelProto)
+
+
+# --------------------------------------------------------------------------------------------
+# to ONNX
+# --------------------------------------------------------------------------------------------
+def to_native(params: RNNParams, *, time_major: bool = False, lengths: bool = False,
+              initial_state: bool = False, expose_outputs: bool = False, layout: int = 0
+              ) -> onnx.ModelProto:
+    """An ONNX model (opset 17) with one ``RNN`` node per layer.
+
+    Args:
+        params: the network.
+        time_major: inputs and outputs ``(T, N, ...)`` instead of batch-major ``(N, T, ...)``.
+        layout: the RNN nodes' ``layout`` attribute. ``0`` (default) writes time-major nodes
+            (what onnxruntime runs; a batch-major graph transposes around them); ``1`` writes
+            batch-major nodes fed straight from ``x (N, T, D)``, which onnxruntime refuses but
+            the spec, OpenVINO and :func:`rnn_ref.oracle` accept. ``1`` needs a batch-major
+            graph (``time_major=False``).
+        lengths: add an int32 input ``lengths (N,)`` fed to every node's ``sequence_lens``.
+        initial_state: add an input ``h0 (L*R, N, M)`` (with hidden sizes that differ: one
+            input ``h0_l{l} (R, N, M_l)`` per layer).
+        expose_outputs: with a readout, also output the last layer's outputs (``output``)
+            after ``y``.
+
+    Inputs are ``x`` then ``lengths`` then ``h0`` as asked. Outputs: ``output`` (the last
+    layer, merged; ``output_forward`` and ``output_backward`` for ``merge_mode=None``), or
+    ``y`` with a readout; then ``h_n (L*R, N, M)`` (or ``h_n_l{l} (R, N, M_l)`` per layer).
+
+    Raises:
+        UnsupportedError: ``padded_output`` other than zeros with ``lengths=True``.
+    """
+    return write_network(params, time_major=time_major, lengths=lengths,
+                         initial_state=initial_state, expose_outputs=expose_outputs,
+                         layout=layout)
+
+
+# --------------------------------------------------------------------------------------------
+# from ONNX
+# --------------------------------------------------------------------------------------------
+def _load(obj: Any) -> onnx.ModelProto:
+    """The model ``obj`` is or holds, through :mod:`~rnn_ref.backends.onnx.untrusted`: sizes
+    checked, external data only as allowed (a path's owned files; never for bytes or a
+    ModelProto)."""
+    if isinstance(obj, onnx.ModelProto):
+        untrusted.check_sizes(obj, "from_onnx")
+        untrusted.embed_external_data(obj, None, "from_onnx")
+        return obj
+    if isinstance(obj, (bytes, bytearray)):
+        return untrusted.load_bytes(bytes(obj))
+    if isinstance(obj, (str, os.PathLike)):
+        return untrusted.load_path(obj)
+    raise TypeError(f"from_onnx takes an onnx.ModelProto, bytes or a path, "
+                    f"got {type(obj).__name__}")
+
+
+def from_native(model: Any, *, missing_parameters: str = "raise",
+                allow_external_data: bool | None = None) -> RNNParams:
+    """Canonical parameters of an ONNX graph made of ``RNN`` nodes.
+
+    Reads graphs written by :func:`to_native` (their metadata gives the config) and graphs of
+    other exporters, e.g. ``torch.onnx.export`` of a multi-layer bidirectional ``nn.RNN``:
+    each ``RNN`` node is a layer in graph order, the directions of a layer are concatenated,
+    and a ``MatMul`` (+ ``Add``) or ``Gemm`` after the last layer is the readout.
+
+    Args:
+        model: an ``onnx.ModelProto``, its bytes, or a path.
+        missing_parameters: what to do when a node leaves out an activation parameter:
+            ``"raise"`` (default), ``"onnx"`` (ONNX's operator defaults) or
+            ``"onnxruntime"`` (what onnxruntime uses).
+        allow_external_data: read tensors kept in external files, only from files a model
+            path owns (:mod:`rnn_ref.limits`); ``None``: as in force (off by default).
+
+    Raises:
+        UnsupportedError: LSTM/GRU/loop nodes, or nodes that are not RNN plumbing.
+        ValueError: weights that are not initializers or constants, inconsistent nodes.
+    """
+    if missing_parameters not in ("raise", "onnx", "onnxruntime"):
+        raise ValueError(f"missing_parameters must be 'raise', 'onnx' or 'onnxruntime', "
+                         f"got {missing_parameters!r}")
+    with limits.using(allow_external_data=allow_external_data):
+        m = _load(model)
+    _rnn_nodes(m)
+    return read_network(m, opset_of(m), missing_parameters=missing_parameters)
+
+
+def _rnn_nodes(m: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """The graph's ``RNN`` nodes in graph order.
+
+    Raises:
+        UnsupportedError: an LSTM, GRU, Scan, Loop or If node.
+        UnsupportedError: no RNN node (torch's dynamo exporter unrolls nn.RNN).
+    """
+    rnn_nodes = [n for n in m.graph.node if n.op_type == "RNN"]
+    for node in m.graph.node:
+        if node.op_type in ("LSTM", "GRU", "Scan", "Loop", "If"):
+            raise UnsupportedError("rnn-ref", f"an ONNX {node.op_type} node ({node.name!r})",
+                                   "only RNN nodes make an Elman network")
+    if not rnn_nodes:
+        raise UnsupportedError("rnn-ref", "an ONNX graph with no RNN node", UNROLLED)
+    return rnn_nodes
+
+
+# --------------------------------------------------------------------------------------------
+# oracle: the graph evaluated by onnx.reference, with every RNN node computed by rnn_ref
+# --------------------------------------------------------------------------------------------
+def _oracle_rnn_op(opset: int) -> type:
+    """An ``onnx.reference`` operator computing every ``RNN`` node with :func:`run_node`.
+
+    The node is read from its ``NodeProto`` by :func:`read_node`, not from the attributes
+    ``onnx.reference`` hands over: those have the schema's defaults filled in (two
+    activations for a one-direction node), which hides what the node really says.
+    """
+    from onnx.reference.op_run import OpRun
+
+    class RNN(OpRun):
+        op_domain = ""
+
+        def _run(self, X: Any, W: Any, R: Any, B: Any = None, sequence_lens: Any = None,
+                 initial_h: Any = None, **attributes: Any
+                 ) -> tuple[np.ndarray[Any, Any], ...]:
+            node = read_node(self.onnx_node, opset)
+            y, y_h = run_node(node, X, W, R, B, sequence_lens, initial_h)
+            return (y, y_h) if len(self.onnx_node.output) == 2 else (y,)
+
+    return RNN
+
+
+_FLOATS = (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16)
+
+
+def _as_float64(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy whose floating tensors, constants, casts and value types are all float64."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+
+    def promote(t: onnx.TensorProto) -> None:
+        if t.data_type in _FLOATS:
+            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float64),
+                                               t.name))
+
+    for t in m.graph.initializer:
+        promote(t)
+    for node in m.graph.node:
+        for a in node.attribute:
+            if a.type == onnx.AttributeProto.TENSOR:
+                promote(a.t)
+            elif node.op_type == "Cast" and a.name == "to" and a.i in _FLOATS:
+                a.i = TensorProto.DOUBLE
+    for vi in [*m.graph.input, *m.graph.output, *m.graph.value_info]:
+        if vi.type.tensor_type.elem_type in _FLOATS:
+            vi.type.tensor_type.elem_type = TensorProto.DOUBLE
+    return m
+
+
+def oracle(model: onnx.ModelProto) -> Callable[..., list[np.ndarray[Any, Any]]]:
+    """A NumPy function returning what onnxruntime returns for ``model``, in float64.
+
+    It takes the graph's inputs by position or by name, as NumPy arrays, and returns the list
+    of the graph's outputs in order (as ``InferenceSession.run`` does). The graph is evaluated
+    by ``onnx.reference`` with every ``RNN`` node computed by the rnn-ref oracle in float64
+    (a zero-length sequence's final state is ``h0``, as the spec says).
+    """
+    from onnx.reference import ReferenceEvaluator
+
+    m = _load(model)
+    _rnn_nodes(m)  # a graph with no RNN node is not an Elman network (an unrolled export)
+    evaluator = ReferenceEvaluator(_as_float64(m), new_ops=[_oracle_rnn_op(opset_of(m))])
+    names = [i.name for i in m.graph.input
+             if i.name not in {t.name for t in m.graph.initializer}]
+
+    def call(*args: Any, **kwargs: Any) -> list[np.ndarray[Any, Any]]:
+        if len(args) > len(names):
+            raise TypeError(f"the graph takes {len(names)} inputs {names}, got {len(args)}")
+        feeds = dict(zip(names, args, strict=False))
+        for k, v in kwargs.items():
+            if k not in names:
+                raise TypeError(f"the graph has no input {k!r}; inputs: {names}")
+            if k in feeds:
+                raise TypeError(f"input {k!r} given twice")
+            feeds[k] = v
+        missing = [n for n in names if n not in feeds]
+        if missing:
+            raise TypeError(f"missing graph inputs {missing}")
+        arrays = {k: np.asarray(v) for k, v in feeds.items()}
+        arrays = {k: v.astype(np.float64) if v.dtype.kind == "f" else v
+                  for k, v in arrays.items()}
+        return [np.asarray(o) for o in evaluator.run(None, arrays)]
+
+    return call
+
+
+def graph_feeds(cfg: RNNConfig, inputs: Inputs, lengths: np.ndarray[Any, Any] | None
+                ) -> dict[str, np.ndarray[Any, Any]]:
+    """The feeds of a :func:`to_native` graph, by input name: float32 ``x``, or int64 token
+    ids (with ``mask_zero``, id 0 at every step ``inputs.valid`` says is padding, so the graph
+    derives the lengths of a caller's mask or lengths too), ``lengths``, ``h0``."""
+    if cfg.vocab_size is None:
+        x = np.asarray(inputs.x, np.float32)
+    else:
+        x = np.asarray(inputs.x, np.int64)
+        x = np.where(inputs.valid, x, 0) if cfg.mask_zero else x
+    feeds: dict[str, np.ndarray[Any, Any]] = {"x": x}
+    if lengths is not None:
+        feeds["lengths"] = lengths.astype(np.int32)
+    if inputs.h0 is not None:
+        if cfg.uniform_hidden:
+            feeds["h0"] = np.stack(inputs.h0).astype(np.float32)
+        else:
+            for li in range(cfg.num_layers):
+                feeds[f"h0_l{li}"] = np.stack([
+                    np.asarray(inputs.h0[cfg.state_index(li, r)], np.float32)
+                    for r in range(cfg.num_directions_of(li))])
+    return feeds
+
+
+def graph_result(cfg: RNNConfig, got: dict[str, np.ndarray[Any, Any]]) -> ForwardResult:
+    """A :class:`ForwardResult` from a :func:`to_native` graph's outputs, by name (written
+    with ``expose_outputs=True``)."""
+    return _graph_result(cfg, got)
+
+
+def _lengths(name: str, inputs: Inputs) -> np.ndarray[Any, Any] | None:
+    """The ``lengths`` feed: right-padded lengths, or ``None``; for ``mask_zero`` always
+    ``None``: the graph derives the mask from the ids, any pattern (:func:`graph_feeds` puts
+    id 0 at every step a caller's lengths or mask pad)."""
+    return None if inputs.config.mask_zero else inputs.lengths_or_none(name)
+
+
+# --------------------------------------------------------------------------------------------
+# the onnxruntime backend
+# --------------------------------------------------------------------------------------------
+class OnnxGraphBackend:
+    """A runtime that runs the graphs of :func:`to_native` in float32: ``supports`` and
+    ``forward`` written once for onnxruntime, OpenVINO and tract. A subclass sets ``name``,
+    ``padding_refusal`` (``None``: it takes right-padded lengths as ``sequence_lens``; else
+    why it takes neither lengths nor masks) and :meth:`rules`, and implements :meth:`run`."""
+
+    name = ""
+    padding_refusal: str | None = None
+
+    def rules(self, config: RNNConfig, *, padded: bool) -> tuple[str, str] | None:
+        """``(feature, why)`` for what the runtime cannot run, else ``None``."""
+        return unsupported(config, padded=padded)
+
+    def run(self, model: onnx.ModelProto, feeds: dict[str, np.ndarray[Any, Any]]
+            ) -> dict[str, np.ndarray[Any, Any]]:
+        """The graph's outputs by name, for ``feeds`` by input name."""
+        raise NotImplementedError(f"{type(self).__name__} does not say how to run a graph")
+
+    def supports(self, config: RNNConfig, *, dtype: Any, lengths: bool, mask: bool
+                 ) -> str | None:
+        if self.padding_refusal is not None and (lengths or mask):
+            return f"lengths or a mask: {self.padding_refusal}"
+        if mask and not config.mask_zero:
+            return "a mask of any pattern: sequence_lens takes right-padded lengths"
+        reason = self.rules(config, padded=lengths)
+        if reason is not None:
+            return f"{reason[0]}: {reason[1]}"
+        if np.dtype(dtype) != np.float32:
+            return f"dtype {np.dtype(dtype)}: {self.name} runs RNN graphs in float32 only"
+        return None
+
+    def forward(self, params: RNNParams, x: np.ndarray[Any, Any], *, h0: Any = None,
+                lengths: Any = None, mask: Any = None) -> ForwardResult:
+        """The graph on ``x (N, T, D)`` (token ids ``(N, T)`` with an embedding; with
+        ``mask_zero`` any pattern of id 0, lengths or mask), ``h0 (L*R, N, M)`` (or
+        L*R ``(N, M_l)``), ``lengths (N,)`` or a right-padded ``mask (N, T)``: ``outputs
+        (N, T, F)`` (a pair of
+        ``(N, T, M)`` for ``merge_mode=None``), ``h_n (L*R, N, M)`` (or L*R ``(N, M_l)``) and
+        ``y (N, T, K)`` or ``None``, in float32. Bad inputs raise as
+        :func:`rnn_ref.inputs.check_inputs` says."""
+        cfg = params.config
+        inputs = check_inputs(cfg, x, h0=h0, lengths=lengths, mask=mask, where=self.name)
+        if self.padding_refusal is not None and inputs.padding is not None:
+            raise UnsupportedError(self.name, "lengths or a mask", self.padding_refusal)
+        la = _lengths(self.name, inputs)
+        if params.dtype != np.float32:
+            raise UnsupportedError(self.name, f"dtype {params.dtype}",
+                                   "it runs RNN graphs in float32 only")
+        raise_if(self.rules(cfg, padded=la is not None or inputs.padded), self.name)
+        model = to_native(params, lengths=la is not None, initial_state=inputs.h0 is not None,
+                          expose_outputs=True)
+        return graph_result(cfg, self.run(model, graph_feeds(cfg, inputs, la)))
+
+
+class OnnxRuntimeBackend(OnnxGraphBackend):
+    """The graph of :func:`to_native` run by onnxruntime's CPU provider (float32 only)."""
+
+    name = "onnxruntime"
+
+    def run(self, model: onnx.ModelProto, feeds: dict[str, np.ndarray[Any, Any]]
+            ) -> dict[str, np.ndarray[Any, Any]]:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        session = ort.InferenceSession(model.SerializeToString(), options,
+                                       providers=["CPUExecutionProvider"])
+        names = [o.name for o in model.graph.output]
+        return dict(zip(names, session.run(None, feeds), strict=True))
+
+    def round_trip(self, params: RNNParams) -> RNNParams:
+        """Through an ONNX graph (serialised and parsed again) and back."""
+        model = to_native(params)
+        return from_native(onnx.load_from_string(model.SerializeToString()))
+
+
+# --------------------------------------------------------------------------------------------
+# files (.onnx)
+# --------------------------------------------------------------------------------------------
+def read_file(path: Path, fmt: str, hints: Hints) -> RNNParams:
+    """The parameters of an ``.onnx`` file, checked by ``onnx.checker`` first."""
+    model = untrusted.load_path(path)
+    onnx.checker.check_model(model)
+    return from_native(model)
+
+
+def write_file(params: RNNParams, path: Path, fmt: str) -> None:
+    onnx.save(to_native(params), str(path))
+
+
+def load_native(path: Path, fmt: str, params: RNNParams) -> NativeFile:
+    """The file's graph; one whose only input is ``x`` runs as it is, others are rebuilt from
+    ``params`` with a ``lengths`` input."""
+    model = untrusted.load_path(path)
+    if [i.name for i in model.graph.input if i.name not in
+            {t.name for t in model.graph.initializer}] == ["x"]:
+        return NativeFile(model, takes_lengths=False)
+    return NativeFile(to_native(params, lengths=True), takes_lengths=True)
+
+
+def run_native(model: onnx.ModelProto, x: np.ndarray[Any, Any], lengths: Any = None
+               ) -> np.ndarray[Any, Any]:
+    """The first output of an ONNX graph run by onnxruntime's CPU provider: ``x`` (features in
+    the graph's floating type, or token ids) bound to the graph's first input whatever it is
+    called, and ``lengths``, when given, to its second. The graph is checked first
+    (:func:`untrusted.check_runnable`); onnxruntime gets its bytes, never a path. A graph
+    whose ``RNN`` weights are not float32 is refused: onnxruntime's CPU RNN kernel runs
+    float32 only."""
+    import onnxruntime as ort
+
+    consts = {t.name for t in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in consts]
+    if not inputs or (lengths is not None and len(inputs) < 2):
+        raise UnsupportedError("onnxruntime", f"a graph with inputs {[i.name for i in inputs]}",
+                               "it needs the sequence" + (" and its lengths" if lengths is
+                                                          not None else ""))
+    weights = {t.name: t.data_type for t in model.graph.initializer}
+    rnn_types = {weights[n.input[1]] for n in model.graph.node
+                 if n.op_type == "RNN" and len(n.input) > 1 and n.input[1] in weights}
+    if rnn_types - {onnx.TensorProto.FLOAT}:
+        kinds = sorted(str(helper.tensor_dtype_to_np_dtype(t)) for t in rnn_types)
+        raise UnsupportedError("onnxruntime", f"a {'/'.join(kinds)} RNN graph",
+                               "its CPU RNN kernel runs float32 only, so the file cannot be "
+                               "run or verified here")
+
+    def feed(value: Any, spec: onnx.ValueInfoProto) -> np.ndarray[Any, Any]:
+        elem = spec.type.tensor_type.elem_type
+        return np.asarray(value, helper.tensor_dtype_to_np_dtype(elem) if elem else None)
+
+    feeds = {inputs[0].name: feed(x, inputs[0])}
+    if lengths is not None:
+        feeds[inputs[1].name] = feed(lengths, inputs[1])
+    untrusted.check_runnable(model, feeds)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(model.SerializeToString(), options,
+                                   providers=["CPUExecutionProvider"])
+    return np.asarray(session.run(None, feeds)[0])
+
+
+def list_arrays(path: Path, fmt: str) -> list[tuple[str, tuple[int, ...], str]]:
+    """Every initializer of the file by its own name: ``(name, shape, dtype)``."""
+    arrays = [(t.name, numpy_helper.to_array(t))
+              for t in untrusted.load_path(path).graph.initializer]
+    return [(name, a.shape, str(a.dtype)) for name, a in arrays]
+
+
+def external_files(path: Path) -> list[tuple[str, str, int, str | None]]:
+    """What reading ``path`` would read besides it (:func:`untrusted.external_files`)."""
+    return untrusted.external_files(path)

@@ -1,0 +1,53 @@
+"""ONNX's record: what a graph of RNN nodes holds."""
+
+from __future__ import annotations
+
+from rnn_ref.backends.records import (
+    BackendSpec,
+    FileFormat,
+    Framework,
+    Reason,
+    network_unsupported,
+    padded_zeros,
+)
+from rnn_ref.config import RNNConfig
+from rnn_ref.network import SHOWS_PADDED_STEPS
+
+#: The network pieces one ONNX graph holds (backends/onnx/graph.py): ``Gather`` for the
+#: embedding, an ``RNN`` node per layer with its own direction, the selection from ``Y`` or
+#: ``Y_h`` (a pooling by ``ReduceMean``/``ReduceMax``/``ReduceSum``), the head as ``MatMul``
+#: [+ ``Add``] + activation (``Softmax``/``LogSoftmax``).
+#: Not ``mask_value``: Keras' Masking would need a mask derived from the features.
+ONNX_HOLDS = frozenset({"embedding", "mixed_directions", "select", "pooling", "head_stack",
+                        "softmax", "dense_without_bias"})
+
+
+def unsupported(config: RNNConfig, *, padded: bool = True) -> Reason:
+    """What a graph of ONNX ``RNN`` nodes cannot express (with ``sequence_lens`` when
+    ``padded``, which ``mask_zero`` always is). ``padded_output`` matters only where a padded
+    step is seen: the selection ``sequence`` or ``last_step`` (a final state is the last valid
+    one, and a lower layer's padded outputs feed only padded steps above)."""
+    reason = network_unsupported(config, holds=ONNX_HOLDS)
+    if reason is not None:
+        return reason
+    if config.mask_zero and config.select in SHOWS_PADDED_STEPS:
+        return (f"mask_zero with select={config.select!r}",
+                "the graph moves each sample's non-zero ids to the front before the RNN nodes "
+                "(Keras skips every id-0 step, wherever it stands), so its per-step outputs "
+                "are in that order; it holds final states and the mean over the valid steps")
+    if padded and config.select in SHOWS_PADDED_STEPS:
+        return padded_zeros(config, "sequence_lens zeroes padded outputs")
+    return None
+
+
+FRAMEWORK = Framework(
+    name="onnx", title="ONNX RNN", module="rnn_ref.backends.onnx.convert",
+    requires=("onnx",), distributions=("onnx", "onnxruntime"),
+    unsupported=unsupported, converters=("from_onnx", "to_onnx"),
+    recognised_when="onnx",
+    formats=(FileFormat("onnx", (".onnx",), "a graph of RNN nodes (rnn_ref.from_onnx)",
+                        runs=("onnxruntime", ("float32",))),),
+    backends=(BackendSpec("onnxruntime",
+                          "rnn_ref.backends.onnx.convert:OnnxRuntimeBackend",
+                          ("onnx", "onnxruntime")),),
+)

@@ -1,0 +1,815 @@
+"""PyTorch: ``torch.nn.RNN``, converters, oracle and backend.
+
+How torch differs from the reference (``torch/nn/modules/rnn.py``, class ``RNN``):
+
+* Weights are (out, in): ``weight_ih_l{k} = w_x.T`` ``(M, D_l)``, ``weight_hh_l{k} = w_h.T``;
+  two biases, ``bias_ih_l{k} = b_x`` and ``bias_hh_l{k} = b_h``; the backward direction of a
+  bidirectional layer has the suffix ``_reverse``. Converting both ways is bit-exact.
+* ``nonlinearity`` is ``"tanh"`` or ``"relu"``, one for every layer and direction; there is no
+  clip, no reverse-only direction, one ``hidden_size`` for all layers, and the directions are
+  always concatenated.
+* Variable lengths come as a ``PackedSequence``; ``pad_packed_sequence`` fills padded steps
+  with zeros (``padded_output="zeros"``). A mask with holes or left padding cannot be said.
+  ``pack_padded_sequence`` refuses a zero length (a recorded deviation).
+* ``h0``/``h_n`` are ``(L*R, N, M)`` whatever ``batch_first`` is.
+
+A readout is a :class:`RNNWithReadout` module: ``.rnn`` (the ``nn.RNN``) and ``.readout`` (an
+``nn.Linear``), returning ``(y, h_n)`` like ``nn.RNN`` returns ``(output, h_n)``.
+
+The whole network (embedding, stacks of any directions and widths, dropout, the selection, a
+head of ``nn.Linear`` layers with softmax) is a :class:`~rnn_ref.backends.torch.network.
+TorchNetwork`; any ``nn.Module`` built of those pieces is read from its ``torch.fx`` graph and
+any state dict by its key names (:mod:`rnn_ref.backends.torch.graph`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from rnn_ref.activations import Activation
+from rnn_ref.backends import devices, file_limits
+from rnn_ref.backends._common import adopt_padded_output, raise_if
+from rnn_ref.backends.torch.graph import (
+    Layout,
+    build_network,
+    file_network,
+    network_params,
+    read_module,
+    read_state_dict,
+)
+from rnn_ref.backends.torch.network import TorchNetwork
+from rnn_ref.backends.torch.record import TORCH_READOUT_ACTIVATIONS, torch_lone_rnn, unsupported
+from rnn_ref.backends.torch.trace import unwrap_compiled
+from rnn_ref.config import RNNConfig
+from rnn_ref.errors import FileFormatError, UnsupportedError
+from rnn_ref.fileapi import Hints, NativeFile, hint_activation
+from rnn_ref.inputs import check_inputs
+from rnn_ref.params import CellParams, Readout, RNNParams
+from rnn_ref.reference import ForwardResult, forward, returned
+
+__all__ = ["NAME", "READOUT_ACTIVATIONS", "RNNWithReadout", "TorchBackend", "TorchCudaBackend",
+           "TorchCudaFp32Backend", "TorchNetwork", "from_native",
+           "list_arrays", "load_native", "oracle", "owns", "read_file", "run_native",
+           "to_native", "unsupported", "write_file"]
+
+NAME = "torch.nn.RNN"
+#: RNNWithReadout's activations, as torch functions (names: record.py)
+READOUT_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = dict(zip(
+    TORCH_READOUT_ACTIVATIONS, (lambda t: t, torch.tanh, torch.relu, torch.sigmoid),
+    strict=True))
+_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
+
+
+class RNNWithReadout(nn.Module):
+    """An ``nn.RNN`` followed by an ``nn.Linear`` readout (and its activation) at every step.
+
+    ``forward(input, hx=None)`` returns ``(y, h_n)``: ``y`` is ``(N, T, K)`` (batch-first) or
+    ``(T, N, K)``; a ``PackedSequence`` input gives ``y`` on the zero-padded outputs.
+    """
+
+    def __init__(self, rnn: nn.RNN, readout: nn.Linear, activation: str = "linear") -> None:
+        super().__init__()
+        if activation not in READOUT_ACTIVATIONS:
+            raise ValueError(f"activation must be one of {list(READOUT_ACTIVATIONS)}, "
+                             f"got {activation!r}")
+        self.rnn = rnn
+        self.readout = readout
+        self.activation = activation
+
+    def forward(self, input: Any, hx: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        output, h_n = self.rnn(input, hx)
+        if isinstance(output, nn.utils.rnn.PackedSequence):
+            output, _ = nn.utils.rnn.pad_packed_sequence(output, batch_first=self.rnn.batch_first)
+        return READOUT_ACTIVATIONS[self.activation](self.readout(output)), h_n
+
+
+# --------------------------------------------------------------------------------------------
+# from torch
+# --------------------------------------------------------------------------------------------
+_KEY = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh)_l(\d+)(_reverse)?$")
+
+
+def owns(model: Any) -> bool:
+    """True for the models :func:`oracle` takes: any ``nn.Module`` (a Keras layer on the torch
+    backend is one too, and is Keras')."""
+    return isinstance(model, nn.Module) and not type(model).__module__.startswith("keras")
+
+
+def _numpy(t: Any) -> np.ndarray[Any, Any]:
+    if isinstance(t, torch.Tensor):
+        return t.detach().cpu().numpy()
+    return np.asarray(t)
+
+
+def from_native(obj: Any, *, example: Any = None, nonlinearity: str | None = None,
+                select: str | None = None, head_activation: Any = None) -> RNNParams:
+    """Canonical parameters of a torch module or a state dict.
+
+    Args:
+        obj: an ``nn.RNN``, an :class:`RNNWithReadout`, a :class:`TorchNetwork`, an
+            ``nn.RNNCell`` (one step: a one-layer network whose result is the new state,
+            ``select="final"``), any ``nn.Module`` built from the network's pieces (read from
+            its ``torch.fx`` graph, see :mod:`rnn_ref.backends.torch.graph`), any of them
+            ``torch.compile`` d (read through ``_orig_mod``, never run), or a state dict (any
+            prefixes), tensors or arrays.
+        example: an input of a module read from its fx graph (``(x, lengths)`` for one whose
+            forward packs); when given, the module and the network read from it are run on it
+            and must agree (float32 tolerance), and a time-major module's layout is checked.
+            A forward that loops over the input's length needs it (its shape). Refused for
+            the others, which record their network themselves.
+        nonlinearity: ``"tanh"`` or ``"relu"``; required for a state dict (it does not record
+            it), and must agree with an ``nn.RNN``'s when given.
+        select, head_activation: for a state dict with ``nn.Linear`` layers, what feeds them
+            and one activation per layer (see :func:`~rnn_ref.backends.torch.graph.
+            read_state_dict`).
+
+    Raises:
+        UnsupportedError: an ``nn.LSTM``/``nn.GRU``, or a module with an operation that is not
+            one of the network's pieces (named).
+        ValueError: an incomplete or inconsistent state dict, named key by key, or a missing
+            hint.
+    """
+    obj = unwrap_compiled(obj)
+    if example is not None and (isinstance(obj, (TorchNetwork, nn.RNNBase, RNNWithReadout,
+                                                 nn.RNNCellBase))
+                                or not isinstance(obj, nn.Module)):
+        raise ValueError(f"example= checks a module read from its fx graph; a "
+                         f"{type(obj).__name__} records its network itself: leave it out")
+    if isinstance(obj, nn.RNNCell):
+        return _agreeing(_one_step_params(obj), nonlinearity, select, head_activation)
+    if isinstance(obj, TorchNetwork):
+        return _agreeing(network_params(obj), nonlinearity, select, head_activation)
+    if isinstance(obj, RNNWithReadout):
+        sd = {f"rnn.{k}": v for k, v in obj.rnn.state_dict().items()}
+        sd.update({f"readout.{k}": v for k, v in obj.readout.state_dict().items()})
+        return _from_state_dict(sd, _nonlinearity(obj.rnn, nonlinearity), obj.activation)
+    if isinstance(obj, nn.RNN):
+        return _from_state_dict(obj.state_dict(), _nonlinearity(obj, nonlinearity))
+    if isinstance(obj, (nn.RNNBase, nn.RNNCellBase)):
+        raise UnsupportedError("rnn-ref", f"torch.nn.{type(obj).__name__}",
+                               "it is not an Elman RNN (torch.nn.RNN, torch.nn.RNNCell)")
+    if isinstance(obj, nn.Module):
+        params, layout = read_module(obj, _first(example))
+        if example is not None:
+            _check_example(obj, params, layout, example)
+        return _agreeing(params, nonlinearity, select, head_activation)
+    if isinstance(obj, Mapping):
+        recorded = any(str(k).endswith("rnn_ref_config") for k in obj)
+        if nonlinearity is None and not recorded:
+            raise ValueError("a state dict does not record the nonlinearity: pass "
+                             "nonlinearity='tanh' or 'relu'")
+        params = read_state_dict(obj, nonlinearity=nonlinearity or "tanh", select=select,
+                                 head_activation=head_activation)
+        return _agreeing(params, nonlinearity, select, head_activation) if recorded else params
+    raise TypeError(f"from_torch takes an nn.Module or a state dict, got {type(obj).__name__}")
+
+
+def _agreeing(params: RNNParams, nonlinearity: str | None, select: str | None,
+              head_activation: Any) -> RNNParams:
+    """``params`` read from a source that records the whole network, when every hint given
+    says the same; a hint that says otherwise is a ``ValueError`` naming both."""
+    cfg = params.config
+    acts = {a.name for layer in cfg.activations for a in layer}
+    given = {"nonlinearity": nonlinearity, "select": select}
+    recorded = {"nonlinearity": acts.pop() if len(acts) == 1 else sorted(acts),
+                "select": cfg.select}
+    for name, value in given.items():
+        if value is not None and value != recorded[name]:
+            raise ValueError(f"{name}={value!r} but the module records {recorded[name]!r}; "
+                             f"leave the hint out")
+    if head_activation is not None:
+        hints = [head_activation] if isinstance(head_activation, str) else list(head_activation)
+        mine = [str(d.activation) for d in cfg.head]
+        if [str(h) for h in hints] != mine:
+            raise ValueError(f"head_activation={head_activation!r} but the module records "
+                             f"{mine}; leave the hint out")
+    return params
+
+
+def _first(example: Any) -> Any:
+    """The input of an example: ``x``, or the first of ``(x, lengths)``."""
+    return example[0] if isinstance(example, (tuple, list)) else example
+
+
+def _one_step_params(cell: nn.RNNCell) -> RNNParams:
+    """An ``nn.RNNCell`` as a one-step network: a forward layer whose result is the new state
+    (``select="final"``)."""
+    w_ih = _numpy(cell.weight_ih)
+    zeros = np.zeros(w_ih.shape[0], w_ih.dtype)
+    b_ih = _numpy(cell.bias_ih) if cell.bias else zeros
+    b_hh = _numpy(cell.bias_hh) if cell.bias else zeros
+    config = RNNConfig(cell.input_size, cell.hidden_size, activation=cell.nonlinearity,
+                       bias=cell.bias, select="final")
+    return RNNParams(config, [[CellParams(w_ih.T, _numpy(cell.weight_hh).T, b_ih, b_hh)]])
+
+
+def _check_example(module: nn.Module, params: RNNParams, layout: Layout, example: Any
+                   ) -> None:
+    """``UnsupportedError`` unless ``module(example)`` (``module(*example)`` for a tuple
+    ``(x, lengths)``) is what the network read from it computes."""
+    parts = list(example) if isinstance(example, (tuple, list)) else [example]
+    ts = [p if isinstance(p, torch.Tensor) else torch.as_tensor(np.asarray(p)) for p in parts]
+    with torch.no_grad():
+        want = module(*ts)
+    got = _module_call(params, layout)(*[_numpy(t) for t in ts])
+    wants = list(want) if isinstance(want, (tuple, list)) else [want]
+    gots = list(got) if isinstance(got, tuple) else [got]
+    if len(wants) != len(gots) or not all(isinstance(w, torch.Tensor) for w in wants):
+        raise UnsupportedError("rnn-ref", f"a result of type {type(want).__name__}",
+                               f"the network read from the module returns {len(gots)} "
+                               f"tensor(s)")
+    for w, g in zip(wants, gots, strict=True):
+        _agree(module, _numpy(w), np.asarray(g))
+
+
+def _agree(module: nn.Module, want: np.ndarray[Any, Any], got: np.ndarray[Any, Any]) -> None:
+    """``UnsupportedError`` unless ``got`` (the network's, float64) is the module's ``want``
+    within its dtype's tolerance."""
+    w = want.astype(np.float64)
+    if got.shape != w.shape:
+        raise UnsupportedError("rnn-ref", f"{type(module).__name__} on the example",
+                               f"it returns shape {w.shape}, the network read from it "
+                               f"{got.shape}")
+    diff = float(np.abs(got - w).max()) if w.size else 0.0
+    tol = (1e-4 if want.dtype == np.float32 else 1e-9) * \
+        max(1.0, float(np.abs(w).max()) if w.size else 1.0)
+    if not diff <= tol:
+        raise UnsupportedError("rnn-ref", f"{type(module).__name__} on the example",
+                               f"the network read from its graph differs from it by {diff:.3g}"
+                               f" (tolerance {tol:.3g}): its forward does something else")
+
+
+def _module_call(params: RNNParams, layout: Layout) -> Callable[..., Any]:
+    """The oracle of a module read from its graph: its input and result in its layout (a
+    tuple for a module of several outputs, ``RNNConfig.returns``)."""
+
+    def call(x: Any, lengths: Any = None) -> Any:
+        a = np.asarray(x)
+        if layout.time_major:
+            a = np.swapaxes(a, 0, 1)
+        if layout.lengths:
+            if lengths is None:
+                raise ValueError("the module packs its input: call the oracle with "
+                                 "(x, lengths), as its forward takes them")
+            lengths = np.asarray(lengths)
+            a = _fit_length(a, layout.time, lengths)
+        full = forward(params, a, lengths=lengths)
+        if params.config.returns != ("result",):
+            return tuple(_in_layout(item, name, layout) for name, item in zip(
+                params.config.returns, returned(params.config, full), strict=True))
+        return _in_layout(full.result, "result", layout)
+
+    return call
+
+
+def _in_layout(a: Any, name: str, layout: Layout) -> Any:
+    """One returned array (``RNNConfig.returns`` ``name``) in the module's layout: a sequence
+    time-major when the module is."""
+    if isinstance(a, tuple):
+        return a
+    res = np.asarray(a)
+    if layout.time_major and (name == "sequence" or name == "result" and layout.sequence):
+        res = np.swapaxes(res, 0, 1)
+    return np.ascontiguousarray(res)
+
+
+def _fit_length(x: np.ndarray[Any, Any], time: str | int, lengths: np.ndarray[Any, Any]
+                ) -> np.ndarray[Any, Any]:
+    """Batch-first ``x`` cut or zero-padded on its time axis to the length
+    ``pad_packed_sequence`` gives (:class:`Layout`'s ``time``); the steps cut or added are
+    padded steps of every sample."""
+    if time == "input":
+        return x
+    t = int(lengths.max()) if time == "longest" and lengths.size else \
+        int(time) if time != "longest" else 0
+    if x.shape[1] >= t:
+        return x[:, :t]
+    pad = np.zeros((x.shape[0], t - x.shape[1], *x.shape[2:]), x.dtype)
+    return np.concatenate([x, pad], axis=1)
+
+
+def _nonlinearity(rnn: nn.RNN, given: str | None) -> str:
+    if given is not None and given != rnn.nonlinearity:
+        raise ValueError(f"nonlinearity={given!r} but the module's is {rnn.nonlinearity!r}")
+    return str(rnn.nonlinearity)
+
+
+_Cells = dict[tuple[int, int], dict[str, np.ndarray[Any, Any]]]
+
+
+def _split_state_dict(sd: Mapping[str, Any], prefix: str
+                      ) -> tuple[_Cells, dict[str, np.ndarray[Any, Any]]]:
+    """The arrays of a state dict by cell, ``{(layer, reverse): {"weight_ih": (M, D_l),
+    "weight_hh": (M, M), "bias_ih": (M,), "bias_hh": (M,)}}``, and the readout's
+    ``{"weight": (K, F), "bias": (K,)}``; ``ValueError`` for any other key."""
+    cells: _Cells = {}
+    readout: dict[str, np.ndarray[Any, Any]] = {}
+    for key, value in sd.items():
+        if key in ("readout.weight", "readout.bias"):
+            readout[key.split(".")[1]] = _numpy(value)
+            continue
+        match = _KEY.match(key[len(prefix):]) if key.startswith(prefix) else None
+        if match is None:
+            raise ValueError(f"unexpected state dict key {key!r}; an nn.RNN has "
+                             f"{prefix}weight_ih_l<k>[_reverse], weight_hh, bias_ih, bias_hh")
+        name, layer, rev = match.group(1), int(match.group(2)), bool(match.group(3))
+        cells.setdefault((layer, int(rev)), {})[name] = _numpy(value)
+    return cells, readout
+
+
+def _check_complete(cells: _Cells, prefix: str, num_layers: int, R: int, bias: bool) -> None:
+    """``ValueError`` naming the keys missing from ``cells`` (as :func:`_split_state_dict`
+    gives them) for ``num_layers`` layers of ``R`` directions, with biases or without."""
+    for li in range(num_layers):
+        for r in range(R):
+            have = cells.get((li, r), {})
+            need = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if bias else [])
+            missing = [f"{prefix}{n}_l{li}{'_reverse' if r else ''}" for n in need
+                       if n not in have]
+            if missing:
+                raise ValueError(f"the state dict misses {', '.join(missing)}")
+
+
+def _cell_params(cells: _Cells, num_layers: int, R: int, hidden: int) -> list[list[CellParams]]:
+    """The canonical cells, transposed to ``w_x (D_l, M)`` and ``w_h (M, M)``, with zero
+    biases ``(M,)`` where the state dict has none."""
+    layers = []
+    for li in range(num_layers):
+        row = []
+        for r in range(R):
+            c = cells[(li, r)]
+            zeros = np.zeros(hidden, c["weight_ih"].dtype)
+            row.append(CellParams(c["weight_ih"].T, c["weight_hh"].T,
+                                  c.get("bias_ih", zeros), c.get("bias_hh", zeros)))
+        layers.append(row)
+    return layers
+
+
+def _from_state_dict(sd: Mapping[str, Any], nonlinearity: str,
+                     readout_activation: str = "linear") -> RNNParams:
+    if nonlinearity not in ("tanh", "relu"):
+        raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+    prefix = "rnn." if any(k.startswith("rnn.") for k in sd) else ""
+    cells, readout = _split_state_dict(sd, prefix)
+    if not cells:
+        raise ValueError("the state dict holds no nn.RNN weights")
+    num_layers = max(k[0] for k in cells) + 1
+    R = 2 if any(k[1] for k in cells) else 1
+    bias = any("bias_ih" in c for c in cells.values())
+    _check_complete(cells, prefix, num_layers, R, bias)
+    first = cells[(0, 0)]["weight_ih"]
+    hidden, input_size = first.shape
+    out_size = None
+    if readout:
+        if set(readout) != {"weight", "bias"}:
+            raise ValueError("a readout needs both readout.weight and readout.bias")
+        out_size = readout["weight"].shape[0]
+    config = RNNConfig(
+        input_size=int(input_size), hidden_size=int(hidden), num_layers=num_layers,
+        direction="bidirectional" if R == 2 else "forward", activation=nonlinearity,
+        bias=bias, output_size=out_size, output_activation=readout_activation,
+    )
+    layers = _cell_params(cells, num_layers, R, hidden)
+    ro = Readout(readout["weight"].T, readout["bias"]) if readout else None
+    return RNNParams(config, layers, ro)
+
+
+# --------------------------------------------------------------------------------------------
+# to torch
+# --------------------------------------------------------------------------------------------
+def _tensor(a: np.ndarray[Any, Any]) -> torch.Tensor:
+    return torch.tensor(np.ascontiguousarray(a))
+
+
+def is_lone_rnn(config: RNNConfig) -> bool:
+    """Whether one ``nn.RNN`` (with an :class:`RNNWithReadout` readout) holds the network
+    (:func:`~rnn_ref.backends.torch.record.torch_lone_rnn`, which also decides what a torch
+    file records)."""
+    return torch_lone_rnn(config)
+
+
+def to_native(params: RNNParams, *, batch_first: bool = True, strict: bool = False
+              ) -> nn.Module:
+    """A ready torch module in eval mode, in the params' dtype: an ``nn.RNN`` (or
+    :class:`RNNWithReadout`) when one holds the network (:func:`is_lone_rnn`), else a
+    :class:`TorchNetwork` running the whole network on batch-first input
+    (``forward(x, lengths=None, mask=None)``).
+
+    A network whose padded steps output something other than zeros converts with a
+    ``SemanticsWarning`` (torch zero-pads packed sequences); ``strict=True`` refuses it.
+    ``batch_first=False`` applies to a lone ``nn.RNN``; it is refused for a
+    :class:`TorchNetwork`, which takes batch-first input.
+
+    Raises:
+        UnsupportedError: what torch cannot compute (see :func:`unsupported`), the padded
+            steps with ``strict``, or ``batch_first=False`` for a :class:`TorchNetwork`.
+    """
+    raise_if(unsupported(params.config), NAME)
+    params = adopt_padded_output(params, "zeros", NAME, strict=strict)
+    cfg = params.config
+    if params.dtype not in _DTYPES:
+        raise UnsupportedError(NAME, f"dtype {params.dtype}", "use float32 or float64")
+    if not is_lone_rnn(cfg):
+        if not batch_first:
+            raise UnsupportedError(NAME, "batch_first=False for this network",
+                                   "its module (TorchNetwork) takes batch-first input; only a "
+                                   "lone nn.RNN (with a per-step readout) is written "
+                                   "time-major")
+        return build_network(params)
+    return _lone_rnn(params, batch_first)
+
+
+def _lone_rnn(params: RNNParams, batch_first: bool) -> nn.Module:
+    """The ``nn.RNN`` (or :class:`RNNWithReadout`) of a network :func:`is_lone_rnn` holds."""
+    cfg = params.config
+    dtype = _DTYPES[params.dtype]
+    rnn = nn.RNN(cfg.input_size, cfg.hidden_sizes[0], num_layers=cfg.num_layers,
+                 nonlinearity=cfg.activation_of(0, 0).name, bias=cfg.bias,
+                 batch_first=batch_first, bidirectional=cfg.num_directions == 2, dtype=dtype)
+    with torch.no_grad():
+        for li, layer in enumerate(params.layers):
+            for r, cell in enumerate(layer):
+                sfx = f"_l{li}" + ("_reverse" if r else "")
+                getattr(rnn, f"weight_ih{sfx}").copy_(_tensor(cell.w_x.T))
+                getattr(rnn, f"weight_hh{sfx}").copy_(_tensor(cell.w_h.T))
+                if cfg.bias:
+                    getattr(rnn, f"bias_ih{sfx}").copy_(_tensor(cell.b_x))
+                    getattr(rnn, f"bias_hh{sfx}").copy_(_tensor(cell.b_h))
+    rnn.eval()
+    if params.readout is None:
+        return rnn
+    w, b = params.readout.w, params.readout.b
+    linear = nn.Linear(w.shape[0], w.shape[1], dtype=dtype)
+    with torch.no_grad():
+        linear.weight.copy_(_tensor(w.T))
+        linear.bias.copy_(_tensor(b))
+    return RNNWithReadout(rnn, linear, cfg.output_activation.name).eval()
+
+
+# --------------------------------------------------------------------------------------------
+# oracle and backend
+# --------------------------------------------------------------------------------------------
+def oracle(model: nn.Module) -> Callable[..., tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]]:
+    """A NumPy function returning what ``model(input, hx)`` returns, computed in float64.
+
+    For a :class:`TorchNetwork` it takes ``(x, lengths=None, mask=None)``, for any other
+    module of the network's pieces ``(x, lengths=None)`` in the module's own layout (read from
+    its graph at the first call, with that ``x``'s shape), and returns the module's result; a
+    module whose forward packs its input takes ``(x, lengths)`` and returns what
+    ``pad_packed_sequence`` makes (``max(lengths)`` steps unless it gives ``total_length``).
+    For an ``nn.RNNCell`` it takes ``(input, hx=None)`` and returns the new state. A
+    ``torch.compile`` d module is read through its ``_orig_mod``. For an ``nn.RNN`` or
+    :class:`RNNWithReadout`:
+
+    The function takes ``(input, hx=None, *, lengths=None)``: ``input`` is ``(N, T, D)`` with
+    ``batch_first`` or ``(T, N, D)`` without (``(T, D)`` unbatched), ``hx`` is
+    ``(L*R, N, M)``. For what a ``PackedSequence`` gives, pass the padded input and
+    ``lengths``: the result is what ``pad_packed_sequence`` returns (zeros at padded steps,
+    ``T`` = the longest length). It returns ``(output, h_n)``, or ``(y, h_n)`` for a
+    :class:`RNNWithReadout`.
+    """
+    model = unwrap_compiled(model)
+    if isinstance(model, TorchNetwork):
+        return _network_oracle(from_native(model))  # type: ignore[return-value]
+    if isinstance(model, nn.RNNCell):
+        return _cell_oracle(model)  # type: ignore[return-value]
+    if not isinstance(model, (nn.RNN, RNNWithReadout)):
+        return _lazy_oracle(model)  # type: ignore[return-value]
+    params = from_native(model)
+    rnn = model.rnn if isinstance(model, RNNWithReadout) else model
+    batch_first = bool(rnn.batch_first)
+
+    def call(input: Any, hx: Any = None, *, lengths: Any = None
+             ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+        x = np.asarray(input)
+        unbatched = x.ndim == 2
+        if unbatched:
+            x = x[None] if batch_first else x[:, None]
+            hx = None if hx is None else np.asarray(hx)[:, None]
+        if x.ndim != 3:
+            raise ValueError(f"input must be (N, T, D) or (T, D), got shape {x.shape}")
+        if not batch_first:
+            x = x.transpose(1, 0, 2)
+        if lengths is not None:
+            la = np.asarray(lengths)
+            if la.ndim == 1 and la.size and la.min() == 0:
+                raise ValueError("torch cannot pack a zero length (pack_padded_sequence)")
+            x = x[:, : int(la.max())] if la.size else x
+        res = forward(params, x, h0=hx, lengths=lengths, padded_output="zeros")
+        main = res.y if res.y is not None else res.outputs
+        if not batch_first:
+            main = main.transpose(1, 0, 2)
+        h_n = res.h_n
+        if unbatched:
+            main = main[0] if batch_first else main[:, 0]
+            h_n = h_n[:, 0]
+        return np.ascontiguousarray(main), h_n
+
+    return call
+
+
+def _cell_oracle(cell: nn.RNNCell) -> Callable[..., np.ndarray[Any, Any]]:
+    """``f(input, hx=None)``: what ``cell(input, hx)`` returns (the new state ``(N, M)``, or
+    ``(M,)`` for an unbatched ``(D,)`` input; ``hx`` zeros when left out), in float64."""
+    params = _one_step_params(cell)
+
+    def call(input: Any, hx: Any = None) -> np.ndarray[Any, Any]:
+        x = np.asarray(input)
+        if x.ndim not in (1, 2):
+            raise ValueError(f"an nn.RNNCell takes input (N, D) or (D,), got shape {x.shape}")
+        h0 = None if hx is None else np.asarray(hx).reshape(1, -1, cell.hidden_size)
+        res = forward(params, x.reshape(-1, 1, x.shape[-1]), h0=h0).result
+        return np.asarray(res).reshape(-1) if x.ndim == 1 else np.asarray(res)
+
+    return call
+
+
+def _network_oracle(params: RNNParams) -> Callable[..., np.ndarray[Any, Any]]:
+    def call(x: Any, lengths: Any = None, mask: Any = None) -> np.ndarray[Any, Any]:
+        return np.asarray(forward(params, x, lengths=lengths, mask=mask).result)
+
+    return call
+
+
+def _lazy_oracle(model: nn.Module) -> Callable[..., np.ndarray[Any, Any]]:
+    """The oracle of any module of the network's pieces, read from its graph at the first
+    call: it takes what ``model`` takes (``(N, T, ...)`` or, time-major, ``(T, N, ...)``) and
+    returns what it returns, computed in float64."""
+    done: list[Callable[..., np.ndarray[Any, Any]]] = []
+
+    def call(x: Any, lengths: Any = None) -> np.ndarray[Any, Any]:
+        if not done:
+            done.append(_module_call(*read_module(model, x)))
+        return done[0](x, lengths)
+
+    return call
+
+
+class TorchBackend:
+    """The whole network in torch (``nn.RNN`` blocks in a :class:`TorchNetwork`) on
+    :attr:`device`, in the parameters' dtype, at :attr:`precision_mode` (see
+    :mod:`rnn_ref.backends.devices`); padding and masks of any pattern run as packed
+    sequences. ``torch`` computes on the CPU at torch's defaults."""
+
+    name = "torch"
+    device = "cpu"  # "cpu" or "cuda" (the first CUDA device)
+    precision_mode = "default"  # "default": torch's settings as they are; "fp32": TF32 off
+
+    def __init__(self) -> None:
+        self._device = devices.torch_device(torch, self.name, self.device)
+
+    def environment(self) -> dict[str, Any]:
+        """The device, its name, the precision mode and torch's precision settings in force
+        while this backend runs (read inside its precision context)."""
+        with devices.torch_precision(torch, self.precision_mode):
+            settings = devices.torch_settings(torch)
+        return {"device": self.device, "device_name": devices.device_name("torch", self._device),
+                "precision_mode": self.precision_mode, "precision_settings": settings,
+                "framework": f"torch {torch.__version__}"
+                             + (f", CUDA {torch.version.cuda}, cuDNN "
+                                f"{torch.backends.cudnn.version()}" if self.device == "cuda"
+                                else "")}
+
+    def supports(self, config: RNNConfig, *, dtype: Any, lengths: bool, mask: bool
+                 ) -> str | None:
+        reason = unsupported(config, padded=lengths or mask)
+        if reason is not None:
+            return f"{reason[0]}: {reason[1]}"
+        if np.dtype(dtype) not in _DTYPES:
+            return f"dtype {np.dtype(dtype)}: use float32 or float64"
+        return None
+
+    def _run(self, params: RNNParams, x: Any, h0: Any, lengths: Any, mask: Any, grad: bool
+             ) -> tuple[TorchNetwork, Any, list[torch.Tensor], tuple[Any, ...]]:
+        """(the module, the layers' input tensor (embedded ids with an embedding), the S
+        initial state tensors ``(N, M_l)``, ``module.run``'s outputs, states, selection and
+        result); with ``grad`` autograd records the call. The inputs are checked by
+        :func:`rnn_ref.inputs.check_inputs` first. Call it inside
+        :func:`rnn_ref.backends.devices.torch_precision`."""
+        cfg = params.config
+        inputs = check_inputs(cfg, x, h0=h0, lengths=lengths, mask=mask, where=NAME)
+        raise_if(unsupported(cfg, padded=inputs.padded), NAME)
+        if params.dtype not in _DTYPES:
+            raise UnsupportedError(NAME, f"dtype {params.dtype}", "use float32 or float64")
+        dtype = _DTYPES[params.dtype]
+        dev = self._device
+        net = build_network(params).to(dev)
+        xt = torch.from_numpy(np.ascontiguousarray(inputs.x)).to(dev)
+        xt = xt if cfg.vocab_size is not None else xt.to(dtype).requires_grad_(grad)
+        states = inputs.h0 if inputs.h0 is not None else [
+            np.zeros((inputs.n, m), params.dtype) for m in cfg.state_sizes]
+        ht = [torch.from_numpy(np.ascontiguousarray(h)).to(device=dev, dtype=dtype)
+              .requires_grad_(grad) for h in states]
+        seen: list[torch.Tensor] = []
+
+        def keep(module: nn.Module, args: Any, out: torch.Tensor) -> None:
+            if grad:
+                out.retain_grad()
+            seen.append(out)
+
+        if cfg.vocab_size is not None:  # the gradient of the embedded ids is the layers' dx
+            net.steps[0].register_forward_hook(keep)
+        valid = torch.from_numpy(inputs.valid).to(dev) if inputs.padded else None
+        with torch.set_grad_enabled(grad):
+            result = net.run(xt, None, valid, ht)
+        return net, (seen[0] if seen else xt), ht, result
+
+    def backward(self, params: RNNParams, x: np.ndarray[Any, Any], *, h0: Any = None,
+                 lengths: Any = None, mask: Any = None, grad_outputs: Any = None,
+                 grad_h_n: Any = None, grad_y: Any = None, grad_selected: Any = None) -> Any:
+        """Gradients by torch autograd, in the parameters' dtype (a ``BackwardResult``)."""
+        from rnn_ref.gradient import BackwardResult
+
+        dtype, dev = _DTYPES[params.dtype], self._device
+
+        def dot(a: torch.Tensor, cot: Any) -> torch.Tensor:
+            return (a * torch.from_numpy(np.ascontiguousarray(cot)).to(device=dev, dtype=dtype)
+                    ).sum()
+
+        with devices.torch_precision(torch, self.precision_mode):
+            net, xt, ht, (out, states, selected, result) = self._run(params, x, h0, lengths,
+                                                                     mask, grad=True)
+            loss = out.sum() * 0
+            if grad_outputs is not None:
+                loss = loss + dot(out, grad_outputs)
+            for h, cot in zip(states, [] if grad_h_n is None else list(grad_h_n),
+                              strict=False):
+                loss = loss + dot(h, cot)
+            if grad_y is not None and params.head:
+                loss = loss + dot(result, grad_y)
+            if grad_selected is not None and params.config.select != "sequence":
+                loss = loss + dot(selected, grad_selected)
+            loss.backward()
+        with torch.no_grad():
+            for p in net.parameters():
+                p.copy_(p.grad if p.grad is not None else torch.zeros_like(p))
+        g = network_params(net.cpu())
+        hg = [(h.grad if h.grad is not None else torch.zeros_like(h)).cpu().numpy() for h in ht]
+        h0g: Any = np.stack(hg) if params.config.uniform_hidden else tuple(hg)
+        dx = xt.grad if xt.grad is not None else torch.zeros_like(xt)
+        return BackwardResult(g, dx.cpu().numpy(), h0g)
+
+    def round_trip(self, params: RNNParams) -> RNNParams:
+        """Through torch and back (raises where torch cannot express the config)."""
+        return from_native(to_native(params.replace(padded_output="zeros")))
+
+    def forward(self, params: RNNParams, x: np.ndarray[Any, Any], *, h0: Any = None,
+                lengths: Any = None, mask: Any = None) -> ForwardResult:
+        """The network on ``x`` (``(N, T, D)``, or token ids ``(N, T)``), ``h0`` (S states),
+        ``lengths (N,)`` or a ``mask (N, T)`` of any pattern: ``outputs (N, T, F)`` (zeros
+        at padded steps), ``h_n (S, N, M)`` (a tuple when the widths differ), ``y`` or
+        ``None`` and the selection, in the parameters' dtype. Bad inputs raise as
+        :func:`rnn_ref.inputs.check_inputs` says."""
+        with devices.torch_precision(torch, self.precision_mode):
+            _, _, _, (out, states, selected, result) = self._run(params, x, h0, lengths, mask,
+                                                                 grad=False)
+        hs = [h.cpu().numpy() for h in states]
+        h_n: Any = np.stack(hs) if params.config.uniform_hidden else tuple(hs)
+        y = result.cpu().numpy() if params.head else None
+        return ForwardResult(out.cpu().numpy(), h_n, y, selected.cpu().numpy())
+
+
+class TorchCudaBackend(TorchBackend):
+    """:class:`TorchBackend` on the first CUDA device (cuDNN's RNN), at torch's own
+    precision settings: TF32 for cuDNN's RNN by default (``torch.backends.cudnn.allow_tf32``
+    is ``True``; newer torch: ``torch.backends.cudnn.rnn.fp32_precision == "tf32"``)."""
+
+    name = "torch[cuda]"
+    device = "cuda"
+
+
+class TorchCudaFp32Backend(TorchCudaBackend):
+    """:class:`TorchCudaBackend` in strict float32: TF32 off for cuDNN's RNN and CUDA matrix
+    products while it runs (:func:`rnn_ref.backends.devices.torch_precision`)."""
+
+    name = "torch[cuda,fp32]"
+    precision_mode = "fp32"
+
+
+# --------------------------------------------------------------------------------------------
+# files: state dicts (.pt, .pth) and safetensors
+# --------------------------------------------------------------------------------------------
+def _state_dict(path: Path, fmt: str) -> dict[str, torch.Tensor]:
+    """The file's tensors by name, their declared sizes checked before any is copied
+    (:mod:`file_limits`); a ``.pt`` must be torch's zip format, its members within the
+    limits (the legacy format allocates what its pickle declares before reading)."""
+    if fmt == "safetensors":
+        from safetensors.torch import load_file
+
+        sd = dict(load_file(str(path)))
+    else:
+        with open(path, "rb") as fh:
+            if fh.read(2) != b"PK":
+                raise FileFormatError(f"{path}: not torch's zip format (torch.save since 1.6); "
+                                      f"the legacy format is not read")
+        with file_limits.check_zip(path, str(path)) as zf:
+            if is_torchscript(zf.namelist()):
+                raise FileFormatError(
+                    f"{path}: a TorchScript archive (torch.jit.save): it holds code, which "
+                    f"rnn-ref never runs; save the weights instead with "
+                    f"torch.save(model.state_dict(), path)")
+            corrupt = zf.testzip()  # torch.load with mmap skips the CRC-32 torch's reader checks
+        if corrupt is not None:
+            raise FileFormatError(f"{path}: the member {corrupt!r} fails its CRC-32 check: "
+                                  f"the file is corrupt")
+        sd = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise FileFormatError(f"{path}: not a state dict of tensors (got {type(sd).__name__})")
+    file_limits.check_tensors(sd, str(path))
+    return sd
+
+
+def is_torchscript(names: list[str]) -> bool:
+    """Whether the members of a torch zip archive (``<folder>/<record>``) are a TorchScript
+    archive's: ``torch.jit.save`` writes ``constants.pkl`` (what ``torch.load`` looks for,
+    ``torch.serialization._is_torchscript_zip``) and the module's code under ``code/``;
+    ``torch.save`` writes neither. Decided from the names alone, before torch reads it."""
+    records = [n.split("/", 1)[1] for n in names if "/" in n]
+    return any(r == "constants.pkl" or r.startswith("code/") for r in records)
+
+
+def read_file(path: Path, fmt: str, hints: Hints) -> RNNParams:
+    """The parameters of a state dict file: a :class:`TorchNetwork`'s records the whole
+    network (a hint given must agree with it); any other takes the activation (tanh or relu)
+    as a hint, and with ``nn.Linear`` layers the ``select`` and ``head_activation`` hints."""
+    sd = {k: v.numpy() for k, v in _state_dict(path, fmt).items()}
+    if any(k.endswith("rnn_ref_config") for k in sd):
+        params = from_native(sd)
+        _check_hints(params, hints)
+        return params
+    act = hint_activation(hints, fmt, {"tanh": Activation("tanh"), "relu": Activation("relu")})
+    return from_native(sd, nonlinearity=act.name, select=hints.select,
+                       head_activation=hints.head_activation)
+
+
+def _check_hints(params: RNNParams, hints: Hints) -> None:
+    """``ValueError`` for a hint that says otherwise than the file records."""
+    cfg = params.config
+    acts = {a.name for layer in cfg.activations for a in layer}
+    recorded = {"activation": acts.pop() if len(acts) == 1 else None, "select": cfg.select,
+                "head_activation": ",".join(str(d.activation) for d in cfg.head) or None}
+    for name, value in recorded.items():
+        given = getattr(hints, name)
+        if given is not None and given.replace(" ", "") != value:
+            raise ValueError(f"the {name} hint says {given!r} but the file records {value!r}")
+
+
+def write_file(params: RNNParams, path: Path, fmt: str) -> None:
+    """The state dict of :func:`to_native`'s module (a :class:`TorchNetwork`'s records the
+    whole network); padded steps are written as torch computes them (zeros)."""
+    module = to_native(params.replace(padded_output="zeros"))
+    sd = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
+    if fmt == "safetensors":
+        from safetensors.torch import save_file
+
+        save_file(sd, str(path))
+    else:
+        torch.save(sd, str(path))
+
+
+def load_native(path: Path, fmt: str, params: RNNParams) -> NativeFile:
+    """The file's tensors as stored, under its own keys, in torch modules
+    (:func:`~rnn_ref.backends.torch.graph.file_network`; ``params``, read from the file with
+    the hints, give what its keys do not say)."""
+    return NativeFile(file_network(_state_dict(path, fmt), params.replace(
+        padded_output="zeros")), takes_lengths=True)
+
+
+def run_native(model: nn.Module, x: np.ndarray[Any, Any], lengths: Any = None
+               ) -> np.ndarray[Any, Any]:
+    """The result of a :class:`TorchNetwork`, or the first output of an ``nn.RNN`` or
+    :class:`RNNWithReadout`, on batch-first ``x``, through a packed sequence when ``lengths``
+    are given (padded steps are zeros)."""
+    dtype = next(iter(model.parameters())).dtype
+    xt = torch.from_numpy(np.ascontiguousarray(x))
+    if xt.is_floating_point():
+        xt = xt.to(dtype)  # the model's own dtype
+    with torch.no_grad():
+        if isinstance(model, TorchNetwork):
+            la = None if lengths is None else torch.from_numpy(np.asarray(lengths, np.int64))
+            return model(xt, la).numpy()
+        if lengths is None:
+            return model(xt)[0].numpy()
+        packed = nn.utils.rnn.pack_padded_sequence(
+            xt, torch.from_numpy(np.asarray(lengths, np.int64)), batch_first=True,
+            enforce_sorted=False)
+        rnn = model.rnn if isinstance(model, RNNWithReadout) else model
+        out, _ = nn.utils.rnn.pad_packed_sequence(rnn(packed)[0], batch_first=True,
+                                                  total_length=x.shape[1])
+        if isinstance(model, RNNWithReadout):
+            out = READOUT_ACTIVATIONS[model.activation](model.readout(out))
+        return out.numpy()
+
+
+def list_arrays(path: Path, fmt: str) -> list[tuple[str, tuple[int, ...], str]]:
+    """Every tensor of the file by its own name: ``(name, shape, dtype)``."""
+    return [(k, tuple(v.shape), str(v.dtype).replace("torch.", ""))
+            for k, v in _state_dict(path, fmt).items()]

@@ -1,0 +1,5 @@
+"""tract: the ONNX graph run by Sonos' tract.
+
+Importing this package imports no framework: its ``record.py`` describes the framework
+without it; the other modules import it at their top.
+"""
