@@ -75,6 +75,7 @@ def test_oracle_of_packed_sequence_and_unbatched_input() -> None:
     o, hh = rnn_ref.oracle(module)(x[0])
     assert o.shape == (T, 2 * M) and hh.shape == (4, M)
     np.testing.assert_allclose(o, single_out.detach().numpy(), atol=2e-6)
+    np.testing.assert_allclose(hh, single_h.detach().numpy(), atol=2e-6)
 
 
 def test_readout_module() -> None:
