@@ -19,7 +19,7 @@ and the expected values come from the oracle. Names spell the case out, e.g.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,8 +30,8 @@ from rnn_ref.backends.keras.record import KERAS_ACTIVATIONS
 from rnn_ref.config import RNNConfig
 from rnn_ref.params import CellParams, RNNParams, init
 
-__all__ = ["ACTIVATION_SET", "Case", "CaseInputs", "all_named_cases", "full_cases",
-           "network_cases", "quick_cases", "random_cases"]
+__all__ = ["ACTIVATION_SET", "MATRICES", "Case", "CaseInputs", "all_named_cases", "full_cases",
+           "matrix_labels", "network_cases", "quick_cases", "random_cases"]
 
 #: Short names and activations: Keras' set with the parameters Keras fixes, then ONNX's others.
 ACTIVATION_SET: dict[str, Activation] = {
@@ -321,6 +321,20 @@ def random_cases(count: int, seed: int = 0) -> list[Case]:
         )
         out.append(case)
     return out
+
+
+#: the matrices a case can come from, smallest first: the full matrix holds the quick one
+MATRICES = ("quick", "full", "random")
+
+
+def matrix_labels(random: Sequence[Case] = ()) -> dict[str, str]:
+    """``{case name: the smallest matrix that holds it}`` for every named case and the
+    ``random`` cases given (from :func:`random_cases`): ``"quick"`` for :func:`quick_cases`,
+    ``"full"`` for the rest of :func:`full_cases`, ``"random"`` for ``random``."""
+    labels = {c.name: "full" for c in full_cases()}
+    labels.update({c.name: "quick" for c in quick_cases()})
+    labels.update({c.name: "random" for c in random})
+    return labels
 
 
 def all_named_cases() -> Iterator[Case]:

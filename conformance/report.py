@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 import platform
+import re
+import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from rnn_ref.backends._frameworks import versions
 from rnn_ref.backends.devices import cpu
-from rnn_ref.conformance.runner import CATEGORIES, RunReport
+from rnn_ref.conformance.runner import CATEGORIES, CaseResult, RunReport
 
-__all__ = ["ProgressBar", "environment_line", "summary_table", "to_json", "write_json"]
+__all__ = ["ProgressBar", "environment_line", "rerun_command", "summary_table", "to_json",
+           "write_json"]
 
 
 def environment_line(env: dict[str, Any]) -> str:
@@ -84,7 +87,30 @@ def summary_table(reports: Sequence[RunReport]) -> str:
     return "\n".join(lines)
 
 
-def to_json(reports: Sequence[RunReport], *, mode: str) -> dict[str, Any]:
+def rerun_command(backend: str, case: str, *, matrix: str, random: int = 0, seed: int = 0,
+                  known_failures: str | None = None) -> str:
+    """The ``rnn-ref check`` command that runs exactly the case named ``case`` again on
+    ``backend`` as the user named it (a built-in name or ``module:attribute``), for a case of
+    ``matrix`` (``"quick"``, ``"full"`` or ``"random"``: a random case is made again from the
+    run's ``--random random --seed seed``), with the run's ``--known-failures`` file."""
+    if matrix not in ("quick", "full", "random"):
+        raise ValueError(f"matrix must be 'quick', 'full' or 'random', got {matrix!r}")
+    if matrix == "random" and random < 1:
+        raise ValueError(f"the random case {case!r} needs the run's --random count, got "
+                         f"{random!r}")
+    args = ["rnn-ref", "check", "--backend", backend, "--case", f"^{re.escape(case)}$"]
+    if matrix == "random":
+        args += ["--random", str(random), "--seed", str(seed)]
+    if known_failures is not None:
+        args += ["--known-failures", known_failures]
+    return shlex.join(args)
+
+
+def to_json(reports: Sequence[RunReport], *, mode: str,
+            matrices: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The run as JSON: ``mode`` names the run; ``matrices`` (``{case name: matrix}``, see
+    :func:`rnn_ref.conformance.cases.matrix_labels`) labels each result with its case's
+    matrix."""
     found = versions()
     return {
         "rnn_ref": found.pop("rnn-ref"),
@@ -96,13 +122,22 @@ def to_json(reports: Sequence[RunReport], *, mode: str) -> dict[str, Any]:
             {"backend": rep.backend, "cases": rep.cases, "seconds": round(rep.seconds, 3),
              "environment": rep.environment, "stopped": rep.stopped,
              "effective_bits": rep.effective_bits(),
-             "ok": rep.ok, "results": [r.as_dict() for r in rep.results],
+             "ok": rep.ok, "results": [_result(r, matrices) for r in rep.results],
              "stale_known_failures": [d.id for d in rep.stale]}
             for rep in reports
         ],
     }
 
 
-def write_json(path: str | Path, reports: Sequence[RunReport], *, mode: str) -> None:
-    Path(path).write_text(json.dumps(to_json(reports, mode=mode), indent=1) + "\n",
-                          encoding="utf-8")
+def _result(result: CaseResult, matrices: Mapping[str, str] | None) -> dict[str, Any]:
+    out = result.as_dict()
+    if matrices is not None:
+        out["matrix"] = matrices[result.case]
+    return out
+
+
+def write_json(path: str | Path, reports: Sequence[RunReport], *, mode: str,
+               matrices: Mapping[str, str] | None = None) -> None:
+    """Write :func:`to_json` to ``path``."""
+    Path(path).write_text(json.dumps(to_json(reports, mode=mode, matrices=matrices), indent=1)
+                          + "\n", encoding="utf-8")

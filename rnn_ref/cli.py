@@ -212,9 +212,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 1 if rows.failed else 0
 
 
-def _check_cases(args: argparse.Namespace) -> tuple[list[Any], str]:
-    """The cases ``--full``, ``--random`` and ``--case`` select, and the mode's name ("full" or
-    "quick"). A named case may come from the full matrix.
+def _check_cases(args: argparse.Namespace) -> tuple[list[Any], dict[str, str], str]:
+    """The cases ``--full``, ``--random`` and ``--case`` select, each case's matrix
+    (``{name: "quick" | "full" | "random"}``, the smallest that holds it) and the run's mode:
+    the smallest matrix that holds every selected named case ("quick" or "full"; "random" when
+    only random cases are selected). A named case may come from the full matrix.
 
     Raises:
         _Fail: ``--seed`` without ``--random``, an invalid ``--case`` pattern, or one that
@@ -226,12 +228,10 @@ def _check_cases(args: argparse.Namespace) -> tuple[list[Any], str]:
 
     if args.seed and not args.random:
         raise _Fail("--seed applies to the --random cases; add --random N")
-    mode = "full" if args.full else "quick"
-    selected = case_lib.full_cases() if args.full else case_lib.quick_cases()
-    if args.case and not args.full:  # a named case may come from the full matrix
-        selected = case_lib.full_cases()
-    if args.random:
-        selected += case_lib.random_cases(args.random, args.seed)
+    # a named case may come from the full matrix
+    selected = case_lib.full_cases() if args.full or args.case else case_lib.quick_cases()
+    random = case_lib.random_cases(args.random, args.seed) if args.random else []
+    selected += random
     if args.case:
         try:
             pattern = re.compile(args.case)
@@ -240,7 +240,18 @@ def _check_cases(args: argparse.Namespace) -> tuple[list[Any], str]:
         selected = [c for c in selected if pattern.search(c.name)]
         if not selected:
             raise _Fail(f"no case matches --case {args.case!r}")
-    return selected, mode
+    labels = case_lib.matrix_labels(random)
+    held = {labels[c.name] for c in selected}
+    mode = next((m for m in ("full", "quick") if m in held), "random")
+    return selected, labels, mode
+
+
+def _cases_line(selected: Sequence[Any], labels: dict[str, str], mode: str) -> str:
+    """``"68 quick cases"``, or with random cases ``"71 cases: quick + 3 random"``."""
+    random = sum(labels[c.name] == "random" for c in selected)
+    if random in (0, len(selected)):
+        return f"{len(selected)} {mode} cases"
+    return f"{len(selected)} cases: {mode} + {random} random"
 
 
 def _check_backend(name: str, args: argparse.Namespace) -> tuple[Any, Any]:
@@ -268,17 +279,20 @@ def _check_backend(name: str, args: argparse.Namespace) -> tuple[Any, Any]:
     return backend, known
 
 
-def _print_problems(reports: Sequence[Any], args: argparse.Namespace) -> bool:
-    """Print each failure (with the command that reruns it), each unexpected pass and each
-    stale known failure of ``reports``; return whether any case failed."""
+def _print_problems(reports: Sequence[Any], names: Sequence[str], labels: dict[str, str],
+                    args: argparse.Namespace) -> bool:
+    """Print each failure (with the command that reruns it, naming the backend as ``names``,
+    the user's ``--backend`` values, do), each unexpected pass and each stale known failure of
+    ``reports``; return whether any case failed."""
+    from rnn_ref.conformance.report import rerun_command
+
     failed = False
-    for rep in reports:
+    for rep, name in zip(reports, names, strict=True):
         for r in rep.results:
             if r.status == "fail":
                 failed = True
-                rerun = f"rnn-ref check --backend {rep.backend!r} --case '^{r.case}$'"
-                if args.random and "_s" in r.case:
-                    rerun += f" --random {args.random} --seed {args.seed}"
+                rerun = rerun_command(name, r.case, matrix=labels[r.case], random=args.random,
+                                      seed=args.seed, known_failures=args.known_failures)
                 print(printable(f"FAIL {rep.backend} {r.case} [{r.category}]: {r.detail}")
                       + f"\n     rerun: {printable(rerun)}")
             elif r.status == "xpass":
@@ -309,19 +323,19 @@ def cmd_check(args: argparse.Namespace) -> int:
             ecosystem.check_target(args.markdown)
         except ValueError as exc:
             raise _Fail(f"--markdown: {exc}") from None
-    selected, mode = _check_cases(args)
+    selected, labels, mode = _check_cases(args)
     reports = []
     for name in names:
         backend, known = _check_backend(name, args)
         progress = None if args.no_progress else report_lib.ProgressBar()
-        print(f"{backend.name}: {len(selected)} {mode} cases, "
+        print(f"{backend.name}: {_cases_line(selected, labels, mode)}, "
               f"{report_lib.environment_line(describe(backend))}", file=sys.stderr)
         reports.append(runner.run(backend, selected, deviations=known,
                                   progress=progress))
     print(report_lib.summary_table(reports))
-    failed = _print_problems(reports, args)
+    failed = _print_problems(reports, names, labels, args)
     if args.json:
-        report_lib.write_json(args.json, reports, mode=mode)
+        report_lib.write_json(args.json, reports, mode=mode, matrices=labels)
         print(f"wrote {args.json}")
     if args.markdown or args.heatmap:
         from rnn_ref.conformance import ecosystem

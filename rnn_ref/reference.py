@@ -58,8 +58,7 @@ from rnn_ref.inputs import check_dtype, check_inputs, check_options, check_param
 from rnn_ref.network import POOLINGS, Dense, pool, state_item
 from rnn_ref.params import Readout, RNNParams
 
-__all__ = ["ForwardResult", "forward", "forward_loop", "is_reverse", "merge", "returned",
-           "select"]
+__all__ = ["ForwardResult", "forward", "forward_loop", "merge", "returned", "select"]
 
 Array = npt.NDArray[np.floating]
 HiddenState = Array | tuple[Array, ...]
@@ -164,12 +163,6 @@ def merge(fwd: Array, bwd: Array, mode: str | None) -> Array | tuple[Array, Arra
     if mode == "ave":
         return (fwd + bwd) / 2
     return (fwd, bwd)
-
-
-def is_reverse(cfg: RNNConfig, layer: int, r: int) -> bool:
-    """Whether direction ``r`` of layer ``layer`` runs in reverse (spec 4.1): the one direction
-    of a ``reverse`` layer, the second of a ``bidirectional`` one."""
-    return cfg.is_reverse(layer, r)
 
 
 def check_steps(cfg: RNNConfig, t: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -74,6 +75,7 @@ def test_oracle_of_packed_sequence_and_unbatched_input() -> None:
     o, hh = rnn_ref.oracle(module)(x[0])
     assert o.shape == (T, 2 * M) and hh.shape == (4, M)
     np.testing.assert_allclose(o, single_out.detach().numpy(), atol=2e-6)
+    np.testing.assert_allclose(hh, single_h.detach().numpy(), atol=2e-6)
 
 
 def test_readout_module() -> None:
@@ -134,6 +136,28 @@ def test_backend_runs_holes_and_zero_lengths_and_refuses_sigmoid() -> None:
     assert "sigmoid" in backend.supports(RNNConfig(D, M, activation="sigmoid"),
                                          dtype=np.float32, lengths=False, mask=False)
     assert backend.supports(RNNConfig(D, M), dtype=np.float32, lengths=True, mask=True) is None
+
+
+class _HoldsGRU(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru = nn.GRU(D, M, batch_first=True)
+
+    def forward(self, x: object) -> object:
+        return self.gru(x)[0]
+
+
+@pytest.mark.parametrize("make, named", [
+    (lambda: nn.LSTM(D, M), r"torch\.nn\.LSTM:"),
+    (lambda: nn.GRU(D, M, batch_first=True), r"torch\.nn\.GRU:"),
+    (lambda: nn.LSTMCell(D, M), r"torch\.nn\.LSTMCell:"),
+    (_HoldsGRU, r"torch\.nn\.GRU \(self\.gru\):"),
+], ids=["LSTM", "GRU", "LSTMCell", "module-holding-GRU"])
+def test_oracle_refuses_gated_cells_at_once(make: Callable[[], object], named: str) -> None:
+    """Issue 22: the oracle of an LSTM or GRU (or of a module holding one) was accepted and
+    failed only at its first call, with an fx trace error."""
+    with pytest.raises(UnsupportedError, match=named + r".*later version"):
+        rnn_ref.oracle(make())
 
 
 def test_from_torch_refuses_other_modules_and_bad_state_dicts() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -100,12 +101,78 @@ def test_cli_check_passes_writes_json_and_reports_failures(tmp_path: Path, capsy
     text = capsys.readouterr().out
     assert code == 1
     assert "FAIL planted-clip-ignored rnn_tanh_2layer_fwd_clip_n3t7d5m4_f32 [forward]" in text
-    assert "rerun: rnn-ref check --backend 'planted-clip-ignored' --case " in text
+    assert "rerun: rnn-ref check --backend planted:ClipIgnored --case " in text
     assert cli.main(["check", "--backend", "planted:ClipIgnored", "--no-progress",
                      "--case", "^rnn_tanh_2layer_fwd_clip_n3t7d5m4_f32$"]) == 1
     assert cli.main(["check", "--backend", "nonexistent"]) == 2
     assert cli.main(["check", "--backend", "numpy", "--seed", "3"]) == 2  # --seed needs --random
     assert cli.main(["check", "--backend", "numpy", "--case", "no-such-case"]) == 2
+
+
+def _reruns(text: str) -> dict[str, str]:
+    """``{case: its rerun command}`` from the FAIL lines of ``rnn-ref check``."""
+    lines = text.splitlines()
+    return {line.split()[2]: nxt.split("rerun: ", 1)[1]
+            for line, nxt in zip(lines, lines[1:], strict=False) if line.startswith("FAIL ")}
+
+
+def test_cli_check_rerun_line_reruns_exactly_that_case(tmp_path: Path, capsys) -> None:
+    """Issue 22: the rerun line named the backend's ``.name`` instead of the
+    ``module:attribute`` given, and added ``--random`` to every case with "_s" in its name (the
+    quick ``_sigmoid``, ``_softsign`` ... cases). Each rerun line now runs that one case (of
+    the quick, the full or the random matrix) and nothing else."""
+    assert cli.main(["check", "--backend", "planted:AllTanh", "--no-progress", "--random", "2",
+                     "--seed", "5", "--case", "sigmoid_1layer_bidir|softsign_1layer|random"]
+                    ) == 1
+    reruns = _reruns(capsys.readouterr().out)
+    labels = cases.matrix_labels(cases.random_cases(2, 5))
+    by_matrix = {labels[name]: name for name in reruns}
+    assert set(by_matrix) == {"quick", "full", "random"}, reruns
+    assert "rnn_softsign_1layer_bidir_n3t7d5m4_f32" in reruns  # quick, with "_s" in its name
+    for name, line in reruns.items():
+        assert line.startswith("rnn-ref check --backend planted:AllTanh --case "), line
+        assert ("--random 2 --seed 5" in line) == (labels[name] == "random"), line
+    for matrix, name in by_matrix.items():
+        out = tmp_path / f"{matrix}.json"
+        argv = [*shlex.split(reruns[name])[1:], "--no-progress", "--json", str(out)]
+        assert cli.main(argv) == 1, argv
+        data = json.loads(out.read_text())
+        assert data["mode"] == matrix
+        (entry,) = data["backends"]
+        assert entry["cases"] == 1
+        assert {(r["case"], r["matrix"]) for r in entry["results"]} == {(name, matrix)}
+    capsys.readouterr()
+
+
+def test_cli_check_case_labels_each_case_by_its_matrix(tmp_path: Path, capsys) -> None:
+    """Issue 22: ``check --case`` called a case of the full matrix "quick", on the terminal
+    and in the JSON."""
+    full_only = "rnn_sigmoid_1layer_bidir_lengths_n3t7d5m4_f32"
+    quick = "rnn_softsign_1layer_bidir_n3t7d5m4_f32"
+    assert full_only not in {c.name for c in QUICK} and quick in {c.name for c in QUICK}
+    for pattern, mode, matrices in ((f"^{full_only}$", "full", {"full"}),
+                                    (f"^{quick}$", "quick", {"quick"}),
+                                    (f"^({quick}|{full_only})$", "full", {"quick", "full"})):
+        out = tmp_path / "check.json"
+        assert cli.main(["check", "--backend", "numpy", "--no-progress", "--case", pattern,
+                         "--json", str(out)]) == 0
+        assert f"numpy: {len(matrices)} {mode} cases" in capsys.readouterr().err
+        data = json.loads(out.read_text())
+        assert data["mode"] == mode
+        assert {r["matrix"] for r in data["backends"][0]["results"]} == matrices
+
+
+def test_rerun_command_refuses_what_it_cannot_rerun() -> None:
+    from rnn_ref.conformance.report import rerun_command
+
+    assert rerun_command("numpy", "rnn_a.b", matrix="full") == (
+        "rnn-ref check --backend numpy --case '^rnn_a\\.b$'")
+    assert rerun_command("my.mod:Backend", "c", matrix="quick", known_failures="k f.json") == (
+        "rnn-ref check --backend my.mod:Backend --case '^c$' --known-failures 'k f.json'")
+    with pytest.raises(ValueError, match="matrix must be 'quick', 'full' or 'random', got 'x'"):
+        rerun_command("numpy", "c", matrix="x")
+    with pytest.raises(ValueError, match="needs the run's --random count, got 0"):
+        rerun_command("numpy", "c", matrix="random")
 
 
 def test_pytest_plugin_is_inert_unless_asked(pytester: pytest.Pytester) -> None:

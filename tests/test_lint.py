@@ -1,13 +1,17 @@
-"""ruff (including the ban on bare `backends`/`conformance` imports) and mypy stay clean."""
+"""ruff (including the ban on bare `backends`/`conformance` imports) and mypy stay clean; mypy
+runs on the packages as installed (tests/typecheck.py), so it sees across the mapping of
+`backends`/`conformance` into `rnn_ref`."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from conftest import need
+from typecheck import CACHE, package_dirs, typecheck
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -16,10 +20,52 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.parametrize("tool", ["ruff", "mypy"])
 def test_tool_is_clean(tool: str) -> None:
     need(tool)
-    args = ["check", "."] if tool == "ruff" else []
-    res = subprocess.run([sys.executable, "-m", tool, *args], cwd=ROOT, capture_output=True,
-                         text=True)
+    if tool == "mypy":
+        status, output = typecheck(ROOT)
+        assert status == 0, output
+        return
+    res = subprocess.run([sys.executable, "-m", tool, "check", "."], cwd=ROOT,
+                         capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+@pytest.mark.slow
+def test_typecheck_sees_across_the_package_mapping(tmp_path: Path) -> None:
+    """Planted bug: a call of a name `backends/_frameworks.py` does not define, made from
+    `rnn_ref/convert.py` (issue 22: a plain mypy run passed it, blind at the mapping), fails
+    the check, reported at the real file. The copy's mypy cache starts from the tree's."""
+    need("mypy")
+    copy = tmp_path / "tree"
+    for folder in sorted(set(package_dirs(ROOT).values())):
+        shutil.copytree(ROOT / folder, copy / folder,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(ROOT / "pyproject.toml", copy / "pyproject.toml")
+    convert = copy / "rnn_ref" / "convert.py"
+    text = convert.read_text(encoding="utf-8")
+    assert "from rnn_ref.backends import _frameworks\n" in text
+    convert.write_text(text + '\n_frameworks.no_such_name(1, 2, 3) + "x"\n', encoding="utf-8")
+    cache = tmp_path / "cache"
+    if (ROOT / CACHE).is_dir():
+        shutil.copytree(ROOT / CACHE, cache)
+    status, output = typecheck(copy, cache_dir=cache)
+    assert status == 1, output
+    assert 'rnn_ref/convert.py' in output and '"no_such_name"' in output, output
+    assert output.count(": error:") == 1, output
+    assert "rnn_ref/backends/" not in output and "rnn_ref/conformance/" not in output, output
+
+
+def test_typecheck_reports_the_real_paths() -> None:
+    """mypy's paths in the installed layout are mapped back to the folders of the tree."""
+    from typecheck import real_paths
+
+    dirs = package_dirs(ROOT)
+    assert dirs["rnn_ref/backends"] == "backends"
+    assert dirs["rnn_ref/conformance"] == "conformance"
+    out = real_paths("rnn_ref/backends/x.py:3: error: e\nrnn_ref/cli.py:4: note: n\n"
+                     "rnn_ref/conformance/runner.py:5: error: see rnn_ref/backends/y.py\n",
+                     dirs)
+    assert out == ("backends/x.py:3: error: e\nrnn_ref/cli.py:4: note: n\n"
+                   "conformance/runner.py:5: error: see rnn_ref/backends/y.py\n")
 
 
 def test_spec_citations_point_at_sections_that_exist() -> None:

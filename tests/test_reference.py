@@ -402,3 +402,27 @@ def test_readout_sees_padded_outputs() -> None:
     ro = p.readout
     np.testing.assert_allclose(res.y[0, 3], np.tanh(ro.b), **CLOSE)  # zeros @ w + b
     np.testing.assert_allclose(res.y, np.tanh(res.outputs @ ro.w + ro.b), **CLOSE)
+
+
+def test_every_public_name_of_reference_is_used() -> None:
+    """Each name in ``rnn_ref.reference.__all__`` is imported from it or read off it somewhere
+    else in the tree (issue 22: ``is_reverse`` was a dead wrapper of ``RNNConfig.is_reverse``)."""
+    import ast
+    from pathlib import Path
+
+    from rnn_ref import reference
+
+    root = Path(__file__).resolve().parent.parent
+    used: set[str] = set()
+    for folder in ("rnn_ref", "backends", "conformance", "benchmarks", "examples", "tests"):
+        for path in (root / folder).rglob("*.py"):
+            if path == root / "rnn_ref" / "reference.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.ImportFrom) and node.module == "rnn_ref.reference":
+                    used.update(alias.name for alias in node.names)
+                elif (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                      and node.value.id == "reference"):
+                    used.add(node.attr)
+    unused = sorted(set(reference.__all__) - used)
+    assert not unused, f"rnn_ref.reference exports names nothing uses: {unused}"

@@ -294,7 +294,7 @@ def _walk(layers: list[dict[str, Any]], weights: _Weights) -> _Net:
     """Every layer of a chain model, each part of the network or refused by name."""
     net = _Net()
     for la in layers:
-        cls, c = la.get("class_name"), la.get("config", {})
+        cls, c = str(la.get("class_name")), la.get("config", {})
         if cls == "InputLayer":
             continue
         inbound = la.get("inbound_nodes")
@@ -561,7 +561,8 @@ def oracle(model: Any) -> Callable[..., Any]:
             merged = merge(f, b, cfg.merge_modes[-1])
         else:
             merged = res.outputs if st.return_sequences else res.outputs[:, -1]
-        main = merged if isinstance(merged, tuple) else readout_of(params, merged)
+        main: tuple[np.ndarray[Any, Any], ...] | np.ndarray[Any, Any] = (
+            merged if isinstance(merged, tuple) else readout_of(params, merged))
         if st.time_major and st.return_sequences:
             main = (tuple(m.swapaxes(0, 1) for m in main) if isinstance(main, tuple)
                     else main.swapaxes(0, 1))

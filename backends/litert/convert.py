@@ -121,11 +121,7 @@ def _keras_model(params: RNNParams, *, unroll: bool, states: bool, initial_state
     outputs = list(h) if isinstance(h, tuple) else [h]
     y = []
     if params.readout is not None:
-        dense = keras.layers.Dense(params.readout.w.shape[1],
-                                   activation=keras_backend.TO_KERAS[cfg.output_activation],
-                                   dtype=dtype)
-        y = [dense(h)]
-        dense.set_weights([params.readout.w, params.readout.b])
+        y = [keras_backend.head_layer(params, 0)(h)]
     return keras.Model(inputs, [*outputs, *h_n, *y])
 
 

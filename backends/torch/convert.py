@@ -457,6 +457,17 @@ def _lone_rnn(params: RNNParams, batch_first: bool) -> nn.Module:
 # --------------------------------------------------------------------------------------------
 # oracle and backend
 # --------------------------------------------------------------------------------------------
+def _refuse_gated(model: nn.Module) -> None:
+    """Refuse now, not at the first call's trace, a model that is or holds a gated cell."""
+    for where, mod in model.named_modules():
+        if isinstance(mod, (nn.RNNBase, nn.RNNCellBase)) and not isinstance(
+                mod, (nn.RNN, nn.RNNCell)):
+            raise UnsupportedError(
+                "rnn_ref.oracle", f"torch.nn.{type(mod).__name__}"
+                + (f" (self.{where})" if where else ""), "it is not an Elman RNN (torch.nn.RNN, "
+                "torch.nn.RNNCell); GRU and LSTM cells arrive with a later version of rnn-ref")
+
+
 def oracle(model: nn.Module) -> Callable[..., tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]]:
     """A NumPy function returning what ``model(input, hx)`` returns, computed in float64.
 
@@ -475,8 +486,13 @@ def oracle(model: nn.Module) -> Callable[..., tuple[np.ndarray[Any, Any], np.nda
     ``lengths``: the result is what ``pad_packed_sequence`` returns (zeros at padded steps,
     ``T`` = the longest length). It returns ``(output, h_n)``, or ``(y, h_n)`` for a
     :class:`RNNWithReadout`.
+
+    Raises:
+        UnsupportedError: ``model`` is or holds an ``nn.LSTM``, ``nn.GRU`` or one of their
+            cells (named), at once rather than at the first call.
     """
     model = unwrap_compiled(model)
+    _refuse_gated(model)
     if isinstance(model, TorchNetwork):
         return _network_oracle(from_native(model))  # type: ignore[return-value]
     if isinstance(model, nn.RNNCell):

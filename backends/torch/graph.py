@@ -122,7 +122,8 @@ def _readout(linear: nn.Linear) -> Readout:
 
 def network_params(module: TorchNetwork) -> RNNParams:
     """The canonical parameters of a :class:`TorchNetwork` (its config from its own buffer)."""
-    config = RNNConfig.from_dict(json.loads(bytes(module.rnn_ref_config.tolist()).decode()))
+    text = bytes(module.get_buffer(CONFIG_KEY).tolist()).decode()
+    config = RNNConfig.from_dict(json.loads(text))
     embedding, layers, head = None, [], []
     for role, step in zip(module.roles, module.steps, strict=True):
         kind = role.split(":")[0]
