@@ -59,6 +59,9 @@ class FileFormat:
     ``wrote`` line names them, ``--verify`` reads the written file back with exactly them,
     and the reader asks for each (a ``MissingHintError``) rather than assume it.
     ``requires`` are the modules needed to read or write it besides the framework's own.
+    ``refuses(config)`` is what a file of this format cannot hold at all even where its
+    framework can (a weights-only file has no place for an embedding): ``convertible`` and
+    the writer refuse it, so what is written can always be read back.
     """
 
     name: str
@@ -70,6 +73,7 @@ class FileFormat:
     #: the parameter dtypes its own runtime runs, with the runtime's name; None: any
     runs: tuple[str, tuple[str, ...]] | None = None
     unrecorded: Unrecorded = records_all
+    refuses: Callable[[RNNConfig], Reason] = field(default=lambda config: None)
 
 
 #: where a backend computes: "cpu", or a GPU as its framework names it (torch "cuda", JAX "gpu")

@@ -179,7 +179,7 @@ def convertible(params: RNNParams) -> dict[str, str | None]:
     runtime, else why not. Imports no framework: the records' ``unsupported`` are pure."""
     out: dict[str, str | None] = {}
     for name, (framework, f) in _frameworks.formats().items():
-        reason = framework.unsupported(params.config)
+        reason = framework.unsupported(params.config) or f.refuses(params.config)
         out[name] = None if reason is None else (
             f"{framework.title} cannot express {reason[0]}: {reason[1]}")
         if out[name] is None and f.runs is not None and str(params.dtype) not in f.runs[1]:
@@ -228,7 +228,7 @@ def verify_files(src: Path, src_fmt: str, src_params: RNNParams, dst: Path, dst_
     lengths where both take them) and compare within the tolerance of the least precise
     dtype of the two (float64 files are held to float64's)."""
     from rnn_ref.conformance.compare import compare, tolerance
-    from rnn_ref.reference import forward
+    from rnn_ref.reference import forward, returned
 
     cfg = src_params.config
     n, t = 4, 9
@@ -245,38 +245,51 @@ def verify_files(src: Path, src_fmt: str, src_params: RNNParams, dst: Path, dst_
         np.arange(t)[None, :] >= lengths[:, None]
     x = verify_inputs(cfg, src_params.dtype, pad, seed)
     given = lengths if takes_lengths else None
-    outs = [np.asarray(m.run_native(f.model, x, given)) for m, f, _ in sides]
+    outs = [_arrays(m.run_native(f.model, x, given)) for m, f, _ in sides]
     acts = [act for layer in cfg.activations for act in layer]
 
     def check(got: np.ndarray[Any, Any], want: np.ndarray[Any, Any]) -> Any:
         valid = ~pad
         if cfg.output_order == "processing":
             valid = valid[:, ::-1]
-        if got.ndim == 3 and want.ndim == 3:
+        if got.ndim == want.ndim == 3 and got.shape[:2] == want.shape[:2] == valid.shape:
             got, want = got[valid], want[valid]
         tol = tolerance(_coarsest(got, want, src_params, dst_params), t, acts,
                         layers=cfg.num_layers,
                         scale=float(np.abs(want).max()) if want.size else 1.0)
         return compare(got, want, tol, time_axis=None)
 
-    def reference(file: NativeFile, p: RNNParams) -> np.ndarray[Any, Any]:
+    def reference(file: NativeFile, p: RNNParams) -> list[np.ndarray[Any, Any]]:
         if file.oracle is not None:
-            return np.asarray(file.oracle(x))
-        return np.asarray(forward(p, x, lengths=given).result)
+            return _arrays(file.oracle(x))
+        return _arrays(returned(p.config, forward(p, x, lengths=given)))
 
-    if outs[0].shape == outs[1].shape:
-        rep = check(outs[1], outs[0])
+    shapes = [[o.shape for o in out] for out in outs]
+    if shapes[0] == shapes[1]:  # every output of the model, in order
+        reps = [check(b, a) for a, b in zip(outs[0], outs[1], strict=True)]
         how = "target against source"
     else:  # e.g. a Keras model returning its last output, a target returning sequences
-        reps = [check(out, reference(f, p)) for out, (_, f, p) in zip(outs, sides, strict=True)]
-        rep = max(reps, key=lambda r: (not r.passed, r.max_abs))
-        how = (f"each against the oracle (source returns {outs[0].shape}, target "
-               f"{outs[1].shape})")
+        reps = [check(o, r) for out, (_, f, p) in zip(outs, sides, strict=True)
+                for o, r in zip(out, reference(f, p), strict=True)]
+        how = (f"each against the oracle (source returns {_shapes(shapes[0])}, target "
+               f"{_shapes(shapes[1])})")
+    rep = max(reps, key=lambda r: (not r.passed, r.max_abs))
     what = ("with lengths" if takes_lengths else f"padded in the inputs: {VERIFY_PATTERNS}"
             if own_mask else "full length")
     return Verification(rep.passed, f"{rep.summary()}; {how} ({what}, N={n}, T={t}, "
                                     f"seed {seed}){_not_independent(src_fmt)}", rep.max_abs,
                         rep.atol)
+
+
+def _arrays(value: Any) -> list[np.ndarray[Any, Any]]:
+    """A model's outputs as a list of arrays: one, or each of a list or tuple."""
+    if isinstance(value, (list, tuple)):
+        return [np.asarray(v) for v in value]
+    return [np.asarray(value)]
+
+
+def _shapes(shapes: list[tuple[int, ...]]) -> str:
+    return str(shapes[0]) if len(shapes) == 1 else ", ".join(str(s) for s in shapes)
 
 
 def _not_independent(fmt: str) -> str:

@@ -78,6 +78,12 @@ def check_returns(returns: Any, num_states: int) -> tuple[str, ...]:
     if isinstance(returns, str) or not isinstance(returns, (list, tuple)) or not returns:
         raise ValueError(f"returns must be a non-empty list of {list(RETURN_NAMES)}, got "
                          f"{returns!r}")
+    if len(set(returns)) != len(returns):
+        raise ValueError(f"returns names an output twice: {list(returns)}")
+    matches = [_STATE_ITEM.fullmatch(i) for i in returns if isinstance(i, str)]
+    states = [int(m.group(1)) % num_states for m in matches if m is not None]
+    if len(set(states)) != len(states):
+        raise ValueError(f"returns names a final state twice: {list(returns)}")
     for item in returns:
         match = _STATE_ITEM.fullmatch(item) if isinstance(item, str) else None
         if match is not None:

@@ -76,8 +76,9 @@ def networks(draw: st.DrawFn, *, max_layers: int = 3) -> rnn_ref.RNNConfig:
         + (["final_forward", "final_backward"] if directions[-1] == "bidirectional" else [])))
     n_states = sum(2 if d == "bidirectional" else 1 for d in directions)
     returns = draw(st.one_of(st.just(["result"]), st.lists(st.sampled_from(
-        ["result", "sequence", "h_n", f"h_n[{-n_states}]", f"h_n[{n_states - 1}]"]),
-        min_size=1, max_size=3)))
+        ["result", "sequence", "h_n", "h_n[-1]"] + ([f"h_n[{n_states - 2}]"] if n_states > 1
+                                                     else [])),
+        min_size=1, max_size=3, unique=True)))
     head = draw(st.lists(st.tuples(st.integers(1, 4), HEAD_ACTIVATIONS, st.booleans()),
                          max_size=2))
     vocab = draw(st.one_of(st.none(), st.integers(2, 7)))

@@ -644,13 +644,21 @@ def import_keras() -> Any:
     return quiet_import("keras")
 
 
+def _load_model(keras: Any, path: Path) -> Any:
+    """``keras.saving.load_model`` in safe mode, without compiling; quiet about the one
+    warning a model rnn-ref reads may give: a ``GlobalMaxPooling1D`` after a mask ignores it,
+    which is what ``max_all`` means."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not support masking")
+        return keras.saving.load_model(str(path), compile=False, safe_mode=True)
+
+
 def read_file(path: Path, fmt: str, hints: Hints) -> RNNParams:
     """The parameters of a Keras file (the hints only for weights-only files), once what it
     declares is within the limits (:mod:`file_limits`)."""
     _check_declared(path, fmt)
     if fmt == "keras":
-        model = import_keras().saving.load_model(str(path), compile=False, safe_mode=True)
-        return from_native(model)
+        return from_native(_load_model(import_keras(), path))
     if fmt == "keras-weights":
         return _read_weights_h5(path, hints)
     return _read_legacy_h5(path, hints)
@@ -762,6 +770,10 @@ def _read_weights_h5(path: Path, hints: Hints) -> RNNParams:
                                    "directions without concatenating, and the file does not "
                                    "say how: give the merge_mode hint (sum, mul or ave)")
     direction = "bidirectional" if is_bidi else (hints.direction or "forward")
+    select = (hints.select or "sequence").strip()
+    if select not in ("sequence", "final"):
+        raise ValueError(f"select hint {hints.select!r}: a keras-weights file's last layer "
+                         f"returns every step ('sequence') or its final state ('final')")
     config = RNNConfig(
         input_size=int(layers[0][0].w_x.shape[0]), hidden_size=tuple(sizes),
         direction=direction, activation=[[a] * len(layers[0]) for a in acts],
@@ -769,7 +781,7 @@ def _read_weights_h5(path: Path, hints: Hints) -> RNNParams:
         output_size=None if readout is None else int(readout.w.shape[1]),
         output_activation=None if readout is None else KERAS_ACTIVATIONS[head_act],
         merge_mode=merge,
-        output_order="processing" if direction == "reverse" else "aligned",
+        output_order="processing" if direction == "reverse" else "aligned", select=select,
     )
     return RNNParams(config, layers, readout)
 
@@ -935,21 +947,27 @@ def load_native(path: Path, fmt: str, params: RNNParams) -> NativeFile:
     keras = import_keras()
     _check_declared(path, fmt)
     if fmt == "keras":
-        model = keras.saving.load_model(str(path), compile=False, safe_mode=True)
+        model = _load_model(keras, path)
     else:
         model = to_native(params)
         model.load_weights(str(path))
     return NativeFile(model, takes_lengths=False, oracle=oracle(model))
 
 
-def run_native(model: Any, x: np.ndarray[Any, Any], lengths: Any = None
-               ) -> np.ndarray[Any, Any]:
-    """The model's output on ``x``; with ``lengths``, padded steps are zeroed in the input,
-    which a model of ``to_native(..., mask_value=0.0)`` masks."""
+def run_native(model: Any, x: np.ndarray[Any, Any], lengths: Any = None) -> Any:
+    """The model's output on ``x`` (a list of arrays for a model of several outputs); with
+    ``lengths``, padded steps are zeroed in the input, which a model of ``to_native(...,
+    mask_value=0.0)`` masks."""
     if lengths is not None:
         valid = np.arange(x.shape[1])[None, :, None] < np.asarray(lengths)[:, None, None]
         x = x * valid
-    return np.asarray(_keras().ops.convert_to_numpy(model(x)))
+    with warnings.catch_warnings():  # GlobalMaxPooling1D ignores the mask, as max_all does
+        warnings.filterwarnings("ignore", message=".*does not support masking")
+        out = model(x)
+    to_np = _keras().ops.convert_to_numpy
+    if isinstance(out, (list, tuple)):
+        return [np.asarray(to_np(o)) for o in out]
+    return np.asarray(to_np(out))
 
 
 def list_arrays(path: Path, fmt: str) -> list[tuple[str, tuple[int, ...], str]]:

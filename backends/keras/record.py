@@ -47,7 +47,36 @@ def keras_weights_unrecorded(config: RNNConfig) -> dict[str, str]:
         out["merge_mode"] = merge
     if config.head:
         out["head_activation"] = ",".join(_keras_name(d.activation) for d in config.head)
+    if config.select != "sequence":
+        out["select"] = config.select
     return out
+
+
+def keras_weights_refuses(config: RNNConfig) -> Reason:
+    """What a Keras 3 ``.weights.h5`` cannot hold even where a Keras model can: it holds the
+    arrays of SimpleRNN or Bidirectional layers (all of one kind, one merge mode) and of one
+    Dense readout, so no embedding, Masking, mixed directions, deeper or softmax head, and no
+    selection but every step or the final state; reading it back would be another network."""
+    from rnn_ref.network import Softmax
+
+    pieces = (
+        (config.vocab_size is not None, "an embedding"),
+        (config.mask_value is not None, f"Masking(mask_value={config.mask_value})"),
+        (len(set(config.directions)) > 1,
+         f"layers of different directions {list(config.directions)}"),
+        (len(set(config.merge_modes)) > 1, f"merge modes per layer {list(config.merge_modes)}"),
+        (any(len(set(layer)) > 1 for layer in config.activations),
+         "different activations per direction"),
+        (len(config.head) > 1, f"a head of {len(config.head)} Dense layers"),
+        (any(isinstance(d.activation, Softmax) for d in config.head), "a softmax head"),
+        (config.select not in ("sequence", "final"), f"select={config.select!r}"),
+        (config.returns != ("result",), f"several outputs (returns={list(config.returns)})"),
+    )
+    for present, what in pieces:
+        if present:
+            return what, ("a .weights.h5 file holds the arrays of SimpleRNN/Bidirectional "
+                          "layers and one Dense only: save the whole model (.keras)")
+    return None
 
 
 def keras_masked_step_output(backend: str, *, zero_output_for_mask: bool, unroll: bool) -> str:
@@ -205,8 +234,8 @@ FRAMEWORK = Framework(
         FileFormat("keras-weights", (".weights.h5",), "Keras 3 weights by position; the "
                    "architecture from the layer names and shapes",
                    frozenset({"activation", "merge_mode", "direction",
-                              "head_activation"}),
-                   unrecorded=keras_weights_unrecorded),
+                              "head_activation", "select"}),
+                   unrecorded=keras_weights_unrecorded, refuses=keras_weights_refuses),
         FileFormat("keras-h5", (".h5",), "legacy Keras HDF5 read by name with h5py: a "
                    "whole model or weights", frozenset({"activation", "merge_mode"})),
     ),

@@ -26,6 +26,9 @@ def _keras2_pieces(config: RNNConfig) -> Reason:
     if config.select not in ("sequence", "final"):
         return (f"select={config.select!r}", "a Keras RNN layer returns every step or its "
                 "final states (return_sequences); 'sequence' or 'final'")
+    if config.returns != ("result",):
+        return (f"several outputs (returns={list(config.returns)})",
+                "rnn-ref's Keras 2 reader and writer hold one-output models")
     allowed = list(KERAS2_ACTIVATIONS.values())
     for j, dense in enumerate(config.head):
         g = dense.activation

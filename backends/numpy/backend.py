@@ -17,7 +17,7 @@ from rnn_ref.config import RNNConfig
 from rnn_ref.fileapi import Hints, NativeFile
 from rnn_ref.io import load, save
 from rnn_ref.params import RNNParams
-from rnn_ref.reference import ForwardResult, forward
+from rnn_ref.reference import ForwardResult, forward, returned
 
 __all__ = ["NumpyBackend", "list_arrays", "load_native", "read_file", "run_native",
            "unsupported", "write_file"]
@@ -70,11 +70,12 @@ def load_native(path: Path, fmt: str, params: RNNParams) -> NativeFile:
     return NativeFile(load(path), takes_lengths=True)
 
 
-def run_native(model: RNNParams, x: np.ndarray[Any, Any], lengths: Any = None
-               ) -> np.ndarray[Any, Any]:
-    """The readout ``y`` (or the outputs) of the oracle in the parameters' dtype."""
+def run_native(model: RNNParams, x: np.ndarray[Any, Any], lengths: Any = None) -> Any:
+    """What the network returns (its result, the head's output else the selection, or the
+    tuple ``config.returns`` names) by the oracle in the parameters' dtype."""
     res = forward(model, x, lengths=lengths, compute_dtype=model.dtype)
-    return res.y if res.y is not None else res.outputs
+    out = returned(model.config, res)
+    return out[0] if len(out) == 1 else out
 
 
 def list_arrays(path: Path, fmt: str) -> list[tuple[str, tuple[int, ...], str]]:

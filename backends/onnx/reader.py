@@ -594,13 +594,15 @@ def _on_pool(st: _State, node: onnx.NodeProto, vals: list[_Val]) -> list[_Val]:
     lengths), 1), 1)`` (``mean_valid``); the lengths' ``Cast`` to a float, ``Max`` with 1 and
     ``Unsqueeze`` on axis 1 on the way."""
     op, v = node.op_type, vals[0]
-    if v.kind == "seq" and v.layer == len(st.layers) - 1 and v.tm is not None and not v.rev:
+    if v.kind == "seq" and v.layer == len(st.layers) - 1 and v.tm is not None:
         axes = _ints(st, node, 1, "axes")
         if axes == [0 if v.tm else 1] and _attr(node, "keepdims", 1) == 0:
             _merged_use(st, node, v)
-            if op == "ReduceSum":
+            if op == "ReduceSum" and not v.rev:
                 return [_Val("seqsum")]
-            return [_Val("vec", merge="mean_all" if op == "ReduceMean" else "max_all")]
+            # the order of the steps does not change a mean or a maximum over all of them
+            how = "mean_all" if op == "ReduceMean" else "max_all"
+            return [_Val("vec", merge=f"{how}:processing" if v.rev else how)]
     one = _const(st, node.input[1]) if op == "Max" and len(vals) == 2 else None
     if v.kind == "lensf" and one is not None and np.array_equal(one, np.array(1)):
         return [_Val("lensf1")]
