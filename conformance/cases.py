@@ -140,6 +140,7 @@ class Case:
             or self.config.mask_value is not None,
             "padded_output": self.config.padded_output,
             "direction": self.config.direction,
+            "reverse_layer": "reverse" in self.config.directions,
             "dtype": self.dtype,
             "layers": self.config.num_layers,
             "readout": self.config.output_size is not None,

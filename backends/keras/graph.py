@@ -732,6 +732,9 @@ class _Reader:
             raise _refuse("recurrent layers with and without a bias",
                           "the spec has one bias flag for the stack")
         select, order = self.selection()
+        returns = self.returns(outputs, order)
+        if select == "max_all" and "sequence" not in returns:
+            order = "aligned"  # the maximum over all steps, in either order
         acts = [[cast(Activation, self.activation(c.get("activation", "tanh"), e["name"]))
                  for c in e["cells"]] for e in self.rnn]
         config = RNNConfig(
@@ -742,7 +745,7 @@ class _Reader:
             output_order=order, vocab_size=None if self.vocab is None else self.vocab[0],
             mask_zero=self.vocab is not None and self.vocab[1], mask_value=self.mask_value,
             select=select, head=self.head, identities=self.identities(),
-            returns=self.returns(outputs, order))
+            returns=returns)
         return KerasNetwork(config, dict(self.sources), tuple(self.names))
 
 
