@@ -1,7 +1,7 @@
 """The ecosystem table: runtime x feature, each cell ok / deviates (how) / refuses / fails.
 
 Made from conformance runs (``rnn-ref check --markdown PATH``, ``--heatmap PNG``; given a
-file with the begin/end markers, such as the README, only the block between them is
+file with the begin/end markers, such as docs/conformance.md, only the block between them is
 replaced), never by hand: a feature's cell sums up every result of the cases that exercise
 it (the features are predicates on :class:`~rnn_ref.conformance.cases.Case`). The worst
 outcome names the cell:
@@ -184,7 +184,7 @@ def check_target(path: str | Path) -> Path:
 
 def write_markdown(path: str | Path, table: str) -> Path:
     """Write ``table`` to ``path``; a file that already holds the :data:`BEGIN` and
-    :data:`END` markers (the README) gets only the block between them replaced. Written to a
+    :data:`END` markers (docs/conformance.md) gets only the block between them replaced. Written to a
     temporary file beside it and renamed into place."""
     import os
     import tempfile

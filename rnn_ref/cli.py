@@ -596,7 +596,7 @@ def _add_check(sub: Any) -> None:
     p.add_argument("--json", metavar="PATH", help="write every result as JSON")
     p.add_argument("--markdown", metavar="PATH",
                    help="write the backend x feature table (ok / deviates / refuses / fails); "
-                   "into a file with the table's markers (the README) only between them")
+                   "into a file with the table's markers (docs/conformance.md) only between them")
     p.add_argument("--heatmap", metavar="PNG", help="draw that table as a picture")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_check)

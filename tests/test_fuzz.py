@@ -1,7 +1,7 @@
 """The structural fuzzer (``tests/fuzz.py``, issue 14) with a fixed seed and a bounded count,
 and the reader bugs it found, each reproduced.
 
-``python -m tests.fuzz --seed 1 --count 2000`` runs it longer (README, Development).
+``python -m tests.fuzz --seed 1 --count 2000`` runs it longer (docs/development.md).
 """
 
 from __future__ import annotations

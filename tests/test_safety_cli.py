@@ -1,5 +1,5 @@
 """The command line under hostile and careless input (issue 14, items 5, 7 and 9): one line
-and exit 2 instead of tracebacks, nothing from a file printed raw, what the README promises."""
+and exit 2 instead of tracebacks, nothing from a file printed raw, what docs/safety.md promises."""
 
 from __future__ import annotations
 
@@ -287,7 +287,7 @@ def test_memory_error_anywhere_is_one_line(tmp_path: Path, capsys, monkeypatch) 
 
 
 # --------------------------------------------------------------------------------------------
-# item 9: what the README promises
+# item 9: what docs/safety.md promises
 # --------------------------------------------------------------------------------------------
 def _keras_refusals(folder: Path) -> list[list[str]]:
     keras = need_keras()
@@ -412,10 +412,10 @@ def test_keras_backend_decides_a_masked_models_padded_steps(tmp_path: Path) -> N
     assert seen["jax"] == seen["tensorflow"].replace(padded_output="carry_state")
 
 
-def test_the_readme_safety_promises_name_tests_that_exist() -> None:
-    """Each promise of the README's safety section names its test; every named test is
-    defined in the file named."""
-    text = (ROOT / "README.md").read_text()
+def test_the_safety_promises_name_tests_that_exist() -> None:
+    """Each promise of docs/safety.md names its test; every named test is defined in the
+    file named."""
+    text = (ROOT / "docs" / "safety.md").read_text()
     section = text.split("## Safety", 1)[1].split("\n## ", 1)[0]
     named = re.findall(r"`(tests/test_\w+\.py)::(test_\w+)`", section)
     assert len(named) >= 15, named
