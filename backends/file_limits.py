@@ -49,8 +49,7 @@ def check_h5(file: Any, source: str) -> None:
     elements, datasets over ``max_bytes`` in all, or anything that reads another file."""
     import h5py
 
-    total = 0
-
+    sizes = limits.DeclaredSizes("the declared size of the HDF5 datasets", source)
     external: list[str] = []  # h5py cannot pass an exception out of a link visitor
 
     def link(name: str, target: Any) -> None:
@@ -58,17 +57,13 @@ def check_h5(file: Any, source: str) -> None:
             external.append(name)
 
     def item(name: str, obj: Any) -> None:
-        nonlocal total
         if not isinstance(obj, h5py.Dataset):
             return
         where = f"HDF5 dataset {limits.bounded(name, 120)!r}"
         if obj.external or obj.is_virtual:
             raise FileFormatError(f"{source}: {where} keeps its data in other files "
                                   f"(external storage or a virtual dataset): not read")
-        count = int(obj.size or 0)
-        limits.check_elements(count, f"the declared size of {where}", source)
-        total += count * obj.dtype.itemsize
-        limits.check_bytes(total, "the declared size of the HDF5 datasets", source)
+        sizes.add(where, int(obj.size or 0), obj.dtype.itemsize)
 
     with h5py.File(file, "r") as f:
         f.visititems_links(link)
@@ -160,10 +155,7 @@ def check_tensors(tensors: Mapping[str, Any], source: str) -> None:
     """Refuse tensors (anything with ``numel()`` and ``element_size()``) over
     ``max_parameters`` elements each or ``max_bytes`` in all, before any is copied: a
     zero-stride view declares its full shape over a tiny storage."""
-    total = 0
+    sizes = limits.DeclaredSizes("the declared size of the tensors", source)
     for name, t in tensors.items():
-        count = int(t.numel())
-        what = f"the declared size of tensor {limits.bounded(str(name), 120)!r}"
-        limits.check_elements(count, what, source)
-        total += count * int(t.element_size())
-        limits.check_bytes(total, "the declared size of the tensors", source)
+        sizes.add(f"tensor {limits.bounded(str(name), 120)!r}", int(t.numel()),
+                  int(t.element_size()))

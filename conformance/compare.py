@@ -58,13 +58,21 @@ from rnn_ref.activations import Activation, as_activation
 from rnn_ref.precision import eps_of
 
 __all__ = ["BOUNDED", "F", "UNDETERMINED", "ErrorReport", "Tolerance", "compare",
-           "compare_estimated", "effective_bits", "eps_of", "tolerance"]
+           "compare_estimated", "effective_bits", "eps_of", "network_activations", "tolerance"]
 
 #: Activations whose outputs are bounded and whose slope is at most 1.
 BOUNDED = frozenset({"tanh", "sigmoid", "hard_sigmoid", "scaled_tanh", "softsign"})
 
 C = 32.0
 
+
+
+def network_activations(config: Any) -> list[Activation]:
+    """Every activation of a network (an :class:`~rnn_ref.RNNConfig`), for :func:`tolerance`:
+    each direction's of each recurrent layer, then each head ``Dense``'s (a softmax is
+    bounded and not an :class:`~rnn_ref.activations.Activation`: left out)."""
+    acts = [act for layer in config.activations for act in layer]
+    return acts + [d.activation for d in config.head if isinstance(d.activation, Activation)]
 
 
 @dataclass(frozen=True)

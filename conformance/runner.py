@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 
-from rnn_ref.activations import Activation
 from rnn_ref.backends.deviations import Deviation
 from rnn_ref.backends.devices import describe
 from rnn_ref.conformance.cases import Case
@@ -38,6 +37,7 @@ from rnn_ref.conformance.compare import (
     Tolerance,
     compare,
     compare_estimated,
+    network_activations,
     tolerance,
 )
 from rnn_ref.params import RNNParams
@@ -145,8 +145,7 @@ def _seq(value: Any) -> tuple[Any, ...]:
 
 
 def _tolerance(case: Case, expected: Any) -> Tolerance:
-    acts = [a for layer in case.config.activations for a in layer]
-    acts += [d.activation for d in case.config.head if isinstance(d.activation, Activation)]
+    acts = network_activations(case.config)
     arrays = [np.asarray(a) for a in _seq(expected)]
     scale = max((float(np.abs(a).max()) for a in arrays if a.size), default=1.0)
     return tolerance(case.dtype, max(case.t, 1), acts, layers=case.config.num_layers,
@@ -282,7 +281,7 @@ def _check_gradient(grad_fn: Any, case: Case, inp: Any, want: Any, add: Any) -> 
     for label, g, w in pairs:
         w = np.asarray(w)
         scale = float(np.abs(w).max()) if w.size else 1.0
-        acts = [a for layer in case.config.activations for a in layer]
+        acts = network_activations(case.config)
         tol = tolerance(case.dtype, max(case.t, 1) * 2, acts, layers=case.config.num_layers,
                         scale=scale)
         rep = compare(np.asarray(g), w, tol, dtype=case.dtype, time_axis=None)

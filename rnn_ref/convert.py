@@ -227,7 +227,7 @@ def verify_files(src: Path, src_fmt: str, src_params: RNNParams, dst: Path, dst_
     """Run both files in their own frameworks on seeded inputs in the source's dtype (with
     lengths where both take them) and compare within the tolerance of the least precise
     dtype of the two (float64 files are held to float64's)."""
-    from rnn_ref.conformance.compare import compare, tolerance
+    from rnn_ref.conformance.compare import compare, network_activations, tolerance
     from rnn_ref.reference import forward, returned
 
     cfg = src_params.config
@@ -246,7 +246,7 @@ def verify_files(src: Path, src_fmt: str, src_params: RNNParams, dst: Path, dst_
     x = verify_inputs(cfg, src_params.dtype, pad, seed)
     given = lengths if takes_lengths else None
     outs = [_arrays(m.run_native(f.model, x, given)) for m, f, _ in sides]
-    acts = [act for layer in cfg.activations for act in layer]
+    acts = network_activations(cfg)
 
     def check(got: np.ndarray[Any, Any], want: np.ndarray[Any, Any]) -> Any:
         valid = ~pad

@@ -34,8 +34,8 @@ from dataclasses import dataclass, fields, replace
 from rnn_ref._text import bounded
 from rnn_ref.errors import LimitError
 
-__all__ = ["DATA_EXTENSIONS", "DEFAULT", "LIMIT_FLAGS", "LimitError", "Limits", "bounded",
-           "check_bytes", "check_count", "check_elements", "current",
+__all__ = ["DATA_EXTENSIONS", "DEFAULT", "LIMIT_FLAGS", "DeclaredSizes", "LimitError", "Limits",
+           "bounded", "check_bytes", "check_count", "check_elements", "current",
            "external_data_allowed", "owned_data_file", "using"]
 
 
@@ -131,6 +131,25 @@ def check_bytes(count: int, what: str, source: str = "") -> None:
     """Refuse a byte count (decompressed, declared or computed) over max_bytes."""
     if count > current().max_bytes:
         raise _refuse(what, count, "bytes", "max_bytes", source)
+
+
+class DeclaredSizes:
+    """The arrays a file declares, checked as they are met, before any is read: each within
+    ``max_parameters`` elements, all together within ``max_bytes`` (``total``: how the sum
+    is named in the refusal, e.g. "the declared size of the tensors")."""
+
+    def __init__(self, total: str, source: str = "") -> None:
+        self.what, self.source, self.bytes = total, source, 0
+
+    def add(self, what: str, count: int, itemsize: int) -> None:
+        """One array ``what`` of ``count`` elements of ``itemsize`` bytes.
+
+        Raises:
+            LimitError: it, or the arrays so far, over the limits.
+        """
+        check_elements(count, f"the declared size of {what}", self.source)
+        self.bytes += count * itemsize
+        check_bytes(self.bytes, self.what, self.source)
 
 
 _SEPARATORS = "._-"

@@ -174,3 +174,25 @@ def test_from_torch_refuses_other_modules_and_bad_state_dicts() -> None:
                            nonlinearity="tanh")
     with pytest.raises(ValueError, match="nonlinearity='relu' but the module's is 'tanh'"):
         rnn_ref.from_torch(_module(0), nonlinearity="relu")
+
+
+def test_one_state_dict_reader_never_assumes_a_head_activation() -> None:
+    """An RNNWithReadout is read by the one state-dict reader (graph.read_state_dict), told
+    its head's activation; its bare state dict, which does not record it, is refused naming
+    the head_activation hint (the second reader assumed a linear readout)."""
+    from rnn_ref.backends.torch.convert import RNNWithReadout
+    from rnn_ref.backends.torch.graph import read_state_dict
+    from rnn_ref.fileapi import MissingHintError
+
+    torch.manual_seed(4)
+    model = RNNWithReadout(nn.RNN(D, M, batch_first=True), nn.Linear(M, 2), "tanh").eval()
+    params = rnn_ref.from_torch(model)
+    assert str(params.config.head[0].activation) == "tanh"
+    x = _x(4)
+    want = model(torch.from_numpy(x))
+    want = want[0] if isinstance(want, tuple) else want
+    np.testing.assert_allclose(rnn_ref.forward(params, x).result, want.detach().numpy(),
+                               atol=3e-6)
+    with pytest.raises(MissingHintError, match="head_activation") as info:
+        read_state_dict(model.state_dict(), nonlinearity="tanh")
+    assert info.value.hint == "head_activation"

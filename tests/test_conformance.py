@@ -218,3 +218,15 @@ def test_network_bugs_are_caught_by_their_case(name: str, case_name: str) -> Non
     case = next(c for c in QUICK if c.name == case_name)
     failed = [r.category for r in runner.check_case(broken(), case) if r.status == "fail"]
     assert "forward" in failed
+
+
+def test_the_tolerance_counts_the_head_activation() -> None:
+    """One list of a network's activations (compare.network_activations) for every tolerance:
+    the gradient check and convert --verify listed the cells' only, so a tanh network with a
+    relu head (unbounded) was compared within the bounded tolerance."""
+    from rnn_ref.conformance.compare import network_activations, tolerance
+
+    cfg = rnn_ref.RNNConfig(3, 4, activation="tanh", head=[(5, "relu"), (2, "softmax")])
+    assert [a.name for a in network_activations(cfg)] == ["tanh", "relu"]
+    cells_only = tolerance(np.float32, 16, [a for row in cfg.activations for a in row])
+    assert tolerance(np.float32, 16, network_activations(cfg)).rtol == 4 * cells_only.rtol

@@ -153,14 +153,14 @@ def test_written_file_reads_back(tmp_path: Path) -> None:
 
 
 def test_refusals_name_the_layer() -> None:
-    with pytest.raises(UnsupportedError, match="a Keras 2 Activation layer"):
+    with pytest.raises(UnsupportedError, match="the Activation layer"):
         rnn_ref.from_keras2(tk.Sequential([tk.Input((None, D)), L.SimpleRNN(3),
                                            L.Activation("relu")]))
-    with pytest.raises(UnsupportedError, match="after a go_backwards layer"):
+    with pytest.raises(UnsupportedError, match="go_backwards=True below another"):
         rnn_ref.from_keras2(tk.Sequential([
             tk.Input((None, D)), L.SimpleRNN(3, go_backwards=True, return_sequences=True),
             L.SimpleRNN(2)]))
-    with pytest.raises(UnsupportedError, match="a Keras 2 LSTM layer"):
+    with pytest.raises(UnsupportedError, match="the LSTM layer"):
         rnn_ref.from_keras2(tk.Sequential([tk.Input((None, D)), L.LSTM(3)]))
     cfg = rnn_ref.RNNConfig(D, 3, select="last_step")
     with pytest.raises(UnsupportedError, match="select='last_step'"):
@@ -171,3 +171,25 @@ def test_refusals_name_the_layer() -> None:
     cfg = rnn_ref.RNNConfig(D, 3, head=[(2, "log_softmax")])
     with pytest.raises(UnsupportedError, match="head activation log_softmax"):
         rnn_ref.to_keras2(rnn_ref.init(cfg, seed=0))
+
+
+def test_keras2_reads_through_the_shared_parser() -> None:
+    """Keras 2 reads models with Keras 3's parser (its KERAS2 flavour) and bare layers with
+    Keras 3's reader: a bare layer's return_sequences=False is select='final' (the old walker
+    left the default 'sequence', unlike Keras 3 and unlike its own model path), an Activation
+    after a linear Dense folds into it as in Keras 3, and time_major=True in a model is
+    refused by name."""
+    tk.utils.set_random_seed(11)
+    layer = L.SimpleRNN(5)
+    layer(_x(2))
+    assert k2.from_native(layer).config.select == "final"
+    x = _x(2)
+    np.testing.assert_allclose(k2.oracle(layer)(x), layer(x).numpy(), atol=TOL)
+    folded = tk.Sequential([tk.Input((None, D)), L.SimpleRNN(5), L.Dense(2),
+                            L.Activation("tanh")])
+    params = rnn_ref.from_keras2(folded)
+    assert str(params.config.head[0].activation) == "tanh"
+    np.testing.assert_allclose(rnn_ref.forward(params, x).result, folded(x).numpy(), atol=TOL)
+    with pytest.raises(UnsupportedError, match="time_major=True"):
+        rnn_ref.from_keras2(tk.Sequential([tk.Input((None, D)),
+                                           L.SimpleRNN(5, time_major=True)]))

@@ -430,3 +430,17 @@ def test_a_float64_onnx_graph_is_refused_by_name_not_a_traceback() -> None:
     model = onnx_backend.to_native(rnn_ref.init(RNNConfig(3, 4), seed=0, dtype=np.float64))
     with pytest.raises(UnsupportedError, match="float64 RNN graph.*float32 only"):
         onnx_backend.run_native(model, np.zeros((2, 5, 3)))
+
+
+def test_declared_sizes_one_helper() -> None:
+    """HDF5 datasets, tensors and ONNX initializers are checked by one running sum
+    (limits.DeclaredSizes): each array within max_parameters, all within max_bytes."""
+    from rnn_ref import limits
+
+    with limits.using(limits.Limits(max_parameters=10, max_bytes=64)):
+        sizes = limits.DeclaredSizes("the declared size of the arrays", "f.h5")
+        sizes.add("array 'a'", 10, 4)
+        with pytest.raises(limits.LimitError, match="array 'b'"):
+            sizes.add("array 'b'", 11, 1)
+        with pytest.raises(limits.LimitError, match="the declared size of the arrays"):
+            sizes.add("array 'c'", 7, 4)

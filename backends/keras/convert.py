@@ -36,7 +36,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
@@ -45,7 +45,9 @@ from rnn_ref.backends import file_limits
 from rnn_ref.backends._common import adopt_padded_output, raise_if
 from rnn_ref.backends.keras.graph import (
     IDENTITY_LAYERS,
+    KERAS2,
     KERAS3,
+    Flavour,
     KerasNetwork,
     assemble,
     parse_model,
@@ -66,10 +68,11 @@ from rnn_ref.network import POOLINGS, Softmax, state_item
 from rnn_ref.params import CellParams, Readout, RNNParams
 from rnn_ref.reference import ForwardResult, forward, merge, returned
 
-__all__ = ["TO_KERAS", "KerasBackend", "KerasSupport", "LegacyReader", "from_native",
-           "import_keras", "list_arrays", "load_native", "oracle", "owns", "quiet_import",
-           "read_file", "readout_of", "rnn_layers", "run_native", "to_native", "unsupported",
-           "write_file"]
+__all__ = ["TO_KERAS", "KerasBackend", "KerasSupport", "LayerCall", "LegacyReader",
+           "from_native", "import_keras", "layer_oracle", "list_arrays", "load_native",
+           "model_network", "model_oracle", "oracle", "owns", "quiet_import", "read_bare_layer",
+           "read_file", "read_legacy_h5", "rnn_layers", "run_native", "to_native",
+           "unsupported", "write_file"]
 
 TO_KERAS = {v: k for k, v in KERAS_ACTIVATIONS.items()}
 
@@ -106,80 +109,79 @@ def _cell(layer: Any) -> tuple[CellParams, Activation]:
 
 
 @dataclass(frozen=True)
-class _Structure:
-    """What a Keras object does around its RNN layers, for the oracle."""
+class LayerCall:
+    """How a bare Keras RNN layer (of Keras 3 or Keras 2) is called, for its oracle."""
 
     bidirectional: bool
     return_sequences: bool
     return_state: bool
-    mask_value: float | None
-    bare_layer: bool
+    time_major: bool = False  # Keras 2's (T, N, ...) layers
 
 
-def _read_layer(layer: Any, is_bidi: bool, backend: str
-                ) -> tuple[list[CellParams], tuple[Activation, ...], str | None, str, bool | None]:
-    """One RNN layer's cells (one per direction) and their activations, its merge mode, its
-    masked-step output on ``backend`` (see the module docstring) and, for a ``SimpleRNN``,
-    whether it goes backwards (``None`` for a ``Bidirectional``)."""
-    if is_bidi:
-        (cf, af), (cb, ab) = _cell(layer.forward_layer), _cell(layer.backward_layer)
-        inner = layer.forward_layer
-        mode = keras_masked_step_output(backend, zero_output_for_mask=bool(layer.return_sequences),
-                                        unroll=bool(inner.unroll))
-        return [cf, cb], (af, ab), layer.merge_mode, mode, None
-    c, a = _cell(layer)
-    mode = keras_masked_step_output(backend, zero_output_for_mask=bool(layer.zero_output_for_mask),
-                                    unroll=bool(layer.unroll))
-    return [c], (a,), "concat", mode, bool(layer.go_backwards)
+def read_bare_layer(obj: Any, *, bidirectional: bool,
+                    cell: Callable[[Any], tuple[CellParams, Activation]], backend: str
+                    ) -> tuple[RNNParams, LayerCall]:
+    """A bare ``SimpleRNN`` (or ``RNN(SimpleRNNCell)``) or ``Bidirectional`` layer of Keras 3
+    or Keras 2 (``cell`` reads one direction): its parameters, with the masked-step output of
+    ``backend`` (see the module docstring), and how it is called.
 
-
-def _bare_layer(obj: Any) -> tuple[RNNParams, _Structure]:
-    """A bare ``SimpleRNN``, ``RNN(SimpleRNNCell)`` or ``Bidirectional`` layer: its
-    parameters and what it returns."""
-    keras = _keras()
-    is_bidi = isinstance(obj, keras.layers.Bidirectional)
-    cells, acts, merge, mode, back = _read_layer(obj, is_bidi, backend_name())
-    reverse = bool(back)
-    bias = {bool(c.cell.use_bias) for c in ([obj.forward_layer, obj.backward_layer]
-                                             if is_bidi else [obj])}
+    Raises:
+        UnsupportedError: directions with and without a bias; what ``cell`` refuses.
+    """
+    inner = [obj.forward_layer, obj.backward_layer] if bidirectional else [obj]
+    read = [cell(x) for x in inner]
+    zero = obj.return_sequences if bidirectional else obj.zero_output_for_mask
+    mode = keras_masked_step_output(backend, zero_output_for_mask=bool(zero),
+                                    unroll=bool(inner[0].unroll))
+    reverse = not bidirectional and bool(obj.go_backwards)
+    bias = {bool(x.cell.use_bias) for x in inner}
     if len(bias) != 1:
         raise UnsupportedError("rnn-ref", "layers with and without a bias")
     config = RNNConfig(
-        input_size=int(cells[0].w_x.shape[0]), hidden_size=cells[0].hidden_size,
-        direction="bidirectional" if is_bidi else ("reverse" if reverse else "forward"),
-        activation=[list(acts)], bias=bias.pop(), merge_mode=merge, padded_output=mode,
+        input_size=int(read[0][0].w_x.shape[0]), hidden_size=read[0][0].hidden_size,
+        direction="bidirectional" if bidirectional else ("reverse" if reverse else "forward"),
+        activation=[[a for _, a in read]], bias=bias.pop(),
+        merge_mode=obj.merge_mode if bidirectional else "concat", padded_output=mode,
         output_order="processing" if reverse else "aligned",
         # return_sequences=False: the last output in processing order, the final state
         select="sequence" if obj.return_sequences else "final",
     )
-    structure = _Structure(is_bidi, bool(obj.return_sequences), bool(obj.return_state),
-                           None, True)
-    return RNNParams(config, [cells]), structure
+    time_major = {bool(getattr(x, "time_major", False)) for x in inner}
+    call = LayerCall(bidirectional, bool(obj.return_sequences), bool(obj.return_state),
+                     time_major.pop())
+    return RNNParams(config, [[c for c, _ in read]]), call
+
+
+def _bare_layer(obj: Any) -> tuple[RNNParams, LayerCall]:
+    """A bare Keras 3 ``SimpleRNN``, ``RNN(SimpleRNNCell)`` or ``Bidirectional`` layer."""
+    return read_bare_layer(obj, bidirectional=isinstance(obj, _keras().layers.Bidirectional),
+                           cell=_cell, backend=backend_name())
 
 
 def _model_config(model: Any) -> dict[str, Any]:
     """``{"class_name", "config"}`` of a ``Sequential`` or functional model."""
-    keras = _keras()
     try:
         config = model.get_config()
     except NotImplementedError:
         raise UnsupportedError("rnn-ref", f"a subclassed keras.Model ({type(model).__name__})",
                                "rnn-ref reads Sequential and functional models") from None
-    kind = "Sequential" if isinstance(model, keras.Sequential) else "Functional"
-    return {"class_name": kind, "config": config}
+    return {"class_name": type(model).__name__, "config": config}
 
 
-def model_network(model: Any) -> tuple[KerasNetwork, RNNParams]:
-    """The parsed network of a ``keras.Model`` (:func:`keras_graph.parse_model`) and its
-    parameters, read from the model's layers."""
-    net = parse_model(_model_config(model), flavour=KERAS3, backend=backend_name())
+def model_network(model: Any, flavour: Flavour = KERAS3, backend: str | None = None
+                  ) -> tuple[KerasNetwork, RNNParams]:
+    """The parsed network of a Keras 3 (or, with :data:`KERAS2`, a tf-keras) model
+    (:func:`keras_graph.parse_model`) and its parameters, read from the model's layers;
+    ``backend`` defaults to the one this process runs Keras on."""
+    net = parse_model(_model_config(model), flavour=flavour,
+                      backend=backend or backend_name())
     by_name = {layer.name: layer for layer in model.layers}
 
     def fetch(name: str, index: int) -> np.ndarray[Any, Any]:
         weights = by_name[name].get_weights()
         if index >= len(weights):
-            raise ValueError(f"the Keras layer {name!r} is not built and has no weights yet: "
-                             f"call the model on an input or build() it first")
+            raise ValueError(f"the {flavour.name} layer {name!r} is not built and has no "
+                             f"weights yet: call the model on an input or build() it first")
         return np.asarray(weights[index])
 
     return net, assemble(net, fetch)
@@ -431,24 +433,66 @@ def owns(model: Any) -> bool:
     return isinstance(model, (keras.layers.RNN, keras.layers.Bidirectional, keras.Model))
 
 
-def readout_of(params: RNNParams, o: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-    ro = params.readout
-    if ro is None:
-        return o
-    g = cast(Activation, params.config.output_activation)  # softmax: refused by unsupported
-    return g(o @ ro.w.astype(np.float64) + ro.b.astype(np.float64))
+def model_oracle(params: RNNParams) -> Callable[..., Any]:
+    """What a Keras 3 or Keras 2 model of ``params`` returns, in float64."""
 
-
-def _model_oracle(model: Any) -> Callable[..., Any]:
-    params = from_native(model)
-
-    def call(inputs: Any) -> Any:
+    def call(inputs: Any, mask: Any = None) -> Any:
         """What ``model(inputs)`` returns: ``(N, K)``, ``(N, T, K)``, ... in float64; a list
-        for a model of several outputs (``config.returns``)."""
-        res = forward(params, inputs)
+        for a model of several outputs (``config.returns``). Token ids with an Embedding;
+        ``mask`` (N, T) masks on top of what the model's Masking / ``mask_zero`` say."""
+        res = forward(params, inputs, mask=None if mask is None else np.asarray(mask, bool))
         if params.config.returns == ("result",):
             return res.result
         return list(returned(params.config, res))
+
+    return call
+
+
+def _initial_states(initial_state: Any, R: int) -> list[np.ndarray[Any, Any]] | None:
+    """A bare layer's ``initial_state`` (one array or a list of ``R``) in float64."""
+    if initial_state is None:
+        return None
+    states = list(initial_state) if isinstance(initial_state, (list, tuple)) else [
+        initial_state]
+    if len(states) != R:
+        raise ValueError(f"initial_state needs {R} array(s), got {len(states)}")
+    return [np.asarray(s, np.float64) for s in states]
+
+
+def layer_oracle(params: RNNParams, st: LayerCall, where: str = "the Keras oracle"
+                 ) -> Callable[..., Any]:
+    """What a bare Keras 3 or Keras 2 layer of ``params`` called as ``st`` says returns, in
+    float64: ``(inputs, mask=None, initial_state=None)``, ``(T, N, ...)`` arrays for a
+    ``time_major`` layer (which takes no mask)."""
+    cfg = params.config
+    bare = RNNParams(cfg.replace(merge_mode=None if st.bidirectional else "concat"),
+                     params.layers)
+    R = cfg.num_directions
+
+    def call(inputs: Any, mask: Any = None, initial_state: Any = None) -> Any:
+        x = np.asarray(inputs, np.float64)
+        if st.time_major:
+            if mask is not None:
+                raise UnsupportedError(where, "a mask with time_major=True")
+            x = x.swapaxes(0, 1)
+        res = forward(bare, x, h0=_initial_states(initial_state, R),
+                      mask=None if mask is None else np.asarray(mask, bool))
+        h_n = res.h_n if isinstance(res.h_n, tuple) else tuple(res.h_n)
+        main: tuple[np.ndarray[Any, Any], ...] | np.ndarray[Any, Any]
+        if st.bidirectional:
+            f, b = res.outputs
+            if not st.return_sequences:
+                f, b = f[:, -1], b[:, 0]
+            main = merge(f, b, cfg.merge_modes[-1])
+        else:
+            main = res.outputs if st.return_sequences else res.outputs[:, -1]
+        if st.time_major and st.return_sequences:
+            main = (tuple(m.swapaxes(0, 1) for m in main) if isinstance(main, tuple)
+                    else main.swapaxes(0, 1))
+        if st.return_state:
+            head = main if isinstance(main, tuple) else (main,)
+            return (*head, *h_n)
+        return main
 
     return call
 
@@ -463,37 +507,8 @@ def oracle(model: Any) -> Callable[..., Any]:
     array, or a tuple (``return_state``, ``merge_mode=None``).
     """
     if isinstance(model, _keras().Model):
-        return _model_oracle(model)
-    params, st = _bare_layer(model)
-    cfg = params.config
-    bare_cfg = cfg.replace(merge_mode=None if st.bidirectional else "concat")
-    bare = RNNParams(bare_cfg, params.layers)
-    R = cfg.num_directions
-
-    def call(inputs: Any, mask: Any = None, initial_state: Any = None) -> Any:
-        x = np.asarray(inputs, np.float64)
-        h0 = None
-        if initial_state is not None:
-            states = list(initial_state) if isinstance(initial_state, (list, tuple)) else [
-                initial_state]
-            if len(states) != R:
-                raise ValueError(f"initial_state needs {R} array(s), got {len(states)}")
-            h0 = [np.asarray(s, np.float64) for s in states]
-        res = forward(bare, x, h0=h0, mask=None if mask is None else np.asarray(mask, bool))
-        h_n = res.h_n if isinstance(res.h_n, tuple) else tuple(res.h_n)
-        if st.bidirectional:
-            f, b = res.outputs
-            if not st.return_sequences:
-                f, b = f[:, -1], b[:, 0]
-            main = merge(f, b, cfg.merge_modes[-1])
-        else:
-            main = res.outputs if st.return_sequences else res.outputs[:, -1]
-        if st.return_state:
-            head = main if isinstance(main, tuple) else (main,)
-            return (*head, *h_n)
-        return main
-
-    return call
+        return model_oracle(from_native(model))
+    return layer_oracle(*_bare_layer(model))
 
 
 # --------------------------------------------------------------------------------------------
@@ -661,7 +676,7 @@ def read_file(path: Path, fmt: str, hints: Hints) -> RNNParams:
         return from_native(_load_model(import_keras(), path))
     if fmt == "keras-weights":
         return _read_weights_h5(path, hints)
-    return _read_legacy_h5(path, hints)
+    return read_legacy_h5(path, hints)
 
 
 def _check_declared(path: Path, fmt: str) -> None:
@@ -786,34 +801,55 @@ def _read_weights_h5(path: Path, hints: Hints) -> RNNParams:
     return RNNParams(config, layers, readout)
 
 
-def _read_legacy_h5(path: Path, hints: Hints) -> RNNParams:
+def _legacy_h5_contents(path: Path) -> tuple[list[str], dict[str, dict[str, Any]], Any]:
+    """(layer names, each layer's weights by name, the model config's JSON or ``None``) of a
+    legacy Keras 3 or Keras 2 ``.h5`` file, read with h5py."""
     import h5py
+
+    def text(v: Any) -> str:
+        return v.decode() if isinstance(v, bytes) else str(v)
 
     with h5py.File(path, "r") as f:
         root = f["model_weights"] if "model_weights" in f else f
         if "layer_names" not in root.attrs:
             raise FileFormatError(f"{path}: no layer_names: not a legacy Keras .h5 file")
-        names = [n.decode() if isinstance(n, bytes) else str(n) for n in root.attrs["layer_names"]]
+        names = [text(n) for n in root.attrs["layer_names"]]
         config_json = f.attrs.get("model_config")
         weights: dict[str, dict[str, np.ndarray[Any, Any]]] = {}
         for name in names:
             g = root[name]
-            wn = [w.decode() if isinstance(w, bytes) else str(w)
-                  for w in g.attrs.get("weight_names", [])]
-            weights[name] = {w: np.asarray(g[w]) for w in wn}
-    if config_json is None:  # weights only: read by weight name, with the hints
-        return LegacyReader(path, hints).params(names, weights, {})
-    text = config_json if isinstance(config_json, str) else config_json.decode()
-    net = parse_model(json.loads(text), flavour=KERAS3, backend="tensorflow")
+            weights[name] = {text(w): np.asarray(g[text(w)])
+                             for w in g.attrs.get("weight_names", [])}
+    return names, weights, None if config_json is None else json.loads(text(config_json))
+
+
+def read_legacy_h5(path: Path, hints: Hints, flavour: Flavour = KERAS3) -> RNNParams:
+    """The parameters of a legacy ``.h5`` file written by Keras 3 or (with :data:`KERAS2`)
+    tf-keras: a whole model through its config (:func:`keras_graph.parse_model`), or
+    ``save_weights``' file by weight name with the hints (:class:`LegacyReader`).
+
+    Raises:
+        FileFormatError: a layer holding fewer arrays than its config takes, or weights of
+            another size than its config declares.
+        UnsupportedError: what the parser refuses; weights no layer of the config reads.
+    """
+    names, weights, config = _legacy_h5_contents(path)
+    if config is None:  # weights only: read by weight name, with the hints
+        return LegacyReader(path, hints, flavour).params(names, weights, {})
+    net = parse_model(config, flavour=flavour, backend="tensorflow")
+    takes: dict[str, int] = {}
+    for src in net.sources.values():
+        if src is not None:
+            takes[src.layer] = takes.get(src.layer, 0) + 1
+    for name, count in takes.items():
+        if len(weights.get(name, {})) < count:
+            raise FileFormatError(f"{path}: layer {name!r} holds {len(weights.get(name, {}))} "
+                                  f"arrays, its config takes {count}")
     used: set[tuple[str, int]] = set()
 
     def fetch(name: str, index: int) -> np.ndarray[Any, Any]:
-        arrays = list(weights.get(name, {}).values())
-        if index >= len(arrays):
-            raise FileFormatError(f"{path}: layer {name!r} holds {len(arrays)} arrays, "
-                                  f"its config needs at least {index + 1}")
         used.add((name, index))
-        return arrays[index]
+        return list(weights[name].values())[index]
 
     params = assemble(net, fetch)
     unused_weights(path, [f"{name}/{w}" for name, ws in weights.items()
@@ -835,8 +871,8 @@ class LegacyReader:
     """Legacy ``.h5`` layers, read by weight name: SimpleRNN/Bidirectional layers then one
     Dense readout."""
 
-    def __init__(self, path: Path, hints: Hints) -> None:
-        self.path, self.hints = path, hints
+    def __init__(self, path: Path, hints: Hints, flavour: Flavour = KERAS3) -> None:
+        self.path, self.hints, self.flavour = path, hints, flavour
         self.layers: list[list[CellParams]] = []
         self.acts: list[tuple[Activation, ...]] = []
         self.merges: list[str | None] = []
@@ -852,12 +888,15 @@ class LegacyReader:
         return found[0] if found else None
 
     def _act(self, conf: dict[str, Any] | None) -> Activation:
+        acts = self.flavour.activations
         if conf is None:
-            return hint_activation(self.hints, "keras-h5", KERAS_ACTIVATIONS)
-        name = conf.get("activation", "tanh")
-        if name not in KERAS_ACTIVATIONS:
-            raise UnsupportedError("rnn-ref", f"the Keras activation {name!r}")
-        return KERAS_ACTIVATIONS[name]
+            fmt = "keras2-h5" if self.flavour is KERAS2 else "keras-h5"
+            return hint_activation(self.hints, fmt, dict(acts))
+        name = conf.get("activation", "tanh") or "linear"
+        if name not in acts:
+            raise UnsupportedError("rnn-ref", f"the {self.flavour.name} activation {name!r}",
+                                   f"rnn-ref reads {', '.join(acts)}")
+        return acts[name]
 
     def _dense(self, name: str, cls: str | None, w: dict[str, Any],
                lc: dict[str, Any] | None) -> None:

@@ -58,7 +58,7 @@ from rnn_ref.activations import Activation
 from rnn_ref.backends.keras.record import KERAS_ACTIVATIONS, keras_masked_step_output
 from rnn_ref.backends.keras2.record import KERAS2_ACTIVATIONS
 from rnn_ref.config import RNNConfig
-from rnn_ref.errors import UnsupportedError
+from rnn_ref.errors import FileFormatError, UnsupportedError
 from rnn_ref.network import Dense, HeadActivation, Identity, Softmax
 from rnn_ref.params import CellParams, RNNParams
 
@@ -589,6 +589,9 @@ class _Reader:
         else:
             cells = [simple_rnn_config(layer)]
         for cell in cells:
+            if cell.get("time_major"):  # Keras 2's: the layer takes (T, N, ...) arrays
+                raise _refuse(f"{_what(layer)} with time_major=True",
+                              "a model's layers take (N, T, ...) arrays")
             if cell.get("stateful"):
                 raise _refuse(f"{_what(layer)} with stateful=True",
                               "a model keeps no state between calls")
@@ -789,6 +792,33 @@ def parse_model(model_config: Mapping[str, Any], *, flavour: Flavour = KERAS3,
     return reader.network(input_size or _first_build_shape(chain), outputs)
 
 
+def _declared(config: RNNConfig, key: str) -> list[tuple[str, int, int]]:
+    """What the layer config declares of the array ``key``'s shape: (config key, size,
+    axis) each."""
+    parts = key.split(".")
+    if parts[0] == "embedding":
+        return [("input_dim", config.vocab_size or 0, 0), ("output_dim", config.input_size, -1)]
+    if parts[0] == "layers" and parts[3] in ("w_x", "w_h"):
+        return [("units", config.hidden_sizes[int(parts[1])], -1)]
+    if parts[0] == "head" and parts[2] == "w":
+        return [("units", config.head[int(parts[1])].units, -1)]
+    return []
+
+
+def _check_fits(config: RNNConfig, key: str, layer: str, array: np.ndarray[Any, Any]) -> None:
+    """The sizes a layer's config declares are those of its weights (a file whose config
+    says ``Dense(units=4)`` over a ``(6, 3)`` kernel is refused, not read by either).
+
+    Raises:
+        FileFormatError: naming the layer, the config key, what it declares and holds.
+    """
+    for name, size, axis in _declared(config, key):
+        held = array.shape[axis] if array.ndim else 0
+        if held != size:
+            raise FileFormatError(f"layer {layer!r} declares {name}={size} but its weights "
+                                  f"hold {held}")
+
+
 def assemble(net: KerasNetwork, fetch: Callable[[str, int], Any]) -> RNNParams:
     """The parameters of ``net``, each array ``fetch(layer_name, index)`` (zeros where the
     model has none), checked by :class:`~rnn_ref.RNNParams`."""
@@ -799,6 +829,7 @@ def assemble(net: KerasNetwork, fetch: Callable[[str, int], Any]) -> RNNParams:
             missing.append(key)
         else:
             arrays[key] = np.asarray(fetch(src.layer, src.index))
+            _check_fits(net.config, key, src.layer, arrays[key])
     dtype = next(iter(arrays.values())).dtype
     cfg = net.config
     for key in missing:  # b_x of a bias-free layer, every b_h, b of a Dense without bias

@@ -19,19 +19,15 @@ How it differs (tf-keras 2.21.0 sources):
   every RNN layer's config records ``time_major`` (``tf_keras/src/layers/rnn/base_rnn.py``
   955). Keras 3 refuses to load them ("Unrecognized keyword arguments passed to SimpleRNN:
   {'time_major': False}", ``keras/src/layers/layer.py`` 295): this module reads them by name
-  with h5py, through Keras 3's legacy reader (:class:`keras_backend._LegacyReader`) with
-  Keras 2's activations, and checks the model's structure from its config.
-* ``time_major=True`` layers hold the same weights; the oracle then takes and returns
-  ``(T, N, ...)`` arrays.
+  with h5py, through Keras 3's parser and legacy reader in their Keras 2 flavour
+  (:data:`rnn_ref.backends.keras.graph.KERAS2`: Keras 2's activations).
+* ``time_major=True`` layers hold the same weights; the oracle of a bare one then takes and
+  returns ``(T, N, ...)`` arrays (in a model they are refused).
 * A model is read from its config (``model.get_config()``, or the ``model_config`` of an
-  ``.h5`` file) and its weights by layer name, one walk for both (:func:`_walk`): Embedding
-  (``mask_zero``) or Masking on the input, SimpleRNN / Bidirectional layers of any directions
-  (a ``go_backwards`` layer only last: it hands on its outputs in processing order), the last
-  one's ``return_sequences`` as the selection (``"sequence"`` / ``"final"``), Dense and
-  ``TimeDistributed(Dense)`` layers (softmax too) as the head, and Dropout, SpatialDropout1D,
-  GaussianNoise, GaussianDropout, AlphaDropout and SimpleRNN's ``dropout`` /
-  ``recurrent_dropout`` recorded as identities where they sit. Any other layer is refused by
-  name. ``to_native`` writes all of it back.
+  ``.h5`` file) by :func:`rnn_ref.backends.keras.graph.parse_model` in the ``KERAS2``
+  flavour, the layers it reads, then refused where a Keras 2 model cannot hold the network
+  (:func:`unsupported`: one output, ``select`` ``"sequence"`` or ``"final"``). ``to_native``
+  writes all of it back.
 
 tf-keras and Keras 3 import side by side in one process (separate packages, separate layer
 registries; checked by ``tests/test_backend_keras2.py``), so the converters and the file
@@ -41,12 +37,10 @@ functions run here; the ``keras2[tensorflow]`` backend runs in a worker process 
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,26 +50,29 @@ from rnn_ref.activations import Activation
 from rnn_ref.backends import file_limits
 from rnn_ref.backends._common import raise_if
 from rnn_ref.backends.keras.convert import (
-    LegacyReader,
+    LayerCall,
+    layer_oracle,
+    model_network,
+    model_oracle,
     quiet_import,
-    readout_of,
+    read_bare_layer,
+    read_legacy_h5,
     unsupported_dtype,
-    unused_weights,
 )
 from rnn_ref.backends.keras.convert import list_arrays as _h5_arrays
 from rnn_ref.backends.keras.graph import IDENTITY_LAYERS, KERAS2, read_cell
-from rnn_ref.backends.keras.record import keras_masked_step_output, sniff_h5
+from rnn_ref.backends.keras.record import sniff_h5
 from rnn_ref.backends.keras.worker import KerasProcessBackend, serve_with
 from rnn_ref.backends.keras2.record import KERAS2_ACTIVATIONS, KERAS2_NAMES, unsupported
 from rnn_ref.backends.keras2.record import unsupported as keras2_unsupported
 from rnn_ref.backends.records import network_unsupported
 from rnn_ref.config import RNNConfig
-from rnn_ref.errors import FileFormatError, UnsupportedError
+from rnn_ref.errors import UnsupportedError
 from rnn_ref.fileapi import Hints, NativeFile
 from rnn_ref.inputs import check_inputs
-from rnn_ref.network import Dense, Identity, Softmax
-from rnn_ref.params import CellParams, Readout, RNNParams
-from rnn_ref.reference import ForwardResult, forward, merge
+from rnn_ref.network import Softmax
+from rnn_ref.params import CellParams, RNNParams
+from rnn_ref.reference import ForwardResult
 
 __all__ = ["FORMAT", "KERAS2_ACTIVATIONS", "Keras2Backend", "Keras2ProcessBackend",
            "from_native", "import_tf_keras", "keras2_unsupported", "list_arrays",
@@ -111,270 +108,55 @@ def _cell(layer: Any) -> tuple[CellParams, Activation]:
     return read_cell(layer, _tk().layers.SimpleRNN, KERAS2, _np)
 
 
-@dataclass(frozen=True)
-class _Structure:
-    """How a bare Keras 2 RNN layer is called, for the oracle."""
-
-    bidirectional: bool
-    return_sequences: bool
-    return_state: bool
-    time_major: bool
-
-
-def _parse(obj: Any) -> tuple[RNNParams, _Structure]:
-    """A bare ``SimpleRNN`` or ``Bidirectional`` layer and how it is called."""
+def _bare(obj: Any) -> tuple[RNNParams, LayerCall]:
+    """A bare ``SimpleRNN`` or ``Bidirectional`` layer and how it is called
+    (:func:`rnn_ref.backends.keras.convert.read_bare_layer`, on TensorFlow)."""
     tk = _tk()
     if not isinstance(obj, (tk.layers.SimpleRNN, tk.layers.Bidirectional)):
         raise TypeError(f"from_native takes a tf_keras SimpleRNN, Bidirectional or Model, "
                         f"got {type(obj).__name__}")
-    bidirectional = isinstance(obj, tk.layers.Bidirectional)
-    inner = [obj.forward_layer, obj.backward_layer] if bidirectional else [obj]
-    read = [_cell(x) for x in inner]
-    if bidirectional:
-        mode = keras_masked_step_output("tensorflow",
-                                        zero_output_for_mask=bool(obj.return_sequences),
-                                        unroll=bool(obj.forward_layer.unroll))
-        direction = "bidirectional"
-    else:
-        mode = keras_masked_step_output("tensorflow",
-                                        zero_output_for_mask=bool(obj.zero_output_for_mask),
-                                        unroll=bool(obj.unroll))
-        direction = "reverse" if obj.go_backwards else "forward"
-    config = RNNConfig(
-        input_size=int(read[0][0].w_x.shape[0]), hidden_size=read[0][0].hidden_size,
-        direction=direction, activation=[[a for _, a in read]],
-        bias=bool(inner[0].cell.use_bias),
-        merge_mode=obj.merge_mode if bidirectional else "concat", padded_output=mode,
-        output_order="processing" if direction == "reverse" else "aligned")
-    time_major = {bool(x.time_major) for x in inner}
-    structure = _Structure(bidirectional, bool(obj.return_sequences), bool(obj.return_state),
-                           time_major.pop())
-    return RNNParams(config, [[c for c, _ in read]]), structure
+    return read_bare_layer(obj, bidirectional=isinstance(obj, tk.layers.Bidirectional),
+                           cell=_cell, backend="tensorflow")
 
 
 # --------------------------------------------------------------------------------------------
-# a model's config (model.get_config(), or an .h5 file's model_config) and weights by layer
+# a model's config (model.get_config(), or an .h5 file's model_config), read by Keras 3's
+# parser in its Keras 2 flavour (rnn_ref.backends.keras.graph)
 # --------------------------------------------------------------------------------------------
-#: Keras 2 layers that are the identity at inference -> (rnn-ref kind, the config key of the rate)
-_IDENTITY_LAYERS = IDENTITY_LAYERS  # the same layers as Keras 3
-_IDENTITY_CLASSES = {kind: cls for cls, (kind, _) in _IDENTITY_LAYERS.items()}
-_Weights = Callable[[str], list[np.ndarray[Any, Any]]]
+_IDENTITY_CLASSES = {kind: cls for cls, (kind, _) in IDENTITY_LAYERS.items()}
 
 
-@dataclass
-class _Net:
-    """What a walk along a model's layers has met so far."""
-
-    embedding: np.ndarray[Any, Any] | None = None
-    mask_zero: bool = False
-    mask_value: float | None = None
-    cells: list[list[CellParams]] = field(default_factory=list)
-    acts: list[list[Activation]] = field(default_factory=list)
-    directions: list[str] = field(default_factory=list)
-    merges: list[str | None] = field(default_factory=list)
-    biases: set[bool] = field(default_factory=set)
-    seqs: list[bool] = field(default_factory=list)
-    last_rnn: dict[str, Any] = field(default_factory=dict)
-    head: list[tuple[Dense, Readout]] = field(default_factory=list)
-    identities: list[Identity] = field(default_factory=list)
-
-    @property
-    def position(self) -> int:
-        """Where an identity layer met now sits (:class:`rnn_ref.Identity`'s ``after``)."""
-        return len(self.cells) + len(self.head)
-
-
-def _simple_rnn(c: dict[str, Any], arrays: list[np.ndarray[Any, Any]], where: str
-                ) -> tuple[CellParams, Activation]:
-    """One SimpleRNN's cell from its config and ``[kernel, recurrent_kernel(, bias)]``."""
-    for key in ("stateful", "return_state", "time_major", "unroll"):
-        if c.get(key):
-            raise UnsupportedError("rnn-ref", f"a SimpleRNN with {key}=True in a model ({where})",
-                                   "a model's layers are read without it")
-    _count(arrays, 2 + bool(c.get("use_bias", True)), where)
-    kernel, rec = arrays[0], arrays[1]
-    _fits(where, "units", c.get("units"), kernel.shape[-1])
-    bias = arrays[2] if c.get("use_bias", True) else np.zeros(rec.shape[0], rec.dtype)
-    act = c.get("activation", "tanh") or "linear"
-    if act not in KERAS2_ACTIVATIONS:
-        raise UnsupportedError("rnn-ref", f"the Keras 2 activation {act!r} ({where})",
-                               f"rnn-ref reads {', '.join(KERAS2_ACTIVATIONS)}")
-    return CellParams(kernel, rec, bias, np.zeros_like(bias)), KERAS2_ACTIVATIONS[act]
-
-
-def _add_rnn(net: _Net, cls: str, c: dict[str, Any], arrays: list[np.ndarray[Any, Any]]) -> None:
-    """A SimpleRNN or Bidirectional(SimpleRNN) layer, with its own dropouts recorded."""
-    where = c["name"]
-    if net.head:
-        raise UnsupportedError("rnn-ref", f"the RNN layer {where!r} after a Dense layer")
-    if net.seqs and not net.seqs[-1]:
-        raise UnsupportedError("rnn-ref", f"the RNN layer {where!r} after a layer with "
-                               "return_sequences=False")
-    if net.directions and net.directions[-1] == "reverse":
-        raise UnsupportedError("rnn-ref", f"the RNN layer {where!r} after a go_backwards layer",
-                               "go_backwards hands the next layer its outputs in processing "
-                               "order, with the mask unflipped")
-    subs = [c]
-    if cls == "Bidirectional":
-        subs = [c["layer"], c.get("backward_layer") or c["layer"]]
-        for s in subs:
-            if s.get("class_name") != "SimpleRNN":
-                raise UnsupportedError("rnn-ref", f"a Keras 2 {s.get('class_name')} layer "
-                                       f"({where})", "only SimpleRNN is an Elman RNN")
-        if subs[0]["config"].get("go_backwards"):
-            raise UnsupportedError("rnn-ref", f"a Bidirectional whose forward layer has "
-                                   f"go_backwards=True ({where})")
-        subs = [s["config"] for s in subs]
-    half = len(arrays) // len(subs)
-    read = [_simple_rnn(s, arrays[r * half:(r + 1) * half], where) for r, s in enumerate(subs)]
-    li = len(net.cells)
-    net.cells.append([cell for cell, _ in read])
-    net.acts.append([act for _, act in read])
-    net.directions.append("bidirectional" if cls == "Bidirectional" else
-                          "reverse" if c.get("go_backwards") else "forward")
-    net.merges.append(c.get("merge_mode", "concat") if cls == "Bidirectional" else "concat")
-    net.biases.update(bool(s.get("use_bias", True)) for s in subs)
-    net.seqs.append(bool(subs[0].get("return_sequences", False)))
-    net.last_rnn = {"bidirectional": cls == "Bidirectional", **subs[0]}
-    for key, kind in (("dropout", "input_dropout"), ("recurrent_dropout", "recurrent_dropout")):
-        if subs[0].get(key):
-            net.identities.append(Identity(kind, float(subs[0][key]), li))
-
-
-def _add_dense(net: _Net, c: dict[str, Any], arrays: list[np.ndarray[Any, Any]]) -> None:
-    where = c["name"]
-    if not net.cells:
-        raise UnsupportedError("rnn-ref", f"the Dense layer {where!r} before the RNN layers")
-    act = c.get("activation", "linear") or "linear"
-    if act not in KERAS2_ACTIVATIONS and act != "softmax":
-        raise UnsupportedError("rnn-ref", f"the Keras 2 activation {act!r} ({where})",
-                               f"rnn-ref reads softmax, {', '.join(KERAS2_ACTIVATIONS)}")
-    use_bias = bool(c.get("use_bias", True))
-    _count(arrays, 1 + use_bias, where)
-    kernel = arrays[0]
-    _fits(where, "units", c.get("units"), kernel.shape[-1])
-    bias = arrays[1] if use_bias else np.zeros(kernel.shape[1], kernel.dtype)
-    dense = Dense(int(kernel.shape[1]), act if act == "softmax" else KERAS2_ACTIVATIONS[act],
-                  use_bias)
-    net.head.append((dense, Readout(kernel, bias)))
-
-
-def _add_input(net: _Net, cls: str, c: dict[str, Any], arrays: list[np.ndarray[Any, Any]]
-               ) -> None:
-    """Embedding or Masking: only on the model's input."""
-    if net.cells or net.embedding is not None or net.mask_value is not None or \
-            net.identities:
-        raise UnsupportedError("rnn-ref", f"the {cls} layer {c['name']!r} after another layer",
-                               "it is read on the model's input only")
-    if cls == "Masking":
-        _count(arrays, 0, c["name"])
-        net.mask_value = float(c.get("mask_value", 0.0))
-    else:
-        _count(arrays, 1, c["name"])
-        _fits(c["name"], "input_dim", c.get("input_dim"), arrays[0].shape[0])
-        _fits(c["name"], "output_dim", c.get("output_dim"), arrays[-1].shape[-1])
-        net.embedding, net.mask_zero = arrays[0], bool(c.get("mask_zero", False))
-
-
-def _count(arrays: list[np.ndarray[Any, Any]], want: int, where: str) -> None:
-    """The file holds exactly the arrays the layer's config takes."""
-    if len(arrays) != want:
-        raise FileFormatError(f"layer {where!r} holds {len(arrays)} arrays, its config takes "
-                              f"{want}")
-
-
-def _fits(where: str, key: str, declared: Any, held: int) -> None:
-    """A size the layer's config declares is the size of its weights."""
-    if declared is not None and declared != held:
-        raise FileFormatError(f"layer {where!r} declares {key}={declared!r} but its weights "
-                              f"hold {held}")
-
-
-def _walk(layers: list[dict[str, Any]], weights: _Weights) -> _Net:
-    """Every layer of a chain model, each part of the network or refused by name."""
-    net = _Net()
-    for la in layers:
-        cls, c = str(la.get("class_name")), la.get("config", {})
-        if cls == "InputLayer":
-            continue
-        inbound = la.get("inbound_nodes")
-        if inbound and (len(inbound) != 1 or len(inbound[0]) != 1):
-            raise UnsupportedError("rnn-ref", f"the layer {c.get('name')!r} with several "
-                                   "inputs or calls", "a model is a chain of layers")
-        if cls == "TimeDistributed" and c["layer"].get("class_name") == "Dense":
-            cls, c = "Dense", {**c["layer"]["config"], "name": c["name"]}
-        if cls in _IDENTITY_LAYERS:
-            kind, key = _IDENTITY_LAYERS[cls]
-            net.identities.append(Identity(kind, float(c[key]), net.position))
-        elif cls in ("Embedding", "Masking"):
-            _add_input(net, cls, c, weights(c["name"]))
-        elif cls in ("SimpleRNN", "Bidirectional"):
-            _add_rnn(net, cls, c, weights(c["name"]))
-        elif cls == "Dense":
-            _add_dense(net, c, weights(c["name"]))
-        else:
-            raise UnsupportedError("rnn-ref", f"a Keras 2 {cls} layer ({c.get('name')})",
-                                   "rnn-ref reads Embedding, Masking, SimpleRNN, "
-                                   "Bidirectional, Dense, TimeDistributed(Dense) and "
-                                   f"{', '.join(_IDENTITY_LAYERS)}")
-    if not net.cells:
-        raise ValueError("the Keras 2 model holds no SimpleRNN or Bidirectional layer")
-    return net
-
-
-def _params_of_net(net: _Net) -> RNNParams:
-    """The network a walk met, with TensorFlow's masked steps when the model masks."""
-    if len(net.biases) != 1:
-        raise UnsupportedError("rnn-ref", "SimpleRNN layers with and without a bias")
-    last = net.last_rnn
-    zero = bool(net.seqs[-1]) if last["bidirectional"] else bool(
-        last.get("zero_output_for_mask", False))
-    masked = net.mask_zero or net.mask_value is not None
-    if masked and zero and not net.seqs[-1] and not last["bidirectional"]:
-        raise UnsupportedError("rnn-ref", f"the SimpleRNN layer {last['name']!r} with "
-                               f"zero_output_for_mask=True and return_sequences=False on masked "
-                               f"inputs", "its last output is zeros for a sample padded at the "
-                               "end, not its final state")
-    mode = keras_masked_step_output("tensorflow", zero_output_for_mask=zero, unroll=False)
-    config = RNNConfig(
-        int(net.cells[0][0].w_x.shape[0]), [layer[0].hidden_size for layer in net.cells],
-        direction=net.directions, activation=net.acts, bias=net.biases.pop(),
-        merge_mode=net.merges, padded_output=mode if masked else "zeros",
-        output_order="processing" if net.directions[-1] == "reverse" else "aligned",
-        vocab_size=None if net.embedding is None else int(net.embedding.shape[0]),
-        mask_zero=net.mask_zero, mask_value=net.mask_value,
-        select="sequence" if net.seqs[-1] else "final",
-        head=[d for d, _ in net.head], identities=net.identities)
-    return RNNParams(config, net.cells, embedding=net.embedding,
-                     head=[r for _, r in net.head] or None)
+def _held(params: RNNParams) -> RNNParams:
+    """``params`` of a tf-keras model, once a Keras 2 model holds them (:func:`unsupported`:
+    one output, ``select`` ``"sequence"`` or ``"final"``, softmax or Keras 2's activations
+    on the head): what the reader gives back, the writer writes."""
+    raise_if(keras2_unsupported(params.config, backend="tensorflow", padded=False), TITLE)
+    return params
 
 
 def _model_params(model: Any) -> RNNParams:
-    """A tf-keras Sequential or functional chain model, through its config and weights."""
-    conf = model.get_config()
-    by_name = {la.name: la for la in model.layers}
-    return _params_of_net(_walk(conf["layers"], lambda n: [_np(w) for w in
-                                                           by_name[n].weights]))
+    """A tf-keras Sequential or functional model, through its config and weights."""
+    return _held(model_network(model, KERAS2, "tensorflow")[1])
 
 
 def from_native(obj: Any) -> RNNParams:
     """Canonical parameters of a tf-keras ``SimpleRNN``, ``Bidirectional`` or a model
-    (Sequential or a functional chain) of ``[Embedding | Masking] -> SimpleRNN /
-    Bidirectional layers -> [Dense / TimeDistributed(Dense) layers]`` with Dropout,
-    SpatialDropout1D, GaussianNoise, GaussianDropout and AlphaDropout anywhere (recorded as
-    identities), bit-exact (Keras' one bias becomes ``b_x``, ``b_h = 0``). The config records
-    TensorFlow's masked steps for objects that can be given a mask (a bare layer, a model with
-    ``Masking`` or ``mask_zero``); the last layer's ``return_sequences`` is the selection
-    (``"sequence"`` or ``"final"``).
+    (Sequential or functional) of the layers :mod:`rnn_ref.backends.keras.graph` reads,
+    bit-exact (Keras' one bias becomes ``b_x``, ``b_h = 0``), with the Dropout, noise and
+    recurrent dropouts recorded as identities. The config records TensorFlow's masked steps
+    for objects that can be given a mask (a bare layer, a model with ``Masking`` or
+    ``mask_zero``); the last layer's ``return_sequences`` is the selection (``"sequence"``
+    or ``"final"``).
 
     Raises:
-        UnsupportedError: any other layer (named), stateful layers, a layer after a
-            ``go_backwards`` one, activations outside :data:`KERAS2_ACTIVATIONS` (and
-            softmax on a Dense).
+        UnsupportedError: any other layer (named), stateful or time_major layers in a model,
+            a layer after a ``go_backwards`` one, activations outside
+            :data:`KERAS2_ACTIVATIONS` (and softmax on a Dense), what a Keras 2 model cannot
+            hold (:func:`unsupported`).
     """
     if isinstance(obj, _tk().Model):
         return _model_params(obj)
-    return _parse(obj)[0]
+    return _bare(obj)[0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -430,7 +212,7 @@ def _identity_layers(cfg: RNNConfig, after: int, dtype: str) -> list[Any]:
     for ident in cfg.identities:
         if ident.after == after and ident.kind in _IDENTITY_CLASSES:
             cls = _IDENTITY_CLASSES[ident.kind]
-            key = _IDENTITY_LAYERS[cls][1]
+            key = IDENTITY_LAYERS[cls][1]
             out.append(getattr(tk.layers, cls)(**{key: ident.rate}, dtype=dtype))
     return out
 
@@ -514,139 +296,27 @@ def owns(model: Any) -> bool:
     return isinstance(model, (tk.layers.SimpleRNN, tk.layers.Bidirectional, tk.Model))
 
 
-def _initial_state(initial_state: Any, R: int) -> list[np.ndarray[Any, Any]] | None:
-    if initial_state is None:
-        return None
-    states = list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
-    if len(states) != R:
-        raise ValueError(f"initial_state needs {R} array(s), got {len(states)}")
-    return [np.asarray(s, np.float64) for s in states]
-
-
 def oracle(model: Any) -> Callable[..., Any]:
     """A NumPy function returning what the tf-keras ``model(inputs, ...)`` returns, in float64:
-    ``(inputs, mask=None, initial_state=None)`` as Keras 3's oracle
-    (:func:`rnn_ref.backends.keras.convert.oracle`); for ``time_major`` layers the inputs and
-    outputs are ``(T, N, ...)`` (a mask is refused there). A model takes ``(inputs,
-    mask=None)`` (token ids with an Embedding) and masks as its Masking / ``mask_zero`` say."""
+    ``(inputs, mask=None, initial_state=None)`` for a bare layer
+    (:func:`rnn_ref.backends.keras.convert.layer_oracle`; ``(T, N, ...)`` arrays for a
+    ``time_major`` layer, which takes no mask); ``(inputs, mask=None)`` for a model (token
+    ids with an Embedding), masked as its Masking / ``mask_zero`` say
+    (:func:`rnn_ref.backends.keras.convert.model_oracle`)."""
     if isinstance(model, _tk().Model):
-        params = _model_params(model)
-
-        def call_model(inputs: Any, mask: Any = None) -> Any:
-            x = np.asarray(inputs) if params.config.vocab_size is not None else np.asarray(
-                inputs, np.float64)
-            return forward(params.astype(np.float64), x, mask=mask).result
-
-        return call_model
-    params, st = _parse(model)
-    cfg = params.config
-    bare = RNNParams(cfg.replace(output_size=None, output_activation="linear",
-                                 merge_mode=(*cfg.merge_modes[:-1], None) if st.bidirectional
-                                 else "concat"), params.layers)
-    R = cfg.num_directions
-
-    def call(inputs: Any, mask: Any = None, initial_state: Any = None) -> Any:
-        x = np.asarray(inputs, np.float64)
-        if st.time_major:
-            if mask is not None:
-                raise UnsupportedError("the Keras 2 oracle", "a mask with time_major=True")
-            x = x.swapaxes(0, 1)
-        h0 = _initial_state(initial_state, R)
-        res = forward(bare, x, h0=h0, mask=None if mask is None else np.asarray(mask, bool))
-        h_n = res.h_n if isinstance(res.h_n, tuple) else tuple(res.h_n)
-        if st.bidirectional:
-            f, b = res.outputs
-            if not st.return_sequences:
-                f, b = f[:, -1], b[:, 0]
-            merged = merge(f, b, cfg.merge_modes[-1])
-        else:
-            merged = res.outputs if st.return_sequences else res.outputs[:, -1]
-        main: tuple[np.ndarray[Any, Any], ...] | np.ndarray[Any, Any] = (
-            merged if isinstance(merged, tuple) else readout_of(params, merged))
-        if st.time_major and st.return_sequences:
-            main = (tuple(m.swapaxes(0, 1) for m in main) if isinstance(main, tuple)
-                    else main.swapaxes(0, 1))
-        if st.return_state:
-            head = main if isinstance(main, tuple) else (main,)
-            return (*head, *h_n[-R:])
-        return main
-
-    return call
+        return model_oracle(_model_params(model))
+    return layer_oracle(*_bare(model), where="the Keras 2 oracle")
 
 
 # --------------------------------------------------------------------------------------------
 # files: keras2-h5
 # --------------------------------------------------------------------------------------------
-class _Keras2Reader(LegacyReader):
-    """Keras 3's legacy reader, with Keras 2's activations."""
-
-    def _act(self, conf: dict[str, Any] | None) -> Activation:
-        if conf is None:
-            from rnn_ref.fileapi import hint_activation
-
-            return hint_activation(self.hints, FORMAT, KERAS2_ACTIVATIONS)
-        name = conf.get("activation", "tanh") or "linear"
-        if name not in KERAS2_ACTIVATIONS:
-            raise UnsupportedError("rnn-ref", f"the Keras 2 activation {name!r}",
-                                   f"rnn-ref reads {', '.join(KERAS2_ACTIVATIONS)}")
-        return KERAS2_ACTIVATIONS[name]
-
-
-def _h5_contents(path: Path) -> tuple[list[str], dict[str, dict[str, Any]], list[dict[str, Any]]
-                                      | None]:
-    """(layer names, each layer's weights by name, the model config's layers or ``None``)."""
-    import h5py
-
-    def text(v: Any) -> str:
-        return v.decode() if isinstance(v, bytes) else str(v)
-
-    with h5py.File(path, "r") as f:
-        root = f["model_weights"] if "model_weights" in f else f
-        if "layer_names" not in root.attrs:
-            raise FileFormatError(f"{path}: no layer_names: not a legacy Keras .h5 file")
-        names = [text(n) for n in root.attrs["layer_names"]]
-        weights = {}
-        for name in names:
-            g = root[name]
-            weights[name] = {text(w): np.asarray(g[text(w)])
-                             for w in g.attrs.get("weight_names", [])}
-        config_json = f.attrs.get("model_config")
-    layers = None
-    if config_json is not None:
-        cfg = json.loads(text(config_json))
-        if cfg.get("class_name") not in ("Sequential", "Functional", "Model"):
-            raise UnsupportedError("rnn-ref", f"a Keras 2 {cfg.get('class_name')} model")
-        layers = cfg.get("config", {}).get("layers", [])
-    return names, weights, layers
-
-
 def read_file(path: Path, fmt: str, hints: Hints) -> RNNParams:
     """The parameters of a Keras 2 ``.h5`` file (a whole model, or ``save_weights``' file,
-    which needs the hints), read by weight name with h5py: nothing from the file is run."""
+    which needs the hints), read by weight name with h5py through Keras 3's legacy reader in
+    the Keras 2 flavour: nothing from the file is run."""
     file_limits.check_h5(path, str(path))
-    names, weights, layers = _h5_contents(path)
-    if layers is None:  # save_weights' file: the hints say what the weights cannot
-        return _Keras2Reader(path, hints).params(names, weights, {})
-    used: set[str] = set()
-
-    def fetch(name: str) -> list[np.ndarray[Any, Any]]:
-        used.add(name)
-        return list(weights.get(name, {}).values())
-
-    net = _walk(layers, fetch)
-    unused_weights(path, [f"{n}/{w}" for n, ws in weights.items() if n not in used for w in ws])
-    _check_input_width(layers, net)
-    return _params_of_net(net)
-
-
-def _check_input_width(layers: list[dict[str, Any]], net: _Net) -> None:
-    """The input width the config declares (``batch_input_shape``) is the first kernel's."""
-    for la in layers[:1]:
-        shape = la.get("config", {}).get("batch_input_shape")
-        if net.embedding is None and shape and shape[-1] is not None and net.cells and \
-                shape[-1] != net.cells[0][0].w_x.shape[0]:
-            raise FileFormatError(f"the model's input declares width {shape[-1]} but the first "
-                                  f"kernel takes {net.cells[0][0].w_x.shape[0]}")
+    return _held(read_legacy_h5(path, hints, KERAS2))
 
 
 def write_file(params: RNNParams, path: Path, fmt: str) -> None:

@@ -92,13 +92,10 @@ def _itemsize(t: TensorProto) -> int:
 def check_sizes(model: onnx.ModelProto, source: str) -> None:
     """Refuse a tensor whose declared dims exceed ``max_parameters`` elements, or tensors
     whose declared sizes add up to more than ``max_bytes``, before any becomes an array."""
-    total = 0
+    sizes = limits.DeclaredSizes("the declared size of the model's tensors", source)
     for t in all_tensors(model):
         what = f"tensor {_q(t.name)}"
-        count = _elements(t.dims, what, source)
-        limits.check_elements(count, f"the declared size of {what}", source)
-        total += count * _itemsize(t)
-    limits.check_bytes(total, "the declared size of the model's tensors", source)
+        sizes.add(what, _elements(t.dims, what, source), _itemsize(t))
 
 
 def load_bytes(data: bytes, source: str = "from_onnx") -> onnx.ModelProto:

@@ -24,7 +24,6 @@ any state dict by its key names (:mod:`rnn_ref.backends.torch.graph`).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -51,7 +50,7 @@ from rnn_ref.config import RNNConfig
 from rnn_ref.errors import FileFormatError, UnsupportedError
 from rnn_ref.fileapi import Hints, NativeFile, hint_activation
 from rnn_ref.inputs import check_inputs
-from rnn_ref.params import CellParams, Readout, RNNParams
+from rnn_ref.params import CellParams, RNNParams
 from rnn_ref.reference import ForwardResult, forward, returned
 
 __all__ = ["NAME", "READOUT_ACTIVATIONS", "RNNWithReadout", "TorchBackend", "TorchCudaBackend",
@@ -94,7 +93,6 @@ class RNNWithReadout(nn.Module):
 # --------------------------------------------------------------------------------------------
 # from torch
 # --------------------------------------------------------------------------------------------
-_KEY = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh)_l(\d+)(_reverse)?$")
 
 
 def owns(model: Any) -> bool:
@@ -148,11 +146,11 @@ def from_native(obj: Any, *, example: Any = None, nonlinearity: str | None = Non
     if isinstance(obj, TorchNetwork):
         return _agreeing(network_params(obj), nonlinearity, select, head_activation)
     if isinstance(obj, RNNWithReadout):
-        sd = {f"rnn.{k}": v for k, v in obj.rnn.state_dict().items()}
-        sd.update({f"readout.{k}": v for k, v in obj.readout.state_dict().items()})
-        return _from_state_dict(sd, _nonlinearity(obj.rnn, nonlinearity), obj.activation)
+        # its state dict (rnn., readout.) through the one reader, told the head's activation
+        return read_state_dict(obj.state_dict(), nonlinearity=_nonlinearity(
+            obj.rnn, nonlinearity), head_activation=[obj.activation])
     if isinstance(obj, nn.RNN):
-        return _from_state_dict(obj.state_dict(), _nonlinearity(obj, nonlinearity))
+        return read_state_dict(obj.state_dict(), nonlinearity=_nonlinearity(obj, nonlinearity))
     if isinstance(obj, (nn.RNNBase, nn.RNNCellBase)):
         raise UnsupportedError("rnn-ref", f"torch.nn.{type(obj).__name__}",
                                "it is not an Elman RNN (torch.nn.RNN, torch.nn.RNNCell)")
@@ -300,86 +298,6 @@ def _nonlinearity(rnn: nn.RNN, given: str | None) -> str:
     if given is not None and given != rnn.nonlinearity:
         raise ValueError(f"nonlinearity={given!r} but the module's is {rnn.nonlinearity!r}")
     return str(rnn.nonlinearity)
-
-
-_Cells = dict[tuple[int, int], dict[str, np.ndarray[Any, Any]]]
-
-
-def _split_state_dict(sd: Mapping[str, Any], prefix: str
-                      ) -> tuple[_Cells, dict[str, np.ndarray[Any, Any]]]:
-    """The arrays of a state dict by cell, ``{(layer, reverse): {"weight_ih": (M, D_l),
-    "weight_hh": (M, M), "bias_ih": (M,), "bias_hh": (M,)}}``, and the readout's
-    ``{"weight": (K, F), "bias": (K,)}``; ``ValueError`` for any other key."""
-    cells: _Cells = {}
-    readout: dict[str, np.ndarray[Any, Any]] = {}
-    for key, value in sd.items():
-        if key in ("readout.weight", "readout.bias"):
-            readout[key.split(".")[1]] = _numpy(value)
-            continue
-        match = _KEY.match(key[len(prefix):]) if key.startswith(prefix) else None
-        if match is None:
-            raise ValueError(f"unexpected state dict key {key!r}; an nn.RNN has "
-                             f"{prefix}weight_ih_l<k>[_reverse], weight_hh, bias_ih, bias_hh")
-        name, layer, rev = match.group(1), int(match.group(2)), bool(match.group(3))
-        cells.setdefault((layer, int(rev)), {})[name] = _numpy(value)
-    return cells, readout
-
-
-def _check_complete(cells: _Cells, prefix: str, num_layers: int, R: int, bias: bool) -> None:
-    """``ValueError`` naming the keys missing from ``cells`` (as :func:`_split_state_dict`
-    gives them) for ``num_layers`` layers of ``R`` directions, with biases or without."""
-    for li in range(num_layers):
-        for r in range(R):
-            have = cells.get((li, r), {})
-            need = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if bias else [])
-            missing = [f"{prefix}{n}_l{li}{'_reverse' if r else ''}" for n in need
-                       if n not in have]
-            if missing:
-                raise ValueError(f"the state dict misses {', '.join(missing)}")
-
-
-def _cell_params(cells: _Cells, num_layers: int, R: int, hidden: int) -> list[list[CellParams]]:
-    """The canonical cells, transposed to ``w_x (D_l, M)`` and ``w_h (M, M)``, with zero
-    biases ``(M,)`` where the state dict has none."""
-    layers = []
-    for li in range(num_layers):
-        row = []
-        for r in range(R):
-            c = cells[(li, r)]
-            zeros = np.zeros(hidden, c["weight_ih"].dtype)
-            row.append(CellParams(c["weight_ih"].T, c["weight_hh"].T,
-                                  c.get("bias_ih", zeros), c.get("bias_hh", zeros)))
-        layers.append(row)
-    return layers
-
-
-def _from_state_dict(sd: Mapping[str, Any], nonlinearity: str,
-                     readout_activation: str = "linear") -> RNNParams:
-    if nonlinearity not in ("tanh", "relu"):
-        raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
-    prefix = "rnn." if any(k.startswith("rnn.") for k in sd) else ""
-    cells, readout = _split_state_dict(sd, prefix)
-    if not cells:
-        raise ValueError("the state dict holds no nn.RNN weights")
-    num_layers = max(k[0] for k in cells) + 1
-    R = 2 if any(k[1] for k in cells) else 1
-    bias = any("bias_ih" in c for c in cells.values())
-    _check_complete(cells, prefix, num_layers, R, bias)
-    first = cells[(0, 0)]["weight_ih"]
-    hidden, input_size = first.shape
-    out_size = None
-    if readout:
-        if set(readout) != {"weight", "bias"}:
-            raise ValueError("a readout needs both readout.weight and readout.bias")
-        out_size = readout["weight"].shape[0]
-    config = RNNConfig(
-        input_size=int(input_size), hidden_size=int(hidden), num_layers=num_layers,
-        direction="bidirectional" if R == 2 else "forward", activation=nonlinearity,
-        bias=bias, output_size=out_size, output_activation=readout_activation,
-    )
-    layers = _cell_params(cells, num_layers, R, hidden)
-    ro = Readout(readout["weight"].T, readout["bias"]) if readout else None
-    return RNNParams(config, layers, ro)
 
 
 # --------------------------------------------------------------------------------------------
