@@ -184,8 +184,8 @@ def check_target(path: str | Path) -> Path:
 
 def write_markdown(path: str | Path, table: str) -> Path:
     """Write ``table`` to ``path``; a file that already holds the :data:`BEGIN` and
-    :data:`END` markers (docs/conformance.md) gets only the block between them replaced. Written to a
-    temporary file beside it and renamed into place."""
+    :data:`END` markers (docs/conformance.md) gets only the block between them replaced.
+    Written to a temporary file beside it and renamed into place."""
     import os
     import tempfile
 

@@ -48,6 +48,7 @@ The flavour says which Keras wrote the config: its activation set (Keras 2's
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -476,6 +477,7 @@ class _Reader:
     # -- the layers ------------------------------------------------------------------------
     def take(self, layer: Mapping[str, Any]) -> None:
         cls, conf = str(layer.get("class_name")), layer.get("config", {})
+        _check_dtype(layer, conf)
         self.names += [*layer.get("pair", ()), _name(layer)]
         if ".ops" in str(layer.get("module") or ""):
             raise _refuse(_what(layer), "rnn-ref reads Keras layers of the network only")
@@ -750,6 +752,23 @@ class _Reader:
             select=select, head=self.head, identities=self.identities(),
             returns=returns)
         return KerasNetwork(config, dict(self.sources), tuple(self.names))
+
+
+#: the dtype (or dtype policy) names a Keras layer config may hold: plain dtypes, mixed
+#: precision, quantized policies (``int8_from_float32``)
+_DTYPE_NAME = re.compile(r"(mixed_)?(b?float(8\w*|16|32|64)|u?int(4|8|16|32|64)|bool)"
+                         r"(_from_\w+)?")
+
+
+def _check_dtype(layer: Mapping[str, Any], conf: Any) -> None:
+    """Refuse a layer whose ``dtype`` names no dtype (a damaged file: Keras could not build
+    it); Keras 3 writes a ``DTypePolicy`` object, Keras 2 a name or a ``Policy``."""
+    dtype = conf.get("dtype") if isinstance(conf, Mapping) else None
+    if isinstance(dtype, Mapping):
+        dtype = (dtype.get("config") or {}).get("name")
+    if dtype is not None and not (isinstance(dtype, str) and _DTYPE_NAME.fullmatch(dtype)):
+        raise _refuse(f"{_what(layer)} with dtype {str(dtype)[:40]!r}",
+                      "that names no dtype Keras computes in")
 
 
 def _first_build_shape(chain: list[Mapping[str, Any]]) -> int | None:
