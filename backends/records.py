@@ -24,8 +24,9 @@ __all__ = ["CONVERTER_API", "DEVICES", "FILE_API", "GRAPH_API", "MODULE_API", "N
 Reason = tuple[str, str] | None
 """``(feature, why)`` for the first thing a target cannot express, or ``None``."""
 
-#: What every framework module defines: ``unsupported``; the converter functions where the
-#: framework has converters, the file functions where it has file formats.
+#: What every framework module defines: ``unsupported``, and the converter functions where the
+#: framework has converters; its files module (``Framework.files``) defines the file functions
+#: where it has file formats.
 MODULE_API = ("unsupported",)
 CONVERTER_API = ("from_native", "to_native", "oracle", "owns")
 FILE_API = ("read_file", "write_file", "load_native", "run_native", "list_arrays")
@@ -105,13 +106,15 @@ class Framework:
 
     name: str  # short name: "torch", "keras", "onnx", "flax", "jax", "rnn-ref"
     title: str  # what an UnsupportedError names: "torch.nn.RNN"
-    module: str  # its module in rnn_ref.backends
+    module: str  # its module in rnn_ref.backends: unsupported and the converters (MODULE_API ...)
     requires: tuple[str, ...]  # importable modules the module needs
     distributions: tuple[str, ...]  # pip distributions, for `info` and every report
     unsupported: Callable[[RNNConfig], Reason]
     converters: tuple[str, str] | None = None  # ("from_torch", "to_torch")
     recognised_when: str | None = None  # oracle dispatch: this module must be imported already
     formats: tuple[FileFormat, ...] = ()
+    #: the module of the file functions (FILE_API), where it has formats: its package's files.py
+    files: str | None = None
     backends: tuple[BackendSpec, ...] = field(default=())
 
     def missing(self) -> list[str]:

@@ -4,8 +4,8 @@
 hold the network, writes the target atomically and, when asked, verifies it before it is put in
 place: both files are run in their own frameworks on seeded inputs and compared. The formats,
 their extensions and the hints each reads come from the framework records
-(:mod:`rnn_ref.backends._frameworks`); each framework's module reads and writes its own files
-(``read_file``, ``write_file``, ``load_native``, ``run_native``, ``list_arrays``).
+(:mod:`rnn_ref.backends._frameworks`); each framework's ``files.py`` reads and writes its own
+files (``read_file``, ``write_file``, ``load_native``, ``run_native``, ``list_arrays``).
 
 Nothing from a file is ever executed: no pickle, Keras in safe mode, HDF5 and JSON parsed as
 data. Output follows the destination rules of :mod:`rnn_ref._dest`: written to a temporary
@@ -68,13 +68,14 @@ def detect(path: str | os.PathLike[str], given: str | None = None) -> str:
 
 
 def framework_module(fmt: str) -> ModuleType:
-    """The framework module that reads and writes ``fmt``, imported now."""
+    """The framework's files module that reads and writes ``fmt`` (its ``files.py``,
+    ``Framework.files``), imported now."""
     framework, f = _frameworks.file_format(fmt)
     absent = _frameworks.missing((*framework.requires, *f.requires))
     if absent:
         raise ImportError(f"{fmt} files need {', '.join(absent)}, which is not installed "
                           f"(pip install 'rnn-ref[all]' -c constraints.txt)")
-    return importlib.import_module(framework.module)
+    return importlib.import_module(framework.files or framework.module)
 
 
 def readable(fmt: str) -> bool:

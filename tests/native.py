@@ -9,9 +9,9 @@ import numpy as np
 
 
 def run_torch(model: Any, x: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
-    from rnn_ref.backends.torch import convert as torch_backend
+    from rnn_ref.backends.torch import files as torch_files
 
-    return torch_backend.run_native(model, x, lengths)
+    return torch_files.run_native(model, x, lengths)
 
 
 def run_keras(model: Any, x: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:

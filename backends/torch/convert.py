@@ -1,4 +1,5 @@
-"""PyTorch: ``torch.nn.RNN``, converters, oracle and backend.
+"""PyTorch: ``torch.nn.RNN``, converters and oracle (the files: ``files.py``; the backends:
+``backend.py``).
 
 How torch differs from the reference (``torch/nn/modules/rnn.py``, class ``RNN``):
 
@@ -25,20 +26,16 @@ any state dict by its key names (:mod:`rnn_ref.backends.torch.graph`).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from rnn_ref.activations import Activation
-from rnn_ref.backends import devices, file_limits
 from rnn_ref.backends._common import adopt_padded_output, raise_if
 from rnn_ref.backends.torch.graph import (
     Layout,
     build_network,
-    file_network,
     network_params,
     read_module,
     read_state_dict,
@@ -47,16 +44,12 @@ from rnn_ref.backends.torch.network import TorchNetwork
 from rnn_ref.backends.torch.record import TORCH_READOUT_ACTIVATIONS, torch_lone_rnn, unsupported
 from rnn_ref.backends.torch.trace import unwrap_compiled
 from rnn_ref.config import RNNConfig
-from rnn_ref.errors import FileFormatError, UnsupportedError
-from rnn_ref.fileapi import Hints, NativeFile, hint_activation
-from rnn_ref.inputs import check_inputs
+from rnn_ref.errors import UnsupportedError
 from rnn_ref.params import CellParams, RNNParams
-from rnn_ref.reference import ForwardResult, forward, returned
+from rnn_ref.reference import forward, returned
 
-__all__ = ["NAME", "READOUT_ACTIVATIONS", "RNNWithReadout", "TorchBackend", "TorchCudaBackend",
-           "TorchCudaFp32Backend", "TorchNetwork", "from_native",
-           "list_arrays", "load_native", "oracle", "owns", "read_file", "run_native",
-           "to_native", "unsupported", "write_file"]
+__all__ = ["NAME", "READOUT_ACTIVATIONS", "RNNWithReadout", "TorchNetwork", "from_native",
+           "oracle", "owns", "to_native", "unsupported"]
 
 NAME = "torch.nn.RNN"
 #: RNNWithReadout's activations, as torch functions (names: record.py)
@@ -485,265 +478,3 @@ def _lazy_oracle(model: nn.Module) -> Callable[..., np.ndarray[Any, Any]]:
         return done[0](x, lengths)
 
     return call
-
-
-class TorchBackend:
-    """The whole network in torch (``nn.RNN`` blocks in a :class:`TorchNetwork`) on
-    :attr:`device`, in the parameters' dtype, at :attr:`precision_mode` (see
-    :mod:`rnn_ref.backends.devices`); padding and masks of any pattern run as packed
-    sequences. ``torch`` computes on the CPU at torch's defaults."""
-
-    name = "torch"
-    device = "cpu"  # "cpu" or "cuda" (the first CUDA device)
-    precision_mode = "default"  # "default": torch's settings as they are; "fp32": TF32 off
-
-    def __init__(self) -> None:
-        self._device = devices.torch_device(torch, self.name, self.device)
-
-    def environment(self) -> dict[str, Any]:
-        """The device, its name, the precision mode and torch's precision settings in force
-        while this backend runs (read inside its precision context)."""
-        with devices.torch_precision(torch, self.precision_mode):
-            settings = devices.torch_settings(torch)
-        return {"device": self.device, "device_name": devices.device_name("torch", self._device),
-                "precision_mode": self.precision_mode, "precision_settings": settings,
-                "framework": f"torch {torch.__version__}"
-                             + (f", CUDA {torch.version.cuda}, cuDNN "
-                                f"{torch.backends.cudnn.version()}" if self.device == "cuda"
-                                else "")}
-
-    def supports(self, config: RNNConfig, *, dtype: Any, lengths: bool, mask: bool
-                 ) -> str | None:
-        reason = unsupported(config, padded=lengths or mask)
-        if reason is not None:
-            return f"{reason[0]}: {reason[1]}"
-        if np.dtype(dtype) not in _DTYPES:
-            return f"dtype {np.dtype(dtype)}: use float32 or float64"
-        return None
-
-    def _run(self, params: RNNParams, x: Any, h0: Any, lengths: Any, mask: Any, grad: bool
-             ) -> tuple[TorchNetwork, Any, list[torch.Tensor], tuple[Any, ...]]:
-        """(the module, the layers' input tensor (embedded ids with an embedding), the S
-        initial state tensors ``(N, M_l)``, ``module.run``'s outputs, states, selection and
-        result); with ``grad`` autograd records the call. The inputs are checked by
-        :func:`rnn_ref.inputs.check_inputs` first. Call it inside
-        :func:`rnn_ref.backends.devices.torch_precision`."""
-        cfg = params.config
-        inputs = check_inputs(cfg, x, h0=h0, lengths=lengths, mask=mask, where=NAME)
-        raise_if(unsupported(cfg, padded=inputs.padded), NAME)
-        if params.dtype not in _DTYPES:
-            raise UnsupportedError(NAME, f"dtype {params.dtype}", "use float32 or float64")
-        dtype = _DTYPES[params.dtype]
-        dev = self._device
-        net = build_network(params).to(dev)
-        xt = torch.from_numpy(np.ascontiguousarray(inputs.x)).to(dev)
-        xt = xt if cfg.vocab_size is not None else xt.to(dtype).requires_grad_(grad)
-        states = inputs.h0 if inputs.h0 is not None else [
-            np.zeros((inputs.n, m), params.dtype) for m in cfg.state_sizes]
-        ht = [torch.from_numpy(np.ascontiguousarray(h)).to(device=dev, dtype=dtype)
-              .requires_grad_(grad) for h in states]
-        seen: list[torch.Tensor] = []
-
-        def keep(module: nn.Module, args: Any, out: torch.Tensor) -> None:
-            if grad:
-                out.retain_grad()
-            seen.append(out)
-
-        if cfg.vocab_size is not None:  # the gradient of the embedded ids is the layers' dx
-            net.steps[0].register_forward_hook(keep)
-        valid = torch.from_numpy(inputs.valid).to(dev) if inputs.padded else None
-        with torch.set_grad_enabled(grad):
-            result = net.run(xt, None, valid, ht)
-        return net, (seen[0] if seen else xt), ht, result
-
-    def backward(self, params: RNNParams, x: np.ndarray[Any, Any], *, h0: Any = None,
-                 lengths: Any = None, mask: Any = None, grad_outputs: Any = None,
-                 grad_h_n: Any = None, grad_y: Any = None, grad_selected: Any = None) -> Any:
-        """Gradients by torch autograd, in the parameters' dtype (a ``BackwardResult``)."""
-        from rnn_ref.gradient import BackwardResult
-
-        dtype, dev = _DTYPES[params.dtype], self._device
-
-        def dot(a: torch.Tensor, cot: Any) -> torch.Tensor:
-            return (a * torch.from_numpy(np.ascontiguousarray(cot)).to(device=dev, dtype=dtype)
-                    ).sum()
-
-        with devices.torch_precision(torch, self.precision_mode):
-            net, xt, ht, (out, states, selected, result) = self._run(params, x, h0, lengths,
-                                                                     mask, grad=True)
-            loss = out.sum() * 0
-            if grad_outputs is not None:
-                loss = loss + dot(out, grad_outputs)
-            for h, cot in zip(states, [] if grad_h_n is None else list(grad_h_n),
-                              strict=False):
-                loss = loss + dot(h, cot)
-            if grad_y is not None and params.head:
-                loss = loss + dot(result, grad_y)
-            if grad_selected is not None and params.config.select != "sequence":
-                loss = loss + dot(selected, grad_selected)
-            loss.backward()
-        with torch.no_grad():
-            for p in net.parameters():
-                p.copy_(p.grad if p.grad is not None else torch.zeros_like(p))
-        g = network_params(net.cpu())
-        hg = [(h.grad if h.grad is not None else torch.zeros_like(h)).cpu().numpy() for h in ht]
-        h0g: Any = np.stack(hg) if params.config.uniform_hidden else tuple(hg)
-        dx = xt.grad if xt.grad is not None else torch.zeros_like(xt)
-        return BackwardResult(g, dx.cpu().numpy(), h0g)
-
-    def round_trip(self, params: RNNParams) -> RNNParams:
-        """Through torch and back (raises where torch cannot express the config)."""
-        return from_native(to_native(params.replace(padded_output="zeros")))
-
-    def forward(self, params: RNNParams, x: np.ndarray[Any, Any], *, h0: Any = None,
-                lengths: Any = None, mask: Any = None) -> ForwardResult:
-        """The network on ``x`` (``(N, T, D)``, or token ids ``(N, T)``), ``h0`` (S states),
-        ``lengths (N,)`` or a ``mask (N, T)`` of any pattern: ``outputs (N, T, F)`` (zeros
-        at padded steps), ``h_n (S, N, M)`` (a tuple when the widths differ), ``y`` or
-        ``None`` and the selection, in the parameters' dtype. Bad inputs raise as
-        :func:`rnn_ref.inputs.check_inputs` says."""
-        with devices.torch_precision(torch, self.precision_mode):
-            _, _, _, (out, states, selected, result) = self._run(params, x, h0, lengths, mask,
-                                                                 grad=False)
-        hs = [h.cpu().numpy() for h in states]
-        h_n: Any = np.stack(hs) if params.config.uniform_hidden else tuple(hs)
-        y = result.cpu().numpy() if params.head else None
-        return ForwardResult(out.cpu().numpy(), h_n, y, selected.cpu().numpy())
-
-
-class TorchCudaBackend(TorchBackend):
-    """:class:`TorchBackend` on the first CUDA device (cuDNN's RNN), at torch's own
-    precision settings: TF32 for cuDNN's RNN by default (``torch.backends.cudnn.allow_tf32``
-    is ``True``; newer torch: ``torch.backends.cudnn.rnn.fp32_precision == "tf32"``)."""
-
-    name = "torch[cuda]"
-    device = "cuda"
-
-
-class TorchCudaFp32Backend(TorchCudaBackend):
-    """:class:`TorchCudaBackend` in strict float32: TF32 off for cuDNN's RNN and CUDA matrix
-    products while it runs (:func:`rnn_ref.backends.devices.torch_precision`)."""
-
-    name = "torch[cuda,fp32]"
-    precision_mode = "fp32"
-
-
-# --------------------------------------------------------------------------------------------
-# files: state dicts (.pt, .pth) and safetensors
-# --------------------------------------------------------------------------------------------
-def _state_dict(path: Path, fmt: str) -> dict[str, torch.Tensor]:
-    """The file's tensors by name, their declared sizes checked before any is copied
-    (:mod:`file_limits`); a ``.pt`` must be torch's zip format, its members within the
-    limits (the legacy format allocates what its pickle declares before reading)."""
-    if fmt == "safetensors":
-        from safetensors.torch import load_file
-
-        sd = dict(load_file(str(path)))
-    else:
-        with open(path, "rb") as fh:
-            if fh.read(2) != b"PK":
-                raise FileFormatError(f"{path}: not torch's zip format (torch.save since 1.6); "
-                                      f"the legacy format is not read")
-        with file_limits.check_zip(path, str(path)) as zf:
-            if is_torchscript(zf.namelist()):
-                raise FileFormatError(
-                    f"{path}: a TorchScript archive (torch.jit.save): it holds code, which "
-                    f"rnn-ref never runs; save the weights instead with "
-                    f"torch.save(model.state_dict(), path)")
-            corrupt = zf.testzip()  # torch.load with mmap skips the CRC-32 torch's reader checks
-        if corrupt is not None:
-            raise FileFormatError(f"{path}: the member {corrupt!r} fails its CRC-32 check: "
-                                  f"the file is corrupt")
-        sd = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise FileFormatError(f"{path}: not a state dict of tensors (got {type(sd).__name__})")
-    file_limits.check_tensors(sd, str(path))
-    return sd
-
-
-def is_torchscript(names: list[str]) -> bool:
-    """Whether the members of a torch zip archive (``<folder>/<record>``) are a TorchScript
-    archive's: ``torch.jit.save`` writes ``constants.pkl`` (what ``torch.load`` looks for,
-    ``torch.serialization._is_torchscript_zip``) and the module's code under ``code/``;
-    ``torch.save`` writes neither. Decided from the names alone, before torch reads it."""
-    records = [n.split("/", 1)[1] for n in names if "/" in n]
-    return any(r == "constants.pkl" or r.startswith("code/") for r in records)
-
-
-def read_file(path: Path, fmt: str, hints: Hints) -> RNNParams:
-    """The parameters of a state dict file: a :class:`TorchNetwork`'s records the whole
-    network (a hint given must agree with it); any other takes the activation (tanh or relu)
-    as a hint, and with ``nn.Linear`` layers the ``select`` and ``head_activation`` hints."""
-    sd = {k: v.numpy() for k, v in _state_dict(path, fmt).items()}
-    if any(k.endswith("rnn_ref_config") for k in sd):
-        params = from_native(sd)
-        _check_hints(params, hints)
-        return params
-    act = hint_activation(hints, fmt, {"tanh": Activation("tanh"), "relu": Activation("relu")})
-    return from_native(sd, nonlinearity=act.name, select=hints.select,
-                       head_activation=hints.head_activation)
-
-
-def _check_hints(params: RNNParams, hints: Hints) -> None:
-    """``ValueError`` for a hint that says otherwise than the file records."""
-    cfg = params.config
-    acts = {a.name for layer in cfg.activations for a in layer}
-    recorded = {"activation": acts.pop() if len(acts) == 1 else None, "select": cfg.select,
-                "head_activation": ",".join(str(d.activation) for d in cfg.head) or None}
-    for name, value in recorded.items():
-        given = getattr(hints, name)
-        if given is not None and given.replace(" ", "") != value:
-            raise ValueError(f"the {name} hint says {given!r} but the file records {value!r}")
-
-
-def write_file(params: RNNParams, path: Path, fmt: str) -> None:
-    """The state dict of :func:`to_native`'s module (a :class:`TorchNetwork`'s records the
-    whole network); padded steps are written as torch computes them (zeros)."""
-    module = to_native(params.replace(padded_output="zeros"))
-    sd = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
-    if fmt == "safetensors":
-        from safetensors.torch import save_file
-
-        save_file(sd, str(path))
-    else:
-        torch.save(sd, str(path))
-
-
-def load_native(path: Path, fmt: str, params: RNNParams) -> NativeFile:
-    """The file's tensors as stored, under its own keys, in torch modules
-    (:func:`~rnn_ref.backends.torch.graph.file_network`; ``params``, read from the file with
-    the hints, give what its keys do not say)."""
-    return NativeFile(file_network(_state_dict(path, fmt), params.replace(
-        padded_output="zeros")), takes_lengths=True)
-
-
-def run_native(model: nn.Module, x: np.ndarray[Any, Any], lengths: Any = None
-               ) -> np.ndarray[Any, Any]:
-    """The result of a :class:`TorchNetwork`, or the first output of an ``nn.RNN`` or
-    :class:`RNNWithReadout`, on batch-first ``x``, through a packed sequence when ``lengths``
-    are given (padded steps are zeros)."""
-    dtype = next(iter(model.parameters())).dtype
-    xt = torch.from_numpy(np.ascontiguousarray(x))
-    if xt.is_floating_point():
-        xt = xt.to(dtype)  # the model's own dtype
-    with torch.no_grad():
-        if isinstance(model, TorchNetwork):
-            la = None if lengths is None else torch.from_numpy(np.asarray(lengths, np.int64))
-            return model(xt, la).numpy()
-        if lengths is None:
-            return model(xt)[0].numpy()
-        packed = nn.utils.rnn.pack_padded_sequence(
-            xt, torch.from_numpy(np.asarray(lengths, np.int64)), batch_first=True,
-            enforce_sorted=False)
-        rnn = model.rnn if isinstance(model, RNNWithReadout) else model
-        out, _ = nn.utils.rnn.pad_packed_sequence(rnn(packed)[0], batch_first=True,
-                                                  total_length=x.shape[1])
-        if isinstance(model, RNNWithReadout):
-            out = READOUT_ACTIVATIONS[model.activation](model.readout(out))
-        return out.numpy()
-
-
-def list_arrays(path: Path, fmt: str) -> list[tuple[str, tuple[int, ...], str]]:
-    """Every tensor of the file by its own name: ``(name, shape, dtype)``."""
-    return [(k, tuple(v.shape), str(v.dtype).replace("torch.", ""))
-            for k, v in _state_dict(path, fmt).items()]

@@ -81,12 +81,13 @@ FRAMEWORK = Framework(
         FileFormat("safetensors", (".safetensors",), "the same state dict in safetensors",
                    _TORCH_HINTS, ("safetensors",), unrecorded=torch_unrecorded),
     ),
-    backends=(BackendSpec("torch", "rnn_ref.backends.torch.convert:TorchBackend",
+    files="rnn_ref.backends.torch.files",
+    backends=(BackendSpec("torch", "rnn_ref.backends.torch.backend:TorchBackend",
                           ("torch",)),
               # cuDNN's RNN at torch's default (TF32 on) and in strict float32
-              BackendSpec("torch[cuda]", "rnn_ref.backends.torch.convert:TorchCudaBackend",
+              BackendSpec("torch[cuda]", "rnn_ref.backends.torch.backend:TorchCudaBackend",
                           ("torch",), device="cuda"),
               BackendSpec("torch[cuda,fp32]",
-                          "rnn_ref.backends.torch.convert:TorchCudaFp32Backend",
+                          "rnn_ref.backends.torch.backend:TorchCudaFp32Backend",
                           ("torch",), device="cuda", precision="fp32")),
 )
