@@ -96,12 +96,12 @@ def test_error_lines_escape_and_bound_what_a_file_says(tmp_path: Path, capsys,
                                                        monkeypatch) -> None:
     """Whatever an error quotes from a file is escaped and the line is at most 500
     characters (the 4 KB ``.npz`` of issue 14 printed 955 million)."""
-    from rnn_ref.backends.numpy import backend as numpy_backend
+    from rnn_ref.backends.numpy import files as numpy_files
 
     def read_file(path, fmt, hints):  # type: ignore[no-untyped-def]
         raise rnn_ref.FileFormatError(f"{path}: unexpected array {HOSTILE[1]}" + "y" * 5000)
 
-    monkeypatch.setattr(numpy_backend, "read_file", read_file)
+    monkeypatch.setattr(numpy_files, "read_file", read_file)
     src = rnn_ref.save(PARAMS, tmp_path / "src.npz")
     for argv in (["inspect", str(src)], ["convert", str(src), str(tmp_path / "o.pt")]):
         code, _, err = _cli(capsys, *argv)
@@ -161,7 +161,7 @@ def test_onnxruntime_refusals_during_verify_are_one_line(tmp_path: Path, capsys)
 
 def test_any_runtime_error_during_verify_is_one_line(tmp_path: Path, capsys,
                                                      monkeypatch) -> None:
-    from rnn_ref.backends.numpy import backend as numpy_backend
+    from rnn_ref.backends.numpy import files as numpy_files
 
     class RuntimeFailure(Exception):
         """Like onnxruntime's ``Fail``: none of the usual exceptions."""
@@ -169,7 +169,7 @@ def test_any_runtime_error_during_verify_is_one_line(tmp_path: Path, capsys,
     def run_native(model, x, lengths=None):  # type: ignore[no-untyped-def]
         raise RuntimeFailure("[ONNXRuntimeError] : 1 : FAIL : \nsecond line")
 
-    monkeypatch.setattr(numpy_backend, "run_native", run_native)
+    monkeypatch.setattr(numpy_files, "run_native", run_native)
     src = rnn_ref.save(PARAMS, tmp_path / "src.npz")
     code, _, err = _cli(capsys, "convert", str(src), str(tmp_path / "o.npz"), "--verify")
     assert code == 2 and "RuntimeFailure: [ONNXRuntimeError]" in _one_line(err)
@@ -275,12 +275,12 @@ def test_safetensors_without_the_package(tmp_path: Path, capsys, monkeypatch) ->
 
 
 def test_memory_error_anywhere_is_one_line(tmp_path: Path, capsys, monkeypatch) -> None:
-    from rnn_ref.backends.numpy import backend as numpy_backend
+    from rnn_ref.backends.numpy import files as numpy_files
 
     def read_file(path, fmt, hints):  # type: ignore[no-untyped-def]
         raise MemoryError
 
-    monkeypatch.setattr(numpy_backend, "read_file", read_file)
+    monkeypatch.setattr(numpy_files, "read_file", read_file)
     src = rnn_ref.save(PARAMS, tmp_path / "src.npz")
     code, _, err = _cli(capsys, "convert", str(src), str(tmp_path / "o.npz"))
     assert code == 2 and _one_line(err)

@@ -330,13 +330,13 @@ class _SafetensorLike(Exception):
 def test_a_failing_writer_is_one_line_and_leaves_nothing(tmp_path: Path, capsys, monkeypatch,
                                                          error: BaseException) -> None:
     """Before, a ``.pt`` on a full disk was a traceback, a ``MemoryError`` too."""
-    from rnn_ref.backends.numpy import backend as numpy_backend
+    from rnn_ref.backends.numpy import files as numpy_files
 
     def write_file(params, path, fmt):  # type: ignore[no-untyped-def]
         Path(path).write_bytes(b"partial")
         raise error
 
-    monkeypatch.setattr(numpy_backend, "write_file", write_file)
+    monkeypatch.setattr(numpy_files, "write_file", write_file)
     src = rnn_ref.save(PARAMS, tmp_path / "src.npz")
     code, out, err = _cli(capsys, "convert", str(src), str(tmp_path / "dst.npz"))
     assert code == 2 and out == "", err
@@ -424,14 +424,14 @@ _PAUSED_WRITER = """
 import sys, time
 from pathlib import Path
 from rnn_ref import cli
-from rnn_ref.backends.numpy import backend as numpy_backend
+from rnn_ref.backends.numpy import files as numpy_files
 
 def write_file(params, path, fmt):
     Path(path).write_bytes(b"partial")
     print("WRITING", flush=True)
     time.sleep(60)
 
-numpy_backend.write_file = write_file
+numpy_files.write_file = write_file
 sys.exit(cli.main(sys.argv[1:]))
 """
 

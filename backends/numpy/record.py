@@ -11,6 +11,7 @@ FRAMEWORK = Framework(
     name="rnn-ref", title="rnn-ref", module="rnn_ref.backends.numpy.backend",
     requires=("numpy",), distributions=("numpy",), unsupported=unsupported,
     formats=(FileFormat("rnn-ref", (".npz",), "the canonical file (rnn_ref.load)"),),
+    files="rnn_ref.backends.numpy.files",
     backends=(BackendSpec("numpy", "rnn_ref.backends.numpy.backend:NumpyBackend",
                           ("numpy",)),),
 )
