@@ -22,9 +22,9 @@ def run_keras(model: Any, x: np.ndarray, lengths: np.ndarray | None = None) -> n
 
 
 def run_onnx(model: Any, x: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
-    from rnn_ref.backends.onnx import convert as onnx_backend
+    from rnn_ref.backends.onnx import files as onnx_files
 
-    return onnx_backend.run_native(model, x, lengths)
+    return onnx_files.run_native(model, x, lengths)
 
 
 def run_flax(cells: Any, x: np.ndarray, reverse: bool = False) -> np.ndarray:

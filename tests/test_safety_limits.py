@@ -345,20 +345,20 @@ def _with_expand(params: Any, shape: list[int]) -> Any:
 def test_verify_does_not_run_a_graph_whose_tensors_exceed_the_limits() -> None:
     need("onnx")
     need("onnxruntime")
-    from rnn_ref.backends.onnx import convert as onnx_backend
+    from rnn_ref.backends.onnx import files as onnx_files
 
     params = rnn_ref.init(RNNConfig(3, 4), seed=0)
     x = np.zeros((4, 9, 3), np.float32)
     bomb = _with_expand(params, [100_000, 1000, 4, 9, 4])  # 57.6 GB of float32 from 1 KB
     start = time.perf_counter()
     with pytest.raises(LimitError, match=r"'bomb' \(Expand output\) is 57,600,000,000"):
-        onnx_backend.run_native(bomb, x)
+        onnx_files.run_native(bomb, x)
     assert time.perf_counter() - start < 5
     fine = _with_expand(params, [2, 4, 9, 4])
-    assert onnx_backend.run_native(fine, x).shape == (2, 4, 9, 4)
+    assert onnx_files.run_native(fine, x).shape == (2, 4, 9, 4)
     with limits.using(Limits(max_nodes=3)):
         with pytest.raises(LimitError, match="number of graph nodes"):
-            onnx_backend.run_native(fine, x)
+            onnx_files.run_native(fine, x)
 
 
 def test_verify_refuses_a_graph_whose_sizes_cannot_be_known() -> None:
@@ -367,6 +367,7 @@ def test_verify_refuses_a_graph_whose_sizes_cannot_be_known() -> None:
     from onnx import TensorProto, helper
 
     from rnn_ref.backends.onnx import convert as onnx_backend
+    from rnn_ref.backends.onnx import files as onnx_files
 
     params = rnn_ref.init(RNNConfig(3, 4), seed=0)
     model = onnx_backend.to_native(params)
@@ -380,7 +381,7 @@ def test_verify_refuses_a_graph_whose_sizes_cannot_be_known() -> None:
     model.graph.initializer.append(helper.make_tensor("ax", TensorProto.INT64, [1], [0]))
     model.graph.output.append(helper.make_tensor_value_info("big", TensorProto.FLOAT, None))
     with pytest.raises(FileFormatError, match="not known before running"):
-        onnx_backend.run_native(model, np.zeros((4, 9, 3), np.float32))
+        onnx_files.run_native(model, np.zeros((4, 9, 3), np.float32))
 
 
 # ------------------------------------------------------------------------------------------
@@ -426,10 +427,11 @@ def test_float64_to_onnx_is_refused_and_inspect_says_why(f64_state_dict: Path, c
 def test_a_float64_onnx_graph_is_refused_by_name_not_a_traceback() -> None:
     need("onnxruntime")
     from rnn_ref.backends.onnx import convert as onnx_backend
+    from rnn_ref.backends.onnx import files as onnx_files
 
     model = onnx_backend.to_native(rnn_ref.init(RNNConfig(3, 4), seed=0, dtype=np.float64))
     with pytest.raises(UnsupportedError, match="float64 RNN graph.*float32 only"):
-        onnx_backend.run_native(model, np.zeros((2, 5, 3)))
+        onnx_files.run_native(model, np.zeros((2, 5, 3)))
 
 
 def test_declared_sizes_one_helper() -> None:

@@ -1,4 +1,5 @@
-"""ONNX: one ``RNN`` node per layer, converters, oracle, and the onnxruntime backend.
+"""ONNX: one ``RNN`` node per layer, converters and oracle (the files: ``files.py``; the
+onnxruntime backend: ``backend.py``).
 
 How ONNX differs from the reference (ONNX ``Operators.md``, section ``RNN``; onnxruntime
 ``core/providers/cpu/rnn/rnn_helpers.cc``):
@@ -33,17 +34,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, numpy_helper
 
 from rnn_ref import limits
-from rnn_ref.backends._common import raise_if
 from rnn_ref.backends.onnx import untrusted
-from rnn_ref.backends.onnx.graph import graph_result as _graph_result
 from rnn_ref.backends.onnx.graph import write_network
 from rnn_ref.backends.onnx.nodes import (
     ONNX_NAMES,
@@ -55,18 +53,11 @@ from rnn_ref.backends.onnx.nodes import (
 )
 from rnn_ref.backends.onnx.reader import UNROLLED, read_network
 from rnn_ref.backends.onnx.record import unsupported
-from rnn_ref.config import RNNConfig
 from rnn_ref.errors import UnsupportedError
-from rnn_ref.fileapi import Hints, NativeFile
-from rnn_ref.inputs import Inputs, check_inputs
 from rnn_ref.params import RNNParams
-from rnn_ref.reference import ForwardResult
 
-__all__ = ["NAME", "ONNX_NAMES", "GraphBuilder", "OnnxGraphBackend", "OnnxRuntimeBackend",
-           "RnnNode", "from_native",
-           "graph_feeds", "graph_result", "list_arrays", "load_native", "oracle", "owns",
-           "read_file", "read_node", "run_native", "run_node", "to_native", "unsupported",
-           "write_file"]
+__all__ = ["GraphBuilder", "NAME", "ONNX_NAMES", "RnnNode", "from_native", "oracle", "owns",
+           "read_node", "run_node", "to_native", "unsupported"]
 
 NAME = "ONNX RNN"
 OPSET = 17
@@ -265,195 +256,3 @@ def oracle(model: onnx.ModelProto) -> Callable[..., list[np.ndarray[Any, Any]]]:
         return [np.asarray(o) for o in evaluator.run(None, arrays)]
 
     return call
-
-
-def graph_feeds(cfg: RNNConfig, inputs: Inputs, lengths: np.ndarray[Any, Any] | None
-                ) -> dict[str, np.ndarray[Any, Any]]:
-    """The feeds of a :func:`to_native` graph, by input name: float32 ``x``, or int64 token
-    ids (with ``mask_zero``, id 0 at every step ``inputs.valid`` says is padding, so the graph
-    derives the lengths of a caller's mask or lengths too), ``lengths``, ``h0``."""
-    if cfg.vocab_size is None:
-        x = np.asarray(inputs.x, np.float32)
-    else:
-        x = np.asarray(inputs.x, np.int64)
-        x = np.where(inputs.valid, x, 0) if cfg.mask_zero else x
-    feeds: dict[str, np.ndarray[Any, Any]] = {"x": x}
-    if lengths is not None:
-        feeds["lengths"] = lengths.astype(np.int32)
-    if inputs.h0 is not None:
-        if cfg.uniform_hidden:
-            feeds["h0"] = np.stack(inputs.h0).astype(np.float32)
-        else:
-            for li in range(cfg.num_layers):
-                feeds[f"h0_l{li}"] = np.stack([
-                    np.asarray(inputs.h0[cfg.state_index(li, r)], np.float32)
-                    for r in range(cfg.num_directions_of(li))])
-    return feeds
-
-
-def graph_result(cfg: RNNConfig, got: dict[str, np.ndarray[Any, Any]]) -> ForwardResult:
-    """A :class:`ForwardResult` from a :func:`to_native` graph's outputs, by name (written
-    with ``expose_outputs=True``)."""
-    return _graph_result(cfg, got)
-
-
-def _lengths(name: str, inputs: Inputs) -> np.ndarray[Any, Any] | None:
-    """The ``lengths`` feed: right-padded lengths, or ``None``; for ``mask_zero`` always
-    ``None``: the graph derives the mask from the ids, any pattern (:func:`graph_feeds` puts
-    id 0 at every step a caller's lengths or mask pad)."""
-    return None if inputs.config.mask_zero else inputs.lengths_or_none(name)
-
-
-# --------------------------------------------------------------------------------------------
-# the onnxruntime backend
-# --------------------------------------------------------------------------------------------
-class OnnxGraphBackend:
-    """A runtime that runs the graphs of :func:`to_native` in float32: ``supports`` and
-    ``forward`` written once for onnxruntime, OpenVINO and tract. A subclass sets ``name``,
-    ``padding_refusal`` (``None``: it takes right-padded lengths as ``sequence_lens``; else
-    why it takes neither lengths nor masks) and :meth:`rules`, and implements :meth:`run`."""
-
-    name = ""
-    padding_refusal: str | None = None
-
-    def rules(self, config: RNNConfig, *, padded: bool) -> tuple[str, str] | None:
-        """``(feature, why)`` for what the runtime cannot run, else ``None``."""
-        return unsupported(config, padded=padded)
-
-    def run(self, model: onnx.ModelProto, feeds: dict[str, np.ndarray[Any, Any]]
-            ) -> dict[str, np.ndarray[Any, Any]]:
-        """The graph's outputs by name, for ``feeds`` by input name."""
-        raise NotImplementedError(f"{type(self).__name__} does not say how to run a graph")
-
-    def supports(self, config: RNNConfig, *, dtype: Any, lengths: bool, mask: bool
-                 ) -> str | None:
-        if self.padding_refusal is not None and (lengths or mask):
-            return f"lengths or a mask: {self.padding_refusal}"
-        if mask and not config.mask_zero:
-            return "a mask of any pattern: sequence_lens takes right-padded lengths"
-        reason = self.rules(config, padded=lengths)
-        if reason is not None:
-            return f"{reason[0]}: {reason[1]}"
-        if np.dtype(dtype) != np.float32:
-            return f"dtype {np.dtype(dtype)}: {self.name} runs RNN graphs in float32 only"
-        return None
-
-    def forward(self, params: RNNParams, x: np.ndarray[Any, Any], *, h0: Any = None,
-                lengths: Any = None, mask: Any = None) -> ForwardResult:
-        """The graph on ``x (N, T, D)`` (token ids ``(N, T)`` with an embedding; with
-        ``mask_zero`` any pattern of id 0, lengths or mask), ``h0 (L*R, N, M)`` (or
-        L*R ``(N, M_l)``), ``lengths (N,)`` or a right-padded ``mask (N, T)``: ``outputs
-        (N, T, F)`` (a pair of
-        ``(N, T, M)`` for ``merge_mode=None``), ``h_n (L*R, N, M)`` (or L*R ``(N, M_l)``) and
-        ``y (N, T, K)`` or ``None``, in float32. Bad inputs raise as
-        :func:`rnn_ref.inputs.check_inputs` says."""
-        cfg = params.config
-        inputs = check_inputs(cfg, x, h0=h0, lengths=lengths, mask=mask, where=self.name)
-        if self.padding_refusal is not None and inputs.padding is not None:
-            raise UnsupportedError(self.name, "lengths or a mask", self.padding_refusal)
-        la = _lengths(self.name, inputs)
-        if params.dtype != np.float32:
-            raise UnsupportedError(self.name, f"dtype {params.dtype}",
-                                   "it runs RNN graphs in float32 only")
-        raise_if(self.rules(cfg, padded=la is not None or inputs.padded), self.name)
-        model = to_native(params, lengths=la is not None, initial_state=inputs.h0 is not None,
-                          expose_outputs=True)
-        return graph_result(cfg, self.run(model, graph_feeds(cfg, inputs, la)))
-
-
-class OnnxRuntimeBackend(OnnxGraphBackend):
-    """The graph of :func:`to_native` run by onnxruntime's CPU provider (float32 only)."""
-
-    name = "onnxruntime"
-
-    def run(self, model: onnx.ModelProto, feeds: dict[str, np.ndarray[Any, Any]]
-            ) -> dict[str, np.ndarray[Any, Any]]:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        session = ort.InferenceSession(model.SerializeToString(), options,
-                                       providers=["CPUExecutionProvider"])
-        names = [o.name for o in model.graph.output]
-        return dict(zip(names, session.run(None, feeds), strict=True))
-
-    def round_trip(self, params: RNNParams) -> RNNParams:
-        """Through an ONNX graph (serialised and parsed again) and back."""
-        model = to_native(params)
-        return from_native(onnx.load_from_string(model.SerializeToString()))
-
-
-# --------------------------------------------------------------------------------------------
-# files (.onnx)
-# --------------------------------------------------------------------------------------------
-def read_file(path: Path, fmt: str, hints: Hints) -> RNNParams:
-    """The parameters of an ``.onnx`` file, checked by ``onnx.checker`` first."""
-    model = untrusted.load_path(path)
-    onnx.checker.check_model(model)
-    return from_native(model)
-
-
-def write_file(params: RNNParams, path: Path, fmt: str) -> None:
-    onnx.save(to_native(params), str(path))
-
-
-def load_native(path: Path, fmt: str, params: RNNParams) -> NativeFile:
-    """The file's graph; one whose only input is ``x`` runs as it is, others are rebuilt from
-    ``params`` with a ``lengths`` input."""
-    model = untrusted.load_path(path)
-    if [i.name for i in model.graph.input if i.name not in
-            {t.name for t in model.graph.initializer}] == ["x"]:
-        return NativeFile(model, takes_lengths=False)
-    return NativeFile(to_native(params, lengths=True), takes_lengths=True)
-
-
-def run_native(model: onnx.ModelProto, x: np.ndarray[Any, Any], lengths: Any = None
-               ) -> np.ndarray[Any, Any]:
-    """The first output of an ONNX graph run by onnxruntime's CPU provider: ``x`` (features in
-    the graph's floating type, or token ids) bound to the graph's first input whatever it is
-    called, and ``lengths``, when given, to its second. The graph is checked first
-    (:func:`untrusted.check_runnable`); onnxruntime gets its bytes, never a path. A graph
-    whose ``RNN`` weights are not float32 is refused: onnxruntime's CPU RNN kernel runs
-    float32 only."""
-    import onnxruntime as ort
-
-    consts = {t.name for t in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in consts]
-    if not inputs or (lengths is not None and len(inputs) < 2):
-        raise UnsupportedError("onnxruntime", f"a graph with inputs {[i.name for i in inputs]}",
-                               "it needs the sequence" + (" and its lengths" if lengths is
-                                                          not None else ""))
-    weights = {t.name: t.data_type for t in model.graph.initializer}
-    rnn_types = {weights[n.input[1]] for n in model.graph.node
-                 if n.op_type == "RNN" and len(n.input) > 1 and n.input[1] in weights}
-    if rnn_types - {onnx.TensorProto.FLOAT}:
-        kinds = sorted(str(helper.tensor_dtype_to_np_dtype(t)) for t in rnn_types)
-        raise UnsupportedError("onnxruntime", f"a {'/'.join(kinds)} RNN graph",
-                               "its CPU RNN kernel runs float32 only, so the file cannot be "
-                               "run or verified here")
-
-    def feed(value: Any, spec: onnx.ValueInfoProto) -> np.ndarray[Any, Any]:
-        elem = spec.type.tensor_type.elem_type
-        return np.asarray(value, helper.tensor_dtype_to_np_dtype(elem) if elem else None)
-
-    feeds = {inputs[0].name: feed(x, inputs[0])}
-    if lengths is not None:
-        feeds[inputs[1].name] = feed(lengths, inputs[1])
-    untrusted.check_runnable(model, feeds)
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(model.SerializeToString(), options,
-                                   providers=["CPUExecutionProvider"])
-    return np.asarray(session.run(None, feeds)[0])
-
-
-def list_arrays(path: Path, fmt: str) -> list[tuple[str, tuple[int, ...], str]]:
-    """Every initializer of the file by its own name: ``(name, shape, dtype)``."""
-    arrays = [(t.name, numpy_helper.to_array(t))
-              for t in untrusted.load_path(path).graph.initializer]
-    return [(name, a.shape, str(a.dtype)) for name, a in arrays]
-
-
-def external_files(path: Path) -> list[tuple[str, str, int, str | None]]:
-    """What reading ``path`` would read besides it (:func:`untrusted.external_files`)."""
-    return untrusted.external_files(path)

@@ -2,8 +2,8 @@
 read, checked and computed as the ONNX spec defines it (every opset version: 1, 7, 14, 22).
 
 The writer (:mod:`rnn_ref.backends.onnx.graph`), the reader
-(:mod:`rnn_ref.backends.onnx.reader`) and the converters and backends
-(:mod:`rnn_ref.backends.onnx.convert`) all import it; it imports none of them.
+(:mod:`rnn_ref.backends.onnx.reader`) and the converters (:mod:`rnn_ref.backends.onnx.convert`)
+all import it; it imports none of them.
 """
 
 from __future__ import annotations

@@ -47,7 +47,8 @@ FRAMEWORK = Framework(
     recognised_when="onnx",
     formats=(FileFormat("onnx", (".onnx",), "a graph of RNN nodes (rnn_ref.from_onnx)",
                         runs=("onnxruntime", ("float32",))),),
+    files="rnn_ref.backends.onnx.files",
     backends=(BackendSpec("onnxruntime",
-                          "rnn_ref.backends.onnx.convert:OnnxRuntimeBackend",
+                          "rnn_ref.backends.onnx.backend:OnnxRuntimeBackend",
                           ("onnx", "onnxruntime")),),
 )

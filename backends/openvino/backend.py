@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from rnn_ref.backends.onnx.convert import OnnxGraphBackend
+from rnn_ref.backends.onnx.backend import OnnxGraphBackend
 from rnn_ref.backends.openvino.record import OPENVINO_ACTIVATIONS as ACTIVATIONS
 from rnn_ref.backends.openvino.record import unsupported
 from rnn_ref.config import RNNConfig

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from rnn_ref.backends.onnx.convert import OnnxGraphBackend
+from rnn_ref.backends.onnx.backend import OnnxGraphBackend
 from rnn_ref.backends.tract.record import unsupported
 from rnn_ref.config import RNNConfig
 
