@@ -12,8 +12,9 @@ from torch import nn
 
 from rnn_ref.backends import devices
 from rnn_ref.backends._common import raise_if
-from rnn_ref.backends.torch.convert import _DTYPES, NAME, from_native, to_native
+from rnn_ref.backends.torch.convert import NAME, from_native, to_native
 from rnn_ref.backends.torch.graph import (
+    TORCH_DTYPES,
     build_network,
     network_params,
 )
@@ -58,7 +59,7 @@ class TorchBackend:
         reason = unsupported(config, padded=lengths or mask)
         if reason is not None:
             return f"{reason[0]}: {reason[1]}"
-        if np.dtype(dtype) not in _DTYPES:
+        if np.dtype(dtype) not in TORCH_DTYPES:
             return f"dtype {np.dtype(dtype)}: use float32 or float64"
         return None
 
@@ -72,9 +73,9 @@ class TorchBackend:
         cfg = params.config
         inputs = check_inputs(cfg, x, h0=h0, lengths=lengths, mask=mask, where=NAME)
         raise_if(unsupported(cfg, padded=inputs.padded), NAME)
-        if params.dtype not in _DTYPES:
+        if params.dtype not in TORCH_DTYPES:
             raise UnsupportedError(NAME, f"dtype {params.dtype}", "use float32 or float64")
-        dtype = _DTYPES[params.dtype]
+        dtype = TORCH_DTYPES[params.dtype]
         dev = self._device
         net = build_network(params).to(dev)
         xt = torch.from_numpy(np.ascontiguousarray(inputs.x)).to(dev)
@@ -103,7 +104,7 @@ class TorchBackend:
         """Gradients by torch autograd, in the parameters' dtype (a ``BackwardResult``)."""
         from rnn_ref.gradient import BackwardResult
 
-        dtype, dev = _DTYPES[params.dtype], self._device
+        dtype, dev = TORCH_DTYPES[params.dtype], self._device
 
         def dot(a: torch.Tensor, cot: Any) -> torch.Tensor:
             return (a * torch.from_numpy(np.ascontiguousarray(cot)).to(device=dev, dtype=dtype)

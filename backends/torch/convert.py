@@ -34,6 +34,7 @@ from torch import nn
 
 from rnn_ref.backends._common import adopt_padded_output, raise_if
 from rnn_ref.backends.torch.graph import (
+    TORCH_DTYPES,
     Layout,
     build_network,
     network_params,
@@ -56,7 +57,6 @@ NAME = "torch.nn.RNN"
 READOUT_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = dict(zip(
     TORCH_READOUT_ACTIVATIONS, (lambda t: t, torch.tanh, torch.relu, torch.sigmoid),
     strict=True))
-_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
 
 
 class RNNWithReadout(nn.Module):
@@ -326,7 +326,7 @@ def to_native(params: RNNParams, *, batch_first: bool = True, strict: bool = Fal
     raise_if(unsupported(params.config), NAME)
     params = adopt_padded_output(params, "zeros", NAME, strict=strict)
     cfg = params.config
-    if params.dtype not in _DTYPES:
+    if params.dtype not in TORCH_DTYPES:
         raise UnsupportedError(NAME, f"dtype {params.dtype}", "use float32 or float64")
     if not is_lone_rnn(cfg):
         if not batch_first:
@@ -341,7 +341,7 @@ def to_native(params: RNNParams, *, batch_first: bool = True, strict: bool = Fal
 def _lone_rnn(params: RNNParams, batch_first: bool) -> nn.Module:
     """The ``nn.RNN`` (or :class:`RNNWithReadout`) of a network :func:`is_lone_rnn` holds."""
     cfg = params.config
-    dtype = _DTYPES[params.dtype]
+    dtype = TORCH_DTYPES[params.dtype]
     rnn = nn.RNN(cfg.input_size, cfg.hidden_sizes[0], num_layers=cfg.num_layers,
                  nonlinearity=cfg.activation_of(0, 0).name, bias=cfg.bias,
                  batch_first=batch_first, bidirectional=cfg.num_directions == 2, dtype=dtype)

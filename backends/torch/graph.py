@@ -78,10 +78,10 @@ from rnn_ref.fileapi import MissingHintError
 from rnn_ref.network import Dense, HeadActivation, Identity, Softmax
 from rnn_ref.params import CellParams, Readout, RNNParams
 
-__all__ = ["Layout", "build_network", "file_network", "network_params", "read_module",
-           "read_state_dict"]
+__all__ = ["TORCH_DTYPES", "Layout", "build_network", "file_network", "network_params",
+           "read_module", "read_state_dict"]
 
-_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
+TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
 CONFIG_KEY = "rnn_ref_config"
 
 
@@ -181,7 +181,7 @@ def _rnn_module(cfg: RNNConfig, params: RNNParams, layers: list[int], cells: lis
     rnn = nn.RNN(cfg.layer_input_size(first), cfg.hidden_sizes[first], num_layers=len(layers),
                  nonlinearity=cfg.activation_of(first, cells[0]).name, bias=cfg.bias,
                  batch_first=True, bidirectional=bidirectional, dropout=dropout,
-                 dtype=_DTYPES[params.dtype])
+                 dtype=TORCH_DTYPES[params.dtype])
     with torch.no_grad():
         for k, li in enumerate(layers):
             for r, c in enumerate(cells):
@@ -210,7 +210,7 @@ def build_network(params: RNNParams) -> TorchNetwork:
     """A :class:`TorchNetwork` computing ``params`` (in their dtype, eval mode). The caller
     checks first what torch cannot compute (``torch_unsupported``)."""
     cfg = params.config
-    dtype = _DTYPES[params.dtype]
+    dtype = TORCH_DTYPES[params.dtype]
     steps: list[tuple[str, nn.Module]] = []
     if params.embedding is not None:
         emb = nn.Embedding(cfg.vocab_size or 0, cfg.input_size, padding_idx=cfg.padding_idx,
@@ -1125,7 +1125,7 @@ def _from_config_buffer(g: _Groups, sd: Mapping[str, Any]) -> RNNParams:
     prefix, raw = g.config
     config = RNNConfig.from_dict(json.loads(bytes(_numpy(raw).astype(np.uint8)).decode()))
     dtypes = {k: _numpy(v).dtype for k, v in sd.items() if not k.endswith(CONFIG_KEY)}
-    odd = sorted(k for k, d in dtypes.items() if d not in _DTYPES)
+    odd = sorted(k for k, d in dtypes.items() if d not in TORCH_DTYPES)
     if odd:
         raise FileFormatError(f"the tensor {odd[0]!r} is {dtypes[odd[0]]}: a TorchNetwork's "
                               f"state dict holds float32 or float64 tensors")
@@ -1200,7 +1200,7 @@ def file_network(sd: Mapping[str, torch.Tensor], params: RNNParams) -> TorchNetw
     reason to fail; a tensor no group takes is a ``ValueError`` naming it."""
     g = _group(sd)
     cfg = params.config
-    dtype = _DTYPES[params.dtype]
+    dtype = TORCH_DTYPES[params.dtype]
     if g.config is not None:
         prefix = g.config[0]
         net = build_network(params)
