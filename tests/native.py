@@ -16,9 +16,9 @@ def run_torch(model: Any, x: np.ndarray, lengths: np.ndarray | None = None) -> n
 
 def run_keras(model: Any, x: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
     """A model from to_keras(..., mask_value=0.0): padded steps are zeroed in the input."""
-    from rnn_ref.backends.keras import convert as keras_backend
+    from rnn_ref.backends.keras import files as keras_files
 
-    return keras_backend.run_native(model, x, lengths)
+    return keras_files.run_native(model, x, lengths)
 
 
 def run_onnx(model: Any, x: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:

@@ -138,7 +138,7 @@ def test_keras_in_process_backend_refuses_like_the_oracle() -> None:
     from conftest import need_keras
 
     need_keras()
-    from rnn_ref.backends.keras.convert import KerasBackend
+    from rnn_ref.backends.keras.backend import KerasBackend
 
     backend = KerasBackend()
     for bad in BAD.values():

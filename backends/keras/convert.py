@@ -1,4 +1,5 @@
-"""Keras 3: ``SimpleRNN``/``Bidirectional`` converters, oracle, and the ``keras[...]`` backends.
+"""Keras 3: ``SimpleRNN``/``Bidirectional`` converters and oracle (the files: ``files.py``; the
+backend in this process: ``backend.py``; the ``keras[...]`` backends: ``worker.py``).
 
 Keras fixes its backend once per process (``KERAS_BACKEND``), so this module describes
 whatever Keras was imported with; :mod:`rnn_ref.backends.keras.worker` runs
@@ -27,25 +28,20 @@ How Keras differs from the reference (Keras 3.15.1 sources):
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import sys
 import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rnn_ref.activations import Activation
-from rnn_ref.backends import file_limits
 from rnn_ref.backends._common import adopt_padded_output, raise_if
 from rnn_ref.backends.keras.graph import (
     IDENTITY_LAYERS,
-    KERAS2,
     KERAS3,
     Flavour,
     KerasNetwork,
@@ -55,37 +51,26 @@ from rnn_ref.backends.keras.graph import (
 )
 from rnn_ref.backends.keras.record import KERAS_ACTIVATIONS, keras_masked_step_output, unsupported
 from rnn_ref.config import RNNConfig
-from rnn_ref.errors import FileFormatError, UnsupportedError
-from rnn_ref.fileapi import (
-    Hints,
-    MissingHintError,
-    NativeFile,
-    hint_activation,
-    hint_activations,
-)
-from rnn_ref.inputs import check_inputs
+from rnn_ref.errors import UnsupportedError
 from rnn_ref.network import POOLINGS, Softmax, state_item
-from rnn_ref.params import CellParams, Readout, RNNParams
-from rnn_ref.reference import ForwardResult, forward, merge, returned
+from rnn_ref.params import CellParams, RNNParams
+from rnn_ref.reference import forward, merge, returned
 
-__all__ = ["TO_KERAS", "KerasBackend", "KerasSupport", "LayerCall", "LegacyReader",
-           "from_native", "import_keras", "layer_oracle", "list_arrays", "load_native",
-           "model_network", "model_oracle", "oracle", "owns", "quiet_import", "read_bare_layer",
-           "read_file", "read_legacy_h5", "rnn_layers", "run_native", "to_native",
-           "unsupported", "write_file"]
+__all__ = ["LayerCall", "TO_KERAS", "from_native", "import_keras", "layer_oracle", "model_network",
+           "model_oracle", "oracle", "owns", "quiet_import", "read_bare_layer", "rnn_layers",
+           "to_native", "unsupported"]
 
 TO_KERAS = {v: k for k, v in KERAS_ACTIVATIONS.items()}
 
 
-def _keras() -> Any:
+def keras_module() -> Any:
     import keras
 
     return keras
 
 
 def backend_name() -> str:
-    return str(_keras().backend.backend())
-
+    return str(keras_module().backend.backend())
 
 
 def unsupported_dtype(dtype: Any, backend: str) -> str | None:
@@ -103,7 +88,7 @@ def unsupported_dtype(dtype: Any, backend: str) -> str | None:
 # --------------------------------------------------------------------------------------------
 def _cell(layer: Any) -> tuple[CellParams, Activation]:
     """A Keras 3 ``SimpleRNN``'s cell and activation (:func:`keras_graph.read_cell`)."""
-    keras = _keras()
+    keras = keras_module()
     return read_cell(layer, keras.layers.SimpleRNN, KERAS3, keras.ops.convert_to_numpy,
                      generic=(keras.layers.RNN, keras.layers.SimpleRNNCell))
 
@@ -154,7 +139,7 @@ def read_bare_layer(obj: Any, *, bidirectional: bool,
 
 def _bare_layer(obj: Any) -> tuple[RNNParams, LayerCall]:
     """A bare Keras 3 ``SimpleRNN``, ``RNN(SimpleRNNCell)`` or ``Bidirectional`` layer."""
-    return read_bare_layer(obj, bidirectional=isinstance(obj, _keras().layers.Bidirectional),
+    return read_bare_layer(obj, bidirectional=isinstance(obj, keras_module().layers.Bidirectional),
                            cell=_cell, backend=backend_name())
 
 
@@ -197,7 +182,7 @@ def from_native(obj: Any) -> RNNParams:
         UnsupportedError: any other layer or operation, named; stateful layers;
             ``go_backwards`` below another layer; activations outside rnn-ref's set.
     """
-    keras = _keras()
+    keras = keras_module()
     if isinstance(obj, keras.Model):
         return model_network(obj)[1]
     if isinstance(obj, (keras.layers.RNN, keras.layers.Bidirectional)):
@@ -221,7 +206,7 @@ def rnn_layer(params: RNNParams, li: int, *, return_sequences: bool, return_stat
     """Keras' layer for recurrent layer ``li`` of ``params`` (``SimpleRNN``, with
     ``go_backwards`` for a reverse layer, or ``Bidirectional``), built and holding its
     weights, with its input and recurrent dropout rates."""
-    keras = _keras()
+    keras = keras_module()
     cfg = params.config
     dtype = params.dtype.name
     rates = {i.kind: i.rate for i in cfg.identities if i.after == li
@@ -261,7 +246,7 @@ def rnn_layers(params: RNNParams, *, return_sequences: bool = True,
 
 def head_layer(params: RNNParams, j: int) -> Any:
     """Keras' ``Dense`` for head layer ``j``, built and holding its weights."""
-    keras = _keras()
+    keras = keras_module()
     dense = params.config.head[j]
     act = dense.activation
     name = act.name if isinstance(act, Softmax) else TO_KERAS[act]
@@ -275,7 +260,7 @@ def head_layer(params: RNNParams, j: int) -> Any:
 
 def identity_layers(params: RNNParams, after: int) -> list[Any]:
     """Keras' dropout and noise layers at position ``after`` (``Identity.after``)."""
-    keras = _keras()
+    keras = keras_module()
     out = []
     for ident in params.config.identities:
         if ident.after == after and ident.kind in _IDENTITY_CLASSES:
@@ -285,10 +270,10 @@ def identity_layers(params: RNNParams, after: int) -> list[Any]:
     return out
 
 
-def _input_layers(params: RNNParams) -> list[Any]:
+def input_layers(params: RNNParams) -> list[Any]:
     """``Input``, then ``Embedding`` (with its table) or ``Masking`` when the network has
     one."""
-    keras = _keras()
+    keras = keras_module()
     cfg = params.config
     dtype = params.dtype.name
     if cfg.vocab_size is not None:
@@ -307,7 +292,7 @@ def pooling_layer(params: RNNParams) -> Any:
     """Keras' pooling over time for ``select``: ``GlobalAveragePooling1D`` for
     ``mean_valid`` (it weighs by the mask) and ``mean_all`` (written only where nothing is
     padded), ``GlobalMaxPooling1D`` for ``max_all`` (it ignores the mask)."""
-    keras = _keras()
+    keras = keras_module()
     cls = (keras.layers.GlobalMaxPooling1D if params.config.select == "max_all"
            else keras.layers.GlobalAveragePooling1D)
     return cls(dtype=params.dtype.name)
@@ -323,7 +308,7 @@ def network_layers(params: RNNParams) -> list[Any]:
     network returns a final state."""
     cfg = params.config
     L = cfg.num_layers
-    layers = [*_input_layers(params), *identity_layers(params, 0)]
+    layers = [*input_layers(params), *identity_layers(params, 0)]
     for li in range(L):
         last = li == L - 1
         seqs = not last or cfg.select in ("sequence", *POOLINGS)  # last_step: see to_native
@@ -381,7 +366,7 @@ def to_native(params: RNNParams, *, mask_value: float | None = None,
     Raises:
         UnsupportedError: what Keras cannot hold (:func:`unsupported`), with the reason.
     """
-    keras = _keras()
+    keras = keras_module()
     if mask_value is not None:
         if params.config.mask_value is not None or params.config.vocab_size is not None:
             raise ValueError(f"mask_value={mask_value!r}: the network already has "
@@ -406,7 +391,7 @@ def _several_outputs(cfg: RNNConfig, layers: list[Any]) -> Any:
     """A functional model of ``layers`` (``Input`` first) returning ``cfg.returns``: the
     result, the last recurrent layer's sequence, final states (every recurrent layer
     returns its states then, in h_n order)."""
-    keras = _keras()
+    keras = keras_module()
     h = inputs = layers[0]
     states: list[Any] = []
     sequence = None
@@ -429,7 +414,7 @@ def _several_outputs(cfg: RNNConfig, layers: list[Any]) -> Any:
 # oracle
 # --------------------------------------------------------------------------------------------
 def owns(model: Any) -> bool:
-    keras = _keras()
+    keras = keras_module()
     return isinstance(model, (keras.layers.RNN, keras.layers.Bidirectional, keras.Model))
 
 
@@ -506,123 +491,13 @@ def oracle(model: Any) -> Callable[..., Any]:
     ``[h_forward, h_backward]`` for ``Bidirectional``). It returns the same structure: an
     array, or a tuple (``return_state``, ``merge_mode=None``).
     """
-    if isinstance(model, _keras().Model):
+    if isinstance(model, keras_module().Model):
         return model_oracle(from_native(model))
     return layer_oracle(*_bare_layer(model))
 
 
 # --------------------------------------------------------------------------------------------
-# backends
-# --------------------------------------------------------------------------------------------
-class KerasSupport:
-    """What Keras on ``self.backend`` can run (shared by the in-process and worker backends)."""
-
-    backend: str
-
-    def supports(self, config: RNNConfig, *, dtype: Any, lengths: bool, mask: bool
-                 ) -> str | None:
-        reason = unsupported(config, backend=self.backend, padded=lengths or mask)
-        if reason is not None:
-            return f"{reason[0]}: {reason[1]}"
-        return unsupported_dtype(dtype, self.backend)
-
-
-class KerasBackend(KerasSupport):
-    """The whole network in Keras' own layers (those of :func:`to_native`), on the backend
-    this process imported Keras with, called eagerly."""
-
-    def __init__(self) -> None:
-        self.backend = backend_name()
-        self.name = f"keras[{self.backend}]"
-
-    def forward(self, params: RNNParams, x: np.ndarray[Any, Any], *, h0: Any = None,
-                lengths: Any = None, mask: Any = None) -> ForwardResult:
-        """Keras' layers on ``x`` (``(N, T, D)``, or token ids ``(N, T)``), ``h0`` (S arrays
-        ``(N, M_l)``), and ``lengths (N,)`` or ``mask (N, T)`` (with the network's own mask,
-        given to every recurrent layer): ``outputs (N, T, F)`` of the last recurrent layer
-        (a pair for ``merge_mode=None``), ``h_n (S, N, M)`` (or S ``(N, M_l)``), ``y`` the
-        head's output (``None`` without a head), ``selected`` what the last layer hands on;
-        in the parameters' dtype. Bad inputs raise as
-        :func:`rnn_ref.inputs.check_inputs` says."""
-        keras = _keras()
-        cfg = params.config
-        inputs = check_inputs(cfg, x, h0=h0, lengths=lengths, mask=mask, where=self.name)
-        m = inputs.mask_or_none()  # (N, T), or None when nothing is padded
-        raise_if(unsupported(cfg, backend=self.backend, padded=m is not None), self.name)
-        dtype_problem = unsupported_dtype(params.dtype, self.backend)
-        if dtype_problem is not None:
-            raise UnsupportedError(self.name, dtype_problem)
-        to_np = keras.ops.convert_to_numpy
-        mask_t = None if m is None else keras.ops.convert_to_tensor(m)
-        h = _embedded(params, inputs.x)
-        for layer in identity_layers(params, 0):
-            h = layer(h)
-        h_n: list[np.ndarray[Any, Any]] = []
-        outputs: Any = None
-        for li in range(cfg.num_layers):
-            h0s = None if inputs.h0 is None else [keras.ops.convert_to_tensor(
-                np.asarray(inputs.h0[cfg.state_index(li, r)], params.dtype))
-                for r in range(cfg.num_directions_of(li))]
-            below = h
-            outputs, states = _run_layer(params, li, h, mask_t, h0s)
-            h_n += [to_np(s) for s in states]
-            h = outputs
-            if li == cfg.num_layers - 1 and cfg.select in ("final", "last_step"):
-                h = _call(rnn_layer(params, li, return_sequences=False), below, mask_t, h0s)
-            elif li == cfg.num_layers - 1 and cfg.select in POOLINGS:
-                pooled = pooling_layer(params)  # the maximum ignores the mask
-                h = pooled(h) if mask_t is None or cfg.select == "max_all" else pooled(
-                    h, mask=mask_t)
-            for layer in identity_layers(params, li + 1):
-                h = layer(h)
-        selected = h
-        for j in range(len(cfg.head)):
-            h = head_layer(params, j)(h)
-            for layer in identity_layers(params, cfg.num_layers + 1 + j):
-                h = layer(h)
-        out: Any = tuple(to_np(o) for o in outputs) if isinstance(outputs, tuple) \
-            else to_np(outputs)
-        if cfg.directions[-1] == "reverse" and cfg.output_order == "aligned":
-            out = np.ascontiguousarray(out[:, ::-1])  # go_backwards: in processing order
-        sel = tuple(to_np(s) for s in selected) if isinstance(selected, tuple) \
-            else to_np(selected)
-        return ForwardResult(out, np.stack(h_n) if cfg.uniform_hidden else tuple(h_n),
-                             to_np(h) if cfg.head else None, sel)
-
-
-def _embedded(params: RNNParams, x: np.ndarray[Any, Any]) -> Any:
-    """The network's input in Keras: the ``Embedding`` of token ids, or the features (a
-    ``Masking`` layer computes nothing else)."""
-    keras = _keras()
-    if params.config.vocab_size is None:
-        return keras.ops.convert_to_tensor(x.astype(params.dtype))
-    return _input_layers(params)[1](keras.ops.convert_to_tensor(x.astype(np.int32)))
-
-
-def _call(layer: Any, h: Any, mask: Any, h0s: Any) -> Any:
-    kwargs: dict[str, Any] = {}
-    if mask is not None:
-        kwargs["mask"] = mask
-    if h0s is not None:
-        kwargs["initial_state"] = h0s
-    return layer(h, **kwargs)
-
-
-def _run_layer(params: RNNParams, li: int, h: Any, mask: Any, h0s: Any
-               ) -> tuple[Any, list[Any]]:
-    """Recurrent layer ``li`` returning sequences and states: its (merged) outputs (a pair for
-    ``merge_mode=None``) and its R final states."""
-    cfg = params.config
-    R = cfg.num_directions_of(li)
-    last = li == cfg.num_layers - 1
-    layer = rnn_layer(params, li, return_sequences=True, return_state=True,
-                      zero_output=last and cfg.padded_output == "zeros")
-    out = _call(layer, h, mask, h0s)
-    merged = out[: len(out) - R]
-    return (merged[0] if len(merged) == 1 else tuple(merged)), list(out[len(out) - R:])
-
-# --------------------------------------------------------------------------------------------
-# files: .keras, .weights.h5 (Keras 3, by position), legacy .h5 (by name)
+# importing Keras quietly, on TensorFlow (for files, LiteRT and tf-keras)
 # --------------------------------------------------------------------------------------------
 def quiet_import(module: str) -> Any:
     """Import ``module`` (one that imports TensorFlow) with torch imported first when installed
@@ -657,375 +532,3 @@ def import_keras() -> Any:
     otherwise (:func:`quiet_import`)."""
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     return quiet_import("keras")
-
-
-def _load_model(keras: Any, path: Path) -> Any:
-    """``keras.saving.load_model`` in safe mode, without compiling; quiet about the one
-    warning a model rnn-ref reads may give: a ``GlobalMaxPooling1D`` after a mask ignores it,
-    which is what ``max_all`` means."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not support masking")
-        return keras.saving.load_model(str(path), compile=False, safe_mode=True)
-
-
-def read_file(path: Path, fmt: str, hints: Hints) -> RNNParams:
-    """The parameters of a Keras file (the hints only for weights-only files), once what it
-    declares is within the limits (:mod:`file_limits`)."""
-    _check_declared(path, fmt)
-    if fmt == "keras":
-        return from_native(_load_model(import_keras(), path))
-    if fmt == "keras-weights":
-        return _read_weights_h5(path, hints)
-    return read_legacy_h5(path, hints)
-
-
-def _check_declared(path: Path, fmt: str) -> None:
-    """A ``.keras`` archive's config and weights, or an HDF5 file's datasets, against the
-    limits, before Keras or h5py reads any of it."""
-    if fmt == "keras":
-        file_limits.check_keras_archive(path, str(path))
-    else:
-        file_limits.check_h5(path, str(path))
-
-
-_SUFFIX = re.compile(r"^(.*?)(?:_(\d+))?$")
-
-
-def _layer_order(name: str) -> tuple[int, str]:
-    m = _SUFFIX.match(name)
-    base, index = (m.group(1), int(m.group(2) or 0)) if m else (name, 0)
-    return index, base
-
-
-_Arrays = list[list[np.ndarray[Any, Any]]]
-#: the groups Keras' ``save_weights`` writes for the layers read (snake-case class names)
-_KERAS_NAME = re.compile(r"^(simple_rnn|bidirectional|dense)(_\d+)?$")
-
-
-def _weights_h5_groups(path: Path) -> tuple[list[str], list[str], dict[str, _Arrays]]:
-    """(RNN layer names in Keras' order, Dense layer names, every layer's arrays: one list
-    per cell, one list for a Dense)."""
-    import h5py
-
-    def vars_of(group: Any) -> list[np.ndarray[Any, Any]]:
-        v = group["vars"]
-        return [np.asarray(v[str(i)]) for i in range(len(v))]
-
-    with h5py.File(path, "r") as f:
-        if "layers" not in f:
-            raise FileFormatError(f"{path}: no 'layers' group: not a Keras 3 .weights.h5 file")
-        rnn, dense, other = [], [], []
-        arrays: dict[str, _Arrays] = {}
-        for name, group in f["layers"].items():
-            held = "cell" in group or "forward_layer" in group or len(group.get("vars", ()))
-            if held and not _KERAS_NAME.match(name):  # Keras names it after the layer's class
-                other.append(name)
-            elif "forward_layer" in group:
-                rnn.append(name)
-                arrays[name] = [vars_of(group["forward_layer"]["cell"]),
-                                vars_of(group["backward_layer"]["cell"])]
-            elif "cell" in group:
-                rnn.append(name)
-                arrays[name] = [vars_of(group["cell"])]
-            elif "vars" in group and len(group["vars"]) in (1, 2):
-                dense.append(name)
-                arrays[name] = [vars_of(group)]
-            elif not ("vars" in group and len(group["vars"]) == 0):  # Masking, InputLayer
-                other.append(name)
-    if other:
-        raise UnsupportedError("rnn-ref", f"layers {sorted(other)} in {path.name}",
-                               "a weights file of SimpleRNN/Bidirectional [+ Dense] only")
-    if len(dense) > 1:
-        raise UnsupportedError("rnn-ref", f"{len(dense)} Dense layers",
-                               "one final Dense is the readout")
-    if not rnn:
-        raise FileFormatError(f"{path}: no SimpleRNN or Bidirectional layer")
-    return sorted(rnn, key=_layer_order), dense, arrays
-
-
-def _one_bias_cell(path: Path, name: str, v: list[np.ndarray[Any, Any]]) -> CellParams:
-    if len(v) not in (2, 3):
-        raise FileFormatError(f"{path}: layer {name!r} holds {len(v)} arrays; a SimpleRNN cell "
-                              f"has 2 or 3")
-    bias = v[2] if len(v) == 3 else np.zeros(v[1].shape[0], v[1].dtype)
-    return CellParams(v[0], v[1], bias, np.zeros_like(bias))
-
-
-def _read_weights_h5(path: Path, hints: Hints) -> RNNParams:
-    rnn, dense, arrays = _weights_h5_groups(path)
-    acts = hint_activations(hints, "keras-weights", KERAS_ACTIVATIONS, len(rnn))
-    layers = [[_one_bias_cell(path, name, v) for v in arrays[name]] for name in rnn]
-    if len({len(row) for row in layers}) > 1:
-        raise UnsupportedError("rnn-ref", "a mix of SimpleRNN and Bidirectional layers")
-    if len({len(arrays[name][0]) for name in rnn}) > 1:
-        raise UnsupportedError("rnn-ref", "layers with and without a bias")
-    readout, head_act = None, "linear"
-    if dense:
-        if hints.head_activation is None:
-            raise MissingHintError("head_activation", "a keras-weights file does not record "
-                                   "its Dense layer's activation: give the head_activation "
-                                   f"hint (one of {', '.join(KERAS_ACTIVATIONS)})")
-        head_act = hints.head_activation.strip()
-        if head_act not in KERAS_ACTIVATIONS:
-            raise ValueError(f"head_activation hint {hints.head_activation!r} is not one of "
-                             f"{', '.join(KERAS_ACTIVATIONS)}")
-        dv = arrays[dense[0]][0]
-        readout = Readout(dv[0], dv[1] if len(dv) == 2 else np.zeros(dv[0].shape[1],
-                                                                    dv[0].dtype))
-    sizes = [row[0].hidden_size for row in layers]
-    is_bidi = len(layers[0]) == 2
-    merge = "concat"
-    if is_bidi:
-        merge = hints.merge_mode or "concat"
-        widths = [layers[i + 1][0].w_x.shape[0] for i in range(len(layers) - 1)]
-        if readout is not None:
-            widths.append(readout.w.shape[0])
-        if any(w == sizes[0] for w in widths) and hints.merge_mode is None:
-            raise MissingHintError("merge_mode", "the Bidirectional layers merge their "
-                                   "directions without concatenating, and the file does not "
-                                   "say how: give the merge_mode hint (sum, mul or ave)")
-    direction = "bidirectional" if is_bidi else (hints.direction or "forward")
-    select = (hints.select or "sequence").strip()
-    if select not in ("sequence", "final"):
-        raise ValueError(f"select hint {hints.select!r}: a keras-weights file's last layer "
-                         f"returns every step ('sequence') or its final state ('final')")
-    config = RNNConfig(
-        input_size=int(layers[0][0].w_x.shape[0]), hidden_size=tuple(sizes),
-        direction=direction, activation=[[a] * len(layers[0]) for a in acts],
-        bias=len(arrays[rnn[0]][0]) == 3,
-        output_size=None if readout is None else int(readout.w.shape[1]),
-        output_activation=None if readout is None else KERAS_ACTIVATIONS[head_act],
-        merge_mode=merge,
-        output_order="processing" if direction == "reverse" else "aligned", select=select,
-    )
-    return RNNParams(config, layers, readout)
-
-
-def _legacy_h5_contents(path: Path) -> tuple[list[str], dict[str, dict[str, Any]], Any]:
-    """(layer names, each layer's weights by name, the model config's JSON or ``None``) of a
-    legacy Keras 3 or Keras 2 ``.h5`` file, read with h5py."""
-    import h5py
-
-    def text(v: Any) -> str:
-        return v.decode() if isinstance(v, bytes) else str(v)
-
-    with h5py.File(path, "r") as f:
-        root = f["model_weights"] if "model_weights" in f else f
-        if "layer_names" not in root.attrs:
-            raise FileFormatError(f"{path}: no layer_names: not a legacy Keras .h5 file")
-        names = [text(n) for n in root.attrs["layer_names"]]
-        config_json = f.attrs.get("model_config")
-        weights: dict[str, dict[str, np.ndarray[Any, Any]]] = {}
-        for name in names:
-            g = root[name]
-            weights[name] = {text(w): np.asarray(g[text(w)])
-                             for w in g.attrs.get("weight_names", [])}
-    return names, weights, None if config_json is None else json.loads(text(config_json))
-
-
-def read_legacy_h5(path: Path, hints: Hints, flavour: Flavour = KERAS3) -> RNNParams:
-    """The parameters of a legacy ``.h5`` file written by Keras 3 or (with :data:`KERAS2`)
-    tf-keras: a whole model through its config (:func:`keras_graph.parse_model`), or
-    ``save_weights``' file by weight name with the hints (:class:`LegacyReader`).
-
-    Raises:
-        FileFormatError: a layer holding fewer arrays than its config takes, or weights of
-            another size than its config declares.
-        UnsupportedError: what the parser refuses; weights no layer of the config reads.
-    """
-    names, weights, config = _legacy_h5_contents(path)
-    if config is None:  # weights only: read by weight name, with the hints
-        return LegacyReader(path, hints, flavour).params(names, weights, {})
-    net = parse_model(config, flavour=flavour, backend="tensorflow")
-    takes: dict[str, int] = {}
-    for src in net.sources.values():
-        if src is not None:
-            takes[src.layer] = takes.get(src.layer, 0) + 1
-    for name, count in takes.items():
-        if len(weights.get(name, {})) < count:
-            raise FileFormatError(f"{path}: layer {name!r} holds {len(weights.get(name, {}))} "
-                                  f"arrays, its config takes {count}")
-    used: set[tuple[str, int]] = set()
-
-    def fetch(name: str, index: int) -> np.ndarray[Any, Any]:
-        used.add((name, index))
-        return list(weights[name].values())[index]
-
-    params = assemble(net, fetch)
-    unused_weights(path, [f"{name}/{w}" for name, ws in weights.items()
-                          for i, w in enumerate(ws) if (name, i) not in used])
-    return params
-
-
-def unused_weights(path: Path, names: list[str]) -> None:
-    """Refuse a legacy ``.h5`` with weights (``names``, ``layer/weight``) that no layer of
-    its model config reads: a layer missing from the config, or more arrays than its layer
-    takes (they would be dropped without a word)."""
-    if names:
-        raise UnsupportedError("rnn-ref", f"the weights {sorted(names)[:8]} of {path.name}",
-                               "no layer of the model config reads them (a layer missing from "
-                               "the config, or more arrays than its layer takes)")
-
-
-class LegacyReader:
-    """Legacy ``.h5`` layers, read by weight name: SimpleRNN/Bidirectional layers then one
-    Dense readout."""
-
-    def __init__(self, path: Path, hints: Hints, flavour: Flavour = KERAS3) -> None:
-        self.path, self.hints, self.flavour = path, hints, flavour
-        self.layers: list[list[CellParams]] = []
-        self.acts: list[tuple[Activation, ...]] = []
-        self.merges: list[str | None] = []
-        self.kinds: set[bool] = set()
-        self.backwards: set[bool] = set()
-        self.readout: Readout | None = None
-        self.out_act = Activation("linear")
-
-    @staticmethod
-    def _by(w: dict[str, Any], prefix: str, key: str) -> Any:
-        found = [v for k, v in w.items()
-                 if k.startswith(prefix) and k.split("/")[-1].split(":")[0] == key]
-        return found[0] if found else None
-
-    def _act(self, conf: dict[str, Any] | None) -> Activation:
-        acts = self.flavour.activations
-        if conf is None:
-            fmt = "keras2-h5" if self.flavour is KERAS2 else "keras-h5"
-            return hint_activation(self.hints, fmt, dict(acts))
-        name = conf.get("activation", "tanh") or "linear"
-        if name not in acts:
-            raise UnsupportedError("rnn-ref", f"the {self.flavour.name} activation {name!r}",
-                                   f"rnn-ref reads {', '.join(acts)}")
-        return acts[name]
-
-    def _dense(self, name: str, cls: str | None, w: dict[str, Any],
-               lc: dict[str, Any] | None) -> None:
-        if self.readout is not None or cls not in (None, "Dense"):
-            raise UnsupportedError("rnn-ref", f"layer {name} ({cls})")
-        kernel, bias = self._by(w, "", "kernel"), self._by(w, "", "bias")
-        self.readout = Readout(kernel, bias if bias is not None else np.zeros(kernel.shape[1]))
-        if lc:
-            self.out_act = self._act(lc["config"])
-
-    def _rnn(self, name: str, cls: str | None, w: dict[str, Any],
-             lc: dict[str, Any] | None) -> None:
-        is_bidi = cls == "Bidirectional" or any("forward_" in k for k in w)
-        self.kinds.add(is_bidi)
-        stems = sorted({k.split("simple_rnn_cell")[0] for k in w})
-        prefixes = ([p for p in stems if "forward" in p] + [p for p in stems if "backward" in p]
-                    if is_bidi else [""])
-        row = []
-        for prefix in prefixes:
-            k, r = self._by(w, prefix, "kernel"), self._by(w, prefix, "recurrent_kernel")
-            b = self._by(w, prefix, "bias")
-            if k is None or r is None:
-                raise FileFormatError(f"{self.path}: layer {name} misses its kernel or "
-                                      f"recurrent_kernel")
-            b = b if b is not None else np.zeros(r.shape[0], r.dtype)
-            row.append(CellParams(k, r, b, np.zeros_like(b)))
-        self.layers.append(row)
-        inner = (lc or {}).get("config", {})
-        if is_bidi:
-            self.merges.append(inner.get("merge_mode", self.hints.merge_mode or "concat"))
-            sub = inner.get("layer", {}).get("config")
-            self.acts.append((self._act(sub),
-                              self._act(inner.get("backward_layer", {}).get("config", sub))))
-        else:
-            self.merges.append("concat")
-            self.acts.append((self._act(inner if lc else None),))
-            self.backwards.add(bool(inner.get("go_backwards", False)))
-
-    def params(self, names: list[str], weights: dict[str, dict[str, Any]],
-               layer_cfgs: dict[str, dict[str, Any]]) -> RNNParams:
-        for name in names:
-            w, lc = weights[name], layer_cfgs.get(name)
-            cls = lc["class_name"] if lc else None
-            if not w:
-                continue
-            if cls in ("LSTM", "GRU") or any("lstm" in k or "gru" in k for k in w):
-                raise UnsupportedError("rnn-ref", f"a Keras {cls or 'LSTM/GRU'} layer ({name})",
-                                       "only SimpleRNN is an Elman RNN")
-            if self._by(w, "", "recurrent_kernel") is None:
-                self._dense(name, cls, w, lc)
-            else:
-                self._rnn(name, cls, w, lc)
-        if len(self.kinds) != 1:
-            raise UnsupportedError("rnn-ref", "this mix of layers" if self.kinds else
-                                   "a file without SimpleRNN layers")
-        reverse = self.backwards == {True}
-        config = RNNConfig(
-            input_size=int(self.layers[0][0].w_x.shape[0]),
-            hidden_size=tuple(row[0].hidden_size for row in self.layers),
-            direction="bidirectional" if self.kinds.pop() else (
-                "reverse" if reverse else "forward"),
-            activation=[list(a) for a in self.acts], merge_mode=tuple(self.merges),
-            output_size=None if self.readout is None else int(self.readout.w.shape[1]),
-            output_activation=self.out_act, output_order="processing" if reverse else "aligned",
-        )
-        return RNNParams(config, self.layers, self.readout)
-
-
-def write_file(params: RNNParams, path: Path, fmt: str) -> None:
-    import warnings
-
-    import_keras()
-    model = to_native(params)
-    if fmt == "keras":
-        model.save(str(path))
-    elif fmt == "keras-weights":
-        model.save_weights(str(path))
-    else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Keras calls the legacy format legacy
-            model.save(str(path))
-
-
-def load_native(path: Path, fmt: str, params: RNNParams) -> NativeFile:
-    """A ``.keras`` model as saved; for weights files, the weights loaded into the model of
-    ``params``' architecture."""
-    keras = import_keras()
-    _check_declared(path, fmt)
-    if fmt == "keras":
-        model = _load_model(keras, path)
-    else:
-        model = to_native(params)
-        model.load_weights(str(path))
-    return NativeFile(model, takes_lengths=False, oracle=oracle(model))
-
-
-def run_native(model: Any, x: np.ndarray[Any, Any], lengths: Any = None) -> Any:
-    """The model's output on ``x`` (a list of arrays for a model of several outputs); with
-    ``lengths``, padded steps are zeroed in the input, which a model of ``to_native(...,
-    mask_value=0.0)`` masks."""
-    if lengths is not None:
-        valid = np.arange(x.shape[1])[None, :, None] < np.asarray(lengths)[:, None, None]
-        x = x * valid
-    with warnings.catch_warnings():  # GlobalMaxPooling1D ignores the mask, as max_all does
-        warnings.filterwarnings("ignore", message=".*does not support masking")
-        out = model(x)
-    to_np = _keras().ops.convert_to_numpy
-    if isinstance(out, (list, tuple)):
-        return [np.asarray(to_np(o)) for o in out]
-    return np.asarray(to_np(out))
-
-
-def list_arrays(path: Path, fmt: str) -> list[tuple[str, tuple[int, ...], str]]:
-    """Every HDF5 dataset of the file (of a ``.keras`` archive's weights) by its path."""
-    import io
-    import zipfile
-
-    import h5py
-
-    out: list[tuple[str, tuple[int, ...], str]] = []
-    source: Any = path
-    if fmt == "keras":
-        with zipfile.ZipFile(path) as zf:
-            source = io.BytesIO(zf.read("model.weights.h5"))
-
-    def visit(name: str, obj: Any) -> None:
-        if isinstance(obj, h5py.Dataset):
-            out.append((name, obj.shape, str(obj.dtype)))
-
-    with h5py.File(source, "r") as f:
-        f.visititems(visit)
-    return out

@@ -239,5 +239,6 @@ FRAMEWORK = Framework(
         FileFormat("keras-h5", (".h5",), "legacy Keras HDF5 read by name with h5py: a "
                    "whole model or weights", frozenset({"activation", "merge_mode"})),
     ),
+    files="rnn_ref.backends.keras.files",
     backends=_KERAS_BACKENDS,
 )

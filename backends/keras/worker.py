@@ -4,7 +4,7 @@ Why a worker: Keras reads ``KERAS_BACKEND`` once, at its first import, and keeps
 the life of the process. To run Keras' layers on all three backends from one program, each
 :class:`KerasProcessBackend` starts a child interpreter with ``KERAS_BACKEND`` set, which runs
 :func:`serve` (``python -c "from rnn_ref.backends.keras.worker import serve; serve()"``) and
-so :class:`~rnn_ref.backends.keras.convert.KerasBackend` there. The parent never imports Keras.
+so :class:`~rnn_ref.backends.keras.backend.KerasBackend` there. The parent never imports Keras.
 
 Protocol, over the child's stdin (requests) and stdout (answers), one answer per request, in
 order:
@@ -53,7 +53,8 @@ from typing import IO, Any
 
 import numpy as np
 
-from rnn_ref.backends.keras.convert import KerasBackend, KerasSupport, from_native, to_native
+from rnn_ref.backends.keras.backend import KerasBackend, KerasSupport
+from rnn_ref.backends.keras.convert import from_native, to_native
 from rnn_ref.errors import UnsupportedError
 from rnn_ref.inputs import check_inputs
 from rnn_ref.io import from_members, to_members

@@ -56,10 +56,10 @@ from rnn_ref.backends.keras.convert import (
     model_oracle,
     quiet_import,
     read_bare_layer,
-    read_legacy_h5,
     unsupported_dtype,
 )
-from rnn_ref.backends.keras.convert import list_arrays as _h5_arrays
+from rnn_ref.backends.keras.files import list_arrays as _h5_arrays
+from rnn_ref.backends.keras.files import read_legacy_h5
 from rnn_ref.backends.keras.graph import IDENTITY_LAYERS, KERAS2, read_cell
 from rnn_ref.backends.keras.record import sniff_h5
 from rnn_ref.backends.keras.worker import KerasProcessBackend, serve_with
