@@ -17,7 +17,9 @@ from rnn_ref.conformance.runner import _equivalent
 pytestmark = pytest.mark.slow
 need_keras()  # torch before TensorFlow
 tk = need("tf_keras")
+from rnn_ref.backends.keras2 import backend as k2_backend  # noqa: E402
 from rnn_ref.backends.keras2 import convert as k2  # noqa: E402  (after the skip)
+from rnn_ref.backends.keras2 import files as k2_files  # noqa: E402
 
 L = tk.layers
 N, T, D = 3, 7, 4  # with M = 5, 6 and K = 2 below: no two sizes equal
@@ -26,7 +28,7 @@ BACKEND = "keras2[tensorflow]"
 
 def _backend() -> object:
     name = BACKEND if BACKEND in rnn_ref.available_backends() else \
-        "rnn_ref.backends.keras2.convert:tensorflow_backend"
+        "rnn_ref.backends.keras2.backend:tensorflow_backend"
     return rnn_ref.get_backend(name)
 
 
@@ -34,7 +36,7 @@ def _read(path: Path) -> rnn_ref.RNNParams:
     """Through rnn_ref.convert once the format is registered, else the module's reader."""
     if k2.FORMAT in convert.FORMATS:
         return convert.read(path, k2.FORMAT)
-    return k2.read_file(path, k2.FORMAT, convert.Hints())
+    return k2_files.read_file(path, k2.FORMAT, convert.Hints())
 
 
 def _save(model: object, path: Path) -> None:
@@ -135,7 +137,7 @@ def test_keras2_h5_facts_and_keras3_refuses_it(tmp_path: Path) -> None:
     junk = tmp_path / "junk.h5"
     junk.write_bytes(b"not hdf5")
     assert k2.sniff_h5(junk) is None
-    arrays = dict((n, s) for n, s, _ in k2.list_arrays(path, k2.FORMAT))
+    arrays = dict((n, s) for n, s, _ in k2_files.list_arrays(path, k2.FORMAT))
     assert arrays[f"model_weights/{dense}/{dense}/kernel:0"] == (6, 2)
 
 
@@ -191,12 +193,12 @@ def test_file_functions_write_load_run(tmp_path: Path) -> None:
     params = rnn_ref.init(RNNConfig(D, 5, num_layers=2, activation="relu", output_size=2),
                           seed=2)
     path = tmp_path / "out.h5"
-    k2.write_file(params, path, k2.FORMAT)
+    k2_files.write_file(params, path, k2.FORMAT)
     back = _read(path)
     assert _equivalent(params, back) == ""
-    native = k2.load_native(path, k2.FORMAT, back)
+    native = k2_files.load_native(path, k2.FORMAT, back)
     x = np.random.default_rng(1).standard_normal((N, T, D)).astype(np.float32)
-    np.testing.assert_allclose(k2.run_native(native.model, x), rnn_ref.forward(params, x).y,
+    np.testing.assert_allclose(k2_files.run_native(native.model, x), rnn_ref.forward(params, x).y,
                                atol=3e-6)
     # an Activation layer between the layers of a saved model is refused by name, not skipped
     model = tk.Sequential([tk.Input((None, D)), L.SimpleRNN(3, return_sequences=True),
@@ -210,4 +212,4 @@ def test_keras2_refuses_empty_sequence() -> None:
     """The recorded deviation empty-sequence-refused is still real."""
     params = rnn_ref.init(RNNConfig(D, 5), seed=0)
     with pytest.raises(Exception, match="out of bounds"):
-        k2.Keras2Backend().forward(params, np.zeros((2, 0, D), np.float32))
+        k2_backend.Keras2Backend().forward(params, np.zeros((2, 0, D), np.float32))

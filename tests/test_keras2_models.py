@@ -25,6 +25,7 @@ pytestmark = pytest.mark.slow
 need_keras()  # torch before TensorFlow
 tk = need("tf_keras")
 from rnn_ref.backends.keras2 import convert as k2  # noqa: E402  (after the skip)
+from rnn_ref.backends.keras2 import files as k2_files  # noqa: E402
 
 L = tk.layers
 N, T, D, V = 3, 7, 4, 11  # M = 5, 6 below; heads of 3 and 2 units
@@ -144,9 +145,9 @@ def test_written_file_reads_back(tmp_path: Path) -> None:
     params = rnn_ref.from_keras2(_perturbed(_issue_model(), 5))
     assert all(np.any(cell.b_x) for layer in params.layers for cell in layer)
     path = tmp_path / "w.h5"
-    k2.write_file(params, path, k2.FORMAT)
+    k2_files.write_file(params, path, k2.FORMAT)
     assert convert.read(path, k2.FORMAT) == params
-    native = k2.load_native(path, k2.FORMAT, params)
+    native = k2_files.load_native(path, k2.FORMAT, params)
     x = _x(3)
     np.testing.assert_allclose(native.model(x).numpy(), rnn_ref.forward(params, x).result,
                                atol=TOL)

@@ -1,4 +1,5 @@
-"""Keras 2 (tf-keras): converters, oracle, the ``keras2-h5`` file format, ``keras2[tensorflow]``.
+"""Keras 2 (tf-keras): converters and oracle (the ``keras2-h5`` files: ``files.py``; the
+``keras2[tensorflow]`` backend: ``backend.py``).
 
 tf-keras is Keras 2 as a package of its own (``import tf_keras``; ``tf.keras`` with
 ``TF_USE_LEGACY_KERAS=1``). Its ``SimpleRNN`` is Keras 3's layer with the same weights
@@ -31,23 +32,20 @@ How it differs (tf-keras 2.21.0 sources):
 
 tf-keras and Keras 3 import side by side in one process (separate packages, separate layer
 registries; checked by ``tests/test_backend_keras2.py``), so the converters and the file
-functions run here; the ``keras2[tensorflow]`` backend runs in a worker process like
-``keras[...]`` (:class:`Keras2ProcessBackend`), which keeps tf-keras out of the caller.
+functions run in the caller's process; the ``keras2[tensorflow]`` backend runs in a worker
+process like ``keras[...]`` (:class:`~rnn_ref.backends.keras2.backend.Keras2ProcessBackend`),
+which keeps tf-keras out of the caller.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rnn_ref.activations import Activation
-from rnn_ref.backends import file_limits
 from rnn_ref.backends._common import raise_if
 from rnn_ref.backends.keras.convert import (
     LayerCall,
@@ -56,33 +54,21 @@ from rnn_ref.backends.keras.convert import (
     model_oracle,
     quiet_import,
     read_bare_layer,
-    unsupported_dtype,
 )
-from rnn_ref.backends.keras.files import list_arrays as _h5_arrays
-from rnn_ref.backends.keras.files import read_legacy_h5
 from rnn_ref.backends.keras.graph import IDENTITY_LAYERS, KERAS2, read_cell
 from rnn_ref.backends.keras.record import sniff_h5
-from rnn_ref.backends.keras.worker import KerasProcessBackend, serve_with
 from rnn_ref.backends.keras2.record import KERAS2_ACTIVATIONS, KERAS2_NAMES, unsupported
 from rnn_ref.backends.keras2.record import unsupported as keras2_unsupported
-from rnn_ref.backends.records import network_unsupported
 from rnn_ref.config import RNNConfig
-from rnn_ref.errors import UnsupportedError
-from rnn_ref.fileapi import Hints, NativeFile
-from rnn_ref.inputs import check_inputs
 from rnn_ref.network import Softmax
 from rnn_ref.params import CellParams, RNNParams
-from rnn_ref.reference import ForwardResult
 
-__all__ = ["FORMAT", "KERAS2_ACTIVATIONS", "Keras2Backend", "Keras2ProcessBackend",
-           "from_native", "import_tf_keras", "keras2_unsupported", "list_arrays",
-           "load_native", "oracle", "owns", "read_file", "run_native", "serve", "sniff_h5",
-           "tensorflow_backend", "to_native", "unsupported", "write_file"]
+__all__ = ["FORMAT", "KERAS2_ACTIVATIONS", "from_native", "import_tf_keras", "keras2_unsupported",
+           "oracle", "owns", "sniff_h5", "to_native", "unsupported"]
 
 FORMAT = "keras2-h5"
 TITLE = "Keras 2"
 Reason = tuple[str, str] | None
-
 
 
 # --------------------------------------------------------------------------------------------
@@ -96,7 +82,7 @@ def import_tf_keras() -> Any:
 _tk = import_tf_keras
 
 
-def _np(v: Any) -> np.ndarray[Any, Any]:
+def numpy_of(v: Any) -> np.ndarray[Any, Any]:
     return np.asarray(v.numpy() if hasattr(v, "numpy") else v)
 
 
@@ -105,7 +91,7 @@ def _np(v: Any) -> np.ndarray[Any, Any]:
 # --------------------------------------------------------------------------------------------
 def _cell(layer: Any) -> tuple[CellParams, Activation]:
     """A Keras 2 ``SimpleRNN``'s cell and activation (:func:`keras_graph.read_cell`)."""
-    return read_cell(layer, _tk().layers.SimpleRNN, KERAS2, _np)
+    return read_cell(layer, _tk().layers.SimpleRNN, KERAS2, numpy_of)
 
 
 def _bare(obj: Any) -> tuple[RNNParams, LayerCall]:
@@ -126,7 +112,7 @@ def _bare(obj: Any) -> tuple[RNNParams, LayerCall]:
 _IDENTITY_CLASSES = {kind: cls for cls, (kind, _) in IDENTITY_LAYERS.items()}
 
 
-def _held(params: RNNParams) -> RNNParams:
+def held_by_keras2(params: RNNParams) -> RNNParams:
     """``params`` of a tf-keras model, once a Keras 2 model holds them (:func:`unsupported`:
     one output, ``select`` ``"sequence"`` or ``"final"``, softmax or Keras 2's activations
     on the head): what the reader gives back, the writer writes."""
@@ -136,7 +122,7 @@ def _held(params: RNNParams) -> RNNParams:
 
 def _model_params(model: Any) -> RNNParams:
     """A tf-keras Sequential or functional model, through its config and weights."""
-    return _held(model_network(model, KERAS2, "tensorflow")[1])
+    return held_by_keras2(model_network(model, KERAS2, "tensorflow")[1])
 
 
 def from_native(obj: Any) -> RNNParams:
@@ -217,7 +203,7 @@ def _identity_layers(cfg: RNNConfig, after: int, dtype: str) -> list[Any]:
     return out
 
 
-def _head_layers(params: RNNParams) -> list[Any]:
+def head_layers(params: RNNParams) -> list[Any]:
     """The head's Dense layers, built and holding their weights."""
     tk = _tk()
     out = []
@@ -278,7 +264,7 @@ def to_native(params: RNNParams, *, mask_value: float | None = None) -> Any:
         h = h if rnn is None else rnn(h)
         for layer in _identity_layers(cfg, li, dtype):
             h = layer(h)
-    for j, dense in enumerate(_head_layers(params)):
+    for j, dense in enumerate(head_layers(params)):
         h = dense(h)
         for layer in _identity_layers(cfg, cfg.num_layers + 1 + j, dtype):
             h = layer(h)
@@ -306,133 +292,3 @@ def oracle(model: Any) -> Callable[..., Any]:
     if isinstance(model, _tk().Model):
         return model_oracle(_model_params(model))
     return layer_oracle(*_bare(model), where="the Keras 2 oracle")
-
-
-# --------------------------------------------------------------------------------------------
-# files: keras2-h5
-# --------------------------------------------------------------------------------------------
-def read_file(path: Path, fmt: str, hints: Hints) -> RNNParams:
-    """The parameters of a Keras 2 ``.h5`` file (a whole model, or ``save_weights``' file,
-    which needs the hints), read by weight name with h5py through Keras 3's legacy reader in
-    the Keras 2 flavour: nothing from the file is run."""
-    file_limits.check_h5(path, str(path))
-    return _held(read_legacy_h5(path, hints, KERAS2))
-
-
-def write_file(params: RNNParams, path: Path, fmt: str) -> None:
-    """``to_native(params).save(path)`` by tf-keras, as legacy HDF5 (``.h5``)."""
-    import warnings
-
-    model = to_native(params)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tf-keras calls HDF5 legacy
-        model.save(str(path), save_format="h5")
-
-
-def load_native(path: Path, fmt: str, params: RNNParams) -> NativeFile:
-    """The file's weights loaded by tf-keras (``load_weights``, in layer order) into the model
-    of ``params``' architecture: the file's config is never deserialised (a legacy ``.h5`` can
-    hold a ``Lambda`` layer's marshalled code)."""
-    model = to_native(params)
-    model.load_weights(str(path))
-    return NativeFile(model, takes_lengths=False, oracle=oracle(model))
-
-
-def run_native(model: Any, x: np.ndarray[Any, Any], lengths: Any = None
-               ) -> np.ndarray[Any, Any]:
-    """The model's output on ``x``; with ``lengths``, padded steps are zeroed in the input
-    (which a model of ``to_native(..., mask_value=0.0)`` masks)."""
-    if lengths is not None:
-        valid = np.arange(x.shape[1])[None, :, None] < np.asarray(lengths)[:, None, None]
-        x = x * valid
-    return _np(model(x))
-
-
-def list_arrays(path: Path, fmt: str) -> list[tuple[str, tuple[int, ...], str]]:
-    """Every HDF5 dataset of the file by its path (``.../kernel:0``)."""
-    return _h5_arrays(path, "keras-h5")
-
-
-# --------------------------------------------------------------------------------------------
-# backends
-# --------------------------------------------------------------------------------------------
-class _Keras2Support:
-    name: str
-
-    def supports(self, config: RNNConfig, *, dtype: Any, lengths: bool, mask: bool
-                 ) -> str | None:
-        reason = network_unsupported(config) or keras2_unsupported(
-            config, backend="tensorflow", padded=lengths or mask)
-        if reason is not None:
-            return f"{reason[0]}: {reason[1]}"
-        return unsupported_dtype(dtype, "tensorflow")
-
-
-class Keras2Backend(_Keras2Support):
-    """tf-keras' own layers in this process, called eagerly."""
-
-    name = "keras2[tensorflow]"
-
-    def forward(self, params: RNNParams, x: np.ndarray[Any, Any], *, h0: Any = None,
-                lengths: Any = None, mask: Any = None) -> ForwardResult:
-        """As :meth:`rnn_ref.backends.keras.convert.KerasBackend.forward`, in tf-keras."""
-        import tensorflow as tf
-
-        cfg = params.config
-        inputs = check_inputs(cfg, x, h0=h0, lengths=lengths, mask=mask, where=self.name)
-        m = inputs.mask_or_none()
-        raise_if(network_unsupported(cfg) or keras2_unsupported(
-            cfg, backend="tensorflow", padded=m is not None), self.name)
-        problem = unsupported_dtype(params.dtype, "tensorflow")
-        if problem is not None:
-            raise UnsupportedError(self.name, problem)
-        R = cfg.num_directions
-        h: Any = tf.convert_to_tensor(inputs.x.astype(params.dtype))
-        tm = None if m is None else tf.convert_to_tensor(m)
-        h_n: list[np.ndarray[Any, Any]] = []
-        for li, layer in enumerate(rnn_layers(params, return_state=True)):
-            kwargs: dict[str, Any] = {}
-            if tm is not None:
-                kwargs["mask"] = tm
-            if inputs.h0 is not None:
-                kwargs["initial_state"] = [tf.convert_to_tensor(
-                    np.asarray(inputs.h0[li * R + r], params.dtype)) for r in range(R)]
-            out = layer(h, **kwargs)
-            merged = out[: len(out) - R]
-            h = merged[0] if len(merged) == 1 else tuple(merged)
-            h_n.extend(_np(s) for s in out[len(out) - R:])
-        y = None
-        if params.readout is not None:
-            y = _np(_head_layers(params)[0](h))
-        outputs = tuple(_np(o) for o in h) if isinstance(h, tuple) else _np(h)
-        return ForwardResult(outputs, np.stack(h_n) if cfg.uniform_hidden else tuple(h_n), y)
-
-
-def serve() -> None:
-    """The worker loop of ``keras2[tensorflow]`` (the protocol of
-    :mod:`rnn_ref.backends.keras.worker`)."""
-    import_tf_keras()
-    serve_with(Keras2Backend(), (from_native, to_native))
-
-
-class Keras2ProcessBackend(_Keras2Support, KerasProcessBackend):
-    """``keras2[tensorflow]``: tf-keras' layers in a worker process (``TF_USE_LEGACY_KERAS=1``,
-    so ``tf.keras`` there is tf-keras too), with keras_worker's protocol and lifetime."""
-
-    _proc: subprocess.Popen[bytes] | None
-    _log: Any
-
-    def __init__(self) -> None:
-        super().__init__("tensorflow")
-        self.name = "keras2[tensorflow]"
-
-    worker_code = "from rnn_ref.backends.keras2.convert import serve; serve()"
-
-    def worker_env(self) -> dict[str, str]:
-        """tf-keras in the worker: ``TF_USE_LEGACY_KERAS=1``."""
-        return {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-
-
-def tensorflow_backend() -> Keras2ProcessBackend:
-    """``keras2[tensorflow]``."""
-    return Keras2ProcessBackend()

@@ -96,7 +96,8 @@ FRAMEWORK = Framework(
     formats=(FileFormat("keras2-h5", (".h5",), "Keras 2 (tf-keras) legacy HDF5, "
                         "model.save('x.h5') or save_weights; read by name with h5py",
                         frozenset({"activation", "merge_mode"})),),
+    files="rnn_ref.backends.keras2.files",
     backends=(BackendSpec("keras2[tensorflow]",
-                          "rnn_ref.backends.keras2.convert:tensorflow_backend",
+                          "rnn_ref.backends.keras2.backend:tensorflow_backend",
                           ("tf_keras", "tensorflow")),),
 )
