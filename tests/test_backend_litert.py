@@ -18,10 +18,12 @@ from rnn_ref.errors import FileFormatError, UnsupportedError
 need("ai_edge_litert")
 need_keras()
 from rnn_ref.backends.litert import convert as litert_backend  # noqa: E402
-from rnn_ref.backends.litert.convert import describe, to_native  # noqa: E402
+from rnn_ref.backends.litert import files as litert_files  # noqa: E402
+from rnn_ref.backends.litert.convert import to_native  # noqa: E402
+from rnn_ref.backends.litert.files import describe  # noqa: E402
 
-WHILE = "rnn_ref.backends.litert.convert:LiteRtBackend"
-UNROLLED = "rnn_ref.backends.litert.convert:LiteRtUnrolledBackend"
+WHILE = "rnn_ref.backends.litert.backend:LiteRtBackend"
+UNROLLED = "rnn_ref.backends.litert.backend:LiteRtUnrolledBackend"
 
 
 def _x(n: int = 3, t: int = 7, d: int = 5, seed: int = 0) -> np.ndarray:
@@ -90,14 +92,14 @@ def test_unrolled_graph_has_no_while(tmp_path: Path) -> None:
 def test_write_file_runs_and_equals_the_oracle(tmp_path: Path) -> None:
     params = rnn_ref.init(RNNConfig(3, 5, num_layers=2, output_size=2), seed=1)
     path = tmp_path / "model.tflite"
-    litert_backend.write_file(params, path, "tflite")
-    native = litert_backend.load_native(path, "tflite", params)
+    litert_files.write_file(params, path, "tflite")
+    native = litert_files.load_native(path, "tflite", params)
     assert not native.takes_lengths
     x = _x(4, 9, 3, seed=2)  # batch 4 against the file's batch 1: a sample at a time
-    got = litert_backend.run_native(native.model, x)
+    got = litert_files.run_native(native.model, x)
     np.testing.assert_allclose(got, rnn_ref.forward(params, x).y, atol=2e-6)
     assert "WHILE" in describe(path)
-    arrays = litert_backend.list_arrays(path, "tflite")
+    arrays = litert_files.list_arrays(path, "tflite")
     assert any(shape == (1, -1, 3) and dtype == "float32" for _, shape, dtype in arrays)
     assert any(shape == (5, 5) for _, shape, _ in arrays)  # a recurrent kernel, in a body
 
@@ -105,9 +107,9 @@ def test_write_file_runs_and_equals_the_oracle(tmp_path: Path) -> None:
 def test_read_file_refused_with_the_reason(tmp_path: Path) -> None:
     params = rnn_ref.init(RNNConfig(3, 5), seed=1)
     path = tmp_path / "model.tflite"
-    litert_backend.write_file(params, path, "tflite")
+    litert_files.write_file(params, path, "tflite")
     with pytest.raises(UnsupportedError, match="WHILE loop's body subgraph"):
-        litert_backend.read_file(path, "tflite", Hints())
+        litert_files.read_file(path, "tflite", Hints())
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(b"\x00" * 64)
     with pytest.raises(FileFormatError, match="TFL3"):
@@ -136,7 +138,7 @@ def test_converts_in_a_child_when_keras_runs_another_backend(monkeypatch: pytest
     monkeypatch.setattr(litert_backend, "_keras_on_tensorflow", lambda: False)
     data = to_native(params, batch=2, time=5, unroll=True)
     x = _x(2, 5, 3, seed=4)
-    np.testing.assert_allclose(litert_backend.run_native(data, x), rnn_ref.forward(params, x).y,
+    np.testing.assert_allclose(litert_files.run_native(data, x), rnn_ref.forward(params, x).y,
                                atol=2e-6)
     with pytest.raises(UnsupportedError, match="clip"):
         to_native(rnn_ref.init(RNNConfig(3, 4, clip=1.0), seed=0))  # refused before the child

@@ -1,8 +1,9 @@
 """LiteRT (TensorFlow Lite): the Keras 3 model of a network converted by TensorFlow's
 ``TFLiteConverter`` to a ``.tflite`` flatbuffer and run by ``ai_edge_litert``'s interpreter.
 
-Backends: ``litert`` (the converter's ``WHILE`` loop) and ``litert[unrolled]`` (the layers
-built with ``unroll=True``: one copy of the cell per step, no loop).
+The converter is here; the ``.tflite`` files are ``files.py``; the backends, ``backend.py``:
+``litert`` (the converter's ``WHILE`` loop) and ``litert[unrolled]`` (the layers built with
+``unroll=True``: one copy of the cell per step, no loop).
 
 How the conversion goes (ai-edge-litert 2.3.0, tensorflow-cpu 2.21.0, keras 3.15.1; the ops
 and the deviations are reproduced by ``tests/test_backend_litert.py``, the shape and freezing
@@ -47,22 +48,15 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rnn_ref.backends.litert.record import unsupported
-from rnn_ref.config import RNNConfig
 from rnn_ref.errors import UnsupportedError
-from rnn_ref.fileapi import Hints, NativeFile
-from rnn_ref.inputs import check_inputs
 from rnn_ref.params import RNNParams
-from rnn_ref.reference import ForwardResult
 
-__all__ = ["LiteRtBackend", "LiteRtUnrolledBackend", "describe", "list_arrays",
-           "load_native", "read_file", "run_native", "to_native", "unsupported",
-           "write_file"]
+__all__ = ["to_native", "unsupported"]
 
 NAME = "LiteRT"
 Array = np.ndarray[Any, Any]
@@ -280,195 +274,3 @@ def _child() -> None:
         sys.exit(1)
     stdout.write(data)
     stdout.flush()
-
-
-# --------------------------------------------------------------------------------------------
-# running a flatbuffer
-# --------------------------------------------------------------------------------------------
-def _interpreter(model: bytes) -> Any:
-    from ai_edge_litert.interpreter import Interpreter
-
-    return Interpreter(model_content=model)
-
-
-def _invoke(model: bytes, feeds: dict[str, Array]) -> list[Array]:
-    """The graph's outputs in order for ``feeds`` by input name: each input resized to its
-    feed's shape, the tensors allocated, one ``invoke``.
-
-    The converter names things two ways: a graph with a ``WHILE`` keeps the function's
-    signature (``serving_default``: inputs by their ``TensorSpec`` names, outputs
-    ``output_0``, ``output_1``, ... in order); a graph without control flow (the unrolled
-    one) goes through the frozen-graph path, has no signature, and names its inputs as the
-    specs and its outputs ``Identity``, ``Identity_1``, ... in order."""
-    it = _interpreter(model)
-    if it.get_signature_list():
-        runner = it.get_signature_runner()
-        inputs = {k: d["index"] for k, d in runner.get_input_details().items()}
-        outputs = {k: d["index"] for k, d in runner.get_output_details().items()}
-        del runner  # it holds the interpreter, which refuses to resize while referenced
-    else:
-        inputs = {d["name"]: d["index"] for d in it.get_input_details()}
-        outputs = {d["name"]: d["index"] for d in it.get_output_details()}
-    if set(inputs) != set(feeds):
-        raise ValueError(f"the graph takes {sorted(inputs)}, got {sorted(feeds)}")
-    details = {d["index"]: d for d in it.get_input_details()}
-    for name, index in inputs.items():
-        it.resize_tensor_input(index, list(np.shape(feeds[name])))
-    it.allocate_tensors()
-    for name, index in inputs.items():
-        it.set_tensor(index, np.ascontiguousarray(feeds[name], dtype=details[index]["dtype"]))
-    it.invoke()
-    return [np.array(it.get_tensor(outputs[k])) for k in sorted(outputs, key=_output_number)]
-
-
-def _output_number(name: str) -> int:
-    """``output_3`` or ``Identity_3`` -> 3, ``Identity`` -> 0."""
-    head, _, tail = name.rpartition("_")
-    if name == "Identity":
-        return 0
-    if head in ("output", "Identity") and tail.isdigit():
-        return int(tail)
-    raise ValueError(f"unexpected output name {name!r} in the converted graph")
-
-
-# --------------------------------------------------------------------------------------------
-# backends
-# --------------------------------------------------------------------------------------------
-class LiteRtBackend:
-    """The ``WHILE`` graph of :func:`to_native` run by LiteRT's interpreter (float32)."""
-
-    name = "litert"
-    unroll = False
-
-    def supports(self, config: RNNConfig, *, dtype: Any, lengths: bool, mask: bool
-                 ) -> str | None:
-        reason = unsupported(config, padded=lengths or mask)
-        if reason is not None:
-            return f"{reason[0]}: {reason[1]}"
-        if np.dtype(dtype) != np.float32:
-            return f"dtype {np.dtype(dtype)}: {FLOAT32_ONLY}"
-        return None
-
-    def forward(self, params: RNNParams, x: Array, *, h0: Any = None, lengths: Any = None,
-                mask: Any = None) -> ForwardResult:
-        """The network on ``x (N, T, D)`` with ``h0`` and ``lengths`` or ``mask``, computed by
-        LiteRT: ``outputs (N, T, F)`` (a pair for ``merge_mode=None``), ``h_n`` and ``y``,
-        float32."""
-        cfg = params.config
-        inputs = check_inputs(cfg, x, h0=h0, lengths=lengths, mask=mask, where=self.name)
-        valid = inputs.mask_or_none()
-        problem = self.supports(cfg, dtype=params.dtype, lengths=valid is not None, mask=False)
-        if problem is not None:
-            raise UnsupportedError(self.name, problem)
-        n, t = inputs.x.shape[:2]
-        model = to_native(params, unroll=self.unroll, batch=n,
-                          time=t if self.unroll else None, states=True,
-                          initial_state=inputs.h0 is not None, mask=valid is not None)
-        feeds = {"x": inputs.x}
-        if inputs.h0 is not None:
-            feeds.update({f"h0_{i}": h for i, h in enumerate(inputs.h0)})
-        if valid is not None:
-            feeds["mask"] = valid
-        got = _invoke(model, feeds)
-        n_out = 2 if cfg.num_directions == 2 and cfg.merge_modes[-1] is None else 1
-        n_states = cfg.num_layers * cfg.num_directions
-        outputs: Any = tuple(got[:n_out]) if n_out == 2 else got[0]
-        states = got[n_out:n_out + n_states]
-        y = got[n_out + n_states] if params.readout is not None else None
-        h_n: Any = np.stack(states) if cfg.uniform_hidden else tuple(states)
-        return ForwardResult(outputs, h_n, y)
-
-
-class LiteRtUnrolledBackend(LiteRtBackend):
-    """``litert[unrolled]``: the layers built with ``unroll=True`` (no ``WHILE``)."""
-
-    name = "litert[unrolled]"
-    unroll = True
-
-
-# --------------------------------------------------------------------------------------------
-# files: .tflite
-# --------------------------------------------------------------------------------------------
-def write_file(params: RNNParams, path: Path, fmt: str) -> None:
-    """The ``WHILE`` graph of :func:`to_native` (batch :data:`FILE_BATCH`, dynamic T)."""
-    Path(path).write_bytes(to_native(params))
-
-
-def read_file(path: Path, fmt: str, hints: Hints) -> RNNParams:
-    """Refused: a ``.tflite`` holds a graph, not rnn-ref's parameters."""
-    ops = describe(path)  # a file that is not a flatbuffer fails here, as FileFormatError
-    loop = "a WHILE loop's body subgraph" if "WHILE" in ops else "an unrolled graph"
-    raise UnsupportedError(NAME, f"reading parameters back from {Path(path).name}",
-                           f"a .tflite holds the converted graph ({', '.join(sorted(set(ops)))}"
-                           f"), not the config; the weights live in {loop}, transposed and "
-                           f"with the biases merged; convert from the source model instead")
-
-
-def _flatbuffer(path: Path) -> Any:
-    from ai_edge_litert import schema_py_generated as schema
-
-    from rnn_ref.errors import FileFormatError
-
-    data = Path(path).read_bytes()
-    if len(data) < 8 or data[4:8] != b"TFL3":
-        raise FileFormatError(f"{path}: not a TFLite flatbuffer (no 'TFL3' identifier)")
-    try:
-        return schema, schema.ModelT.InitFromPackedBuf(data, 0)
-    except Exception as exc:
-        raise FileFormatError(f"{path}: not a valid TFLite flatbuffer "
-                              f"({type(exc).__name__}: {str(exc)[:200]})") from None
-
-
-def describe(path: Path) -> list[str]:
-    """The op names of every subgraph of a ``.tflite`` file, in order, subgraph by subgraph
-    (``WHILE``, ``REVERSE_V2``, ``FULLY_CONNECTED``, ``UNIDIRECTIONAL_SEQUENCE_RNN``, ...;
-    a custom op by its custom code)."""
-    schema, model = _flatbuffer(path)
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items()
-             if not k.startswith("_") and isinstance(v, int)}
-    out = []
-    for sg in model.subgraphs or []:
-        for op in sg.operators or []:
-            code = model.operatorCodes[op.opcodeIndex]
-            builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
-            if builtin == schema.BuiltinOperator.CUSTOM:
-                custom = code.customCode
-                out.append(custom.decode() if isinstance(custom, bytes) else str(custom))
-            else:
-                out.append(names.get(builtin, f"builtin {builtin}"))
-    return out
-
-
-def list_arrays(path: Path, fmt: str) -> list[tuple[str, tuple[int, ...], str]]:
-    """Every tensor of every subgraph (the interpreter's ``get_tensor_details``), named
-    ``subgraph/tensor``; shapes as the graph declares them (-1: dynamic)."""
-    it = _interpreter(Path(path).read_bytes())
-    out = []
-    for sg in range(it.num_subgraphs()):
-        for d in it.get_tensor_details(subgraph_index=sg):
-            shape = tuple(int(s) for s in d.get("shape_signature", d["shape"]))
-            out.append((f"{sg}/{d['name']}", shape, np.dtype(d["dtype"]).name))
-    return out
-
-
-def load_native(path: Path, fmt: str, params: RNNParams) -> NativeFile:
-    """The flatbuffer's bytes (what :func:`run_native` runs); lengths are not taken."""
-    _flatbuffer(path)
-    return NativeFile(Path(path).read_bytes(), takes_lengths=False)
-
-
-def run_native(model: bytes, x: Array, lengths: Any = None) -> Array:
-    """The graph's output on ``x (N, T, D)``, a sample at a time when the graph's batch is
-    fixed at another size."""
-    if lengths is not None:
-        raise UnsupportedError(NAME, "lengths", "the .tflite graph takes no mask")
-    x = np.asarray(x, np.float32)
-    details = _interpreter(model).get_input_details()
-    if len(details) != 1:
-        raise ValueError(f"the graph takes {len(details)} inputs; run_native feeds x only")
-    batch = int(details[0]["shape_signature"][0])
-    if batch in (-1, x.shape[0]):
-        return _invoke(model, {"x": x})[0]
-    if batch != 1:
-        raise ValueError(f"the graph's batch is fixed at {batch}; x has {x.shape[0]} samples")
-    return np.concatenate([_invoke(model, {"x": x[i:i + 1]})[0] for i in range(x.shape[0])])

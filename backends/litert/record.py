@@ -26,9 +26,10 @@ FRAMEWORK = Framework(
     formats=(FileFormat("tflite", (".tflite",), "a TFLite flatbuffer of the Keras model "
                         "(batch 1, dynamic T); written and run, not read back as "
                         "parameters", readable=False),),
-    backends=(BackendSpec("litert", "rnn_ref.backends.litert.convert:LiteRtBackend",
+    files="rnn_ref.backends.litert.files",
+    backends=(BackendSpec("litert", "rnn_ref.backends.litert.backend:LiteRtBackend",
                           ("ai_edge_litert", "tensorflow", "keras")),
               BackendSpec("litert[unrolled]",
-                          "rnn_ref.backends.litert.convert:LiteRtUnrolledBackend",
+                          "rnn_ref.backends.litert.backend:LiteRtUnrolledBackend",
                           ("ai_edge_litert", "tensorflow", "keras"))),
 )
