@@ -21,7 +21,7 @@ nn = need("mlx.nn")
 mlx_backend = need("rnn_ref.backends.mlx.convert")
 
 N, T, D, M = 3, 7, 5, 4  # all different, so a transpose cannot hide
-BACKEND = "rnn_ref.backends.mlx.convert:MlxBackend"
+BACKEND = "rnn_ref.backends.mlx.backend:MlxBackend"
 
 
 def _x(seed: int = 0, n: int = N, t: int = T, d: int = D, dtype: object = np.float32

@@ -1,4 +1,4 @@
-"""MLX: ``mlx.nn.RNN``, converters, oracle and backend.
+"""MLX: ``mlx.nn.RNN``, converters and oracle (the backend: ``backend.py``).
 
 How MLX differs from the reference (mlx 0.32.4, ``mlx/nn/layers/recurrent.py``, class ``RNN``;
 ``h_t = f(x_t @ Wxh.T + bias + h_{t-1} @ Whh.T)``):
@@ -42,7 +42,7 @@ from __future__ import annotations
 import functools
 import re
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import mlx.core as mx
@@ -54,12 +54,11 @@ from rnn_ref.backends._common import raise_if
 from rnn_ref.backends.mlx.record import MLX_ACTIVATIONS, unsupported
 from rnn_ref.config import RNNConfig
 from rnn_ref.errors import UnsupportedError
-from rnn_ref.inputs import check_inputs
 from rnn_ref.params import CellParams, RNNParams
-from rnn_ref.reference import ForwardResult, forward
+from rnn_ref.reference import forward
 
-__all__ = ["LAYOUTS", "MLX_ACTIVATIONS", "NAME", "MlxBackend", "from_native", "identity",
-           "oracle", "owns", "to_native", "unsupported"]
+__all__ = ["LAYOUTS", "MLX_ACTIVATIONS", "NAME", "from_native", "identity", "oracle", "owns",
+           "to_native", "unsupported"]
 
 NAME = "mlx.nn.RNN"
 #: parameter layouts: "new" (mlx >= 0.18.0, Wxh (M, D)) and "old" (mlx 0.7.0-0.17.x, (D, M))
@@ -68,7 +67,7 @@ _LAYOUT_TEXT = {
     "new": "layout='new' (mlx >= 0.18.0: Wxh (H, I), used as x @ Wxh.T and h @ Whh.T)",
     "old": "layout='old' (mlx 0.7.0 to 0.17.x: Wxh (I, H), used as x @ Wxh and h @ Whh)",
 }
-_DTYPES = {np.dtype(np.float32): mx.float32, np.dtype(np.float64): mx.float64}
+MLX_DTYPES = {np.dtype(np.float32): mx.float32, np.dtype(np.float64): mx.float64}
 
 
 # --------------------------------------------------------------------------------------------
@@ -348,8 +347,8 @@ def from_native(obj: Any, *, layout: str | None = None, activation: Any = None) 
 # --------------------------------------------------------------------------------------------
 # to mlx
 # --------------------------------------------------------------------------------------------
-def _mx(a: np.ndarray[Any, Any]) -> mx.array:
-    return mx.array(np.ascontiguousarray(a), dtype=_DTYPES[a.dtype])
+def as_mx(a: np.ndarray[Any, Any]) -> mx.array:
+    return mx.array(np.ascontiguousarray(a), dtype=MLX_DTYPES[a.dtype])
 
 
 def to_native(params: RNNParams) -> Any:
@@ -366,23 +365,23 @@ def to_native(params: RNNParams) -> Any:
     """
     cfg = params.config
     raise_if(unsupported(cfg), NAME)
-    if params.dtype not in _DTYPES:
+    if params.dtype not in MLX_DTYPES:
         raise UnsupportedError(NAME, f"dtype {params.dtype}", "use float32 or float64")
     modules = []
     for li, layer in enumerate(params.layers):
         cell = layer[0]
         rnn = nn.RNN(int(cell.w_x.shape[0]), cell.hidden_size, bias=cfg.bias,
                      nonlinearity=_mlx_function(cfg.activation_of(li, 0)))
-        rnn.Wxh = _mx(cell.w_x.T)
-        rnn.Whh = _mx(cell.w_h.T)
+        rnn.Wxh = as_mx(cell.w_x.T)
+        rnn.Whh = as_mx(cell.w_h.T)
         if cfg.bias:
-            rnn.bias = _mx(cell.b_x + cell.b_h)
+            rnn.bias = as_mx(cell.b_x + cell.b_h)
         modules.append(rnn)
     return modules[0] if len(modules) == 1 else modules
 
 
 # --------------------------------------------------------------------------------------------
-# oracle and backend
+# oracle
 # --------------------------------------------------------------------------------------------
 def owns(model: Any) -> bool:
     """True for an ``nn.RNN``, and a non-empty list, tuple or ``nn.Sequential`` of them."""
@@ -425,50 +424,3 @@ def oracle(model: Any, *, activation: Any = None
         return np.ascontiguousarray(res.outputs.reshape(*lead, t, -1))
 
     return call
-
-
-class MlxBackend:
-    """``mlx.nn.RNN`` layers run by mlx on the CPU, in the parameters' dtype (float32,
-    float64); a stack is run layer by layer, as a list of layers is."""
-
-    name = "mlx"
-
-    def supports(self, config: RNNConfig, *, dtype: Any, lengths: bool, mask: bool
-                 ) -> str | None:
-        if lengths or mask:
-            return ("lengths or a mask: mlx.nn.RNN has neither, it runs every step of every "
-                    "sequence")
-        reason = unsupported(config)
-        if reason is not None:
-            return f"{reason[0]}: {reason[1]}"
-        if np.dtype(dtype) not in _DTYPES:
-            return f"dtype {np.dtype(dtype)}: use float32 or float64"
-        return None
-
-    def round_trip(self, params: RNNParams) -> RNNParams:
-        """Through ``nn.RNN`` modules and back (raises where MLX cannot hold the config)."""
-        return from_native(to_native(params))
-
-    def forward(self, params: RNNParams, x: np.ndarray[Any, Any], *, h0: Any = None,
-                lengths: Any = None, mask: Any = None) -> ForwardResult:
-        """The layers on ``x (N, T, D)`` with ``h0`` (``(L, N, M)`` or L ``(N, M_l)``):
-        ``outputs (N, T, M_L)``, ``h_n`` (each layer's last output), ``y = None``, in the
-        parameters' dtype. Bad inputs raise as :func:`rnn_ref.inputs.check_inputs` says;
-        lengths, masks and what :func:`unsupported` names raise ``UnsupportedError``."""
-        cfg = params.config
-        inputs = check_inputs(cfg, x, h0=h0, lengths=lengths, mask=mask, dtype=params.dtype,
-                              where=NAME)
-        if inputs.padding is not None:
-            raise UnsupportedError(NAME, inputs.padding, "mlx.nn.RNN has no lengths or masks")
-        model = to_native(params)  # raises for what unsupported() names and other dtypes
-        layers: Sequence[Any] = model if isinstance(model, list) else [model]
-        with mx.stream(mx.cpu):
-            out = _mx(inputs.x)
-            finals = []
-            for li, rnn in enumerate(layers):
-                out = rnn(out, None if inputs.h0 is None else _mx(inputs.h0[li]))
-                finals.append(out[:, -1, :])
-            mx.eval(out, *finals)
-        h_n = [np.array(f) for f in finals]
-        return ForwardResult(np.array(out), np.stack(h_n) if cfg.uniform_hidden else tuple(h_n),
-                             None)

@@ -51,5 +51,5 @@ FRAMEWORK = Framework(
     name="mlx", title="mlx.nn.RNN", module="rnn_ref.backends.mlx.convert",
     requires=("mlx",), distributions=("mlx",), unsupported=unsupported,
     converters=("from_mlx", "to_mlx"), recognised_when="mlx",
-    backends=(BackendSpec("mlx", "rnn_ref.backends.mlx.convert:MlxBackend", ("mlx",)),),
+    backends=(BackendSpec("mlx", "rnn_ref.backends.mlx.backend:MlxBackend", ("mlx",)),),
 )
