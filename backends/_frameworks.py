@@ -12,7 +12,8 @@ the oracle dispatch (:mod:`rnn_ref._lazy`), the format tables and dispatch of
 :mod:`rnn_ref.convert`, ``rnn-ref info``, the version lists of reports and benchmarks.
 
 Adding a framework is one package in ``backends/`` (its ``record.py``, the functions of
-:data:`MODULE_API`, a backend class) plus one entry here.
+:data:`MODULE_API` and :data:`CONVERTER_API` in ``convert.py``, of :data:`FILE_API` in
+``files.py``, a backend class in ``backend.py``) plus one entry here.
 """
 
 from __future__ import annotations

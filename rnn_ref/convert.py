@@ -75,7 +75,9 @@ def framework_module(fmt: str) -> ModuleType:
     if absent:
         raise ImportError(f"{fmt} files need {', '.join(absent)}, which is not installed "
                           f"(pip install 'rnn-ref[all]' -c constraints.txt)")
-    return importlib.import_module(framework.files or framework.module)
+    if framework.files is None:
+        raise ValueError(f"framework {framework.name!r} has formats but names no files module")
+    return importlib.import_module(framework.files)
 
 
 def readable(fmt: str) -> bool:

@@ -44,7 +44,8 @@ def test_every_framework_module_defines_the_same_functions(fw: _frameworks.Frame
         pytest.skip(f"{fw.name} needs {fw.missing()}")
     modules = {fw.module: [*MODULE_API, *(CONVERTER_API if fw.converters else ())]}
     if fw.formats:  # the file functions live in the package's files.py
-        modules.setdefault(fw.files or fw.module, []).extend(
+        assert fw.files == f"{fw.module.rpartition('.')[0]}.files", fw.files
+        modules.setdefault(fw.files, []).extend(
             [*FILE_API, *(GRAPH_API if any(not f.readable for f in fw.formats) else ())])
     for name, wanted in modules.items():
         module = importlib.import_module(name)
