@@ -19,7 +19,7 @@ How it differs (tf-keras 2.21.0 sources):
   ``save_weights_to_hdf5_group`` 737-760 with ``keras_version`` "2.x" in the attributes), and
   every RNN layer's config records ``time_major`` (``tf_keras/src/layers/rnn/base_rnn.py``
   955). Keras 3 refuses to load them ("Unrecognized keyword arguments passed to SimpleRNN:
-  {'time_major': False}", ``keras/src/layers/layer.py`` 295): this module reads them by name
+  {'time_major': False}", ``keras/src/layers/layer.py`` 295): ``files.py`` reads them by name
   with h5py, through Keras 3's parser and legacy reader in their Keras 2 flavour
   (:data:`rnn_ref.backends.keras.graph.KERAS2`: Keras 2's activations).
 * ``time_major=True`` layers hold the same weights; the oracle of a bare one then takes and
