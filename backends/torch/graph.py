@@ -1152,7 +1152,7 @@ def read_state_dict(sd: Mapping[str, Any], *, nonlinearity: str, select: str | N
 
     Raises:
         ValueError: a key that is not one of the pieces, a missing key, or a missing hint
-            (a :class:`~rnn_ref.convert.MissingHintError` naming it).
+            (a :class:`~rnn_ref.fileapi.MissingHintError` naming it).
     """
     g = _group(sd)
     if g.config is not None:
