@@ -8,8 +8,8 @@ file formats it reads and writes (with extensions and the hints a file cannot te
 backends, and a pure ``unsupported(config)`` saying what of the network it cannot hold (the
 record types: :mod:`rnn_ref.backends.records`). Everything else is derived from
 :data:`FRAMEWORKS`: the backend registry (:mod:`rnn_ref._registry`), the lazy converters and
-the oracle dispatch (:mod:`rnn_ref._lazy`), the format tables and dispatch of
-the conversion workflow (``convert``), ``rnn-ref info``, the version lists of reports and benchmarks.
+the oracle dispatch (:mod:`rnn_ref._lazy`), the format tables and dispatch of the conversion
+workflow (``convert``), ``rnn-ref info``, the version lists of reports and benchmarks.
 
 Adding a framework is one package in ``backends/`` (its ``record.py``, the functions of
 :data:`MODULE_API` and :data:`CONVERTER_API` in ``convert.py``, of :data:`FILE_API` in
