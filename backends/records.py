@@ -16,7 +16,8 @@ from rnn_ref.activations import Activation
 from rnn_ref.config import RNNConfig
 from rnn_ref.network import POOLINGS
 
-__all__ = ["CONVERTER_API", "DEVICES", "FILE_API", "GRAPH_API", "MODULE_API", "NETWORK_PIECES",
+__all__ = ["CONVERTER_API", "DEVICES", "FILE_API", "GATED", "GRAPH_API", "MODULE_API",
+           "NETWORK_PIECES",
            "BackendSpec", "FileFormat", "Framework", "Reason", "Unrecorded", "first_activation",
            "missing", "network_unsupported", "nothing_unsupported", "padded_zeros",
            "records_all"]
@@ -126,8 +127,10 @@ class Framework:
 # --------------------------------------------------------------------------------------------
 #: The pieces of the network beyond the plain Elman stack (docs/spec.md section 2.6), as
 #: :func:`network_unsupported` names them.
-NETWORK_PIECES = ("embedding", "mask_value", "mixed_directions", "select", "pooling",
-                  "head_stack", "softmax", "dense_without_bias", "returns")
+#: The gated cells, pieces a framework holds once its converters and backends write them.
+GATED = ("gru", "lstm")
+NETWORK_PIECES = ("gru", "lstm", "embedding", "mask_value", "mixed_directions", "select",
+                  "pooling", "head_stack", "softmax", "dense_without_bias", "returns")
 
 
 def network_unsupported(config: RNNConfig, holds: frozenset[str] | set[str] = frozenset()
@@ -138,7 +141,10 @@ def network_unsupported(config: RNNConfig, holds: frozenset[str] | set[str] = fr
     from rnn_ref.network import Softmax
 
     head = config.head
+    kinds = [c.kind for c in config.cells]
     pieces = (
+        ("gru", "gru" in kinds, f"a GRU layer (cells {kinds})"),
+        ("lstm", "lstm" in kinds, f"an LSTM layer (cells {kinds})"),
         ("embedding", config.vocab_size is not None,
          f"an embedding (vocab_size={config.vocab_size})"),
         ("mask_value", config.mask_value is not None, f"Masking(mask_value={config.mask_value})"),

@@ -155,9 +155,10 @@ def _with_gain(params: RNNParams, gain: float, seed: int) -> RNNParams:
     """``params`` with every recurrent kernel drawn as ``gain * G / sqrt(M)``."""
     rng = np.random.default_rng(seed + 1)
     layers = []
-    for layer in params.layers:
+    for li, layer in enumerate(params.layers):
         row = []
-        for c in layer:
+        for r in range(len(layer)):
+            c = params.elman_cell(li, r)
             m = c.hidden_size
             w_h = (gain * rng.standard_normal((m, m)) / np.sqrt(m)).astype(c.w_h.dtype)
             row.append(CellParams(c.w_x, w_h, c.b_x, c.b_h))

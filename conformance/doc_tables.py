@@ -13,8 +13,9 @@ Tables:
 * ``frameworks``: what each framework's converters hold, feature by feature: each cell is
   the framework record's own ``unsupported(config)`` on a probe network of that feature;
 * ``case-counts``: the conformance matrices' sizes (``conformance.cases``);
+* ``gate-orders``: the frameworks' packed gate orders (``rnn_ref.cells.GATE_ORDERS``).
 * ``canonical-file``: the canonical file's members (``rnn_ref.io.FORMAT`` and the names
-  ``RNNParams.named_arrays()`` gives).
+  ``RNNParams.named_arrays()`` gives for an Elman layer and an LSTM layer with every switch).
 
 ``python -m rnn_ref.conformance.doc_tables [--check] [FILE ...]`` rewrites (or, with
 ``--check``, checks) the blocks of the given documents, by default :data:`DOCUMENTS`.
@@ -137,6 +138,15 @@ _MEMBERS = {
     "layers.{l}.{r}.w_h": "`(M_l, M_l)` recurrent kernel",
     "layers.{l}.{r}.b_x": "`(M_l,)` input bias (zeros when `bias` is false)",
     "layers.{l}.{r}.b_h": "`(M_l,)` recurrent bias (zeros when `bias` is false)",
+    "layers.{l}.{r}.w_x.{k}": "a GRU's or LSTM's `(D_l, M_l)` input kernel of gate k (`z`, "
+                              "`r`, `n`; `i`, `f`, `g`, `o`; no `f` with `input_forget`)",
+    "layers.{l}.{r}.w_h.{k}": "`(M_l, M_l)` recurrent kernel of gate k (`(P_l, M_l)` when "
+                              "projected)",
+    "layers.{l}.{r}.b_x.{k}": "`(M_l,)` input bias of gate k",
+    "layers.{l}.{r}.b_h.{k}": "`(M_l,)` recurrent bias of gate k",
+    "layers.{l}.{r}.p.{k}": "`(M_l,)` an LSTM's peephole of gate k (`i`, `f`, `o`), only with "
+                            "`peepholes`",
+    "layers.{l}.{r}.w_proj": "`(M_l, P_l)` an LSTM's projection, only with `proj_size`",
     "head.{j}.w": "`(F_j, K_j)` head layer j (the readout is `head.0`)",
     "head.{j}.b": "`(K_j,)`",
 }
@@ -148,12 +158,15 @@ def canonical_names() -> list[str]:
     import rnn_ref
     from rnn_ref.config import RNNConfig
 
-    config = RNNConfig(input_size=2, hidden_size=3, vocab_size=5, head=[(2, "linear")])
-    names = []
+    config = RNNConfig(input_size=2, hidden_size=3, vocab_size=5, head=[(2, "linear")],
+                       num_layers=2, cell=["elman", "lstm"], peepholes=True, proj_size=2)
+    names: list[str] = []
     for name, _ in rnn_ref.init(config).named_arrays():
-        pattern = re.sub(r"^layers\.0\.0\.", "layers.{l}.{r}.", name)
+        pattern = re.sub(r"^layers\.[01]\.0\.", "layers.{l}.{r}.", name)
         pattern = re.sub(r"^head\.0\.", "head.{j}.", pattern)
-        names.append(pattern)
+        pattern = re.sub(r"\.(w_x|w_h|b_x|b_h|p)\.[a-z]$", r".\1.{k}", pattern)
+        if pattern not in names:
+            names.append(pattern)
     return names
 
 
@@ -169,12 +182,23 @@ def canonical_file() -> str:
     return "\n".join(lines)
 
 
+def gate_orders() -> str:
+    """Every framework's packed gate order (``rnn_ref.cells.GATE_ORDERS``), with its source."""
+    from rnn_ref.cells import GATE_ORDERS
+
+    lines = ["| cell: framework | packed order (canonical names) | source |", "|---|---|---|"]
+    for key, (order, source) in GATE_ORDERS.items():
+        lines.append(f"| `{key}` | {','.join(order)} | {_cell(source)} |")
+    return "\n".join(lines)
+
+
 #: name -> the function that makes that table
 TABLES: dict[str, Callable[[], str]] = {
     "formats": formats_table,
     "frameworks": frameworks_table,
     "case-counts": case_counts,
     "canonical-file": canonical_file,
+    "gate-orders": gate_orders,
 }
 
 

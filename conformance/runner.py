@@ -40,7 +40,7 @@ from rnn_ref.conformance.compare import (
     network_activations,
     tolerance,
 )
-from rnn_ref.params import RNNParams
+from rnn_ref.params import AnyCellParams, CellParams, RNNParams
 from rnn_ref.precision import ErrorEstimate, estimate
 
 __all__ = ["CATEGORIES", "CaseResult", "RunReport", "check_case", "run"]
@@ -189,6 +189,25 @@ def _matches(dev: Deviation, case: Case, category: str) -> bool:
     return all(props.get(k) == v for k, v in dev.match.items() if k != "categories")
 
 
+def _cell_changes(p: AnyCellParams, q: AnyCellParams) -> str:
+    """What of cell ``p`` cell ``q`` does not hold bit-exactly (an Elman cell's biases may be
+    merged into ``b_x``: one-bias formats), as the end of a message; ``""`` when nothing."""
+    if not (isinstance(p, CellParams) and isinstance(q, CellParams)):
+        mine, theirs = p.arrays(), q.arrays()
+        changed = [n for n, a in mine.items()
+                   if type(p) is not type(q) or n not in theirs
+                   or not np.array_equal(a, theirs[n])]
+        return f": {changed} changed" if changed else ""
+    for n in ("w_x", "w_h"):
+        if not np.array_equal(getattr(p, n), getattr(q, n)):
+            return f".{n} changed"
+    if np.array_equal(p.b_x, q.b_x) and np.array_equal(p.b_h, q.b_h):
+        return ""
+    if not q.b_h.any() and np.array_equal(q.b_x, p.b_x + p.b_h):
+        return ""
+    return " biases changed (b_x, b_h not kept, nor merged into b_x)"
+
+
 def _equivalent(p: RNNParams, q: RNNParams) -> str:
     """"" when q holds p's network and weights bit-exactly (one-bias formats: b_x + b_h in
     b_x)."""
@@ -199,16 +218,10 @@ def _equivalent(p: RNNParams, q: RNNParams) -> str:
         if getattr(a, attr) != getattr(b, attr):
             return f"config.{attr} changed: {getattr(a, attr)!r} -> {getattr(b, attr)!r}"
     for li, (lp, lq) in enumerate(zip(p.layers, q.layers, strict=True)):
-        for r, (cp, cq) in enumerate(zip(lp, lq, strict=True)):
-            where = f"layers[{li}][{r}]"
-            for n in ("w_x", "w_h"):
-                if not np.array_equal(getattr(cp, n), getattr(cq, n)):
-                    return f"{where}.{n} changed"
-            if np.array_equal(cp.b_x, cq.b_x) and np.array_equal(cp.b_h, cq.b_h):
-                continue
-            one_bias = not cq.b_h.any() and np.array_equal(cq.b_x, cp.b_x + cp.b_h)
-            if not one_bias:
-                return f"{where} biases changed (b_x, b_h not kept, nor merged into b_x)"
+        for r, (gp, gq) in enumerate(zip(lp, lq, strict=True)):
+            changed = _cell_changes(gp, gq)
+            if changed:
+                return f"layers[{li}][{r}]{changed}"
     if (p.embedding is None) != (q.embedding is None) or (
             p.embedding is not None and q.embedding is not None
             and not np.array_equal(p.embedding, q.embedding)):

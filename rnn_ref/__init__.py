@@ -35,6 +35,8 @@ from rnn_ref.network import Dense as Dense
 from rnn_ref.network import Identity as Identity
 from rnn_ref.network import Softmax as Softmax
 from rnn_ref.params import CellParams as CellParams
+from rnn_ref.params import GRUParams as GRUParams
+from rnn_ref.params import LSTMParams as LSTMParams
 from rnn_ref.params import Readout as Readout
 from rnn_ref.params import RNNParams as RNNParams
 from rnn_ref.params import init as init

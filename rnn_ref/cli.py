@@ -152,7 +152,7 @@ def _demo_by_hand(params: rnn_ref.RNNParams, x: np.ndarray, want: Any, rows: _De
     """The tutorials' manual check in float64 on ``x`` of shape (1, 10, 3): h_t = tanh(x_t W_x
     + h_{t-1} W_h + b) with h of shape (5,), y = h_T W_y + b_y against ``want[0]`` of shape
     (2,); then the clear reference loop against the fast path, y of shape (1, 10, 2)."""
-    cell, ro = params.layers[0][0], params.readout
+    cell, ro = params.elman_cell(0, 0), params.readout
     if ro is None:
         raise RuntimeError("the demo's model has a Dense readout")
     w_x, w_h, b = (a.astype(np.float64) for a in (cell.w_x, cell.w_h, cell.b_x + cell.b_h))

@@ -1,4 +1,4 @@
-"""The architecture of an Elman network: :class:`RNNConfig`.
+"""The architecture of a recurrent network (Elman, GRU or LSTM layers): :class:`RNNConfig`.
 
 Notation (docs/spec.md section 1.2): N samples, T steps, D input features, M hidden units, K readout
 units, L layers, R directions (1 or 2).
@@ -14,11 +14,12 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 
 from rnn_ref.activations import Activation, ActivationLike, as_activation
+from rnn_ref.cells import CELLS, CellSpec
 from rnn_ref.network import SELECTS, Dense, HeadActivation, Identity, check_returns
 
 __all__ = [
-    "DIRECTIONS", "MERGE_MODES", "OUTPUT_ORDERS", "PADDED_OUTPUTS", "SELECTS", "ActivationSpec",
-    "ActivationValue", "RNNConfig", "SizeLike",
+    "CELLS", "DIRECTIONS", "MERGE_MODES", "OUTPUT_ORDERS", "PADDED_OUTPUTS", "SELECTS",
+    "ActivationSpec", "ActivationValue", "RNNConfig", "SizeLike",
 ]
 
 #: What a size argument of :class:`RNNConfig` may be: an int or a NumPy integer (never a bool).
@@ -32,6 +33,7 @@ ActivationSpec = (
 ActivationValue = Activation | tuple[Activation, ...] | tuple[tuple[Activation, ...], ...]
 
 _T = TypeVar("_T")
+_SIGMOID = Activation("sigmoid")
 
 DIRECTIONS: tuple[str, ...] = ("forward", "reverse", "bidirectional")
 MERGE_MODES: tuple[str | None, ...] = ("concat", "sum", "mul", "ave", None)
@@ -195,12 +197,74 @@ def _check_select(select: Any, directions: tuple[str, ...], merges: tuple[str | 
     return str(select)
 
 
+def _layer_cells(cell: Any, reset_after: Any, peepholes: Any, input_forget: Any,
+                 proj_size: Any, num_layers: int) -> tuple[CellSpec, ...]:
+    """Every layer's :class:`~rnn_ref.cells.CellSpec`. A switch given as one value applies to
+    the layers whose cell has it; a switch given for a network without such a layer, or a
+    non-default value in a per-layer list at a layer whose cell lacks it, raises."""
+    kinds = tuple(_choice(c, CELLS, f"cell[{i}]" if num_layers > 1 else "cell")
+                  for i, c in enumerate(_per_layer(cell, num_layers, "cell")))
+    switches = (("reset_after", reset_after, ("gru",), True),
+                ("peepholes", peepholes, ("lstm",), False),
+                ("input_forget", input_forget, ("lstm",), False),
+                ("proj_size", proj_size, ("lstm",), None))
+    per_layer: dict[str, tuple[Any, ...]] = {}
+    for name, value, cells, default in switches:
+        if value is None or (not isinstance(value, (list, tuple)) and value == default):
+            per_layer[name] = (default,) * num_layers
+            continue
+        has = [k in cells for k in kinds]
+        if not any(has):
+            raise ValueError(f"{name}={value!r} applies to {' and '.join(cells).upper()} "
+                             f"layers; the network's layers are {list(kinds)}")
+        if not isinstance(value, (list, tuple)):
+            per_layer[name] = tuple(value if applies else default for applies in has)
+            continue
+        values = _per_layer(value, num_layers, name)
+        for i, (v, applies) in enumerate(zip(values, has, strict=True)):
+            if not applies and v is not None and v != default:
+                raise ValueError(f"{name}[{i}]={v!r}, but layer {i} is {kinds[i]!r}: "
+                                 f"{name} applies to {' and '.join(cells).upper()} layers")
+        per_layer[name] = tuple(v if applies and v is not None else default
+                                for v, applies in zip(values, has, strict=True))
+    return tuple(CellSpec(kinds[i], reset_after=per_layer["reset_after"][i],
+                          peepholes=per_layer["peepholes"][i],
+                          input_forget=per_layer["input_forget"][i],
+                          proj_size=per_layer["proj_size"][i])
+                 for i in range(num_layers))
+
+
+def _compact_switch(cells: tuple[CellSpec, ...], name: str, kinds: tuple[str, ...]) -> Any:
+    """A switch's most compact form: its default when no layer has it, one value when every
+    layer that has it has the same, else a tuple of L (``None`` at a layer without it)."""
+    values = [getattr(c, name) if c.kind in kinds else None for c in cells]
+    present = {v for v, c in zip(values, cells, strict=True) if c.kind in kinds}
+    if not present:
+        return getattr(CellSpec("elman"), name)
+    if len(present) == 1:
+        return present.pop()
+    return tuple(values)
+
+
+def _cell_activations(kind: str, act: Activation, gates: tuple[Activation, ...] | None,
+                      hs: tuple[Activation, ...] | None, r: int) -> tuple[Activation, ...]:
+    """One direction's activations in ONNX's order: (f,) Elman, (f, g) GRU, (f, g, h) LSTM."""
+    if kind == "elman":
+        return (act,)
+    assert gates is not None
+    if kind == "gru":
+        return (gates[r], act)
+    assert hs is not None
+    return (gates[r], act, hs[r])
+
+
 @dataclass(frozen=True, init=False)
 class RNNConfig:
-    """The architecture of an Elman network, independent of any framework.
+    """The architecture of a recurrent network, independent of any framework.
 
-    The network (docs/spec.md section 2.6): an optional embedding, L recurrent layers (each
-    forward, reverse or bidirectional), a selection of what the stack hands on, an optional
+    The network (docs/spec.md section 2.6): an optional embedding, L recurrent layers (each an
+    Elman, GRU or LSTM cell, forward, reverse or bidirectional), a selection of what the stack
+    hands on, an optional
     head of dense layers, and the identity-at-inference layers (dropouts, noise) recorded
     where they sit::
 
@@ -227,6 +291,11 @@ class RNNConfig:
     For one value per layer whatever the form, read :attr:`hidden_sizes`, :attr:`directions`,
     :attr:`clips`, :attr:`merge_modes`, :attr:`activations` or :meth:`activation_of`.
 
+    The gated cells' fields (``cell``, ``recurrent_activation``, ``cell_activation``,
+    ``reset_after``, ``peepholes``, ``input_forget``, ``proj_size``) hold one value when every
+    layer that has the switch has the same, else a tuple of L (``None`` at a layer without
+    it); :meth:`cell_of` and :meth:`activations_of` give one layer's.
+
     Args:
         input_size: D, the features of each input step (the embedding width with an
             embedding). Sizes are ints or NumPy integers.
@@ -235,11 +304,12 @@ class RNNConfig:
         direction: ``"forward"``, ``"reverse"`` (one direction that reads the sequence from its
             last valid step to its first) or ``"bidirectional"``; one value, or one per layer
             (Keras stacks mix them).
-        activation: f of the cell. A name (``"tanh"``), an :class:`~rnn_ref.Activation` with
+        activation: f of an Elman cell; g, the candidate's activation, of a GRU or LSTM cell
+            (Keras' ``activation``). A name (``"tanh"``), an :class:`~rnn_ref.Activation` with
             explicit parameters, a ``{"name", "alpha", "beta"}`` mapping; a list or tuple of R
             of those (one per direction, every layer; all layers must then have R directions);
             or a list of L such lists (one per layer, then per direction).
-        clip: c, the cell pre-activation is limited to ``[-c, c]`` (ONNX ``clip``); ``None``
+        clip: c, every activation's input is limited to ``[-c, c]`` (ONNX ``clip``); ``None``
             for no clip. One value, or one per layer.
         bias: ``False`` for a bias-free recurrent stack (torch ``bias=False``, Keras
             ``use_bias=False``): all its biases are then zero and :class:`~rnn_ref.RNNParams`
@@ -283,7 +353,23 @@ class RNNConfig:
             ``("result",)``, the default, is the one result (the head's output, else the
             selection); several names make a model of several outputs, such as Keras
             ``SimpleRNN(return_state=True)`` (``("result", "h_n[-1]")``) or a torch module
-            returning ``(output, hidden)`` (``("sequence", "h_n")``).
+            returning ``(output, hidden)`` (``("sequence", "h_n")``); an LSTM's cell states
+            are ``"c_n"`` and ``"c_n[k]"``.
+        cell: ``"elman"`` (the default), ``"gru"`` or ``"lstm"`` (:data:`CELLS`); one value,
+            or one per layer (Keras stacks mix them). Spec section 2.7.
+        recurrent_activation: f, the gates' activation of a GRU or LSTM cell (Keras'
+            ``recurrent_activation``, ONNX's f); default sigmoid. The same forms as
+            ``activation``; ``None`` at an Elman layer of a per-layer list. Keras 2's
+            ``hard_sigmoid`` is ``Activation("hard_sigmoid", alpha=0.2, beta=0.5)``, Keras 3's
+            ``alpha=1/6``.
+        cell_activation: h of an LSTM cell, applied to the cell state (ONNX's h); default the
+            layer's ``activation`` (Keras uses one activation for both).
+        reset_after: GRU: ``True`` (the default: torch, cuDNN, Keras 3, ONNX
+            ``linear_before_reset=1``) applies the reset gate after the recurrent product,
+            ``r * (h W_hn + b_hn)``; ``False`` before it, ``(r * h) W_hn + b_hn``.
+        peepholes: LSTM: the gates see the cell state through diagonal weights (ONNX ``P``).
+        input_forget: LSTM: the forget gate is ``1 - i`` (ONNX ``input_forget=1``).
+        proj_size: LSTM: P, the state is projected to P units (torch ``proj_size``).
 
     Raises:
         ValueError: any field out of its allowed set, named in the message.
@@ -307,7 +393,17 @@ class RNNConfig:
     head: tuple[Dense, ...]
     identities: tuple[Identity, ...]
     returns: tuple[str, ...]
+    cell: str | tuple[str, ...]
+    recurrent_activation: ActivationValue | tuple[tuple[Activation, ...] | None, ...] | None
+    cell_activation: ActivationValue | tuple[tuple[Activation, ...] | None, ...] | None
+    reset_after: bool | tuple[bool, ...]
+    peepholes: bool | tuple[bool, ...]
+    input_forget: bool | tuple[bool, ...]
+    proj_size: int | None | tuple[int | None, ...]
     _activations: tuple[tuple[Activation, ...], ...] = field(init=False, repr=False, compare=False)
+    _cells: tuple[CellSpec, ...] = field(init=False, repr=False, compare=False)
+    _cell_acts: tuple[tuple[tuple[Activation, ...], ...], ...] = field(
+        init=False, repr=False, compare=False)
 
     def __init__(
         self,
@@ -332,6 +428,13 @@ class RNNConfig:
         head: Sequence[Any] | None = None,
         identities: Sequence[Any] = (),
         returns: Sequence[str] = ("result",),
+        cell: str | Sequence[str] = "elman",
+        recurrent_activation: ActivationSpec | None = None,
+        cell_activation: ActivationSpec | None = None,
+        reset_after: bool | Sequence[bool | None] = True,
+        peepholes: bool | Sequence[bool | None] = False,
+        input_forget: bool | Sequence[bool | None] = False,
+        proj_size: SizeLike | None | Sequence[SizeLike | None] = None,
     ) -> None:
         # validate every argument first, in the order of the signature, then store the results
         d = _positive_int(input_size, "input_size")
@@ -340,6 +443,15 @@ class RNNConfig:
         directions = tuple(_choice(v, DIRECTIONS, f"direction[{i}]" if L > 1 else "direction")
                            for i, v in enumerate(_per_layer(direction, L, "direction")))
         activations = self._normalise_activation(activation, directions)
+        cells = _layer_cells(cell, reset_after, peepholes, input_forget, proj_size, L)
+        gates = self._optional_activation(recurrent_activation, directions, cells, ("gru", "lstm"),
+                                          "recurrent_activation", lambda li, r: _SIGMOID)
+        hs = self._optional_activation(cell_activation, directions, cells, ("lstm",),
+                                       "cell_activation", lambda li, r: activations[li][r])
+        cell_acts = tuple(
+            tuple(_cell_activations(c.kind, activations[li][r], gates[li], hs[li], r)
+                  for r in range(len(activations[li])))
+            for li, c in enumerate(cells))
         clips = _layer_clips(clip, L)
         if not isinstance(bias, bool):
             raise ValueError(f"bias must be True or False, got {bias!r}")
@@ -359,7 +471,9 @@ class RNNConfig:
                              "are valid in the flipped outputs is ambiguous; use "
                              "output_order='aligned' (the mean is the same)")
         idents = _identities(identities, L, len(dense))
-        rets = check_returns(returns, sum(2 if v == "bidirectional" else 1 for v in directions))
+        counts = [2 if v == "bidirectional" else 1 for v in directions]
+        rets = check_returns(returns, sum(counts),
+                             sum(n for n, c in zip(counts, cells, strict=True) if c.kind == "lstm"))
         set_ = object.__setattr__  # the dataclass is frozen
         for name, value in (
             ("input_size", d), ("hidden_size", _compact(sizes)), ("num_layers", L),
@@ -369,7 +483,15 @@ class RNNConfig:
             ("output_order", output_order), ("vocab_size", embedding[0]),
             ("mask_zero", embedding[1]), ("padding_idx", embedding[2]),
             ("mask_value", embedding[3]), ("select", sel), ("head", dense),
-            ("identities", idents), ("returns", rets), ("_activations", activations),
+            ("identities", idents), ("returns", rets),
+            ("cell", _compact(tuple(c.kind for c in cells))),
+            ("recurrent_activation", self._compact_optional(gates)),
+            ("cell_activation", self._compact_optional(hs)),
+            ("reset_after", _compact_switch(cells, "reset_after", ("gru",))),
+            ("peepholes", _compact_switch(cells, "peepholes", ("lstm",))),
+            ("input_forget", _compact_switch(cells, "input_forget", ("lstm",))),
+            ("proj_size", _compact_switch(cells, "proj_size", ("lstm",))),
+            ("_activations", activations), ("_cells", cells), ("_cell_acts", cell_acts),
         ):
             set_(self, name, value)
 
@@ -402,6 +524,59 @@ class RNNConfig:
             raise ValueError("activation: one list per direction is ambiguous when layers have "
                              "different directions; give one list per layer")
         return tuple(per_direction(spec, "activation", r) for r in counts)
+
+    @classmethod
+    def _optional_activation(cls, spec: Any, directions: tuple[str, ...],
+                             cells: tuple[CellSpec, ...], kinds: tuple[str, ...], where: str,
+                             default: Any) -> tuple[tuple[Activation, ...] | None, ...]:
+        """An activation only some cells have (the gates' f; the LSTM's h): per layer, R_l
+        activations at a layer whose cell has it, ``None`` at the others. ``default(l, r)``
+        fills a layer when ``spec`` is ``None``."""
+        has = [c.kind in kinds for c in cells]
+        counts = [2 if d == "bidirectional" else 1 for d in directions]
+        if spec is None:
+            return tuple(tuple(default(li, r) for r in range(counts[li])) if h else None
+                         for li, h in enumerate(has))
+        if not any(has):
+            raise ValueError(f"{where}={spec!r} applies to {' and '.join(kinds).upper()} "
+                             f"layers; the network's layers are {[c.kind for c in cells]}")
+        per_layer = (isinstance(spec, (list, tuple)) and len(spec) == len(cells)
+                     and all(a is None or isinstance(a, (list, tuple)) for a in spec)
+                     and any(isinstance(a, (list, tuple)) for a in spec))
+        if per_layer or (isinstance(spec, (list, tuple)) and None in spec):
+            if len(spec) != len(cells):
+                raise ValueError(f"{where} lists {len(spec)} layers but the network has "
+                                 f"{len(cells)} layer(s)")
+            out: list[tuple[Activation, ...] | None] = []
+            for li, item in enumerate(spec):
+                if not has[li]:
+                    if item is not None:
+                        raise ValueError(f"{where}[{li}]={item!r}, but layer {li} is "
+                                         f"{cells[li].kind!r}, which has no {where}")
+                    out.append(None)
+                elif item is None:
+                    out.append(tuple(default(li, r) for r in range(counts[li])))
+                else:
+                    out.append(cls._normalise_activation(item, (directions[li],))[0])
+            return tuple(out)
+        parsed = cls._normalise_activation(spec, tuple(d for d, h in zip(directions, has,
+                                                                          strict=True) if h))
+        it = iter(parsed)
+        return tuple(next(it) if h else None for h in has)
+
+    @staticmethod
+    def _compact_optional(acts: tuple[tuple[Activation, ...] | None, ...]) -> Any:
+        """The most compact form of an activation some layers lack: ``None`` when no layer
+        has it, else that of the layers that do (a tuple of L, ``None`` where a layer lacks
+        it, when they differ and some lack it)."""
+        present = [a for a in acts if a is not None]
+        if not present:
+            return None
+        if all(a == present[0][0] for layer in present for a in layer):
+            return present[0][0]
+        if len(present) == len(acts):
+            return RNNConfig._compact_activation(tuple(present))
+        return acts
 
     @staticmethod
     def _compact_activation(acts: tuple[tuple[Activation, ...], ...]) -> ActivationValue:
@@ -449,15 +624,69 @@ class RNNConfig:
 
     @property
     def hidden_sizes(self) -> tuple[int, ...]:
-        """M of every layer, a tuple of L ints."""
+        """M of every layer, a tuple of L ints (an LSTM's cell-state width)."""
         hs = self.hidden_size
         return hs if isinstance(hs, tuple) else (hs,) * self.num_layers
 
     @property
+    def cells(self) -> tuple[CellSpec, ...]:
+        """Every layer's cell and switches, a tuple of L :class:`~rnn_ref.cells.CellSpec`."""
+        return self._cells
+
+    def cell_of(self, layer: int) -> CellSpec:
+        """Layer ``layer``'s cell and switches."""
+        return self._cells[layer]
+
+    @property
+    def is_elman(self) -> bool:
+        """True when every layer is an Elman cell."""
+        return all(c.kind == "elman" for c in self._cells)
+
+    def activations_of(self, layer: int, direction: int) -> tuple[Activation, ...]:
+        """The activations of layer ``layer``, direction ``direction`` in ONNX's order:
+        ``(f,)`` for an Elman cell, ``(f, g)`` for a GRU (gates, candidate), ``(f, g, h)`` for
+        an LSTM (gates, candidate, cell state)."""
+        return self._cell_acts[layer][direction]
+
+    @property
+    def output_sizes(self) -> tuple[int, ...]:
+        """The width of every layer's state h and of each direction's outputs: M, or P for an
+        LSTM with a projection; a tuple of L ints."""
+        return tuple(m if c.proj_size is None else c.proj_size
+                     for m, c in zip(self.hidden_sizes, self._cells, strict=True))
+
+    @property
     def state_sizes(self) -> tuple[int, ...]:
-        """M of every final state, a tuple of S ints (in ``h_n`` order)."""
-        return tuple(m for i, m in enumerate(self.hidden_sizes)
+        """The width of every final state h, a tuple of S ints (in ``h_n`` order): M, or P
+        for a projected LSTM."""
+        return tuple(m for i, m in enumerate(self.output_sizes)
                      for _ in range(self.num_directions_of(i)))
+
+    @property
+    def num_cell_states(self) -> int:
+        """C, the number of LSTM cell states ``c`` (one per direction of each LSTM layer)."""
+        return sum(self.num_directions_of(i) for i, c in enumerate(self._cells)
+                   if c.kind == "lstm")
+
+    def cell_state_index(self, layer: int, direction: int) -> int:
+        """Where an LSTM layer's direction sits in ``c0``/``c_n``: the LSTM directions below
+        it, plus ``direction`` (``l*R + r`` when every layer is an LSTM of R directions).
+
+        Raises:
+            ValueError: layer ``layer`` is not an LSTM.
+        """
+        if self._cells[layer].kind != "lstm":
+            raise ValueError(f"layer {layer} is {self._cells[layer].kind!r}: only an LSTM "
+                             f"layer has a cell state")
+        return sum(self.num_directions_of(i) for i in range(layer)
+                   if self._cells[i].kind == "lstm") + direction
+
+    @property
+    def cell_state_sizes(self) -> tuple[int, ...]:
+        """M of every cell state, a tuple of C ints (in ``c_n`` order)."""
+        return tuple(m for i, (m, c) in enumerate(zip(self.hidden_sizes, self._cells,
+                                                      strict=True))
+                     if c.kind == "lstm" for _ in range(self.num_directions_of(i)))
 
     @property
     def clips(self) -> tuple[float | None, ...]:
@@ -486,7 +715,7 @@ class RNNConfig:
 
     def layer_output_size(self, layer: int) -> int:
         """The feature width a layer hands on: R_l*M for ``concat``, M otherwise."""
-        m = self.hidden_sizes[layer]
+        m = self.output_sizes[layer]
         return m * self.num_directions_of(layer) if self.merge_modes[layer] == "concat" else m
 
     @property
@@ -499,7 +728,7 @@ class RNNConfig:
         """The width of what :attr:`select` hands to the head: M for one direction's final
         state, else :attr:`output_features`."""
         if self.select in ("final_forward", "final_backward"):
-            return self.hidden_sizes[-1]
+            return self.output_sizes[-1]
         return self.output_features
 
     def head_input_size(self, j: int) -> int:
@@ -518,33 +747,51 @@ class RNNConfig:
 
     @property
     def uniform_hidden(self) -> bool:
-        """True when every layer has the same M, so ``h0``/``h_n`` are one (S, N, M) array."""
-        return len(set(self.hidden_sizes)) == 1
+        """True when every state h has the same width, so ``h0``/``h_n`` are one (S, N, M)
+        array."""
+        return len(set(self.output_sizes)) == 1
+
+    @property
+    def uniform_cell(self) -> bool:
+        """True when every cell state has the same M, so ``c0``/``c_n`` are one (C, N, M)
+        array (also when there is none)."""
+        return len(set(self.cell_state_sizes)) <= 1
 
     @property
     def is_plain(self) -> bool:
         """True for the recurrent stack alone with at most a one-layer readout per step: no
         embedding, no masking value, one direction kind, ``select="sequence"``, and no
-        identity layers, one output; what every converter has handled since the first version."""
+        identity layers, one output, Elman cells; what every converter has handled since the
+        first version."""
         return (self.vocab_size is None and self.mask_value is None
                 and len(set(self.directions)) == 1 and self.select == "sequence"
                 and len(self.head) <= 1 and not self.identities and self.returns == ("result",)
+                and self.is_elman
                 and not any(not d.bias or not isinstance(d.activation, Activation)
                             for d in self.head))
 
     def num_parameters(self, convention: Literal["keras", "torch"] = "torch") -> int:
         """Count the parameters as a framework does.
 
-        ``"keras"`` counts one bias per cell (``D*M + M*M + M``), ``"torch"`` two
-        (``D*M + M*M + 2*M``); both count the embedding (``V*D``) and each head layer
-        (``F*K + K``, or ``F*K`` without a bias). A bias-free stack counts no cell bias.
+        An Elman cell has ``D*M + M*M`` weights, a GRU 3 and an LSTM 4 times as many (with
+        ``P*M`` for ``M*M`` per gate when projected, plus ``M*P`` for the projection, plus M
+        per peephole). ``"keras"`` counts one bias per gate (two for a GRU with
+        ``reset_after``, Keras' ``(2, 3M)`` bias), ``"torch"`` two; both count the embedding
+        (``V*D``) and each head layer (``F*K + K``, or ``F*K`` without a bias). A bias-free
+        stack counts no cell bias.
         """
         _choice(convention, ("keras", "torch"), "convention")
-        nb = (1 if convention == "keras" else 2) if self.bias else 0
         total = (self.vocab_size or 0) * self.input_size
         for layer, m in enumerate(self.hidden_sizes):
-            d = self.layer_input_size(layer)
-            total += self.num_directions_of(layer) * (d * m + m * m + nb * m)
+            d, p, cell = self.layer_input_size(layer), self.output_sizes[layer], self._cells[layer]
+            g = len(cell.gates)
+            nb = 0
+            if self.bias:
+                nb = 2 if convention == "torch" or (cell.kind == "gru" and cell.reset_after) else 1
+            per = g * (d * m + p * m + nb * m) + len(cell.peephole_gates) * m
+            if cell.proj_size is not None:
+                per += m * p
+            total += self.num_directions_of(layer) * per
         for j, dense in enumerate(self.head):
             total += self.head_input_size(j) * dense.units + (dense.units if dense.bias else 0)
         return total
@@ -562,17 +809,21 @@ class RNNConfig:
             lines.append(f"input: {self.input_size} features{masking}")
         by_place: dict[int, list[str]] = {}
         for ident in self.identities:
-            cell = ident.kind in ("input_dropout", "recurrent_dropout")
-            place = ident.after + 1 if cell else ident.after
+            in_cell = ident.kind in ("input_dropout", "recurrent_dropout")
+            place = ident.after + 1 if in_cell else ident.after
             by_place.setdefault(place, []).append(
-                f"  {ident.kind} {ident.rate:g}" + (f" (in layer {ident.after})" if cell else ""))
+                f"  {ident.kind} {ident.rate:g}" + (f" (in layer {ident.after})" if in_cell
+                                                    else ""))
         lines += by_place.get(0, [])
         for li, m in enumerate(self.hidden_sizes):
-            acts = "/".join(str(a) for a in self.activations[li])
+            cell = self.cell_of(li)
+            acts = "/".join(",".join(str(a) for a in self.activations_of(li, r))
+                            for r in range(self.num_directions_of(li)))
+            kind = "" if cell.kind == "elman" else f"{cell.describe()}, "
             merge = (f", merge {self.merge_modes[li]}"
                      if self.directions[li] == "bidirectional" else "")
             clip = "" if self.clips[li] is None else f", clip {self.clips[li]:g}"
-            lines.append(f"layer {li}: {self.directions[li]}, hidden {m}, {acts}{merge}{clip}"
+            lines.append(f"layer {li}: {kind}{self.directions[li]}, hidden {m}, {acts}{merge}{clip}"
                          f"{'' if self.bias else ', no bias'}")
             lines += by_place.get(li + 1, [])
         order = ", processing order" if self.output_order == "processing" else ""
@@ -614,6 +865,13 @@ class RNNConfig:
             "head": [d.to_dict() for d in self.head],
             "identities": [i.to_dict() for i in self.identities],
             "returns": list(self.returns),
+            "cell": enc(self.cell),
+            "recurrent_activation": enc(self.recurrent_activation),
+            "cell_activation": enc(self.cell_activation),
+            "reset_after": enc(self.reset_after),
+            "peepholes": enc(self.peepholes),
+            "input_forget": enc(self.input_forget),
+            "proj_size": enc(self.proj_size),
         }
 
     #: Keys of configs written before the head existed, read as its one-layer shorthand.

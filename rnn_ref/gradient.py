@@ -48,6 +48,7 @@ import numpy.typing as npt
 from rnn_ref._blas import prime
 from rnn_ref.activations import Activation
 from rnn_ref.config import RNNConfig
+from rnn_ref.errors import UnsupportedError
 from rnn_ref.inputs import check_inputs, check_options, check_params
 from rnn_ref.network import POOLINGS, head_vjp, pool_vjp
 from rnn_ref.params import CellParams, Readout, RNNParams
@@ -276,6 +277,9 @@ def backward(
         ``.x`` and ``.h0``, in float64.
     """
     cfg: RNNConfig = check_params(params).config
+    if not cfg.is_elman:
+        raise UnsupportedError("rnn_ref.backward", f"the cells {[c.kind for c in cfg.cells]}",
+                               "back-propagation through the gated cells is not written yet")
     checked = check_inputs(cfg, x, h0=h0, lengths=lengths, mask=mask, dtype=np.float64,
                            where="rnn_ref.backward")
     padded_output, output_order = check_options(cfg, padded_output, output_order)
@@ -337,10 +341,10 @@ def _forward_layers(net: RNNParams, xs: Array, h0s: tuple[Array, ...],
     layer_in: Any = xs
     for li, layer in enumerate(net.layers):
         inputs.append(layer_in)
-        row = [_forward_direction(layer_in, cell, h0s[cfg.state_index(li, r)],
+        row = [_forward_direction(layer_in, net.elman_cell(li, r), h0s[cfg.state_index(li, r)],
                                   cfg.activation_of(li, r), cfg.clips[li],
                                   cfg.is_reverse(li, r), valid, padded_output)
-               for r, cell in enumerate(layer)]
+               for r in range(len(layer))]
         caches.append(row)
         layer_in = row[0].out if len(row) == 1 else merge(row[0].out, row[1].out,
                                                           cfg.merge_modes[li])
@@ -363,8 +367,9 @@ def _backward_layers(net: RNNParams, inputs: list[Array], caches: list[list[_Cac
         else:
             g_dirs = list(_split_merge(g_layer_out, cfg.merge_modes[li], row[0].out, row[1].out))
         g_in = np.zeros_like(inputs[li])
-        for r, cell in enumerate(net.layers[li]):
-            grads, gx, gh0 = _backward_direction(inputs[li], cell, cfg.activation_of(li, r),
+        for r in range(len(net.layers[li])):
+            grads, gx, gh0 = _backward_direction(inputs[li], net.elman_cell(li, r),
+                                                 cfg.activation_of(li, r),
                                                  cfg.is_reverse(li, r), row[r], g_dirs[r],
                                                  g_hn[cfg.state_index(li, r)])
             if not cfg.bias:

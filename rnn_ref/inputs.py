@@ -44,6 +44,9 @@ class Inputs:
         h0: ``None`` when not given (zeros: :meth:`h0_or_zeros`), else a tuple of S arrays
             ``(N, M_l)``, index ``config.state_index(l, r)`` (``l*R + r`` when every layer has
             R directions; copies, in the requested dtype when one was given).
+        c0: ``None`` when not given (zeros: :meth:`c0_or_zeros`), else a tuple of C arrays
+            ``(N, M_l)``, the LSTM layers' initial cell states, index
+            ``config.cell_state_index(l, r)``.
         lengths: the given ``lengths`` as int64 ``(N,)``, each in ``[0, T]``, or ``None``.
         valid: booleans ``(N, T)``, True at a valid step: from ``lengths``
             (``t < lengths[n]``) or ``mask`` (a copy), all True when neither was given; and
@@ -60,6 +63,7 @@ class Inputs:
     config: RNNConfig
     x: Array
     h0: tuple[Array, ...] | None
+    c0: tuple[Array, ...] | None
     lengths: npt.NDArray[np.int64] | None
     valid: npt.NDArray[np.bool_]
     padding: str | None
@@ -85,6 +89,14 @@ class Inputs:
         dt = (np.dtype(dtype) if dtype is not None else
               self.x.dtype if self.x.dtype.kind == "f" else np.dtype(np.float64))
         return tuple(np.zeros((self.n, m), dt) for m in self.config.state_sizes)
+
+    def c0_or_zeros(self, dtype: Any = None) -> tuple[Array, ...]:
+        """``c0``, or C zero arrays ``(N, M_l)`` like :meth:`h0_or_zeros`."""
+        if self.c0 is not None:
+            return self.c0
+        dt = (np.dtype(dtype) if dtype is not None else
+              self.x.dtype if self.x.dtype.kind == "f" else np.dtype(np.float64))
+        return tuple(np.zeros((self.n, m), dt) for m in self.config.cell_state_sizes)
 
     def mask_or_none(self) -> npt.NDArray[np.bool_] | None:
         """``valid (N, T)`` when ``lengths`` or ``mask`` was given, else ``None``."""
@@ -162,6 +174,7 @@ def check_inputs(
     mask: Any = None,
     dtype: Any = None,
     where: str = "rnn_ref",
+    c0: Any = None,
 ) -> Inputs:
     """Check a pass's inputs against ``config`` (spec 3.5, 4.3, 4.4, 5.4).
 
@@ -175,6 +188,8 @@ def check_inputs(
             real numbers.
         lengths: integers ``(N,)`` in ``[0, T]``; steps ``t >= lengths[n]`` are padding.
         mask: booleans ``(N, T)``, True at a valid step, any pattern. Not with ``lengths``.
+        c0: the LSTM layers' initial cell states, like ``h0`` with C = ``num_cell_states``
+            entries of ``(N, M_l)``; only for a network with an LSTM layer.
         dtype: a floating dtype to cast ``x`` and ``h0`` to; ``None`` keeps theirs.
         where: who asks (a backend's or function's name), the default target of
             :meth:`Inputs.lengths_or_none`; messages do not depend on it.
@@ -192,6 +207,7 @@ def check_inputs(
     xa = _check_x(x, config)
     n, t = xa.shape[:2]
     h0s = None if h0 is None else _check_h0(h0, config, n, dt)
+    c0s = None if c0 is None else _check_h0(c0, config, n, dt, "c0")
 
     if lengths is not None and mask is not None:
         raise ValueError("give lengths or mask, not both")
@@ -213,7 +229,7 @@ def check_inputs(
         padding = padding or "mask"
         right = _right_padded(valid)
     xa = xa if dt is None or config.vocab_size is not None else xa.astype(dt, copy=False)
-    return Inputs(config, xa, h0s, la, valid, padding, not bool(valid.all()), right, where)
+    return Inputs(config, xa, h0s, c0s, la, valid, padding, not bool(valid.all()), right, where)
 
 
 def _right_padded(valid: npt.NDArray[np.bool_]) -> bool:
@@ -292,32 +308,43 @@ def _check_mask(mask: Any, n: int, t: int) -> npt.NDArray[np.bool_]:
     return ma.copy()
 
 
-def _check_h0(h0: Any, cfg: RNNConfig, n: int, dt: np.dtype[Any] | None) -> tuple[Array, ...]:
-    """``h0`` as S arrays ``(N, M_l)`` (copies, cast to ``dt`` unless it is ``None``)."""
-    sizes, S = cfg.state_sizes, cfg.num_states
+def _check_h0(h0: Any, cfg: RNNConfig, n: int, dt: np.dtype[Any] | None, name: str = "h0"
+              ) -> tuple[Array, ...]:
+    """``h0`` as S arrays ``(N, M_l)`` (copies, cast to ``dt`` unless it is ``None``); with
+    ``name="c0"``, the C cell states of the LSTM layers."""
+    if name == "c0":
+        sizes, S, what = cfg.cell_state_sizes, cfg.num_cell_states, "C"
+        uniform, per = cfg.uniform_cell, "LSTM layer and direction"
+        if not S:
+            raise ValueError(f"c0 is given, but the network has no LSTM layer (its layers are "
+                             f"{[c.kind for c in cfg.cells]})")
+    else:
+        sizes, S, what = cfg.state_sizes, cfg.num_states, "S"
+        uniform, per = cfg.uniform_hidden, "layer and direction"
     if isinstance(h0, (list, tuple)):
         if len(h0) != S:
-            raise ValueError(f"h0 lists {len(h0)} states, expected S = {S} (one per layer and "
-                             f"direction)")
-        states = [_as_array(h, f"h0[{i}]") for i, h in enumerate(h0)]
+            raise ValueError(f"{name} lists {len(h0)} states, expected {what} = {S} (one per "
+                             f"{per})")
+        states = [_as_array(h, f"{name}[{i}]") for i, h in enumerate(h0)]
     else:
-        arr = _as_array(h0, "h0")
-        if not cfg.uniform_hidden:
+        arr = _as_array(h0, name)
+        if not uniform:
             raise ValueError(
-                f"the layers have different hidden sizes {cfg.hidden_sizes}, so h0 must be a "
-                f"list of S = {S} arrays of shape (N, M_l), not one array"
+                f"the states have different hidden sizes {sorted(set(sizes))}, so {name} must be a "
+                f"list of {what} = {S} arrays of shape (N, M_l), not one array"
             )
         if arr.shape != (S, n, sizes[0]):
             raise ValueError(
-                f"h0 must have shape (L*R, N, M) = ({S}, {n}, {sizes[0]}), got {arr.shape}"
+                f"{name} must have shape ({what}, N, M) = ({S}, {n}, {sizes[0]}), got "
+                f"{arr.shape}"
             )
         states = list(arr)
     out = []
     for i, h in enumerate(states):
         m = sizes[i]
         if h.dtype.kind not in "iuf":
-            raise TypeError(f"h0[{i}] must hold real numbers, got dtype {h.dtype}")
+            raise TypeError(f"{name}[{i}] must hold real numbers, got dtype {h.dtype}")
         if h.shape != (n, m):
-            raise ValueError(f"h0[{i}] must have shape (N, M) = ({n}, {m}), got {h.shape}")
+            raise ValueError(f"{name}[{i}] must have shape (N, M) = ({n}, {m}), got {h.shape}")
         out.append(np.array(h, dtype=dt))
     return tuple(out)

@@ -1,26 +1,32 @@
 """The canonical file: :func:`save` and :func:`load`; its members in memory: :func:`to_members`
 and :func:`from_members`.
 
-Format (version 2), a NumPy ``.npz`` archive (a zip of ``.npy`` files) that any language with a
+Format (version 3), a NumPy ``.npz`` archive (a zip of ``.npy`` files) that any language with a
 zip reader and an ``.npy`` reader can write:
 
 ==================================  =====================================================
 member                              content
 ==================================  =====================================================
-``__format__``                      0-d unicode array ``"rnn-ref/2"``
+``__format__``                      0-d unicode array ``"rnn-ref/3"``
 ``__config__``                      0-d unicode array: the config as JSON
                                     (:meth:`RNNConfig.to_dict`)
 ``layers.{l}.{r}.w_x``              ``(D_l, M)`` input kernel of layer l, direction r
 ``layers.{l}.{r}.w_h``              ``(M, M)`` recurrent kernel
 ``layers.{l}.{r}.b_x``              ``(M,)`` input bias
 ``layers.{l}.{r}.b_h``              ``(M,)`` recurrent bias
+``layers.{l}.{r}.w_x.{k}``, ...      a GRU's or LSTM's blocks, gate k (``z``, ``r``, ``n``;
+                                    ``i``, ``f``, ``g``, ``o``): ``w_x``, ``w_h``, ``b_x``,
+                                    ``b_h`` as above (``w_h`` ``(P, M)`` when projected)
+``layers.{l}.{r}.p.{k}``            ``(M,)`` an LSTM's peephole of gate k
+``layers.{l}.{r}.w_proj``           ``(M, P)`` an LSTM's projection
 ``embedding``                       ``(V, D)`` table, only with an embedding
 ``head.{j}.w``, ``head.{j}.b``      ``(F_j, K_j)`` and ``(K_j,)``, head layer j
 ==================================  =====================================================
 
 Version 1 files (a config with ``output_size``/``output_activation`` and the arrays
-``readout.w``/``readout.b``, the network before the embedding and the head) are read as the
-same network.
+``readout.w``/``readout.b``, the network before the embedding and the head) and version 2
+files (the Elman cell only, a config without the gated cells' fields) are read as the same
+network.
 
 Arrays keep their dtype, so a round trip is bit-exact. Nothing is pickled: files are read with
 ``allow_pickle=False``, and a member holding Python objects is refused. Writing follows
@@ -51,8 +57,8 @@ from rnn_ref.params import RNNParams
 
 __all__ = ["FORMAT", "FileFormatError", "from_members", "load", "save", "to_members"]
 
-FORMAT = "rnn-ref/2"
-_READS = ("rnn-ref/1", FORMAT)
+FORMAT = "rnn-ref/3"
+_READS = ("rnn-ref/1", "rnn-ref/2", FORMAT)
 _MARKERS = ("__format__", "__config__")
 
 

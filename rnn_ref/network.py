@@ -31,7 +31,7 @@ from rnn_ref.activations import Activation, as_activation
 __all__ = [
     "IDENTITY_KINDS", "POOLINGS", "RETURN_NAMES", "SELECTS", "SHOWS_PADDED_STEPS", "Dense",
     "HeadActivation", "Identity", "Softmax", "as_head_activation", "check_returns", "head_vjp",
-    "pool", "pool_vjp", "state_item",
+    "pool", "pool_vjp", "state_entry", "state_item",
 ]
 
 Array = npt.NDArray[np.floating]
@@ -67,39 +67,55 @@ SHOWS_PADDED_STEPS: tuple[str, ...] = ("sequence", "last_step", "mean_all", "max
 #: output, else the selection), ``"sequence"`` (the last layer's merged outputs ``(N, T, F)``),
 #: ``"h_n"`` (every final state, ``(S, N, M)``), or ``"h_n[k]"`` (final state k, ``(N, M_k)``,
 #: k from -S to S-1: Keras ``return_state=True`` returns ``h_n[-1]``, or ``h_n[-2]`` and
-#: ``h_n[-1]`` for a bidirectional layer). ``("result",)``, the default, is one output.
-RETURN_NAMES: tuple[str, ...] = ("result", "sequence", "h_n", "h_n[k]")
-_STATE_ITEM = re.compile(r"h_n\[(-?\d{1,4})\]")
+#: ``h_n[-1]`` for a bidirectional layer), and for LSTM layers ``"c_n"`` (every cell state,
+#: ``(C, N, M)``) or ``"c_n[k]"`` (Keras' LSTM returns ``h_n[-1]``, ``c_n[-1]``).
+#: ``("result",)``, the default, is one output.
+RETURN_NAMES: tuple[str, ...] = ("result", "sequence", "h_n", "h_n[k]", "c_n", "c_n[k]")
+_STATE_ITEM = re.compile(r"([hc])_n\[(-?\d{1,4})\]")
 
 
-def check_returns(returns: Any, num_states: int) -> tuple[str, ...]:
+def check_returns(returns: Any, num_states: int, num_cell_states: int = 0) -> tuple[str, ...]:
     """``returns`` validated (:data:`RETURN_NAMES`): a non-empty sequence of names, state
-    indices within the S = ``num_states`` final states; ``"h_n[-1]"`` is kept as written."""
+    indices within the S = ``num_states`` final states (C = ``num_cell_states`` cell states
+    for ``c_n``); ``"h_n[-1]"`` is kept as written."""
     if isinstance(returns, str) or not isinstance(returns, (list, tuple)) or not returns:
         raise ValueError(f"returns must be a non-empty list of {list(RETURN_NAMES)}, got "
                          f"{returns!r}")
     if len(set(returns)) != len(returns):
         raise ValueError(f"returns names an output twice: {list(returns)}")
-    matches = [_STATE_ITEM.fullmatch(i) for i in returns if isinstance(i, str)]
-    states = [int(m.group(1)) % num_states for m in matches if m is not None]
-    if len(set(states)) != len(states):
-        raise ValueError(f"returns names a final state twice: {list(returns)}")
+    counts = {"h": num_states, "c": num_cell_states}
+    seen: set[tuple[str, int]] = set()
     for item in returns:
         match = _STATE_ITEM.fullmatch(item) if isinstance(item, str) else None
         if match is not None:
-            if not -num_states <= int(match.group(1)) < num_states:
-                raise ValueError(f"returns names {item!r}, but the network has S = "
-                                 f"{num_states} final states (h_n[{-num_states}] to "
-                                 f"h_n[{num_states - 1}])")
-        elif item not in RETURN_NAMES[:3]:
+            which, k = match.group(1), int(match.group(2))
+            n = counts[which]
+            what = "final states" if which == "h" else "LSTM cell states"
+            if not -n <= k < n:
+                raise ValueError(f"returns names {item!r}, but the network has {n} {what}"
+                                 + (f" ({which}_n[{-n}] to {which}_n[{n - 1}])" if n else ""))
+            if (which, k % n) in seen:
+                raise ValueError(f"returns names a final state twice: {list(returns)}")
+            seen.add((which, k % n))
+        elif item == "c_n" and not num_cell_states:
+            raise ValueError("returns names 'c_n', but the network has no LSTM layer")
+        elif item not in ("result", "sequence", "h_n", "c_n"):
             raise ValueError(f"returns: {item!r} is not one of {list(RETURN_NAMES)}")
     return tuple(returns)
 
 
 def state_item(name: str) -> int | None:
-    """k of a ``"h_n[k]"`` entry of ``returns``; ``None`` for the other names."""
+    """k of a ``"h_n[k]"`` entry of ``returns``; ``None`` for the other names (``c_n[k]``
+    included: :func:`state_entry` reads both)."""
     match = _STATE_ITEM.fullmatch(name)
-    return None if match is None else int(match.group(1))
+    return None if match is None or match.group(1) != "h" else int(match.group(2))
+
+
+def state_entry(name: str) -> tuple[str, int] | None:
+    """``("h_n", k)`` or ``("c_n", k)`` for an entry ``"h_n[k]"`` / ``"c_n[k]"`` of
+    ``returns``; ``None`` for the other names."""
+    match = _STATE_ITEM.fullmatch(name)
+    return None if match is None else (f"{match.group(1)}_n", int(match.group(2)))
 
 
 def pool(how: str, outputs: Any, valid: npt.NDArray[np.bool_] | None) -> Any:

@@ -1,12 +1,20 @@
-"""Canonical parameters: :class:`CellParams`, :class:`Readout`, :class:`RNNParams`, :func:`init`.
+"""Canonical parameters: :class:`CellParams` (Elman), :class:`GRUParams`, :class:`LSTMParams`,
+:class:`Readout`, :class:`RNNParams`, :func:`init`.
 
-Canonical storage (docs/spec.md section 3) is (in, out) orientation with **two biases** per cell:
+Canonical storage (docs/spec.md section 3) is (in, out) orientation with **two biases** per
+cell; an Elman cell:
 
 * ``w_x``: shape ``(D_l, M)``, the input kernel (``D_l = D`` for layer 0, else the merged
   width of the layer below, ``R*M`` for ``concat``);
 * ``w_h``: shape ``(M, M)``, the recurrent kernel, applied as ``h_{t-1} @ w_h``;
 * ``b_x``, ``b_h``: shape ``(M,)``, the input and recurrent biases (torch's ``bias_ih`` and
   ``bias_hh``; Keras has one bias, which is ``b_x + b_h``).
+
+A GRU or LSTM cell stores the same four arrays **per gate**, as named blocks
+(``w_x["z"]``, ``b_h["n"]``, ``w_h["f"]``, ...; spec section 3.7), never a packed matrix in
+one framework's order; an LSTM adds its peephole vectors ``p[i|f|o]`` ``(M,)`` and its
+projection ``w_proj`` ``(M, P)`` when it has them, and its recurrent blocks are then
+``(P, M)``.
 
 Every array is copied on construction and made read-only, so an ``RNNParams`` never changes
 after it has been validated. Non-finite values (nan, inf) anywhere in the weights are rejected:
@@ -20,14 +28,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from types import MappingProxyType
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import numpy.typing as npt
 
+from rnn_ref.cells import GATES, CellSpec
 from rnn_ref.config import RNNConfig
 
-__all__ = ["CellParams", "RNNParams", "Readout", "init"]
+__all__ = ["AnyCellParams", "CellParams", "GRUParams", "LSTMParams", "RNNParams", "Readout",
+           "init"]
 
 Array = npt.NDArray[np.floating]
 
@@ -87,12 +98,152 @@ class CellParams:
         _check_shape(self.b_x, (m,), "b_x", f"(M,) with M={m} from w_x")
         _check_shape(self.b_h, (m,), "b_h", f"(M,) with M={m} from w_x")
 
+    kind: ClassVar[str] = "elman"
+
     def arrays(self) -> dict[str, Array]:
         return {"w_x": self.w_x, "w_h": self.w_h, "b_x": self.b_x, "b_h": self.b_h}
 
     @property
     def hidden_size(self) -> int:
         return int(self.w_x.shape[1])
+
+
+Blocks = Mapping[str, Array]
+"""A gated cell's blocks of one kind, gate name to array (read-only)."""
+
+
+def _blocks(value: Any, gates: tuple[str, ...], where: str) -> Blocks:
+    """``value`` as a read-only mapping of exactly ``gates`` to read-only arrays."""
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{where} must be a mapping of gate name to array {list(gates)}, got "
+                        f"{type(value).__name__} (a packed matrix is never read: split it "
+                        f"with rnn_ref.cells.unpack, naming its gate order)")
+    if set(value) != set(gates):
+        raise ValueError(f"{where} has gates {sorted(value)}, expected {list(gates)}")
+    return MappingProxyType({g: _as_weight(value[g], f"{where}[{g!r}]") for g in gates})
+
+
+@dataclass(frozen=True)
+class _GatedParams:
+    """The per-gate blocks both gated cells have (spec 3.7)."""
+
+    w_x: Blocks
+    w_h: Blocks
+    b_x: Blocks
+    b_h: Blocks
+    kind: ClassVar[str]
+
+    def _check_blocks(self, gates: tuple[str, ...], p: int | None = None) -> int:
+        """Validate the four block mappings over ``gates``; returns M. ``p`` is the recurrent
+        blocks' row count (P of a projected LSTM; default M)."""
+        for name in ("w_x", "w_h", "b_x", "b_h"):
+            object.__setattr__(self, name, _blocks(getattr(self, name), gates, name))
+        first = self.w_x[gates[0]]
+        if first.ndim != 2:
+            raise ValueError(f"w_x[{gates[0]!r}] must be 2-D (D_l, M), got shape {first.shape}")
+        d, m = first.shape
+        rows = m if p is None else p
+        for g in gates:
+            _check_shape(self.w_x[g], (d, m), f"w_x[{g!r}]", f"(D_l, M) = ({d}, {m}) from "
+                         f"w_x[{gates[0]!r}]")
+            _check_shape(self.w_h[g], (rows, m), f"w_h[{g!r}]",
+                         f"({'P' if p is not None else 'M'}, M) with M={m} from w_x")
+            _check_shape(self.b_x[g], (m,), f"b_x[{g!r}]", f"(M,) with M={m} from w_x")
+            _check_shape(self.b_h[g], (m,), f"b_h[{g!r}]", f"(M,) with M={m} from w_x")
+        return int(m)
+
+    def arrays(self) -> dict[str, Array]:
+        """``{"w_x.z": ..., "w_h.z": ..., ...}``: every block, named ``kind.gate``."""
+        return {f"{name}.{g}": arr for name in ("w_x", "w_h", "b_x", "b_h")
+                for g, arr in getattr(self, name).items()}
+
+    @property
+    def gates(self) -> tuple[str, ...]:
+        return tuple(self.w_x)
+
+    @property
+    def hidden_size(self) -> int:
+        """M."""
+        return int(next(iter(self.w_x.values())).shape[1])
+
+
+@dataclass(frozen=True)
+class GRUParams(_GatedParams):
+    """The weights of one GRU layer in one direction (spec 2.7.1, 3.7).
+
+    Attributes:
+        w_x: ``{"z", "r", "n"}`` input kernels, each ``(D_l, M)``.
+        w_h: recurrent kernels, each ``(M, M)``, applied as ``h_{t-1} @ w_h[g]``.
+        b_x: input biases, each ``(M,)``.
+        b_h: recurrent biases, each ``(M,)``; ``b_h["n"]`` sits inside ``r *`` in a
+            reset-after GRU, so it is not interchangeable with ``b_x["n"]`` there.
+    """
+
+    kind: ClassVar[str] = "gru"
+
+    def __post_init__(self) -> None:
+        self._check_blocks(GATES["gru"])
+
+
+@dataclass(frozen=True)
+class LSTMParams(_GatedParams):
+    """The weights of one LSTM layer in one direction (spec 2.7.2, 3.7).
+
+    Attributes:
+        w_x: ``{"i", "f", "g", "o"}`` input kernels, each ``(D_l, M)`` (no ``"f"`` for a
+            cell with ``input_forget``, whose forget gate is ``1 - i``).
+        w_h: recurrent kernels, each ``(M, M)``, or ``(P, M)`` with a projection.
+        b_x, b_h: input and recurrent biases, each ``(M,)``.
+        p: the peephole vectors ``{"i", "f", "o"}`` (no ``"f"`` with ``input_forget``), each
+            ``(M,)``; ``None`` without peepholes.
+        w_proj: the projection ``(M, P)``, ``h_t = (o * h(c_t)) @ w_proj`` (torch's
+            ``weight_hr`` transposed); ``None`` without one.
+    """
+
+    p: Blocks | None = None
+    w_proj: Array | None = None
+    kind: ClassVar[str] = "lstm"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.w_x, Mapping):
+            _blocks(self.w_x, GATES["lstm"], "w_x")  # raises the packed-matrix message
+        gates = ("i", "g", "o") if set(self.w_x) == {"i", "g", "o"} else GATES["lstm"]
+        proj = None
+        if self.w_proj is not None:
+            object.__setattr__(self, "w_proj", _as_weight(self.w_proj, "w_proj"))
+            assert self.w_proj is not None
+            if self.w_proj.ndim != 2:
+                raise ValueError(f"w_proj must be 2-D (M, P), got shape {self.w_proj.shape}")
+            proj = int(self.w_proj.shape[1])
+        m = self._check_blocks(gates, proj)
+        if self.w_proj is not None:
+            _check_shape(self.w_proj, (m, proj or 0), "w_proj", f"(M, P) with M={m} from w_x")
+        if self.p is not None:
+            peeps = ("i", "o") if "f" not in gates else ("i", "f", "o")
+            object.__setattr__(self, "p", _blocks(self.p, peeps, "p"))
+            assert self.p is not None
+            for g, arr in self.p.items():
+                _check_shape(arr, (m,), f"p[{g!r}]", f"(M,) with M={m} from w_x")
+
+    def arrays(self) -> dict[str, Array]:
+        """Every block named ``kind.gate`` (``p.i``, ...), then ``w_proj``."""
+        out = super().arrays()
+        if self.p is not None:
+            out.update({f"p.{g}": arr for g, arr in self.p.items()})
+        if self.w_proj is not None:
+            out["w_proj"] = self.w_proj
+        return out
+
+    @property
+    def output_size(self) -> int:
+        """P with a projection, else M: the width of the state h."""
+        return self.hidden_size if self.w_proj is None else int(self.w_proj.shape[1])
+
+
+AnyCellParams = CellParams | GRUParams | LSTMParams
+"""One layer's weights in one direction, of whichever cell."""
+_CELL_CLASSES: Mapping[str, type[CellParams] | type[GRUParams] | type[LSTMParams]] = {
+    "elman": CellParams, "gru": GRUParams, "lstm": LSTMParams}
 
 
 @dataclass(frozen=True)
@@ -120,7 +271,7 @@ class Readout:
         return {"w": self.w, "b": self.b}
 
 
-def _checked_layer(cfg: RNNConfig, li: int, layer: Any) -> tuple[CellParams, ...]:
+def _checked_layer(cfg: RNNConfig, li: int, layer: Any) -> tuple[AnyCellParams, ...]:
     """Layer ``li`` of ``cfg`` as a tuple of its R cells, each checked by :func:`_check_cell`.
 
     Raises:
@@ -139,28 +290,58 @@ def _checked_layer(cfg: RNNConfig, li: int, layer: Any) -> tuple[CellParams, ...
 
 
 def _check_cell(cfg: RNNConfig, li: int, r: int, cell: Any) -> None:
-    """Check the cell of layer ``li``, direction ``r`` against ``cfg``: ``w_x`` of shape
-    ``(D_l, M)``, ``w_h`` of shape ``(M, M)``, finite arrays, zero biases when ``cfg.bias`` is
-    False.
+    """Check the cell of layer ``li``, direction ``r`` against ``cfg``: the class of the
+    layer's cell; ``w_x`` of shape ``(D_l, M)`` and ``w_h`` of shape ``(M, M)`` (per gate for
+    a gated cell, ``(P, M)`` when projected); the gates, peepholes and projection the switches
+    call for; finite arrays; zero biases when ``cfg.bias`` is False.
 
     Raises:
-        TypeError: ``cell`` is not a :class:`CellParams`.
-        ValueError: a shape, a non-finite value or a non-zero bias of a bias-free config.
+        TypeError: ``cell`` is not the layer's cell class.
+        ValueError: a shape, a gate set, a non-finite value or a non-zero bias of a bias-free
+            config.
     """
     where = f"layers[{li}][{r}]"
-    if not isinstance(cell, CellParams):
+    spec = cfg.cell_of(li)
+    cls = _CELL_CLASSES[spec.kind]
+    if not isinstance(cell, cls):
         got = type(cell).__name__
-        raise TypeError(f"{where} must be rnn_ref.CellParams, got {got}")
-    d, m = cfg.layer_input_size(li), cfg.hidden_sizes[li]
-    _check_shape(cell.w_x, (d, m), f"{where}.w_x", "(D_l, M)")
-    _check_shape(cell.w_h, (m, m), f"{where}.w_h", "(M, M)")
+        raise TypeError(f"{where} must be rnn_ref.{cls.__name__} (layer {li} is "
+                        f"{spec.kind!r}), got {got}")
+    d, m, p = cfg.layer_input_size(li), cfg.hidden_sizes[li], cfg.output_sizes[li]
+    if isinstance(cell, CellParams):
+        _check_shape(cell.w_x, (d, m), f"{where}.w_x", "(D_l, M)")
+        _check_shape(cell.w_h, (m, m), f"{where}.w_h", "(M, M)")
+    else:
+        _check_gated(spec, cell, where, d, m, p)
     for name, arr in cell.arrays().items():
         _check_finite(arr, f"{where}.{name}")
-    if not cfg.bias and (np.any(cell.b_x) or np.any(cell.b_h)):
+    if not cfg.bias and any(np.any(a) for n, a in cell.arrays().items() if n.startswith("b_")):
         raise ValueError(
             f"{where} has non-zero biases but config.bias is False; "
             f"a bias-free network must have zero biases"
         )
+
+
+def _check_gated(spec: CellSpec, cell: GRUParams | LSTMParams, where: str, d: int, m: int,
+                 p: int) -> None:
+    """A gated cell's gates, shapes, peepholes and projection against its layer's switches."""
+    if set(cell.gates) != set(spec.gates):
+        why = (" (input_forget: the forget gate is 1 - i and has no weights)"
+               if spec.input_forget else "")
+        raise ValueError(f"{where} has gates {list(cell.gates)}, the layer's cell "
+                         f"({spec.describe()}) has {list(spec.gates)}{why}")
+    first = spec.gates[0]
+    _check_shape(cell.w_x[first], (d, m), f"{where}.w_x[{first!r}]", "(D_l, M)")
+    _check_shape(cell.w_h[first], (p, m), f"{where}.w_h[{first!r}]",
+                 "(P, M), P the projection" if spec.proj_size is not None else "(M, M)")
+    if isinstance(cell, LSTMParams):
+        if (cell.p is not None) != spec.peepholes:
+            raise ValueError(f"{where}: the layer {'has' if spec.peepholes else 'has no'} "
+                             f"peepholes (config.peepholes), the cell "
+                             f"{'has none' if cell.p is None else 'has p'}")
+        if (cell.w_proj is not None) != (spec.proj_size is not None):
+            raise ValueError(f"{where}: config.proj_size is {spec.proj_size}, the cell "
+                             f"{'has no w_proj' if cell.w_proj is None else 'has a w_proj'}")
 
 
 def _check_head(cfg: RNNConfig, head: tuple[Any, ...]) -> None:
@@ -210,7 +391,7 @@ class RNNParams:
 
     Args:
         config: the architecture.
-        layers: L sequences (one per layer) of R_l :class:`CellParams` (one per direction:
+        layers: L sequences (one per layer) of R_l cells (one per direction:
             0 forward, 1 backward; a reverse layer has its one cell at index 0).
         readout: shorthand for a one-layer ``head``.
         embedding: the ``(V, D)`` table, exactly when ``config.vocab_size`` is set.
@@ -225,11 +406,11 @@ class RNNParams:
     """
 
     config: RNNConfig
-    layers: tuple[tuple[CellParams, ...], ...]
+    layers: tuple[tuple[AnyCellParams, ...], ...]
     embedding: Array | None
     head: tuple[Readout, ...]
 
-    def __init__(self, config: RNNConfig, layers: Sequence[Sequence[CellParams]],
+    def __init__(self, config: RNNConfig, layers: Sequence[Sequence[AnyCellParams]],
                  readout: Readout | None = None, *, embedding: Any = None,
                  head: Sequence[Readout] | None = None) -> None:
         cfg = config
@@ -278,14 +459,30 @@ class RNNParams:
             raise ValueError(f"the head has {len(self.head)} layers; read params.head")
         return self.head[0] if self.head else None
 
+    def elman_cell(self, layer: int, direction: int) -> CellParams:
+        """The Elman cell of layer ``layer``, direction ``direction``, for code that writes
+        Elman cells only.
+
+        Raises:
+            TypeError: that layer is a GRU or an LSTM (a writer reached it without checking
+                ``config.cells``).
+        """
+        cell = self.layers[layer][direction]
+        if not isinstance(cell, CellParams):
+            raise TypeError(f"layers[{layer}][{direction}] is a {cell.kind.upper()} cell; this "
+                            f"code writes Elman cells only")
+        return cell
+
     @property
     def dtype(self) -> np.dtype[Any]:
         """The one dtype of every array."""
-        return self.layers[0][0].w_x.dtype
+        return next(iter(self.layers[0][0].arrays().values())).dtype
 
     def named_arrays(self) -> Iterator[tuple[str, Array]]:
         """``("embedding", table)`` with an embedding, then
-        ``("layers.{l}.{r}.{w_x|w_h|b_x|b_h}", array)``, then ``("head.{j}.{w|b}", array)``."""
+        ``("layers.{l}.{r}.{w_x|w_h|b_x|b_h}", array)`` of an Elman cell (of a gated cell
+        ``layers.{l}.{r}.w_x.{gate}`` and so on, ``layers.{l}.{r}.p.{gate}`` and
+        ``layers.{l}.{r}.w_proj``), then ``("head.{j}.{w|b}", array)``."""
         if self.embedding is not None:
             yield "embedding", self.embedding
         for li, layer in enumerate(self.layers):
@@ -313,10 +510,8 @@ class RNNParams:
                 f"unexpected {sorted(extra)}"
             )
         layers = [
-            [
-                CellParams(*(arrays[f"layers.{li}.{r}.{n}"] for n in ("w_x", "w_h", "b_x", "b_h")))
-                for r in range(config.num_directions_of(li))
-            ]
+            [_cell_from_arrays(config.cell_of(li), arrays, f"layers.{li}.{r}")
+             for r in range(config.num_directions_of(li))]
             for li in range(config.num_layers)
         ]
         head = [Readout(arrays[f"head.{j}.w"], arrays[f"head.{j}.b"])
@@ -358,12 +553,36 @@ class RNNParams:
     __hash__ = None  # type: ignore[assignment]
 
 
+def _cell_names(spec: CellSpec) -> list[str]:
+    """The array names of one cell of ``spec``, relative to ``layers.{l}.{r}``."""
+    if spec.kind == "elman":
+        return ["w_x", "w_h", "b_x", "b_h"]
+    names = [f"{n}.{g}" for n in ("w_x", "w_h", "b_x", "b_h") for g in spec.gates]
+    names += [f"p.{g}" for g in spec.peephole_gates]
+    return names + (["w_proj"] if spec.proj_size is not None else [])
+
+
+def _cell_from_arrays(spec: CellSpec, arrays: Mapping[str, Any], prefix: str) -> AnyCellParams:
+    """One cell of ``spec`` from the named arrays under ``prefix`` (``layers.{l}.{r}``)."""
+    def get(name: str) -> Any:
+        return arrays[f"{prefix}.{name}"]
+
+    if spec.kind == "elman":
+        return CellParams(*(get(n) for n in ("w_x", "w_h", "b_x", "b_h")))
+    blocks = {n: {g: get(f"{n}.{g}") for g in spec.gates} for n in ("w_x", "w_h", "b_x", "b_h")}
+    if spec.kind == "gru":
+        return GRUParams(**blocks)
+    peeps = {g: get(f"p.{g}") for g in spec.peephole_gates} if spec.peepholes else None
+    return LSTMParams(**blocks, p=peeps,
+                      w_proj=get("w_proj") if spec.proj_size is not None else None)
+
+
 def _array_names(config: RNNConfig) -> Iterator[str]:
     if config.vocab_size is not None:
         yield "embedding"
     for li in range(config.num_layers):
         for r in range(config.num_directions_of(li)):
-            for n in ("w_x", "w_h", "b_x", "b_h"):
+            for n in _cell_names(config.cell_of(li)):
                 yield f"layers.{li}.{r}.{n}"
     for j in range(len(config.head)):
         yield f"head.{j}.w"
@@ -388,11 +607,13 @@ def init(
         config: the architecture.
         seed: seed of ``numpy.random.default_rng``.
         scheme: ``"torch"``, every weight and both biases uniform in ``[-k, k]`` with
-            ``k = 1/sqrt(M)`` (``torch.nn.RNN.reset_parameters``) and the readout uniform in
+            ``k = 1/sqrt(M)`` (``torch.nn.RNN.reset_parameters``; the same for every gate
+            block, peephole and projection of a GRU or LSTM) and the readout uniform in
             ``[-1/sqrt(F), 1/sqrt(F)]`` (``nn.Linear``), the embedding N(0, 1) with a zero
             ``padding_idx`` row; ``"keras"``, ``w_x`` Glorot-uniform, ``w_h`` orthogonal,
-            biases zero, head layers Glorot-uniform with zero biases, the embedding uniform in
-            ``[-0.05, 0.05]`` (Keras 3 ``SimpleRNN``, ``Dense`` and ``Embedding`` defaults).
+            biases zero (an LSTM's forget bias one: ``unit_forget_bias``), head layers
+            Glorot-uniform with zero biases, the embedding uniform in ``[-0.05, 0.05]``
+            (Keras 3 ``SimpleRNN``, ``GRU``, ``LSTM``, ``Dense`` and ``Embedding`` defaults).
         dtype: floating dtype of the arrays; draws are made in float64 and cast.
 
     Returns:
@@ -415,8 +636,11 @@ def init(
     layers = []
     for li, m in enumerate(config.hidden_sizes):
         d = config.layer_input_size(li)
-        cells = []
+        cells: list[AnyCellParams] = []
         for _ in range(config.num_directions_of(li)):
+            if config.cell_of(li).kind != "elman":
+                cells.append(_init_gated(config, li, rng, scheme, dt))
+                continue
             if scheme == "torch":
                 k = 1.0 / np.sqrt(m)
                 w_x, w_h = uniform(k, (d, m)), uniform(k, (m, m))
@@ -431,6 +655,38 @@ def init(
         layers.append(tuple(cells))
     head, embedding = _init_head_and_embedding(config, rng, scheme, dt)
     return RNNParams(config, tuple(layers), embedding=embedding, head=head)
+
+
+def _init_gated(config: RNNConfig, li: int, rng: np.random.Generator, scheme: str,
+                dt: np.dtype[Any]) -> GRUParams | LSTMParams:
+    """:func:`init`'s draw of one gated cell of layer ``li``: gate by gate in canonical order,
+    then the peepholes and the projection."""
+    spec = config.cell_of(li)
+    d, m, p = config.layer_input_size(li), config.hidden_sizes[li], config.output_sizes[li]
+    gates = spec.gates
+    k = 1.0 / np.sqrt(m)
+    blocks: dict[str, dict[str, npt.NDArray[np.float64]]] = {
+        n: {} for n in ("w_x", "w_h", "b_x", "b_h")}
+    for g in gates:
+        if scheme == "torch":
+            blocks["w_x"][g] = rng.uniform(-k, k, (d, m))
+            blocks["w_h"][g] = rng.uniform(-k, k, (p, m))
+            blocks["b_x"][g] = rng.uniform(-k, k, (m,))
+            blocks["b_h"][g] = rng.uniform(-k, k, (m,))
+        else:
+            lim = np.sqrt(6.0 / (d + len(gates) * m))
+            blocks["w_x"][g] = rng.uniform(-lim, lim, (d, m))
+            blocks["w_h"][g] = _orthogonal(rng, max(p, m))[:p, :m]
+            blocks["b_x"][g] = np.full(m, 1.0 if (spec.kind, g) == ("lstm", "f") else 0.0)
+            blocks["b_h"][g] = np.zeros(m)
+        if not config.bias:
+            blocks["b_x"][g], blocks["b_h"][g] = np.zeros(m), np.zeros(m)
+    cast = {n: {g: a.astype(dt) for g, a in b.items()} for n, b in blocks.items()}
+    if spec.kind == "gru":
+        return GRUParams(**cast)
+    peeps = {g: rng.uniform(-k, k, (m,)).astype(dt) for g in spec.peephole_gates}
+    proj = (rng.uniform(-k, k, (m, p)).astype(dt) if spec.proj_size is not None else None)
+    return LSTMParams(**cast, p=peeps if spec.peepholes else None, w_proj=proj)
 
 
 def _init_head_and_embedding(config: RNNConfig, rng: np.random.Generator, scheme: str,

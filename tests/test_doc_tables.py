@@ -21,7 +21,8 @@ DOCUMENTS = [ROOT / d for d in doc_tables.DOCUMENTS]
 
 #: each table, and the document that must hold it
 HOME = {"formats": "README.md", "frameworks": "README.md",
-        "case-counts": "docs/conformance.md", "canonical-file": "docs/spec.md"}
+        "case-counts": "docs/conformance.md", "canonical-file": "docs/spec.md",
+        "gate-orders": "docs/spec.md"}
 
 
 def test_every_document_exists_and_the_readme_is_for_a_newcomer() -> None:

@@ -21,7 +21,7 @@ X = np.zeros((2, 5, 3))
          r"x has 4 features \(shape \(2, 5, 4\)\) but config.input_size is 3"),
         ({"x": np.zeros((2, 5, 3), complex)}, TypeError, "x must hold real numbers"),
         ({"x": [[["a"]]]}, TypeError, "x must hold real numbers"),
-        ({"h0": np.zeros((2, 2, 4))}, ValueError, r"h0 must have shape \(L\*R, N, M\) = "
+        ({"h0": np.zeros((2, 2, 4))}, ValueError, r"h0 must have shape \(S, N, M\) = "
                                                    r"\(4, 2, 4\), got \(2, 2, 4\)"),
         ({"h0": [np.zeros((2, 4))] * 3}, ValueError, "h0 lists 3 states, expected S = 4"),
         ({"h0": [np.zeros((2, 4))] * 3 + [np.zeros((2, 5))]}, ValueError,

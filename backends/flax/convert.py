@@ -508,7 +508,7 @@ def to_native(params: RNNParams, *, kind: str = "nnx", layout: str = "cells",
 
 def _cell(params: RNNParams, li: int, r: int, kind: str, seed: int) -> Any:
     """Layer ``li``, direction ``r`` as an ``nnx.SimpleCell`` or linen cell params."""
-    cell = params.layers[li][r]
+    cell = params.elman_cell(li, r)
     bias = cell.b_x + cell.b_h
     if kind == "linen":
         return {"params": {"i": {"kernel": jnp.asarray(cell.w_x), "bias": jnp.asarray(bias)},

@@ -1,10 +1,21 @@
-"""JAX: the reference as a lax.scan; holds every network."""
+"""JAX: the reference as a lax.scan; holds every network of Elman layers."""
 
 from __future__ import annotations
 
-from rnn_ref.backends.records import BackendSpec, Framework, nothing_unsupported
+from rnn_ref.backends.records import (
+    GATED,
+    NETWORK_PIECES,
+    BackendSpec,
+    Framework,
+    Reason,
+    network_unsupported,
+)
+from rnn_ref.config import RNNConfig
 
-unsupported = nothing_unsupported
+
+def unsupported(config: RNNConfig) -> Reason:
+    """Every network of Elman layers; the gated cells wait for their scan."""
+    return network_unsupported(config, holds=set(NETWORK_PIECES) - set(GATED))
 
 
 FRAMEWORK = Framework(

@@ -220,7 +220,7 @@ def rnn_layer(params: RNNParams, li: int, *, return_sequences: bool, return_stat
             dropout=rates.get("input_dropout", 0.0),
             recurrent_dropout=rates.get("recurrent_dropout", 0.0))
 
-    cells = params.layers[li]
+    cells = [params.elman_cell(li, r) for r in range(cfg.num_directions_of(li))]
     if cfg.directions[li] == "bidirectional":
         layer = keras.layers.Bidirectional(simple(0, False), backward_layer=simple(1, True),
                                            merge_mode=cfg.merge_modes[li], dtype=dtype)

@@ -8,6 +8,7 @@ from typing import Any
 
 from rnn_ref.activations import Activation
 from rnn_ref.backends.records import (
+    GATED,
     NETWORK_PIECES,
     BackendSpec,
     FileFormat,
@@ -173,7 +174,7 @@ def unsupported(config: RNNConfig, *, backend: str | None = None, padded: bool =
         if not isinstance(dense.activation, Softmax) and dense.activation not in keras_acts:
             return f"head layer {j} activation {dense.activation}", "Dense takes Keras activations"
     reason = _keras_layout(config, padded or config.mask_zero or config.mask_value is not None) \
-        or network_unsupported(config, holds=set(NETWORK_PIECES))
+        or network_unsupported(config, holds=set(NETWORK_PIECES) - set(GATED))
     if reason is not None:
         return reason
     mode = config.padded_output

@@ -159,9 +159,9 @@ def rnn_layers(params: RNNParams, *, return_sequences: bool = True,
     tk = _tk()
     cfg, dtype = params.config, params.dtype.name
     out = []
-    for li, layer in enumerate(params.layers):
+    for li in range(cfg.num_layers):
         seqs = return_sequences if li == cfg.num_layers - 1 else True
-        d_in = (None, None, layer[0].w_x.shape[0])
+        d_in = (None, None, cfg.layer_input_size(li))
         drops = {("dropout" if i.kind == "input_dropout" else "recurrent_dropout"): i.rate
                  for i in cfg.identities
                  if i.after == li and i.kind in ("input_dropout", "recurrent_dropout")}
@@ -179,14 +179,14 @@ def rnn_layers(params: RNNParams, *, return_sequences: bool = True,
                                           backward_layer=simple(1, True, False),
                                           merge_mode=cfg.merge_modes[li], dtype=dtype)
             rnn.build(d_in)  # Bidirectional copies the layers it wraps: set weights after
-            rnn.forward_layer.set_weights(_weights(layer[0], cfg.bias))
-            rnn.backward_layer.set_weights(_weights(layer[1], cfg.bias))
+            rnn.forward_layer.set_weights(_weights(params.elman_cell(li, 0), cfg.bias))
+            rnn.backward_layer.set_weights(_weights(params.elman_cell(li, 1), cfg.bias))
         else:
             # zero_output_for_mask only where the layer returns sequences: a last output of
             # zeros would replace the final state of a sample padded at the end
             rnn = simple(0, cfg.is_reverse(li, 0), cfg.padded_output == "zeros" and seqs)
             rnn.build(d_in)
-            rnn.set_weights(_weights(layer[0], cfg.bias))
+            rnn.set_weights(_weights(params.elman_cell(li, 0), cfg.bias))
         out.append(rnn)
     return out
 

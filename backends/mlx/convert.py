@@ -368,8 +368,8 @@ def to_native(params: RNNParams) -> Any:
     if params.dtype not in MLX_DTYPES:
         raise UnsupportedError(NAME, f"dtype {params.dtype}", "use float32 or float64")
     modules = []
-    for li, layer in enumerate(params.layers):
-        cell = layer[0]
+    for li in range(cfg.num_layers):
+        cell = params.elman_cell(li, 0)
         rnn = nn.RNN(int(cell.w_x.shape[0]), cell.hidden_size, bias=cfg.bias,
                      nonlinearity=_mlx_function(cfg.activation_of(li, 0)))
         rnn.Wxh = as_mx(cell.w_x.T)

@@ -158,7 +158,8 @@ def _layer_node(g: Any, params: RNNParams, li: int, x: str, *, seq_lens: str,
     """Layer ``li``'s RNN node on ``x`` with ``W [R, M, D_l]``, ``R [R, M, M]``, ``B [R, 2M]``;
     returns its ``Y`` (``[T, R, N, M]``, ``[N, T, R, M]`` with layout 1) and its final states
     ``[R, N, M]`` whatever the layout."""
-    cfg, layer = params.config, params.layers[li]
+    cfg = params.config
+    layer = [params.elman_cell(li, r) for r in range(cfg.num_directions_of(li))]
     node_in = [x, g.const(f"layers.{li}.W", np.stack([c.w_x.T for c in layer])),
                g.const(f"layers.{li}.R", np.stack([c.w_h.T for c in layer])),
                g.const(f"layers.{li}.B", np.stack([np.concatenate([c.b_x, c.b_h])

@@ -347,7 +347,8 @@ def _lone_rnn(params: RNNParams, batch_first: bool) -> nn.Module:
                  batch_first=batch_first, bidirectional=cfg.num_directions == 2, dtype=dtype)
     with torch.no_grad():
         for li, layer in enumerate(params.layers):
-            for r, cell in enumerate(layer):
+            for r in range(len(layer)):
+                cell = params.elman_cell(li, r)
                 sfx = f"_l{li}" + ("_reverse" if r else "")
                 getattr(rnn, f"weight_ih{sfx}").copy_(_tensor(cell.w_x.T))
                 getattr(rnn, f"weight_hh{sfx}").copy_(_tensor(cell.w_h.T))

@@ -185,7 +185,7 @@ def _rnn_module(cfg: RNNConfig, params: RNNParams, layers: list[int], cells: lis
     with torch.no_grad():
         for k, li in enumerate(layers):
             for r, c in enumerate(cells):
-                cell = params.layers[li][c]
+                cell = params.elman_cell(li, c)
                 sfx = f"_l{k}" + ("_reverse" if r else "")
                 getattr(rnn, f"weight_ih{sfx}").copy_(torch.from_numpy(cell.w_x.T.copy()))
                 getattr(rnn, f"weight_hh{sfx}").copy_(torch.from_numpy(cell.w_h.T.copy()))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rnn_ref.backends.records import (
+    GATED,
     NETWORK_PIECES,
     BackendSpec,
     FileFormat,
@@ -36,7 +37,7 @@ def unsupported(config: RNNConfig, *, padded: bool = False) -> Reason:
     if config.merge_modes[-1] is None:
         return ("merge_mode None (the pair of directions)",
                 "the torch module returns one tensor; use another merge_mode")
-    reason = network_unsupported(config, holds=set(NETWORK_PIECES) - {"returns"})
+    reason = network_unsupported(config, holds=set(NETWORK_PIECES) - {"returns", *GATED})
     if reason is not None:
         return reason
     return padded_zeros(config, "a PackedSequence pads outputs with zeros") if padded else None
