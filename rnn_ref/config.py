@@ -197,6 +197,11 @@ def _check_select(select: Any, directions: tuple[str, ...], merges: tuple[str | 
     return str(select)
 
 
+def _kinds(kinds: tuple[str, ...]) -> str:
+    """``("gru", "lstm")`` as ``"GRU and LSTM"``."""
+    return " and ".join(k.upper() for k in kinds)
+
+
 def _layer_cells(cell: Any, reset_after: Any, peepholes: Any, input_forget: Any,
                  proj_size: Any, num_layers: int) -> tuple[CellSpec, ...]:
     """Every layer's :class:`~rnn_ref.cells.CellSpec`. A switch given as one value applies to
@@ -215,8 +220,8 @@ def _layer_cells(cell: Any, reset_after: Any, peepholes: Any, input_forget: Any,
             continue
         has = [k in cells for k in kinds]
         if not any(has):
-            raise ValueError(f"{name}={value!r} applies to {' and '.join(cells).upper()} "
-                             f"layers; the network's layers are {list(kinds)}")
+            raise ValueError(f"{name}={value!r} applies to {_kinds(cells)} layers; the "
+                             f"network's layers are {list(kinds)}")
         if not isinstance(value, (list, tuple)):
             per_layer[name] = tuple(value if applies else default for applies in has)
             continue
@@ -224,7 +229,7 @@ def _layer_cells(cell: Any, reset_after: Any, peepholes: Any, input_forget: Any,
         for i, (v, applies) in enumerate(zip(values, has, strict=True)):
             if not applies and v is not None and v != default:
                 raise ValueError(f"{name}[{i}]={v!r}, but layer {i} is {kinds[i]!r}: "
-                                 f"{name} applies to {' and '.join(cells).upper()} layers")
+                                 f"{name} applies to {_kinds(cells)} layers")
         per_layer[name] = tuple(v if applies and v is not None else default
                                 for v, applies in zip(values, has, strict=True))
     return tuple(CellSpec(kinds[i], reset_after=per_layer["reset_after"][i],
@@ -538,8 +543,8 @@ class RNNConfig:
             return tuple(tuple(default(li, r) for r in range(counts[li])) if h else None
                          for li, h in enumerate(has))
         if not any(has):
-            raise ValueError(f"{where}={spec!r} applies to {' and '.join(kinds).upper()} "
-                             f"layers; the network's layers are {[c.kind for c in cells]}")
+            raise ValueError(f"{where}={spec!r} applies to {_kinds(kinds)} layers; the "
+                             f"network's layers are {[c.kind for c in cells]}")
         per_layer = (isinstance(spec, (list, tuple)) and len(spec) == len(cells)
                      and all(a is None or isinstance(a, (list, tuple)) for a in spec)
                      and any(isinstance(a, (list, tuple)) for a in spec))

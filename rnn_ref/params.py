@@ -330,10 +330,6 @@ def _check_gated(spec: CellSpec, cell: GRUParams | LSTMParams, where: str, d: in
                if spec.input_forget else "")
         raise ValueError(f"{where} has gates {list(cell.gates)}, the layer's cell "
                          f"({spec.describe()}) has {list(spec.gates)}{why}")
-    first = spec.gates[0]
-    _check_shape(cell.w_x[first], (d, m), f"{where}.w_x[{first!r}]", "(D_l, M)")
-    _check_shape(cell.w_h[first], (p, m), f"{where}.w_h[{first!r}]",
-                 "(P, M), P the projection" if spec.proj_size is not None else "(M, M)")
     if isinstance(cell, LSTMParams):
         if (cell.p is not None) != spec.peepholes:
             raise ValueError(f"{where}: the layer {'has' if spec.peepholes else 'has no'} "
@@ -342,6 +338,10 @@ def _check_gated(spec: CellSpec, cell: GRUParams | LSTMParams, where: str, d: in
         if (cell.w_proj is not None) != (spec.proj_size is not None):
             raise ValueError(f"{where}: config.proj_size is {spec.proj_size}, the cell "
                              f"{'has no w_proj' if cell.w_proj is None else 'has a w_proj'}")
+    first = spec.gates[0]
+    _check_shape(cell.w_x[first], (d, m), f"{where}.w_x[{first!r}]", "(D_l, M)")
+    _check_shape(cell.w_h[first], (p, m), f"{where}.w_h[{first!r}]",
+                 "(P, M), P the projection" if spec.proj_size is not None else "(M, M)")
 
 
 def _check_head(cfg: RNNConfig, head: tuple[Any, ...]) -> None:
