@@ -145,9 +145,12 @@ def _check_declared(config: Any, source: str) -> None:
         k = config.get("output_size")
         if isinstance(head, list) and len(head) == 1 and isinstance(head[0], Mapping):
             k = head[0].get("units")
+        cell = config.get("cell")
+        cells = cell if isinstance(cell, list) else [cell]
+        gates = 4 if "lstm" in cells else 3 if "gru" in cells else 1
         limits.check_network(config.get("input_size"), config.get("hidden_size"),
                              config.get("num_layers"), directions=2 if bidirectional else 1,
-                             output_size=k, source=source)
+                             output_size=k, source=source, gates=gates)
         v, d = config.get("vocab_size"), config.get("input_size")
         if isinstance(v, int) and isinstance(d, int) and v > 0 and d > 0:
             limits.check_elements(v * d, "the embedding table", source)

@@ -187,11 +187,13 @@ def _int_or_none(value: object) -> int | None:
 
 
 def check_network(input_size: object, hidden_size: object, num_layers: object = None, *,
-                  directions: int = 1, output_size: object = None, source: str = "") -> None:
+                  directions: int = 1, output_size: object = None, source: str = "",
+                  gates: int = 1) -> None:
     """Refuse a network a file declares (before building it) with more layers than
     max_layers or more parameters than max_parameters; values that are not integers are left
     to :class:`~rnn_ref.RNNConfig` to refuse. The count takes concatenated directions (the
-    widest input) and two biases per cell, so it bounds every convention."""
+    widest input), two biases per cell and ``gates`` blocks per cell (4 when any layer is an
+    LSTM, 3 for a GRU), so it bounds every convention."""
     sizes: list[int | None]
     if isinstance(hidden_size, (list, tuple)):
         check_count(len(hidden_size), "the number of layers", source)
@@ -206,7 +208,7 @@ def check_network(input_size: object, hidden_size: object, num_layers: object = 
     for m in sizes:
         if d is None or m is None or d < 1 or m < 1:
             return
-        total += directions * (d * m + m * m + 2 * m)
+        total += directions * gates * (d * m + m * m + 2 * m)
         d = directions * m
     k = _int_or_none(output_size)
     if k is not None and k > 0 and d is not None:

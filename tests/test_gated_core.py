@@ -342,3 +342,20 @@ def test_canonical_file_round_trip_and_version_two(tmp_path: Any) -> None:
     members["__format__"] = np.array("rnn-ref/2")
     members["__config__"] = np.array(json.dumps(config))
     assert io.from_members(members) == elman
+
+
+def test_a_declared_lstm_is_counted_with_its_four_gates() -> None:
+    """Two layers of M = 6000 on D = 6000: 1.4e8 parameters as Elman layers, under the 2**28
+    (2.7e8) limit; 5.8e8 as LSTM layers, over it, refused before any array is built."""
+    import json
+
+    from rnn_ref import io
+    from rnn_ref.errors import LimitError
+
+    config = {"input_size": 6000, "hidden_size": 6000, "num_layers": 2}
+    members = {"__format__": np.array(io.FORMAT), "__config__": np.array(json.dumps(config))}
+    with pytest.raises(rnn_ref.FileFormatError, match="arrays do not match the config"):
+        io.from_members(members)  # the Elman stack passes the limit, then lacks its arrays
+    members["__config__"] = np.array(json.dumps({**config, "cell": "lstm"}))
+    with pytest.raises(LimitError, match="parameter count"):
+        io.from_members(members)
