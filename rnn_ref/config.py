@@ -822,8 +822,12 @@ class RNNConfig:
         lines += by_place.get(0, [])
         for li, m in enumerate(self.hidden_sizes):
             cell = self.cell_of(li)
-            acts = "/".join(",".join(str(a) for a in self.activations_of(li, r))
-                            for r in range(self.num_directions_of(li)))
+            per_dir = [self.activations_of(li, r) for r in range(self.num_directions_of(li))]
+            names = ("f", "g", "h") if cell.kind != "elman" else ("",)
+            acts = "/".join(" ".join(f"{n}={a}" if n else str(a) for n, a in
+                                     zip(names, fs, strict=False))
+                            for fs in (per_dir[:1] if len(set(per_dir)) == 1 and
+                                       cell.kind != "elman" else per_dir))
             kind = "" if cell.kind == "elman" else f"{cell.describe()}, "
             merge = (f", merge {self.merge_modes[li]}"
                      if self.directions[li] == "bidirectional" else "")

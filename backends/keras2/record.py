@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from rnn_ref.activations import Activation
 from rnn_ref.backends.keras.record import KERAS_ACTIVATIONS, keras_masked_step_output
-from rnn_ref.backends.records import BackendSpec, FileFormat, Framework, Reason, first_activation
+from rnn_ref.backends.records import (
+    GATED,
+    NETWORK_PIECES,
+    BackendSpec,
+    FileFormat,
+    Framework,
+    Reason,
+    first_activation,
+    network_unsupported,
+)
 from rnn_ref.config import RNNConfig
 
 #: Keras 2's activations by name: Keras 3's, except ``hard_sigmoid`` (0.2 x + 0.5)
@@ -20,6 +29,9 @@ def _keras2_pieces(config: RNNConfig) -> Reason:
     """What a Keras 2 model cannot hold of the pieces around its RNN layers."""
     from rnn_ref.network import Softmax
 
+    gated = network_unsupported(config, holds=set(NETWORK_PIECES) - set(GATED))
+    if gated is not None:
+        return gated
     if config.padding_idx is not None:
         return (f"padding_idx={config.padding_idx}",
                 "Keras' Embedding has no padding row (mask_zero masks id 0)")
