@@ -54,6 +54,7 @@ from rnn_ref.backends.torch.graph import (
     network_params,
     read_module,
     read_state_dict,
+    refuse_unknown_recurrent,
     torch_cell,
 )
 from rnn_ref.backends.torch.network import TorchNetwork
@@ -154,11 +155,8 @@ def from_native(obj: Any, *, example: Any = None, nonlinearity: str | None = Non
                                 or not isinstance(obj, nn.Module)):
         raise ValueError(f"example= checks a module read from its fx graph; a "
                          f"{type(obj).__name__} records its network itself: leave it out")
-    if isinstance(obj, (nn.RNNBase, nn.RNNCellBase)) and module_kind(obj) is None:
-        raise UnsupportedError("rnn-ref", f"{type(obj).__module__}.{type(obj).__name__}",
-                               "it is not torch.nn.RNN, nn.GRU, nn.LSTM or one of their "
-                               "cells (a subclass with its own forward computes something "
-                               "else)")
+    if isinstance(obj, (nn.RNNBase, nn.RNNCellBase)):
+        refuse_unknown_recurrent(obj)
     if isinstance(obj, nn.RNNCellBase):
         return _agreeing(_one_step_params(obj), nonlinearity, select, head_activation)
     if isinstance(obj, TorchNetwork):
@@ -409,18 +407,6 @@ def _lone_rnn(params: RNNParams, batch_first: bool) -> nn.Module:
 # --------------------------------------------------------------------------------------------
 # oracle and backend
 # --------------------------------------------------------------------------------------------
-def _refuse_unknown(model: nn.Module) -> None:
-    """Refuse now, not at the first call's trace, a model that is or holds a recurrent module
-    or cell other than torch's own (a subclass with a ``forward`` of its own)."""
-    for where, mod in model.named_modules():
-        if isinstance(mod, (nn.RNNBase, nn.RNNCellBase)) and module_kind(mod) is None:
-            raise UnsupportedError(
-                "rnn_ref.oracle", f"{type(mod).__module__}.{type(mod).__name__}"
-                + (f" (self.{where})" if where else ""), "it is not torch.nn.RNN, nn.GRU, "
-                "nn.LSTM or one of their cells (a subclass with its own forward computes "
-                "something else)")
-
-
 def oracle(model: nn.Module) -> Callable[..., Any]:
     """A NumPy function returning what ``model(input, hx)`` returns, computed in float64.
 
@@ -448,7 +434,7 @@ def oracle(model: nn.Module) -> Callable[..., Any]:
             a ``forward`` of its own (named), at once rather than at the first call.
     """
     model = unwrap_compiled(model)
-    _refuse_unknown(model)
+    refuse_unknown_recurrent(model, "rnn_ref.oracle")  # now, not at the first call's trace
     if isinstance(model, TorchNetwork):
         return _network_oracle(from_native(model))
     if isinstance(model, nn.RNNCellBase):

@@ -1,9 +1,10 @@
 """Reading any ``nn.Module`` built from the network's pieces, and writing the whole network.
 
 **Reading a module** (:func:`read_module`): ``torch.fx.symbolic_trace`` turns the module's
-``forward`` into a graph whose ``nn.Embedding``, ``nn.RNN``, ``nn.Linear``, dropout and
-activation modules are leaf calls, whatever the attributes are named; the graph is then read
-node by node, in order, as one chain::
+``forward`` into a graph whose ``nn.Embedding``, ``nn.RNN``, ``nn.GRU``, ``nn.LSTM``,
+``nn.Linear``, dropout and activation modules are leaf calls, whatever the attributes are
+named; the graph is then read node by node, in order, as one chain (below, ``nn.RNN`` stands
+for any of the three; an ``nn.LSTM`` returns ``out, (h_n, c_n)``)::
 
     input --nn.Embedding--> --nn.RNN--> ... --nn.RNN--> out, h_n
         --selection: out (every step), out[:, -1], h_n[-1], h_n[-2], cat([h_n[-2], h_n[-1]], 1)
@@ -11,11 +12,12 @@ node by node, in order, as one chain::
           dim ...), nn.Linear ...--> result
 
 with ``nn.Dropout``/``nn.AlphaDropout``/``F.dropout`` anywhere (recorded where they sit) and
-``nn.RNN(dropout=p)`` recorded between its layers. Every node is part of that chain or the
-module is refused naming the node's operation and its line of ``forward`` (``torch.mul``,
-``operator.add``, a ``torch.nn.Conv1d`` module, a softmax over another dim, a branch, a
-selection after the head). A reverse-only layer written by flipping the input (``torch.flip``)
-is not recognised. Also read, as tutorials write them:
+``nn.RNN(dropout=p)`` recorded between its layers. A subclass of a recurrent module or cell
+with a ``forward`` of its own is refused by name before tracing. Every node is part of that
+chain or the module is refused naming the node's operation and its line of ``forward``
+(``torch.mul``, ``operator.add``, a ``torch.nn.Conv1d`` module, a softmax over another dim, a
+branch, a selection after the head). A reverse-only layer written by flipping the input
+(``torch.flip``) is not recognised. Also read, as tutorials write them:
 
 * ``forward(x, lengths)`` packing: ``pack_padded_sequence(x, lengths[.cpu()], batch_first,
   enforce_sorted)`` into every ``nn.RNN`` and ``pad_packed_sequence(out, batch_first)`` after
@@ -28,27 +30,34 @@ is not recognised. Also read, as tutorials write them:
 * An initial state that is provably zeros (``torch.zeros(L, x.size(0), M)``,
   ``x.new_zeros``, ``torch.zeros_like``, moved or cast by ``.to()``, ``.detach()``,
   ``.requires_grad_()`` ...; sizes from ``x.size``/``x.shape``, ``x.device``, ``x.dtype``) is
-  the default zero state (torch itself checks its shape); any other state is refused.
+  the default zero state (torch itself checks its shape), an ``nn.LSTM``'s ``(h0, c0)`` when
+  both are; any other state is refused (the network starts from zero states).
 * ``h_n[i, :, :]`` as ``h_n[i]``; a ``torch.compile`` d module through its ``_orig_mod``.
 * Pooling over time: ``out.mean(dim=1)`` (``select="mean_all"``: padded zeros included, as
   torch computes it after ``pad_packed_sequence``), ``out.max(dim=1)[0]``,
   ``torch.max(out, 1).values``, ``torch.amax(out, 1)`` (``"max_all"``); ``dim=0`` time-major.
 * Several outputs (``RNNConfig.returns``): a returned tuple of the end of the chain
   (``"result"``), the last ``nn.RNN``'s outputs (``"sequence"``), its ``h_n`` (of the only
-  ``nn.RNN``) or ``h_n[k]``, e.g. a language model's ``(self.fc(out), hidden)``.
-* An ``nn.RNNCell`` stepped over the input in a Python loop (``h = self.cell(x[:, t], h)``
-  for ``t`` from 0, ``h`` zeros or left out first), the last ``h`` (``select="final"``) or
-  ``torch.stack`` of every step's ``h`` on the time axis (the sequence). fx cannot follow a
-  loop over ``x.size(1)``, so it is traced with the example's shape known
-  (:mod:`~rnn_ref.backends.torch.trace`) and again one step longer and one sample more: both
-  must read as the same network with one step per input step, else it is refused.
+  ``nn.RNN``) or ``h_n[k]``, an ``nn.LSTM``'s ``c_n`` or ``c_n[k]``, e.g. a language
+  model's ``(self.fc(out), hidden)``; nested as returned (``out, (h_n, c_n)``:
+  :class:`Layout`'s ``structure``). An ``nn.LSTM``'s cell states are outputs only: a head
+  on ``c_n[k]`` is refused.
+* An ``nn.RNNCell`` or ``nn.GRUCell`` stepped over the input in a Python loop (``h =
+  self.cell(x[:, t], h)`` for ``t`` from 0, ``h`` zeros or left out first; an
+  ``nn.LSTMCell``'s ``h, c = self.cell(x[:, t], (h, c))``), the last ``h``
+  (``select="final"``) or ``torch.stack`` of every step's ``h`` on the time axis (the
+  sequence). fx cannot follow a loop over ``x.size(1)``, so it is traced with the example's
+  shape known (:mod:`~rnn_ref.backends.torch.trace`) and again one step longer and one sample
+  more: both must read as the same network with one step per input step, else it is refused.
 
-**Reading a state dict** (:func:`read_state_dict`): any prefixes; the ``nn.RNN`` weights
-(``<prefix>weight_ih_l<k>[_reverse]`` ...) grouped by module, an ``nn.Embedding`` table (a
-weight-only module before the first ``nn.RNN``) and ``nn.Linear`` layers (after the last), in
-the state dict's order and chained by their shapes. What a state dict does not record comes as
-hints: the nonlinearity always; with ``nn.Linear`` layers, the selection and the head
-activations. A state dict that :class:`TorchNetwork` saved records the whole network itself.
+**Reading a state dict** (:func:`read_state_dict`): any prefixes; the ``nn.RNN``, ``nn.GRU``
+and ``nn.LSTM`` weights (``<prefix>weight_ih_l<k>[_reverse]`` ...) grouped by module, each
+module's cell told by its shapes (:func:`_stack_kind`), an ``nn.Embedding`` table (a
+weight-only module before the first recurrent module) and ``nn.Linear`` layers (after the
+last), in the state dict's order and chained by their shapes. What a state dict does not
+record comes as hints: an ``nn.RNN``'s nonlinearity; with ``nn.Linear`` layers, the selection
+and the head activations. A state dict that :class:`TorchNetwork` saved records the whole
+network itself.
 
 **Writing** (:func:`build_network`): a :class:`~rnn_ref.backends.torch.network.TorchNetwork`.
 """
@@ -107,7 +116,8 @@ def _refuse(what: str, why: str) -> UnsupportedError:
 # modules -> canonical parameters
 # --------------------------------------------------------------------------------------------
 #: torch's recurrent modules and their one-step cells, by rnn-ref cell
-RNN_MODULES: dict[str, type[nn.RNNBase]] = {"elman": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+RNN_MODULES: dict[str, type[nn.RNN] | type[nn.GRU] | type[nn.LSTM]] = {
+    "elman": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 CELL_MODULES: dict[str, type[nn.RNNCellBase]] = {"elman": nn.RNNCell, "gru": nn.GRUCell,
                                                  "lstm": nn.LSTMCell}
 #: the blocks torch packs on the rows of weight_ih, weight_hh and the biases
@@ -123,6 +133,19 @@ def module_kind(mod: nn.Module) -> str | None:
             if isinstance(mod, cls):
                 return kind if type(mod).forward is cls.forward else None
     return None
+
+
+def refuse_unknown_recurrent(model: nn.Module, target: str = "rnn-ref") -> None:
+    """``UnsupportedError`` naming a recurrent module or cell in ``model`` (or ``model``
+    itself) that is not torch's own: a subclass of ``nn.RNNBase`` or ``nn.RNNCellBase`` with
+    a ``forward`` of its own (:func:`module_kind` ``None``)."""
+    for where, mod in model.named_modules():
+        if isinstance(mod, (nn.RNNBase, nn.RNNCellBase)) and module_kind(mod) is None:
+            raise UnsupportedError(
+                target, f"{type(mod).__module__}.{type(mod).__name__}"
+                + (f" (self.{where})" if where else ""), "it is not torch.nn.RNN, nn.GRU, "
+                "nn.LSTM or one of their cells (a subclass with its own forward computes "
+                "something else)")
 
 
 def candidate_activation(mod: nn.Module) -> str:
@@ -970,6 +993,9 @@ class _Reader:
                           "the network reads one nn.RNNCell stepped over its input")
         parts = list(hx) if kind == "lstm" and isinstance(hx, (tuple, list)) else [hx]
         vals = [self.env.get(p) if isinstance(p, fx.Node) else None for p in parts]
+        if kind == "lstm" and len(vals) == 1 and vals[0] is not None \
+                and vals[0].kind == "cellpair":  # state = self.cell(x[:, t], state)
+            vals = [_Val("cellh", vals[0].ident), _Val("cellc", vals[0].ident)]
         want = ["cellh", "cellc"] if kind == "lstm" else ["cellh"]
         if step.index != len(loop.states) or [v.kind if v else None for v in vals] != want \
                 or any(v.ident != loop.states[-1] for v in vals if v is not None):
@@ -1064,7 +1090,7 @@ def _cell_as_rnn(cell: nn.RNNCellBase, batch_first: bool) -> nn.RNNBase:
     w = cell.weight_ih
     kind = module_kind(cell)
     assert kind is not None
-    extra = {"nonlinearity": cell.nonlinearity} if kind == "elman" else {}
+    extra: dict[str, Any] = {"nonlinearity": cell.nonlinearity} if kind == "elman" else {}
     rnn = RNN_MODULES[kind](cell.input_size, cell.hidden_size, bias=cell.bias,
                             batch_first=batch_first, dtype=w.dtype, device=w.device, **extra)
     with torch.no_grad():
@@ -1135,6 +1161,7 @@ def read_module(module: nn.Module, example: Any = None) -> tuple[RNNParams, Layo
     read as the same network, else it is refused (its network would depend on the length).
     """
     module = unwrap_compiled(module)
+    refuse_unknown_recurrent(module)
     try:
         return _read(module, trace(module), None)
     except (TraceError, _NeedsShape):
@@ -1392,6 +1419,7 @@ def read_state_dict(sd: Mapping[str, Any], *, nonlinearity: str | None = None,
         raise MissingHintError("activation", "a state dict does not record the nonlinearity "
                                "of its nn.RNN: pass nonlinearity='tanh' or 'relu' (the "
                                "activation hint of a file)")
+    elman = nonlinearity or "tanh"  # given wherever an nn.RNN is
     if all(st.kind != "elman" for st in stacks) and nonlinearity not in (None, "tanh"):
         raise ValueError(f"nonlinearity={nonlinearity!r}, but the state dict holds only "
                          f"nn.GRU/nn.LSTM weights, whose candidate activation is tanh: "
@@ -1411,7 +1439,7 @@ def read_state_dict(sd: Mapping[str, Any], *, nonlinearity: str | None = None,
     config = RNNConfig(
         _input_size(layers[0][0]), [row[0].hidden_size for row in layers],
         direction=["bidirectional" if st.bidirectional else "forward" for st in per_layer],
-        activation=[[nonlinearity if st.kind == "elman" else "tanh"] * len(row)
+        activation=[[elman if st.kind == "elman" else "tanh"] * len(row)
                     for st, row in zip(per_layer, layers, strict=True)],
         **cell_switches([st.kind for st in per_layer], [st.proj for st in per_layer]),
         bias=stacks[0].bias,
