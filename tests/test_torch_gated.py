@@ -464,6 +464,8 @@ def test_state_dict_files_read_and_verify(tmp_path: Path) -> None:
                                                   head_activation="linear")) == want
     with pytest.raises(ValueError, match="candidate activation is tanh"):
         rnn_ref.convert.read(path, hints=Hints("relu", select="final", head_activation="linear"))
+    done = rnn_ref.convert.convert(path, tmp_path / "m.npz", hints=hints, verify=True)
+    assert done.verification is not None and done.verification.passed  # the file run in torch
     lstm = _module("lstm-proj", layers=2, bidir=True)
     from safetensors.torch import save_file
 

@@ -95,8 +95,10 @@ from rnn_ref.params import (
     RNNParams,
 )
 
-__all__ = ["TORCH_DTYPES", "Layout", "build_network", "file_network", "network_params",
-           "read_module", "read_state_dict"]
+__all__ = ["CELL_MODULES", "GATE_ROWS", "RNN_MODULES", "TORCH_DTYPES", "Layout",
+           "build_network", "candidate_activation", "cell_switches", "file_network",
+           "module_kind", "network_params", "read_module", "read_state_dict",
+           "refuse_unknown_recurrent", "state_dict_cells", "torch_cell"]
 
 TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
 CONFIG_KEY = "rnn_ref_config"
