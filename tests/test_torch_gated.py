@@ -185,6 +185,20 @@ def test_cells_step_as_torch_does(kind: str) -> None:
         f(x, h if kind == "lstm" else (h, c))
 
 
+def test_parametrized_weights_read_as_torch_computes_with_them() -> None:
+    """A weight under ``torch.nn.utils.parametrize`` (weight_norm) is read through the
+    module's attribute, its value: the state dict holds only its parametrization."""
+    from torch.nn.utils.parametrizations import weight_norm
+
+    module = weight_norm(_module("lstm", layers=2, batch_first=True), "weight_hh_l1")
+    x = _rng(12).standard_normal((N, T, D))
+    with torch.no_grad():
+        out, (h_n, c_n) = module(torch.from_numpy(x))
+    got_out, (got_h, got_c) = rnn_ref.oracle(module)(x)
+    for g, w in ((got_out, out), (got_h, h_n), (got_c, c_n)):
+        _close(g, w)
+
+
 # --------------------------------------------------------------------------------------------
 # users' modules around them, read from their graphs
 # --------------------------------------------------------------------------------------------

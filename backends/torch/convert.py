@@ -51,6 +51,7 @@ from rnn_ref.backends.torch.graph import (
     candidate_activation,
     cell_switches,
     module_kind,
+    module_weights,
     network_params,
     read_module,
     read_state_dict,
@@ -166,7 +167,7 @@ def from_native(obj: Any, *, example: Any = None, nonlinearity: str | None = Non
         return read_state_dict(obj.state_dict(), nonlinearity=_nonlinearity(
             obj.rnn, nonlinearity), head_activation=[obj.activation])
     if isinstance(obj, nn.RNNBase):
-        return read_state_dict(obj.state_dict(), nonlinearity=_nonlinearity(obj, nonlinearity))
+        return read_state_dict(module_weights(obj), nonlinearity=_nonlinearity(obj, nonlinearity))
     if isinstance(obj, nn.Module):
         params, layout = read_module(obj, _first(example))
         if example is not None:

@@ -97,7 +97,7 @@ from rnn_ref.params import (
 
 __all__ = ["CELL_MODULES", "GATE_ROWS", "RNN_MODULES", "TORCH_DTYPES", "Layout",
            "build_network", "candidate_activation", "cell_switches", "file_network",
-           "module_kind", "network_params", "read_module", "read_state_dict",
+           "module_kind", "module_weights", "network_params", "read_module", "read_state_dict",
            "refuse_unknown_recurrent", "state_dict_cells", "torch_cell"]
 
 TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
@@ -181,6 +181,20 @@ def torch_cell(kind: str, w_ih: np.ndarray[Any, Any], w_hh: np.ndarray[Any, Any]
                       split(b_h, False), w_proj=None if w_hr is None else w_hr.T)
 
 
+def module_weights(rnn: nn.RNNBase) -> dict[str, np.ndarray[Any, Any]]:
+    """An ``nn.RNN``'s, ``nn.GRU``'s or ``nn.LSTM``'s weights under their plain names
+    (``weight_ih_l0``, ``bias_hh_l1_reverse``, ``weight_hr_l0`` ...), each read as the module
+    computes with it: through its attribute, so a parametrized weight
+    (``torch.nn.utils.parametrize``, whose state dict holds ``parametrizations.<name>.
+    original0`` ...) is its value."""
+    names = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if rnn.bias else []) \
+        + (["weight_hr"] if rnn.proj_size else [])
+    return {f"{name}_l{li}{'_reverse' if r else ''}":
+            _numpy(getattr(rnn, f"{name}_l{li}{'_reverse' if r else ''}"))
+            for li in range(rnn.num_layers) for r in range(2 if rnn.bidirectional else 1)
+            for name in names}
+
+
 def _rnn_cells(rnn: nn.RNNBase) -> list[list[AnyCellParams]]:
     """The canonical cells of every layer (R_l each) of an ``nn.RNN``, ``nn.GRU`` or
     ``nn.LSTM``."""
@@ -188,7 +202,7 @@ def _rnn_cells(rnn: nn.RNNBase) -> list[list[AnyCellParams]]:
     if kind is None:
         raise _refuse(f"{type(rnn).__module__}.{type(rnn).__name__}",
                       "it is not torch.nn.RNN, nn.GRU or nn.LSTM")
-    sd = {k: _numpy(v) for k, v in rnn.state_dict().items()}
+    sd = module_weights(rnn)
     layers = []
     for li in range(rnn.num_layers):
         row = []
