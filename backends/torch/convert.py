@@ -1,18 +1,29 @@
-"""PyTorch: ``torch.nn.RNN``, converters and oracle (the files: ``files.py``; the backends:
-``backend.py``).
+"""PyTorch: ``torch.nn.RNN``, ``nn.GRU``, ``nn.LSTM``, converters and oracle (the files:
+``files.py``; the backends: ``backend.py``).
 
-How torch differs from the reference (``torch/nn/modules/rnn.py``, class ``RNN``):
+How torch differs from the reference (``torch/nn/modules/rnn.py``, classes ``RNN``, ``GRU``,
+``LSTM``):
 
 * Weights are (out, in): ``weight_ih_l{k} = w_x.T`` ``(M, D_l)``, ``weight_hh_l{k} = w_h.T``;
   two biases, ``bias_ih_l{k} = b_x`` and ``bias_hh_l{k} = b_h``; the backward direction of a
   bidirectional layer has the suffix ``_reverse``. Converting both ways is bit-exact.
-* ``nonlinearity`` is ``"tanh"`` or ``"relu"``, one for every layer and direction; there is no
-  clip, no reverse-only direction, one ``hidden_size`` for all layers, and the directions are
-  always concatenated.
+* An ``nn.GRU`` packs its gates on the rows in the order r, z, n (``"gru:torch"``) and is
+  reset-after (``n = tanh(a_n + r * (h W_hn + b_hn))``); an ``nn.LSTM`` packs i, f, g, o
+  (``"lstm:torch"``); each block is read with :func:`rnn_ref.cells.unpack` and transposed.
+  Their activations are fixed (sigmoid gates, tanh candidate and cell); no peepholes, no
+  coupled input and forget gates. ``proj_size`` P adds ``weight_hr_l{k}`` ``(P, M)``:
+  ``w_proj = weight_hr.T``, the recurrent weights are then ``(4M, P)``.
+* ``nonlinearity`` (nn.RNN) is ``"tanh"`` or ``"relu"``, one for every layer and direction;
+  there is no clip, no reverse-only direction, one ``hidden_size`` for all layers, and the
+  directions are always concatenated.
 * Variable lengths come as a ``PackedSequence``; ``pad_packed_sequence`` fills padded steps
   with zeros (``padded_output="zeros"``). A mask with holes or left padding cannot be said.
   ``pack_padded_sequence`` refuses a zero length (a recorded deviation).
-* ``h0``/``h_n`` are ``(L*R, N, M)`` whatever ``batch_first`` is.
+* ``h0``/``h_n`` are ``(L*R, N, M)`` whatever ``batch_first`` is (``(L*R, N, P)`` with a
+  projection); an nn.LSTM's ``c0``/``c_n`` ``(L*R, N, M)`` come with them as ``(h, c)``.
+
+Writing an ``nn.GRU`` or ``nn.LSTM`` (``to_torch``) is not yet done: :func:`unsupported`
+refuses a gated network by name.
 
 A readout is a :class:`RNNWithReadout` module: ``.rnn`` (the ``nn.RNN``) and ``.readout`` (an
 ``nn.Linear``), returning ``(y, h_n)`` like ``nn.RNN`` returns ``(output, h_n)``.
@@ -37,16 +48,22 @@ from rnn_ref.backends.torch.graph import (
     TORCH_DTYPES,
     Layout,
     build_network,
+    candidate_activation,
+    cell_switches,
+    module_kind,
+    module_weights,
     network_params,
     read_module,
     read_state_dict,
+    refuse_unknown_recurrent,
+    torch_cell,
 )
 from rnn_ref.backends.torch.network import TorchNetwork
 from rnn_ref.backends.torch.record import TORCH_READOUT_ACTIVATIONS, torch_lone_rnn, unsupported
 from rnn_ref.backends.torch.trace import unwrap_compiled
 from rnn_ref.config import RNNConfig
 from rnn_ref.errors import UnsupportedError
-from rnn_ref.params import CellParams, RNNParams
+from rnn_ref.params import RNNParams
 from rnn_ref.reference import forward, returned
 
 __all__ = ["NAME", "READOUT_ACTIVATIONS", "RNNWithReadout", "TorchNetwork", "from_native",
@@ -105,26 +122,31 @@ def from_native(obj: Any, *, example: Any = None, nonlinearity: str | None = Non
     """Canonical parameters of a torch module or a state dict.
 
     Args:
-        obj: an ``nn.RNN``, an :class:`RNNWithReadout`, a :class:`TorchNetwork`, an
-            ``nn.RNNCell`` (one step: a one-layer network whose result is the new state,
-            ``select="final"``), any ``nn.Module`` built from the network's pieces (read from
-            its ``torch.fx`` graph, see :mod:`rnn_ref.backends.torch.graph`), any of them
-            ``torch.compile`` d (read through ``_orig_mod``, never run), or a state dict (any
-            prefixes), tensors or arrays.
+        obj: an ``nn.RNN``, ``nn.GRU`` or ``nn.LSTM`` (any ``num_layers``, ``bidirectional``,
+            ``bias``, ``proj_size``; the gates split in torch's order and transposed; like a
+            state dict, it records no ``dropout``, which changes no value), an
+            :class:`RNNWithReadout`, a :class:`TorchNetwork`, an ``nn.RNNCell``,
+            ``nn.GRUCell`` or ``nn.LSTMCell`` (one step: a one-layer network whose result is
+            the new state, ``select="final"``; an nn.LSTMCell's also returns its cell state,
+            ``returns=("result", "c_n[0]")``), any ``nn.Module`` built from the network's
+            pieces (read from its ``torch.fx`` graph, see :mod:`rnn_ref.backends.torch.
+            graph`), any of them ``torch.compile`` d (read through ``_orig_mod``, never run),
+            or a state dict (any prefixes), tensors or arrays.
         example: an input of a module read from its fx graph (``(x, lengths)`` for one whose
             forward packs); when given, the module and the network read from it are run on it
             and must agree (float32 tolerance), and a time-major module's layout is checked.
             A forward that loops over the input's length needs it (its shape). Refused for
             the others, which record their network themselves.
-        nonlinearity: ``"tanh"`` or ``"relu"``; required for a state dict (it does not record
-            it), and must agree with an ``nn.RNN``'s when given.
+        nonlinearity: ``"tanh"`` or ``"relu"``; required for a state dict holding an
+            ``nn.RNN`` (it does not record it), and must agree with a module's when given
+            (an nn.GRU's and nn.LSTM's candidate is tanh).
         select, head_activation: for a state dict with ``nn.Linear`` layers, what feeds them
             and one activation per layer (see :func:`~rnn_ref.backends.torch.graph.
             read_state_dict`).
 
     Raises:
-        UnsupportedError: an ``nn.LSTM``/``nn.GRU``, or a module with an operation that is not
-            one of the network's pieces (named).
+        UnsupportedError: a module with an operation that is not one of the network's pieces
+            (named), or a subclass of a recurrent module with a ``forward`` of its own.
         ValueError: an incomplete or inconsistent state dict, named key by key, or a missing
             hint.
     """
@@ -134,7 +156,9 @@ def from_native(obj: Any, *, example: Any = None, nonlinearity: str | None = Non
                                 or not isinstance(obj, nn.Module)):
         raise ValueError(f"example= checks a module read from its fx graph; a "
                          f"{type(obj).__name__} records its network itself: leave it out")
-    if isinstance(obj, nn.RNNCell):
+    if isinstance(obj, (nn.RNNBase, nn.RNNCellBase)):
+        refuse_unknown_recurrent(obj)
+    if isinstance(obj, nn.RNNCellBase):
         return _agreeing(_one_step_params(obj), nonlinearity, select, head_activation)
     if isinstance(obj, TorchNetwork):
         return _agreeing(network_params(obj), nonlinearity, select, head_activation)
@@ -142,11 +166,8 @@ def from_native(obj: Any, *, example: Any = None, nonlinearity: str | None = Non
         # its state dict (rnn., readout.) through the one reader, told the head's activation
         return read_state_dict(obj.state_dict(), nonlinearity=_nonlinearity(
             obj.rnn, nonlinearity), head_activation=[obj.activation])
-    if isinstance(obj, nn.RNN):
-        return read_state_dict(obj.state_dict(), nonlinearity=_nonlinearity(obj, nonlinearity))
-    if isinstance(obj, (nn.RNNBase, nn.RNNCellBase)):
-        raise UnsupportedError("rnn-ref", f"torch.nn.{type(obj).__name__}",
-                               "it is not an Elman RNN (torch.nn.RNN, torch.nn.RNNCell)")
+    if isinstance(obj, nn.RNNBase):
+        return read_state_dict(module_weights(obj), nonlinearity=_nonlinearity(obj, nonlinearity))
     if isinstance(obj, nn.Module):
         params, layout = read_module(obj, _first(example))
         if example is not None:
@@ -154,10 +175,7 @@ def from_native(obj: Any, *, example: Any = None, nonlinearity: str | None = Non
         return _agreeing(params, nonlinearity, select, head_activation)
     if isinstance(obj, Mapping):
         recorded = any(str(k).endswith("rnn_ref_config") for k in obj)
-        if nonlinearity is None and not recorded:
-            raise ValueError("a state dict does not record the nonlinearity: pass "
-                             "nonlinearity='tanh' or 'relu'")
-        params = read_state_dict(obj, nonlinearity=nonlinearity or "tanh", select=select,
+        params = read_state_dict(obj, nonlinearity=nonlinearity, select=select,
                                  head_activation=head_activation)
         return _agreeing(params, nonlinearity, select, head_activation) if recorded else params
     raise TypeError(f"from_torch takes an nn.Module or a state dict, got {type(obj).__name__}")
@@ -190,16 +208,19 @@ def _first(example: Any) -> Any:
     return example[0] if isinstance(example, (tuple, list)) else example
 
 
-def _one_step_params(cell: nn.RNNCell) -> RNNParams:
-    """An ``nn.RNNCell`` as a one-step network: a forward layer whose result is the new state
-    (``select="final"``)."""
-    w_ih = _numpy(cell.weight_ih)
-    zeros = np.zeros(w_ih.shape[0], w_ih.dtype)
-    b_ih = _numpy(cell.bias_ih) if cell.bias else zeros
-    b_hh = _numpy(cell.bias_hh) if cell.bias else zeros
-    config = RNNConfig(cell.input_size, cell.hidden_size, activation=cell.nonlinearity,
-                       bias=cell.bias, select="final")
-    return RNNParams(config, [[CellParams(w_ih.T, _numpy(cell.weight_hh).T, b_ih, b_hh)]])
+def _one_step_params(cell: nn.RNNCellBase) -> RNNParams:
+    """An ``nn.RNNCell``, ``nn.GRUCell`` or ``nn.LSTMCell`` as a one-step network: a forward
+    layer whose result is the new state (``select="final"``); an nn.LSTMCell's also returns
+    its new cell state (``returns=("result", "c_n[0]")``)."""
+    kind = module_kind(cell)
+    assert kind is not None
+    b_ih = _numpy(cell.bias_ih) if cell.bias else None
+    b_hh = _numpy(cell.bias_hh) if cell.bias else None
+    config = RNNConfig(cell.input_size, cell.hidden_size, activation=candidate_activation(cell),
+                       bias=cell.bias, select="final", **cell_switches([kind], [None]),
+                       returns=("result", "c_n[0]") if kind == "lstm" else ("result",))
+    return RNNParams(config, [[torch_cell(kind, _numpy(cell.weight_ih), _numpy(cell.weight_hh),
+                                          b_ih, b_hh)]])
 
 
 def _check_example(module: nn.Module, params: RNNParams, layout: Layout, example: Any
@@ -211,14 +232,27 @@ def _check_example(module: nn.Module, params: RNNParams, layout: Layout, example
     with torch.no_grad():
         want = module(*ts)
     got = _module_call(params, layout)(*[_numpy(t) for t in ts])
-    wants = list(want) if isinstance(want, (tuple, list)) else [want]
-    gots = list(got) if isinstance(got, tuple) else [got]
+    wants, gots = _flat(want), _flat(got)
     if len(wants) != len(gots) or not all(isinstance(w, torch.Tensor) for w in wants):
         raise UnsupportedError("rnn-ref", f"a result of type {type(want).__name__}",
                                f"the network read from the module returns {len(gots)} "
                                f"tensor(s)")
     for w, g in zip(wants, gots, strict=True):
         _agree(module, _numpy(w), np.asarray(g))
+
+
+def _flat(value: Any) -> list[Any]:
+    """The values of nested tuples and lists, in order."""
+    if isinstance(value, (tuple, list)):
+        return [v for item in value for v in _flat(item)]
+    return [value]
+
+
+def _nest(structure: Any, flat: tuple[Any, ...]) -> Any:
+    """``flat`` nested as ``structure`` says (:class:`Layout`'s: nested tuples of indices)."""
+    if isinstance(structure, tuple):
+        return tuple(_nest(item, flat) for item in structure)
+    return flat[structure]
 
 
 def _agree(module: nn.Module, want: np.ndarray[Any, Any], got: np.ndarray[Any, Any]) -> None:
@@ -240,7 +274,8 @@ def _agree(module: nn.Module, want: np.ndarray[Any, Any], got: np.ndarray[Any, A
 
 def _module_call(params: RNNParams, layout: Layout) -> Callable[..., Any]:
     """The oracle of a module read from its graph: its input and result in its layout (a
-    tuple for a module of several outputs, ``RNNConfig.returns``)."""
+    tuple for a module of several outputs, ``RNNConfig.returns``, nested as the module nests
+    them: ``(out, (h_n, c_n))``)."""
 
     def call(x: Any, lengths: Any = None) -> Any:
         a = np.asarray(x)
@@ -254,8 +289,9 @@ def _module_call(params: RNNParams, layout: Layout) -> Callable[..., Any]:
             a = _fit_length(a, layout.time, lengths)
         full = forward(params, a, lengths=lengths)
         if params.config.returns != ("result",):
-            return tuple(_in_layout(item, name, layout) for name, item in zip(
+            flat = tuple(_in_layout(item, name, layout) for name, item in zip(
                 params.config.returns, returned(params.config, full), strict=True))
+            return flat if layout.structure is None else _nest(layout.structure, flat)
         return _in_layout(full.result, "result", layout)
 
     return call
@@ -287,10 +323,13 @@ def _fit_length(x: np.ndarray[Any, Any], time: str | int, lengths: np.ndarray[An
     return np.concatenate([x, pad], axis=1)
 
 
-def _nonlinearity(rnn: nn.RNN, given: str | None) -> str:
-    if given is not None and given != rnn.nonlinearity:
-        raise ValueError(f"nonlinearity={given!r} but the module's is {rnn.nonlinearity!r}")
-    return str(rnn.nonlinearity)
+def _nonlinearity(rnn: nn.RNNBase, given: str | None) -> str | None:
+    """An ``nn.RNN``'s nonlinearity (``given`` must agree); ``None`` for an ``nn.GRU`` or
+    ``nn.LSTM`` (tanh, fixed: ``given`` may only say so)."""
+    own = candidate_activation(rnn)
+    if given is not None and given != own:
+        raise ValueError(f"nonlinearity={given!r} but the module's is {own!r}")
+    return own if module_kind(rnn) == "elman" else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -369,59 +408,70 @@ def _lone_rnn(params: RNNParams, batch_first: bool) -> nn.Module:
 # --------------------------------------------------------------------------------------------
 # oracle and backend
 # --------------------------------------------------------------------------------------------
-def _refuse_gated(model: nn.Module) -> None:
-    """Refuse now, not at the first call's trace, a model that is or holds a gated cell."""
-    for where, mod in model.named_modules():
-        if isinstance(mod, (nn.RNNBase, nn.RNNCellBase)) and not isinstance(
-                mod, (nn.RNN, nn.RNNCell)):
-            raise UnsupportedError(
-                "rnn_ref.oracle", f"torch.nn.{type(mod).__name__}"
-                + (f" (self.{where})" if where else ""), "it is not an Elman RNN (torch.nn.RNN, "
-                "torch.nn.RNNCell); GRU and LSTM cells arrive with a later version of rnn-ref")
-
-
-def oracle(model: nn.Module) -> Callable[..., tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]]:
+def oracle(model: nn.Module) -> Callable[..., Any]:
     """A NumPy function returning what ``model(input, hx)`` returns, computed in float64.
 
     For a :class:`TorchNetwork` it takes ``(x, lengths=None, mask=None)``, for any other
     module of the network's pieces ``(x, lengths=None)`` in the module's own layout (read from
-    its graph at the first call, with that ``x``'s shape), and returns the module's result; a
-    module whose forward packs its input takes ``(x, lengths)`` and returns what
-    ``pad_packed_sequence`` makes (``max(lengths)`` steps unless it gives ``total_length``).
-    For an ``nn.RNNCell`` it takes ``(input, hx=None)`` and returns the new state. A
-    ``torch.compile`` d module is read through its ``_orig_mod``. For an ``nn.RNN`` or
+    its graph at the first call, with that ``x``'s shape), and returns the module's result
+    (nested as it nests them: ``(out, (h_n, c_n))``); a module whose forward packs its input
+    takes ``(x, lengths)`` and returns what ``pad_packed_sequence`` makes (``max(lengths)``
+    steps unless it gives ``total_length``). For an ``nn.RNNCell`` or ``nn.GRUCell`` it takes
+    ``(input, hx=None)`` and returns the new state, for an ``nn.LSTMCell`` ``(input,
+    hx=None)`` with ``hx = (h, c)`` and returns ``(h', c')``. A ``torch.compile`` d module is
+    read through its ``_orig_mod``. For an ``nn.RNN``, ``nn.GRU``, ``nn.LSTM`` or
     :class:`RNNWithReadout`:
 
     The function takes ``(input, hx=None, *, lengths=None)``: ``input`` is ``(N, T, D)`` with
     ``batch_first`` or ``(T, N, D)`` without (``(T, D)`` unbatched), ``hx`` is
-    ``(L*R, N, M)``. For what a ``PackedSequence`` gives, pass the padded input and
-    ``lengths``: the result is what ``pad_packed_sequence`` returns (zeros at padded steps,
-    ``T`` = the longest length). It returns ``(output, h_n)``, or ``(y, h_n)`` for a
-    :class:`RNNWithReadout`.
+    ``(L*R, N, M)`` (an nn.LSTM's ``(h_0, c_0)``, ``h_0`` ``(L*R, N, P)`` with ``proj_size``
+    P, ``c_0`` ``(L*R, N, M)``). For what a ``PackedSequence`` gives, pass the padded input
+    and ``lengths``: the result is what ``pad_packed_sequence`` returns (zeros at padded
+    steps, ``T`` = the longest length). It returns ``(output, h_n)`` (an nn.LSTM's
+    ``(output, (h_n, c_n))``), or ``(y, h_n)`` for a :class:`RNNWithReadout`.
 
     Raises:
-        UnsupportedError: ``model`` is or holds an ``nn.LSTM``, ``nn.GRU`` or one of their
-            cells (named), at once rather than at the first call.
+        UnsupportedError: ``model`` is or holds a subclass of a recurrent module or cell with
+            a ``forward`` of its own (named), at once rather than at the first call.
     """
     model = unwrap_compiled(model)
-    _refuse_gated(model)
+    refuse_unknown_recurrent(model, "rnn_ref.oracle")  # now, not at the first call's trace
     if isinstance(model, TorchNetwork):
-        return _network_oracle(from_native(model))  # type: ignore[return-value]
-    if isinstance(model, nn.RNNCell):
-        return _cell_oracle(model)  # type: ignore[return-value]
-    if not isinstance(model, (nn.RNN, RNNWithReadout)):
-        return _lazy_oracle(model)  # type: ignore[return-value]
+        return _network_oracle(from_native(model))
+    if isinstance(model, nn.RNNCellBase):
+        return _cell_oracle(model)
+    if not isinstance(model, (nn.RNNBase, RNNWithReadout)):
+        return _lazy_oracle(model)
+    return _module_oracle(model)
+
+
+def _split_hx(hx: Any, lstm: bool, name: str) -> tuple[Any, Any]:
+    """``(h0, c0)`` of what a torch module or cell takes as ``hx``: one tensor, or an
+    nn.LSTM's (nn.LSTMCell's) pair; ``ValueError`` for the other form."""
+    pair = isinstance(hx, (tuple, list))
+    if lstm and hx is not None and not (pair and len(hx) == 2):
+        raise ValueError(f"an nn.{name} takes hx=(h_0, c_0), got {type(hx).__name__}")
+    if not lstm and pair:
+        raise ValueError(f"an nn.{name} takes hx, one tensor, got a {type(hx).__name__}")
+    return (hx[0], hx[1]) if lstm and hx is not None else (hx, None)
+
+
+def _module_oracle(model: nn.RNNBase | RNNWithReadout) -> Callable[..., Any]:
+    """The oracle of an ``nn.RNN``, ``nn.GRU``, ``nn.LSTM`` or :class:`RNNWithReadout`
+    (see :func:`oracle`)."""
     params = from_native(model)
     rnn = model.rnn if isinstance(model, RNNWithReadout) else model
     batch_first = bool(rnn.batch_first)
+    lstm = module_kind(rnn) == "lstm"
 
-    def call(input: Any, hx: Any = None, *, lengths: Any = None
-             ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    def call(input: Any, hx: Any = None, *, lengths: Any = None) -> tuple[Any, Any]:
         x = np.asarray(input)
+        h0, c0 = _split_hx(hx, lstm, type(rnn).__name__)
         unbatched = x.ndim == 2
         if unbatched:
             x = x[None] if batch_first else x[:, None]
-            hx = None if hx is None else np.asarray(hx)[:, None]
+            h0 = None if h0 is None else np.asarray(h0)[:, None]
+            c0 = None if c0 is None else np.asarray(c0)[:, None]
         if x.ndim != 3:
             raise ValueError(f"input must be (N, T, D) or (T, D), got shape {x.shape}")
         if not batch_first:
@@ -431,31 +481,39 @@ def oracle(model: nn.Module) -> Callable[..., tuple[np.ndarray[Any, Any], np.nda
             if la.ndim == 1 and la.size and la.min() == 0:
                 raise ValueError("torch cannot pack a zero length (pack_padded_sequence)")
             x = x[:, : int(la.max())] if la.size else x
-        res = forward(params, x, h0=hx, lengths=lengths, padded_output="zeros")
+        res = forward(params, x, h0=h0, c0=c0, lengths=lengths, padded_output="zeros")
         main = res.y if res.y is not None else res.outputs
         if not batch_first:
             main = main.transpose(1, 0, 2)
-        h_n = res.h_n
+        h_n, c_n = res.h_n, res.c_n
         if unbatched:
             main = main[0] if batch_first else main[:, 0]
             h_n = h_n[:, 0]
-        return np.ascontiguousarray(main), h_n
+            c_n = None if c_n is None else c_n[:, 0]
+        return np.ascontiguousarray(main), ((h_n, c_n) if lstm else h_n)
 
     return call
 
 
-def _cell_oracle(cell: nn.RNNCell) -> Callable[..., np.ndarray[Any, Any]]:
+def _cell_oracle(cell: nn.RNNCellBase) -> Callable[..., Any]:
     """``f(input, hx=None)``: what ``cell(input, hx)`` returns (the new state ``(N, M)``, or
-    ``(M,)`` for an unbatched ``(D,)`` input; ``hx`` zeros when left out), in float64."""
+    ``(M,)`` for an unbatched ``(D,)`` input; ``hx`` zeros when left out), in float64; for an
+    ``nn.LSTMCell`` ``hx`` is ``(h, c)`` and it returns ``(h', c')``."""
     params = _one_step_params(cell)
+    kind = module_kind(cell)
+    name = type(cell).__name__
 
-    def call(input: Any, hx: Any = None) -> np.ndarray[Any, Any]:
+    def call(input: Any, hx: Any = None) -> Any:
         x = np.asarray(input)
         if x.ndim not in (1, 2):
-            raise ValueError(f"an nn.RNNCell takes input (N, D) or (D,), got shape {x.shape}")
-        h0 = None if hx is None else np.asarray(hx).reshape(1, -1, cell.hidden_size)
-        res = forward(params, x.reshape(-1, 1, x.shape[-1]), h0=h0).result
-        return np.asarray(res).reshape(-1) if x.ndim == 1 else np.asarray(res)
+            raise ValueError(f"an nn.{name} takes input (N, D) or (D,), got shape {x.shape}")
+        h, c = _split_hx(hx, kind == "lstm", name)
+        h0 = None if h is None else np.asarray(h).reshape(1, -1, cell.hidden_size)
+        c0 = None if c is None else np.asarray(c).reshape(1, -1, cell.hidden_size)
+        res = forward(params, x.reshape(-1, 1, x.shape[-1]), h0=h0, c0=c0)
+        shape = (-1,) if x.ndim == 1 else (x.shape[0], -1)
+        new_h = np.asarray(res.result).reshape(shape)
+        return (new_h, np.asarray(res.c_n[0]).reshape(shape)) if kind == "lstm" else new_h
 
     return call
 
@@ -467,13 +525,13 @@ def _network_oracle(params: RNNParams) -> Callable[..., np.ndarray[Any, Any]]:
     return call
 
 
-def _lazy_oracle(model: nn.Module) -> Callable[..., np.ndarray[Any, Any]]:
+def _lazy_oracle(model: nn.Module) -> Callable[..., Any]:
     """The oracle of any module of the network's pieces, read from its graph at the first
     call: it takes what ``model`` takes (``(N, T, ...)`` or, time-major, ``(T, N, ...)``) and
     returns what it returns, computed in float64."""
-    done: list[Callable[..., np.ndarray[Any, Any]]] = []
+    done: list[Callable[..., Any]] = []
 
-    def call(x: Any, lengths: Any = None) -> np.ndarray[Any, Any]:
+    def call(x: Any, lengths: Any = None) -> Any:
         if not done:
             done.append(_module_call(*read_module(model, x)))
         return done[0](x, lengths)

@@ -19,7 +19,7 @@ from rnn_ref.backends.torch.convert import (
     from_native,
     to_native,
 )
-from rnn_ref.backends.torch.graph import file_network
+from rnn_ref.backends.torch.graph import file_network, state_dict_cells
 from rnn_ref.backends.torch.network import TorchNetwork
 from rnn_ref.errors import FileFormatError
 from rnn_ref.fileapi import Hints, NativeFile, hint_activation
@@ -72,15 +72,21 @@ def is_torchscript(names: list[str]) -> bool:
 
 def read_file(path: Path, fmt: str, hints: Hints) -> RNNParams:
     """The parameters of a state dict file: a :class:`TorchNetwork`'s records the whole
-    network (a hint given must agree with it); any other takes the activation (tanh or relu)
-    as a hint, and with ``nn.Linear`` layers the ``select`` and ``head_activation`` hints."""
+    network (a hint given must agree with it); any other takes, with ``nn.Linear`` layers,
+    the ``select`` and ``head_activation`` hints, and with an ``nn.RNN`` its activation
+    (tanh or relu) as a hint. An ``nn.GRU``'s or ``nn.LSTM``'s keys (told apart by their
+    shapes, :func:`~rnn_ref.backends.torch.graph.read_state_dict`) need no activation: it
+    is tanh, and a hint may only say so."""
     sd = {k: v.numpy() for k, v in _state_dict(path, fmt).items()}
     if any(k.endswith("rnn_ref_config") for k in sd):
         params = from_native(sd)
         _check_hints(params, hints)
         return params
-    act = hint_activation(hints, fmt, {"tanh": Activation("tanh"), "relu": Activation("relu")})
-    return from_native(sd, nonlinearity=act.name, select=hints.select,
+    act = None
+    if hints.activation is not None or "elman" in state_dict_cells(sd):
+        act = hint_activation(hints, fmt, {"tanh": Activation("tanh"),
+                                           "relu": Activation("relu")}).name
+    return from_native(sd, nonlinearity=act, select=hints.select,
                        head_activation=hints.head_activation)
 
 
@@ -119,9 +125,9 @@ def load_native(path: Path, fmt: str, params: RNNParams) -> NativeFile:
 
 def run_native(model: nn.Module, x: np.ndarray[Any, Any], lengths: Any = None
                ) -> np.ndarray[Any, Any]:
-    """The result of a :class:`TorchNetwork`, or the first output of an ``nn.RNN`` or
-    :class:`RNNWithReadout`, on batch-first ``x``, through a packed sequence when ``lengths``
-    are given (padded steps are zeros)."""
+    """The result of a :class:`TorchNetwork` (what :func:`load_native` builds), or the first
+    output of an ``nn.RNN`` or :class:`RNNWithReadout`, on batch-first ``x``, through a
+    packed sequence when ``lengths`` are given (padded steps are zeros)."""
     dtype = next(iter(model.parameters())).dtype
     xt = torch.from_numpy(np.ascontiguousarray(x))
     if xt.is_floating_point():

@@ -1,9 +1,10 @@
 """Reading any ``nn.Module`` built from the network's pieces, and writing the whole network.
 
 **Reading a module** (:func:`read_module`): ``torch.fx.symbolic_trace`` turns the module's
-``forward`` into a graph whose ``nn.Embedding``, ``nn.RNN``, ``nn.Linear``, dropout and
-activation modules are leaf calls, whatever the attributes are named; the graph is then read
-node by node, in order, as one chain::
+``forward`` into a graph whose ``nn.Embedding``, ``nn.RNN``, ``nn.GRU``, ``nn.LSTM``,
+``nn.Linear``, dropout and activation modules are leaf calls, whatever the attributes are
+named; the graph is then read node by node, in order, as one chain (below, ``nn.RNN`` stands
+for any of the three; an ``nn.LSTM`` returns ``out, (h_n, c_n)``)::
 
     input --nn.Embedding--> --nn.RNN--> ... --nn.RNN--> out, h_n
         --selection: out (every step), out[:, -1], h_n[-1], h_n[-2], cat([h_n[-2], h_n[-1]], 1)
@@ -11,11 +12,12 @@ node by node, in order, as one chain::
           dim ...), nn.Linear ...--> result
 
 with ``nn.Dropout``/``nn.AlphaDropout``/``F.dropout`` anywhere (recorded where they sit) and
-``nn.RNN(dropout=p)`` recorded between its layers. Every node is part of that chain or the
-module is refused naming the node's operation and its line of ``forward`` (``torch.mul``,
-``operator.add``, a ``torch.nn.Conv1d`` module, a softmax over another dim, a branch, a
-selection after the head). A reverse-only layer written by flipping the input (``torch.flip``)
-is not recognised. Also read, as tutorials write them:
+``nn.RNN(dropout=p)`` recorded between its layers. A subclass of a recurrent module or cell
+with a ``forward`` of its own is refused by name before tracing. Every node is part of that
+chain or the module is refused naming the node's operation and its line of ``forward``
+(``torch.mul``, ``operator.add``, a ``torch.nn.Conv1d`` module, a softmax over another dim, a
+branch, a selection after the head). A reverse-only layer written by flipping the input
+(``torch.flip``) is not recognised. Also read, as tutorials write them:
 
 * ``forward(x, lengths)`` packing: ``pack_padded_sequence(x, lengths[.cpu()], batch_first,
   enforce_sorted)`` into every ``nn.RNN`` and ``pad_packed_sequence(out, batch_first)`` after
@@ -28,27 +30,34 @@ is not recognised. Also read, as tutorials write them:
 * An initial state that is provably zeros (``torch.zeros(L, x.size(0), M)``,
   ``x.new_zeros``, ``torch.zeros_like``, moved or cast by ``.to()``, ``.detach()``,
   ``.requires_grad_()`` ...; sizes from ``x.size``/``x.shape``, ``x.device``, ``x.dtype``) is
-  the default zero state (torch itself checks its shape); any other state is refused.
+  the default zero state (torch itself checks its shape), an ``nn.LSTM``'s ``(h0, c0)`` when
+  both are; any other state is refused (the network starts from zero states).
 * ``h_n[i, :, :]`` as ``h_n[i]``; a ``torch.compile`` d module through its ``_orig_mod``.
 * Pooling over time: ``out.mean(dim=1)`` (``select="mean_all"``: padded zeros included, as
   torch computes it after ``pad_packed_sequence``), ``out.max(dim=1)[0]``,
   ``torch.max(out, 1).values``, ``torch.amax(out, 1)`` (``"max_all"``); ``dim=0`` time-major.
 * Several outputs (``RNNConfig.returns``): a returned tuple of the end of the chain
   (``"result"``), the last ``nn.RNN``'s outputs (``"sequence"``), its ``h_n`` (of the only
-  ``nn.RNN``) or ``h_n[k]``, e.g. a language model's ``(self.fc(out), hidden)``.
-* An ``nn.RNNCell`` stepped over the input in a Python loop (``h = self.cell(x[:, t], h)``
-  for ``t`` from 0, ``h`` zeros or left out first), the last ``h`` (``select="final"``) or
-  ``torch.stack`` of every step's ``h`` on the time axis (the sequence). fx cannot follow a
-  loop over ``x.size(1)``, so it is traced with the example's shape known
-  (:mod:`~rnn_ref.backends.torch.trace`) and again one step longer and one sample more: both
-  must read as the same network with one step per input step, else it is refused.
+  ``nn.RNN``) or ``h_n[k]``, an ``nn.LSTM``'s ``c_n`` or ``c_n[k]``, e.g. a language
+  model's ``(self.fc(out), hidden)``; nested as returned (``out, (h_n, c_n)``:
+  :class:`Layout`'s ``structure``). An ``nn.LSTM``'s cell states are outputs only: a head
+  on ``c_n[k]`` is refused.
+* An ``nn.RNNCell`` or ``nn.GRUCell`` stepped over the input in a Python loop (``h =
+  self.cell(x[:, t], h)`` for ``t`` from 0, ``h`` zeros or left out first; an
+  ``nn.LSTMCell``'s ``h, c = self.cell(x[:, t], (h, c))``), the last ``h``
+  (``select="final"``) or ``torch.stack`` of every step's ``h`` on the time axis (the
+  sequence). fx cannot follow a loop over ``x.size(1)``, so it is traced with the example's
+  shape known (:mod:`~rnn_ref.backends.torch.trace`) and again one step longer and one sample
+  more: both must read as the same network with one step per input step, else it is refused.
 
-**Reading a state dict** (:func:`read_state_dict`): any prefixes; the ``nn.RNN`` weights
-(``<prefix>weight_ih_l<k>[_reverse]`` ...) grouped by module, an ``nn.Embedding`` table (a
-weight-only module before the first ``nn.RNN``) and ``nn.Linear`` layers (after the last), in
-the state dict's order and chained by their shapes. What a state dict does not record comes as
-hints: the nonlinearity always; with ``nn.Linear`` layers, the selection and the head
-activations. A state dict that :class:`TorchNetwork` saved records the whole network itself.
+**Reading a state dict** (:func:`read_state_dict`): any prefixes; the ``nn.RNN``, ``nn.GRU``
+and ``nn.LSTM`` weights (``<prefix>weight_ih_l<k>[_reverse]`` ...) grouped by module, each
+module's cell told by its shapes (:func:`_stack_kind`), an ``nn.Embedding`` table (a
+weight-only module before the first recurrent module) and ``nn.Linear`` layers (after the
+last), in the state dict's order and chained by their shapes. What a state dict does not
+record comes as hints: an ``nn.RNN``'s nonlinearity; with ``nn.Linear`` layers, the selection
+and the head activations. A state dict that :class:`TorchNetwork` saved records the whole
+network itself.
 
 **Writing** (:func:`build_network`): a :class:`~rnn_ref.backends.torch.network.TorchNetwork`.
 """
@@ -72,14 +81,24 @@ from rnn_ref.activations import Activation
 from rnn_ref.backends.torch.network import Activation as TorchActivation
 from rnn_ref.backends.torch.network import TorchNetwork
 from rnn_ref.backends.torch.trace import Traced, TraceError, node_line, trace, unwrap_compiled
+from rnn_ref.cells import unpack
 from rnn_ref.config import RNNConfig
 from rnn_ref.errors import FileFormatError, UnsupportedError
 from rnn_ref.fileapi import MissingHintError
 from rnn_ref.network import Dense, HeadActivation, Identity, Softmax
-from rnn_ref.params import CellParams, Readout, RNNParams
+from rnn_ref.params import (
+    AnyCellParams,
+    CellParams,
+    GRUParams,
+    LSTMParams,
+    Readout,
+    RNNParams,
+)
 
-__all__ = ["TORCH_DTYPES", "Layout", "build_network", "file_network", "network_params",
-           "read_module", "read_state_dict"]
+__all__ = ["CELL_MODULES", "GATE_ROWS", "RNN_MODULES", "TORCH_DTYPES", "Layout",
+           "build_network", "candidate_activation", "cell_switches", "file_network",
+           "module_kind", "module_weights", "network_params", "read_module", "read_state_dict",
+           "refuse_unknown_recurrent", "state_dict_cells", "torch_cell"]
 
 TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
 CONFIG_KEY = "rnn_ref_config"
@@ -98,18 +117,100 @@ def _refuse(what: str, why: str) -> UnsupportedError:
 # --------------------------------------------------------------------------------------------
 # modules -> canonical parameters
 # --------------------------------------------------------------------------------------------
-def _rnn_cells(rnn: nn.RNN) -> list[list[CellParams]]:
-    """The canonical cells of every layer (R_l each) of an ``nn.RNN``."""
-    sd = {k: _numpy(v) for k, v in rnn.state_dict().items()}
+#: torch's recurrent modules and their one-step cells, by rnn-ref cell
+RNN_MODULES: dict[str, type[nn.RNN] | type[nn.GRU] | type[nn.LSTM]] = {
+    "elman": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+CELL_MODULES: dict[str, type[nn.RNNCellBase]] = {"elman": nn.RNNCell, "gru": nn.GRUCell,
+                                                 "lstm": nn.LSTMCell}
+#: the blocks torch packs on the rows of weight_ih, weight_hh and the biases
+GATE_ROWS = {"elman": 1, "gru": 3, "lstm": 4}
+
+
+def module_kind(mod: nn.Module) -> str | None:
+    """The cell (``"elman"``, ``"gru"``, ``"lstm"``) of an ``nn.RNN``/``nn.GRU``/``nn.LSTM``
+    or of its one-step cell (``nn.RNNCell`` ...); ``None`` for any other module, and for a
+    subclass with a ``forward`` of its own (it computes something else)."""
+    for table in (RNN_MODULES, CELL_MODULES):
+        for kind, cls in table.items():
+            if isinstance(mod, cls):
+                return kind if type(mod).forward is cls.forward else None
+    return None
+
+
+def refuse_unknown_recurrent(model: nn.Module, target: str = "rnn-ref") -> None:
+    """``UnsupportedError`` naming a recurrent module or cell in ``model`` (or ``model``
+    itself) that is not torch's own: a subclass of ``nn.RNNBase`` or ``nn.RNNCellBase`` with
+    a ``forward`` of its own (:func:`module_kind` ``None``)."""
+    for where, mod in model.named_modules():
+        if isinstance(mod, (nn.RNNBase, nn.RNNCellBase)) and module_kind(mod) is None:
+            raise UnsupportedError(
+                target, f"{type(mod).__module__}.{type(mod).__name__}"
+                + (f" (self.{where})" if where else ""), "it is not torch.nn.RNN, nn.GRU, "
+                "nn.LSTM or one of their cells (a subclass with its own forward computes "
+                "something else)")
+
+
+def candidate_activation(mod: nn.Module) -> str:
+    """f of an ``nn.RNN``/``nn.RNNCell`` (its nonlinearity); g (tanh, fixed) of the others."""
+    return str(mod.nonlinearity) if module_kind(mod) == "elman" else "tanh"
+
+
+def torch_cell(kind: str, w_ih: np.ndarray[Any, Any], w_hh: np.ndarray[Any, Any],
+               b_ih: np.ndarray[Any, Any] | None = None, b_hh: np.ndarray[Any, Any] | None = None,
+               w_hr: np.ndarray[Any, Any] | None = None) -> AnyCellParams:
+    """One direction of one layer from torch's tensors (out, in), the gates packed on the rows
+    in torch's order (``"gru:torch"`` r, z, n; ``"lstm:torch"`` i, f, g, o): ``w_ih``
+    ``(G*M, D_l)``, ``w_hh`` ``(G*M, M)`` (``(4M, P)`` projected), ``b_ih``/``b_hh``
+    ``(G*M,)`` or ``None`` (``bias=False``: zeros), ``w_hr`` ``(P, M)`` (``proj_size``) or
+    ``None``. Each block is transposed to the canonical (in, out); ``w_proj = w_hr.T``."""
+    zeros = np.zeros(w_ih.shape[0], w_ih.dtype)
+    b_x = zeros if b_ih is None else b_ih
+    b_h = zeros if b_hh is None else b_hh
+    if kind == "elman":
+        return CellParams(w_ih.T, w_hh.T, b_x, b_h)
+    order = f"{kind}:torch"
+
+    def split(a: np.ndarray[Any, Any], transpose: bool) -> dict[str, np.ndarray[Any, Any]]:
+        blocks = unpack(a, order, cell=kind, axis=0)
+        return {g: b.T for g, b in blocks.items()} if transpose else blocks
+
+    if kind == "gru":
+        return GRUParams(split(w_ih, True), split(w_hh, True), split(b_x, False),
+                         split(b_h, False))
+    return LSTMParams(split(w_ih, True), split(w_hh, True), split(b_x, False),
+                      split(b_h, False), w_proj=None if w_hr is None else w_hr.T)
+
+
+def module_weights(rnn: nn.RNNBase) -> dict[str, np.ndarray[Any, Any]]:
+    """An ``nn.RNN``'s, ``nn.GRU``'s or ``nn.LSTM``'s weights under their plain names
+    (``weight_ih_l0``, ``bias_hh_l1_reverse``, ``weight_hr_l0`` ...), each read as the module
+    computes with it: through its attribute, so a parametrized weight
+    (``torch.nn.utils.parametrize``, whose state dict holds ``parametrizations.<name>.
+    original0`` ...) is its value."""
+    names = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if rnn.bias else []) \
+        + (["weight_hr"] if rnn.proj_size else [])
+    return {f"{name}_l{li}{'_reverse' if r else ''}":
+            _numpy(getattr(rnn, f"{name}_l{li}{'_reverse' if r else ''}"))
+            for li in range(rnn.num_layers) for r in range(2 if rnn.bidirectional else 1)
+            for name in names}
+
+
+def _rnn_cells(rnn: nn.RNNBase) -> list[list[AnyCellParams]]:
+    """The canonical cells of every layer (R_l each) of an ``nn.RNN``, ``nn.GRU`` or
+    ``nn.LSTM``."""
+    kind = module_kind(rnn)
+    if kind is None:
+        raise _refuse(f"{type(rnn).__module__}.{type(rnn).__name__}",
+                      "it is not torch.nn.RNN, nn.GRU or nn.LSTM")
+    sd = module_weights(rnn)
     layers = []
     for li in range(rnn.num_layers):
         row = []
         for r in range(2 if rnn.bidirectional else 1):
             sfx = f"_l{li}" + ("_reverse" if r else "")
-            w_ih, w_hh = sd[f"weight_ih{sfx}"], sd[f"weight_hh{sfx}"]
-            zeros = np.zeros(w_ih.shape[0], w_ih.dtype)
-            row.append(CellParams(w_ih.T, w_hh.T, sd.get(f"bias_ih{sfx}", zeros),
-                                  sd.get(f"bias_hh{sfx}", zeros)))
+            row.append(torch_cell(kind, sd[f"weight_ih{sfx}"], sd[f"weight_hh{sfx}"],
+                                  sd.get(f"bias_ih{sfx}"), sd.get(f"bias_hh{sfx}"),
+                                  sd.get(f"weight_hr{sfx}")))
         layers.append(row)
     return layers
 
@@ -262,31 +363,45 @@ class Layout:
     result: ``"longest"`` (torch's default: ``max(lengths)`` steps, so the network runs on
     ``x`` cut to that length, which changes no valid step), ``"input"``
     (``total_length=x.size(1)``: T) or a fixed ``total_length`` (an int: ``x`` is cut or
-    zero-padded to it)."""
+    zero-padded to it).
+
+    ``structure``: how a module of several outputs nests them, when it does (``return out,
+    (h_n, c_n)``: ``(0, (1, 2))``, indices into ``RNNConfig.returns``); ``None`` for a flat
+    tuple or one result."""
 
     time_major: bool
     sequence: bool
     lengths: bool = False
     time: str | int = "input"
+    structure: Any = None
 
 
 @dataclass
 class _Val:
     """What a graph node holds: ``kind`` is ``"x"`` (the input), ``"seq"`` (per-step
-    features), ``"rnn"`` (an ``nn.RNN``'s ``(out, h_n)``), ``"hn"`` (its h_n), ``"state"``
-    (``h_n[index]``), ``"sel"`` (one vector per sample), ``"arg"`` (the module's input number
-    ``index`` after the first), ``"packed"`` (``pack_padded_sequence`` of the chain),
-    ``"pout"`` (a packed nn.RNN's packed output), ``"padded"`` (``pad_packed_sequence``'s
-    pair), ``"zero"`` (a tensor of zeros), ``"meta"`` (a size, device or dtype; ``info`` is
-    ``("size", d)`` for the input's size d), ``"step"`` (``x[:, t]``: ``index`` t, ``info``
-    the time axis), ``"cellh"`` (an ``nn.RNNCell``'s state after step ``index``),
-    ``"other"`` (a value nothing may use)."""
+    features), ``"rnn"`` (an ``nn.RNN``'s, ``nn.GRU``'s or ``nn.LSTM``'s result: ``info`` its
+    cell), ``"hn"`` (its h_n), ``"state"`` (``h_n[index]``), ``"hc"`` (an ``nn.LSTM``'s
+    ``(h_n, c_n)``), ``"cn"`` (its c_n), ``"cstate"`` (``c_n[index]``), ``"sel"`` (one vector
+    per sample), ``"arg"`` (the module's input number ``index`` after the first),
+    ``"packed"`` (``pack_padded_sequence`` of the chain), ``"pout"`` (a packed nn.RNN's
+    packed output), ``"padded"`` (``pad_packed_sequence``'s pair), ``"zero"`` (a tensor of
+    zeros), ``"meta"`` (a size, device or dtype; ``info`` is ``("size", d)`` for the input's
+    size d), ``"step"`` (``x[:, t]``: ``index`` t, ``info`` the time axis), ``"cellh"`` (an
+    ``nn.RNNCell``'s or ``nn.GRUCell``'s state after step ``index``, or an ``nn.LSTMCell``'s
+    h), ``"cellpair"`` (an ``nn.LSTMCell``'s ``(h, c)``), ``"cellc"`` (its c), ``"other"``
+    (a value nothing may use)."""
 
     kind: str
     ident: int
     index: int = 0
     info: Any = None
 
+
+#: what a value that cannot go on is, for a refusal
+_KIND_NAMES = {"x": "the input", "seq": "a sequence", "sel": "a selected vector",
+               "hn": "h_n (every layer's final state)", "hc": "an nn.LSTM's (h_n, c_n)",
+               "cn": "an nn.LSTM's c_n", "cstate": "an nn.LSTM's cell state c_n[k]",
+               "cellpair": "an nn.LSTMCell's (h, c)", "cellc": "an nn.LSTMCell's cell state"}
 
 #: torch activation modules -> rnn-ref activation (softmax modules are handled by dim)
 _ACT_MODULES: dict[type, Callable[[Any], HeadActivation]] = {
@@ -358,10 +473,11 @@ class _NeedsShape(UnsupportedError):
 
 @dataclass
 class _Loop:
-    """An ``nn.RNNCell`` stepped over the input: ``source`` the stepped value's ident,
-    ``axis`` its time axis, ``states`` the idents of the states after each step."""
+    """An ``nn.RNNCell`` (``nn.GRUCell``, ``nn.LSTMCell``) stepped over the input: ``source``
+    the stepped value's ident, ``axis`` its time axis, ``states`` the idents of the states
+    after each step (of the ``(h, c)`` pairs of an ``nn.LSTMCell``)."""
 
-    cell: nn.RNNCell
+    cell: nn.RNNCellBase
     source: int
     axis: int
     states: list[int]
@@ -409,7 +525,7 @@ class _Reader:
     root: nn.Module
     env: dict[fx.Node, _Val] = field(default_factory=dict)
     embedding: nn.Embedding | None = None
-    rnns: list[nn.RNN] = field(default_factory=list)
+    rnns: list[nn.RNNBase] = field(default_factory=list)
     identities: list[Identity] = field(default_factory=list)
     select: str = "sequence"
     head: list[tuple[nn.Linear, HeadActivation | None]] = field(default_factory=list)
@@ -424,13 +540,15 @@ class _Reader:
     loop: _Loop | None = None
     sequence: int = -2  # the ident of the last nn.RNN's outputs
     returns: tuple[str, ...] = ("result",)
+    structure: Any = None  # how several outputs nest (Layout.structure)
 
     # -- values ---------------------------------------------------------------------------
-    def new(self, kind: str, index: int = 0, *, chain: bool = True) -> _Val:
+    def new(self, kind: str, index: int = 0, *, chain: bool = True, info: Any = None
+            ) -> _Val:
         self.counter += 1
         if chain:
             self.current = self.counter
-        return _Val(kind, self.counter, index)
+        return _Val(kind, self.counter, index, info)
 
     def chain_input(self, node: fx.Node, kinds: Sequence[str]) -> _Val:
         """The value node's first argument holds, which must be the end of the chain and
@@ -439,9 +557,8 @@ class _Reader:
         val = self.env.get(src) if isinstance(src, fx.Node) else None
         what = _op_name(node, self.root)
         if val is None or val.kind not in kinds:
-            got = "a constant" if val is None else {"x": "the input", "seq": "a sequence",
-                                                    "sel": "a selected vector"}.get(
-                val.kind, f"an {val.kind!r} value")
+            got = "a constant" if val is None else _KIND_NAMES.get(val.kind,
+                                                                   f"an {val.kind!r} value")
             raise _refuse(f"{what} on {got}", "the network has no such step")
         if val.ident != self.current:
             raise _refuse(f"{what} on an earlier value",
@@ -499,12 +616,16 @@ class _Reader:
     def output(self, node: fx.Node) -> _Val:
         out = node.args[0]
         if isinstance(out, (tuple, list)) and self.rnns:
-            names = [self.returned(item) for item in out]
+            names: list[str] = []
+            items: list[Any] = []
+            structure = self.returned_tree(out, names, items)
             if names.count("result") != 1:
                 raise _refuse(f"a module returning {names}", "several outputs hold the "
                               "network's result (the end of its chain) once")
             self.returns = tuple(names)
-            return self.env[out[names.index("result")]]  # type: ignore[index]
+            if structure != tuple(range(len(names))):
+                self.structure = structure
+            return self.env[items[names.index("result")]]
         if self.rnns:
             self.promote(node)
         val = self.env.get(out) if isinstance(out, fx.Node) else None
@@ -517,31 +638,52 @@ class _Reader:
                           "the network is one chain of layers")
         return val
 
-    def returned(self, item: Any) -> str:
-        """The name (``RNNConfig.returns``) of one of several returned values: the end of the
-        chain ``"result"``, the last nn.RNN's outputs ``"sequence"``, its ``h_n`` (the only
-        nn.RNN's) or ``h_n[k]``."""
-        val = self.env.get(item) if isinstance(item, fx.Node) else None
+    def returned_tree(self, out: Any, names: list[str], items: list[Any]) -> Any:
+        """The names (:meth:`returned`) of the returned values, nested tuples and an
+        ``nn.LSTM``'s ``(h_n, c_n)`` flattened into ``names`` (their nodes into ``items``),
+        and the structure: ``out``'s nesting with each value's index in ``names``."""
+        if isinstance(out, (tuple, list)):
+            return tuple(self.returned_tree(item, names, items) for item in out)
+        val = self.env.get(out) if isinstance(out, fx.Node) else None
+        label = getattr(out, "name", repr(out))
+        parts = [_Val("hn", val.ident), _Val("cn", val.ident)] \
+            if val is not None and val.kind == "hc" else [val]
+        for part in parts:
+            names.append(self.returned(part, label))
+            items.append(out)
+        return len(names) - 1 if len(parts) == 1 else (len(names) - 2, len(names) - 1)
+
+    def returned(self, val: _Val | None, label: str) -> str:
+        """The name (``RNNConfig.returns``) of one of several returned values (``label``, its
+        node's name): the end of the chain ``"result"``, the last nn.RNN's outputs
+        ``"sequence"``, its ``h_n`` (the only nn.RNN's) or ``h_n[k]``, an nn.LSTM's ``c_n``
+        (the only one's) or ``c_n[k]``."""
         last = self.rnns[-1]
         own = last.num_layers * (2 if last.bidirectional else 1)
-        if val is not None and val.kind in ("seq", "sel") and val.ident == self.current:
+        kind = None if val is None else val.kind
+        if val is not None and kind in ("seq", "sel") and val.ident == self.current:
             return "result"
-        if val is not None and val.kind == "seq" and val.ident == self.sequence:
+        if val is not None and kind == "seq" and val.ident == self.sequence:
             return "sequence"
-        if val is not None and val.kind == "hn" and val.ident == self.rnn_ident() \
-                and len(self.rnns) == 1 and self.loop is None:
-            return "h_n"
-        if val is not None and val.kind == "state" and val.ident == self.rnn_ident() \
-                and -own <= val.index < own:
-            k = val.index if val.index < 0 else val.index + self.num_states - own
-            return f"h_n[{k}]"
-        raise _refuse(f"a returned {getattr(item, 'name', repr(item))} (of several)",
-                      "a network returns its result, the last nn.RNN's outputs, h_n or "
-                      "h_n[k]")
+        mine = val is not None and val.ident == self.rnn_ident()
+        if mine and kind in ("hn", "cn") and len(self.rnns) == 1 and self.loop is None:
+            return "h_n" if kind == "hn" else "c_n"
+        if val is not None and mine and kind in ("state", "cstate") and -own <= val.index < own:
+            total = self.num_states if kind == "state" else self.num_cell_states
+            k = val.index if val.index < 0 else val.index + total - own
+            return f"{'h' if kind == 'state' else 'c'}_n[{k}]"
+        raise _refuse(f"a returned {label} (of several)",
+                      "a network returns its result, the last recurrent module's outputs, "
+                      "h_n or h_n[k], and an nn.LSTM's c_n or c_n[k]")
 
     @property
     def num_states(self) -> int:
         return sum(r.num_layers * (2 if r.bidirectional else 1) for r in self.rnns)
+
+    @property
+    def num_cell_states(self) -> int:
+        return sum(r.num_layers * (2 if r.bidirectional else 1) for r in self.rnns
+                   if module_kind(r) == "lstm")
 
     def module(self, node: fx.Node) -> _Val:
         mod = self.root.get_submodule(str(node.target))
@@ -597,9 +739,10 @@ class _Reader:
         return self.new("seq")
 
     def rnn(self, node: fx.Node, mod: nn.RNNBase) -> _Val:
-        if not isinstance(mod, nn.RNN):
-            raise _refuse(f"torch.nn.{type(mod).__name__} (self.{node.target})",
-                          "it is not an Elman RNN (torch.nn.RNN)")
+        kind = module_kind(mod)
+        if kind is None:
+            raise _refuse(_op_name(node, self.root), "it is not torch.nn.RNN, nn.GRU or "
+                          "nn.LSTM (a subclass with its own forward computes something else)")
         kinds = ("x", "seq", "packed") if self.embedding is None else ("seq", "packed")
         packed = self.chain_input(node, kinds).kind == "packed"
         self.initial_state(node, _arg(node, 1, "hx"))
@@ -619,7 +762,7 @@ class _Reader:
         self.identities += [Identity("dropout", mod.dropout, first + k)
                             for k in range(1, mod.num_layers) if mod.dropout > 0]
         self.rnns.append(mod)
-        return self.new("rnn")
+        return self.new("rnn", info=kind)
 
     def getitem(self, node: fx.Node) -> _Val:
         src, idx = node.args
@@ -631,9 +774,14 @@ class _Reader:
             self.sequence = out.ident
             return out
         if val is not None and kind == "rnn" and idx == 1:
-            return _Val("hn", val.ident)
-        if val is not None and kind == "hn" and _state_index(idx) is not None:
-            return _Val("state", val.ident, _state_index(idx))  # type: ignore[arg-type]
+            return _Val("hc" if val.info == "lstm" else "hn", val.ident)
+        if val is not None and kind == "hc" and idx in (0, 1):
+            return _Val("hn" if idx == 0 else "cn", val.ident)
+        if val is not None and kind in ("hn", "cn") and _state_index(idx) is not None:
+            return _Val("state" if kind == "hn" else "cstate", val.ident,
+                        _state_index(idx))  # type: ignore[arg-type]
+        if val is not None and kind == "cellpair" and idx in (0, 1):
+            return _Val("cellh" if idx == 0 else "cellc", val.ident, val.index)
         if kind == "meta":
             return _Val("meta", -1)
         if kind == "maxpair" and idx == 0 and val is not None and val.ident == self.current:
@@ -648,8 +796,8 @@ class _Reader:
             return _Val("step", val.ident, step[0], step[1])
         raise _refuse(f"indexing [{idx!r}] ({node.name})",
                       "the network selects out[:, -1] (batch-first), out[-1] (time-major), "
-                      "h_n[-1] or h_n[-2] of its last nn.RNN, and steps x[:, t] into an "
-                      "nn.RNNCell")
+                      "h_n[-1] or h_n[-2] of its last nn.RNN (nn.GRU, nn.LSTM), and steps "
+                      "x[:, t] into an nn.RNNCell (nn.GRUCell, nn.LSTMCell)")
 
     def is_last_step(self, idx: Any) -> bool:
         full = slice(None)
@@ -667,7 +815,12 @@ class _Reader:
         self.batch_first = batch_first
 
     def initial_state(self, node: fx.Node, hx: Any) -> None:
-        """An initial state given to an nn.RNN or nn.RNNCell must be zeros (the default)."""
+        """An initial state given to an nn.RNN or nn.RNNCell must be zeros (the default); an
+        nn.LSTM's or nn.LSTMCell's ``(h0, c0)`` both."""
+        if isinstance(hx, (tuple, list)):
+            for item in hx:
+                self.initial_state(node, item)
+            return
         val = self.env.get(hx) if isinstance(hx, fx.Node) else None
         if hx is not None and (val is None or val.kind != "zero"):
             raise _refuse(f"an initial state given to self.{node.target} that is not zeros "
@@ -834,11 +987,14 @@ class _Reader:
 
     # -- nn.RNNCell stepped over the input ------------------------------------------------
     def cell_step(self, node: fx.Node, mod: nn.RNNCellBase) -> _Val:
-        """One step ``h = self.cell(x[:, t], h)`` of a loop over the input."""
+        """One step ``h = self.cell(x[:, t], h)`` of a loop over the input (``h, c =
+        self.cell(x[:, t], (h, c))`` of an ``nn.LSTMCell``)."""
         where = f"self.{node.target} ({node.name})"
-        if not isinstance(mod, nn.RNNCell):
-            raise _refuse(f"torch.nn.{type(mod).__name__} (self.{node.target})",
-                          "it is not an Elman cell (torch.nn.RNNCell)")
+        kind = module_kind(mod)
+        if kind is None:
+            raise _refuse(_op_name(node, self.root), "it is not torch.nn.RNNCell, nn.GRUCell "
+                          "or nn.LSTMCell (a subclass with its own forward computes something "
+                          "else)")
         step = self.env.get(node.args[0]) if node.args else None  # type: ignore[arg-type]
         hx = _arg(node, 1, "hx")
         if step is None or step.kind != "step":
@@ -847,21 +1003,28 @@ class _Reader:
         loop = self.loop
         if loop is None:
             return self.start_loop(node, mod, step, hx)
-        h = self.env.get(hx) if isinstance(hx, fx.Node) else None
         if mod is not loop.cell or loop.done or step.ident != loop.source \
                 or step.info != loop.axis:
             raise _refuse(f"{where}: a second loop or cell",
                           "the network reads one nn.RNNCell stepped over its input")
-        if step.index != len(loop.states) or h is None or h.kind != "cellh" \
-                or h.ident != loop.states[-1]:
+        parts = list(hx) if kind == "lstm" and isinstance(hx, (tuple, list)) else [hx]
+        vals = [self.env.get(p) if isinstance(p, fx.Node) else None for p in parts]
+        if kind == "lstm" and len(vals) == 1 and vals[0] is not None \
+                and vals[0].kind == "cellpair":  # state = self.cell(x[:, t], state)
+            vals = [_Val("cellh", vals[0].ident), _Val("cellc", vals[0].ident)]
+        want = ["cellh", "cellc"] if kind == "lstm" else ["cellh"]
+        if step.index != len(loop.states) or [v.kind if v else None for v in vals] != want \
+                or any(v.ident != loop.states[-1] for v in vals if v is not None):
             raise _refuse(f"{where} on step {step.index} with another state",
-                          f"the cell takes step {len(loop.states)} and its own last state")
-        new = self.new("cellh", step.index)
+                          f"the cell takes step {len(loop.states)} and its own last state"
+                          + (" (h, c)" if kind == "lstm" else ""))
+        new = self.new("cellpair" if kind == "lstm" else "cellh", step.index)
         loop.states.append(new.ident)
         return new
 
-    def start_loop(self, node: fx.Node, mod: nn.RNNCell, step: _Val, hx: Any) -> _Val:
-        """The first step: the cell becomes a one-layer forward ``nn.RNN``."""
+    def start_loop(self, node: fx.Node, mod: nn.RNNCellBase, step: _Val, hx: Any) -> _Val:
+        """The first step: the cell becomes a one-layer forward ``nn.RNN`` (``nn.GRU``,
+        ``nn.LSTM``)."""
         if self.rnns or self.head or self.selected or step.index != 0:
             raise _refuse(f"self.{node.target} ({node.name}) on step {step.index} or after "
                           f"other layers", "the cell is the network's one recurrent layer, "
@@ -870,7 +1033,7 @@ class _Reader:
         self.agree(node, step.info == 1, f"self.{node.target} on steps of axis {step.info}")
         self.rnns.append(_cell_as_rnn(mod, step.info == 1))
         self.packed = False
-        new = self.new("cellh", 0)
+        new = self.new("cellpair" if module_kind(mod) == "lstm" else "cellh", 0)
         self.loop = _Loop(mod, step.ident, step.info, [new.ident])
         return new
 
@@ -896,6 +1059,7 @@ class _Reader:
         vals = [self.env.get(p) for p in parts] if isinstance(parts, (list, tuple)) else []
         loop = self.loop
         if loop is None or [v.ident if v else None for v in vals] != loop.states \
+                or any(v is None or v.kind != "cellh" for v in vals) \
                 or _arg(node, 1, "dim", 0) != loop.axis:
             raise _refuse(f"torch.stack ({node.name})", "the network stacks every state of its "
                           "nn.RNNCell, in order, on the input's time axis")
@@ -936,26 +1100,46 @@ class _Reader:
         return self.new(val.kind)
 
 
-def _cell_as_rnn(cell: nn.RNNCell, batch_first: bool) -> nn.RNN:
-    """A one-layer ``nn.RNN`` with ``cell``'s weights (its ``_l0`` are the cell's)."""
+def _cell_as_rnn(cell: nn.RNNCellBase, batch_first: bool) -> nn.RNNBase:
+    """A one-layer ``nn.RNN`` (``nn.GRU``, ``nn.LSTM``) with the weights of ``cell`` (an
+    ``nn.RNNCell``, ``nn.GRUCell``, ``nn.LSTMCell``): its ``_l0`` are the cell's."""
     w = cell.weight_ih
-    rnn = nn.RNN(cell.input_size, cell.hidden_size, nonlinearity=cell.nonlinearity,
-                 bias=cell.bias, batch_first=batch_first, dtype=w.dtype, device=w.device)
+    kind = module_kind(cell)
+    assert kind is not None
+    extra: dict[str, Any] = {"nonlinearity": cell.nonlinearity} if kind == "elman" else {}
+    rnn = RNN_MODULES[kind](cell.input_size, cell.hidden_size, bias=cell.bias,
+                            batch_first=batch_first, dtype=w.dtype, device=w.device, **extra)
     with torch.no_grad():
         for name in ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if cell.bias else ()):
             getattr(rnn, f"{name}_l0").copy_(getattr(cell, name))
     return rnn
 
 
+def cell_switches(kinds: Sequence[str], proj: Sequence[int | None]) -> dict[str, Any]:
+    """``RNNConfig``'s ``cell`` and ``proj_size`` for layers of torch cells ``kinds`` (one per
+    layer) with projections ``proj`` (an nn.LSTM's ``proj_size``, ``None`` for none); empty
+    for Elman layers only. torch's GRU is reset-after, its gates sigmoid (the defaults)."""
+    out: dict[str, Any] = {}
+    if any(k != "elman" for k in kinds):
+        out["cell"] = list(kinds)
+    if any(p is not None for p in proj):
+        out["proj_size"] = list(proj)
+    return out
+
+
 def _config(r: _Reader) -> RNNConfig:
     if len({rnn.bias for rnn in r.rnns}) > 1:
-        raise _refuse("nn.RNN modules with and without biases", "the stack has one bias flag")
+        raise _refuse("recurrent modules with and without biases",
+                      "the stack has one bias flag")
     layers = [(rnn, li) for rnn in r.rnns for li in range(rnn.num_layers)]
     emb = r.embedding
     return RNNConfig(
         r.rnns[0].input_size, [rnn.hidden_size for rnn, _ in layers],
         direction=["bidirectional" if rnn.bidirectional else "forward" for rnn, _ in layers],
-        activation=[[rnn.nonlinearity] * (2 if rnn.bidirectional else 1) for rnn, _ in layers],
+        activation=[[candidate_activation(rnn)] * (2 if rnn.bidirectional else 1)
+                    for rnn, _ in layers],
+        **cell_switches([str(module_kind(rnn)) for rnn, _ in layers],
+                        [rnn.proj_size or None for rnn, _ in layers]),
         bias=r.rnns[0].bias, vocab_size=None if emb is None else emb.num_embeddings,
         padding_idx=None if emb is None else emb.padding_idx, select=r.select,
         head=[Dense(lin.out_features, act or "linear", lin.bias is not None)
@@ -973,7 +1157,7 @@ def _read(module: nn.Module, traced: Traced, shape: tuple[int, ...] | None
     params = RNNParams(cfg, layers, embedding=emb,
                        head=[_readout(lin) for lin, _ in reader.head])
     return params, Layout(reader.batch_first is False, result.kind == "seq",
-                          bool(reader.packed), reader.time)
+                          bool(reader.packed), reader.time, reader.structure)
 
 
 def _other_shape(shape: tuple[int, ...], ids: bool) -> tuple[int, ...]:
@@ -993,6 +1177,7 @@ def read_module(module: nn.Module, example: Any = None) -> tuple[RNNParams, Layo
     read as the same network, else it is refused (its network would depend on the length).
     """
     module = unwrap_compiled(module)
+    refuse_unknown_recurrent(module)
     try:
         return _read(module, trace(module), None)
     except (TraceError, _NeedsShape):
@@ -1014,8 +1199,8 @@ def read_module(module: nn.Module, example: Any = None) -> tuple[RNNParams, Layo
 # --------------------------------------------------------------------------------------------
 # reading a state dict
 # --------------------------------------------------------------------------------------------
-_RNN_KEY = re.compile(r"^(?P<prefix>(?:.*\.)?)(?P<name>weight_ih|weight_hh|bias_ih|bias_hh)"
-                      r"_l(?P<layer>\d+)(?P<rev>_reverse)?$")
+_RNN_KEY = re.compile(r"^(?P<prefix>(?:.*\.)?)(?P<name>weight_ih|weight_hh|bias_ih|bias_hh|"
+                      r"weight_hr)_l(?P<layer>\d+)(?P<rev>_reverse)?$")
 _Cells = dict[tuple[int, int], dict[str, np.ndarray[Any, Any]]]
 
 
@@ -1051,33 +1236,94 @@ def _group(sd: Mapping[str, Any]) -> _Groups:
                 g.order.append(("module", path))
             g.modules[path][name] = _numpy(value)
         else:
-            raise ValueError(f"unexpected state dict key {key!r}: not an nn.RNN weight "
-                             f"(<prefix>weight_ih_l<k>[_reverse], weight_hh, bias_ih, "
-                             f"bias_hh), nor an nn.Embedding or nn.Linear weight or bias")
+            raise ValueError(f"unexpected state dict key {key!r}: not an nn.RNN, nn.GRU or "
+                             f"nn.LSTM weight (<prefix>weight_ih_l<k>[_reverse], weight_hh, "
+                             f"bias_ih, bias_hh, weight_hr), nor an nn.Embedding or nn.Linear "
+                             f"weight or bias")
     return g
 
 
-def _rnn_layers(prefix: str, cells: _Cells) -> tuple[list[list[CellParams]], bool, bool]:
-    """One ``nn.RNN``'s cells by layer, whether it is bidirectional, whether it has biases;
-    ``ValueError`` naming a missing key."""
+@dataclass(frozen=True)
+class _Stack:
+    """One recurrent module of a state dict: its cell, layers (R_l cells each), whether it is
+    bidirectional, has biases, and its projection (an nn.LSTM's ``proj_size``)."""
+
+    kind: str
+    layers: list[list[AnyCellParams]]
+    bidirectional: bool
+    bias: bool
+    proj: int | None
+
+
+def _stack_kind(prefix: str, cells: _Cells) -> str:
+    """Which module wrote one group of keys, from its shapes alone: an nn.LSTM when it has
+    ``weight_hr`` (a projection: ``weight_hh_l0`` is then ``(4H, P)``); else from
+    ``weight_hh_l0``, which is ``(G*H, H)`` with G = 1 (nn.RNN), 3 (nn.GRU), 4 (nn.LSTM):
+    its rows over its columns, exact, so no width is ambiguous. Any other ratio is a
+    ``ValueError`` naming the key and its shape (an nn.LSTM with a projection whose
+    ``weight_hr`` is missing has ``4H/P > 4``, as torch requires ``P < H``)."""
+    if any("weight_hr" in c for c in cells.values()):
+        return "lstm"
+    first = cells.get((0, 0), {})
+    key = f"{prefix}weight_hh_l0"
+    if "weight_hh" not in first:
+        raise ValueError(f"the state dict misses {key}")
+    shape = first["weight_hh"].shape
+    rows, cols = (shape[0], shape[1]) if len(shape) == 2 else (0, 0)
+    ratio = rows // cols if cols and rows % cols == 0 else 0
+    kinds = {g: k for k, g in GATE_ROWS.items()}
+    if ratio not in kinds:
+        raise ValueError(f"{key} has shape {tuple(shape)}: an nn.RNN's is (H, H), an nn.GRU's "
+                         f"(3H, H), an nn.LSTM's (4H, H), or (4H, P) with weight_hr_l0 (P, H) "
+                         f"for proj_size P")
+    return kinds[ratio]
+
+
+def _rnn_layers(prefix: str, cells: _Cells) -> _Stack:
+    """One recurrent module's cells by layer (its cell from :func:`_stack_kind`);
+    ``ValueError`` naming a missing key or one of a shape that module cannot have."""
+    kind = _stack_kind(prefix, cells)
+    gates = GATE_ROWS[kind]
     num_layers = max(li for li, _ in cells) + 1
     r_count = 2 if any(r for _, r in cells) else 1
     bias = any("bias_ih" in c for c in cells.values())
-    need = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if bias else [])
+    proj = any("weight_hr" in c for c in cells.values())
+    need = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if bias else []) \
+        + (["weight_hr"] if proj else [])
     layers = []
+    sizes: tuple[int, int] | None = None
     for li in range(num_layers):
         row = []
         for r in range(r_count):
+            sfx = f"_l{li}{'_reverse' if r else ''}"
             have = cells.get((li, r), {})
-            missing = [f"{prefix}{n}_l{li}{'_reverse' if r else ''}" for n in need
-                       if n not in have]
+            missing = [f"{prefix}{n}{sfx}" for n in need if n not in have]
             if missing:
                 raise ValueError(f"the state dict misses {', '.join(missing)}")
-            zeros = np.zeros(have["weight_ih"].shape[0], have["weight_ih"].dtype)
-            row.append(CellParams(have["weight_ih"].T, have["weight_hh"].T,
-                                  have.get("bias_ih", zeros), have.get("bias_hh", zeros)))
+            hidden = have["weight_hr"].shape[-1] if proj else have["weight_hh"].shape[-1]
+            out = have["weight_hr"].shape[0] if proj else hidden
+            sizes = sizes or (hidden, out)
+            want = {"weight_ih": (gates * hidden,), "weight_hh": (gates * hidden, out),
+                    "bias_ih": (gates * hidden,), "bias_hh": (gates * hidden,),
+                    "weight_hr": (out, hidden)}
+            for name in need:
+                shape = tuple(have[name].shape)
+                ih = name == "weight_ih"
+                if (shape[:1] if ih else shape) != want[name] or (ih and len(shape) != 2):
+                    expect = f"({gates * hidden}, D_l)" if ih else str(want[name])
+                    raise ValueError(f"{prefix}{name}{sfx} has shape {shape}; the "
+                                     f"{RNN_MODULES[kind].__name__} its keys describe (hidden "
+                                     f"size {hidden}) has {expect}")
+            if (hidden, out) != sizes:
+                raise ValueError(f"{prefix}weight_hh{sfx} describes hidden size {hidden} "
+                                 f"(output {out}), {prefix}weight_hh_l0 {sizes[0]} "
+                                 f"(output {sizes[1]}): one module has one width")
+            row.append(torch_cell(kind, have["weight_ih"], have["weight_hh"],
+                                  have.get("bias_ih"), have.get("bias_hh"),
+                                  have.get("weight_hr")))
         layers.append(row)
-    return layers, r_count == 2, bias
+    assert sizes is not None
+    return _Stack(kind, layers, r_count == 2, bias, sizes[1] if proj else None)
 
 
 def _split_modules(g: _Groups) -> tuple[str | None, list[str]]:
@@ -1137,46 +1383,82 @@ def _from_config_buffer(g: _Groups, sd: Mapping[str, Any]) -> RNNParams:
     return network_params(net)
 
 
-def read_state_dict(sd: Mapping[str, Any], *, nonlinearity: str, select: str | None = None,
+def state_dict_cells(sd: Mapping[str, Any]) -> list[str]:
+    """The cell of every recurrent module of a state dict, in order (:func:`_stack_kind`):
+    ``"elman"`` (an nn.RNN, whose nonlinearity the state dict does not record), ``"gru"``,
+    ``"lstm"``; empty for a :class:`TorchNetwork`'s, which records its network."""
+    g = _group(sd)
+    return [] if g.config is not None else [_stack_kind(p, c) for p, c in g.rnns.items()]
+
+
+def _input_size(cell: AnyCellParams) -> int:
+    """D_l of a cell."""
+    w_x = cell.w_x if isinstance(cell, CellParams) else next(iter(cell.w_x.values()))
+    return int(w_x.shape[0])
+
+
+def read_state_dict(sd: Mapping[str, Any], *, nonlinearity: str | None = None,
+                    select: str | None = None,
                     head_activation: Sequence[Any] | str | None = None) -> RNNParams:
     """The network of a state dict (see the module docstring), any prefixes.
+
+    Each group of ``weight_ih_l<k>`` ... keys is one ``nn.RNN``, ``nn.GRU`` or ``nn.LSTM``,
+    told apart by its shapes (:func:`_stack_kind`): ``weight_hh_l0`` is ``(H, H)``,
+    ``(3H, H)`` or ``(4H, H)``, and ``weight_hr_l<k>`` ``(P, H)`` makes an nn.LSTM with
+    ``proj_size`` P. torch's gates are split in its order (``"gru:torch"`` r, z, n;
+    ``"lstm:torch"`` i, f, g, o) and transposed; an nn.GRU is reset-after, and its and an
+    nn.LSTM's activations are torch's fixed sigmoid and tanh.
 
     Args:
         sd: names to tensors or arrays.
         nonlinearity: ``"tanh"`` or ``"relu"``, every ``nn.RNN``'s (a state dict does not
-            record it).
+            record it); required when the state dict holds an nn.RNN. Without one (only
+            nn.GRU and nn.LSTM, whose candidate is tanh), ``None`` or ``"tanh"``.
         select: what feeds the head (:data:`rnn_ref.SELECTS`); required with ``nn.Linear``
             layers (default ``"sequence"`` without).
         head_activation: one activation per ``nn.Linear`` (names, or one comma-separated
             string); required with ``nn.Linear`` layers.
 
     Raises:
-        ValueError: a key that is not one of the pieces, a missing key, or a missing hint
-            (a :class:`~rnn_ref.fileapi.MissingHintError` naming it).
+        ValueError: a key that is not one of the pieces, a missing key or one of a shape its
+            module cannot have, or a missing hint (a :class:`~rnn_ref.fileapi.
+            MissingHintError` naming it).
     """
     g = _group(sd)
     if g.config is not None:
         return _from_config_buffer(g, sd)
     if not g.rnns:
-        raise ValueError("the state dict holds no nn.RNN weights")
+        raise ValueError("the state dict holds no nn.RNN, nn.GRU or nn.LSTM weights")
     embedding, linears = _split_modules(g)
     stacks = [_rnn_layers(p, c) for p, c in g.rnns.items()]
+    if any(st.kind == "elman" for st in stacks) and nonlinearity is None:
+        raise MissingHintError("activation", "a state dict does not record the nonlinearity "
+                               "of its nn.RNN: pass nonlinearity='tanh' or 'relu' (the "
+                               "activation hint of a file)")
+    elman = nonlinearity or "tanh"  # given wherever an nn.RNN is
+    if all(st.kind != "elman" for st in stacks) and nonlinearity not in (None, "tanh"):
+        raise ValueError(f"nonlinearity={nonlinearity!r}, but the state dict holds only "
+                         f"nn.GRU/nn.LSTM weights, whose candidate activation is tanh: "
+                         f"leave it out")
     legacy = list(g.rnns) == ["rnn."] and linears == ["readout"]  # an RNNWithReadout
     if linears and select is None and not legacy:
         raise MissingHintError("select", "the state dict does not record what feeds its "
                           "nn.Linear head: give the select hint (one of 'last_step', "
                           "'final', 'final_forward', 'final_backward', 'sequence')")
     acts = _head_hint(head_activation, len(linears)) if linears else []
-    if len({bias for _, _, bias in stacks}) > 1:
-        raise ValueError("the state dict has nn.RNN modules with and without biases")
-    layers = [row for rows, _, _ in stacks for row in rows]
-    directions = [("bidirectional" if bidir else "forward") for rows, bidir, _ in stacks
-                  for _ in rows]
+    if len({st.bias for st in stacks}) > 1:
+        raise ValueError("the state dict has recurrent modules with and without biases")
+    layers = [row for st in stacks for row in st.layers]
+    per_layer = [st for st in stacks for _ in st.layers]
     table = None if embedding is None else g.modules[embedding]["weight"]
     heads = [g.modules[p] for p in linears]
     config = RNNConfig(
-        layers[0][0].w_x.shape[0], [row[0].hidden_size for row in layers],
-        direction=directions, activation=nonlinearity, bias=stacks[0][2],
+        _input_size(layers[0][0]), [row[0].hidden_size for row in layers],
+        direction=["bidirectional" if st.bidirectional else "forward" for st in per_layer],
+        activation=[[elman if st.kind == "elman" else "tanh"] * len(row)
+                    for st, row in zip(per_layer, layers, strict=True)],
+        **cell_switches([st.kind for st in per_layer], [st.proj for st in per_layer]),
+        bias=stacks[0].bias,
         vocab_size=None if table is None else table.shape[0], select=select or "sequence",
         head=[Dense(h["weight"].shape[0], a, "bias" in h) for h, a in
               zip(heads, acts, strict=True)])
@@ -1193,8 +1475,9 @@ def file_network(sd: Mapping[str, torch.Tensor], params: RNNParams) -> TorchNetw
     A :class:`TorchNetwork`'s state dict (any prefix) is loaded into the network its config
     describes. Any other is grouped as :func:`read_state_dict` groups it, and each group is
     loaded, by torch's ``load_state_dict`` under its own names less the group's prefix, into a
-    module of its kind built from the tensors' shapes: an ``nn.Embedding``, an ``nn.RNN`` per
-    group of ``weight_ih_l<k>`` ... keys (the nonlinearity from ``params``), an ``nn.Linear``
+    module of its kind built from the tensors' shapes: an ``nn.Embedding``, an ``nn.RNN``
+    (the nonlinearity from ``params``), ``nn.GRU`` or ``nn.LSTM`` per group of
+    ``weight_ih_l<k>`` ... keys, an ``nn.Linear``
     per head layer (its activation from ``params``). Keys the reader accepts (``rnn.`` +
     ``fc.``, a ``DataParallel`` ``module.`` prefix, several ``nn.RNN`` modules) are never a
     reason to fail; a tensor no group takes is a ``ValueError`` naming it."""
@@ -1220,14 +1503,16 @@ def file_network(sd: Mapping[str, torch.Tensor], params: RNNParams) -> TorchNetw
         steps.append(("embed", emb))
     first = 0
     for prefix, cells in g.rnns.items():
-        layers, bidirectional, bias = _rnn_layers(prefix, cells)
+        st = _rnn_layers(prefix, cells)
         w_ih = cells[(0, 0)]["weight_ih"]
-        rnn = nn.RNN(w_ih.shape[1], w_ih.shape[0], num_layers=len(layers), bias=bias,
-                     nonlinearity=cfg.activation_of(first, 0).name, batch_first=True,
-                     bidirectional=bidirectional, dtype=dtype)
+        extra: dict[str, Any] = {"nonlinearity": cfg.activation_of(first, 0).name} \
+            if st.kind == "elman" else {"proj_size": st.proj or 0} if st.kind == "lstm" else {}
+        rnn = RNN_MODULES[st.kind](w_ih.shape[1], w_ih.shape[0] // GATE_ROWS[st.kind],
+                                   num_layers=len(st.layers), bias=st.bias, batch_first=True,
+                                   bidirectional=st.bidirectional, dtype=dtype, **extra)
         rnn.load_state_dict(own(prefix))
         steps.append(("rnn", rnn))
-        first += len(layers)
+        first += len(st.layers)
     steps.append((f"select:{cfg.select}", nn.Identity()))
     for path, dense in zip(linears, cfg.head, strict=True):
         w = g.modules[path]["weight"]

@@ -11,11 +11,13 @@ alone. Its pieces are one ``nn.ModuleList`` ``steps`` and a parallel tuple of ``
 
 * ``"embed"`` an ``nn.Embedding``; ``"drop"`` an ``nn.Dropout`` / ``nn.AlphaDropout``;
 * ``"rnn"`` an ``nn.RNN`` (forward or bidirectional, one or several layers, with its
-  ``dropout`` between them); ``"rev"`` a one-direction ``nn.RNN`` run over each sequence
-  flipped within its length (a reverse-only layer); ``"pair"`` a ``ModuleList`` of two
-  one-direction ``nn.RNN`` s, forward and flipped (a bidirectional layer whose directions have
-  different nonlinearities). A block's role may end in ``":sum"``, ``":mul"``, ``":ave"`` (how
-  a bidirectional last layer of the block merges; concatenation otherwise);
+  ``dropout`` between them), or an ``nn.GRU`` or ``nn.LSTM`` likewise (what a torch file of
+  them holds, run as the file; an nn.LSTM's cell states start from zeros); ``"rev"`` a
+  one-direction ``nn.RNN`` run over each sequence flipped within its length (a reverse-only
+  layer); ``"pair"`` a ``ModuleList`` of two one-direction ``nn.RNN`` s, forward and flipped
+  (a bidirectional layer whose directions have different nonlinearities). A block's role may
+  end in ``":sum"``, ``":mul"``, ``":ave"`` (how a bidirectional last layer of the block
+  merges; concatenation otherwise);
 * ``"select:<how>"`` (``sequence``, ``last_step``, ``final``, ``final_forward``,
   ``final_backward``, and the poolings over time ``mean_valid`` (over each sample's valid
   steps), ``mean_all``, ``max_all`` (over all T steps, padded zeros included)) with an
@@ -117,20 +119,35 @@ def _plan(valid: Tensor | None) -> Plan:
     return order, valid.sum(dim=1), valid
 
 
-def _run_rnn(rnn: nn.RNN, x: Tensor, h0: Tensor | None, plan: Plan, reverse: bool
+def _final_h(state: Tensor | tuple[Tensor, Tensor]) -> Tensor:
+    """h_n of an ``nn.RNN``/``nn.GRU`` state, or of an ``nn.LSTM``'s ``(h_n, c_n)``."""
+    return state[0] if isinstance(state, tuple) else state
+
+
+def _initial(rnn: nn.RNNBase, h0: Tensor | None) -> Any:
+    """What ``rnn`` takes as its initial state: ``h0``, or ``(h0, zeros)`` for an
+    ``nn.LSTM`` (this network starts its cell states from zeros)."""
+    if h0 is None or not isinstance(rnn, nn.LSTM):
+        return h0
+    return h0, h0.new_zeros((h0.shape[0], h0.shape[1], rnn.hidden_size))
+
+
+def _run_rnn(rnn: nn.RNNBase, x: Tensor, h0: Tensor | None, plan: Plan, reverse: bool
              ) -> tuple[Tensor, Tensor]:
-    """``rnn`` (batch-first) on ``x (N, T, D)``: outputs ``(N, T, F)`` aligned with ``x``
-    and ``h_n``; ``reverse`` runs it over each sequence flipped within its valid steps."""
+    """``rnn`` (an ``nn.RNN``, ``nn.GRU`` or ``nn.LSTM``, batch-first) on ``x (N, T, D)``:
+    outputs ``(N, T, F)`` aligned with ``x`` and ``h_n``; ``reverse`` runs it over each
+    sequence flipped within its valid steps."""
     if plan is None:
-        out, h = rnn(x.flip(1) if reverse else x, h0)
-        return (out.flip(1) if reverse else out), h
+        out, state = rnn(x.flip(1) if reverse else x, _initial(rnn, h0))
+        return (out.flip(1) if reverse else out), _final_h(state)
     order, counts, valid = plan
     t = x.shape[1]
     idx = order.gather(1, _flip_index(counts, t)) if reverse else order
     xs = x.gather(1, idx[..., None].expand(-1, -1, x.shape[2]))
     packed = pack_padded_sequence(xs, counts.clamp(min=1).cpu(), batch_first=True,
                                   enforce_sorted=False)
-    out_p, h = rnn(packed, h0)
+    out_p, state = rnn(packed, _initial(rnn, h0))
+    h = _final_h(state)
     out, _ = pad_packed_sequence(out_p, batch_first=True, total_length=t)
     full = torch.zeros_like(out).scatter(1, idx[..., None].expand(-1, -1, out.shape[2]), out)
     empty = (counts == 0)[None, :, None]
@@ -212,13 +229,14 @@ def _block(kind: str, mode: str, step: nn.Module, x: Tensor, plan: Plan,
         of, hf = _run_rnn(fwd_rnn, x, init[0], plan, False)
         ob, hb = _run_rnn(bwd_rnn, x, init[1], plan, True)
         return merge(of, ob, mode), [hf[0], hb[0]], [hf[0], hb[0]]
-    if not isinstance(step, nn.RNN):
-        raise TypeError(f"a {kind} block must be an nn.RNN, got {type(step).__name__}")
+    if not isinstance(step, (nn.RNN, nn.GRU, nn.LSTM)):
+        raise TypeError(f"a {kind} block must be an nn.RNN, nn.GRU or nn.LSTM, got "
+                        f"{type(step).__name__}")
     r = 2 if step.bidirectional else 1
     stacked = None if h0 is None else torch.stack(h0[first:first + step.num_layers * r])
     out, h = _run_rnn(step, x, stacked, plan, kind == "rev")
     if r == 2 and mode != "concat":
-        m = step.hidden_size
+        m = step.proj_size or step.hidden_size
         out = merge(out[..., :m], out[..., m:], mode)
     states = list(h.unbind(0))
     return out, states, states[-r:]

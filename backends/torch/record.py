@@ -75,9 +75,10 @@ FRAMEWORK = Framework(
     requires=("torch",), distributions=("torch",), unsupported=unsupported,
     converters=("from_torch", "to_torch"), recognised_when="torch",
     formats=(
-        FileFormat("torch", (".pt", ".pth"), "a state dict of an nn.RNN, an RNNWithReadout, "
-                   "a TorchNetwork (self-describing) or any module of nn.Embedding, "
-                   "nn.RNN and nn.Linear; torch.load(weights_only=True)", _TORCH_HINTS,
+        FileFormat("torch", (".pt", ".pth"), "a state dict of an nn.RNN, nn.GRU or nn.LSTM "
+                   "(told apart by their shapes), an RNNWithReadout, a TorchNetwork "
+                   "(self-describing) or any module of nn.Embedding, those and nn.Linear; "
+                   "torch.load(weights_only=True)", _TORCH_HINTS,
                    unrecorded=torch_unrecorded),
         FileFormat("safetensors", (".safetensors",), "the same state dict in safetensors",
                    _TORCH_HINTS, ("safetensors",), unrecorded=torch_unrecorded),
