@@ -35,8 +35,9 @@ def resolve(name: str) -> Any:
 def oracle(model: Any, **hints: Any) -> Callable[..., Any]:
     """A NumPy function that returns exactly what ``model`` returns, computed by the oracle.
 
-    ``model`` is a native model: a torch ``nn.RNN`` (or ``RNNWithReadout``), a Keras
-    ``SimpleRNN``/``Bidirectional`` layer or model, an ONNX ``ModelProto``, or a flax
+    ``model`` is a native model: a torch ``nn.RNN``, ``nn.GRU``, ``nn.LSTM`` (their cells, or
+    a user's module around them), a Keras ``SimpleRNN``/``GRU``/``LSTM``/``Bidirectional``
+    layer or model, an ONNX ``ModelProto`` (``RNN``, ``GRU``, ``LSTM`` nodes), or a flax
     ``SimpleCell`` (module or linen params). The function takes the native call's arguments
     as NumPy arrays and returns NumPy arrays of the same structure, shapes and order,
     computed in float64. See each backend's ``oracle`` for the arguments it takes.
@@ -52,5 +53,6 @@ def oracle(model: Any, **hints: Any) -> Callable[..., Any]:
             if backend.owns(model):
                 return backend.oracle(model, **hints)
     raise TypeError(f"no oracle for a {type(model).__module__}.{type(model).__name__}; "
-                    f"supported: torch.nn.RNN, Keras SimpleRNN/Bidirectional/Model, "
-                    f"onnx.ModelProto, flax SimpleCell (its framework must be imported)")
+                    f"supported: torch.nn.RNN/GRU/LSTM and modules around them, Keras "
+                    f"SimpleRNN/GRU/LSTM/Bidirectional/Model, onnx.ModelProto, flax SimpleCell "
+                    f"(its framework must be imported)")
