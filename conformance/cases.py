@@ -3,16 +3,22 @@
 A :class:`Case` is a config, a shape, a dtype, an input pattern (initial state, padding) and a
 seed; everything a backend is given (weights, inputs, lengths, masks) is drawn from the seed,
 and the expected values come from the oracle. Names spell the case out, e.g.
-``rnn_tanh_2layer_bidir_h0_lengths_readout_n3t7d5m4_f32``, and are unique.
+``rnn_tanh_2layer_bidir_h0_lengths_readout_n3t7d5m4_f32`` or
+``lstm_1layer_bidir_h0c0_peepholes_n3t7d5m4_f32``, and are unique.
 
 * :func:`quick_cases`: one axis at a time around a few bases (50 cases): every
   activation, 1 and 2 layers, the three directions, every merge mode, ``h0``, lengths, masks
   with holes and a leading masked step, a zero length, the three padded-output modes, the
-  processing order, clip, readout, narrowing stacks, float64, and the tutorials' shapes; and
+  processing order, clip, readout, narrowing stacks, float64, and the tutorials' shapes;
+  :func:`gated_quick_cases`, every switch of the GRU and the LSTM once (reset placement,
+  ``b_hn``, peepholes, ``input_forget``, projection, clip, Keras 2's and Keras 3's
+  ``hard_sigmoid``, activations with alpha and beta, initial cell states, padding with each
+  padded-output mode, a mixed stack, a long sequence, saturated gates); and
   :func:`network_cases`, the pieces around the stack (embedding, mixed stacks, selections,
-  heads with softmax, identity layers, masking).
+  heads with softmax, identity layers, masking, an LSTM returning its states).
 * :func:`full_cases`: the product of activation x layers x direction x padding x initial
-  state (readout on every other case), in float32, plus the quick cases.
+  state (readout on every other case), in float32, the same product over the gated cells'
+  variants (:func:`gated_full_cases`), plus the quick cases.
 * :func:`random_cases`: ``count`` configurations sampled from ``seed`` (any mix of the above).
 """
 
@@ -28,10 +34,11 @@ import numpy as np
 from rnn_ref.activations import Activation
 from rnn_ref.backends.keras.record import KERAS_ACTIVATIONS
 from rnn_ref.config import RNNConfig
-from rnn_ref.params import CellParams, RNNParams, init
+from rnn_ref.params import CellParams, GRUParams, LSTMParams, RNNParams, init
 
-__all__ = ["ACTIVATION_SET", "MATRICES", "Case", "CaseInputs", "all_named_cases", "full_cases",
-           "matrix_labels", "network_cases", "quick_cases", "random_cases"]
+__all__ = ["ACTIVATION_SET", "HARD_SIGMOID_KERAS2", "HARD_SIGMOID_KERAS3", "MATRICES", "Case",
+           "CaseInputs", "all_named_cases", "full_cases", "gated_full_cases",
+           "gated_quick_cases", "matrix_labels", "network_cases", "quick_cases", "random_cases"]
 
 #: Short names and activations: Keras' set with the parameters Keras fixes, then ONNX's others.
 ACTIVATION_SET: dict[str, Activation] = {
@@ -40,22 +47,36 @@ ACTIVATION_SET: dict[str, Activation] = {
     "thresholdedrelu": Activation("thresholded_relu", 0.1),
     "scaledtanh": Activation("scaled_tanh", 1.5, 0.7),
 }
+#: Keras 2's (tf.keras) ``hard_sigmoid``, ``0.2 z + 0.5``, and Keras 3's, ``z / 6 + 0.5``
+#: (../shared/GATED.md, keras-team/keras PR #19477): the gates of a Keras 2 LSTM rebuilt in
+#: Keras 3 with the same weights differ.
+HARD_SIGMOID_KERAS2 = Activation("hard_sigmoid", 0.2, 0.5)
+HARD_SIGMOID_KERAS3 = Activation("hard_sigmoid", 1 / 6, 0.5)
 _DIRS = {"fwd": "forward", "rev": "reverse", "bidir": "bidirectional"}
 _DTYPES = {"f32": "float32", "f64": "float64"}
 
 
 @dataclass(frozen=True)
 class CaseInputs:
-    """What a backend is given for a case (arrays in the case's dtype)."""
+    """What a backend is given for a case (arrays in the case's dtype): ``x (N, T, D)`` (token
+    ids ``(N, T)`` with an embedding), ``h0`` ``(S, N, M)`` (or S arrays ``(N, M_l)``),
+    ``lengths (N,)``, ``mask (N, T)``, and for a network with LSTM layers ``c0`` ``(C, N, M)``
+    (or C arrays ``(N, M_l)``)."""
 
     params: RNNParams
     x: np.ndarray[Any, Any]
     h0: np.ndarray[Any, Any] | list[np.ndarray[Any, Any]] | None
     lengths: np.ndarray[Any, Any] | None
     mask: np.ndarray[Any, Any] | None
+    c0: np.ndarray[Any, Any] | list[np.ndarray[Any, Any]] | None = None
 
     def kwargs(self) -> dict[str, Any]:
-        return {"h0": self.h0, "lengths": self.lengths, "mask": self.mask}
+        """The keyword arguments of ``forward``: ``h0``, ``lengths``, ``mask``, and ``c0`` only
+        when the case gives one (a backend of Elman cells need not take it)."""
+        out = {"h0": self.h0, "lengths": self.lengths, "mask": self.mask}
+        if self.c0 is not None:
+            out["c0"] = self.c0
+        return out
 
 
 @dataclass(frozen=True)
@@ -67,13 +88,19 @@ class Case:
         config: the architecture.
         n, t: batch size and sequence length (D and M come from the config).
         dtype: ``"float32"`` or ``"float64"``, the dtype the backend computes in.
-        h0: whether a random initial state is given.
+        h0: whether random initial states are given: ``h0``, and ``c0`` for a network with
+            LSTM layers.
         padding: ``"none"``, ``"lengths"`` (right padding), ``"mask"`` (holes and a leading
             masked step) or ``"zero"`` (lengths with one zero).
         seed: draws every array.
         gain: when set, every recurrent kernel is ``gain * G / sqrt(M)`` with G standard
             normal (seeded): below about 1 the recurrence contracts, above about 1.5 it is
             chaotic and float32 cannot determine late steps (docs/spec.md section 4.6).
+            Elman layers only.
+        weight_scale: when set, every gate's input kernel and both biases in the GRU and
+            LSTM layers are multiplied by it: a large one saturates the gates (sigmoid and
+            tanh at 0 and 1). The recurrent kernels stay as drawn: scaled too, the recurrence
+            turns chaotic and float32 cannot determine it (that is ``gain``'s case).
     """
 
     name: str
@@ -85,6 +112,7 @@ class Case:
     padding: str
     seed: int
     gain: float | None = None
+    weight_scale: float | None = None
 
     def inputs(self) -> CaseInputs:
         rng = np.random.default_rng(self.seed)
@@ -92,12 +120,18 @@ class Case:
         params = init(self.config, seed=self.seed, scheme="torch", dtype=dt)
         if self.gain is not None:
             params = _with_gain(params, self.gain, self.seed)
+        if self.weight_scale is not None:
+            params = _scaled_gates(params, self.weight_scale)
         x = self._x(rng, dt)
-        h0 = None
+        h0 = c0 = None
         if self.h0:
             states = [rng.standard_normal((self.n, m)).astype(dt) * 0.5
                       for m in self.config.state_sizes]
             h0 = np.stack(states) if self.config.uniform_hidden else states
+            if self.config.num_cell_states:  # drawn after h0: Elman cases draw as before
+                cells = [rng.standard_normal((self.n, m)).astype(dt)
+                         for m in self.config.cell_state_sizes]
+                c0 = np.stack(cells) if self.config.uniform_cell else cells
         lengths = mask = None
         if self.padding in ("lengths", "zero"):
             lengths = rng.integers(1, self.t + 1, size=self.n)
@@ -110,7 +144,7 @@ class Case:
             mask[-1, :] = True
             if self.t > 2:
                 mask[-1, self.t // 2] = False  # a hole
-        return CaseInputs(params, x, h0, lengths, mask)
+        return CaseInputs(params, x, h0, lengths, mask, c0)
 
     def _x(self, rng: np.random.Generator, dt: np.dtype[Any]) -> np.ndarray[Any, Any]:
         """Features ``(N, T, D)``; token ids ``(N, T)`` with an embedding (with ``mask_zero``,
@@ -132,6 +166,8 @@ class Case:
 
     def properties(self) -> dict[str, Any]:
         """What known-failure entries match on."""
+        cells = self.config.cells
+        kinds = {c.kind for c in cells}
         return {
             "zero_length": self.padding == "zero",
             "empty": self.t == 0,
@@ -148,6 +184,16 @@ class Case:
             "network": not self.config.is_plain,
             "tanh": any(a.name == "tanh" for layer in self.config.activations for a in layer),
             "select": self.config.select,
+            # the gated cells (spec 2.7): "elman", "gru", "lstm" or "mixed"
+            "cell": next(iter(kinds)) if len(kinds) == 1 else "mixed",
+            "gru": any(c.kind == "gru" for c in cells),
+            "lstm": any(c.kind == "lstm" for c in cells),
+            "reset_after": any(c.kind == "gru" and c.reset_after for c in cells),
+            "reset_before": any(c.kind == "gru" and not c.reset_after for c in cells),
+            "peepholes": any(c.peepholes for c in cells),
+            "input_forget": any(c.input_forget for c in cells),
+            "projection": any(c.proj_size is not None for c in cells),
+            "c0": self.h0 and self.config.num_cell_states > 0,
         }
 
 
@@ -166,13 +212,31 @@ def _with_gain(params: RNNParams, gain: float, seed: int) -> RNNParams:
     return RNNParams(params.config, layers, embedding=params.embedding, head=params.head)
 
 
+def _scaled_gates(params: RNNParams, scale: float) -> RNNParams:
+    """``params`` with every gate's input kernel and biases in its GRU and LSTM cells times
+    ``scale``; recurrent kernels, peepholes, projections and Elman cells as they are."""
+    layers = []
+    for layer in params.layers:
+        row: list[Any] = []
+        for c in layer:
+            if isinstance(c, (GRUParams, LSTMParams)):
+                blocks = {k: {g: (a * (1 if k == "w_h" else scale)).astype(a.dtype)
+                              for g, a in getattr(c, k).items()}
+                          for k in ("w_x", "w_h", "b_x", "b_h")}
+                c = (GRUParams(**blocks) if isinstance(c, GRUParams)
+                     else LSTMParams(**blocks, p=c.p, w_proj=c.w_proj))
+            row.append(c)
+        layers.append(row)
+    return RNNParams(params.config, layers, embedding=params.embedding, head=params.head)
+
+
 def _name(act: str, cfg: RNNConfig, dir_key: str, h0: bool, padding: str, n: int, t: int,
-          dtype_key: str, extra: str = "") -> str:
+          dtype_key: str, extra: str = "", prefix: str | None = None) -> str:
     m = "x".join(str(s) for s in cfg.hidden_sizes) if not cfg.uniform_hidden else str(
         cfg.hidden_sizes[0])
-    parts = [f"rnn_{act}", f"{cfg.num_layers}layer", dir_key]
+    parts = [prefix or f"rnn_{act}", f"{cfg.num_layers}layer", dir_key]
     if h0:
-        parts.append("h0")
+        parts.append("h0c0" if cfg.num_cell_states else "h0")
     if padding != "none":
         parts.append({"lengths": "lengths", "mask": "mask", "zero": "zerolen"}[padding])
     if cfg.output_size is not None:
@@ -186,16 +250,30 @@ def _name(act: str, cfg: RNNConfig, dir_key: str, h0: bool, padding: str, n: int
 def _case(act: str = "tanh", layers: int = 2, dir_key: str = "bidir", h0: bool = False,
           padding: str = "none", readout: bool = False, dtype_key: str = "f32",
           n: int = 3, t: int = 7, d: int = 5, m: int | tuple[int, ...] = 4, seed: int = 0,
-          extra: str = "", gain: float | None = None, **config: Any) -> Case:
+          extra: str = "", gain: float | None = None, weight_scale: float | None = None,
+          prefix: str | None = None, **config: Any) -> Case:
     activation = config.pop("activation", None) or ACTIVATION_SET[act]
     direction = [_DIRS[k] for k in dir_key.split("-")] if "-" in dir_key else _DIRS[dir_key]
     cfg = RNNConfig(d, m, num_layers=len(m) if isinstance(m, tuple) else layers,
                     direction=direction, activation=activation,
                     output_size=2 if readout else None, **config)
-    name = _name(act, cfg, dir_key, h0, padding, n, t, dtype_key, extra)
+    name = _name(act, cfg, dir_key, h0, padding, n, t, dtype_key, extra, prefix)
     # a stable seed from the name, so adding cases never reseeds others
     stable = seed or int.from_bytes(name.encode()[-8:].rjust(8, b"\0"), "little") % (2**31)
-    return Case(name, cfg, n, t, _DTYPES[dtype_key], h0, padding, stable, gain)
+    return Case(name, cfg, n, t, _DTYPES[dtype_key], h0, padding, stable, gain, weight_scale)
+
+
+def _gated(cell: str | tuple[str, ...], layers: int = 1, dir_key: str = "fwd", label: str = "",
+           **kw: Any) -> Case:
+    """A case of GRU/LSTM layers (``cell`` one kind, or one per layer), named
+    ``<cell>[_<label>]_<L>layer_...`` (``gru-lstm-rnn`` for a mixed stack); ``label`` names
+    non-default activations. The candidate activation is tanh unless ``activation`` says."""
+    kinds = (cell,) if isinstance(cell, str) else cell
+    prefix = "-".join("rnn" if k == "elman" else k for k in kinds) + (f"_{label}" if label
+                                                                        else "")
+    layers = len(kinds) if len(kinds) > 1 else layers
+    return _case("tanh", layers, dir_key, prefix=prefix,
+                 cell=cell if isinstance(cell, str) else list(cell), **kw)
 
 
 def quick_cases() -> list[Case]:
@@ -238,6 +316,7 @@ def quick_cases() -> list[Case]:
     for merge in ("sum", "mul", "ave"):
         cases.append(_case("tanh", 2, "bidir", merge_mode=merge, extra=merge))
     cases.append(_case("tanh", 1, "bidir", merge_mode=None, extra="pair"))
+    cases += gated_quick_cases()
     cases += network_cases()
     # long and realistic: a contracting network over 1000 steps, and a chaotic one whose late
     # steps float32 cannot determine (reported as ill-conditioned, not compared)
@@ -245,6 +324,82 @@ def quick_cases() -> list[Case]:
                        gain=0.9, extra="long_g0.9"))
     cases.append(_case("tanh", 1, "fwd", n=4, t=300, d=16, m=64, gain=2.0, extra="chaotic_g2"))
     return _unique(cases)
+
+
+def gated_quick_cases() -> list[Case]:
+    """The GRU and LSTM cases of the quick matrix: every switch once, around the Elman bases'
+    shapes (N, T, D, M) = (3, 7, 5, 4). The torch scheme draws every bias non-zero, so every
+    GRU case has ``b_h["n"] != 0`` (inside ``r *`` when the reset comes after)."""
+    sigmoid = Activation("sigmoid")
+    return [
+        # GRU: the reset after (torch, Keras 3, ONNX linear_before_reset=1) and before
+        _gated("gru", 2, "bidir"),
+        _gated("gru", 1, "fwd", reset_after=False, extra="resetbefore"),
+        _gated("gru", 1, "fwd", h0=True, padding="mask", padded_output="carry_output",
+               extra="carryout"),
+        _gated("gru", 1, "bidir", "hardsigmoid3", recurrent_activation=HARD_SIGMOID_KERAS3),
+        _gated("gru", 1, "fwd", n=2, t=9, weight_scale=12.0, extra="saturated12"),
+        # LSTM: plain, then each switch
+        _gated("lstm", 1, "fwd"),
+        _gated("lstm", 2, "bidir", h0=True, padding="lengths", readout=True),
+        _gated("lstm", 1, "bidir", peepholes=True, extra="peepholes"),
+        _gated("lstm", 1, "fwd", h0=True, input_forget=True, extra="inputforget"),
+        _gated("lstm", 1, "bidir", h0=True, m=6, proj_size=2, extra="proj2"),
+        _gated("lstm", 2, "fwd", clip=0.5, extra="clip"),
+        # Keras 2's LSTM default (tf.keras < 2.3): hard_sigmoid 0.2 z + 0.5 on the gates
+        _gated("lstm", 1, "fwd", "hardsigmoid2", recurrent_activation=HARD_SIGMOID_KERAS2),
+        # ONNX takes any activation with its alpha and beta for f, g and h
+        _gated("lstm", 1, "rev", "acts", recurrent_activation=Activation("hard_sigmoid", 0.3, 0.4),
+               activation=ACTIVATION_SET["scaledtanh"], cell_activation=ACTIVATION_SET["affine"]),
+        _gated("lstm", 1, "rev", h0=True, padding="mask", padded_output="carry_state",
+               extra="carrystate"),
+        _gated("lstm", 1, "fwd", h0=True, padding="zero"),
+        _gated(("lstm", "gru", "elman"), dir_key="bidir", h0=True, padding="lengths",
+               recurrent_activation=[(sigmoid,) * 2, (sigmoid,) * 2, None], extra="mixed"),
+        # long: T = 256 with lengths; saturated: gates at 0 and 1 (input kernels, biases x 12)
+        _gated("lstm", 1, "fwd", h0=True, padding="lengths", n=4, t=256, d=16, m=32,
+               extra="long"),
+        _gated("lstm", 1, "bidir", n=2, t=9, weight_scale=12.0, extra="saturated12"),
+    ]
+
+
+def gated_full_cases() -> list[Case]:
+    """The gated cells in the full matrix: each variant (GRU with the reset after and before,
+    LSTM plain, with peepholes and a projection, with ``input_forget``) x layers x direction x
+    padding x initial states (readout on every other case), every gate activation of Keras 2,
+    Keras 3 and ONNX on both cells, clip, float64, long sequences and saturated gates."""
+    variants: dict[str, dict[str, Any]] = {
+        "gru": {"cell": "gru"},
+        "gru_resetbefore": {"cell": "gru", "reset_after": False},
+        "lstm": {"cell": "lstm"},
+        "lstm_peepholes_proj2": {"cell": "lstm", "peepholes": True, "m": 6, "proj_size": 2},
+        "lstm_inputforget": {"cell": "lstm", "input_forget": True},
+    }
+    cases = []
+    for i, (variant, layers, dir_key, padding, h0) in enumerate(itertools.product(
+            variants, [1, 2], _DIRS, ["none", "lengths", "mask", "zero"], [False, True])):
+        kw = dict(variants[variant])
+        cell = kw.pop("cell")
+        extra = variant.partition("_")[2]
+        cases.append(_gated(cell, layers, dir_key, h0=h0, padding=padding, readout=i % 2 == 1,
+                            extra=extra, **kw))
+    gates = {"sigmoid": Activation("sigmoid"), "hardsigmoid2": HARD_SIGMOID_KERAS2,
+             "hardsigmoid3": HARD_SIGMOID_KERAS3,
+             "affine": ACTIVATION_SET["affine"]}
+    for (label, gate), cell, act in itertools.product(gates.items(), ("gru", "lstm"),
+                                                      ("tanh", "relu", "softsign")):
+        cases.append(_gated(cell, 1, "bidir", f"{label}-{act}", recurrent_activation=gate,
+                            activation=ACTIVATION_SET[act], h0=True, padding="lengths"))
+    for cell in ("gru", "lstm"):
+        cases += [
+            _gated(cell, 2, "bidir", h0=True, padding="lengths", clip=1.0, extra="clip"),
+            _gated(cell, 2, "bidir", h0=True, padding="mask", readout=True, dtype_key="f64"),
+            _gated(cell, 2, "bidir", h0=True, padding="lengths", n=4, t=1000, d=32, m=64,
+                   extra="long"),
+            _gated(cell, 2, "bidir", h0=True, padding="mask", n=4, t=50, d=16, m=32,
+                   weight_scale=12.0, extra="saturated12"),
+        ]
+    return cases
 
 
 def network_cases() -> list[Case]:
@@ -280,6 +435,10 @@ def network_cases() -> list[Case]:
         net("tanh", 2, "fwd-rev", select="max_all", head=[(3, "softmax")], extra="max_all"),
         net("tanh", 1, "fwd", vocab_size=11, mask_zero=True, select="final",
             returns=["result", "h_n[-1]"], head=[(1, "sigmoid")], extra="return_state"),
+        # the Keras IMDB LSTM classifier returning its states: LSTM(return_state=True)
+        _gated("lstm", 1, "fwd", vocab_size=11, mask_zero=True, select="final",
+               returns=["result", "h_n[-1]", "c_n[-1]"], head=[(1, "sigmoid")],
+               extra="embed_maskzero_final_sigmoid_return_state"),
     ]
 
 
@@ -294,12 +453,39 @@ def full_cases() -> list[Case]:
                            t=t, d=32, m=m, gain=gain, extra=f"long_g{gain}"))
     cases.append(_case("tanh", 2, "bidir", n=4, t=400, d=16, m=64, gain=2.0,
                        extra="chaotic_g2"))
+    cases += gated_full_cases()
     return _unique(cases)
 
 
+def _random_cells(rng: np.random.Generator, layers: int, R: int, hidden: tuple[int, ...]
+                  ) -> tuple[str | None, dict[str, Any]]:
+    """Each layer's cell (half of them Elman), and the gated cells' switches drawn from
+    ``rng``: ``(name prefix or None for an Elman stack, RNNConfig keywords)``."""
+    kinds = [str(rng.choice(["elman", "elman", "gru", "lstm"])) for _ in range(layers)]
+    if all(k == "elman" for k in kinds):
+        return None, {}
+    gates = [Activation("sigmoid"), HARD_SIGMOID_KERAS2, HARD_SIGMOID_KERAS3,
+             ACTIVATION_SET["softsign"]]
+    kw: dict[str, Any] = {"cell": kinds, "recurrent_activation": [
+        None if k == "elman" else tuple(gates[int(rng.integers(0, len(gates)))]
+                                        for _ in range(R)) for k in kinds]}
+    if "gru" in kinds:
+        kw["reset_after"] = [bool(rng.integers(0, 2)) if k == "gru" else None for k in kinds]
+    if "lstm" in kinds:
+        kw["peepholes"] = [bool(rng.integers(0, 2)) if k == "lstm" else None for k in kinds]
+        kw["input_forget"] = [bool(rng.integers(0, 4) == 0) if k == "lstm" else None
+                              for k in kinds]
+        kw["proj_size"] = [int(rng.integers(1, m + 1)) if k == "lstm" and rng.integers(0, 3) == 0
+                           else None for k, m in zip(kinds, hidden, strict=True)]
+    return "-".join("rnn" if k == "elman" else k for k in kinds) + "_random", kw
+
+
 def random_cases(count: int, seed: int = 0) -> list[Case]:
-    """``count`` sampled cases; the same ``(count, seed)`` gives the same cases."""
+    """``count`` sampled cases; the same ``(count, seed)`` gives the same cases. About half
+    the layers are GRU or LSTM layers with random switches (drawn from a stream of their own,
+    so the rest of each case is drawn as before gated cells existed)."""
     rng = np.random.default_rng(seed)
+    cell_rng = np.random.default_rng([seed, 23])
     out = []
     acts = list(ACTIVATION_SET)
     for i in range(count):
@@ -311,6 +497,7 @@ def random_cases(count: int, seed: int = 0) -> list[Case]:
         readout = bool(rng.integers(0, 2))
         merge = str(rng.choice(["concat", "sum", "mul", "ave"])) if R == 2 else "concat"
         padding = str(rng.choice(["none", "lengths", "mask", "zero"]))
+        prefix, gated = _random_cells(cell_rng, layers, R, hidden)
         case = _case(
             "random", layers, dir_key, h0=bool(rng.integers(0, 2)), padding=padding,
             readout=readout, dtype_key=str(rng.choice(["f32", "f64"])),
@@ -320,6 +507,7 @@ def random_cases(count: int, seed: int = 0) -> list[Case]:
             merge_mode=merge,
             clip=float(rng.uniform(0.5, 3)) if rng.integers(0, 4) == 0 else None,
             padded_output=str(rng.choice(["zeros", "carry_output", "carry_state"])),
+            prefix=prefix, **gated,
         )
         out.append(case)
     return out

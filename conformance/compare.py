@@ -69,9 +69,11 @@ C = 32.0
 
 def network_activations(config: Any) -> list[Activation]:
     """Every activation of a network (an :class:`~rnn_ref.RNNConfig`), for :func:`tolerance`:
-    each direction's of each recurrent layer, then each head ``Dense``'s (a softmax is
-    bounded and not an :class:`~rnn_ref.activations.Activation`: left out)."""
-    acts = [act for layer in config.activations for act in layer]
+    each direction's of each recurrent layer (a GRU's gates and candidate, an LSTM's gates,
+    candidate and cell-state activation), then each head ``Dense``'s (a softmax is bounded
+    and not an :class:`~rnn_ref.activations.Activation`: left out)."""
+    acts = [act for li in range(config.num_layers) for r in range(config.num_directions_of(li))
+            for act in config.activations_of(li, r)]
     return acts + [d.activation for d in config.head if isinstance(d.activation, Activation)]
 
 

@@ -120,6 +120,7 @@ def case_counts() -> str:
     from rnn_ref.conformance import cases
 
     quick, full, network = cases.quick_cases(), cases.full_cases(), cases.network_cases()
+    gated = [sum(not c.config.is_elman for c in m) for m in (quick, full)]
     return "\n".join([
         "| matrix | cases | run by |",
         "|---|---|---|",
@@ -127,6 +128,8 @@ def case_counts() -> str:
         f"| full | {len(full)} | `rnn-ref check --full` (the quick ones included) |",
         f"| network pieces (section 2.6 of the spec) | {len(network)} | "
         f"in both matrices |",
+        f"| GRU and LSTM layers (section 2.7 of the spec) | {gated[0]} quick, {gated[1]} full "
+        f"| in both matrices |",
         "| random | N | `rnn-ref check --random N --seed S` |",
     ])
 

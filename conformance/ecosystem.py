@@ -11,9 +11,13 @@ outcome names the cell:
 * ``refuses``: the backend declares the feature unsupported and raises when asked;
 * ``ok, refuses some``: the cases it runs pass, and it refuses some others of the feature;
 * ``ok``: every result passes;
+* ``out of scope``: the backend does not implement it (it declares its scope,
+  :func:`rnn_ref._registry.scope_of`), so its cases were not run;
 * ``-``: no case of the run exercises it.
 
-The last column is the backend's effective precision (the median of the run, in bits).
+The last column is the backend's effective precision (the median of the run, in bits). When a
+backend of the run declares its scope (a third party's kernel), a second table names the
+scope each backend was held to and the cells and pieces checked, refused and out of scope.
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ FEATURES: dict[str, Callable[[Case], bool]] = {
     "float64": lambda c: c.dtype == "float64",
     "long (T >= 300)": lambda c: c.t >= 300,
 }
-_RANK = {"-": 0, "ok": 1, "refuses": 2, "deviates": 3, "fails": 4}
+_RANK = {"-": 0, "out of scope": 0, "ok": 1, "refuses": 2, "deviates": 3, "fails": 4}
 
 
 #: what a deviation's ``match`` keys say it is about (``direction`` by its value)
@@ -90,6 +94,10 @@ def _features_of(deviation: Deviation | None) -> set[str]:
 def _outcome(feature: str, results: list[CaseResult], known: dict[str, Deviation]) -> str:
     if not results:
         return "-"
+    run = [r for r in results if r.status != "out_of_scope"]
+    if not run:
+        return "out of scope"
+    results = run
     if any(r.status == "fail" for r in results):
         return "fails"
     ids = sorted({r.deviation for r in results if r.status == "known" and r.deviation
@@ -128,7 +136,25 @@ def markdown(reports: Sequence[RunReport], cases: Sequence[Case], *, mode: str) 
     for rep in reports:
         row = cells(rep, cases)
         lines.append(f"| {rep.backend} | " + " | ".join(row[c] for c in columns) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, *_scope_table(reports)]) + "\n"
+
+
+def _scope_table(reports: Sequence[RunReport]) -> list[str]:
+    """The scopes the backends were held to, as a second table after a blank line: one row
+    per backend, with the cells and pieces checked, refused and out of scope. Only when a
+    backend declares its scope (a third party's): the built-in ones are held to every cell
+    and piece, and the feature table above already says what each refuses."""
+    if all(rep.scope is None or rep.scope.source == "built in" for rep in reports):
+        return []
+    from rnn_ref.conformance.report import counted_scopes
+
+    lines = ["", "| backend | held to | checked | refused | out of scope |",
+             "|---|---|---|---|---|"]
+    for rep in reports:
+        what = "not stated" if rep.scope is None else rep.scope.describe()
+        lines.append(f"| {rep.backend} | {what} | {counted_scopes(rep, 'checked')} | "
+                     f"{counted_scopes(rep, 'refused')} | {counted_scopes(rep, 'out_of_scope')} |")
+    return lines
 
 
 def heatmap(reports: Sequence[RunReport], cases: Sequence[Case], path: str | Path) -> Path:

@@ -8,7 +8,10 @@ A third party runs the suite against its own kernel in its own CI with one test 
 and ``pytest --rnn-backend my_package.kernel:MyBackend`` (repeatable; ``--rnn-full`` for the
 full matrix, ``--rnn-random N`` for sampled configurations, ``--rnn-known-failures FILE`` for
 its own known failures). Each case becomes one test named ``<backend>-<case>``; a known
-failure is an xfail with its reason, an unexpected pass an error.
+failure is an xfail with its reason, an unexpected pass an error, and a case outside the
+backend's scope (the cells and network pieces it declares it implements: its ``cells`` and
+``pieces`` attributes, the Elman layer when it declares none; :func:`rnn_ref._registry.scope_of`)
+is skipped as out of scope. The header names the scope each backend is held to.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from rnn_ref._registry import get_backend
+from rnn_ref._registry import get_backend, scope_of
 from rnn_ref.backends import deviations
 from rnn_ref.conformance import cases as case_lib
 from rnn_ref.conformance.runner import check_case
@@ -44,8 +47,15 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     if not backends:
         return None
     mode = "full" if config.getoption("rnn_full") else "quick"
-    return [f"rnn-ref conformance: {', '.join(backends)} ({mode}, random "
-            f"{config.getoption('rnn_random')} seed {config.getoption('rnn_seed')})"]
+    lines = [f"rnn-ref conformance: {', '.join(backends)} ({mode}, random "
+             f"{config.getoption('rnn_random')} seed {config.getoption('rnn_seed')})"]
+    for name in backends:
+        try:
+            what = scope_of(_backend(name)).describe()
+        except Exception as exc:  # noqa: BLE001 - its test reports the error in full
+            what = f"not known ({type(exc).__name__}: {exc})"
+        lines.append(f"rnn-ref scope of {name}: {what}; the cases outside it are skipped")
+    return lines
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -77,6 +87,9 @@ def test_rnn_conformance(rnn_conformance_case: tuple[str, case_lib.Case],
     path = request.config.getoption("rnn_known_failures")
     known = deviations.load_file(path, backend.name) if path else deviations.load(backend.name)
     results = check_case(backend, case, known)
+    outside = [r for r in results if r.status == "out_of_scope"]
+    if outside:
+        pytest.skip(f"out of scope: {outside[0].detail}")
     failures = [r for r in results if r.status == "fail"]
     if failures:
         pytest.fail("\n".join(f"[{r.category}] {r.detail}" for r in failures), pytrace=False)

@@ -1,4 +1,8 @@
-"""Turning runs into a terminal summary, rerun commands and JSON."""
+"""Turning runs into a terminal summary, rerun commands and JSON.
+
+Every form names the scope each backend was held to (:func:`rnn_ref._registry.scope_of`) and,
+per cell and network piece, how many cases were checked, refused and out of scope
+(:func:`scope_lines`, the JSON's ``scope``)."""
 
 from __future__ import annotations
 
@@ -13,10 +17,10 @@ from typing import Any, TextIO
 
 from rnn_ref.backends._frameworks import versions
 from rnn_ref.backends.devices import cpu
-from rnn_ref.conformance.runner import CATEGORIES, CaseResult, RunReport
+from rnn_ref.conformance.runner import CATEGORIES, SCOPE_STATUSES, CaseResult, RunReport
 
-__all__ = ["ProgressBar", "environment_line", "rerun_command", "summary_table", "to_json",
-           "write_json"]
+__all__ = ["ProgressBar", "counted_scopes", "environment_line", "rerun_command", "scope_json",
+           "scope_lines", "summary_table", "to_json", "write_json"]
 
 
 def environment_line(env: dict[str, Any]) -> str:
@@ -67,24 +71,69 @@ def _cell(report: RunReport, category: str) -> str:
 
 
 def summary_table(reports: Sequence[RunReport]) -> str:
-    """Backend x category: pass / fail / known failure / unsupported, worst error, time."""
+    """Backend x category: pass / fail / known failure / unsupported, the cases out of the
+    backend's scope, worst error, time; then :func:`scope_lines`."""
     titles = {"forward": "forward", "final_state": "final state", "gradient": "gradient",
               "conversion": "conversion", "must_raise": "unsupported (raised)"}
-    header = ["backend", "cases", *(titles[c] for c in CATEGORIES), "worst err/tol",
-              "precision", "time"]
+    header = ["backend", "cases", *(titles[c] for c in CATEGORIES), "out of scope",
+              "worst err/tol", "precision", "time"]
     rows = []
     for rep in reports:
         worst = max((r.worst_ratio() for r in rep.results if r.status == "pass"), default=0.0)
         bits = rep.effective_bits()
         rows.append([rep.backend, str(rep.cases)]
                     + [_cell(rep, c) for c in CATEGORIES]
-                    + [f"{worst:.2g}", "-" if bits is None else f"{bits:.1f} bits",
+                    + [str(len(rep.out_of_scope)) if rep.out_of_scope else "-",
+                       f"{worst:.2g}", "-" if bits is None else f"{bits:.1f} bits",
                        f"{rep.seconds:.1f}s"])
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     lines = [fmt.format(*header), "  ".join("-" * w for w in widths)]
-    lines += [fmt.format(*r) for r in rows]
-    return "\n".join(lines)
+    lines += [fmt.format(*r).rstrip() for r in rows]
+    return "\n".join([*lines, "", *scope_lines(reports)])
+
+
+def counted_scopes(rep: RunReport, status: str) -> str:
+    """``"elman 40, lstm 12"``: the cells and pieces with cases of ``status``, each with
+    how many; ``"none"`` when there are none."""
+    names = rep.scopes_with(status)
+    return ", ".join(f"{n} {rep.scopes[n][status]}" for n in names) or "none"
+
+
+def scope_lines(reports: Sequence[RunReport]) -> list[str]:
+    """One line per backend: the scope it was held to, then the cells and network pieces
+    whose cases were checked, refused and out of scope (counting each case under every cell
+    and piece it uses)::
+
+        scope of tiny-lstm: cells lstm; pieces none (declared)
+          checked: lstm 12; refused: none; out of scope: elman 58, gru 6, ...
+    """
+    lines = []
+    for rep in reports:
+        what = rep.scope.describe() if rep.scope is not None else "not stated"
+        lines.append(f"scope of {rep.backend}: {what}")
+        lines.append(f"  checked: {counted_scopes(rep, 'checked')}; refused: "
+                     f"{counted_scopes(rep, 'refused')}; out of scope: "
+                     f"{counted_scopes(rep, 'out_of_scope')}")
+    return lines
+
+
+def scope_json(rep: RunReport) -> dict[str, Any]:
+    """The scope of one run as JSON: ``{"source": "declared", "cells": [...], "pieces":
+    [...], "checked": [...], "refused": [...], "out_of_scope": [...], "counts": {name:
+    {"checked": n, "refused": n, "out_of_scope": n}}}`` (names in the order of
+    :data:`rnn_ref._registry.SCOPE_CELLS` then :data:`~rnn_ref._registry.SCOPE_PIECES`)."""
+    from rnn_ref._registry import SCOPE_CELLS, SCOPE_PIECES
+
+    scope = rep.scope
+    out: dict[str, Any] = {
+        "source": None if scope is None else scope.source,
+        "cells": None if scope is None else [c for c in SCOPE_CELLS if c in scope.cells],
+        "pieces": None if scope is None else [p for p in SCOPE_PIECES if p in scope.pieces],
+    }
+    out.update({status: rep.scopes_with(status) for status in SCOPE_STATUSES})
+    out["counts"] = rep.scopes
+    return out
 
 
 def rerun_command(backend: str, case: str, *, matrix: str, random: int = 0, seed: int = 0,
@@ -121,7 +170,7 @@ def to_json(reports: Sequence[RunReport], *, mode: str,
         "backends": [
             {"backend": rep.backend, "cases": rep.cases, "seconds": round(rep.seconds, 3),
              "environment": rep.environment, "stopped": rep.stopped,
-             "effective_bits": rep.effective_bits(),
+             "effective_bits": rep.effective_bits(), "scope": scope_json(rep),
              "ok": rep.ok, "results": [_result(r, matrices) for r in rep.results],
              "stale_known_failures": [d.id for d in rep.stale]}
             for rep in reports

@@ -1,13 +1,22 @@
 """The runner: any backend, every case it declares it supports, held to the oracle.
 
-For each case the runner asks ``backend.supports(config, dtype=..., lengths=..., mask=...)``
-(a backend without ``supports`` runs every case, and a ``NotImplementedError`` with a message
-is reported as ``must_raise`` passed: "unsupported (raised)"):
+A case outside the backend's scope (:func:`rnn_ref._registry.scope_of`: the cells and network
+pieces it declares it implements; the Elman layer when it declares nothing; everything for a
+built-in backend) is not run: its one result is ``scope`` / ``out_of_scope``, never a
+failure, and the run's report counts, per cell and piece, the cases checked, refused and out
+of scope (:attr:`RunReport.scopes`).
+
+For each case in scope the runner asks
+``backend.supports(config, dtype=..., lengths=..., mask=...)`` (a backend without ``supports``
+runs every case, and a ``NotImplementedError`` with a message is reported as ``must_raise``
+passed: "unsupported (raised)"):
 
 * supported: it runs ``backend.forward`` and compares with :func:`rnn_ref.forward` (float64),
   shape first, then dtype, then values, with the tolerance policy of
   :mod:`rnn_ref.conformance.compare`; categories ``forward`` (outputs, and the readout when
-  the backend returns one) and ``final_state`` (``h_n``). A backend with ``round_trip(params)``
+  the backend returns one) and ``final_state`` (``h_n``, and ``c_n`` for LSTM layers: a
+  backend returns it as ``.c_n`` or as ``(outputs, h_n, c_n)``; it is given ``c0`` when the
+  case has initial cell states). A backend with ``round_trip(params)``
   (to its native format and back) also gets ``conversion``: the weights must come back
   bit-exact (a one-bias format may merge ``b_x + b_h`` into ``b_x``).
 * unsupported: ``must_raise``: asking for it must raise (``NotImplementedError``,
@@ -20,6 +29,7 @@ run is reported as stale.
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from rnn_ref._registry import SCOPE_CELLS, SCOPE_PIECES, Scope, scope_names, scope_of
 from rnn_ref.backends.deviations import Deviation
 from rnn_ref.backends.devices import describe
 from rnn_ref.conformance.cases import Case
@@ -40,20 +51,23 @@ from rnn_ref.conformance.compare import (
     network_activations,
     tolerance,
 )
-from rnn_ref.params import AnyCellParams, CellParams, RNNParams
+from rnn_ref.params import AnyCellParams, CellParams, GRUParams, RNNParams
 from rnn_ref.precision import ErrorEstimate, estimate
+from rnn_ref.reference import ForwardResult, forward
 
-__all__ = ["CATEGORIES", "CaseResult", "RunReport", "check_case", "run"]
+__all__ = ["CATEGORIES", "SCOPE_STATUSES", "CaseResult", "RunReport", "check_case", "run"]
 
 CATEGORIES = ("forward", "final_state", "gradient", "conversion", "must_raise")
+#: What became of the cases of one cell or piece in a run (:attr:`RunReport.scopes`).
+SCOPE_STATUSES = ("checked", "refused", "out_of_scope")
 
 
 @dataclass(frozen=True)
 class CaseResult:
     backend: str
     case: str
-    category: str
-    status: str  # "pass", "fail", "known", "xpass"
+    category: str  # one of CATEGORIES, or "scope" for a case not run (out of scope)
+    status: str  # "pass", "fail", "known", "xpass"; "out_of_scope" (category "scope")
     detail: str = ""
     report: ErrorReport | None = None
     deviation: str | None = None
@@ -94,6 +108,12 @@ class RunReport:
     #: force, the CPU's numeric flags (:func:`rnn_ref.backends.devices.describe`)
     environment: dict[str, Any] = field(default_factory=dict)
     stopped: str = ""  # why the run stopped before its last case ("": it did not)
+    #: what the backend is held to (its declared cells and pieces, or everything built in)
+    scope: Scope | None = None
+    #: per cell and piece (:func:`rnn_ref._registry.scope_names` of each case run), how many
+    #: of its cases were checked (run and compared), refused (declared unsupported or raised
+    #: a clear NotImplementedError) and out of scope: ``{"lstm": {"checked": 12, ...}}``
+    scopes: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def failures(self) -> list[CaseResult]:
@@ -102,6 +122,16 @@ class RunReport:
     @property
     def ok(self) -> bool:
         return not self.failures
+
+    @property
+    def out_of_scope(self) -> list[str]:
+        """The cases not run because they lie outside the backend's scope."""
+        return [r.case for r in self.results if r.status == "out_of_scope"]
+
+    def scopes_with(self, status: str) -> list[str]:
+        """The cells and pieces with at least one case of ``status`` (of
+        :data:`SCOPE_STATUSES`), in :func:`rnn_ref._registry.scope_names` order."""
+        return [name for name, counts in self.scopes.items() if counts.get(status)]
 
     def effective_bits(self) -> float | None:
         """The backend's effective precision in this run: the median ``bits`` of its forward
@@ -125,19 +155,21 @@ class _Got:
     h_n: Any
     y: Any
     selected: Any
+    c_n: Any = None
 
 
 def _as_result(value: Any) -> _Got:
-    if isinstance(value, tuple) and len(value) == 2:
-        return _Got(value[0], value[1], None, None)
-    names = ("outputs", "h_n", "y", "selected")
+    if isinstance(value, tuple) and len(value) in (2, 3):
+        return _Got(value[0], value[1], None, None, value[2] if len(value) == 3 else None)
+    names = ("outputs", "h_n", "y", "selected", "c_n")
     if any(hasattr(value, n) for n in names):
         got = _Got(*(getattr(value, n, None) for n in names))
         if got.selected is not None and got.selected is got.outputs:
-            got = _Got(got.outputs, got.h_n, got.y, None)
+            got = _Got(got.outputs, got.h_n, got.y, None, got.c_n)
         return got
-    raise TypeError(f"forward must return (outputs, h_n) or an object with .outputs and .h_n "
-                    f"(and .y, .selected), got {type(value).__name__}")
+    raise TypeError(f"forward must return (outputs, h_n), (outputs, h_n, c_n) or an object "
+                    f"with .outputs and .h_n (and .y, .selected, .c_n), got "
+                    f"{type(value).__name__}")
 
 
 def _seq(value: Any) -> tuple[Any, ...]:
@@ -161,8 +193,9 @@ def _compare_all(got: Any, want: Any, sigma: Any, case: Case, label: str) -> Err
                            max_abs=np.inf)
     worst: ErrorReport | None = None
     for g, w, s in zip(got_s, want_s, sigma_s, strict=True):
+        states = label in ("h_n", "c_n")  # (S, N, M): no time axis
         rep = compare_estimated(np.asarray(g), w, s, _tolerance(case, w), dtype=case.dtype,
-                                time_axis=1 if np.ndim(w) == 3 and label != "h_n" else None)
+                                time_axis=1 if np.ndim(w) == 3 and not states else None)
         if not rep.passed:
             return rep
         if worst is None or (rep.ratio or 0.0) > (worst.ratio or 0.0):
@@ -170,12 +203,46 @@ def _compare_all(got: Any, want: Any, sigma: Any, case: Case, label: str) -> Err
     return worst or ErrorReport(True, "")
 
 
+def _takes(fn: Callable[..., Any], name: str) -> bool:
+    """Whether ``fn`` takes the keyword argument ``name`` (or any, ``**kwargs``)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: assume it does
+        return True
+    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in params)
+
+
+def _zeros_like(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, tuple):
+        return tuple(np.zeros(np.shape(a)) for a in value)
+    return np.zeros(np.shape(value))
+
+
 @lru_cache(maxsize=1024)
 def estimate_for(case: Case) -> ErrorEstimate:
     """The oracle's result and error estimate of a case (once per case, whatever the number
-    of backends run on it)."""
+    of backends run on it). Where the estimate cannot take the case's initial cell states
+    (an :func:`rnn_ref.precision.estimate` without ``c0``), the expected values are the
+    oracle's with them and the estimate is zero: every element is then held to the fixed
+    formula (:func:`rnn_ref.conformance.compare.tolerance`), as for a value copied."""
     inp = case.inputs()
-    return estimate(inp.params, inp.x, dtype=case.dtype, **inp.kwargs())
+    if inp.c0 is None or _takes(estimate, "c0"):
+        return estimate(inp.params, inp.x, dtype=case.dtype, **inp.kwargs())
+    want = forward(inp.params, inp.x, **inp.kwargs())
+    outputs = _zeros_like(want.outputs)
+    selected = outputs if want.selected is want.outputs else _zeros_like(want.selected)
+    sigma = ForwardResult(outputs, _zeros_like(want.h_n), _zeros_like(want.y), selected,
+                          _zeros_like(want.c_n))
+    return ErrorEstimate(case.dtype, want, sigma, 0)
+
+
+def _sigma_c_n(est: ErrorEstimate) -> Any:
+    """The estimate of the final cell states, zeros (the fixed formula) where the estimate
+    has none."""
+    sigma = getattr(est.sigma, "c_n", None)
+    return sigma if sigma is not None else _zeros_like(est.expected.c_n)
 
 
 def _matches(dev: Deviation, case: Case, category: str) -> bool:
@@ -189,15 +256,34 @@ def _matches(dev: Deviation, case: Case, category: str) -> bool:
     return all(props.get(k) == v for k, v in dev.match.items() if k != "categories")
 
 
-def _cell_changes(p: AnyCellParams, q: AnyCellParams) -> str:
-    """What of cell ``p`` cell ``q`` does not hold bit-exactly (an Elman cell's biases may be
-    merged into ``b_x``: one-bias formats), as the end of a message; ``""`` when nothing."""
+def _gated_changes(p: AnyCellParams, q: AnyCellParams, reset_after: bool) -> str:
+    """:func:`_cell_changes` of two GRU or LSTM cells: every kernel, peephole and projection
+    bit-exact; each gate's biases kept, or merged into ``b_x`` (one-bias formats: Keras'
+    LSTM, ONNX's B summed), except a reset-after GRU's ``n`` gate, whose ``b_h`` sits inside
+    ``r *``."""
+    if type(p) is not type(q) or p.arrays().keys() != q.arrays().keys():
+        return f": {type(p).__name__} {sorted(p.arrays())} became {type(q).__name__} " \
+               f"{sorted(q.arrays())}"
+    mine, theirs = p.arrays(), q.arrays()
+    changed = [n for n, a in mine.items() if not n.startswith(("b_x.", "b_h."))
+               and not np.array_equal(a, theirs[n])]
+    for g in (name.partition(".")[2] for name in mine if name.startswith("b_x.")):
+        bx, bh = mine[f"b_x.{g}"], mine[f"b_h.{g}"]
+        qx, qh = theirs[f"b_x.{g}"], theirs[f"b_h.{g}"]
+        if np.array_equal(bx, qx) and np.array_equal(bh, qh):
+            continue
+        mergeable = not (isinstance(p, GRUParams) and reset_after and g == "n")
+        if not (mergeable and not qh.any() and np.array_equal(qx, bx + bh)):
+            changed.append(f"b_x.{g}/b_h.{g}")
+    return f": {changed} changed" if changed else ""
+
+
+def _cell_changes(p: AnyCellParams, q: AnyCellParams, reset_after: bool = True) -> str:
+    """What of cell ``p`` cell ``q`` does not hold bit-exactly (biases may be merged into
+    ``b_x``: one-bias formats; see :func:`_gated_changes` for the gated cells), as the end of
+    a message; ``""`` when nothing."""
     if not (isinstance(p, CellParams) and isinstance(q, CellParams)):
-        mine, theirs = p.arrays(), q.arrays()
-        changed = [n for n, a in mine.items()
-                   if type(p) is not type(q) or n not in theirs
-                   or not np.array_equal(a, theirs[n])]
-        return f": {changed} changed" if changed else ""
+        return _gated_changes(p, q, reset_after)
     for n in ("w_x", "w_h"):
         if not np.array_equal(getattr(p, n), getattr(q, n)):
             return f".{n} changed"
@@ -214,12 +300,17 @@ def _equivalent(p: RNNParams, q: RNNParams) -> str:
     a, b = p.config, q.config
     for attr in ("directions", "hidden_sizes", "activations", "clips", "merge_modes", "bias",
                  "head", "output_order", "vocab_size", "mask_zero", "mask_value", "select",
-                 "identities"):
+                 "identities", "cells"):
         if getattr(a, attr) != getattr(b, attr):
             return f"config.{attr} changed: {getattr(a, attr)!r} -> {getattr(b, attr)!r}"
+    for li in range(a.num_layers):
+        for r in range(a.num_directions_of(li)):
+            if a.activations_of(li, r) != b.activations_of(li, r):
+                return (f"layer {li} direction {r}: activations {a.activations_of(li, r)} -> "
+                        f"{b.activations_of(li, r)}")
     for li, (lp, lq) in enumerate(zip(p.layers, q.layers, strict=True)):
         for r, (gp, gq) in enumerate(zip(lp, lq, strict=True)):
-            changed = _cell_changes(gp, gq)
+            changed = _cell_changes(gp, gq, a.cell_of(li).reset_after)
             if changed:
                 return f"layers[{li}][{r}]{changed}"
     if (p.embedding is None) != (q.embedding is None) or (
@@ -256,11 +347,23 @@ def _undetermined(sigma: Any, expected: Any, dtype: str) -> ErrorReport | None:
                        compared=0)
 
 
+def _oracle_gradients(grad_fn: Any, inp: Any, cot: dict[str, Any]) -> Any:
+    """:func:`rnn_ref.backward` of a case for the cotangents ``cot``; ``None`` where there is
+    nothing to compare with: initial cell states that the oracle's or the backend's backward
+    cannot take, or a network the oracle does not back-propagate through (yet)."""
+    from rnn_ref.gradient import backward
+
+    if inp.c0 is not None and not (_takes(backward, "c0") and _takes(grad_fn, "c0")):
+        return None
+    try:
+        return backward(inp.params, inp.x, **inp.kwargs(), **cot)
+    except NotImplementedError:
+        return None
+
+
 def _check_gradient(grad_fn: Any, case: Case, inp: Any, want: Any, add: Any) -> None:
     """The backend's gradients against :func:`rnn_ref.backward`, for seeded cotangents (not
     compared where the forward pass is ill-conditioned in the case's dtype)."""
-    from rnn_ref.gradient import backward
-
     ill = _undetermined(estimate_for(case).sigma, want, case.dtype)
     if ill is not None:
         add("gradient", True, "not compared: " + ill.summary().split("; ", 1)[1], ill)
@@ -277,7 +380,9 @@ def _check_gradient(grad_fn: Any, case: Case, inp: Any, want: Any, add: Any) -> 
         cot["grad_y"] = like(want.y)
     if case.config.select != "sequence":
         cot["grad_selected"] = like(want.selected)
-    expected = backward(inp.params, inp.x, **inp.kwargs(), **cot)
+    expected = _oracle_gradients(grad_fn, inp, cot)
+    if expected is None:
+        return
     try:
         got = grad_fn(inp.params, inp.x, **inp.kwargs(), **cot)
     except NotImplementedError:
@@ -310,10 +415,18 @@ def _check_gradient(grad_fn: Any, case: Case, inp: Any, want: Any, add: Any) -> 
 _Add = Callable[..., None]
 
 
-def check_case(backend: Any, case: Case, deviations: Sequence[Deviation] = ()
-               ) -> list[CaseResult]:
-    """Run one case on one backend; one result per category that applies."""
+def check_case(backend: Any, case: Case, deviations: Sequence[Deviation] = (),
+               scope: Scope | None = None) -> list[CaseResult]:
+    """Run one case on one backend; one result per category that applies. A case outside
+    the backend's ``scope`` (default :func:`rnn_ref._registry.scope_of` the backend) is not
+    run: one ``scope`` result of status ``out_of_scope`` says what it needs."""
     name = str(getattr(backend, "name", type(backend).__name__))
+    scope = scope_of(backend) if scope is None else scope
+    beyond = scope.missing(case.config)
+    if beyond:
+        return [CaseResult(name, case.name, "scope", "out_of_scope",
+                           f"needs {', '.join(beyond)}; the backend implements "
+                           f"{scope.describe()}")]
     inp = case.inputs()
     supports = getattr(backend, "supports", None)  # optional: without it, every case runs
     reason = None if supports is None else supports(
@@ -335,11 +448,20 @@ def check_case(backend: Any, case: Case, deviations: Sequence[Deviation] = ()
                                   None if dev is None else dev.id,
                                   time.perf_counter() - start))
 
+    kwargs = inp.kwargs()
+    takes_c0 = "c0" not in kwargs or _takes(backend.forward, "c0")
     if reason is not None:
-        _check_refusal(backend, inp, reason, add)
+        # asked without c0 when it takes none: it must refuse the network, not the argument
+        _check_refusal(backend, inp, reason, add,
+                       kwargs if takes_c0 else {k: v for k, v in kwargs.items() if k != "c0"})
+        return results
+    if not takes_c0:
+        add("forward", False, "forward takes no c0: a backend of LSTM layers takes the "
+            "initial cell states as forward(..., c0=...) ((C, N, M), like h0)")
+        add("final_state", False, "not computed")
         return results
     try:
-        got = _as_result(backend.forward(inp.params, inp.x, **inp.kwargs()))
+        got = _as_result(backend.forward(inp.params, inp.x, **kwargs))
     except Exception as exc:
         _forward_raised(exc, declared=supports is not None, add=add)
         return results
@@ -353,10 +475,11 @@ def check_case(backend: Any, case: Case, deviations: Sequence[Deviation] = ()
     return results
 
 
-def _check_refusal(backend: Any, inp: Any, reason: str, add: _Add) -> None:
+def _check_refusal(backend: Any, inp: Any, reason: str, add: _Add,
+                   kwargs: dict[str, Any]) -> None:
     """A case declared unsupported must raise a clear error, never return numbers."""
     try:
-        backend.forward(inp.params, inp.x, **inp.kwargs())
+        backend.forward(inp.params, inp.x, **kwargs)
     except (NotImplementedError, ValueError, TypeError) as exc:
         add("must_raise", bool(str(exc)), f"declared unsupported ({reason}); raised "
             f"{type(exc).__name__}: {exc}" if str(exc) else "raised with no message")
@@ -380,15 +503,17 @@ def _forward_raised(exc: Exception, *, declared: bool, add: _Add) -> None:
 
 def _check_values(case: Case, got: _Got, add: _Add) -> None:
     """What the backend returned against the oracle's estimate: the last layer's outputs, the
-    selection and the head's output (``forward``), the final states (``final_state``). The
-    network's result must be returned (the outputs for the plain stack, else the head's
-    output, else the selection); the rest is compared where returned, and ``h_n`` must be
-    for the plain stack."""
+    selection and the head's output (``forward``), the final states (``final_state``: ``h_n``,
+    and ``c_n`` with LSTM layers). The network's result must be returned (the outputs for the
+    stack alone, else the head's output, else the selection); the rest is compared where
+    returned, and the final states must be for the stack alone (any cell)."""
     est = estimate_for(case)
     want, sigma = est.expected, est.sigma
     cfg = case.config
-    # a backend of the plain stack may leave its readout out (outputs then carry the check)
-    result = ("outputs" if cfg.is_plain or (cfg.select == "sequence" and not cfg.head)
+    # the recurrent stack with at most a readout: the Elman layer's scope, of any cell
+    stack = not [n for n in scope_names(cfg) if n not in ("elman", "gru", "lstm")]
+    # a backend of the stack may leave its readout out (outputs then carry the check)
+    result = ("outputs" if stack or (cfg.select == "sequence" and not cfg.head)
               else "y" if cfg.head else "selected")
     reports, missing = [], []
     for label in ("outputs", "selected", "y"):
@@ -410,11 +535,26 @@ def _check_values(case: Case, got: _Got, add: _Add) -> None:
             detail += f"; {', '.join(missing)} not returned, unchecked"
         add("forward", rep.passed, detail, rep)
     if got.h_n is None:
-        if cfg.is_plain:
+        if stack:
             add("final_state", False, "h_n was not returned")
         return
     rep_h = _compare_all(got.h_n, want.h_n, sigma.h_n, case, "h_n")
-    add("final_state", rep_h.passed, rep_h.summary(), rep_h)
+    if not rep_h.passed or want.c_n is None:
+        add("final_state", rep_h.passed, rep_h.summary(), rep_h)
+        return
+    if got.c_n is None:  # the final states of an LSTM are h and c
+        if stack:
+            add("final_state", False, "c_n was not returned (the LSTM layers' final cell "
+                "states: .c_n, or (outputs, h_n, c_n))", rep_h)
+        else:
+            add("final_state", True, rep_h.summary() + "; c_n not returned, unchecked", rep_h)
+        return
+    rep_c = _compare_all(got.c_n, want.c_n, _sigma_c_n(est), case, "c_n")
+    if not rep_c.passed:
+        add("final_state", False, "c_n: " + rep_c.summary(), rep_c)
+        return
+    worst = max((rep_h, rep_c), key=lambda r: r.ratio or 0.0)
+    add("final_state", True, ("c_n: " if worst is rep_c else "") + worst.summary(), worst)
 
 
 def _check_round_trip(round_trip: Callable[[RNNParams], RNNParams], params: RNNParams,
@@ -436,7 +576,8 @@ def run(backend: Any, cases: Iterable[Case], *, deviations: Sequence[Deviation] 
     report's ``cases`` counts those run and ``stopped`` says how many were left."""
     cases = list(cases)
     name = str(getattr(backend, "name", type(backend).__name__))
-    report = RunReport(name, cases=len(cases), environment=describe(backend))
+    scope = scope_of(backend)
+    report = RunReport(name, cases=len(cases), environment=describe(backend), scope=scope)
     start = time.perf_counter()
     used: set[str] = set()
     for i, case in enumerate(cases):
@@ -448,9 +589,18 @@ def run(backend: Any, cases: Iterable[Case], *, deviations: Sequence[Deviation] 
             if d.match is not None and all(case.properties().get(k) == v
                                            for k, v in d.match.items() if k != "categories"):
                 used.add(d.id)
-        report.results.extend(check_case(backend, case, deviations))
+        results = check_case(backend, case, deviations, scope)
+        report.results.extend(results)
+        status = ("out_of_scope" if any(r.status == "out_of_scope" for r in results)
+                  else "refused" if results and all(r.category == "must_raise" for r in results)
+                  else "checked")
+        for scope_name in scope_names(case.config):
+            counts = report.scopes.setdefault(scope_name, dict.fromkeys(SCOPE_STATUSES, 0))
+            counts[status] += 1
         if progress is not None:
             progress(i + 1, len(cases), case.name)
+    order = {n: i for i, n in enumerate((*SCOPE_CELLS, *SCOPE_PIECES))}
+    report.scopes = dict(sorted(report.scopes.items(), key=lambda item: order[item[0]]))
     report.stale = [] if report.stopped else [
         d for d in deviations if d.match is not None and d.id not in used]
     report.seconds = time.perf_counter() - start

@@ -34,8 +34,10 @@ class NumpyBackend:
         h0: Any = None,
         lengths: Any = None,
         mask: Any = None,
+        c0: Any = None,
     ) -> ForwardResult:
-        return forward(params, x, h0=h0, lengths=lengths, mask=mask, compute_dtype=params.dtype)
+        return forward(params, x, h0=h0, c0=c0, lengths=lengths, mask=mask,
+                       compute_dtype=params.dtype)
 
     def round_trip(self, params: RNNParams) -> RNNParams:
         """Through the canonical file and back."""
