@@ -15,7 +15,7 @@ How ONNX differs from the reference (ONNX ``Operators.md``, section ``RNN``; onn
   every parameter is written explicitly. A graph that leaves one out is ambiguous: ONNX's
   operator defaults (ThresholdedRelu 1.0, Affine 1.0/0.0) are not onnxruntime's (0.0 for
   everything but LeakyRelu 0.01, HardSigmoid 0.2/0.5 and Elu 1.0), so :func:`from_native`
-  asks which to use.
+  and :func:`oracle` ask which to use.
 * ``sequence_lens`` (int32, right padding) zeroes padded outputs (``padded_output="zeros"``);
   no masks with holes. onnxruntime returns zeros instead of ``h0`` as the final state of a
   zero-length sequence (a recorded deviation). onnxruntime's CPU RNN runs float32 only.
@@ -158,9 +158,7 @@ def from_native(model: Any, *, missing_parameters: str = "raise",
         UnsupportedError: Scan/Loop/If nodes, or nodes that are not the network's plumbing.
         ValueError: weights that are not initializers or constants, inconsistent nodes.
     """
-    if missing_parameters not in ("raise", "onnx", "onnxruntime"):
-        raise ValueError(f"missing_parameters must be 'raise', 'onnx' or 'onnxruntime', "
-                         f"got {missing_parameters!r}")
+    _check_missing(missing_parameters)
     with limits.using(allow_external_data=allow_external_data):
         m = _load(model)
     _rnn_nodes(m)
@@ -187,7 +185,7 @@ def _rnn_nodes(m: onnx.ModelProto) -> list[onnx.NodeProto]:
 # --------------------------------------------------------------------------------------------
 # oracle: the graph evaluated by onnx.reference, with every RNN node computed by rnn_ref
 # --------------------------------------------------------------------------------------------
-def _oracle_ops(opset: int) -> list[type]:
+def _oracle_ops(opset: int, missing_parameters: str = "raise") -> list[type]:
     """``onnx.reference`` operators computing every ``RNN``, ``GRU`` and ``LSTM`` node with
     :func:`run_node`.
 
@@ -198,7 +196,7 @@ def _oracle_ops(opset: int) -> list[type]:
     from onnx.reference.op_run import OpRun
 
     def _run(self: OpRun, *inputs: Any, **attributes: Any) -> tuple[np.ndarray[Any, Any], ...]:
-        node = read_node(self.onnx_node, opset)
+        node = read_node(self.onnx_node, opset, missing_parameters=missing_parameters)
         return run_node(node, *inputs)[:len(self.onnx_node.output)]
 
     return [type(op, (OpRun,), {"op_domain": "", "_run": _run}) for op in RECURRENT_OPS]
@@ -231,7 +229,14 @@ def _as_float64(model: onnx.ModelProto) -> onnx.ModelProto:
     return m
 
 
-def oracle(model: onnx.ModelProto) -> Callable[..., list[np.ndarray[Any, Any]]]:
+def _check_missing(missing_parameters: str) -> None:
+    if missing_parameters not in ("raise", "onnx", "onnxruntime"):
+        raise ValueError(f"missing_parameters must be 'raise', 'onnx' or 'onnxruntime', "
+                         f"got {missing_parameters!r}")
+
+
+def oracle(model: onnx.ModelProto, *, missing_parameters: str = "raise"
+           ) -> Callable[..., list[np.ndarray[Any, Any]]]:
     """A NumPy function returning what onnxruntime returns for ``model``, in float64.
 
     It takes the graph's inputs by position or by name, as NumPy arrays, and returns the list
@@ -239,12 +244,16 @@ def oracle(model: onnx.ModelProto) -> Callable[..., list[np.ndarray[Any, Any]]]:
     by ``onnx.reference`` with every ``RNN``, ``GRU`` and ``LSTM`` node computed by the rnn-ref
     oracle in float64 (a zero-length sequence's final states are ``initial_h`` and
     ``initial_c``, and an LSTM's clip applies to h's input too, as the spec says).
+    ``missing_parameters`` fills activation parameters a node leaves out, as in
+    :func:`from_native`.
     """
     from onnx.reference import ReferenceEvaluator
 
+    _check_missing(missing_parameters)
     m = _load(model)
     _rnn_nodes(m)  # a graph with no recurrent node is not a network (an unrolled export)
-    evaluator = ReferenceEvaluator(_as_float64(m), new_ops=_oracle_ops(opset_of(m)))
+    evaluator = ReferenceEvaluator(_as_float64(m),
+                                   new_ops=_oracle_ops(opset_of(m), missing_parameters))
     names = [i.name for i in m.graph.input
              if i.name not in {t.name for t in m.graph.initializer}]
 

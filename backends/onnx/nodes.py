@@ -305,7 +305,8 @@ def _activations(where: str, op: str, names: Sequence[str], attrs: Mapping[str, 
     """The node's activations with their parameters: ``activation_alpha``/``_beta`` are
     consumed in the order of the activations, only by those that take them (onnxruntime's
     ``rnn_helpers.cc``, ``NormalizeActivationArgumentAndGetAlphaBetaCount``); a value left
-    over is an error. A parameter left out takes the default ``missing`` names."""
+    over is an error. A parameter left out takes the default ``missing`` names (``"raise"``:
+    none is assumed, spec 2.3, even where ONNX and onnxruntime agree)."""
     # float32 attributes, read as the shortest decimal that gives them back (0.7, as written)
     alphas = [float(str(np.float32(a))) for a in attrs.get("activation_alpha", [])]
     betas = [float(str(np.float32(b))) for b in attrs.get("activation_beta", [])]
@@ -324,9 +325,10 @@ def _activations(where: str, op: str, names: Sequence[str], attrs: Mapping[str, 
             elif missing in _DEFAULTS and name in _DEFAULTS[missing]:
                 params.append(_DEFAULTS[missing][name][0 if pname == "alpha" else 1])
             elif missing == "raise":
-                raise ValueError(f"{where} gives no {pname} for {raw}; ONNX's operator "
-                                 f"default and onnxruntime's differ: pass "
-                                 f"missing_parameters='onnx' or 'onnxruntime'")
+                raise ValueError(f"{where} gives no {pname} for {raw}; rnn-ref assumes no "
+                                 f"default (ONNX's operator defaults and onnxruntime's differ "
+                                 f"for some activations): pass missing_parameters='onnx' or "
+                                 f"'onnxruntime'")
             else:
                 raise ValueError(f"{where} gives no {pname} for {raw} and {missing} has no "
                                  f"default for it")
