@@ -163,7 +163,7 @@ class RnnNode:
     @property
     def num_gates(self) -> int:
         """G, the blocks W, R and half of B pack: 1, 3 or 4."""
-        return len(GATES["lstm"]) if self.cell == "lstm" else len(GATES[self.cell])
+        return len(GATES[self.cell])
 
     @property
     def where(self) -> str:
@@ -247,8 +247,7 @@ def read_node(node: onnx.NodeProto, opset: int, *, missing_parameters: str = "ra
     """
     if node.op_type not in _OPS:
         raise UnsupportedError("rnn-ref", f"an ONNX {node.op_type} node ({node.name!r}) as a "
-                                          f"recurrent layer", f"the layers are "
-                                                              f"{', '.join(RECURRENT_OPS)}")
+                                          f"layer", f"a layer is one of {', '.join(RECURRENT_OPS)}")
     op = _OPS[node.op_type]
     attrs, schema = _attribute_rules(node, opset)
     where = f"{node.op_type} node {node.name!r}"
