@@ -4,8 +4,9 @@
 ``run_node``, ``supports_device``; also as module-level functions, as ONNX backends publish
 them), so ONNX's own backend test runner (``onnx.backend.test.BackendTest``) and any tool written
 against that API can run a graph on the oracle. A graph runs on ``onnx.reference`` with every
-``RNN`` node computed by rnn-ref in float64 (:func:`rnn_ref.backends.onnx.convert.oracle`, which
-reads every valid RNN node of opsets 1, 7, 14 and 22); each output is then cast to the type
+``RNN``, ``GRU`` and ``LSTM`` node computed by rnn-ref in float64
+(:func:`rnn_ref.backends.onnx.convert.oracle`, which reads every valid node of every version of
+the three); each output is then cast to the type
 the graph declares for it (``float`` outputs come back float32, as from any other backend), or,
 where the graph declares none, to the type ONNX's shape inference gives it. The only device is
 ``CPU``.
@@ -15,16 +16,18 @@ node test data (``onnx/backend/test/data/node`` is absent from the wheel; only t
 ``real``, ``simple`` and ``pytorch-*`` model folders are there). It does not need them:
 ``BackendTest(backend)`` loads the node tests with ``onnx.backend.test.loader
 .load_node_model_tests()``, which imports every generator in ``onnx.backend.test.case.node``
-(``rnn.py`` among them) and collects what their ``expect(...)`` calls record: the model and its
-input and output arrays, in memory (``kind="node"``, no ``model_dir``), so the runner runs them
-without reading or downloading anything. The files in a source checkout are the same cases
-serialised by ``python -m onnx.backend.test.cmd_tools generate-data`` (which in 1.23 writes only
-the model tests); nothing here needs them or writes to the package. :func:`rnn_node_test_cases`
-builds the runner over those in-memory cases, keeps ONNX's six RNN node tests
-(:data:`RNN_NODE_TESTS`, on CPU) and returns them as ``unittest.TestCase`` classes for a test
-module's ``globals()``, as ONNX documents (``globals().update(backend_test.test_cases)``). The
-runner's comparison is its own: same shape, same dtype, ``assert_allclose(rtol=1e-3,
-atol=1e-7)`` against the generator's NumPy results.
+(``rnn.py``, ``gru.py``, ``lstm.py`` among them) and collects what their ``expect(...)`` calls
+record: the model and its input and output arrays, in memory (``kind="node"``, no
+``model_dir``), so the runner runs them without reading or downloading anything. The files a
+source checkout held until onnx PR #7959 removed them (onnx commit ``a8f77b5b``) are the same
+cases serialised by ``python -m onnx.backend.test.cmd_tools generate-data``; nothing here needs
+them or writes to the package. :func:`rnn_node_test_cases` builds the runner over those
+in-memory cases, keeps ONNX's six RNN node tests (:data:`RNN_NODE_TESTS`, on CPU;
+:data:`GATED_NODE_TESTS` its twelve GRU and LSTM ones) and returns them as
+``unittest.TestCase`` classes for a test module's ``globals()``, as ONNX documents
+(``globals().update(backend_test.test_cases)``). The runner's comparison is its own: same
+shape, same dtype, ``assert_allclose(rtol=1e-3, atol=1e-7)`` against the generator's NumPy
+results.
 """
 
 from __future__ import annotations
@@ -42,11 +45,42 @@ from onnx.backend.base import Backend, BackendRep, Device, DeviceType, namedtupl
 
 from rnn_ref.backends.onnx.convert import oracle
 
-__all__ = ["RNN_NODE_TESTS", "RnnRefBackendRep", "RnnRefOnnxBackend", "prepare",
-           "rnn_node_test_cases", "run_model", "run_node", "supports_device"]
+__all__ = ["GATED_NODE_TESTS", "RNN_NODE_TESTS", "RnnRefBackendRep", "RnnRefOnnxBackend",
+           "node_tests", "prepare", "rnn_node_test_cases", "run_model", "run_node",
+           "supports_device"]
 
 #: ONNX's own RNN node tests (``onnx/backend/test/case/node/rnn.py``), as the runner names them.
 RNN_NODE_TESTS = r"^test_(simple_)?rnn_[a-z_]+_cpu$"
+#: ONNX's own GRU and LSTM node tests (``gru.py``, ``lstm.py`` there), as the runner names them.
+GATED_NODE_TESTS = r"^test_(gru|lstm)_[a-z_]+_cpu$"
+
+
+def node_tests(pattern: str) -> list[Any]:
+    """ONNX's node test cases (``onnx.backend.test.case.TestCase``: name, model, data sets)
+    whose names match ``pattern`` (without the runner's ``_cpu``), as the installed onnx
+    generates them in memory.
+
+    The generators run once per process (``collect_testcases`` imports their modules, and
+    each class runs its ``export_*`` functions as it is created, ``np.random.seed(0)`` before
+    each, so the data are the same every time), and only the cases of the first call's
+    ``op_type`` filter are ever kept: a ``collect_testcases("RNN")`` anywhere in the process
+    would hide every GRU test from later callers. So every caller here asks for all of them
+    (no filter) and selects by name; the runner (:func:`rnn_node_test_cases`) sees the same
+    list.
+
+    Raises:
+        RuntimeError: the process already collected them filtered to other operators.
+    """
+    from onnx.backend.test.case import node as node_cases
+
+    earlier = getattr(node_cases, "_TargetOpType", None)  # the filter of the first collection
+    if earlier:
+        raise RuntimeError(f"onnx's node tests were collected filtered to {earlier!r} earlier "
+                           f"in this process; collect them with node_tests() only")
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")  # other operators' generators overflow on purpose
+        cases = node_cases.collect_testcases(None)
+    return [c for c in cases if re.search(pattern, c.name)]
 
 
 def _np_dtype(elem_type: int) -> np.dtype[Any] | None:
@@ -164,8 +198,8 @@ def rnn_node_test_cases(parent_module: str | None = None, pattern: str = RNN_NOD
                         ) -> dict[str, type[unittest.TestCase]]:
     """ONNX's backend test runner over ``backend`` (:class:`RnnRefOnnxBackend` by default),
     cut to the node tests whose names match ``pattern`` (ONNX's six RNN tests on CPU by
-    default): ``{class name: TestCase class}``, for ``globals().update(...)`` in a test module
-    named ``parent_module``.
+    default; :data:`GATED_NODE_TESTS` the twelve GRU and LSTM ones): ``{class name: TestCase
+    class}``, for ``globals().update(...)`` in a test module named ``parent_module``.
 
     ``BackendTest.include`` alone would keep every other test as a skipped one (thousands);
     here only the matching ones are copied into the classes returned. Building the runner runs
@@ -174,6 +208,7 @@ def rnn_node_test_cases(parent_module: str | None = None, pattern: str = RNN_NOD
     """
     from onnx.backend.test import BackendTest
 
+    node_tests("")  # collected unfiltered first (see node_tests)
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
         runner = BackendTest(backend or RnnRefOnnxBackend, parent_module)

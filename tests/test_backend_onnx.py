@@ -154,8 +154,11 @@ def test_refusals() -> None:
     lstm = helper.make_node("LSTM", ["X", "W", "R"], ["Y"], hidden_size=4)
     model = _graph_with(lstm, rng.standard_normal((1, 16, D)).astype(np.float32),
                         rng.standard_normal((1, 16, 4)).astype(np.float32))
-    with pytest.raises(UnsupportedError, match="an ONNX LSTM node"):
-        rnn_ref.from_onnx(model)
+    assert rnn_ref.from_onnx(model).config.cell == "lstm"  # a layer (tests/test_onnx_gated.py)
+    loop = helper.make_node("Loop", ["", "", "X"], ["Y"], name="steps")
+    with pytest.raises(UnsupportedError, match="an ONNX Loop node"):
+        rnn_ref.from_onnx(_graph_with(loop, rng.standard_normal((1, 4, D)).astype(np.float32),
+                                      rng.standard_normal((1, 4, 4)).astype(np.float32)))
     backend = rnn_ref.get_backend("onnxruntime")
     p64 = rnn_ref.init(RNNConfig(D, 4), seed=0, dtype=np.float64)
     with pytest.raises(UnsupportedError, match="float64"):

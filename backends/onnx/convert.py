@@ -1,5 +1,5 @@
-"""ONNX: one ``RNN`` node per layer, converters and oracle (the files: ``files.py``; the
-onnxruntime backend: ``backend.py``).
+"""ONNX: one ``RNN`` node per layer (read: also ``GRU`` and ``LSTM`` nodes), converters and
+oracle (the files: ``files.py``; the onnxruntime backend: ``backend.py``).
 
 How ONNX differs from the reference (ONNX ``Operators.md``, section ``RNN``; onnxruntime
 ``core/providers/cpu/rnn/rnn_helpers.cc``):
@@ -15,7 +15,7 @@ How ONNX differs from the reference (ONNX ``Operators.md``, section ``RNN``; onn
   every parameter is written explicitly. A graph that leaves one out is ambiguous: ONNX's
   operator defaults (ThresholdedRelu 1.0, Affine 1.0/0.0) are not onnxruntime's (0.0 for
   everything but LeakyRelu 0.01, HardSigmoid 0.2/0.5 and Elu 1.0), so :func:`from_native`
-  asks which to use.
+  and :func:`oracle` ask which to use.
 * ``sequence_lens`` (int32, right padding) zeroes padded outputs (``padded_output="zeros"``);
   no masks with holes. onnxruntime returns zeros instead of ``h0`` as the final state of a
   zero-length sequence (a recorded deviation). onnxruntime's CPU RNN runs float32 only.
@@ -26,6 +26,18 @@ How ONNX differs from the reference (ONNX ``Operators.md``, section ``RNN``; onn
   what the spec forbids is refused naming the rule. onnxruntime refuses ``layout=1`` and nodes
   without ``hidden_size`` (recorded deviations); :func:`to_native` writes ``layout=1`` only
   when asked.
+* ``GRU`` (GRU-1, -3, -7, -14, -22) and ``LSTM`` (LSTM-1, -7, -14, -22) nodes are read and
+  computed the same way (:func:`oracle`, :func:`from_native`; :func:`to_native` does not write
+  them yet): ``W``, ``R``, ``B`` unpacked by gate name from ONNX's orders (z, r, h; i, o, f, c;
+  ``P`` in i, o, f) with :func:`rnn_ref.cells.unpack`; ``activations`` ``(f, g)`` or
+  ``(f, g, h)`` per direction (default ``Sigmoid, Tanh[, Tanh]``) into
+  ``recurrent_activation``, ``activation`` and ``cell_activation``; ``linear_before_reset=1``
+  is ``reset_after=True`` (GRU-1, which has no such attribute, computes the 0 form);
+  ``input_forget=1`` is ``f = 1 - i``, as onnxruntime computes it, and the forget rows of
+  ``W``, ``R``, ``B`` and ``P``, which then compute nothing, are dropped; ``P`` given is
+  ``peepholes=True``; ``initial_c`` is ``c0`` and ``Y_c`` is ``c_n``. onnxruntime does not
+  clip the input of an LSTM's ``h`` (onnxruntime #27224), a recorded deviation: the reference
+  clips every activation's input, as the spec says.
 * Graphs written by :func:`to_native` carry the config as metadata (``rnn_ref.config``), so
   merge modes, the readout activation and the padding semantics survive a round trip.
 """
@@ -45,6 +57,7 @@ from rnn_ref.backends.onnx import untrusted
 from rnn_ref.backends.onnx.graph import write_network
 from rnn_ref.backends.onnx.nodes import (
     ONNX_NAMES,
+    RECURRENT_OPS,
     GraphBuilder,
     RnnNode,
     opset_of,
@@ -124,12 +137,14 @@ def _load(obj: Any) -> onnx.ModelProto:
 
 def from_native(model: Any, *, missing_parameters: str = "raise",
                 allow_external_data: bool | None = None) -> RNNParams:
-    """Canonical parameters of an ONNX graph made of ``RNN`` nodes.
+    """Canonical parameters of an ONNX graph made of ``RNN``, ``GRU`` and ``LSTM`` nodes.
 
     Reads graphs written by :func:`to_native` (their metadata gives the config) and graphs of
-    other exporters, e.g. ``torch.onnx.export`` of a multi-layer bidirectional ``nn.RNN``:
-    each ``RNN`` node is a layer in graph order, the directions of a layer are concatenated,
-    and a ``MatMul`` (+ ``Add``) or ``Gemm`` after the last layer is the readout.
+    other exporters, e.g. ``torch.onnx.export`` of a multi-layer bidirectional ``nn.RNN``,
+    ``nn.GRU`` or ``nn.LSTM``: each recurrent node is a layer in graph order, the directions
+    of a layer are concatenated, and a ``MatMul`` (+ ``Add``) or ``Gemm`` after the last
+    layer is the readout. An LSTM node's ``initial_c`` is zeros or the graph's ``c0`` input
+    (``(C, N, M)``, indexed as ``config.cell_state_index``), never the ``h0`` input.
 
     Args:
         model: an ``onnx.ModelProto``, its bytes, or a path.
@@ -140,12 +155,10 @@ def from_native(model: Any, *, missing_parameters: str = "raise",
             path owns (:mod:`rnn_ref.limits`); ``None``: as in force (off by default).
 
     Raises:
-        UnsupportedError: LSTM/GRU/loop nodes, or nodes that are not RNN plumbing.
+        UnsupportedError: Scan/Loop/If nodes, or nodes that are not the network's plumbing.
         ValueError: weights that are not initializers or constants, inconsistent nodes.
     """
-    if missing_parameters not in ("raise", "onnx", "onnxruntime"):
-        raise ValueError(f"missing_parameters must be 'raise', 'onnx' or 'onnxruntime', "
-                         f"got {missing_parameters!r}")
+    _check_missing(missing_parameters)
     with limits.using(allow_external_data=allow_external_data):
         m = _load(model)
     _rnn_nodes(m)
@@ -153,17 +166,17 @@ def from_native(model: Any, *, missing_parameters: str = "raise",
 
 
 def _rnn_nodes(m: onnx.ModelProto) -> list[onnx.NodeProto]:
-    """The graph's ``RNN`` nodes in graph order.
+    """The graph's recurrent nodes (``RNN``, ``GRU``, ``LSTM``) in graph order.
 
     Raises:
-        UnsupportedError: an LSTM, GRU, Scan, Loop or If node.
-        UnsupportedError: no RNN node (torch's dynamo exporter unrolls nn.RNN).
+        UnsupportedError: a Scan, Loop or If node.
+        UnsupportedError: no recurrent node (torch's dynamo exporter unrolls nn.RNN).
     """
-    rnn_nodes = [n for n in m.graph.node if n.op_type == "RNN"]
     for node in m.graph.node:
-        if node.op_type in ("LSTM", "GRU", "Scan", "Loop", "If"):
+        if node.op_type in ("Scan", "Loop", "If"):
             raise UnsupportedError("rnn-ref", f"an ONNX {node.op_type} node ({node.name!r})",
-                                   "only RNN nodes make an Elman network")
+                                   "the layers are RNN, GRU and LSTM nodes, never a loop")
+    rnn_nodes = [n for n in m.graph.node if n.op_type in RECURRENT_OPS]
     if not rnn_nodes:
         raise UnsupportedError("rnn-ref", "an ONNX graph with no RNN node", UNROLLED)
     return rnn_nodes
@@ -172,26 +185,21 @@ def _rnn_nodes(m: onnx.ModelProto) -> list[onnx.NodeProto]:
 # --------------------------------------------------------------------------------------------
 # oracle: the graph evaluated by onnx.reference, with every RNN node computed by rnn_ref
 # --------------------------------------------------------------------------------------------
-def _oracle_rnn_op(opset: int) -> type:
-    """An ``onnx.reference`` operator computing every ``RNN`` node with :func:`run_node`.
+def _oracle_ops(opset: int, missing_parameters: str = "raise") -> list[type]:
+    """``onnx.reference`` operators computing every ``RNN``, ``GRU`` and ``LSTM`` node with
+    :func:`run_node`.
 
     The node is read from its ``NodeProto`` by :func:`read_node`, not from the attributes
     ``onnx.reference`` hands over: those have the schema's defaults filled in (two
-    activations for a one-direction node), which hides what the node really says.
+    activations for a one-direction RNN node), which hides what the node really says.
     """
     from onnx.reference.op_run import OpRun
 
-    class RNN(OpRun):
-        op_domain = ""
+    def _run(self: OpRun, *inputs: Any, **attributes: Any) -> tuple[np.ndarray[Any, Any], ...]:
+        node = read_node(self.onnx_node, opset, missing_parameters=missing_parameters)
+        return run_node(node, *inputs)[:len(self.onnx_node.output)]
 
-        def _run(self, X: Any, W: Any, R: Any, B: Any = None, sequence_lens: Any = None,
-                 initial_h: Any = None, **attributes: Any
-                 ) -> tuple[np.ndarray[Any, Any], ...]:
-            node = read_node(self.onnx_node, opset)
-            y, y_h = run_node(node, X, W, R, B, sequence_lens, initial_h)
-            return (y, y_h) if len(self.onnx_node.output) == 2 else (y,)
-
-    return RNN
+    return [type(op, (OpRun,), {"op_domain": "", "_run": _run}) for op in RECURRENT_OPS]
 
 
 _FLOATS = (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16)
@@ -221,19 +229,31 @@ def _as_float64(model: onnx.ModelProto) -> onnx.ModelProto:
     return m
 
 
-def oracle(model: onnx.ModelProto) -> Callable[..., list[np.ndarray[Any, Any]]]:
+def _check_missing(missing_parameters: str) -> None:
+    if missing_parameters not in ("raise", "onnx", "onnxruntime"):
+        raise ValueError(f"missing_parameters must be 'raise', 'onnx' or 'onnxruntime', "
+                         f"got {missing_parameters!r}")
+
+
+def oracle(model: onnx.ModelProto, *, missing_parameters: str = "raise"
+           ) -> Callable[..., list[np.ndarray[Any, Any]]]:
     """A NumPy function returning what onnxruntime returns for ``model``, in float64.
 
     It takes the graph's inputs by position or by name, as NumPy arrays, and returns the list
     of the graph's outputs in order (as ``InferenceSession.run`` does). The graph is evaluated
-    by ``onnx.reference`` with every ``RNN`` node computed by the rnn-ref oracle in float64
-    (a zero-length sequence's final state is ``h0``, as the spec says).
+    by ``onnx.reference`` with every ``RNN``, ``GRU`` and ``LSTM`` node computed by the rnn-ref
+    oracle in float64 (a zero-length sequence's final states are ``initial_h`` and
+    ``initial_c``, and an LSTM's clip applies to h's input too, as the spec says).
+    ``missing_parameters`` fills activation parameters a node leaves out, as in
+    :func:`from_native`.
     """
     from onnx.reference import ReferenceEvaluator
 
+    _check_missing(missing_parameters)
     m = _load(model)
-    _rnn_nodes(m)  # a graph with no RNN node is not an Elman network (an unrolled export)
-    evaluator = ReferenceEvaluator(_as_float64(m), new_ops=[_oracle_rnn_op(opset_of(m))])
+    _rnn_nodes(m)  # a graph with no recurrent node is not a network (an unrolled export)
+    evaluator = ReferenceEvaluator(_as_float64(m),
+                                   new_ops=_oracle_ops(opset_of(m), missing_parameters))
     names = [i.name for i in m.graph.input
              if i.name not in {t.name for t in m.graph.initializer}]
 

@@ -14,6 +14,7 @@ from onnx import helper, numpy_helper
 
 from rnn_ref.backends.onnx import untrusted
 from rnn_ref.backends.onnx.convert import from_native, to_native
+from rnn_ref.backends.onnx.nodes import RECURRENT_OPS
 from rnn_ref.errors import UnsupportedError
 from rnn_ref.fileapi import Hints, NativeFile
 from rnn_ref.params import RNNParams
@@ -51,8 +52,8 @@ def run_native(model: onnx.ModelProto, x: np.ndarray[Any, Any], lengths: Any = N
     the graph's floating type, or token ids) bound to the graph's first input whatever it is
     called, and ``lengths``, when given, to its second. The graph is checked first
     (:func:`untrusted.check_runnable`); onnxruntime gets its bytes, never a path. A graph
-    whose ``RNN`` weights are not float32 is refused: onnxruntime's CPU RNN kernel runs
-    float32 only."""
+    whose ``RNN``, ``GRU`` or ``LSTM`` weights are not float32 is refused: onnxruntime's CPU
+    kernels of those run float32 only."""
     import onnxruntime as ort
 
     consts = {t.name for t in model.graph.initializer}
@@ -63,12 +64,12 @@ def run_native(model: onnx.ModelProto, x: np.ndarray[Any, Any], lengths: Any = N
                                                           not None else ""))
     weights = {t.name: t.data_type for t in model.graph.initializer}
     rnn_types = {weights[n.input[1]] for n in model.graph.node
-                 if n.op_type == "RNN" and len(n.input) > 1 and n.input[1] in weights}
+                 if n.op_type in RECURRENT_OPS and len(n.input) > 1 and n.input[1] in weights}
     if rnn_types - {onnx.TensorProto.FLOAT}:
         kinds = sorted(str(helper.tensor_dtype_to_np_dtype(t)) for t in rnn_types)
         raise UnsupportedError("onnxruntime", f"a {'/'.join(kinds)} RNN graph",
-                               "its CPU RNN kernel runs float32 only, so the file cannot be "
-                               "run or verified here")
+                               "its CPU RNN kernel runs float32 only (GRU and LSTM too), so "
+                               "the file cannot be run or verified here")
 
     def feed(value: Any, spec: onnx.ValueInfoProto) -> np.ndarray[Any, Any]:
         elem = spec.type.tensor_type.elem_type

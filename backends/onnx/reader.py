@@ -11,9 +11,12 @@ not zeros, a constant ``sequence_lens``), an unused graph input and an unused in
 refused by name, never skipped: what is read computes what the graph computes.
 
 Read: the graphs of :func:`rnn_ref.backends.onnx.graph.write_network` and of
-``torch.onnx.export(..., dynamo=False)`` of modules made of ``nn.Embedding``, ``nn.RNN``
-(batch first or not), ``out[:, -1]``, ``h_n[-1]``, ``cat([h_n[-2], h_n[-1]], 1)`` and
-``nn.Linear`` with activations and ``softmax``.
+``torch.onnx.export(..., dynamo=False)`` of modules made of ``nn.Embedding``, ``nn.RNN``,
+``nn.GRU``, ``nn.LSTM`` (batch first or not), ``out[:, -1]``, ``h_n[-1]``,
+``cat([h_n[-2], h_n[-1]], 1)`` and ``nn.Linear`` with activations and ``softmax``. A ``GRU``
+or ``LSTM`` node is a layer as an ``RNN`` node is (:func:`_on_rnn`); an LSTM's ``Y_c`` has the
+role of final cell states (concatenated, squeezed, gathered and output as ``Y_h`` is), and
+its ``initial_c`` is zeros or the graph's ``c0`` input, sliced as ``h0`` is.
 
 Zero initial states: an ``initial_h`` that provably is all zeros is the spec's default state,
 however it is computed. torch writes an omitted ``h0`` as ``Expand`` of a zero constant or
@@ -44,11 +47,17 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from rnn_ref.activations import ACTIVATIONS, Activation
-from rnn_ref.backends.onnx.nodes import node_cells, read_node
+from rnn_ref.backends.onnx.nodes import (
+    RnnNode,
+    cell_fields,
+    input_size_of,
+    node_cells,
+    read_node,
+)
 from rnn_ref.config import RNNConfig
 from rnn_ref.errors import UnsupportedError
 from rnn_ref.network import SHOWS_PADDED_STEPS, Dense, HeadActivation, Identity, Softmax
-from rnn_ref.params import CellParams, Readout, RNNParams
+from rnn_ref.params import AnyCellParams, Readout, RNNParams
 
 __all__ = ["UNROLLED", "read_network"]
 
@@ -95,7 +104,7 @@ class _State:
     consts: dict[str, np.ndarray[Any, Any]]
     vals: dict[str, _Val] = field(default_factory=dict)
     used: set[str] = field(default_factory=set)
-    layers: list[tuple[Any, list[CellParams], bool]] = field(default_factory=list)
+    layers: list[tuple[RnnNode, list[AnyCellParams], bool]] = field(default_factory=list)
     merges: dict[int, str | None] = field(default_factory=dict)
     lens: set[str] = field(default_factory=set)
     compacted: bool = False  # the ids were compacted (mask_zero: _on_compact)
@@ -107,6 +116,7 @@ class _State:
         field(default_factory=list)
     opset: int = 17
     missing: str = "raise"
+    state_inputs: dict[str, str] = field(default_factory=dict)  # graph input: initial_h/_c
 
 
 def _where(node: onnx.NodeProto) -> str:
@@ -278,8 +288,8 @@ def _on_transpose(st: _State, node: onnx.NodeProto, vals: list[_Val]) -> list[_V
         return [replace(v, tm=not v.tm)]
     if v.kind == "Y" and not v.rev and perm == [0, 2, 1, 3]:
         return [replace(v, kind="YT")]
-    if v.kind in ("statesNRM", "h0") and perm == [1, 0, 2]:
-        return [replace(v, kind="states" if v.kind == "statesNRM" else "h0NRM")]
+    if v.kind in ("statesNRM", "cstatesNRM", "h0") and perm == [1, 0, 2]:
+        return [replace(v, kind=v.kind[:-3] if v.kind.endswith("NRM") else "h0NRM")]
     if v.kind in ("half", "head") and perm == [1, 0, 2]:
         return [replace(v, tm=not v.tm) if v.kind == "half" else v]
     raise _refuse(node, f"a transpose {perm} of {_describe(v)}")
@@ -288,6 +298,7 @@ def _on_transpose(st: _State, node: onnx.NodeProto, vals: list[_Val]) -> list[_V
 def _describe(v: _Val) -> str:
     names = {"seq": "a sequence", "Y": "an RNN node's Y", "YT": "an RNN node's Y",
              "states": "final states", "state": "a final state", "vec": "the selection",
+             "cstates": "final cell states", "cstate": "a final cell state",
              "head": "a head layer", "ids": "the token ids", "const": "a constant",
              "input": "a graph input", "shape": "a shape", "zeros": "zeros"}
     return names.get(v.kind, v.kind)
@@ -311,8 +322,8 @@ def _on_squeeze(st: _State, node: onnx.NodeProto, vals: list[_Val]) -> list[_Val
         return [_Val("seq", layer=v.layer, tm=not v.rev, merge="concat")]
     if v.kind == "Yr" and axes == [2 if v.rev else 1]:
         return [_Val("half", layer=v.layer, tm=not v.rev, part=v.part)]
-    if v.kind == "states" and axes == [0] and len(v.parts) == 1:
-        return [_Val("state", parts=v.parts)]
+    if v.kind in ("states", "cstates") and axes == [0] and len(v.parts) == 1:
+        return [_Val(v.kind[:-1], parts=v.parts)]
     plumbing = _plumbing(st, node, vals)
     if plumbing is not None:
         return plumbing
@@ -355,8 +366,9 @@ def _on_gather(st: _State, node: onnx.NodeProto, vals: list[_Val]) -> list[_Val]
     index = _const(st, node.input[1]) if idx.kind == "const" else None
     if index is not None and index.ndim == 0:
         i = int(index)
-        if data.kind == "states" and axis == 0 and -len(data.parts) <= i < len(data.parts):
-            return [_Val("state", parts=(data.parts[i],))]
+        if data.kind in ("states", "cstates") and axis == 0 and \
+                -len(data.parts) <= i < len(data.parts):
+            return [_Val(data.kind[:-1], parts=(data.parts[i],))]
         if data.kind == "seq" and data.tm is not None and axis == (0 if data.tm else 1) \
                 and i == -1 and data.layer == len(st.layers) - 1:
             _merged_use(st, node, data)
@@ -428,8 +440,9 @@ def _on_div(st: _State, node: onnx.NodeProto, vals: list[_Val]) -> list[_Val]:
 
 
 def _on_concat(st: _State, node: onnx.NodeProto, vals: list[_Val]) -> list[_Val]:
-    if vals and all(v.kind == "states" for v in vals) and _attr(node, "axis") == 0:
-        return [_Val("states", parts=tuple(p for v in vals for p in v.parts))]
+    if vals and vals[0].kind in ("states", "cstates") and \
+            all(v.kind == vals[0].kind for v in vals) and _attr(node, "axis") == 0:
+        return [_Val(vals[0].kind, parts=tuple(p for v in vals for p in v.parts))]
     merged = _pair_merge(st, node, vals)
     if merged is not None:
         return merged
@@ -659,10 +672,12 @@ def _check_x(st: _State, node: onnx.NodeProto, li: int, x: _Val, layout: int) ->
                             f"{layout}")
 
 
-def _check_state_inputs(st: _State, node: onnx.NodeProto, vals: list[_Val], nd: int,
-                        layout: int) -> None:
+def _check_state_inputs(st: _State, node: onnx.NodeProto, vals: list[_Val], rn: RnnNode
+                        ) -> None:
     """``sequence_lens``: absent, the graph's lengths or the lengths ``mask_zero`` derives;
-    ``initial_h``: absent, zeros, or the graph's initial state for this layer's directions."""
+    ``initial_h`` (and an LSTM's ``initial_c``): absent, zeros, or the graph's initial states
+    for this layer's directions (``initial_h`` indexed as ``h0``, ``initial_c`` as the cell
+    states ``c0``: only LSTM layers have one); one graph input is never both."""
     lens = vals[4] if len(vals) > 4 else _Val("none")
     if lens.kind not in ("none", "lens", "idlens"):
         raise _refuse(node, f"its sequence_lens is {_describe(lens)}, not the lengths input "
@@ -677,32 +692,46 @@ def _check_state_inputs(st: _State, node: onnx.NodeProto, vals: list[_Val], nd: 
                             f"compacted: only the count of non-zero ids steps through them")
     st.lens.add(lens.kind)
     st.lens_names.add(lens.name or lens.kind)
-    h0 = vals[5] if len(vals) > 5 else _Val("none")
-    start = sum(len(cells) for _, cells, _ in st.layers)
-    if h0.kind == "const" and not np.any(st.consts[node.input[5]]):
-        return
-    want = "h0NRM" if layout else "h0"
-    if h0.kind in ("none", "zeros") or (h0.kind == want and h0.parts in (
-            (), ((start, start + nd),))):
-        return
-    raise _refuse(node, f"its initial_h is {_describe(h0)}, not zeros or the graph's "
-                        f"initial state for states {start}..{start + nd - 1}")
+    nd = rn.num_directions
+    starts = {"initial_h": sum(len(cells) for _, cells, _ in st.layers),
+              "initial_c": sum(len(cells) for r, cells, _ in st.layers if r.cell == "lstm")}
+    for k, what in ((5, "initial_h"), (6, "initial_c")):
+        v = vals[k] if len(vals) > k else _Val("none")
+        start = starts[what]
+        if v.kind in ("none", "zeros") or (v.kind == "const" and
+                                           not np.any(st.consts[node.input[k]])):
+            continue
+        want = "h0NRM" if rn.layout else "h0"
+        if v.kind == want and v.parts in ((), ((start, start + nd),)):
+            if st.state_inputs.setdefault(v.name, what) != what:
+                raise _refuse(node, f"its {what} is the graph input {v.name!r}, which is "
+                                    f"also an {st.state_inputs[v.name]}")
+            continue
+        states = "states" if what == "initial_h" else "cell states"
+        raise _refuse(node, f"its {what} is {_describe(v)}, not zeros or the graph's "
+                            f"initial {states[:-1]} for {states} {start}..{start + nd - 1}")
 
 
 def _on_rnn(st: _State, node: onnx.NodeProto, vals: list[_Val]) -> list[_Val]:
+    """An ``RNN``, ``GRU`` or ``LSTM`` node: a layer. Its weights (``W``, ``R``, ``B``, an
+    LSTM's ``P``) must be constants; its outputs are the layer's ``Y``, its final states
+    ``Y_h`` and an LSTM's final cell states ``Y_c``."""
     li = len(st.layers)
     rn = read_node(node, st.opset, missing_parameters=st.missing)
     _check_x(st, node, li, vals[0], rn.layout)
-    weights = [_const(st, name) if name else None for name in node.input[1:4]]
-    for what, w, v in zip(("W", "R", "B"), weights, vals[1:4], strict=False):
+    names = {k: rn.inputs[k] for k in ("W", "R", "B", "P") if k in rn.inputs}
+    weights = {k: _const(st, name) if name else None for k, name in names.items()}
+    for what, w in weights.items():
+        v = st.vals[names[what]] if names[what] else _Val("none")
         if w is None and v.kind != "none":
             raise _refuse(node, f"its {what} is {_describe(v)}, not a constant")
-    cells = node_cells(rn, weights[0], weights[1], weights[2] if len(weights) > 2 else None)
-    _check_state_inputs(st, node, vals, rn.num_directions, rn.layout)
-    st.layers.append((rn, cells, len(weights) > 2 and weights[2] is not None))
+    cells = node_cells(rn, weights["W"], weights["R"], weights["B"], weights.get("P"))
+    _check_state_inputs(st, node, vals, rn)
+    st.layers.append((rn, cells, weights["B"] is not None))
     parts = tuple((li, r) for r in range(rn.num_directions))
-    out = [_Val("Y", layer=li, rev=rn.layout == 1),
-           _Val("statesNRM" if rn.layout else "states", parts=parts)]
+    nrm = "NRM" if rn.layout else ""
+    out = [_Val("Y", layer=li, rev=rn.layout == 1), _Val(f"states{nrm}", parts=parts),
+           _Val(f"cstates{nrm}", parts=parts)]
     return out[:len(node.output)]
 
 
@@ -711,7 +740,7 @@ _HANDLERS: dict[str, Callable[[_State, onnx.NodeProto, list[_Val]], list[_Val]]]
     "Identity": _on_identity, "Transpose": _on_transpose, "Reshape": _on_reshape,
     "Squeeze": _on_squeeze, "Split": _on_split, "Slice": _on_slice, "Gather": _on_gather,
     "Add": _on_add_mul, "Mul": _on_add_mul, "Div": _on_div, "Concat": _on_concat,
-    "MatMul": _on_matmul, "Gemm": _on_gemm, "RNN": _on_rnn,
+    "MatMul": _on_matmul, "Gemm": _on_gemm, "RNN": _on_rnn, "GRU": _on_rnn, "LSTM": _on_rnn,
     "Softmax": _on_activation, "LogSoftmax": _on_activation,
     **{op: _on_activation for op in _OP_ACTS},
     "Equal": _on_mask, "Not": _on_mask, "Cast": _on_mask, "ReduceSum": _on_pool,
@@ -786,7 +815,8 @@ def _check_zeros_used(st: _State, m: onnx.ModelProto) -> None:
 
 # ---- the graph's outputs and the network they make -----------------------------------------
 def _output_level(st: _State, v: _Val) -> int:
-    """3 the head, 2 a selection, 1 the last layer's sequence, 0 final states; -1 none."""
+    """3 the head, 2 a selection, 1 the last layer's sequence, 0 final states (and cell
+    states); -1 none."""
     last = len(st.layers) - 1
     if v.kind == "head":
         return 3
@@ -794,7 +824,8 @@ def _output_level(st: _State, v: _Val) -> int:
         return 2
     if v.kind in ("seq", "half", "Y", "YT") and v.layer == last:
         return 1  # Y: a bare node's output, its directions side by side
-    return 0 if v.kind in ("states", "state") else -1
+    return 0 if v.kind in ("states", "state", "statesNRM", "cstates", "cstate",
+                           "cstatesNRM") else -1
 
 
 def _result(st: _State, m: onnx.ModelProto) -> str:
@@ -886,6 +917,22 @@ def _refined_activations(nodes: list[Any], meta: Mapping[str, Any]
             for layer, wl in zip(acts, written.activations, strict=True)]
 
 
+def _cell_config(st: _State, meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The layers' cells, switches and activations as :class:`RNNConfig` fields, one value
+    per layer (``None`` at a layer whose cell lacks the field): only ``activation`` for a
+    stack of ``RNN`` nodes, whose float32 parameters the metadata may refine
+    (:func:`_refined_activations`); the nodes as they are otherwise."""
+    nodes = [rn for rn, _, _ in st.layers]
+    if all(rn.cell == "elman" for rn in nodes):
+        return {"activation": _refined_activations(nodes, meta)}
+    per_layer = [cell_fields(rn, cells) for rn, cells, _ in st.layers]
+    names = ("cell", "activation", "recurrent_activation", "cell_activation", "reset_after",
+             "peepholes", "input_forget")
+    out = {name: [fields.get(name, "elman" if name == "cell" else None)
+                  for fields in per_layer] for name in names}
+    return {name: values for name, values in out.items() if any(v is not None for v in values)}
+
+
 def _config(st: _State, select: str, meta: Mapping[str, Any]) -> RNNConfig:
     nodes = [rn for rn, _, _ in st.layers]
     if len({b for _, _, b in st.layers}) != 1:
@@ -905,10 +952,10 @@ def _config(st: _State, select: str, meta: Mapping[str, Any]) -> RNNConfig:
                                "they are in the compacted order, which no framework returns")
     head = [Dense(w.shape[1], act, b is not None) for w, b, act in st.heads]
     return RNNConfig(
-        input_size=int(st.layers[0][1][0].w_x.shape[0]),
+        input_size=input_size_of(st.layers[0][1][0]),
         hidden_size=[cells[0].hidden_size for _, cells, _ in st.layers],
         direction=[rn.direction for rn in nodes],
-        activation=_refined_activations(nodes, meta),
+        **_cell_config(st, meta),
         clip=[rn.clip for rn in nodes],
         bias=st.layers[0][2], merge_mode=_merge_modes(st, meta),
         padded_output="zeros" if seen else meta.get("padded_output", "zeros"),
