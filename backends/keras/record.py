@@ -80,9 +80,16 @@ def keras_weights_refuses(config: RNNConfig) -> Reason:
     return None
 
 
-def keras_masked_step_output(backend: str, *, zero_output_for_mask: bool, unroll: bool) -> str:
-    """The padded-output variant of a Keras RNN layer on Keras ``backend``."""
-    if zero_output_for_mask:
+def keras_masked_step_output(backend: str, *, zero_output_for_mask: bool, unroll: bool,
+                             fused: bool = False) -> str:
+    """The padded-output variant of a Keras RNN layer on Keras ``backend``: the generic
+    loop's (``keras/src/backend/*/rnn.py``; GRU and LSTM take it too on every backend with a
+    mask, measured with Keras 3.15.1 on CPU), or zeros with ``zero_output_for_mask`` and for
+    a layer run through TensorFlow's fused cuDNN kernel (``fused``: a GPU, tanh and sigmoid,
+    a bias, no unroll or recurrent dropout; ``_cudnn_gru``/``_cudnn_lstm`` in
+    ``keras/src/backend/tensorflow/rnn.py``: "the cudnn kernel will fill zeros for the
+    output"; JAX's and torch's fused kernels refuse masks)."""
+    if zero_output_for_mask or fused:
         return "zeros"
     if backend in ("jax", "numpy") and not unroll:
         return "carry_state"
