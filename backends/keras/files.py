@@ -226,14 +226,14 @@ def read_legacy_h5(path: Path, hints: Hints, flavour: Flavour = KERAS3) -> RNNPa
     if config is None:  # weights only: read by weight name, with the hints
         return LegacyReader(path, hints, flavour).params(names, weights, {})
     net = parse_model(config, flavour=flavour, backend="tensorflow")
-    takes: dict[str, int] = {}
+    takes: dict[str, set[int]] = {}  # a gated cell's blocks share their packed array
     for src in net.sources.values():
         if src is not None:
-            takes[src.layer] = takes.get(src.layer, 0) + 1
-    for name, count in takes.items():
-        if len(weights.get(name, {})) < count:
+            takes.setdefault(src.layer, set()).add(src.index)
+    for name, indices in takes.items():
+        if len(weights.get(name, {})) < len(indices):
             raise FileFormatError(f"{path}: layer {name!r} holds {len(weights.get(name, {}))} "
-                                  f"arrays, its config takes {count}")
+                                  f"arrays, its config takes {len(indices)}")
     used: set[tuple[str, int]] = set()
 
     def fetch(name: str, index: int) -> np.ndarray[Any, Any]:

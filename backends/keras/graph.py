@@ -697,7 +697,8 @@ class _Reader:
             kind, conf0 = recurrent_config(layer)
             cells = [conf0]
         if kind != "elman" and self.flavour is not KERAS3:
-            raise _refuse(f"{_what(layer)} ({self.flavour.name})",
+            around = f" around an {kind.upper()} layer" if len(cells) == 2 else ""
+            raise _refuse(f"{_what(layer)}{around} ({self.flavour.name})",
                           f"rnn-ref reads {self.flavour.name}'s SimpleRNN layers; its GRU and "
                           f"LSTM layers are not read yet")
         if kind == "gru" and len({bool(c.get("reset_after", True)) for c in cells}) > 1:
@@ -867,8 +868,8 @@ class _Reader:
                  for c in e["cells"]] for e in self.rnn]
         kinds = [str(e["kind"]) for e in self.rnn]
         gates = [None if e["kind"] == "elman" else [cast(Activation, self.activation(
-            c.get("recurrent_activation", "sigmoid"), e["name"])) for c in e["cells"]]
-            for e in self.rnn]
+            c.get("recurrent_activation", "sigmoid"), f"{e['name']}, recurrent_activation"))
+            for c in e["cells"]] for e in self.rnn]
         config = RNNConfig(
             d, [int(e["cells"][0]["units"]) for e in self.rnn],
             direction=[e["direction"] for e in self.rnn], activation=acts, cell=kinds,
