@@ -25,7 +25,8 @@ import pytest
 from conftest import need_keras
 
 import rnn_ref
-from rnn_ref import Activation, UnsupportedError, convert
+from rnn_ref import Activation, UnsupportedError, cli, convert
+from rnn_ref.convert import Hints, MissingHintError
 from rnn_ref.errors import FileFormatError
 
 keras = need_keras()
@@ -400,6 +401,66 @@ def test_legacy_h5_whose_weights_do_not_fit_is_refused(tmp_path: Path) -> None:
         group[name] = bias.reshape(-1)  # (2, 3M) -> (6M,)
     with pytest.raises(FileFormatError, match="not the .2, 3.units. of a GRU"):
         convert.read(path)
+
+
+#: weights-only files: a stack of one layer class (Keras numbers each class apart, so a mixed
+#: stack's order is not recorded), and the hints for what the file does not record
+WEIGHTS_FILES: dict[str, tuple[Callable[[], list[Any]], Hints]] = {
+    "bilstm_then_bigru": (lambda: [
+        L.Bidirectional(L.LSTM(M, return_sequences=True, recurrent_activation="hard_sigmoid",
+                               dtype=F64), dtype=F64),
+        L.Bidirectional(L.GRU(M2, reset_after=False, dtype=F64), dtype=F64)],
+        Hints(activation="tanh", recurrent_activation="hard_sigmoid,sigmoid", select="final")),
+    "gru_stack_dense": (lambda: [
+        L.GRU(M, return_sequences=True, dtype=F64),
+        L.GRU(M2, return_sequences=True, reset_after=False, activation="relu", dtype=F64),
+        L.Dense(K, dtype=F64)],
+        Hints(activation="tanh,relu", recurrent_activation="sigmoid", head_activation="linear")),
+    "lstm_no_bias_backwards": (lambda: [
+        L.LSTM(M, use_bias=False, go_backwards=True, return_sequences=True, dtype=F64)],
+        Hints(activation="tanh", recurrent_activation="sigmoid", direction="reverse")),
+}
+
+
+@pytest.mark.parametrize("name", WEIGHTS_FILES)
+def test_weights_h5_with_hints(name: str, tmp_path: Path) -> None:
+    """A ``.weights.h5`` of GRU/LSTM layers: the cell from the recurrent kernel's width
+    (G*M), a GRU's reset_after from its bias's shape, the activations from the hints."""
+    build, hints = WEIGHTS_FILES[name]
+    model = _seeded(_seq(*build(), masking=False), seed=4)
+    path = tmp_path / "m.weights.h5"
+    model.save_weights(str(path))
+    params = convert.read(path, hints=hints)
+    assert params == rnn_ref.from_keras(model)
+    x = _features(masked=False)
+    assert _largest_error(model(x), rnn_ref.forward(params, x).result) < TOL
+    with pytest.raises(MissingHintError) as info:
+        convert.read(path, hints=Hints(activation="tanh", direction=hints.direction,
+                                       head_activation=hints.head_activation))
+    assert info.value.hint == "recurrent_activation"
+
+
+def test_weights_h5_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def saved(*layers: Any) -> Path:
+        path = tmp_path / "w.weights.h5"
+        _seq(*layers, masking=False).save_weights(str(path))
+        return path
+
+    hints = Hints(activation="tanh", recurrent_activation="sigmoid")
+    with pytest.raises(UnsupportedError, match="without a bias .*reset_after"):
+        convert.read(saved(L.GRU(M, use_bias=False)), hints=hints)
+    with pytest.raises(UnsupportedError, match=r"a mix of layers \['gru', 'lstm'\]"):
+        convert.read(saved(L.GRU(M, return_sequences=True), L.LSTM(M2)), hints=hints)
+    with pytest.raises(ValueError, match="recurrent_activation hint is for GRU and LSTM"):
+        convert.read(saved(L.SimpleRNN(M)), hints=hints)
+    path = saved(L.LSTM(M, return_sequences=True))
+    code = cli.main(["convert", str(path), str(tmp_path / "o.npz"), "--activation", "tanh"])
+    assert code == 2 and "(pass --recurrent-activation)" in capsys.readouterr().err
+    code = cli.main(["convert", str(path), str(tmp_path / "o.npz"), "--activation", "tanh",
+                     "--recurrent-activation", "hard_sigmoid"])
+    assert code == 0, capsys.readouterr().err
+    cfg = rnn_ref.load(tmp_path / "o.npz").config
+    assert cfg.activations_of(0, 0)[0] == Activation("hard_sigmoid", alpha=1 / 6, beta=0.5)
 
 
 # --------------------------------------------------------------------------------------------

@@ -36,11 +36,16 @@ def _keras_name(act: Any) -> str:
 
 def keras_weights_unrecorded(config: RNNConfig) -> dict[str, str]:
     """What a Keras 3 ``.weights.h5`` of ``config`` does not record (it holds arrays by
-    position): each layer's activation (one name, or one per layer comma-separated), the
-    Dense head's activations, a reverse direction, a Bidirectional merge other than concat
-    (concatenation shows in the next layer's width)."""
+    position): each layer's activation (one name, or one per layer comma-separated; a GRU's
+    or LSTM's candidate activation, and its gates' as ``recurrent_activation``, one per gated
+    layer), the Dense head's activations, a reverse direction, a Bidirectional merge other
+    than concat (concatenation shows in the next layer's width)."""
     names = [_keras_name(layer[0]) for layer in config.activations]
     out = {"activation": names[0] if len(set(names)) == 1 else ",".join(names)}
+    gates = [_keras_name(config.activations_of(li, 0)[0]) for li in range(config.num_layers)
+             if config.cell_of(li).kind != "elman"]
+    if gates:
+        out["recurrent_activation"] = gates[0] if len(set(gates)) == 1 else ",".join(gates)
     if config.directions[-1] == "reverse":
         out["direction"] = "reverse"
     merge = config.merge_modes[-1]
@@ -242,7 +247,7 @@ FRAMEWORK = Framework(
         FileFormat("keras-weights", (".weights.h5",), "Keras 3 weights by position; the "
                    "architecture from the layer names and shapes",
                    frozenset({"activation", "merge_mode", "direction",
-                              "head_activation", "select"}),
+                              "head_activation", "select", "recurrent_activation"}),
                    unrecorded=keras_weights_unrecorded, refuses=keras_weights_refuses),
         FileFormat("keras-h5", (".h5",), "legacy Keras HDF5 read by name with h5py: a "
                    "whole model or weights", frozenset({"activation", "merge_mode"})),
