@@ -122,6 +122,13 @@ def _weights_h5_groups(path: Path) -> tuple[list[str], list[str], dict[str, _Arr
                 arrays[name] = [vars_of(group)]
             elif not ("vars" in group and len(group["vars"]) == 0):  # Masking, InputLayer
                 other.append(name)
+    _check_groups(path, rnn, dense, other)
+    return sorted(rnn, key=_layer_order), dense, arrays
+
+
+def _check_groups(path: Path, rnn: list[str], dense: list[str], other: list[str]) -> None:
+    """Refuse a ``.weights.h5`` whose layer groups are not a stack of one recurrent class
+    and at most one Dense."""
     if other:
         raise UnsupportedError("rnn-ref", f"layers {sorted(other)} in {path.name}",
                                "a weights file of SimpleRNN/GRU/LSTM/Bidirectional [+ Dense] "
@@ -137,7 +144,6 @@ def _weights_h5_groups(path: Path) -> tuple[list[str], list[str], dict[str, _Arr
                                "a .weights.h5 names its layers after their class and numbers "
                                "each class apart, so the order of a mixed stack is not "
                                "recorded: save the whole model (.keras)")
-    return sorted(rnn, key=_layer_order), dense, arrays
 
 
 def _one_bias_cell(path: Path, name: str, v: list[np.ndarray[Any, Any]]) -> AnyCellParams:
@@ -163,13 +169,13 @@ def _one_bias_cell(path: Path, name: str, v: list[np.ndarray[Any, Any]]) -> AnyC
         bias = v[2] if len(v) == 3 else np.zeros(rec.shape[0], rec.dtype)
         return CellParams(v[0], v[1], bias, np.zeros_like(bias))
     kind = "gru" if gates == 3 else "lstm"
-    bias = v[2] if len(v) == 3 else None
-    if kind == "gru" and bias is None:
+    packed = v[2] if len(v) == 3 else None
+    if kind == "gru" and packed is None:
         raise UnsupportedError("rnn-ref", f"the GRU layer {name!r} without a bias in "
                                f"{path.name}", "whether it resets after the recurrent product "
                                "(reset_after) shows only in its bias: save the whole model "
                                "(.keras)")
-    return gated_cell_weights(kind, bias is not None and bias.ndim == 2, v[0], v[1], bias,
+    return gated_cell_weights(kind, packed is not None and packed.ndim == 2, v[0], v[1], packed,
                               where=f"{path}: layer {name!r}")
 
 
