@@ -174,6 +174,12 @@ def _lstm_other_activations() -> tuple[Any, np.ndarray]:
         _features()
 
 
+def _gru_celu_sparse_sigmoid() -> tuple[Any, np.ndarray]:
+    """Keras' celu (elu, alpha 1) and sparse_sigmoid (0.5 x + 0.5, clipped)."""
+    return _seq(L.GRU(M, activation="celu", recurrent_activation="sparse_sigmoid",
+                      return_sequences=True, dtype=F64)), _features(scale=2.0)
+
+
 def _gru_go_backwards() -> tuple[Any, np.ndarray]:
     """The last layer goes backwards and returns every step (in processing order)."""
     return _seq(L.GRU(M, return_sequences=True, dtype=F64),
@@ -239,6 +245,7 @@ MODELS: dict[str, Callable[[], tuple[Any, np.ndarray]]] = {
     "lstm_hard_sigmoid": _lstm_hard_sigmoid,
     "gru_hard_sigmoid_relu": _gru_hard_sigmoid_relu,
     "lstm_other_activations": _lstm_other_activations,
+    "gru_celu_sparse_sigmoid": _gru_celu_sparse_sigmoid,
     "gru_go_backwards": _gru_go_backwards,
     "lstm_go_backwards_final": _lstm_go_backwards_final,
     "stack_mixed": _stack_mixed,
@@ -275,9 +282,15 @@ def test_what_is_read() -> None:
     """The switches land where the spec says: cells per layer, reset_after, Keras 3's
     hard_sigmoid (alpha 1/6), (f, g, h) of an LSTM, the states a functional model returns."""
     hard = Activation("hard_sigmoid", alpha=1 / 6, beta=0.5)
-    cfg = rnn_ref.from_keras(_seeded(_lstm_hard_sigmoid()[0])).config
-    assert cfg.cell == "lstm" and cfg.activations_of(0, 0) == (
+    model, x = _lstm_hard_sigmoid()
+    params = rnn_ref.from_keras(_seeded(model))
+    assert params.config.cell == "lstm" and params.config.activations_of(0, 0) == (
         hard, Activation("tanh"), Activation("tanh"))
+    keras2 = params.replace(recurrent_activation=Activation("hard_sigmoid", alpha=0.2, beta=0.5))
+    assert _largest_error(model(x), rnn_ref.forward(keras2, x).result) > 0.01  # it matters
+    cfg = rnn_ref.from_keras(_seeded(_gru_celu_sparse_sigmoid()[0])).config
+    assert cfg.activations_of(0, 0) == (Activation("hard_sigmoid", alpha=0.5, beta=0.5),
+                                        Activation("elu", alpha=1.0))
     cfg = rnn_ref.from_keras(_seeded(_stack_mixed()[0])).config
     assert cfg.cells[0].kind == "elman" and cfg.cells[1].kind == "gru" \
         and cfg.cells[2].kind == "lstm"

@@ -76,7 +76,7 @@ __all__ = ["LayerCall", "TO_KERAS", "from_native", "fused_layers", "import_keras
 #: or its (gates' f, candidate's g) pair (GRU, LSTM)
 CellRead = tuple[AnyCellParams, Activation | tuple[Activation, Activation]]
 
-TO_KERAS = {v: k for k, v in KERAS_ACTIVATIONS.items()}
+TO_KERAS = {v: k for k, v in KERAS_ACTIVATIONS.items()}  # one name per function
 
 
 def keras_module() -> Any:
@@ -133,10 +133,10 @@ def _gated_cell(layer: Any, kind: str) -> tuple[GRUParams | LSTMParams,
     for attr in ("recurrent_activation", "activation"):
         fn = getattr(cell, attr)
         name = getattr(fn, "__name__", str(fn))
-        if name not in KERAS_ACTIVATIONS:
+        if name not in KERAS3.activations:
             raise UnsupportedError("rnn-ref", f"the Keras {attr} {name!r} ({layer.name})",
-                                   f"rnn-ref reads {', '.join(KERAS_ACTIVATIONS)}")
-        acts.append(KERAS_ACTIVATIONS[name])
+                                   f"rnn-ref reads {', '.join(KERAS3.activations)}")
+        acts.append(KERAS3.activations[name])
     if not getattr(cell, "built", False) or getattr(cell, "kernel", None) is None:
         raise ValueError(f"the Keras {title} is not built and has no weights yet: call it "
                          f"on an input or build() it first")

@@ -31,7 +31,7 @@ from rnn_ref.backends.keras.graph import (
     gated_cell_weights,
     parse_model,
 )
-from rnn_ref.backends.keras.record import KERAS_ACTIVATIONS
+from rnn_ref.backends.keras.record import KERAS_ACTIVATIONS, KERAS_READ_ACTIVATIONS
 from rnn_ref.config import RNNConfig
 from rnn_ref.errors import FileFormatError, UnsupportedError
 from rnn_ref.fileapi import (
@@ -196,9 +196,10 @@ def _gates_activations(hints: Hints, gated: int) -> list[Activation]:
         raise MissingHintError("recurrent_activation", "a keras-weights file does not record "
                                "its GRU/LSTM layers' gate activation (Keras' "
                                "recurrent_activation, sigmoid by default): give the "
-                               f"recurrent_activation hint (one of {', '.join(KERAS_ACTIVATIONS)})")
+                               "recurrent_activation hint (one of "
+                               f"{', '.join(KERAS_READ_ACTIVATIONS)})")
     return hint_activations(Hints(activation=hints.recurrent_activation), "keras-weights",
-                            KERAS_ACTIVATIONS, gated)
+                            KERAS_READ_ACTIVATIONS, gated)
 
 
 def _input_width(cell: AnyCellParams) -> int:
@@ -209,7 +210,7 @@ def _input_width(cell: AnyCellParams) -> int:
 
 def _read_weights_h5(path: Path, hints: Hints) -> RNNParams:
     rnn, dense, arrays = _weights_h5_groups(path)
-    acts = hint_activations(hints, "keras-weights", KERAS_ACTIVATIONS, len(rnn))
+    acts = hint_activations(hints, "keras-weights", KERAS_READ_ACTIVATIONS, len(rnn))
     layers = [[_one_bias_cell(path, name, v) for v in arrays[name]] for name in rnn]
     if len({len(row) for row in layers}) > 1:
         raise UnsupportedError("rnn-ref", "a mix of SimpleRNN and Bidirectional layers")

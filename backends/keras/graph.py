@@ -65,7 +65,7 @@ from typing import Any, cast
 import numpy as np
 
 from rnn_ref.activations import Activation
-from rnn_ref.backends.keras.record import KERAS_ACTIVATIONS, keras_masked_step_output
+from rnn_ref.backends.keras.record import KERAS_READ_ACTIVATIONS, keras_masked_step_output
 from rnn_ref.backends.keras2.record import KERAS2_ACTIVATIONS
 from rnn_ref.cells import GATE_ORDERS, GATES, unpack
 from rnn_ref.config import RNNConfig
@@ -86,7 +86,7 @@ class Flavour:
     activations: Mapping[str, Activation]
 
 
-KERAS3 = Flavour("Keras", KERAS_ACTIVATIONS)
+KERAS3 = Flavour("Keras", KERAS_READ_ACTIVATIONS)
 KERAS2 = Flavour("Keras 2", KERAS2_ACTIVATIONS)
 
 

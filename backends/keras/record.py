@@ -27,6 +27,20 @@ KERAS_ACTIVATIONS: dict[str, Activation] = {
     "hard_sigmoid": Activation("hard_sigmoid", alpha=1 / 6, beta=0.5),
     "elu": Activation("elu", alpha=1.0), "leaky_relu": Activation("leaky_relu", alpha=0.2),
 }
+"""Keras 3's activations rnn-ref writes, one name per function (``keras/src/activations``)."""
+
+#: Keras 3 activations that are one of rnn-ref's under another name, read only (the writers
+#: and the conformance suite use :data:`KERAS_ACTIVATIONS`' names): ``celu`` with its default
+#: ``alpha=1.0`` is ``elu`` (``max(x, 0) + alpha * expm1(min(x, 0) / alpha)``);
+#: ``sparse_sigmoid`` is ``0.5 * (x + 1)`` clipped to [0, 1]
+#: (``keras/src/backend/*/nn.py``). The others Keras has (``relu6``, ``selu``, ``gelu``,
+#: ``silu``, ``hard_tanh``, ``mish``, ``exponential``, ...) are none of rnn-ref's.
+KERAS_READ_ALIASES: dict[str, Activation] = {
+    "celu": Activation("elu", alpha=1.0),
+    "sparse_sigmoid": Activation("hard_sigmoid", alpha=0.5, beta=0.5),
+}
+#: every Keras 3 activation name rnn-ref reads (models, layers, hints)
+KERAS_READ_ACTIVATIONS: dict[str, Activation] = {**KERAS_ACTIVATIONS, **KERAS_READ_ALIASES}
 
 
 def _keras_name(act: Any) -> str:
