@@ -232,6 +232,15 @@ def _hand_made_bilstm() -> tuple[Any, np.ndarray]:
         L.LSTM(M, dtype=F64)(h), L.LSTM(M, go_backwards=True, dtype=F64)(h)])), _features()
 
 
+def _hand_made_bilstm_states() -> tuple[Any, np.ndarray]:
+    """The same with ``return_state=True`` branches: [merged, h forward, c backward]."""
+    def build(h: Any) -> Any:
+        f, h_f, _ = L.LSTM(M, return_state=True, dtype=F64)(h)
+        b, _, c_b = L.LSTM(M, go_backwards=True, return_state=True, dtype=F64)(h)
+        return [L.Add(dtype=F64)([f, b]), h_f, c_b]
+    return _functional(build), _features()
+
+
 MODELS: dict[str, Callable[[], tuple[Any, np.ndarray]]] = {
     "embedding_lstm_dense": _embedding_lstm_dense,
     "embedding_lstm_pool": _embedding_lstm_pool,
@@ -254,6 +263,7 @@ MODELS: dict[str, Callable[[], tuple[Any, np.ndarray]]] = {
     "gru_zero_output": _gru_zero_output,
     "bidirectional_gru_sum": _bidirectional_gru_sum,
     "hand_made_bilstm": _hand_made_bilstm,
+    "hand_made_bilstm_states": _hand_made_bilstm_states,
 }
 
 
@@ -303,6 +313,8 @@ def test_what_is_read() -> None:
         "result", "c_n[-1]", "h_n[-2]", "h_n[-1]")
     assert rnn_ref.from_keras(_seeded(_bilstm_return_state()[0])).config.returns == (
         "result", "h_n[-2]", "c_n[-2]", "h_n[-1]", "c_n[-1]")
+    assert rnn_ref.from_keras(_seeded(_hand_made_bilstm_states()[0])).config.returns == (
+        "result", "h_n[-2]", "c_n[-1]")
     params = rnn_ref.from_keras(_seeded(_gru_reset_before()[0]))
     gru = params.layers[0][0]
     kernel = params.config  # the (3M,) bias is b_x; b_h is zero
