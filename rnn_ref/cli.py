@@ -400,7 +400,8 @@ def _hints(args: argparse.Namespace) -> Any:
 
     return Hints(activation=args.activation, merge_mode=args.merge_mode,
                  direction=args.direction, select=args.select,
-                 head_activation=args.head_activation)
+                 head_activation=args.head_activation,
+                 recurrent_activation=args.recurrent_activation)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -618,6 +619,9 @@ def _add_hint_args(q: argparse.ArgumentParser) -> None:
     q.add_argument("--head-activation", metavar="ACTS",
                    help="for torch state dicts with nn.Linear layers: their activations, "
                    "comma-separated (relu,softmax)")
+    q.add_argument("--recurrent-activation", metavar="ACTS",
+                   help="for Keras weights of GRU or LSTM layers: their gates' activation "
+                   "(sigmoid, hard_sigmoid, ...; one per layer comma-separated)")
 
 
 def _positive(text: str) -> int:

@@ -17,20 +17,24 @@ from rnn_ref.activations import Activation
 __all__ = ["HINT_NAMES", "Hints", "MissingHintError", "NativeFile", "hint_activation",
            "hint_activations"]
 
-HINT_NAMES = ("activation", "merge_mode", "direction", "select", "head_activation")
+HINT_NAMES = ("activation", "merge_mode", "direction", "select", "head_activation",
+              "recurrent_activation")
 
 
 @dataclass(frozen=True)
 class Hints:
     """What a weights-only file cannot tell: the activation (and a Keras bidirectional merge,
     a Keras reverse direction; for a state dict with ``nn.Linear`` layers, what feeds them
-    (``select``) and their activations, comma-separated (``head_activation``))."""
+    (``select``) and their activations, comma-separated (``head_activation``); the gates'
+    activation of Keras GRU and LSTM layers (``recurrent_activation``, ``activation`` being
+    their candidate's))."""
 
     activation: str | None = None
     merge_mode: str | None = None
     direction: str | None = None
     select: str | None = None
     head_activation: str | None = None
+    recurrent_activation: str | None = None
 
 
 class MissingHintError(ValueError):

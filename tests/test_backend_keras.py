@@ -174,8 +174,8 @@ def test_what_keras_cannot_express_raises() -> None:
         cfg = RNNConfig(**{"input_size": D, "hidden_size": 4, **changes})
         with pytest.raises(UnsupportedError, match=feature):
             rnn_ref.to_keras(rnn_ref.init(cfg, seed=0))
-    with pytest.raises(UnsupportedError, match="the LSTM layer"):
-        rnn_ref.from_keras(keras.Sequential([keras.Input((None, D)), L.LSTM(3)]))
+    with pytest.raises(UnsupportedError, match="the ConvLSTM1D layer"):
+        rnn_ref.from_keras(keras.Sequential([keras.Input((None, 5, D)), L.ConvLSTM1D(3, 2)]))
     with pytest.raises(UnsupportedError, match="go_backwards=True below another"):
         rnn_ref.from_keras(keras.Sequential([
             keras.Input((None, D)), L.SimpleRNN(3, go_backwards=True, return_sequences=True),

@@ -159,8 +159,8 @@ def test_hostile_files_are_refused_in_one_line(tmp_path: Path, capsys) -> None:
     evil.write_bytes(pickle.dumps({"weight_ih_l0": Evil()}))
     torch_evil = tmp_path / "evil2.pt"
     torch.save({"weight_ih_l0": Evil()}, torch_evil)
-    lstm = tmp_path / "lstm.keras"
-    keras.Sequential([keras.Input((None, 3)), keras.layers.LSTM(4)]).save(lstm)
+    lstm = tmp_path / "conv_lstm.keras"  # a layer rnn-ref does not read
+    keras.Sequential([keras.Input((None, 5, 3)), keras.layers.ConvLSTM1D(4, 2)]).save(lstm)
     lam = tmp_path / "lambda.keras"
     keras.Sequential([keras.Input((None, 3)), keras.layers.Lambda(lambda v: v * 2),
                       keras.layers.SimpleRNN(4)]).save(lam)

@@ -74,7 +74,8 @@ def test_refusals_name_the_layer_or_operation() -> None:
     other = keras.Input((None, D))
     merged = L.Concatenate(name="cat")([L.SimpleRNN(4)(inp), L.SimpleRNN(4)(other)])
     _refused(keras.Model([inp, other], merged), "2 inputs")
-    _refused(seq([keras.Input((None, D)), L.LSTM(4, name="lstm")]), "LSTM", "lstm")
+    _refused(seq([keras.Input((None, 5, D)), L.ConvLSTM1D(4, 2, name="conv")]),
+             "ConvLSTM1D", "conv")
     _refused(seq([keras.Input((None, D)), L.SimpleRNN(4), L.Dense(2, activation="gelu")]),
              "gelu")
 

@@ -159,9 +159,19 @@ def test_a_bare_rnn_of_simple_rnn_cell_with_a_mask_and_a_state() -> None:
     assert rnn_ref.from_keras(layer).config.direction == "reverse"
 
 
+class _HalvingCell(L.Layer):
+    """A cell of the user's own: ``h_t = (x_t @ 1 + h_{t-1}) / 2``, no weights."""
+
+    state_size = M
+
+    def call(self, inputs: Any, states: Any) -> Any:
+        h = (keras.ops.sum(inputs, axis=-1, keepdims=True) + states[0]) / 2
+        return h, [h]
+
+
 def test_rnn_around_another_cell_is_refused_by_name() -> None:
-    cases = [
-        (L.RNN(L.LSTMCell(M), name="lstm_rnn"), "LSTMCell"),
+    cases = [  # RNN(GRUCell), RNN(LSTMCell): tests/test_keras_gated.py
+        (L.RNN(_HalvingCell(), name="own_rnn"), "_HalvingCell"),
         (L.RNN([L.SimpleRNNCell(M), L.SimpleRNNCell(M2)], name="stacked"), "StackedRNNCells"),
     ]
     for layer, word in cases:

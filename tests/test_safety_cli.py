@@ -291,7 +291,8 @@ def test_memory_error_anywhere_is_one_line(tmp_path: Path, capsys, monkeypatch) 
 # --------------------------------------------------------------------------------------------
 def _keras_refusals(folder: Path) -> list[list[str]]:
     keras = need_keras()
-    lstm = keras.Sequential([keras.Input((None, 3)), keras.layers.LSTM(4)])
+    lstm = keras.Sequential([keras.Input((None, 5, 3)),  # a layer rnn-ref does not read
+                             keras.layers.ConvLSTM1D(4, 2)])
     lstm.save(folder / "lstm.keras")
     lstm.save_weights(folder / "lstm.weights.h5")
     import warnings

@@ -1,5 +1,8 @@
-"""Keras 3: ``SimpleRNN``/``Bidirectional`` converters and oracle (the files: ``files.py``; the
-backend in this process: ``backend.py``; the ``keras[...]`` backends: ``worker.py``).
+"""Keras 3: ``SimpleRNN``/``GRU``/``LSTM``/``Bidirectional`` converters and oracle (the files:
+``files.py``; the backend in this process: ``backend.py``; the ``keras[...]`` backends:
+``worker.py``). GRU and LSTM layers are read (models, bare layers, files); the writers
+(:func:`to_native`, the backends) hold Elman cells only and refuse gated ones by name
+(:func:`rnn_ref.backends.keras.record.unsupported`).
 
 Keras fixes its backend once per process (``KERAS_BACKEND``), so this module describes
 whatever Keras was imported with; :mod:`rnn_ref.backends.keras.worker` runs
@@ -8,8 +11,12 @@ whatever Keras was imported with; :mod:`rnn_ref.backends.keras.worker` runs
 How Keras differs from the reference (Keras 3.15.1 sources):
 
 * One bias: ``kernel (D, M) = w_x``, ``recurrent_kernel (M, M) = w_h``, ``bias = b_x + b_h``;
-  reading, ``b_x = bias, b_h = 0``. No clip; the activation set of ``keras.activations``,
-  where ``hard_sigmoid`` is ``relu6(x + 3) / 6`` (``alpha = 1/6, beta = 0.5``, not ONNX's 0.2),
+  reading, ``b_x = bias, b_h = 0``. GRU and LSTM pack their gates on the last axis (spec 3.7,
+  :func:`rnn_ref.backends.keras.graph.gated_cell_weights`): a reset-after GRU's ``bias
+  (2, 3M)`` is ``b_x`` then ``b_h``; a reset-before GRU's and an LSTM's one bias is ``b_x``.
+  No clip; the activation set of ``keras.activations`` (a GRU's and an LSTM's
+  ``recurrent_activation`` and ``activation`` alike), where ``hard_sigmoid`` is
+  ``relu6(x + 3) / 6`` (``alpha = 1/6, beta = 0.5``, not ONNX's 0.2 nor Keras 2's),
   ``leaky_relu`` has slope 0.2 and ``elu`` alpha 1.0 (``keras/src/activations/activations.py``).
 * ``go_backwards=True`` returns outputs in processing order (``output_order="processing"``);
   ``Bidirectional`` flips its backward half back when ``return_sequences=True``
@@ -21,7 +28,11 @@ How Keras differs from the reference (Keras 3.15.1 sources):
   ``zero_output_for_mask=True``, which ``Bidirectional`` forces to ``return_sequences``.
   :func:`from_native` records the variant of the Keras backend it runs on, for layers that can
   be given a mask (a bare layer, or a model with a ``Masking`` layer); a model without a mask
-  source never pads, and records the default ``zeros``.
+  source never pads, and records the default ``zeros``. ``GRU`` and ``LSTM`` take the same
+  generic loop on masked inputs on every backend (measured, Keras 3.15.1 on CPU: the fused
+  kernels of JAX and torch refuse masks), but for TensorFlow's cuDNN kernel on a GPU, whose
+  padded steps output zeros (read from the source, ``_cudnn_gru``; recorded as ``zeros``
+  when this process would run it: :func:`fused_layers`).
 * ``return_sequences=False`` returns the last output in processing order: ``outputs[:, -1]``
   forward, and for ``Bidirectional`` the backward half at ``t = 0``.
 """
@@ -46,6 +57,7 @@ from rnn_ref.backends.keras.graph import (
     Flavour,
     KerasNetwork,
     assemble,
+    gated_cell_weights,
     parse_model,
     read_cell,
 )
@@ -53,14 +65,18 @@ from rnn_ref.backends.keras.record import KERAS_ACTIVATIONS, keras_masked_step_o
 from rnn_ref.config import RNNConfig
 from rnn_ref.errors import UnsupportedError
 from rnn_ref.network import POOLINGS, Softmax, state_item
-from rnn_ref.params import CellParams, RNNParams
+from rnn_ref.params import AnyCellParams, CellParams, GRUParams, LSTMParams, RNNParams
 from rnn_ref.reference import forward, merge, returned
 
-__all__ = ["LayerCall", "TO_KERAS", "from_native", "import_keras", "layer_oracle", "model_network",
-           "model_oracle", "oracle", "owns", "quiet_import", "read_bare_layer", "rnn_layers",
-           "to_native", "unsupported"]
+__all__ = ["LayerCall", "TO_KERAS", "from_native", "fused_layers", "import_keras",
+           "layer_oracle", "model_network", "model_oracle", "oracle", "owns", "quiet_import",
+           "read_bare_layer", "rnn_layers", "to_native", "unsupported"]
 
-TO_KERAS = {v: k for k, v in KERAS_ACTIVATIONS.items()}
+#: What reading one direction of a Keras layer gives: its cell, and its activation (Elman)
+#: or its (gates' f, candidate's g) pair (GRU, LSTM)
+CellRead = tuple[AnyCellParams, Activation | tuple[Activation, Activation]]
+
+TO_KERAS = {v: k for k, v in KERAS_ACTIVATIONS.items()}  # one name per function
 
 
 def keras_module() -> Any:
@@ -86,61 +102,161 @@ def unsupported_dtype(dtype: Any, backend: str) -> str | None:
 # --------------------------------------------------------------------------------------------
 # from Keras
 # --------------------------------------------------------------------------------------------
-def _cell(layer: Any) -> tuple[CellParams, Activation]:
-    """A Keras 3 ``SimpleRNN``'s cell and activation (:func:`keras_graph.read_cell`)."""
+def _gated_kind(layer: Any) -> str | None:
+    """``"gru"`` or ``"lstm"`` for a Keras 3 ``GRU``, ``LSTM`` or generic ``RNN`` around a
+    ``GRUCell`` or ``LSTMCell`` (not a subclass, which may compute something else); else
+    ``None``."""
+    keras = keras_module()
+    L = keras.layers
+    if type(layer) not in (L.GRU, L.LSTM, L.RNN):
+        return None
+    cell = getattr(layer, "cell", None)
+    return "gru" if type(cell) is L.GRUCell else "lstm" if type(cell) is L.LSTMCell else None
+
+
+def _gated_cell(layer: Any, kind: str) -> tuple[GRUParams | LSTMParams,
+                                                tuple[Activation, Activation]]:
+    """A Keras 3 ``GRU``/``LSTM`` layer object's cell (:func:`keras_graph.gated_cell_weights`)
+    and its (``recurrent_activation``, ``activation``).
+
+    Raises:
+        UnsupportedError: a stateful layer, an activation outside rnn-ref's set (named).
+        ValueError: the layer is not built yet.
+    """
+    keras = keras_module()
+    title = f"{type(layer).__name__} layer {layer.name!r}"
+    if getattr(layer, "stateful", False):
+        raise UnsupportedError("rnn-ref", f"the stateful {title}",
+                               "its state lives between calls, outside the weights")
+    cell = layer.cell
+    acts = []
+    for attr in ("recurrent_activation", "activation"):
+        fn = getattr(cell, attr)
+        name = getattr(fn, "__name__", str(fn))
+        if name not in KERAS3.activations:
+            raise UnsupportedError("rnn-ref", f"the Keras {attr} {name!r} ({layer.name})",
+                                   f"rnn-ref reads {', '.join(KERAS3.activations)}")
+        acts.append(KERAS3.activations[name])
+    if not getattr(cell, "built", False) or getattr(cell, "kernel", None) is None:
+        raise ValueError(f"the Keras {title} is not built and has no weights yet: call it "
+                         f"on an input or build() it first")
+    to_np = keras.ops.convert_to_numpy
+    params = gated_cell_weights(
+        kind, bool(getattr(cell, "reset_after", True)), to_np(cell.kernel),
+        to_np(cell.recurrent_kernel), to_np(cell.bias) if cell.use_bias else None,
+        where=f"the Keras {title}")
+    return params, (acts[0], acts[1])
+
+
+def _cell(layer: Any) -> CellRead:
+    """One direction of a Keras 3 layer: a ``GRU``'s or ``LSTM``'s cell and (f, g)
+    (:func:`_gated_cell`), a ``SimpleRNN``'s cell and activation
+    (:func:`keras_graph.read_cell`)."""
+    kind = _gated_kind(layer)
+    if kind is not None:
+        return _gated_cell(layer, kind)
     keras = keras_module()
     return read_cell(layer, keras.layers.SimpleRNN, KERAS3, keras.ops.convert_to_numpy,
                      generic=(keras.layers.RNN, keras.layers.SimpleRNNCell))
 
 
+def fused_layers(layers: Any) -> frozenset[str]:
+    """The names of the Keras 3 ``GRU``/``LSTM`` layers among ``layers`` that this process
+    runs through TensorFlow's fused cuDNN kernel on masked inputs (``GRU.inner_loop``,
+    ``LSTM.inner_loop``: ``use_cudnn`` "auto" or True, no ``recurrent_dropout``, and
+    ``backend.cudnn_ok``: tanh and sigmoid, a bias, no unroll, reset_after for a GRU, and a
+    GPU TensorFlow sees). Their padded steps output zeros. Empty on another backend (JAX's and
+    torch's fused kernels refuse masks) and without a GPU."""
+    keras = keras_module()
+    if backend_name() != "tensorflow":
+        return frozenset()
+    from keras.src import backend as keras_backend
+
+    out = set()
+    for layer in layers:
+        if type(layer) not in (keras.layers.GRU, keras.layers.LSTM):
+            continue
+        cell = layer.cell
+        if layer.use_cudnn not in ("auto", True) or cell.recurrent_dropout:
+            continue
+        extra = {"reset_after": cell.reset_after} if type(layer) is keras.layers.GRU else {}
+        if keras_backend.cudnn_ok(cell.activation, cell.recurrent_activation, layer.unroll,
+                                  cell.use_bias, **extra):
+            out.add(layer.name)
+    return frozenset(out)
+
+
 @dataclass(frozen=True)
 class LayerCall:
-    """How a bare Keras RNN layer (of Keras 3 or Keras 2) is called, for its oracle."""
+    """How a bare Keras RNN layer (of Keras 3 or Keras 2) is called, for its oracle;
+    ``states`` is each direction's number of states (2 for an LSTM: ``[h, c]``)."""
 
     bidirectional: bool
     return_sequences: bool
     return_state: bool
     time_major: bool = False  # Keras 2's (T, N, ...) layers
+    states: int = 1
 
 
-def read_bare_layer(obj: Any, *, bidirectional: bool,
-                    cell: Callable[[Any], tuple[CellParams, Activation]], backend: str
-                    ) -> tuple[RNNParams, LayerCall]:
-    """A bare ``SimpleRNN`` (or ``RNN(SimpleRNNCell)``) or ``Bidirectional`` layer of Keras 3
-    or Keras 2 (``cell`` reads one direction): its parameters, with the masked-step output of
-    ``backend`` (see the module docstring), and how it is called.
+def read_bare_layer(obj: Any, *, bidirectional: bool, cell: Callable[[Any], CellRead],
+                    backend: str, fused: bool = False) -> tuple[RNNParams, LayerCall]:
+    """A bare ``SimpleRNN``, ``GRU``, ``LSTM`` (or ``RNN`` around one of their cells) or
+    ``Bidirectional`` layer of Keras 3, or a bare ``SimpleRNN`` or ``Bidirectional`` of Keras
+    2 (``cell`` reads one direction): its parameters, with the masked-step output of
+    ``backend`` (see the module docstring; ``fused``: TensorFlow's cuDNN kernel runs it), and
+    how it is called.
 
     Raises:
-        UnsupportedError: directions with and without a bias; what ``cell`` refuses.
+        UnsupportedError: directions with and without a bias, or of different cells; what
+            ``cell`` refuses.
     """
     inner = [obj.forward_layer, obj.backward_layer] if bidirectional else [obj]
     read = [cell(x) for x in inner]
     zero = obj.return_sequences if bidirectional else obj.zero_output_for_mask
     mode = keras_masked_step_output(backend, zero_output_for_mask=bool(zero),
-                                    unroll=bool(inner[0].unroll))
+                                    unroll=bool(inner[0].unroll), fused=fused)
     reverse = not bidirectional and bool(obj.go_backwards)
     bias = {bool(x.cell.use_bias) for x in inner}
     if len(bias) != 1:
         raise UnsupportedError("rnn-ref", "layers with and without a bias")
+    kinds = {c.kind for c, _ in read}
+    resets = {bool(getattr(x.cell, "reset_after", True)) for x in inner}
+    if len(kinds) != 1 or len(resets) != 1:
+        raise UnsupportedError("rnn-ref", f"a Bidirectional layer {obj.name!r} whose directions "
+                               f"differ in their cell or reset_after",
+                               "the spec's layer has one cell for both directions")
+    kind = kinds.pop()
+    acts = [a[1] if isinstance(a, tuple) else a for _, a in read]
+    gates = [a[0] for _, a in read if isinstance(a, tuple)]
     config = RNNConfig(
-        input_size=int(read[0][0].w_x.shape[0]), hidden_size=read[0][0].hidden_size,
+        input_size=int(_input_width(read[0][0])), hidden_size=read[0][0].hidden_size,
         direction="bidirectional" if bidirectional else ("reverse" if reverse else "forward"),
-        activation=[[a for _, a in read]], bias=bias.pop(),
+        activation=[acts], bias=bias.pop(),
         merge_mode=obj.merge_mode if bidirectional else "concat", padded_output=mode,
         output_order="processing" if reverse else "aligned",
         # return_sequences=False: the last output in processing order, the final state
         select="sequence" if obj.return_sequences else "final",
+        cell=kind, recurrent_activation=[gates] if gates else None,
+        reset_after=resets.pop() if kind == "gru" else True,
     )
     time_major = {bool(getattr(x, "time_major", False)) for x in inner}
     call = LayerCall(bidirectional, bool(obj.return_sequences), bool(obj.return_state),
-                     time_major.pop())
+                     time_major.pop(), 2 if kind == "lstm" else 1)
     return RNNParams(config, [[c for c, _ in read]]), call
 
 
+def _input_width(cell: AnyCellParams) -> int:
+    """D_l of one cell."""
+    w_x = cell.w_x if isinstance(cell, CellParams) else next(iter(cell.w_x.values()))
+    return int(w_x.shape[0])
+
+
 def _bare_layer(obj: Any) -> tuple[RNNParams, LayerCall]:
-    """A bare Keras 3 ``SimpleRNN``, ``RNN(SimpleRNNCell)`` or ``Bidirectional`` layer."""
-    return read_bare_layer(obj, bidirectional=isinstance(obj, keras_module().layers.Bidirectional),
-                           cell=_cell, backend=backend_name())
+    """A bare Keras 3 ``SimpleRNN``, ``GRU``, ``LSTM``, ``RNN`` around one of their cells, or
+    ``Bidirectional`` layer."""
+    bidirectional = isinstance(obj, keras_module().layers.Bidirectional)
+    return read_bare_layer(obj, bidirectional=bidirectional, cell=_cell, backend=backend_name(),
+                           fused=not bidirectional and bool(fused_layers([obj])))
 
 
 def _model_config(model: Any) -> dict[str, Any]:
@@ -159,7 +275,8 @@ def model_network(model: Any, flavour: Flavour = KERAS3, backend: str | None = N
     (:func:`keras_graph.parse_model`) and its parameters, read from the model's layers;
     ``backend`` defaults to the one this process runs Keras on."""
     net = parse_model(_model_config(model), flavour=flavour,
-                      backend=backend or backend_name())
+                      backend=backend or backend_name(),
+                      fused=fused_layers(model.layers) if flavour is KERAS3 else frozenset())
     by_name = {layer.name: layer for layer in model.layers}
 
     def fetch(name: str, index: int) -> np.ndarray[Any, Any]:
@@ -173,10 +290,10 @@ def model_network(model: Any, flavour: Flavour = KERAS3, backend: str | None = N
 
 
 def from_native(obj: Any) -> RNNParams:
-    """Canonical parameters of a ``SimpleRNN``, a ``Bidirectional``, or a ``Sequential`` or
-    functional model (see :mod:`rnn_ref.backends.keras.graph` for the layers read). The
-    config records the masked-step behaviour of the Keras backend this process runs (see the
-    module docstring).
+    """Canonical parameters of a ``SimpleRNN``, ``GRU``, ``LSTM``, a ``Bidirectional``, or a
+    ``Sequential`` or functional model (see :mod:`rnn_ref.backends.keras.graph` for the
+    layers read). The config records the masked-step behaviour of the Keras backend this
+    process runs (see the module docstring).
 
     Raises:
         UnsupportedError: any other layer or operation, named; stateful layers;
@@ -187,8 +304,8 @@ def from_native(obj: Any) -> RNNParams:
         return model_network(obj)[1]
     if isinstance(obj, (keras.layers.RNN, keras.layers.Bidirectional)):
         return _bare_layer(obj)[0]  # an RNN around another cell is refused, named
-    raise TypeError(f"from_keras takes a SimpleRNN, an RNN(SimpleRNNCell), a Bidirectional or "
-                    f"a keras.Model, got {type(obj).__name__}")
+    raise TypeError(f"from_keras takes a SimpleRNN, GRU or LSTM layer, an RNN around one of "
+                    f"their cells, a Bidirectional or a keras.Model, got {type(obj).__name__}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -433,22 +550,30 @@ def model_oracle(params: RNNParams) -> Callable[..., Any]:
     return call
 
 
-def _initial_states(initial_state: Any, R: int) -> list[np.ndarray[Any, Any]] | None:
-    """A bare layer's ``initial_state`` (one array or a list of ``R``) in float64."""
+_Arrays = list[np.ndarray[Any, Any]]
+
+
+def _initial_states(initial_state: Any, R: int, per: int = 1
+                    ) -> tuple[_Arrays | None, _Arrays | None]:
+    """A bare layer's ``initial_state`` (one array, or a list of ``R * per``: each
+    direction's ``[h]``, or an LSTM's ``[h, c]``) in float64, as (h0, c0)."""
     if initial_state is None:
-        return None
+        return None, None
     states = list(initial_state) if isinstance(initial_state, (list, tuple)) else [
         initial_state]
-    if len(states) != R:
-        raise ValueError(f"initial_state needs {R} array(s), got {len(states)}")
-    return [np.asarray(s, np.float64) for s in states]
+    if len(states) != R * per:
+        what = "[h, c] per direction" if per == 2 else "one per direction"
+        raise ValueError(f"initial_state needs {R * per} array(s) ({what}), got {len(states)}")
+    arrays = [np.asarray(s, np.float64) for s in states]
+    return arrays[::per], (arrays[1::per] if per == 2 else None)
 
 
 def layer_oracle(params: RNNParams, st: LayerCall, where: str = "the Keras oracle"
                  ) -> Callable[..., Any]:
     """What a bare Keras 3 or Keras 2 layer of ``params`` called as ``st`` says returns, in
     float64: ``(inputs, mask=None, initial_state=None)``, ``(T, N, ...)`` arrays for a
-    ``time_major`` layer (which takes no mask)."""
+    ``time_major`` layer (which takes no mask). With ``return_state`` the states follow the
+    output(s), each direction's ``h`` (and an LSTM's ``c``) in turn, as Keras returns them."""
     cfg = params.config
     bare = RNNParams(cfg.replace(merge_mode=None if st.bidirectional else "concat"),
                      params.layers)
@@ -460,9 +585,12 @@ def layer_oracle(params: RNNParams, st: LayerCall, where: str = "the Keras oracl
             if mask is not None:
                 raise UnsupportedError(where, "a mask with time_major=True")
             x = x.swapaxes(0, 1)
-        res = forward(bare, x, h0=_initial_states(initial_state, R),
+        h0, c0 = _initial_states(initial_state, R, st.states)
+        res = forward(bare, x, h0=h0, c0=c0,
                       mask=None if mask is None else np.asarray(mask, bool))
         h_n = res.h_n if isinstance(res.h_n, tuple) else tuple(res.h_n)
+        if res.c_n is not None:  # Keras' order: h, c of each direction in turn
+            h_n = tuple(s for r in range(R) for s in (h_n[r], res.c_n[r]))
         main: tuple[np.ndarray[Any, Any], ...] | np.ndarray[Any, Any]
         if st.bidirectional:
             f, b = res.outputs
@@ -487,9 +615,10 @@ def oracle(model: Any) -> Callable[..., Any]:
 
     For a model it takes ``inputs`` (features ``(N, T, D)``, or token ids ``(N, T)`` with an
     ``Embedding``; a ``Masking`` layer or ``mask_zero`` derives the mask from them). For a bare
-    layer it takes ``(inputs, mask=None, initial_state=None)`` (``[h0]`` for ``SimpleRNN``,
-    ``[h_forward, h_backward]`` for ``Bidirectional``). It returns the same structure: an
-    array, or a tuple (``return_state``, ``merge_mode=None``).
+    layer it takes ``(inputs, mask=None, initial_state=None)`` (``[h0]`` for ``SimpleRNN`` and
+    ``GRU``, ``[h0, c0]`` for ``LSTM``, ``[h_forward, h_backward]`` for ``Bidirectional``, or
+    ``[h_f, c_f, h_b, c_b]`` around an ``LSTM``). It returns the same structure: an array, or
+    a tuple (``return_state``, ``merge_mode=None``).
     """
     if isinstance(model, keras_module().Model):
         return model_oracle(from_native(model))

@@ -10,7 +10,7 @@ import json
 import re
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -28,9 +28,10 @@ from rnn_ref.backends.keras.graph import (
     KERAS3,
     Flavour,
     assemble,
+    gated_cell_weights,
     parse_model,
 )
-from rnn_ref.backends.keras.record import KERAS_ACTIVATIONS
+from rnn_ref.backends.keras.record import KERAS_ACTIVATIONS, KERAS_READ_ACTIVATIONS
 from rnn_ref.config import RNNConfig
 from rnn_ref.errors import FileFormatError, UnsupportedError
 from rnn_ref.fileapi import (
@@ -40,7 +41,7 @@ from rnn_ref.fileapi import (
     hint_activation,
     hint_activations,
 )
-from rnn_ref.params import CellParams, Readout, RNNParams
+from rnn_ref.params import AnyCellParams, CellParams, Readout, RNNParams
 
 __all__ = ["LegacyReader", "list_arrays", "load_native", "read_file", "read_legacy_h5",
            "run_native", "unused_weights", "write_file"]
@@ -88,7 +89,7 @@ _Arrays = list[list[np.ndarray[Any, Any]]]
 
 
 #: the groups Keras' ``save_weights`` writes for the layers read (snake-case class names)
-_KERAS_NAME = re.compile(r"^(simple_rnn|bidirectional|dense)(_\d+)?$")
+_KERAS_NAME = re.compile(r"^(simple_rnn|gru|lstm|bidirectional|dense)(_\d+)?$")
 
 
 def _weights_h5_groups(path: Path) -> tuple[list[str], list[str], dict[str, _Arrays]]:
@@ -121,33 +122,110 @@ def _weights_h5_groups(path: Path) -> tuple[list[str], list[str], dict[str, _Arr
                 arrays[name] = [vars_of(group)]
             elif not ("vars" in group and len(group["vars"]) == 0):  # Masking, InputLayer
                 other.append(name)
+    _check_groups(path, rnn, dense, other)
+    return sorted(rnn, key=_layer_order), dense, arrays
+
+
+def _check_groups(path: Path, rnn: list[str], dense: list[str], other: list[str]) -> None:
+    """Refuse a ``.weights.h5`` whose layer groups are not a stack of one recurrent class
+    and at most one Dense."""
     if other:
         raise UnsupportedError("rnn-ref", f"layers {sorted(other)} in {path.name}",
-                               "a weights file of SimpleRNN/Bidirectional [+ Dense] only")
+                               "a weights file of SimpleRNN/GRU/LSTM/Bidirectional [+ Dense] "
+                               "only")
     if len(dense) > 1:
         raise UnsupportedError("rnn-ref", f"{len(dense)} Dense layers",
                                "one final Dense is the readout")
     if not rnn:
-        raise FileFormatError(f"{path}: no SimpleRNN or Bidirectional layer")
-    return sorted(rnn, key=_layer_order), dense, arrays
+        raise FileFormatError(f"{path}: no SimpleRNN, GRU, LSTM or Bidirectional layer")
+    classes = sorted({_layer_order(name)[1] for name in rnn})
+    if len(classes) > 1:
+        raise UnsupportedError("rnn-ref", f"a mix of layers {classes} in {path.name}",
+                               "a .weights.h5 names its layers after their class and numbers "
+                               "each class apart, so the order of a mixed stack is not "
+                               "recorded: save the whole model (.keras)")
 
 
-def _one_bias_cell(path: Path, name: str, v: list[np.ndarray[Any, Any]]) -> CellParams:
+def _one_bias_cell(path: Path, name: str, v: list[np.ndarray[Any, Any]]) -> AnyCellParams:
+    """One cell of a ``.weights.h5`` layer from its ``kernel``, ``recurrent_kernel`` [and
+    ``bias``]: the recurrent kernel ``(M, G*M)`` says the cell (G = 1 SimpleRNN, 3 GRU, 4
+    LSTM), a GRU's bias ``(2, 3M)`` or ``(3M,)`` its ``reset_after``
+    (:func:`keras_graph.gated_cell_weights`).
+
+    Raises:
+        FileFormatError: arrays of no cell.
+        UnsupportedError: a GRU without a bias (its reset_after is not recorded).
+    """
     if len(v) not in (2, 3):
-        raise FileFormatError(f"{path}: layer {name!r} holds {len(v)} arrays; a SimpleRNN cell "
-                              f"has 2 or 3")
-    bias = v[2] if len(v) == 3 else np.zeros(v[1].shape[0], v[1].dtype)
-    return CellParams(v[0], v[1], bias, np.zeros_like(bias))
+        raise FileFormatError(f"{path}: layer {name!r} holds {len(v)} arrays; a SimpleRNN, "
+                              f"GRU or LSTM cell has 2 or 3")
+    rec = v[1]
+    gates = rec.shape[1] // rec.shape[0] if rec.ndim == 2 and rec.shape[0] else 0
+    if rec.ndim != 2 or gates not in (1, 3, 4) or rec.shape[1] != gates * rec.shape[0]:
+        raise FileFormatError(f"{path}: layer {name!r} has a recurrent kernel of shape "
+                              f"{rec.shape}, not (M, M), (M, 3M) or (M, 4M) (SimpleRNN, GRU, "
+                              f"LSTM)")
+    if gates == 1:
+        bias = v[2] if len(v) == 3 else np.zeros(rec.shape[0], rec.dtype)
+        return CellParams(v[0], v[1], bias, np.zeros_like(bias))
+    kind = "gru" if gates == 3 else "lstm"
+    packed = v[2] if len(v) == 3 else None
+    if kind == "gru" and packed is None:
+        raise UnsupportedError("rnn-ref", f"the GRU layer {name!r} without a bias in "
+                               f"{path.name}", "whether it resets after the recurrent product "
+                               "(reset_after) shows only in its bias: save the whole model "
+                               "(.keras)")
+    return gated_cell_weights(kind, packed is not None and packed.ndim == 2, v[0], v[1], packed,
+                              where=f"{path}: layer {name!r}")
+
+
+def _gates_activations(hints: Hints, gated: int) -> list[Activation]:
+    """The gates' activation of each of the file's ``gated`` GRU/LSTM layers, from the
+    ``recurrent_activation`` hint (one name, or one per gated layer comma-separated).
+
+    Raises:
+        MissingHintError: no hint for a file with GRU or LSTM layers.
+        ValueError: a hint for a file without them, or a name Keras does not have.
+    """
+    if gated == 0:
+        if hints.recurrent_activation is not None:
+            raise ValueError("the recurrent_activation hint is for GRU and LSTM layers; the "
+                             "file has none")
+        return []
+    if hints.recurrent_activation is None:
+        raise MissingHintError("recurrent_activation", "a keras-weights file does not record "
+                               "its GRU/LSTM layers' gate activation (Keras' "
+                               "recurrent_activation, sigmoid by default): give the "
+                               "recurrent_activation hint (one of "
+                               f"{', '.join(KERAS_READ_ACTIVATIONS)})")
+    return hint_activations(Hints(activation=hints.recurrent_activation), "keras-weights",
+                            KERAS_READ_ACTIVATIONS, gated)
+
+
+def _input_width(cell: AnyCellParams) -> int:
+    """D_l of one cell."""
+    w_x = cell.w_x if isinstance(cell, CellParams) else next(iter(cell.w_x.values()))
+    return int(w_x.shape[0])
 
 
 def _read_weights_h5(path: Path, hints: Hints) -> RNNParams:
     rnn, dense, arrays = _weights_h5_groups(path)
-    acts = hint_activations(hints, "keras-weights", KERAS_ACTIVATIONS, len(rnn))
+    acts = hint_activations(hints, "keras-weights", KERAS_READ_ACTIVATIONS, len(rnn))
     layers = [[_one_bias_cell(path, name, v) for v in arrays[name]] for name in rnn]
     if len({len(row) for row in layers}) > 1:
         raise UnsupportedError("rnn-ref", "a mix of SimpleRNN and Bidirectional layers")
     if len({len(arrays[name][0]) for name in rnn}) > 1:
         raise UnsupportedError("rnn-ref", "layers with and without a bias")
+    kinds = [row[0].kind for row in layers]
+    resets = [bool(np.ndim(arrays[name][0][2]) == 2) if kind == "gru" else None
+              for name, kind in zip(rnn, kinds, strict=True)]
+    for name, row, v in zip(rnn, layers, (arrays[n] for n in rnn), strict=True):
+        if len({c.kind for c in row}) > 1 or len({np.ndim(c[-1]) for c in v}) > 1:
+            raise UnsupportedError("rnn-ref", f"the Bidirectional layer {name!r} whose "
+                                   f"directions hold different cells",
+                                   "the spec's layer has one cell for both directions")
+    it = iter(_gates_activations(hints, sum(k != "elman" for k in kinds)))
+    gates = [None if k == "elman" else [next(it)] * len(layers[0]) for k in kinds]
     readout, head_act = None, "linear"
     if dense:
         if hints.head_activation is None:
@@ -166,7 +244,7 @@ def _read_weights_h5(path: Path, hints: Hints) -> RNNParams:
     merge = "concat"
     if is_bidi:
         merge = hints.merge_mode or "concat"
-        widths = [layers[i + 1][0].w_x.shape[0] for i in range(len(layers) - 1)]
+        widths = [_input_width(layers[i + 1][0]) for i in range(len(layers) - 1)]
         if readout is not None:
             widths.append(readout.w.shape[0])
         if any(w == sizes[0] for w in widths) and hints.merge_mode is None:
@@ -179,13 +257,15 @@ def _read_weights_h5(path: Path, hints: Hints) -> RNNParams:
         raise ValueError(f"select hint {hints.select!r}: a keras-weights file's last layer "
                          f"returns every step ('sequence') or its final state ('final')")
     config = RNNConfig(
-        input_size=int(layers[0][0].w_x.shape[0]), hidden_size=tuple(sizes),
+        input_size=_input_width(layers[0][0]), hidden_size=tuple(sizes),
         direction=direction, activation=[[a] * len(layers[0]) for a in acts],
         bias=len(arrays[rnn[0]][0]) == 3,
         output_size=None if readout is None else int(readout.w.shape[1]),
         output_activation=None if readout is None else KERAS_ACTIVATIONS[head_act],
         merge_mode=merge,
         output_order="processing" if direction == "reverse" else "aligned", select=select,
+        cell=kinds, recurrent_activation=None if set(kinds) == {"elman"} else cast(Any, gates),
+        reset_after=resets if "gru" in kinds else True,
     )
     return RNNParams(config, layers, readout)
 
@@ -226,14 +306,14 @@ def read_legacy_h5(path: Path, hints: Hints, flavour: Flavour = KERAS3) -> RNNPa
     if config is None:  # weights only: read by weight name, with the hints
         return LegacyReader(path, hints, flavour).params(names, weights, {})
     net = parse_model(config, flavour=flavour, backend="tensorflow")
-    takes: dict[str, int] = {}
+    takes: dict[str, set[int]] = {}  # a gated cell's blocks share their packed array
     for src in net.sources.values():
         if src is not None:
-            takes[src.layer] = takes.get(src.layer, 0) + 1
-    for name, count in takes.items():
-        if len(weights.get(name, {})) < count:
+            takes.setdefault(src.layer, set()).add(src.index)
+    for name, indices in takes.items():
+        if len(weights.get(name, {})) < len(indices):
             raise FileFormatError(f"{path}: layer {name!r} holds {len(weights.get(name, {}))} "
-                                  f"arrays, its config takes {count}")
+                                  f"arrays, its config takes {len(indices)}")
     used: set[tuple[str, int]] = set()
 
     def fetch(name: str, index: int) -> np.ndarray[Any, Any]:

@@ -17,11 +17,20 @@ refused. What is read (Keras 3.15 ``keras/src/layers``; Keras 2 writes the same 
 ``batch_input_shape`` and list-form inbound nodes):
 
 * ``InputLayer``; ``Embedding`` (``mask_zero``); ``Masking`` (``mask_value``);
-* ``SimpleRNN``, the generic ``RNN(SimpleRNNCell(...))`` (the same layer: ``SimpleRNN`` is
-  that ``RNN``; an ``RNN`` around another cell or a list of cells is refused) and
-  ``Bidirectional`` of either, every layer its own direction; ``dropout``
-  and ``recurrent_dropout`` are recorded as identities of the layer; ``go_backwards`` only on
-  the last recurrent layer (Keras hands the next layer its outputs flipped);
+* ``SimpleRNN``, ``GRU`` and ``LSTM`` (Keras 3 only: a Keras 2 ``GRU``/``LSTM`` is refused by
+  name), the generic ``RNN`` around one ``SimpleRNNCell``, ``GRUCell`` or ``LSTMCell`` (the
+  same layers: ``SimpleRNN`` is that ``RNN``; an ``RNN`` around a list of cells is refused)
+  and ``Bidirectional`` of any, every layer its own direction and cell (a stack may mix
+  them); ``dropout`` and ``recurrent_dropout`` are recorded as identities of the layer;
+  ``go_backwards`` only on the last recurrent layer (Keras hands the next layer its outputs
+  flipped). A GRU's or LSTM's packed ``kernel (D, G*M)`` and ``recurrent_kernel (M, G*M)``
+  are split by :func:`rnn_ref.cells.unpack` in Keras' gate order (``gru:keras`` z, r, h;
+  ``lstm:keras`` i, f, c, o); a GRU with ``reset_after=True`` holds ``bias (2, 3M)``, row 0
+  the input biases ``b_x``, row 1 the recurrent ``b_h``; ``reset_after=False`` and the LSTM
+  hold one bias ``(G*M,)``, read as ``b_x`` with ``b_h = 0``. ``recurrent_activation`` is the
+  gates' f, ``activation`` the candidate's g (and the LSTM's h: Keras uses one for both);
+  ``unit_forget_bias`` only initialises, ``use_cudnn`` and ``implementation`` choose a kernel
+  of the same function;
 * a Bidirectional layer made by hand: ``Concatenate()([f, b])`` (or ``Add``, ``Average``,
   ``Multiply``, which give ``sum``, ``ave``, ``mul``) of a forward layer ``f`` and a
   ``go_backwards`` layer ``b`` called on one input, both with ``return_sequences=False``: the
@@ -56,15 +65,17 @@ from typing import Any, cast
 import numpy as np
 
 from rnn_ref.activations import Activation
-from rnn_ref.backends.keras.record import KERAS_ACTIVATIONS, keras_masked_step_output
+from rnn_ref.backends.keras.record import KERAS_READ_ACTIVATIONS, keras_masked_step_output
 from rnn_ref.backends.keras2.record import KERAS2_ACTIVATIONS
+from rnn_ref.cells import GATE_ORDERS, GATES, unpack
 from rnn_ref.config import RNNConfig
 from rnn_ref.errors import FileFormatError, UnsupportedError
 from rnn_ref.network import Dense, HeadActivation, Identity, Softmax
-from rnn_ref.params import CellParams, RNNParams
+from rnn_ref.params import CellParams, GRUParams, LSTMParams, RNNParams
 
-__all__ = ["IDENTITY_LAYERS", "KERAS2", "KERAS3", "Flavour", "KerasNetwork", "Source",
-           "assemble", "layer_chain", "parse_model", "read_cell", "simple_rnn_config"]
+__all__ = ["CELL_CLASSES", "IDENTITY_LAYERS", "KERAS2", "KERAS3", "LAYER_CELLS", "Flavour",
+           "KerasNetwork", "Source", "assemble", "gated_cell_weights", "layer_chain",
+           "parse_model", "read_cell", "recurrent_config"]
 
 
 @dataclass(frozen=True)
@@ -75,7 +86,7 @@ class Flavour:
     activations: Mapping[str, Activation]
 
 
-KERAS3 = Flavour("Keras", KERAS_ACTIVATIONS)
+KERAS3 = Flavour("Keras", KERAS_READ_ACTIVATIONS)
 KERAS2 = Flavour("Keras 2", KERAS2_ACTIVATIONS)
 
 
@@ -119,13 +130,59 @@ def read_cell(layer: Any, simple_rnn: type[Any], flavour: Flavour,
     bias = to_numpy(cell.bias) if cell.use_bias else np.zeros(rec.shape[0], rec.dtype)
     return CellParams(kernel, rec, bias, np.zeros_like(bias)), flavour.activations[name]
 
+
+def gated_cell_weights(kind: str, reset_after: bool, kernel: Any, recurrent_kernel: Any,
+                       bias: Any = None, where: str = "a Keras layer"
+                       ) -> GRUParams | LSTMParams:
+    """One Keras 3 ``GRU`` or ``LSTM`` cell (``kind`` ``"gru"`` or ``"lstm"``) from its
+    packed arrays: ``kernel (D, G*M)``, ``recurrent_kernel (M, G*M)`` in Keras' gate order
+    (:data:`rnn_ref.cells.GATE_ORDERS` ``gru:keras``, ``lstm:keras``), and ``bias``: a
+    reset-after GRU's ``(2, 3M)`` (row 0 ``b_x``, row 1 ``b_h``), one ``(G*M,)`` otherwise
+    (``b_x``, with ``b_h = 0``), ``None`` without a bias (zeros).
+
+    Raises:
+        FileFormatError: arrays whose shapes are not those of a ``kind`` cell, naming
+            ``where``.
+    """
+    order = f"{kind}:keras"
+    G = len(GATE_ORDERS[order][0])
+    kernel, rec = np.asarray(kernel), np.asarray(recurrent_kernel)
+    m = rec.shape[0] if rec.ndim == 2 else -1
+    for name, arr in (("kernel", kernel), ("recurrent_kernel", rec)):
+        if arr.ndim != 2 or arr.shape[1] != G * m:
+            raise FileFormatError(f"{where}: a {kind.upper()} {name} of shape {arr.shape}; "
+                                  f"expected (rows, {G} gates x M) with M = {m} from its "
+                                  f"recurrent_kernel (M, {G}*M)")
+    two = kind == "gru" and reset_after
+    zeros = np.zeros(G * m, rec.dtype)
+    if bias is None:
+        b_x, b_h = zeros, zeros
+    else:
+        b = np.asarray(bias)
+        want = (2, G * m) if two else (G * m,)
+        if b.shape != want:
+            raise FileFormatError(f"{where}: a {kind.upper()} bias of shape {b.shape}; "
+                                  f"expected {want}"
+                                  + (" (reset_after=True: input and recurrent biases)"
+                                     if kind == "gru" else ""))
+        b_x, b_h = (b[0], b[1]) if two else (b, zeros)
+    w_x, w_h, bx, bh = (unpack(arr, order, cell=kind, axis=-1) for arr in (kernel, rec, b_x, b_h))
+    if kind == "gru":
+        return GRUParams(w_x=w_x, w_h=w_h, b_x=bx, b_h=bh)
+    return LSTMParams(w_x=w_x, w_h=w_h, b_x=bx, b_h=bh)
+
 #: Keras layers that are the identity at inference: (the Identity kind, its rate's key)
 IDENTITY_LAYERS: Mapping[str, tuple[str, str]] = {
     "Dropout": ("dropout", "rate"), "SpatialDropout1D": ("spatial_dropout_1d", "rate"),
     "GaussianNoise": ("gaussian_noise", "stddev"), "GaussianDropout": ("gaussian_dropout", "rate"),
     "AlphaDropout": ("alpha_dropout", "rate"),
 }
-_RNN = ("SimpleRNN", "RNN", "Bidirectional")
+#: the recurrent layer classes and the cell each computes (``RNN``: by its cell)
+LAYER_CELLS: Mapping[str, str] = {"SimpleRNN": "elman", "GRU": "gru", "LSTM": "lstm"}
+#: the cells a generic ``RNN`` layer may hold, and the cell each is
+CELL_CLASSES: Mapping[str, str] = {"SimpleRNNCell": "elman", "GRUCell": "gru",
+                                   "LSTMCell": "lstm"}
+_RNN = (*LAYER_CELLS, "RNN", "Bidirectional")
 #: Keras' pooling layers over time and the selection each is
 _POOLS = {"GlobalAveragePooling1D": "mean_valid", "GlobalMaxPooling1D": "max_all"}
 #: the keys of a generic ``RNN`` layer's own config (the others are its cell's)
@@ -135,10 +192,16 @@ _RNN_KEYS = ("name", "return_sequences", "return_state", "go_backwards", "statef
 
 @dataclass(frozen=True)
 class Source:
-    """Where one canonical array is: position ``index`` in the weights of layer ``layer``."""
+    """Where one canonical array is: position ``index`` in the weights of layer ``layer``;
+    of that array, row ``row`` when given (a reset-after GRU's ``bias (2, 3M)``), and the
+    block of gate ``gate`` when given, in the packed gate order ``order`` (a key of
+    :data:`rnn_ref.cells.GATE_ORDERS`, ``"gru:keras"``) on the last axis."""
 
     layer: str
     index: int
+    row: int | None = None
+    gate: str | None = None
+    order: str | None = None
 
 
 @dataclass(frozen=True)
@@ -246,13 +309,13 @@ def _hand_made(merge: Mapping[str, Any], parents: list[str],
     cls = str(merge.get("class_name"))
     branches = [layers.get(p, {}) for p in parents]
     if not _is_layer(merge, cls) or cls not in _MERGES or len(branches) != 2 or any(
-            b.get("class_name") not in ("SimpleRNN", "RNN") for b in branches):
+            b.get("class_name") not in (*LAYER_CELLS, "RNN") for b in branches):
         return None
     calls = [_node_call(b) for b in branches]
     if calls[0] != calls[1] or len(calls[0][0]) != 1:
         raise _refuse(f"{_what(merge)} of {parents}, which are not called on one input",
                       "a Bidirectional layer made by hand runs both directions on one input")
-    confs = [simple_rnn_config(b) for b in branches]
+    confs = [recurrent_config(b)[1] for b in branches]
     back = [bool(c.get("go_backwards", False)) for c in confs]
     if back == [True, False] and cls != "Concatenate":
         branches.reverse()  # sum, product and mean do not depend on the order
@@ -420,27 +483,32 @@ def _is_layer(layer: Mapping[str, Any], cls: str) -> bool:
     return layer.get("class_name") == cls and ".ops" not in module
 
 
-def simple_rnn_config(layer: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The ``SimpleRNN`` config of a ``SimpleRNN`` layer, or of a generic ``RNN`` layer around
-    one ``SimpleRNNCell`` (its cell's config under the layer's own keys, ``_RNN_KEYS``: that
-    layer computes what ``SimpleRNN`` does).
+def recurrent_config(layer: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
+    """The cell (:data:`LAYER_CELLS`: ``"elman"``, ``"gru"``, ``"lstm"``) and the config of a
+    ``SimpleRNN``, ``GRU`` or ``LSTM`` layer, or of a generic ``RNN`` layer around one
+    ``SimpleRNNCell``, ``GRUCell`` or ``LSTMCell`` (its cell's config under the layer's own
+    keys, ``_RNN_KEYS``: that layer computes what ``SimpleRNN``, ``GRU`` or ``LSTM`` does).
 
     Raises:
         UnsupportedError: another layer, or an ``RNN`` around another cell (named).
     """
     conf = layer.get("config", {})
-    if _is_layer(layer, "SimpleRNN"):
-        return conf
+    cls = str(layer.get("class_name"))
+    if cls in LAYER_CELLS and _is_layer(layer, cls):
+        return LAYER_CELLS[cls], conf
     if not _is_layer(layer, "RNN"):
-        raise _refuse(_what(layer), "only SimpleRNN and RNN(SimpleRNNCell) are Elman RNNs")
+        raise _refuse(_what(layer), "rnn-ref reads SimpleRNN, GRU, LSTM and RNN around one "
+                      "of their cells")
     cell = conf.get("cell")
-    if isinstance(cell, Mapping) and _is_layer(cell, "SimpleRNNCell"):
-        return {**cell.get("config", {}), **{k: conf[k] for k in _RNN_KEYS if k in conf}}
-    inner = (f"a {cell.get('class_name')}" if isinstance(cell, Mapping) else
+    name = cell.get("class_name") if isinstance(cell, Mapping) else None
+    if isinstance(cell, Mapping) and name in CELL_CLASSES and _is_layer(cell, str(name)):
+        return CELL_CLASSES[str(name)], {**cell.get("config", {}),
+                                         **{k: conf[k] for k in _RNN_KEYS if k in conf}}
+    inner = (f"a {name}" if isinstance(cell, Mapping) else
              f"{len(cell)} cells" if isinstance(cell, list) else repr(cell))
     raise _refuse(f"{_what(layer)} around {inner}",
-                  "rnn-ref reads RNN(SimpleRNNCell(...)): only SimpleRNNCell is an Elman cell, "
-                  "and a stack of cells is a stack of layers")
+                  f"rnn-ref reads RNN around one of {', '.join(CELL_CLASSES)}; a stack of "
+                  f"cells is a stack of layers")
 
 
 @dataclass
@@ -461,8 +529,11 @@ class _Reader:
     previous: Mapping[str, Any] | None = None
     functional: bool = False  # return_state=True is read only in a functional graph
     pooling: tuple[str, str] | None = None  # (the selection, the pooling layer's name)
-    #: (recurrent layer name, tensor index) of each final state -> its index in h_n
-    state_of: dict[tuple[str, int], int] = field(default_factory=dict)
+    #: (recurrent layer name, tensor index) of each final state -> ("h_n" or "c_n", its
+    #: index there)
+    state_of: dict[tuple[str, int], tuple[str, int]] = field(default_factory=dict)
+    #: the recurrent layers whose fused (cuDNN) kernel this process runs on masked inputs
+    fused: frozenset[str] = frozenset()
 
     # -- activations ---------------------------------------------------------------------
     def activation(self, name: Any, where: str, head: bool = False) -> HeadActivation:
@@ -502,8 +573,9 @@ class _Reader:
         elif cls in _POOLS and _is_layer(layer, cls):
             self.pool(layer, conf)
         else:
-            raise _refuse(_what(layer), "rnn-ref reads Embedding, Masking, SimpleRNN, "
-                          "RNN(SimpleRNNCell), Bidirectional (or a Concatenate, Add, Average "
+            raise _refuse(_what(layer), "rnn-ref reads Embedding, Masking, SimpleRNN, GRU, "
+                          "LSTM, RNN(SimpleRNNCell|GRUCell|LSTMCell), Bidirectional (or a "
+                          "Concatenate, Add, Average "
                           "or Multiply of a forward and a go_backwards layer's final states), "
                           "GlobalAveragePooling1D, GlobalMaxPooling1D, Dense, "
                           "TimeDistributed(Dense), Activation and the dropout and noise "
@@ -543,67 +615,115 @@ class _Reader:
                 raise _refuse(f"{_what(layer)} after {below['name']!r}, which returns its last "
                               f"output only (return_sequences=False)")
             if below["direction"] == "reverse":
-                raise _refuse(f"the SimpleRNN layer {below['name']!r} with go_backwards=True "
-                              f"below another recurrent layer",
+                raise _refuse(f"the {below['class']} layer {below['name']!r} with "
+                              f"go_backwards=True below another recurrent layer",
                               "Keras hands the next layer its outputs flipped in time (with "
                               "the mask unflipped), which the spec cannot say")
-        cells = self.cells(layer, conf)
+        kind, cells = self.cells(layer, conf)
         direction = ("bidirectional" if len(cells) == 2 else
                      "reverse" if cells[0].get("go_backwards") else "forward")
-        entry = {"name": name, "direction": direction, "cells": cells,
+        inner = layer.get("config", {}).get("layer", {}) if len(cells) == 2 else layer
+        entry = {"name": name, "direction": direction, "cells": cells, "kind": kind,
+                 "class": inner.get("class_name", "SimpleRNN"),
+                 "reset_after": bool(cells[0].get("reset_after", True)),
                  "merge": conf.get("merge_mode", "concat") if len(cells) == 2 else "concat",
                  "return_sequences": bool(cells[0].get("return_sequences", False))}
-        li, first_state = len(self.rnn), sum(len(e["cells"]) for e in self.rnn)
+        li = len(self.rnn)
+        first_state = sum(len(e["cells"]) for e in self.rnn)
+        first_cell = sum(len(e["cells"]) for e in self.rnn if e["kind"] == "lstm")
         self.rnn.append(entry)
         pair = layer.get("pair")  # a Bidirectional made by hand: each direction its own layer
-        for r in range(len(cells)):  # Keras' outputs: [output, state_0[, state_1]]
-            self.state_of[(pair[r], 1) if pair else (name, 1 + r)] = first_state + r
+        per = 2 if kind == "lstm" else 1  # the states of one direction: [h] or [h, c]
+        for r in range(len(cells)):  # Keras' outputs: [output, *states_0[, *states_1]]
+            owner, at = (pair[r], 1) if pair else (name, 1 + per * r)
+            self.state_of[(owner, at)] = ("h_n", first_state + r)
+            if kind == "lstm":
+                self.state_of[(owner, at + 1)] = ("c_n", first_cell + r)
         for r, cell in enumerate(cells):
             bias = bool(cell.get("use_bias", True))
             owner, base = (pair[r], 0) if pair else (name, r * (3 if bias else 2))
-            for k, n in enumerate(("w_x", "w_h")):
-                self.sources[f"layers.{li}.{r}.{n}"] = Source(owner, base + k)
-            self.sources[f"layers.{li}.{r}.b_x"] = Source(owner, base + 2) if bias else None
-            self.sources[f"layers.{li}.{r}.b_h"] = None
-        for kind, key in (("input_dropout", "dropout"), ("recurrent_dropout",
-                                                        "recurrent_dropout")):
+            self.cell_sources(f"layers.{li}.{r}", kind, entry["reset_after"], owner, base,
+                              bias)
+        for kind_, key in (("input_dropout", "dropout"), ("recurrent_dropout",
+                                                         "recurrent_dropout")):
             rates = {float(c.get(key, 0.0) or 0.0) for c in cells}
             if len(rates) > 1:
                 raise _refuse(f"{_what(layer)} whose directions have different {key} {rates}")
             if rates != {0.0}:
-                self.idents.append((kind, rates.pop(), "cell", li))
+                self.idents.append((kind_, rates.pop(), "cell", li))
+
+    def cell_sources(self, prefix: str, kind: str, reset_after: bool, owner: str, base: int,
+                     bias: bool) -> None:
+        """Where each canonical array of one cell (``prefix`` ``layers.{l}.{r}``) is: the
+        layer ``owner``'s weights from ``base`` on, ``kernel``, ``recurrent_kernel``[,
+        ``bias``]; a gated cell's blocks split in Keras' gate order, a reset-after GRU's two
+        bias rows; ``None`` (zeros) for a bias the layer does not hold."""
+        if kind == "elman":
+            self.sources[f"{prefix}.w_x"] = Source(owner, base)
+            self.sources[f"{prefix}.w_h"] = Source(owner, base + 1)
+            self.sources[f"{prefix}.b_x"] = Source(owner, base + 2) if bias else None
+            self.sources[f"{prefix}.b_h"] = None
+            return
+        order = f"{kind}:keras"
+        two = kind == "gru" and reset_after  # bias (2, 3M): b_x, b_h
+        for g in GATES[kind]:
+            self.sources[f"{prefix}.w_x.{g}"] = Source(owner, base, gate=g, order=order)
+            self.sources[f"{prefix}.w_h.{g}"] = Source(owner, base + 1, gate=g, order=order)
+            self.sources[f"{prefix}.b_x.{g}"] = Source(
+                owner, base + 2, row=0 if two else None, gate=g, order=order) if bias else None
+            self.sources[f"{prefix}.b_h.{g}"] = Source(
+                owner, base + 2, row=1, gate=g, order=order) if bias and two else None
 
     def cells(self, layer: Mapping[str, Any], conf: Mapping[str, Any]
-              ) -> list[Mapping[str, Any]]:
-        """The SimpleRNN config of each direction (forward first), checked."""
+              ) -> tuple[str, list[Mapping[str, Any]]]:
+        """The layer's cell (``"elman"``, ``"gru"``, ``"lstm"``) and the config of each
+        direction (forward first), checked."""
         if layer.get("class_name") == "Bidirectional" or "pair" in layer:
             parts = [conf.get("layer", {}), conf.get("backward_layer")]
             for part in parts:
-                if part and part.get("class_name") not in ("SimpleRNN", "RNN"):
+                if part and part.get("class_name") not in (*LAYER_CELLS, "RNN"):
                     raise _refuse(f"{_what(layer)} around a {part.get('class_name')} layer",
-                                  "only SimpleRNN is an Elman RNN")
-            fwd = simple_rnn_config(parts[0])
-            bwd = simple_rnn_config(parts[1]) if parts[1] else {
-                **fwd, "go_backwards": not fwd.get("go_backwards", False)}
+                                  "rnn-ref reads SimpleRNN, GRU, LSTM and RNN layers")
+            kind, fwd = recurrent_config(parts[0])
+            kind_b, bwd = recurrent_config(parts[1]) if parts[1] else (kind, {
+                **fwd, "go_backwards": not fwd.get("go_backwards", False)})
             if fwd.get("go_backwards") or not bwd.get("go_backwards"):
                 raise _refuse(f"{_what(layer)} whose forward layer goes backwards")
+            if kind_b != kind:
+                raise _refuse(f"{_what(layer)} of a {kind} and a {kind_b} direction",
+                              "the spec's layer has one cell for both directions")
             cells = [fwd, bwd]
         else:
-            cells = [simple_rnn_config(layer)]
+            kind, conf0 = recurrent_config(layer)
+            cells = [conf0]
+        if kind != "elman" and self.flavour is not KERAS3:
+            around = f" around an {kind.upper()} layer" if len(cells) == 2 else ""
+            raise _refuse(f"{_what(layer)}{around} ({self.flavour.name})",
+                          f"rnn-ref reads {self.flavour.name}'s SimpleRNN layers; its GRU and "
+                          f"LSTM layers are not read yet")
+        if kind == "gru" and len({bool(c.get("reset_after", True)) for c in cells}) > 1:
+            raise _refuse(f"{_what(layer)} whose directions differ in reset_after",
+                          "the spec's layer has one reset_after for both directions")
         for cell in cells:
-            if cell.get("time_major"):  # Keras 2's: the layer takes (T, N, ...) arrays
-                raise _refuse(f"{_what(layer)} with time_major=True",
-                              "a model's layers take (N, T, ...) arrays")
-            if cell.get("stateful"):
-                raise _refuse(f"{_what(layer)} with stateful=True",
-                              "a model keeps no state between calls")
-            if cell.get("return_state") and not self.functional:
-                raise _refuse(f"{_what(layer)} with return_state=True in a Sequential model",
-                              "a Sequential layer hands on one tensor; a functional model "
-                              "may return the states")
-            if cell.get("return_state") and conf.get("merge_mode", "concat") is None:
-                raise _refuse(f"{_what(layer)} with return_state=True and merge_mode=None")
-        return cells
+            self.check_cell(layer, conf, cell)
+        return kind, cells
+
+    def check_cell(self, layer: Mapping[str, Any], conf: Mapping[str, Any],
+                   cell: Mapping[str, Any]) -> None:
+        """Refuse what one direction's config says that a model of the spec cannot:
+        ``time_major``, ``stateful``, ``return_state`` where it cannot be an output."""
+        if cell.get("time_major"):  # Keras 2's: the layer takes (T, N, ...) arrays
+            raise _refuse(f"{_what(layer)} with time_major=True",
+                          "a model's layers take (N, T, ...) arrays")
+        if cell.get("stateful"):
+            raise _refuse(f"{_what(layer)} with stateful=True",
+                          "a model keeps no state between calls")
+        if cell.get("return_state") and not self.functional:
+            raise _refuse(f"{_what(layer)} with return_state=True in a Sequential model",
+                          "a Sequential layer hands on one tensor; a functional model "
+                          "may return the states")
+        if cell.get("return_state") and conf.get("merge_mode", "concat") is None:
+            raise _refuse(f"{_what(layer)} with return_state=True and merge_mode=None")
 
     def dense(self, layer: Mapping[str, Any], conf: Mapping[str, Any]) -> None:
         if layer.get("class_name") == "TimeDistributed":
@@ -682,12 +802,14 @@ class _Reader:
         layer's sequence."""
         if outputs is None:
             return ("result",)
-        total = sum(len(e["cells"]) for e in self.rnn)
+        totals = {"h_n": sum(len(e["cells"]) for e in self.rnn),
+                  "c_n": sum(len(e["cells"]) for e in self.rnn if e["kind"] == "lstm")}
         last = self.rnn[-1]
         out = []
         for i, (name, k) in enumerate(outputs.refs):
             if (name, k) in self.state_of:
-                out.append(f"h_n[{self.state_of[(name, k)] - total}]")
+                which, index = self.state_of[(name, k)]
+                out.append(f"{which}[{index - totals[which]}]")
             elif i == outputs.main and k == 0:
                 out.append("result")
             elif (name, k) == (last["name"], 0) and last["return_sequences"] and not (
@@ -695,8 +817,8 @@ class _Reader:
                 out.append("sequence")
             else:
                 raise _refuse(f"the model output {k} of layer {name!r}",
-                              "a model's other outputs are final states (return_state=True) "
-                              "or the last recurrent layer's sequence")
+                              "a model's other outputs are final states (return_state=True: "
+                              "h, and c of an LSTM) or the last recurrent layer's sequence")
         return tuple(out)
 
     # -- the network -----------------------------------------------------------------------
@@ -718,17 +840,19 @@ class _Reader:
         cell = last["cells"][0]
         zero = bool(cell.get("zero_output_for_mask", False))
         if zero and not last["return_sequences"]:
-            raise _refuse(f"the SimpleRNN layer {last['name']!r} with zero_output_for_mask=True "
-                          f"and return_sequences=False on masked inputs",
-                          "its last output is zeros for a sample padded at the end, not its "
-                          "final state")
+            raise _refuse(f"the {last['class']} layer {last['name']!r} with "
+                          f"zero_output_for_mask=True and return_sequences=False on masked "
+                          f"inputs", "its last output is zeros for a sample padded at the "
+                          "end, not its final state")
         return keras_masked_step_output(self.backend, zero_output_for_mask=zero,
-                                        unroll=bool(cell.get("unroll", False)))
+                                        unroll=bool(cell.get("unroll", False)),
+                                        fused=last["name"] in self.fused)
 
     def network(self, input_size: int | None, outputs: _Outputs | None = None
                 ) -> KerasNetwork:
         if not self.rnn:
-            raise _refuse("a model without a SimpleRNN or Bidirectional layer")
+            raise _refuse("a model without a recurrent layer (SimpleRNN, GRU, LSTM, RNN or "
+                          "Bidirectional)")
         d = self.input_size or input_size
         if d is None:
             raise ValueError("the model does not record its input width: build it first")
@@ -742,9 +866,17 @@ class _Reader:
             order = "aligned"  # the maximum over all steps, in either order
         acts = [[cast(Activation, self.activation(c.get("activation", "tanh"), e["name"]))
                  for c in e["cells"]] for e in self.rnn]
+        kinds = [str(e["kind"]) for e in self.rnn]
+        gates = [None if e["kind"] == "elman" else [cast(Activation, self.activation(
+            c.get("recurrent_activation", "sigmoid"), f"{e['name']}, recurrent_activation"))
+            for c in e["cells"]] for e in self.rnn]
         config = RNNConfig(
             d, [int(e["cells"][0]["units"]) for e in self.rnn],
-            direction=[e["direction"] for e in self.rnn], activation=acts,
+            direction=[e["direction"] for e in self.rnn], activation=acts, cell=kinds,
+            # None at an Elman layer (RNNConfig's annotation omits it)
+            recurrent_activation=None if set(kinds) == {"elman"} else cast(Any, gates),
+            reset_after=[bool(e["reset_after"]) if e["kind"] == "gru" else None
+                         for e in self.rnn] if "gru" in kinds else True,
             bias=biases.pop(), merge_mode=[e["merge"] for e in self.rnn],
             padded_output=self.padded_output(),
             output_order=order, vocab_size=None if self.vocab is None else self.vocab[0],
@@ -786,7 +918,8 @@ def _first_build_shape(chain: list[Mapping[str, Any]]) -> int | None:
 
 
 def parse_model(model_config: Mapping[str, Any], *, flavour: Flavour = KERAS3,
-                backend: str = "tensorflow", input_size: int | None = None) -> KerasNetwork:
+                backend: str = "tensorflow", input_size: int | None = None,
+                fused: frozenset[str] = frozenset()) -> KerasNetwork:
     """The network of a model config (see the module docstring).
 
     Args:
@@ -794,6 +927,9 @@ def parse_model(model_config: Mapping[str, Any], *, flavour: Flavour = KERAS3,
         flavour: :data:`KERAS3` or :data:`KERAS2`.
         backend: the Keras backend the model runs on (its masked steps' output).
         input_size: D, when the config does not record it.
+        fused: the names of the recurrent layers that Keras runs through its fused cuDNN
+            kernel on masked inputs in the process the model runs in (their padded steps
+            output zeros: :func:`~rnn_ref.backends.keras.record.keras_masked_step_output`).
 
     Raises:
         UnsupportedError: a layer, an operation or an arrangement the spec does not have,
@@ -801,7 +937,7 @@ def parse_model(model_config: Mapping[str, Any], *, flavour: Flavour = KERAS3,
         ValueError: no input width anywhere.
     """
     chain, build_shape, outputs = layer_chain(model_config)
-    reader = _Reader(flavour, backend, functional=outputs is not None)
+    reader = _Reader(flavour, backend, functional=outputs is not None, fused=fused)
     for layer in chain:
         if not isinstance(layer, Mapping):
             raise _refuse(f"a layer entry of type {type(layer).__name__}")
@@ -838,16 +974,48 @@ def _check_fits(config: RNNConfig, key: str, layer: str, array: np.ndarray[Any, 
                                   f"hold {held}")
 
 
+def _part(config: RNNConfig, key: str, src: Source, array: np.ndarray[Any, Any]
+          ) -> np.ndarray[Any, Any]:
+    """The canonical array ``key`` out of the layer's array ``array``: its row ``src.row``,
+    then its block of gate ``src.gate`` (:func:`rnn_ref.cells.unpack` in ``src.order``).
+
+    Raises:
+        FileFormatError: an array that does not hold the rows or the G blocks of M units
+            its layer's config declares, naming the layer.
+    """
+    if src.row is not None:
+        if array.ndim != 2 or array.shape[0] != 2:
+            raise FileFormatError(f"layer {src.layer!r}: its bias of shape {array.shape} is "
+                                  f"not the (2, 3*units) of a GRU with reset_after=True")
+        array = array[src.row]
+    if src.gate is None or src.order is None:
+        return array
+    cell = src.order.split(":")[0]
+    G = len(GATE_ORDERS[src.order][0])
+    m = config.hidden_sizes[int(key.split(".")[1])]
+    is_bias = key.split(".")[3] in ("b_x", "b_h")
+    if array.ndim != (1 if is_bias else 2) or array.shape[-1] != G * m:
+        raise FileFormatError(f"layer {src.layer!r} declares units={m} but its "
+                              f"{'bias' if is_bias else 'kernel'} has shape {array.shape}, "
+                              f"not {G} {cell.upper()} gates of {m} on the last axis")
+    return unpack(array, src.order, cell=cell, axis=-1)[src.gate]
+
+
 def assemble(net: KerasNetwork, fetch: Callable[[str, int], Any]) -> RNNParams:
-    """The parameters of ``net``, each array ``fetch(layer_name, index)`` (zeros where the
-    model has none), checked by :class:`~rnn_ref.RNNParams`."""
+    """The parameters of ``net``, each array ``fetch(layer_name, index)`` (a gated cell's
+    blocks split out of it, :class:`Source`; zeros where the model has none), checked by
+    :class:`~rnn_ref.RNNParams`."""
     arrays: dict[str, Any] = {}
     missing: list[str] = []
+    fetched: dict[tuple[str, int], np.ndarray[Any, Any]] = {}
     for key, src in net.sources.items():
         if src is None:
             missing.append(key)
         else:
-            arrays[key] = np.asarray(fetch(src.layer, src.index))
+            where = (src.layer, src.index)
+            if where not in fetched:
+                fetched[where] = np.asarray(fetch(src.layer, src.index))
+            arrays[key] = _part(net.config, key, src, fetched[where])
             _check_fits(net.config, key, src.layer, arrays[key])
     dtype = next(iter(arrays.values())).dtype
     cfg = net.config

@@ -27,6 +27,20 @@ KERAS_ACTIVATIONS: dict[str, Activation] = {
     "hard_sigmoid": Activation("hard_sigmoid", alpha=1 / 6, beta=0.5),
     "elu": Activation("elu", alpha=1.0), "leaky_relu": Activation("leaky_relu", alpha=0.2),
 }
+"""Keras 3's activations rnn-ref writes, one name per function (``keras/src/activations``)."""
+
+#: Keras 3 activations that are one of rnn-ref's under another name, read only (the writers
+#: and the conformance suite use :data:`KERAS_ACTIVATIONS`' names): ``celu`` with its default
+#: ``alpha=1.0`` is ``elu`` (``max(x, 0) + alpha * expm1(min(x, 0) / alpha)``);
+#: ``sparse_sigmoid`` is ``0.5 * (x + 1)`` clipped to [0, 1]
+#: (``keras/src/backend/*/nn.py``). The others Keras has (``relu6``, ``selu``, ``gelu``,
+#: ``silu``, ``hard_tanh``, ``mish``, ``exponential``, ...) are none of rnn-ref's.
+KERAS_READ_ALIASES: dict[str, Activation] = {
+    "celu": Activation("elu", alpha=1.0),
+    "sparse_sigmoid": Activation("hard_sigmoid", alpha=0.5, beta=0.5),
+}
+#: every Keras 3 activation name rnn-ref reads (models, layers, hints)
+KERAS_READ_ACTIVATIONS: dict[str, Activation] = {**KERAS_ACTIVATIONS, **KERAS_READ_ALIASES}
 
 
 def _keras_name(act: Any) -> str:
@@ -36,11 +50,16 @@ def _keras_name(act: Any) -> str:
 
 def keras_weights_unrecorded(config: RNNConfig) -> dict[str, str]:
     """What a Keras 3 ``.weights.h5`` of ``config`` does not record (it holds arrays by
-    position): each layer's activation (one name, or one per layer comma-separated), the
-    Dense head's activations, a reverse direction, a Bidirectional merge other than concat
-    (concatenation shows in the next layer's width)."""
+    position): each layer's activation (one name, or one per layer comma-separated; a GRU's
+    or LSTM's candidate activation, and its gates' as ``recurrent_activation``, one per gated
+    layer), the Dense head's activations, a reverse direction, a Bidirectional merge other
+    than concat (concatenation shows in the next layer's width)."""
     names = [_keras_name(layer[0]) for layer in config.activations]
     out = {"activation": names[0] if len(set(names)) == 1 else ",".join(names)}
+    gates = [_keras_name(config.activations_of(li, 0)[0]) for li in range(config.num_layers)
+             if config.cell_of(li).kind != "elman"]
+    if gates:
+        out["recurrent_activation"] = gates[0] if len(set(gates)) == 1 else ",".join(gates)
     if config.directions[-1] == "reverse":
         out["direction"] = "reverse"
     merge = config.merge_modes[-1]
@@ -80,9 +99,16 @@ def keras_weights_refuses(config: RNNConfig) -> Reason:
     return None
 
 
-def keras_masked_step_output(backend: str, *, zero_output_for_mask: bool, unroll: bool) -> str:
-    """The padded-output variant of a Keras RNN layer on Keras ``backend``."""
-    if zero_output_for_mask:
+def keras_masked_step_output(backend: str, *, zero_output_for_mask: bool, unroll: bool,
+                             fused: bool = False) -> str:
+    """The padded-output variant of a Keras RNN layer on Keras ``backend``: the generic
+    loop's (``keras/src/backend/*/rnn.py``; GRU and LSTM take it too on every backend with a
+    mask, measured with Keras 3.15.1 on CPU), or zeros with ``zero_output_for_mask`` and for
+    a layer run through TensorFlow's fused cuDNN kernel (``fused``: a GPU, tanh and sigmoid,
+    a bias, no unroll or recurrent dropout; ``_cudnn_gru``/``_cudnn_lstm`` in
+    ``keras/src/backend/tensorflow/rnn.py``: "the cudnn kernel will fill zeros for the
+    output"; JAX's and torch's fused kernels refuse masks)."""
+    if zero_output_for_mask or fused:
         return "zeros"
     if backend in ("jax", "numpy") and not unroll:
         return "carry_state"
@@ -235,7 +261,7 @@ FRAMEWORK = Framework(
         FileFormat("keras-weights", (".weights.h5",), "Keras 3 weights by position; the "
                    "architecture from the layer names and shapes",
                    frozenset({"activation", "merge_mode", "direction",
-                              "head_activation", "select"}),
+                              "head_activation", "select", "recurrent_activation"}),
                    unrecorded=keras_weights_unrecorded, refuses=keras_weights_refuses),
         FileFormat("keras-h5", (".h5",), "legacy Keras HDF5 read by name with h5py: a "
                    "whole model or weights", frozenset({"activation", "merge_mode"})),
