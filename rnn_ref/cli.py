@@ -499,8 +499,10 @@ def _inspect(args: argparse.Namespace) -> int:
     print("network:")
     for line in _describe(cfg, fmt).split("; "):
         print(f"  {printable(line)}")
-    print(f"parameters: {cfg.num_parameters('keras')} counted as Keras does (one bias per "
-          f"cell), {cfg.num_parameters('torch')} as torch does (two)")
+    keras_biases = ("one bias per gate, two in a reset-after GRU" if not cfg.is_elman
+                    else "one bias per cell")
+    print(f"parameters: {cfg.num_parameters('keras')} counted as Keras does ({keras_biases}), "
+          f"{cfg.num_parameters('torch')} as torch does (two)")
     print("\narrays in the file:")
     try:
         native = convert.framework_module(fmt).list_arrays(Path(args.file), fmt)

@@ -19,7 +19,7 @@ from rnn_ref.network import SELECTS, Dense, HeadActivation, Identity, check_retu
 
 __all__ = [
     "CELLS", "DIRECTIONS", "MERGE_MODES", "OUTPUT_ORDERS", "PADDED_OUTPUTS", "SELECTS",
-    "ActivationSpec", "ActivationValue", "RNNConfig", "SizeLike",
+    "ActivationSpec", "ActivationValue", "GatedActivationSpec", "RNNConfig", "SizeLike",
 ]
 
 #: What a size argument of :class:`RNNConfig` may be: an int or a NumPy integer (never a bool).
@@ -28,6 +28,11 @@ SizeLike = int | np.integer[Any]
 #: or one list per layer of one per direction.
 ActivationSpec = (
     ActivationLike | Sequence[ActivationLike] | Sequence[Sequence[ActivationLike]]
+)
+#: What ``recurrent_activation`` and ``cell_activation`` may be: the forms of
+#: :data:`ActivationSpec`, and a per-layer list with ``None`` at the layers whose cell lacks it.
+GatedActivationSpec = (
+    ActivationSpec | Sequence[ActivationLike | Sequence[ActivationLike] | None]
 )
 #: What :attr:`RNNConfig.activation` holds: the most compact form of the L x R activations.
 ActivationValue = Activation | tuple[Activation, ...] | tuple[tuple[Activation, ...], ...]
@@ -434,8 +439,8 @@ class RNNConfig:
         identities: Sequence[Any] = (),
         returns: Sequence[str] = ("result",),
         cell: str | Sequence[str] = "elman",
-        recurrent_activation: ActivationSpec | None = None,
-        cell_activation: ActivationSpec | None = None,
+        recurrent_activation: GatedActivationSpec | None = None,
+        cell_activation: GatedActivationSpec | None = None,
         reset_after: bool | Sequence[bool | None] = True,
         peepholes: bool | Sequence[bool | None] = False,
         input_forget: bool | Sequence[bool | None] = False,

@@ -10,7 +10,7 @@ import json
 import re
 import warnings
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
@@ -264,7 +264,7 @@ def _read_weights_h5(path: Path, hints: Hints) -> RNNParams:
         output_activation=None if readout is None else KERAS_ACTIVATIONS[head_act],
         merge_mode=merge,
         output_order="processing" if direction == "reverse" else "aligned", select=select,
-        cell=kinds, recurrent_activation=None if set(kinds) == {"elman"} else cast(Any, gates),
+        cell=kinds, recurrent_activation=None if set(kinds) == {"elman"} else gates,
         reset_after=resets if "gru" in kinds else True,
     )
     return RNNParams(config, layers, readout)

@@ -873,8 +873,7 @@ class _Reader:
         config = RNNConfig(
             d, [int(e["cells"][0]["units"]) for e in self.rnn],
             direction=[e["direction"] for e in self.rnn], activation=acts, cell=kinds,
-            # None at an Elman layer (RNNConfig's annotation omits it)
-            recurrent_activation=None if set(kinds) == {"elman"} else cast(Any, gates),
+            recurrent_activation=None if set(kinds) == {"elman"} else gates,
             reset_after=[bool(e["reset_after"]) if e["kind"] == "gru" else None
                          for e in self.rnn] if "gru" in kinds else True,
             bias=biases.pop(), merge_mode=[e["merge"] for e in self.rnn],
