@@ -64,7 +64,7 @@ def test_grad_matches_central_differences_of_the_oracle() -> None:
         tree = jax_backend.pytree_of(params)
 
         def loss(t: dict) -> jax.Array:
-            _, _, y, _ = jax_backend.apply(t, jnp.asarray(x), config=cfg, lengths=lengths)
+            _, _, y, _, _ = jax_backend.apply(t, jnp.asarray(x), config=cfg, lengths=lengths)
             return jnp.sum(y**2)
 
         grad = jax.grad(loss)(tree)
