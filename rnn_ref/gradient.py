@@ -283,7 +283,8 @@ def _forward_gated(x: Array, spec: CellSpec, cell: GRUParams | LSTMParams, h0: A
     n, t_len, _ = x.shape
     m, p = cell.hidden_size, h0.shape[1]
     lstm = isinstance(cell, LSTMParams)
-    a = {k: x @ cell.w_x[k] + cell.b_x[k] for k in cell.gates}  # the input sides, hoisted
+    a: dict[str, Array] = {k: x @ cell.w_x[k] + cell.b_x[k]  # the input sides, hoisted
+                           for k in cell.gates}
     names = cell.gates + (("c",) if lstm else ())
     cache = _GatedCache(
         gate={k: np.zeros((n, t_len, m)) for k in names},
@@ -375,7 +376,8 @@ def _backward_gated(x: Array, spec: CellSpec, cell: GRUParams | LSTMParams, reve
     grad of its c0 (``None`` for a GRU))."""
     n, t_len, _ = x.shape
     m = cell.hidden_size
-    ds = {k: np.zeros((n, t_len, m)) for k in cell.gates}  # dL/ds_k at valid steps, else 0
+    ds: dict[str, Array] = {k: np.zeros((n, t_len, m))  # dL/ds_k at valid steps, else 0
+                            for k in cell.gates}
     du_n = np.zeros((n, t_len, m))  # GRU: the candidate's recurrent-side cotangent
     dh_t = np.zeros_like(cache.out)  # LSTM: dL/d h_t at valid steps (the projection's)
     dh = g_hn.copy()

@@ -147,24 +147,28 @@ def _torch_params(module: Any, cfg: RNNConfig) -> RNNParams:
                                cfg)
 
 
+def _torch_blocks(tensors: dict[str, np.ndarray], name: str, cfg: RNNConfig, li: int
+                  ) -> dict[str, np.ndarray]:
+    """torch's packed ``name`` (``weight_ih_l0_reverse``, ...) split into canonical gate
+    blocks in torch's order; zero biases for a module without them."""
+    kind = cfg.cell_of(li).kind
+    if name not in tensors:  # bias=False
+        return {k: np.zeros(cfg.hidden_sizes[li]) for k in cfg.cell_of(li).gates}
+    return unpack(tensors[name], f"{kind}:torch", cell=kind, axis=0)
+
+
 def _from_torch_tensors(tensors: dict[str, np.ndarray], cfg: RNNConfig) -> RNNParams:
     kind = cfg.cell_of(0).kind
-    order = f"{kind}:torch"
     layers = []
     for li in range(cfg.num_layers):
         cells = []
         for r in range(cfg.num_directions_of(li)):
             sfx = f"l{li}" + ("_reverse" if r else "")
-
-            def blocks(name: str, sfx: str = sfx) -> dict[str, np.ndarray]:
-                if f"{name}_{sfx}" not in tensors:  # bias=False
-                    m = cfg.hidden_sizes[li]
-                    return {k: np.zeros(m) for k in cfg.cell_of(li).gates}
-                return unpack(tensors[f"{name}_{sfx}"], order, cell=kind, axis=0)
-
-            w_x = {k: v.T for k, v in blocks("weight_ih").items()}
-            w_h = {k: v.T for k, v in blocks("weight_hh").items()}
-            b_x, b_h = blocks("bias_ih"), blocks("bias_hh")
+            blocks = {name: _torch_blocks(tensors, f"{name}_{sfx}", cfg, li)
+                      for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+            w_x = {k: v.T for k, v in blocks["weight_ih"].items()}
+            w_h = {k: v.T for k, v in blocks["weight_hh"].items()}
+            b_x, b_h = blocks["bias_ih"], blocks["bias_hh"]
             if kind == "gru":
                 cells.append(GRUParams(w_x=w_x, w_h=w_h, b_x=b_x, b_h=b_h))
             else:

@@ -253,14 +253,16 @@ def _gated_direction(x_tm: jax.Array, cell: Tree, h0: jax.Array, c0: jax.Array |
         h, c = carry
         a_t, v_t = inp
         a = split(a_t, gates)
+        c_new: jax.Array | None = None
         if c is None:
-            h_new, c_new = gru(h, a), None
+            h_new = gru(h, a)
         else:
             h_new, c_new = lstm(h, c, a)
         if v_t is not None:  # a padded step keeps h and c
             v = v_t[:, None]
             h_new = jnp.where(v, h_new, h)
-            c_new = None if c is None else jnp.where(v, c_new, c)
+            if c_new is not None:
+                c_new = jnp.where(v, c_new, c)
         return (h_new, c_new), h_new
 
     (h_n, c_n), hs = lax.scan(step, (h0, c0), (a_all, valid_tm), reverse=reverse,
