@@ -221,17 +221,23 @@ def _activate(act: Activation, s: Array, clip: float | None) -> tuple[Array, Arr
     return act(z), act.derivative(z) * ((s >= -clip) & (s <= clip))
 
 
+def _recurrent_gates(spec: CellSpec) -> tuple[str, ...]:
+    """The gates whose recurrent side is ``h @ w_h[k] + b_h[k]``, one packed product a step
+    (all but a reset-before GRU's candidate, whose product takes ``r * h``)."""
+    return ("z", "r") if spec.kind == "gru" and not spec.reset_after else spec.gates
+
+
 def _gru_step(spec: CellSpec, cell: GRUParams, f: Activation, g: Activation,
-              clip: float | None, a: dict[str, Array], h: Array, t: int, cache: _GatedCache
-              ) -> Array:
-    """One GRU step of the batch from the input sides ``a[k][:, t]`` and ``h (N, M)``:
-    stores the gates, their slopes and the candidate's recurrent input at t, returns h_t."""
-    u = {k: h @ cell.w_h[k] + cell.b_h[k] for k in ("z", "r")}
+              clip: float | None, a: dict[str, Array], u: dict[str, Array], h: Array, t: int,
+              cache: _GatedCache) -> Array:
+    """One GRU step of the batch from the input sides ``a[k][:, t]``, the recurrent sides
+    ``u[k]`` and ``h (N, M)``: stores the gates, their slopes and the candidate's recurrent
+    input at t, returns h_t."""
     z, cache.slope["z"][:, t] = _activate(f, a["z"][:, t] + u["z"], clip)
     r, cache.slope["r"][:, t] = _activate(f, a["r"][:, t] + u["r"], clip)
     assert cache.rec_n is not None
     if spec.reset_after:
-        q = h @ cell.w_h["n"] + cell.b_h["n"]
+        q = u["n"]
         n, cache.slope["n"][:, t] = _activate(g, a["n"][:, t] + r * q, clip)
     else:
         q = r * h
@@ -244,17 +250,17 @@ def _gru_step(spec: CellSpec, cell: GRUParams, f: Activation, g: Activation,
 
 
 def _lstm_step(spec: CellSpec, cell: LSTMParams, acts: tuple[Activation, ...],
-               clip: float | None, a: dict[str, Array], h: Array, c: Array, t: int,
-               cache: _GatedCache) -> tuple[Array, Array]:
-    """One LSTM step of the batch from the input sides ``a[k][:, t]``, ``h (N, P)`` and
-    ``c (N, M)``: stores the gates, their slopes, ``c_t`` and ``h(clip(c_t))`` at t, returns
-    ``(h_t, c_t)``."""
+               clip: float | None, a: dict[str, Array], u: dict[str, Array], c: Array,
+               t: int, cache: _GatedCache) -> tuple[Array, Array]:
+    """One LSTM step of the batch from the input sides ``a[k][:, t]``, the recurrent sides
+    ``u[k]`` and ``c (N, M)``: stores the gates, their slopes, ``c_t`` and ``h(clip(c_t))`` at
+    t, returns ``(h_t, c_t)``."""
     f, g, h_act = acts
     peep = cell.p if cell.p is not None else {}
     gate, slope = cache.gate, cache.slope
 
     def pre(k: str, state: Array | None = None) -> Array:
-        s = a[k][:, t] + h @ cell.w_h[k] + cell.b_h[k]
+        s = a[k][:, t] + u[k]
         return s + peep[k] * state if k in peep and state is not None else s
 
     i, slope["i"][:, t] = _activate(f, pre("i", c), clip)
@@ -296,17 +302,22 @@ def _forward_gated(x: Array, spec: CellSpec, cell: GRUParams | LSTMParams, h0: A
         hc=np.zeros((n, t_len, m)) if lstm else None,
         valid=valid, dep=np.zeros((n, t_len), bool), out=np.zeros((n, t_len, p)),
         h_n=h0, c_n=None)
+    rec = _recurrent_gates(spec)
+    w_rec = np.concatenate([cell.w_h[k] for k in rec], axis=1)  # (P, G*M): one product a step
+    b_rec = np.concatenate([cell.b_h[k] for k in rec])
     h, c = h0.copy(), (None if c0 is None else c0.copy())
     started = np.zeros(n, bool)
     for t in (range(t_len - 1, -1, -1) if reverse else range(t_len)):
         cache.h_prev[:, t] = h
         v = valid[:, t, None]
+        u_all = h @ w_rec + b_rec
+        u = {k: u_all[:, j * m:(j + 1) * m] for j, k in enumerate(rec)}
         if isinstance(cell, GRUParams):
-            h = np.where(v, _gru_step(spec, cell, acts[0], acts[1], clip, a, h, t, cache), h)
+            h = np.where(v, _gru_step(spec, cell, acts[0], acts[1], clip, a, u, h, t, cache), h)
         else:
             assert c is not None and cache.c_prev is not None
             cache.c_prev[:, t] = c
-            h_t, c_t = _lstm_step(spec, cell, acts, clip, a, h, c, t, cache)
+            h_t, c_t = _lstm_step(spec, cell, acts, clip, a, u, c, t, cache)
             h, c = np.where(v, h_t, h), np.where(v, c_t, c)
         started |= valid[:, t]
         cache.dep[:, t] = {"zeros": valid[:, t], "carry_state": np.ones(n, bool),
@@ -316,10 +327,11 @@ def _forward_gated(x: Array, spec: CellSpec, cell: GRUParams | LSTMParams, h0: A
     return cache
 
 
-def _gru_backward_step(spec: CellSpec, cell: GRUParams, cache: _GatedCache, t: int,
-                       dh: Array, ds: dict[str, Array], du_n: Array) -> Array:
+def _gru_backward_step(spec: CellSpec, cell: GRUParams, w_rec_t: Array, cache: _GatedCache,
+                       t: int, dh: Array, ds: dict[str, Array], du_n: Array) -> Array:
     """dL/d h_{t-1} from ``dh``, dL/d h_t, at a valid step t; writes each gate's ``ds_k`` and
-    the candidate's recurrent-side cotangent ``du_n`` at t (the module docstring)."""
+    the candidate's recurrent-side cotangent ``du_n`` at t (the module docstring).
+    ``w_rec_t`` is the :func:`_recurrent_gates` blocks of ``w_h``, packed and transposed."""
     gate, slope, h = cache.gate, cache.slope, cache.h_prev[:, t]
     z, n = gate["z"][:, t], gate["n"][:, t]
     ds["n"][:, t] = ds_n = dh * (1 - z) * slope["n"][:, t]
@@ -328,20 +340,19 @@ def _gru_backward_step(spec: CellSpec, cell: GRUParams, cache: _GatedCache, t: i
     if spec.reset_after:
         ds["r"][:, t] = ds_r = ds_n * cache.rec_n[:, t] * slope["r"][:, t]
         du_n[:, t] = dq = ds_n * gate["r"][:, t]
-        back = dq @ cell.w_h["n"].T
-    else:
-        d_rh = ds_n @ cell.w_h["n"].T
-        ds["r"][:, t] = ds_r = d_rh * h * slope["r"][:, t]
-        du_n[:, t] = ds_n
-        back = d_rh * gate["r"][:, t]
-    return dh * z + back + ds_z @ cell.w_h["z"].T + ds_r @ cell.w_h["r"].T
+        return dh * z + np.concatenate([ds_z, ds_r, dq], axis=1) @ w_rec_t
+    d_rh = ds_n @ cell.w_h["n"].T
+    ds["r"][:, t] = ds_r = d_rh * h * slope["r"][:, t]
+    du_n[:, t] = ds_n
+    return dh * z + d_rh * gate["r"][:, t] + np.concatenate([ds_z, ds_r], axis=1) @ w_rec_t
 
 
-def _lstm_backward_step(spec: CellSpec, cell: LSTMParams, cache: _GatedCache, t: int,
-                        dh: Array, dc: Array, ds: dict[str, Array], dh_t: Array
+def _lstm_backward_step(spec: CellSpec, cell: LSTMParams, w_rec_t: Array, cache: _GatedCache,
+                        t: int, dh: Array, dc: Array, ds: dict[str, Array], dh_t: Array
                         ) -> tuple[Array, Array]:
     """``(dL/d h_{t-1}, dL/d c_{t-1})`` from ``dh``, ``dc`` (those of h_t, c_t) at a valid
-    step t; writes each gate's ``ds_k`` and ``dh_t`` at t (the module docstring)."""
+    step t; writes each gate's ``ds_k`` and ``dh_t`` at t (the module docstring). ``w_rec_t``
+    is ``w_h``'s blocks in ``cell.gates`` order, packed and transposed."""
     gate, slope = cache.gate, cache.slope
     assert cache.c_prev is not None and cache.hc is not None
     c = cache.c_prev[:, t]
@@ -353,20 +364,21 @@ def _lstm_backward_step(spec: CellSpec, cell: LSTMParams, cache: _GatedCache, t:
     peep = cell.p if cell.p is not None else {}
     if "o" in peep:
         dc_new = dc_new + ds_o * peep["o"]
-    ds["g"][:, t] = dc_new * i * slope["g"][:, t]
+    local = {"o": ds_o}
+    ds["g"][:, t] = local["g"] = dc_new * i * slope["g"][:, t]
     if spec.input_forget:
         ds["i"][:, t] = ds_i = dc_new * (gate["g"][:, t] - c) * slope["i"][:, t]
         dc_prev = dc_new * (1 - i)
     else:
         ds["i"][:, t] = ds_i = dc_new * gate["g"][:, t] * slope["i"][:, t]
-        ds["f"][:, t] = ds_f = dc_new * c * slope["f"][:, t]
+        ds["f"][:, t] = local["f"] = ds_f = dc_new * c * slope["f"][:, t]
         dc_prev = dc_new * gate["f"][:, t]
         if "f" in peep:
             dc_prev = dc_prev + ds_f * peep["f"]
     if "i" in peep:
         dc_prev = dc_prev + ds_i * peep["i"]
-    dh_prev = sum(ds[k][:, t] @ cell.w_h[k].T for k in cell.gates)
-    return np.asarray(dh_prev), dc_prev
+    local["i"] = ds_i
+    return np.concatenate([local[k] for k in cell.gates], axis=1) @ w_rec_t, dc_prev
 
 
 def _backward_gated(x: Array, spec: CellSpec, cell: GRUParams | LSTMParams, reverse: bool,
@@ -380,16 +392,19 @@ def _backward_gated(x: Array, spec: CellSpec, cell: GRUParams | LSTMParams, reve
                             for k in cell.gates}
     du_n = np.zeros((n, t_len, m))  # GRU: the candidate's recurrent-side cotangent
     dh_t = np.zeros_like(cache.out)  # LSTM: dL/d h_t at valid steps (the projection's)
+    w_rec_t = np.ascontiguousarray(
+        np.concatenate([cell.w_h[k] for k in _recurrent_gates(spec)], axis=1).T)
     dh = g_hn.copy()
     dc = None if g_cn is None else g_cn.copy()
     for t in (range(t_len) if reverse else range(t_len - 1, -1, -1)):
         dh = dh + np.where(cache.dep[:, t, None], g_out[:, t], 0.0)
         v = cache.valid[:, t, None]
         if isinstance(cell, GRUParams):
-            back = _gru_backward_step(spec, cell, cache, t, dh, ds, du_n)
+            back = _gru_backward_step(spec, cell, w_rec_t, cache, t, dh, ds, du_n)
         else:
             assert dc is not None
-            back, dc_prev = _lstm_backward_step(spec, cell, cache, t, dh, dc, ds, dh_t)
+            back, dc_prev = _lstm_backward_step(spec, cell, w_rec_t, cache, t, dh, dc, ds,
+                                                dh_t)
             dc = np.where(v, dc_prev, dc)
         dh = np.where(v, back, dh)
         for k in ds:  # a padded step has no gate: its rows were written from carried values
