@@ -593,7 +593,8 @@ def _run_gated_direction(
     w_x = np.concatenate([cell.w_x[k] for k in gates], axis=1)
     bias = np.concatenate([cell.b_x[k] + (0 if keep_hn and k == "n" else cell.b_h[k])
                            for k in gates])
-    proj = (x.reshape(n_samples * n_steps, d) @ w_x + bias).reshape(n_samples, n_steps, -1)
+    proj = (x.reshape(n_samples * n_steps, d) @ w_x + bias).reshape(n_samples, n_steps,
+                                                                     w_x.shape[1])
     rec = gates[:2] if gru else gates  # the gates whose recurrent product needs only h
     w_h = np.concatenate([cell.w_h[k] for k in rec], axis=1)
     f, g = acts[0], acts[1]

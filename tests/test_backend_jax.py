@@ -7,6 +7,7 @@ import pytest
 from conftest import need
 from hypothesis import given, settings
 from strategies import cases
+from strategies_gated import EVERY, gated_cases, gated_configs
 
 import rnn_ref
 from rnn_ref import RNNConfig, UnsupportedError
@@ -32,6 +33,49 @@ def test_jax_backend_equals_oracle(case: dict) -> None:
         np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-9)
     if want.y is not None:
         np.testing.assert_allclose(got.y, want.y, rtol=1e-9, atol=1e-9)
+
+
+def _leaves(value: object) -> tuple:
+    if value is None:
+        return ()
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,)
+
+
+@settings(max_examples=20)
+@given(gated_cases(gated_configs(acts=EVERY)))
+def test_jax_backend_equals_oracle_on_gated_cells(case: dict) -> None:
+    """GRU and LSTM layers with every switch (both reset placements, peepholes, input_forget,
+    a projection, every activation with hard_sigmoid's two parameter sets, clip), mixed
+    stacks, h0 and c0, the padded-output modes, selections and heads; float64."""
+    kw = {k: case[k] for k in ("h0", "c0", "lengths", "mask") if case.get(k) is not None}
+    got = rnn_ref.get_backend("jax").forward(case["params"], case["x"], **kw)
+    want = rnn_ref.forward(case["params"], case["x"], **kw)
+    for name in ("outputs", "h_n", "y", "selected", "c_n"):
+        g, w = _leaves(getattr(got, name)), _leaves(getattr(want, name))
+        assert len(g) == len(w), name
+        for a, b in zip(g, w, strict=True):
+            assert a.dtype == np.float64 and a.shape == b.shape, name
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+def test_gated_float32_and_c0_layouts() -> None:
+    """A float32 LSTM with a projection and a GRU beside it: the jax backend in float32
+    against the oracle in float32; c_n's layout follows c0's (a tuple for different widths)."""
+    cfg = RNNConfig(4, [5, 3], cell=["lstm", "lstm"], proj_size=[2, None],
+                    direction="bidirectional", peepholes=True)
+    params = rnn_ref.init(cfg, seed=3)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 7, 4)).astype(np.float32)
+    c0 = [rng.standard_normal((3, m)).astype(np.float32) for m in cfg.cell_state_sizes]
+    got = rnn_ref.get_backend("jax").forward(params, x, c0=c0, lengths=np.array([7, 0, 4]))
+    want = rnn_ref.forward(params, x, c0=c0, lengths=np.array([7, 0, 4]),
+                           compute_dtype=np.float32)
+    assert got.outputs.dtype == np.float32
+    np.testing.assert_allclose(got.outputs, want.outputs, atol=1e-5)
+    assert isinstance(got.c_n, tuple) and len(got.c_n) == 4
+    for a, b in zip(got.c_n, want.c_n, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    np.testing.assert_array_equal(got.c_n[0][1], c0[0][1])  # length 0: c_n is c0
 
 
 def test_processing_order_and_float32() -> None:
@@ -64,7 +108,7 @@ def test_grad_matches_central_differences_of_the_oracle() -> None:
         tree = jax_backend.pytree_of(params)
 
         def loss(t: dict) -> jax.Array:
-            _, _, y, _ = jax_backend.apply(t, jnp.asarray(x), config=cfg, lengths=lengths)
+            _, _, y, _, _ = jax_backend.apply(t, jnp.asarray(x), config=cfg, lengths=lengths)
             return jnp.sum(y**2)
 
         grad = jax.grad(loss)(tree)

@@ -142,7 +142,7 @@ def test_matches_jax_grad_on_every_feature(case: dict, seed: int) -> None:
         tree = jax_backend.pytree_of(params)
 
         def loss(t: dict, x: jax.Array) -> jax.Array:
-            out, h_n, y, _ = jax_backend.apply(t, x, config=cfg, h0=None if case["h0"] is None
+            out, h_n, y, _, _ = jax_backend.apply(t, x, config=cfg, h0=None if case["h0"] is None
                                             else [jnp.asarray(h) for h in case["h0"]], **kw)
             total = sum(jnp.sum(a * b) for a, b in zip(
                 out if isinstance(out, tuple) else (out,),

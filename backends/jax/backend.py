@@ -1,11 +1,14 @@
 """JAX: a jitted ``lax.scan`` implementation of the whole spec.
 
 The ``jax`` backend is this project's own code, not a framework layer: :func:`apply` runs the
-reference semantics (the embedding, layers of any direction and merge mode, ``h0``, lengths
-and masks with the three padded-output modes, both output orders, the selection, the head
-with softmax, every activation, clip) on a params pytree, is jitted per config and shape, and
-is differentiable with ``jax.grad``. A reverse direction scans with ``lax.scan(...,
-reverse=True)``, which keeps outputs time-aligned.
+reference semantics (the embedding, Elman, GRU and LSTM layers with every switch of spec 2.7,
+of any direction and merge mode, ``h0`` and ``c0``, lengths and masks with the three
+padded-output modes, both output orders, the selection, the head with softmax, every
+activation, clip) on a params pytree, is jitted per config and shape, and is differentiable
+with ``jax.grad``. A reverse direction scans with ``lax.scan(..., reverse=True)``, which keeps
+outputs time-aligned. An Elman direction's gradient is written out (:func:`_recurrence`); a
+gated direction's is JAX's own autodiff of its scan (:func:`_gated_direction`), which the
+tests hold :func:`rnn_ref.backward` to.
 
 float64 runs inside ``jax.enable_x64(True)`` for the call only; JAX's global setting is never
 changed.
@@ -29,10 +32,11 @@ from jax import lax
 from rnn_ref.activations import Activation
 from rnn_ref.backends import devices
 from rnn_ref.backends.jax.record import unsupported
+from rnn_ref.cells import CellSpec
 from rnn_ref.config import RNNConfig
 from rnn_ref.inputs import check_inputs, check_options
 from rnn_ref.network import POOLINGS
-from rnn_ref.params import CellParams, Readout, RNNParams
+from rnn_ref.params import RNNParams
 from rnn_ref.reference import ForwardResult
 
 __all__ = ["UNROLL", "JaxBackend", "JaxGpuBackend", "JaxGpuFp32Backend", "apply", "pytree_of",
@@ -199,6 +203,74 @@ def _direction(x_tm: jax.Array, cell: Tree, h0: jax.Array, valid_tm: jax.Array |
     return (hs if keep is None else jnp.where(keep, hs, jnp.zeros_like(hs))), h_n
 
 
+def _gated_direction(x_tm: jax.Array, cell: Tree, h0: jax.Array, c0: jax.Array | None,
+                     valid_tm: jax.Array | None, spec: CellSpec, acts: tuple[Activation, ...],
+                     clip: float | None, reverse: bool, padded_output: str, unroll: int
+                     ) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+    """One GRU or LSTM direction (spec 2.7): ``x_tm (T, N, D)`` -> outputs ``(T, N, P)``,
+    ``h_n (N, P)`` and an LSTM's ``c_n (N, M)`` (``None`` for a GRU). ``cell`` holds the
+    blocks by their canonical names (``"w_x.z"``, ``"p.i"``, ``"w_proj"``, ...). Every gate's
+    input side is one product before the scan, its recurrent side one product a step (a
+    reset-before GRU's candidate apart: its product needs ``r``)."""
+    gates = spec.gates
+    m = cell[f"w_x.{gates[0]}"].shape[1]
+    a_all = x_tm @ jnp.concatenate([cell[f"w_x.{k}"] for k in gates], axis=1) + \
+        jnp.concatenate([cell[f"b_x.{k}"] for k in gates])
+    rec = gates[:2] if spec.kind == "gru" and not spec.reset_after else gates
+    w_rec = jnp.concatenate([cell[f"w_h.{k}"] for k in rec], axis=1)
+    b_rec = jnp.concatenate([cell[f"b_h.{k}"] for k in rec])
+    f, g = _cell_fn(acts[0], clip), _cell_fn(acts[1], clip)
+
+    def split(v: jax.Array, names: tuple[str, ...]) -> dict[str, jax.Array]:
+        return {k: v[:, j * m:(j + 1) * m] for j, k in enumerate(names)}
+
+    def gru(h: jax.Array, a: dict[str, jax.Array]) -> jax.Array:
+        u = split(h @ w_rec + b_rec, rec)
+        z = f(a["z"] + u["z"])
+        r = f(a["r"] + u["r"])
+        if spec.reset_after:
+            n = g(a["n"] + r * u["n"])
+        else:
+            n = g(a["n"] + (r * h) @ cell["w_h.n"] + cell["b_h.n"])
+        return (1 - z) * n + z * h
+
+    def lstm(h: jax.Array, c: jax.Array, a: dict[str, jax.Array]
+             ) -> tuple[jax.Array, jax.Array]:
+        u = split(h @ w_rec + b_rec, rec)
+        s = {k: a[k] + u[k] for k in gates}
+        peep = {k: cell[f"p.{k}"] for k in spec.peephole_gates}
+        i = f(s["i"] + peep["i"] * c if "i" in peep else s["i"])
+        if spec.input_forget:
+            forget = 1 - i
+        else:
+            forget = f(s["f"] + peep["f"] * c if "f" in peep else s["f"])
+        c_t = forget * c + i * g(s["g"])
+        o = f(s["o"] + peep["o"] * c_t if "o" in peep else s["o"])
+        h_t = o * _cell_fn(acts[2], clip)(c_t)
+        return (h_t @ cell["w_proj"] if "w_proj" in cell else h_t), c_t
+
+    def step(carry: tuple[jax.Array, Any], inp: Any) -> tuple[tuple[jax.Array, Any], jax.Array]:
+        h, c = carry
+        a_t, v_t = inp
+        a = split(a_t, gates)
+        c_new: jax.Array | None = None
+        if c is None:
+            h_new = gru(h, a)
+        else:
+            h_new, c_new = lstm(h, c, a)
+        if v_t is not None:  # a padded step keeps h and c
+            v = v_t[:, None]
+            h_new = jnp.where(v, h_new, h)
+            if c_new is not None:
+                c_new = jnp.where(v, c_new, c)
+        return (h_new, c_new), h_new
+
+    (h_n, c_n), hs = lax.scan(step, (h0, c0), (a_all, valid_tm), reverse=reverse,
+                              unroll=unroll)
+    keep = None if valid_tm is None else _output_mask(valid_tm, padded_output, reverse)
+    return (hs if keep is None else jnp.where(keep, hs, jnp.zeros_like(hs))), h_n, c_n
+
+
 def _merge(outs: list[Any], mode: str | None) -> Any:
     """A layer's directions merged as ``mode`` says (time-major ``(T, N, M)`` each)."""
     if len(outs) == 1:
@@ -251,42 +323,58 @@ def _select(config: RNNConfig, merged: Any, finals: list[jax.Array],
 
 
 def _layers(tree: Tree, layer_in: jax.Array, h0: tuple[jax.Array, ...],
-            valid_tm: jax.Array | None, config: RNNConfig, padded_output: str,
-            output_order: str, unroll: int) -> tuple[Any, list[jax.Array]]:
+            c0: tuple[jax.Array, ...], valid_tm: jax.Array | None, config: RNNConfig,
+            padded_output: str, output_order: str, unroll: int
+            ) -> tuple[Any, list[jax.Array], list[jax.Array]]:
     """Every recurrent layer on time-major ``layer_in (T, N, D)``: the last layer's merged
-    outputs (time-major) and the S final states."""
+    outputs (time-major), the S final states and the C final cell states."""
     h_n: list[jax.Array] = []
+    c_n: list[jax.Array] = []
     merged: Any = layer_in
     for li, layer in enumerate(tree["layers"]):
         outs = []
+        spec = config.cell_of(li)
         for r, cell in enumerate(layer):
-            out, hn = _direction(layer_in, cell, h0[config.state_index(li, r)], valid_tm,
-                                 config.activation_of(li, r), config.clips[li],
-                                 config.is_reverse(li, r), padded_output, unroll)
+            h0_r, reverse = h0[config.state_index(li, r)], config.is_reverse(li, r)
+            if spec.kind == "elman":
+                out, hn = _direction(layer_in, cell, h0_r, valid_tm, config.activation_of(li, r),
+                                     config.clips[li], reverse, padded_output, unroll)
+            else:
+                c0_r = c0[config.cell_state_index(li, r)] if spec.kind == "lstm" else None
+                out, hn, cn = _gated_direction(layer_in, cell, h0_r, c0_r, valid_tm, spec,
+                                               config.activations_of(li, r), config.clips[li],
+                                               reverse, padded_output, unroll)
+                if cn is not None:
+                    c_n.append(cn)
             if li == config.num_layers - 1 and output_order == "processing":
                 out = out[::-1]
             outs.append(out)
             h_n.append(hn)
         merged = _merge(outs, config.merge_modes[li])
         layer_in = merged
-    return merged, h_n
+    return merged, h_n, c_n
 
 
 @partial(jax.jit, static_argnames=("config", "padded_output", "output_order", "unroll"))
 def _apply(tree: Tree, x: jax.Array, h0: tuple[jax.Array, ...] | None,
            valid: jax.Array | None, config: RNNConfig, padded_output: str, output_order: str,
-           unroll: int = 1) -> tuple[Any, Any, jax.Array | None, Any]:
+           unroll: int = 1, c0: tuple[jax.Array, ...] | None = None
+           ) -> tuple[Any, Any, jax.Array | None, Any, Any]:
     """The whole network, jitted per config and shapes: ``x (N, T, D)`` (token ids ``(N, T)``
-    with an embedding), ``h0`` S ``(N, M_l)`` or ``None`` (zeros), ``valid (N, T)`` or
-    ``None`` -> ``(outputs, h_n, y, selected)`` (``h_n`` stacked ``(S, N, M)`` when the
-    hidden sizes agree, else a tuple; ``y`` the head's output or ``None``)."""
+    with an embedding), ``h0`` S ``(N, P_l)`` or ``None`` (zeros), ``c0`` C ``(N, M_l)`` or
+    ``None`` (zeros), ``valid (N, T)`` or ``None`` -> ``(outputs, h_n, y, selected, c_n)``
+    (``h_n`` stacked ``(S, N, P)`` when the state widths agree, else a tuple; ``y`` the head's
+    output or ``None``; ``c_n`` stacked ``(C, N, M)``, a tuple, or ``None`` without an LSTM
+    layer)."""
     if tree.get("embedding") is not None:
         x = jnp.take(tree["embedding"], x, axis=0)
     if h0 is None:
         h0 = tuple(jnp.zeros((x.shape[0], m), x.dtype) for m in config.state_sizes)
+    if c0 is None:
+        c0 = tuple(jnp.zeros((x.shape[0], m), x.dtype) for m in config.cell_state_sizes)
     valid_tm = None if valid is None else jnp.swapaxes(valid, 0, 1)
-    merged, h_n = _layers(tree, jnp.swapaxes(x, 0, 1), h0, valid_tm, config, padded_output,
-                          output_order, unroll)
+    merged, h_n, c_n = _layers(tree, jnp.swapaxes(x, 0, 1), h0, c0, valid_tm, config,
+                               padded_output, output_order, unroll)
     R_last = config.num_directions_of(config.num_layers - 1)
     selected = _select(config, merged, h_n[-R_last:], valid_tm)
     y = None
@@ -298,13 +386,17 @@ def _apply(tree: Tree, x: jax.Array, h0: tuple[jax.Array, ...] | None,
         outputs: Any = tuple(jnp.swapaxes(o, 0, 1) for o in merged)
     else:
         outputs = jnp.swapaxes(merged, 0, 1)
-    return outputs, (jnp.stack(h_n) if config.uniform_hidden else tuple(h_n)), y, selected
+    cells = None if not c_n else jnp.stack(c_n) if config.uniform_cell else tuple(c_n)
+    return (outputs, (jnp.stack(h_n) if config.uniform_hidden else tuple(h_n)), y, selected,
+            cells)
 
 
 def pytree_of(params: RNNParams) -> Tree:
-    """The params as a pytree of ``jnp`` arrays: ``{"layers": [[{"w_x", "w_h", "b_x", "b_h"}
-    per direction] per layer], "embedding": (V, D) or None, "head": [{"w", "b"} per head
-    layer]}`` (differentiable leaves)."""
+    """The params as a pytree of ``jnp`` arrays: ``{"layers": [[cell per direction] per
+    layer], "embedding": (V, D) or None, "head": [{"w", "b"} per head layer]}`` with each cell
+    its ``arrays()``: ``{"w_x", "w_h", "b_x", "b_h"}`` for an Elman cell, the blocks by name
+    (``"w_x.z"``, ``"b_h.n"``, ``"p.i"``, ``"w_proj"``, ...) for a GRU or LSTM (differentiable
+    leaves)."""
     with jax.enable_x64(params.dtype == np.float64):
         layers = [[{k: jnp.asarray(v) for k, v in cell.arrays().items()} for cell in layer]
                   for layer in params.layers]
@@ -315,7 +407,7 @@ def pytree_of(params: RNNParams) -> Tree:
 
 def apply(tree: Tree, x: Any, *, config: RNNConfig, h0: Any = None, lengths: Any = None,
           mask: Any = None, padded_output: str | None = None, output_order: str | None = None,
-          unroll: int | None = None) -> tuple[Any, Any, Any, Any]:
+          unroll: int | None = None, c0: Any = None) -> tuple[Any, Any, Any, Any, Any]:
     """The forward pass on a params pytree (see :func:`pytree_of`), traceable by JAX.
 
     Args:
@@ -326,14 +418,19 @@ def apply(tree: Tree, x: Any, *, config: RNNConfig, h0: Any = None, lengths: Any
         config: the architecture (static).
         unroll: steps of the scan unrolled into one loop iteration (``None``: :data:`UNROLL`
             of JAX's default platform); the results do not depend on it.
+        c0: the LSTM layers' initial cell states, ``(C, N, M)`` or a list of C ``(N, M_l)``;
+            ``None`` for zeros.
 
     Returns:
-        ``(outputs (N, T, F), h_n, y, selected)`` as JAX arrays, ``h_n`` stacked
-        ``(S, N, M)`` when the hidden sizes agree, else a tuple; ``y`` the head's output
-        (``None`` without a head); ``selected`` what ``config.select`` hands on.
+        ``(outputs (N, T, F), h_n, y, selected, c_n)`` as JAX arrays, ``h_n`` stacked
+        ``(S, N, M)`` when the state widths agree, else a tuple; ``y`` the head's output
+        (``None`` without a head); ``selected`` what ``config.select`` hands on; ``c_n`` the
+        LSTM layers' final cell states (``(C, N, M)``, a tuple when their widths differ,
+        ``None`` without an LSTM layer).
     """
     padded_output, output_order = check_options(config, padded_output, output_order)
     h0s = None if h0 is None else tuple(h0[i] for i in range(config.num_states))
+    c0s = None if c0 is None else tuple(c0[i] for i in range(config.num_cell_states))
     valid = None
     if lengths is not None:
         xp = jnp if isinstance(lengths, jax.Array) else np  # NumPy: no eager JAX op to compile
@@ -349,23 +446,25 @@ def apply(tree: Tree, x: Any, *, config: RNNConfig, h0: Any = None, lengths: Any
         valid = own if valid is None else valid & own
     if unroll is None:
         unroll = UNROLL.get(jax.default_backend(), 1)
-    return _apply(tree, x, h0s, valid, config, padded_output, output_order, unroll)
+    return _apply(tree, x, h0s, valid, config, padded_output, output_order, unroll, c0s)
 
 
 @partial(jax.jit, static_argnames=("config", "unroll"))
-def _pullback(tree: Tree, x: jax.Array, h0: tuple[jax.Array, ...], valid: jax.Array | None,
-              cots: tuple[Any, Any, Any, Any], config: RNNConfig, unroll: int
-              ) -> tuple[Tree, jax.Array, tuple[jax.Array, ...]]:
-    """The gradients of ``(tree, layers' input, h0)`` for the cotangents of ``(outputs, h_n,
-    y, selected)`` (each ``None`` for zeros; ``selected`` only for a selection other than
-    the sequence), one jitted program per config and shapes. With an embedding, ``x`` is the
-    embedded ids ``(N, T, D)`` and the tree's table is not used."""
-    def f(t: Tree, xx: jax.Array, hh: tuple[jax.Array, ...]) -> Any:
+def _pullback(tree: Tree, x: jax.Array, h0: tuple[jax.Array, ...], c0: tuple[jax.Array, ...],
+              valid: jax.Array | None, cots: tuple[Any, Any, Any, Any, Any], config: RNNConfig,
+              unroll: int
+              ) -> tuple[Tree, jax.Array, tuple[jax.Array, ...], tuple[jax.Array, ...]]:
+    """The gradients of ``(tree, layers' input, h0, c0)`` for the cotangents of ``(outputs,
+    h_n, y, selected, c_n)`` (each ``None`` for zeros; ``selected`` only for a selection other
+    than the sequence), one jitted program per config and shapes. With an embedding, ``x`` is
+    the embedded ids ``(N, T, D)`` and the tree's table is not used."""
+    def f(t: Tree, xx: jax.Array, hh: tuple[jax.Array, ...], cc: tuple[jax.Array, ...]
+          ) -> Any:
         out = _apply({**t, "embedding": None}, xx, hh, valid, config, config.padded_output,
-                     config.output_order, unroll)
-        return out if config.select != "sequence" else (*out[:3], None)
+                     config.output_order, unroll, cc)
+        return out if config.select != "sequence" else (*out[:3], None, out[4])
 
-    primal, pull = jax.vjp(f, tree, x, h0)
+    primal, pull = jax.vjp(f, tree, x, h0, c0)
     cot = tuple(None if p is None else jax.tree.map(jnp.zeros_like, p) if c is None else c
                 for p, c in zip(primal, cots, strict=True))
     return pull(cot)  # type: ignore[no-any-return]
@@ -411,15 +510,21 @@ class JaxBackend:
 
     def backward(self, params: RNNParams, x: np.ndarray[Any, Any], *, h0: Any = None,
                  lengths: Any = None, mask: Any = None, grad_outputs: Any = None,
-                 grad_h_n: Any = None, grad_y: Any = None, grad_selected: Any = None) -> Any:
-        """Gradients by ``jax.vjp`` through :func:`apply`, jitted (a ``BackwardResult``); the
-        embedding's gradient sums the layers' input gradient over the steps of each id (none
-        for ``padding_idx``), as :func:`rnn_ref.backward` does."""
+                 grad_h_n: Any = None, grad_y: Any = None, grad_selected: Any = None,
+                 c0: Any = None, grad_c_n: Any = None) -> Any:
+        """Gradients by ``jax.vjp`` through :func:`apply`, jitted (a ``BackwardResult``, with
+        ``c0``'s gradient for a network with an LSTM layer); the embedding's gradient sums the
+        layers' input gradient over the steps of each id (none for ``padding_idx``), as
+        :func:`rnn_ref.backward` does."""
         from rnn_ref.gradient import BackwardResult
 
         cfg = params.config
         dt = params.dtype
-        inputs = check_inputs(cfg, x, h0=h0, lengths=lengths, mask=mask, dtype=dt, where="jax")
+        inputs = check_inputs(cfg, x, h0=h0, lengths=lengths, mask=mask, dtype=dt, where="jax",
+                              c0=c0)
+        if grad_c_n is not None and not cfg.num_cell_states:
+            raise ValueError(f"grad_c_n is given, but the network has no LSTM layer (its "
+                             f"layers are {[c.kind for c in cfg.cells]})")
 
         def cot(g: Any, stacked: bool = False) -> Any:
             if g is None:
@@ -430,16 +535,19 @@ class JaxBackend:
 
         xs = inputs.x if params.embedding is None else params.embedding[inputs.x]
         cots = (cot(grad_outputs), cot(grad_h_n, stacked=cfg.uniform_hidden), cot(grad_y),
-                cot(grad_selected))
+                cot(grad_selected), cot(grad_c_n, stacked=cfg.uniform_cell))
         with self._context(dt):
-            g_tree, g_x, g_h0 = _pullback(
+            g_tree, g_x, g_h0, g_c0 = _pullback(
                 pytree_of(params), jnp.asarray(xs),
                 tuple(jnp.asarray(h) for h in inputs.h0_or_zeros(dt)),
+                tuple(jnp.asarray(c) for c in inputs.c0_or_zeros(dt)),
                 inputs.valid if inputs.padded else None, cots, cfg, self.unroll)
             grads = _gradients(params, g_tree, np.asarray(g_x), inputs.x)
             hs0 = [np.asarray(h) for h in g_h0]
-            return BackwardResult(grads, np.asarray(g_x),
-                                  np.stack(hs0) if cfg.uniform_hidden else tuple(hs0))
+            cs0 = [np.asarray(c) for c in g_c0]
+            return BackwardResult(
+                grads, np.asarray(g_x), np.stack(hs0) if cfg.uniform_hidden else tuple(hs0),
+                None if not cs0 else np.stack(cs0) if cfg.uniform_cell else tuple(cs0))
 
     def round_trip(self, params: RNNParams) -> RNNParams:
         """Through flax ``nnx.SimpleCell`` modules and back (raises where a cell cannot: see
@@ -452,11 +560,12 @@ class JaxBackend:
         return from_native(to_native(params), direction=cfg.direction, bias=cfg.bias)
 
     def forward(self, params: RNNParams, x: np.ndarray[Any, Any], *, h0: Any = None,
-                lengths: Any = None, mask: Any = None) -> ForwardResult:
+                lengths: Any = None, mask: Any = None, c0: Any = None) -> ForwardResult:
         """:func:`apply` on ``x (N, T, D)`` (token ids ``(N, T)`` with an embedding), ``h0``
-        (S states), ``lengths (N,)`` or ``mask (N, T)``: ``outputs (N, T, F)`` (a pair for
-        ``merge_mode=None``), ``h_n (S, N, M)`` (or S ``(N, M_l)``), the head's ``y`` or
-        ``None``, and the selection, in the parameters' dtype. Bad inputs raise as
+        (S states), ``lengths (N,)`` or ``mask (N, T)``, an LSTM's ``c0`` (C cell states):
+        ``outputs (N, T, F)`` (a pair for ``merge_mode=None``), ``h_n (S, N, M)`` (or S
+        ``(N, M_l)``), the head's ``y`` or ``None``, the selection and ``c_n`` (``None``
+        without an LSTM layer), in the parameters' dtype. Bad inputs raise as
         :func:`rnn_ref.inputs.check_inputs` says."""
         def as_np(a: Any) -> Any:
             if a is None:
@@ -465,14 +574,16 @@ class JaxBackend:
 
         dt = params.dtype
         inputs = check_inputs(params.config, x, h0=h0, lengths=lengths, mask=mask, dtype=dt,
-                              where="jax")
+                              where="jax", c0=c0)
         with self._context(dt):
-            outputs, h_n, y, selected = apply(
+            outputs, h_n, y, selected, c_n = apply(
                 pytree_of(params), inputs.x, config=params.config,
                 h0=None if inputs.h0 is None else [jnp.asarray(h) for h in inputs.h0],
+                c0=None if inputs.c0 is None else [jnp.asarray(c) for c in inputs.c0],
                 mask=inputs.valid if inputs.padded else None, unroll=self.unroll)
             jax.block_until_ready(outputs)
-            return ForwardResult(as_np(outputs), as_np(h_n), as_np(y), as_np(selected))
+            return ForwardResult(as_np(outputs), as_np(h_n), as_np(y), as_np(selected),
+                                 as_np(c_n))
 
 
 def _gradients(params: RNNParams, g_tree: Tree, g_x: np.ndarray[Any, Any],
@@ -480,21 +591,24 @@ def _gradients(params: RNNParams, g_tree: Tree, g_x: np.ndarray[Any, Any],
     """The gradient pytree as canonical :class:`RNNParams` (zero biases where the network
     has none; the embedding's from the layers' input gradient ``g_x (N, T, D)``)."""
     cfg = params.config
-    layers = [[CellParams(*(np.asarray(c[k]) for k in ("w_x", "w_h", "b_x", "b_h")))
-               for c in layer] for layer in g_tree["layers"]]
-    if not cfg.bias:
-        layers = [[CellParams(c.w_x, c.w_h, np.zeros_like(c.b_x), np.zeros_like(c.b_h))
-                   for c in layer] for layer in layers]
-    head = [Readout(np.asarray(h["w"]), np.asarray(h["b"]) if d.bias
-                    else np.zeros_like(np.asarray(h["b"])))
-            for h, d in zip(g_tree["head"], cfg.head, strict=True)]
-    table = None
+    arrays: dict[str, Any] = {}
+    for li, layer in enumerate(g_tree["layers"]):
+        for r, cell in enumerate(layer):
+            for name, value in cell.items():
+                g = np.asarray(value)
+                arrays[f"layers.{li}.{r}.{name}"] = (
+                    g if cfg.bias or not name.startswith(("b_x", "b_h")) else np.zeros_like(g))
+    for j, (h, d) in enumerate(zip(g_tree["head"], cfg.head, strict=True)):
+        arrays[f"head.{j}.w"] = np.asarray(h["w"])
+        arrays[f"head.{j}.b"] = np.asarray(h["b"]) if d.bias else np.zeros_like(
+            np.asarray(h["b"]))
     if params.embedding is not None:
         table = np.zeros_like(params.embedding)
         np.add.at(table, ids, g_x)
         if cfg.padding_idx is not None:
             table[cfg.padding_idx] = 0
-    return RNNParams(cfg, layers, embedding=table, head=head)
+        arrays["embedding"] = table
+    return RNNParams.from_arrays(cfg, arrays)
 
 
 class JaxGpuBackend(JaxBackend):

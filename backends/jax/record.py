@@ -1,21 +1,10 @@
-"""JAX: the reference as a lax.scan; holds every network of Elman layers."""
+"""JAX: the reference as a lax.scan; holds every network (Elman, GRU and LSTM layers)."""
 
 from __future__ import annotations
 
-from rnn_ref.backends.records import (
-    GATED,
-    NETWORK_PIECES,
-    BackendSpec,
-    Framework,
-    Reason,
-    network_unsupported,
-)
-from rnn_ref.config import RNNConfig
+from rnn_ref.backends.records import BackendSpec, Framework, nothing_unsupported
 
-
-def unsupported(config: RNNConfig) -> Reason:
-    """Every network of Elman layers; the gated cells wait for their scan."""
-    return network_unsupported(config, holds=set(NETWORK_PIECES) - set(GATED))
+unsupported = nothing_unsupported
 
 
 FRAMEWORK = Framework(
