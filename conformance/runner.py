@@ -53,7 +53,6 @@ from rnn_ref.conformance.compare import (
 )
 from rnn_ref.params import AnyCellParams, CellParams, GRUParams, RNNParams
 from rnn_ref.precision import ErrorEstimate, estimate
-from rnn_ref.reference import ForwardResult, forward
 
 __all__ = ["CATEGORIES", "SCOPE_STATUSES", "CaseResult", "RunReport", "check_case", "run"]
 
@@ -212,37 +211,17 @@ def _takes(fn: Callable[..., Any], name: str) -> bool:
     return any(p.name == name or p.kind is p.VAR_KEYWORD for p in params)
 
 
-def _zeros_like(value: Any) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, tuple):
-        return tuple(np.zeros(np.shape(a)) for a in value)
-    return np.zeros(np.shape(value))
-
-
 @lru_cache(maxsize=1024)
 def estimate_for(case: Case) -> ErrorEstimate:
     """The oracle's result and error estimate of a case (once per case, whatever the number
-    of backends run on it). Where the estimate cannot take the case's initial cell states
-    (an :func:`rnn_ref.precision.estimate` without ``c0``), the expected values are the
-    oracle's with them and the estimate is zero: every element is then held to the fixed
-    formula (:func:`rnn_ref.conformance.compare.tolerance`), as for a value copied."""
+    of backends run on it)."""
     inp = case.inputs()
-    if inp.c0 is None or _takes(estimate, "c0"):
-        return estimate(inp.params, inp.x, dtype=case.dtype, **inp.kwargs())
-    want = forward(inp.params, inp.x, **inp.kwargs())
-    outputs = _zeros_like(want.outputs)
-    selected = outputs if want.selected is want.outputs else _zeros_like(want.selected)
-    sigma = ForwardResult(outputs, _zeros_like(want.h_n), _zeros_like(want.y), selected,
-                          _zeros_like(want.c_n))
-    return ErrorEstimate(case.dtype, want, sigma, 0)
+    return estimate(inp.params, inp.x, dtype=case.dtype, **inp.kwargs())
 
 
 def _sigma_c_n(est: ErrorEstimate) -> Any:
-    """The estimate of the final cell states, zeros (the fixed formula) where the estimate
-    has none."""
-    sigma = getattr(est.sigma, "c_n", None)
-    return sigma if sigma is not None else _zeros_like(est.expected.c_n)
+    """The estimate of the final cell states (``None`` without an LSTM layer)."""
+    return est.sigma.c_n
 
 
 def _matches(dev: Deviation, case: Case, category: str) -> bool:
@@ -349,16 +328,12 @@ def _undetermined(sigma: Any, expected: Any, dtype: str) -> ErrorReport | None:
 
 def _oracle_gradients(grad_fn: Any, inp: Any, cot: dict[str, Any]) -> Any:
     """:func:`rnn_ref.backward` of a case for the cotangents ``cot``; ``None`` where there is
-    nothing to compare with: initial cell states that the oracle's or the backend's backward
-    cannot take, or a network the oracle does not back-propagate through (yet)."""
+    nothing to compare with: initial cell states that the backend's backward cannot take."""
     from rnn_ref.gradient import backward
 
-    if inp.c0 is not None and not (_takes(backward, "c0") and _takes(grad_fn, "c0")):
+    if inp.c0 is not None and not _takes(grad_fn, "c0"):
         return None
-    try:
-        return backward(inp.params, inp.x, **inp.kwargs(), **cot)
-    except NotImplementedError:
-        return None
+    return backward(inp.params, inp.x, **inp.kwargs(), **cot)
 
 
 def _check_gradient(grad_fn: Any, case: Case, inp: Any, want: Any, add: Any) -> None:

@@ -220,7 +220,9 @@ def _layer_cells(cell: Any, reset_after: Any, peepholes: Any, input_forget: Any,
                 ("proj_size", proj_size, ("lstm",), None))
     per_layer: dict[str, tuple[Any, ...]] = {}
     for name, value, cells, default in switches:
-        if value is None or (not isinstance(value, (list, tuple)) and value == default):
+        if value is None or (not isinstance(value, (list, tuple)) and value == default) or (
+                isinstance(value, (list, tuple)) and all(v is None for v in value)
+                and len(value) == num_layers):
             per_layer[name] = (default,) * num_layers
             continue
         has = [k in cells for k in kinds]

@@ -359,3 +359,9 @@ def test_a_declared_lstm_is_counted_with_its_four_gates() -> None:
     members["__config__"] = np.array(json.dumps({**config, "cell": "lstm"}))
     with pytest.raises(LimitError, match="parameter count"):
         io.from_members(members)
+
+
+def test_a_per_layer_switch_of_nones_is_the_default() -> None:
+    assert RNNConfig(3, 4, cell="gru", peepholes=[None]) == RNNConfig(3, 4, cell="gru")
+    with pytest.raises(ValueError, match="peepholes gives 1 values but there are 2 layers"):
+        RNNConfig(3, 4, num_layers=2, cell="lstm", peepholes=[None])
