@@ -279,6 +279,8 @@ FILES = {
                                   head=[K]),
     "lstm-peepholes-mixed": RNNConfig(D, [M, 4], cell=["lstm", "elman"], peepholes=[True, None],
                                       direction="bidirectional", bias=False),
+    "several-outputs": RNNConfig(D, [M, 4], cell=["gru", "lstm"], reset_after=[False, None],
+                                 returns=["sequence", "h_n", "c_n"]),
 }
 
 

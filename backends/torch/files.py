@@ -124,8 +124,8 @@ def load_native(path: Path, fmt: str, params: RNNParams) -> NativeFile:
 
 
 def run_native(model: nn.Module, x: np.ndarray[Any, Any], lengths: Any = None) -> Any:
-    """The result of a :class:`TorchNetwork` (what :func:`load_native` builds; a list of
-    arrays for one of several outputs, a state tuple flattened), or the first output of an
+    """The result of a :class:`TorchNetwork` (what :func:`load_native` builds; a tuple for
+    one of several outputs, as the oracle's ``returned`` gives them), or the first output of an
     ``nn.RNN``, ``nn.GRU``, ``nn.LSTM`` or :class:`RNNWithReadout`, on batch-first ``x``,
     through a packed sequence when ``lengths`` are given (padded steps are zeros)."""
     dtype = next(iter(model.parameters())).dtype
@@ -137,8 +137,8 @@ def run_native(model: nn.Module, x: np.ndarray[Any, Any], lengths: Any = None) -
             la = None if lengths is None else torch.from_numpy(np.asarray(lengths, np.int64))
             res = model(xt, la)
             if isinstance(res, tuple):
-                return [t.numpy() for item in res
-                        for t in (item if isinstance(item, tuple) else (item,))]
+                return tuple(tuple(t.numpy() for t in item) if isinstance(item, tuple)
+                             else item.numpy() for item in res)
             return res.numpy()
         if lengths is None:
             return model(xt)[0].numpy()
