@@ -185,12 +185,16 @@ PLAIN = {
     "gru-pool-embedding": dict(cell="gru", vocab_size=11, select="mean_valid", head=[K]),
     "lstm-dropout-between": dict(cell="lstm", num_layers=2,
                                  identities=[{"kind": "dropout", "rate": 0.3, "after": 1}]),
+    "gru-reverse-processing": dict(cell="gru", direction="reverse", reset_after=False,
+                                   output_order="processing"),
+    "lstm-proj-last-step": dict(cell="lstm", direction="bidirectional", proj_size=P,
+                                select="last_step", merge_mode="ave", head=[K]),
 }
 #: the variants built in plain torch (the others are nn.GRU / nn.LSTM in a TorchNetwork)
 GATED_CELLS = {"gru-reset-before", "gru-reset-before-bi-L2", "gru-clip-hardsigmoid",
                "gru-acts-per-direction", "lstm-peepholes", "lstm-input-forget",
                "lstm-peepholes-input-forget-proj", "lstm-clip", "lstm-acts",
-               "gru-reverse-nobias", "mixed-stack"}
+               "gru-reverse-nobias", "mixed-stack", "gru-reverse-processing"}
 
 
 def _config(name: str) -> RNNConfig:
@@ -322,14 +326,19 @@ def test_a_users_file_verifies(tmp_path: Path) -> None:
     RNNConfig(D, M, cell="lstm", num_layers=2, direction="bidirectional", proj_size=P),
     RNNConfig(D, [M, 4], cell=["lstm", "lstm"], peepholes=[True, False], clip=[1.0, None],
               direction=["reverse", "bidirectional"], select="final", head=[K]),
-], ids=["native", "plain"])
+    RNNConfig(D, M, cell="gru", reset_after=[False], bias=False, num_layers=1,
+              direction="bidirectional"),
+], ids=["native", "plain", "gru-plain-nobias"])
 def test_backend_forward_and_backward_with_c0(cfg: RNNConfig) -> None:
     backend = rnn_ref.get_backend("torch")
     params = _params(cfg)
     x, (h0, c0) = _x(np.float64), _states(params, 10)
     want = rnn_ref.forward(params, x, h0=h0, c0=c0, lengths=LENGTHS, padded_output="zeros")
     got = backend.forward(params, x, h0=h0, c0=c0, lengths=LENGTHS)
+    assert (got.c_n is None) == (want.c_n is None)
     for g, w in ((got.outputs, want.outputs), (got.h_n, want.h_n), (got.c_n, want.c_n)):
+        if w is None:
+            continue
         gs, ws = (g, w) if isinstance(w, tuple) else ((g,), (w,))
         assert max(_err(a, b) for a, b in zip(gs, ws, strict=True)) < 1e-12
     rng = np.random.default_rng(11)
@@ -338,8 +347,9 @@ def test_backend_forward_and_backward_with_c0(cfg: RNNConfig) -> None:
         return tuple(rng.standard_normal(np.shape(b)) for b in a) if isinstance(a, tuple) \
             else rng.standard_normal(np.shape(a))
 
-    cot = {"grad_outputs": like(want.outputs), "grad_h_n": like(want.h_n),
-           "grad_c_n": like(want.c_n)}
+    cot = {"grad_outputs": like(want.outputs), "grad_h_n": like(want.h_n)}
+    if want.c_n is not None:
+        cot["grad_c_n"] = like(want.c_n)
     if cfg.head:
         cot["grad_y"] = like(want.y)
     mine = backend.backward(params, x, h0=h0, c0=c0, lengths=LENGTHS, **cot)
@@ -348,7 +358,10 @@ def test_backend_forward_and_backward_with_c0(cfg: RNNConfig) -> None:
     for (k, a), (_, b) in zip(mine.params.named_arrays(), ref.params.named_arrays(),
                               strict=True):
         assert _err(a, b) < 1e-10, k
+    assert (mine.c0 is None) == (ref.c0 is None)
     for a, b in ((mine.x, ref.x), (mine.h0, ref.h0), (mine.c0, ref.c0)):
+        if b is None:
+            continue
         aa, bb = (a, b) if isinstance(b, tuple) else ((a,), (b,))
         assert max(_err(p, q) for p, q in zip(aa, bb, strict=True)) < 1e-10
     with pytest.raises(ValueError, match="no LSTM layer"):
@@ -385,3 +398,61 @@ def test_float16_is_refused_by_name() -> None:
     params = _params(RNNConfig(D, M, cell="lstm"), np.float16)
     with pytest.raises(UnsupportedError, match="dtype float16"):
         rnn_ref.to_torch(params)
+
+
+# --------------------------------------------------------------------------------------------
+# property: any gated network torch holds runs as the oracle computes it
+# --------------------------------------------------------------------------------------------
+def _property_examples() -> int:
+    import os
+
+    return int(os.environ.get("RNN_REF_HYPOTHESIS_EXAMPLES", "25"))
+
+
+from hypothesis import HealthCheck, event, given, settings  # noqa: E402
+from strategies_gated import EVERY, gated_cases, gated_configs  # noqa: E402
+
+
+@settings(max_examples=_property_examples(), deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(case=gated_cases(gated_configs(acts=EVERY, max_layers=3)))
+def test_random_gated_networks_run_as_the_oracle_or_are_refused(case: dict[str, Any]) -> None:
+    """Every switch, activation, direction, merge, selection, head, h0/c0, lengths and masks:
+    the torch backend (the network to_torch builds) computes the oracle's numbers in float64
+    (padded steps as zeros), or refuses by name what torch cannot hold; an input of no steps
+    through torch's own modules is the recorded deviation (``empty-sequence-refused``)."""
+    backend = rnn_ref.get_backend("torch")
+    params = case["params"]
+    cfg = params.config
+    kwargs = {k: case[k] for k in ("h0", "c0", "lengths", "mask") if case.get(k) is not None}
+    t = case["x"].shape[1]
+    # what the inputs pad (lengths of T, a mask of every step: none)
+    padded = bool(("lengths" in kwargs and (kwargs["lengths"] < t).any())
+                  or ("mask" in kwargs and not kwargs["mask"].all()))
+    reason = backend.supports(cfg, dtype=params.dtype, lengths="lengths" in kwargs,
+                              mask="mask" in kwargs)
+    if reason is not None and (padded or "padded_output" not in reason):
+        event(f"refused: {reason.split(' (')[0].split(':')[0]}")
+        with pytest.raises(UnsupportedError):
+            backend.forward(params, case["x"], **kwargs)
+        return
+    from rnn_ref.backends.torch.record import torch_native_cell
+
+    native = any(torch_native_cell(cfg, li) for li in range(cfg.num_layers))
+    if t == 0 and native:
+        event("no steps through torch's own module: the recorded deviation")
+        with pytest.raises(RuntimeError, match="Expected sequence length to be larger than 0"):
+            backend.forward(params, case["x"], **kwargs)
+        return
+    event("computed" + (" with GatedCells" if not all(
+        torch_native_cell(cfg, li) for li in range(cfg.num_layers)) else ""))
+    got = backend.forward(params, case["x"], **kwargs)
+    want = rnn_ref.forward(params, case["x"], padded_output="zeros", **kwargs)
+    for field in ("outputs", "h_n", "y", "selected", "c_n"):
+        g, w = getattr(got, field), getattr(want, field)
+        if w is None:
+            assert g is None, field
+            continue
+        for a, b in zip(*(v if isinstance(v, tuple) else (v,) for v in (g, w)), strict=True):
+            scale = max(1.0, float(np.abs(b).max())) if np.size(b) else 1.0
+            assert _err(a, b) <= 1e-9 * scale, field
