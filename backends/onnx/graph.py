@@ -128,12 +128,9 @@ def _state_inputs(cfg: RNNConfig, elem: int, which: str) -> tuple[list[onnx.Valu
     a width, else one ``{which}0_l{l} (R_l, N, M_l)`` per layer that has them; and the name
     of each layer's input (``""`` where it has none)."""
     if which == "h":
-        uniform, widths = cfg.uniform_hidden, cfg.output_sizes
-        count, layers = cfg.num_states, range(cfg.num_layers)
+        uniform, widths, count = cfg.uniform_hidden, cfg.output_sizes, cfg.num_states
     else:
-        uniform, widths = cfg.uniform_cell, cfg.hidden_sizes
-        count = cfg.num_cell_states
-        layers = range(cfg.num_layers) if count else range(0)
+        uniform, widths, count = cfg.uniform_cell, cfg.hidden_sizes, cfg.num_cell_states
     has = [cfg.cell_of(li).kind == "lstm" or which == "h" for li in range(cfg.num_layers)]
     if not count:
         return [], []
@@ -141,7 +138,7 @@ def _state_inputs(cfg: RNNConfig, elem: int, which: str) -> tuple[list[onnx.Valu
         width = next(w for w, h in zip(widths, has, strict=True) if h)
         return [helper.make_tensor_value_info(f"{which}0", elem, [count, "N", width])], []
     inputs, names = [], []
-    for li in layers:
+    for li in range(cfg.num_layers):
         names.append(f"{which}0_l{li}" if has[li] else "")
         if has[li]:
             inputs.append(helper.make_tensor_value_info(
