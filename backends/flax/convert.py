@@ -7,11 +7,11 @@ How flax differs from the reference (``flax/nnx/nn/recurrent.py`` and
 
 * Two APIs, one layout per cell. An nnx cell (``nnx.SimpleCell(in_features,
   hidden_features, ...)``) is a module holding its ``Linear`` layers; its state
-  (``nnx.state(cell)``) is the same tree of arrays. ``nnx.SimpleCell``'s computation
-  ``dtype`` defaults to float32 whatever its ``param_dtype`` (the gated cells' to ``None``, the
-  parameters'): it is written with ``dtype`` = the parameters' dtype. A linen cell (``linen.SimpleCell(features,
+  (``nnx.state(cell)``) is the same tree of arrays. A linen cell (``linen.SimpleCell(features,
   ...)``) holds no weights: its params are a tree of ``Dense`` params. Kernels are (in, out),
-  as the reference's: ``x @ kernel``.
+  as the reference's: ``x @ kernel``. ``nnx.SimpleCell``'s computation ``dtype`` defaults to
+  float32 whatever its ``param_dtype`` (the gated cells' to ``None``: the parameters'), so it
+  is written with ``dtype`` = the parameters' dtype.
 * ``SimpleCell``: ``h' = f(x @ kernel_i + bias + h @ kernel_h)``; nnx ``dense_i`` (kernel
   ``w_x (D, M)``, bias) and ``dense_h`` (kernel ``w_h (M, M)``, no bias), linen ``i`` and
   ``h``. One bias: writing, ``bias = b_x + b_h``; reading, ``b_x = bias, b_h = 0`` (the bias
