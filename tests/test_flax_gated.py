@@ -283,6 +283,7 @@ def test_compact_module_variables_sorted_and_not() -> None:
         assert rnn_ref.from_flax(restored) == params
 
 
+@pytest.mark.slow
 def test_nnx_sequential_of_mixed_cells() -> None:
     with _x64():
         rngs = nnx.Rngs(0)
