@@ -41,6 +41,7 @@ dead.
 from __future__ import annotations
 
 import atexit
+import inspect
 import io
 import json
 import os
@@ -140,7 +141,9 @@ Converters = tuple[Callable[[Any], RNNParams], Callable[[RNNParams], Any]]
 
 def answer(backend: Any, request: Message, converters: Converters) -> dict[str, Any]:
     """One request: ``forward`` (the default) on ``backend``, or ``round_trip`` through the
-    framework's ``(from_native, to_native)``."""
+    framework's ``(from_native, to_native)``. A ``c0`` goes to a backend whose ``forward``
+    takes it; one that takes none (tf-keras's, which holds no LSTM) must refuse the network,
+    and a ``TypeError`` says so if it does not."""
     params = get_params(request)
     out: dict[str, Any] = {}
     if str(request.get("op", "forward")) == "round_trip":
@@ -149,10 +152,14 @@ def answer(backend: Any, request: Message, converters: Converters) -> dict[str, 
         return out
     kwargs: dict[str, Any] = {}
     c0 = get_value(request, "c0")
-    if c0 is not None:  # only an LSTM network's backend takes it
+    takes_c0 = "c0" in inspect.signature(backend.forward).parameters
+    if c0 is not None and takes_c0:
         kwargs["c0"] = c0
     res = backend.forward(params, request["x"], h0=get_value(request, "h0"),
                           lengths=request.get("lengths"), mask=request.get("mask"), **kwargs)
+    if c0 is not None and not takes_c0:  # it ran an LSTM network it should have refused
+        raise TypeError(f"{getattr(backend, 'name', 'this backend')} takes no c0: it cannot "
+                        f"start an LSTM from the initial cell states given")
     put_value(out, "outputs", res.outputs)
     put_value(out, "h_n", res.h_n)
     put_value(out, "y", res.y)
