@@ -282,12 +282,15 @@ def test_what_keras_3_cannot_hold_is_refused_by_name(name: str) -> None:
 
 
 def test_weights_h5_refuses_what_it_cannot_record(tmp_path: Path) -> None:
-    """A ``.weights.h5`` numbers each layer class apart (a mixed stack's order is lost) and
-    shows a GRU's ``reset_after`` only in its bias' shape: both refused at writing, named;
-    ``.keras`` and ``.h5`` hold them."""
+    """A ``.weights.h5`` numbers each layer class apart (a mixed stack's order is lost),
+    shows a GRU's ``reset_after`` only in its bias' shape, and its hints give one gate
+    activation a layer: each refused at writing, named; ``.keras`` and ``.h5`` hold them."""
     for cfg, words in ((RNNConfig(D, (M, M2), cell=["gru", "lstm"]),
                         "layers of different cells ['gru', 'lstm']"),
-                       (RNNConfig(D, M, cell="gru", bias=False), "a GRU without a bias")):
+                       (RNNConfig(D, M, cell="gru", bias=False), "a GRU without a bias"),
+                       (RNNConfig(D, M, cell="gru", direction="bidirectional",
+                                  recurrent_activation=[(SIGMOID, KERAS3_HARD_SIGMOID)]),
+                        "different activations per direction")):
         reasons = convert.convertible(_params(cfg))
         assert words in str(reasons["keras-weights"]), reasons["keras-weights"]
         assert reasons["keras"] is None and reasons["keras-h5"] is None

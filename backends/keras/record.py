@@ -91,7 +91,8 @@ def keras_weights_refuses(config: RNNConfig) -> Reason:
         (len(set(config.directions)) > 1,
          f"layers of different directions {list(config.directions)}"),
         (len(set(config.merge_modes)) > 1, f"merge modes per layer {list(config.merge_modes)}"),
-        (any(len(set(layer)) > 1 for layer in config.activations),
+        (any(len({config.activations_of(li, r) for r in range(config.num_directions_of(li))})
+             > 1 for li in range(config.num_layers)),
          "different activations per direction"),
         (len(config.head) > 1, f"a head of {len(config.head)} Dense layers"),
         (any(isinstance(d.activation, Softmax) for d in config.head), "a softmax head"),
