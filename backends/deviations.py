@@ -11,6 +11,7 @@ entry no runtime case can show). The conformance suite reads them as known failu
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -80,6 +81,8 @@ def _cpu_flags() -> set[str]:
 CONDITIONS: dict[str, Callable[[], bool]] = {
     # OpenVINO's CPU plugin defaults to bf16 where the CPU computes bf16 natively
     "cpu_bf16": lambda: bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"}),
+    # JAX computes float64 only with JAX_ENABLE_X64=1 (keras[jax] refuses float64 without it)
+    "jax_x64": lambda: os.environ.get("JAX_ENABLE_X64") == "1",
 }
 
 

@@ -165,10 +165,11 @@ def not_recorded(params: RNNParams, fmt: str) -> str:
     if not missing:
         return ""
     what = {"activation": "activation", "merge_mode": "merge mode", "direction": "direction",
-            "select": "selection", "head_activation": "head activation"}
+            "select": "selection", "head_activation": "head activation",
+            "recurrent_activation": "gate activation"}
 
     def label(hint: str, value: str) -> str:
-        if hint in ("activation", "head_activation") and "," in value:
+        if hint in ("activation", "head_activation", "recurrent_activation") and "," in value:
             return f"per-layer {what[hint]}s {value.replace(',', '/')}"
         return f"{what[hint]} {value}"
 

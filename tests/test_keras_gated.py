@@ -489,7 +489,7 @@ def test_weights_h5_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 
 # --------------------------------------------------------------------------------------------
-# refusals, and the writers (issue 24) still refusing gated cells
+# refusals (the writers: tests/test_keras_gated_write.py)
 # --------------------------------------------------------------------------------------------
 def test_refusals_name_the_layer() -> None:
     def refused(model: Any, *words: str) -> None:
@@ -513,14 +513,6 @@ def test_refusals_name_the_layer() -> None:
     inp = keras.Input((None, D))
     seq, h, c = L.LSTM(M, return_sequences=True, return_state=True, name="lstm")(inp)
     refused(keras.Model(inp, L.GRU(M2)(seq, initial_state=[h])), "called with ['initial_state']")
-
-
-def test_writers_refuse_gated_cells_by_name() -> None:
-    """Writing GRU and LSTM layers to Keras is issue 24: to_keras refuses them, named."""
-    for build in (_bilstm_gru_dense, _gru_reset_before):
-        params = rnn_ref.from_keras(_seeded(build()[0]))
-        with pytest.raises(UnsupportedError, match="lstm|gru"):
-            rnn_ref.to_keras(params)
 
 
 def test_keras_2_gated_layers_are_refused_by_name() -> None:

@@ -1,7 +1,10 @@
 """Keras 3: ``SimpleRNN``/``GRU``/``LSTM``/``Bidirectional`` converters and oracle (the files:
 ``files.py``; the backend in this process: ``backend.py``; the ``keras[...]`` backends:
-``worker.py``). GRU and LSTM layers are read (models, bare layers, files); the writers
-(:func:`to_native`, the backends) hold Elman cells only and refuse gated ones by name
+``worker.py``). ``SimpleRNN``, ``GRU`` and ``LSTM`` layers are read (models, bare layers,
+files) and written (:func:`to_native`, the backends: both GRU forms, ``go_backwards``,
+``Bidirectional``, mixed stacks, ``return_state`` with an LSTM's ``c``); what Keras 3 cannot
+hold (a clip, peepholes, ``input_forget``, a projection, a cell-state activation of its own,
+activations outside Keras 3's, Keras 2's hard_sigmoid among them) is refused by name
 (:func:`rnn_ref.backends.keras.record.unsupported`).
 
 Keras fixes its backend once per process (``KERAS_BACKEND``), so this module describes
@@ -12,8 +15,10 @@ How Keras differs from the reference (Keras 3.15.1 sources):
 
 * One bias: ``kernel (D, M) = w_x``, ``recurrent_kernel (M, M) = w_h``, ``bias = b_x + b_h``;
   reading, ``b_x = bias, b_h = 0``. GRU and LSTM pack their gates on the last axis (spec 3.7,
-  :func:`rnn_ref.backends.keras.graph.gated_cell_weights`): a reset-after GRU's ``bias
-  (2, 3M)`` is ``b_x`` then ``b_h``; a reset-before GRU's and an LSTM's one bias is ``b_x``.
+  :func:`rnn_ref.backends.keras.graph.gated_cell_weights`, :func:`gated_keras_weights`): a
+  reset-after GRU's ``bias (2, 3M)`` is ``b_x`` then ``b_h``; a reset-before GRU's and an
+  LSTM's one bias is ``b_x`` read, ``b_x + b_h`` written (each bias there is added to its
+  gate's input, ``b_h[n]`` included: the same function).
   No clip; the activation set of ``keras.activations`` (a GRU's and an LSTM's
   ``recurrent_activation`` and ``activation`` alike), where ``hard_sigmoid`` is
   ``relu6(x + 3) / 6`` (``alpha = 1/6, beta = 0.5``, not ONNX's 0.2 nor Keras 2's),
@@ -62,13 +67,15 @@ from rnn_ref.backends.keras.graph import (
     read_cell,
 )
 from rnn_ref.backends.keras.record import KERAS_ACTIVATIONS, keras_masked_step_output, unsupported
+from rnn_ref.cells import pack
 from rnn_ref.config import RNNConfig
 from rnn_ref.errors import UnsupportedError
-from rnn_ref.network import POOLINGS, Softmax, state_item
+from rnn_ref.network import POOLINGS, Softmax, state_entry
 from rnn_ref.params import AnyCellParams, CellParams, GRUParams, LSTMParams, RNNParams
 from rnn_ref.reference import forward, merge, returned
 
-__all__ = ["LayerCall", "TO_KERAS", "from_native", "fused_layers", "import_keras",
+__all__ = ["LayerCall", "TO_KERAS", "from_native", "fused_layer", "fused_layers",
+           "gated_keras_weights", "import_keras",
            "layer_oracle", "model_network", "model_oracle", "oracle", "owns", "quiet_import",
            "read_bare_layer", "rnn_layers", "to_native", "unsupported"]
 
@@ -318,34 +325,74 @@ def _cell_weights(cell: CellParams, bias: bool) -> list[np.ndarray[Any, Any]]:
     return [cell.w_x, cell.w_h] + ([cell.b_x + cell.b_h] if bias else [])
 
 
+def gated_keras_weights(cell: GRUParams | LSTMParams, reset_after: bool, bias: bool
+                        ) -> list[np.ndarray[Any, Any]]:
+    """A Keras 3 ``GRU``'s or ``LSTM``'s arrays of one cell, the inverse of
+    :func:`keras_graph.gated_cell_weights`: ``kernel (D, G*M)``, ``recurrent_kernel (M, G*M)``
+    packed in Keras' gate order (``gru:keras`` z, r, h; ``lstm:keras`` i, f, c, o), and with
+    ``bias`` a reset-after GRU's ``(2, 3M)`` (``b_x``, ``b_h``: ``b_h[n]`` stays inside
+    ``r *``) or one ``(G*M,)`` ``b_x + b_h`` (an LSTM's, a reset-before GRU's: every bias
+    there is added to its gate's input, so the sum is the same function).
+
+    Raises:
+        ValueError: a cell without one of the gates Keras packs (an LSTM without ``f``:
+            ``input_forget``), from :func:`rnn_ref.cells.pack`.
+    """
+    kind = cell.kind
+    order = f"{kind}:keras"
+    out = [pack(cell.w_x, order, cell=kind), pack(cell.w_h, order, cell=kind)]
+    if bias:
+        b_x, b_h = pack(cell.b_x, order, cell=kind), pack(cell.b_h, order, cell=kind)
+        out.append(np.stack([b_x, b_h]) if kind == "gru" and reset_after else b_x + b_h)
+    return out
+
+
 def rnn_layer(params: RNNParams, li: int, *, return_sequences: bool, return_state: bool = False,
               zero_output: bool = False) -> Any:
-    """Keras' layer for recurrent layer ``li`` of ``params`` (``SimpleRNN``, with
-    ``go_backwards`` for a reverse layer, or ``Bidirectional``), built and holding its
-    weights, with its input and recurrent dropout rates."""
+    """Keras' layer for recurrent layer ``li`` of ``params`` (``SimpleRNN``, ``GRU`` or
+    ``LSTM``, with ``go_backwards`` for a reverse layer, or ``Bidirectional`` of two),
+    built and holding its weights, with its input and recurrent dropout rates. A GRU's
+    ``reset_after`` is the cell's; the gates' activation is ``recurrent_activation``, the
+    candidate's (and an LSTM's cell state's, which Keras shares) ``activation``."""
     keras = keras_module()
     cfg = params.config
+    spec = cfg.cell_of(li)
     dtype = params.dtype.name
     rates = {i.kind: i.rate for i in cfg.identities if i.after == li
              and i.kind in ("input_dropout", "recurrent_dropout")}
 
-    def simple(r: int, backwards: bool) -> Any:
-        return keras.layers.SimpleRNN(
-            cfg.hidden_sizes[li], activation=TO_KERAS[cfg.activation_of(li, r)],
+    def one(r: int, backwards: bool) -> Any:
+        acts = cfg.activations_of(li, r)
+        common: dict[str, Any] = dict(
             use_bias=cfg.bias, return_sequences=return_sequences, return_state=return_state,
             go_backwards=backwards, zero_output_for_mask=zero_output, dtype=dtype,
             dropout=rates.get("input_dropout", 0.0),
             recurrent_dropout=rates.get("recurrent_dropout", 0.0))
+        if spec.kind == "elman":
+            return keras.layers.SimpleRNN(cfg.hidden_sizes[li], activation=TO_KERAS[acts[0]],
+                                          **common)
+        gated = dict(activation=TO_KERAS[acts[1]], recurrent_activation=TO_KERAS[acts[0]],
+                     **common)
+        if spec.kind == "gru":
+            return keras.layers.GRU(cfg.hidden_sizes[li], reset_after=spec.reset_after,
+                                    **gated)
+        return keras.layers.LSTM(cfg.hidden_sizes[li], **gated)
 
-    cells = [params.elman_cell(li, r) for r in range(cfg.num_directions_of(li))]
+    def weights(r: int) -> list[np.ndarray[Any, Any]]:
+        if spec.kind == "elman":
+            return _cell_weights(params.elman_cell(li, r), cfg.bias)
+        cell = params.layers[li][r]
+        assert isinstance(cell, (GRUParams, LSTMParams))  # the config says so (RNNParams)
+        return gated_keras_weights(cell, spec.reset_after, cfg.bias)
+
     if cfg.directions[li] == "bidirectional":
-        layer = keras.layers.Bidirectional(simple(0, False), backward_layer=simple(1, True),
+        layer = keras.layers.Bidirectional(one(0, False), backward_layer=one(1, True),
                                            merge_mode=cfg.merge_modes[li], dtype=dtype)
     else:
-        layer = simple(0, cfg.directions[li] == "reverse")
+        layer = one(0, cfg.directions[li] == "reverse")
     layer.build((None, None, cfg.layer_input_size(li)))
     # set after building: building a Bidirectional may initialise its layers again
-    layer.set_weights([w for cell in cells for w in _cell_weights(cell, cfg.bias)])
+    layer.set_weights([w for r in range(cfg.num_directions_of(li)) for w in weights(r)])
     return layer
 
 
@@ -416,7 +463,7 @@ def pooling_layer(params: RNNParams) -> Any:
 
 
 def _returns_states(cfg: RNNConfig) -> bool:
-    return any(state_item(name) is not None for name in cfg.returns)
+    return any(state_entry(name) is not None for name in cfg.returns)
 
 
 def network_layers(params: RNNParams) -> list[Any]:
@@ -441,15 +488,38 @@ def network_layers(params: RNNParams) -> list[Any]:
     return layers
 
 
+def fused_layer(cfg: RNNConfig, li: int) -> bool:
+    """Whether this process runs layer ``li`` of the model :func:`to_native` writes through
+    TensorFlow's fused cuDNN kernel (:func:`fused_layers`, from the config: a GRU or LSTM of
+    tanh and sigmoid with a bias, a reset-after GRU, no recurrent dropout, a GPU
+    TensorFlow sees), whose padded steps output zeros."""
+    spec = cfg.cell_of(li)
+    if spec.kind == "elman" or backend_name() != "tensorflow" or any(
+            i.kind == "recurrent_dropout" and i.after == li for i in cfg.identities):
+        return False
+    from keras.src import backend as keras_backend
+
+    get = keras_module().activations.get
+    extra = {"reset_after": spec.reset_after} if spec.kind == "gru" else {}
+    for r in range(cfg.num_directions_of(li)):
+        f, g = (TO_KERAS.get(a) for a in cfg.activations_of(li, r)[:2])
+        if f is None or g is None or not keras_backend.cudnn_ok(get(g), get(f), False,
+                                                                 cfg.bias, **extra):
+            return False
+    return True
+
+
 def _adopt_padding(params: RNNParams, strict: bool) -> RNNParams:
     """``params`` under the padded-step output the Keras model of it gives (a Bidirectional
-    last layer: zeros; a SimpleRNN: zeros or this backend's own), warning when that changes
+    last layer: zeros; a SimpleRNN, GRU or LSTM: zeros or this backend's own, zeros through
+    TensorFlow's cuDNN kernel: :func:`fused_layer`), warning when that changes
     (:func:`~rnn_ref.backends._common.adopt_padded_output`)."""
     cfg = params.config
     mode = cfg.padded_output
     if cfg.directions[-1] == "bidirectional":
         return adopt_padded_output(params, "zeros", "Keras' Bidirectional", strict=strict)
-    native = keras_masked_step_output(backend_name(), zero_output_for_mask=False, unroll=False)
+    native = keras_masked_step_output(backend_name(), zero_output_for_mask=False, unroll=False,
+                                      fused=fused_layer(cfg, cfg.num_layers - 1))
     if mode in ("zeros", native):
         return params
     return adopt_padded_output(params, native, f"Keras on {backend_name()}", strict=strict)
@@ -507,23 +577,34 @@ def to_native(params: RNNParams, *, mask_value: float | None = None,
 def _several_outputs(cfg: RNNConfig, layers: list[Any]) -> Any:
     """A functional model of ``layers`` (``Input`` first) returning ``cfg.returns``: the
     result, the last recurrent layer's sequence, final states (every recurrent layer
-    returns its states then, in h_n order)."""
+    returns its states then: each direction's ``h``, and an LSTM's ``c`` after it, which
+    fall in ``h_n`` and ``c_n`` order)."""
     keras = keras_module()
     h = inputs = layers[0]
-    states: list[Any] = []
+    states: dict[str, list[Any]] = {"h_n": [], "c_n": []}
     sequence = None
+    li = 0
     for layer in layers[1:]:
         out = layer(h)
         if isinstance(layer, (keras.layers.RNN, keras.layers.Bidirectional)):
             if layer.return_state:
-                out, states = out[0], [*states, *out[1:]]
+                R = cfg.num_directions_of(li)
+                per = 2 if cfg.cell_of(li).kind == "lstm" else 1
+                main = len(out) - R * per  # a merged output, or merge_mode None's pair
+                got = list(out[main:])
+                out = out[0] if main == 1 else list(out[:main])
+                for r in range(R):
+                    states["h_n"].append(got[r * per])
+                    if per == 2:
+                        states["c_n"].append(got[r * per + 1])
             sequence = out
+            li += 1
         h = out
     named = {"result": h, "sequence": sequence}
     outputs = []
     for name in cfg.returns:
-        k = state_item(name)
-        outputs.append(named[name] if k is None else states[k])
+        entry = state_entry(name)
+        outputs.append(named[name] if entry is None else states[entry[0]][entry[1]])
     return keras.Model(inputs, outputs)
 
 

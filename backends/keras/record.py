@@ -8,7 +8,6 @@ from typing import Any
 
 from rnn_ref.activations import Activation
 from rnn_ref.backends.records import (
-    GATED,
     NETWORK_PIECES,
     BackendSpec,
     FileFormat,
@@ -74,18 +73,26 @@ def keras_weights_unrecorded(config: RNNConfig) -> dict[str, str]:
 
 def keras_weights_refuses(config: RNNConfig) -> Reason:
     """What a Keras 3 ``.weights.h5`` cannot hold even where a Keras model can: it holds the
-    arrays of SimpleRNN or Bidirectional layers (all of one kind, one merge mode) and of one
-    Dense readout, so no embedding, Masking, mixed directions, deeper or softmax head, and no
-    selection but every step or the final state; reading it back would be another network."""
+    arrays of SimpleRNN, GRU or LSTM layers or Bidirectional ones (all of one class, one
+    direction and one merge mode) and of one Dense readout, so no embedding, Masking, mixed
+    directions or cells (Keras numbers each class apart: the order of a mixed stack is lost),
+    GRU without a bias (its ``reset_after`` shows only in the bias' shape), deeper or softmax
+    head, and no selection but every step or the final state; reading it back would be
+    another network."""
     from rnn_ref.network import Softmax
 
+    kinds = [c.kind for c in config.cells]
     pieces = (
+        (len(set(kinds)) > 1, f"layers of different cells {kinds}"),
+        ("gru" in kinds and not config.bias, "a GRU without a bias (its reset_after shows "
+         "only in its bias' shape)"),
         (config.vocab_size is not None, "an embedding"),
         (config.mask_value is not None, f"Masking(mask_value={config.mask_value})"),
         (len(set(config.directions)) > 1,
          f"layers of different directions {list(config.directions)}"),
         (len(set(config.merge_modes)) > 1, f"merge modes per layer {list(config.merge_modes)}"),
-        (any(len(set(layer)) > 1 for layer in config.activations),
+        (any(len({config.activations_of(li, r) for r in range(config.num_directions_of(li))})
+             > 1 for li in range(config.num_layers)),
          "different activations per direction"),
         (len(config.head) > 1, f"a head of {len(config.head)} Dense layers"),
         (any(isinstance(d.activation, Softmax) for d in config.head), "a softmax head"),
@@ -94,8 +101,9 @@ def keras_weights_refuses(config: RNNConfig) -> Reason:
     )
     for present, what in pieces:
         if present:
-            return what, ("a .weights.h5 file holds the arrays of SimpleRNN/Bidirectional "
-                          "layers and one Dense only: save the whole model (.keras)")
+            return what, ("a .weights.h5 file holds the arrays of SimpleRNN, GRU or LSTM "
+                          "layers (or Bidirectional ones) of one class and one Dense only: "
+                          "save the whole model (.keras)")
     return None
 
 
@@ -149,9 +157,9 @@ def _keras_returns(config: RNNConfig) -> Reason:
     """Several outputs: final states ``h_n[k]`` (``return_state=True``), the result, and the
     last layer's sequence where Keras computes it (returning sequences, in its order)."""
     for name in config.returns:
-        if name == "h_n":
-            return ("returns 'h_n'", "Keras returns each final state as a tensor of its own: "
-                    "name them h_n[k]")
+        if name in ("h_n", "c_n"):
+            return (f"returns {name!r}", "Keras returns each final state as a tensor of its "
+                    f"own: name them {name}[k]")
         if name == "sequence" and (
                 config.select not in ("sequence", *POOLINGS) or (
                 config.directions[-1] == "reverse" and config.output_order == "aligned")):
@@ -181,26 +189,72 @@ def _keras_layout(config: RNNConfig, padded: bool) -> Reason:
     return None
 
 
+#: Keras 2's hard_sigmoid (``0.2 x + 0.5``), which Keras 3 does not have (keras PR #19477)
+KERAS2_HARD_SIGMOID = Activation("hard_sigmoid", alpha=0.2, beta=0.5)
+
+
+def _gated_unsupported(config: RNNConfig) -> Reason:
+    """What a Keras 3 ``GRU`` or ``LSTM`` cannot hold (``keras/src/layers/rnn/gru.py``,
+    ``lstm.py``, 3.15.1): peepholes, ``input_forget``, a projection, a cell-state activation
+    other than the candidate's (Keras applies ``activation`` to both), gate or candidate
+    activations outside Keras 3's (Keras 2's hard_sigmoid named as such). Both GRU forms
+    (``reset_after``) and their biases are held exactly."""
+    keras_acts = list(KERAS_ACTIVATIONS.values())
+    for li, cell in enumerate(config.cells):
+        where = f"layer {li}"
+        if cell.kind == "elman":
+            continue
+        if cell.peepholes:
+            return (f"peepholes ({where})", "Keras 3's LSTM has no peephole weights "
+                    "(tf.keras 2's PeepholeLSTMCell is not in Keras 3)")
+        if cell.input_forget:
+            return (f"input_forget ({where})", "Keras' LSTM computes its forget gate from "
+                    "weights of its own, never as 1 - i")
+        if cell.proj_size is not None:
+            return (f"proj_size={cell.proj_size} ({where})",
+                    "Keras' LSTM has no projection of its state (torch's proj_size)")
+        for r in range(config.num_directions_of(li)):
+            acts = config.activations_of(li, r)
+            roles = ("recurrent_activation", "activation", "cell_activation")
+            if cell.kind == "lstm" and acts[2] != acts[1]:
+                return (f"cell_activation {acts[2]} with activation {acts[1]} ({where}, "
+                        f"direction {r})", "Keras' LSTM applies its one activation to the "
+                        "candidate and to the cell state")
+            for role, act in zip(roles, acts, strict=False):
+                if act == KERAS2_HARD_SIGMOID:
+                    return (f"{role} {act} ({where}, direction {r}): Keras 2's hard_sigmoid",
+                            "Keras 3's hard_sigmoid is x/6 + 0.5 (keras PR #19477); Keras 2's "
+                            "0.2 x + 0.5 is no Keras 3 activation: write it with to_keras2")
+                if act not in keras_acts:
+                    return (f"{role} {act} ({where}, direction {r})",
+                            f"Keras has {', '.join(str(a) for a in keras_acts)}")
+    return None
+
+
 def unsupported(config: RNNConfig, *, backend: str | None = None, padded: bool = True
                       ) -> Reason:
-    """What a Keras model (``Embedding``/``Masking``, ``SimpleRNN``/``Bidirectional``
-    layers, dropout and noise layers, a ``Dense`` head) cannot express, on Keras ``backend``
-    when given (the padded-step variant depends on it). A network with ``mask_zero`` or
+    """What a Keras model (``Embedding``/``Masking``, ``SimpleRNN``/``GRU``/``LSTM`` layers
+    or a ``Bidirectional`` of them, dropout and noise layers, a pooling, a ``Dense`` head)
+    cannot express, on Keras ``backend`` when given (the padded-step variant depends on it):
+    a clip, the gated switches Keras lacks (:func:`_gated_unsupported`), activations outside
+    Keras', the layouts of :func:`_keras_layout`. A network with ``mask_zero`` or
     ``mask_value`` pads by itself."""
     from rnn_ref.network import Softmax
 
     keras_acts = list(KERAS_ACTIVATIONS.values())
-    if any(c is not None for c in config.clips):
-        return "clip", "Keras' SimpleRNN has no clip"
-    reason = first_activation(config, lambda a: a in keras_acts,
-                               f"Keras has {', '.join(str(a) for a in keras_acts)}")
+    for li, clip in enumerate(config.clips):
+        if clip is not None:
+            return (f"clip={clip} (layer {li})",
+                    "Keras' SimpleRNN, GRU and LSTM have no clip")
+    reason = _gated_unsupported(config) or first_activation(
+        config, lambda a: a in keras_acts, f"Keras has {', '.join(str(a) for a in keras_acts)}")
     if reason is not None:
         return reason
     for j, dense in enumerate(config.head):
         if not isinstance(dense.activation, Softmax) and dense.activation not in keras_acts:
             return f"head layer {j} activation {dense.activation}", "Dense takes Keras activations"
     reason = _keras_layout(config, padded or config.mask_zero or config.mask_value is not None) \
-        or network_unsupported(config, holds=set(NETWORK_PIECES) - set(GATED))
+        or network_unsupported(config, holds=set(NETWORK_PIECES))
     if reason is not None:
         return reason
     mode = config.padded_output

@@ -20,12 +20,13 @@ order:
 * An array or a sequence of arrays ``v`` under the name ``n`` is the member ``n`` (an array) or
   the members ``n.0``, ``n.1``, ... (a tuple); an absent ``n`` is ``None``.
 * A request holds ``op`` (a 0-d string, ``"forward"`` or ``"round_trip"``) and ``params.*``;
-  for ``forward`` also the array ``x`` and, when given, ``h0`` (an array or a sequence), and
-  the arrays ``lengths`` and ``mask``. The parent checks them first
+  for ``forward`` also the array ``x`` and, when given, ``h0`` and an LSTM network's ``c0``
+  (sequences of arrays), and the arrays ``lengths`` and ``mask``. The parent checks them first
   (:func:`rnn_ref.inputs.check_inputs`): bad inputs raise there and are never sent.
-* An answer to ``forward`` holds ``outputs``, ``h_n`` and, with a readout, ``y`` (the fields of
-  :class:`~rnn_ref.reference.ForwardResult`); an answer to ``round_trip`` holds ``params.*``,
-  the parameters read back from the Keras model built from the request's.
+* An answer to ``forward`` holds ``outputs``, ``h_n``, with a readout ``y``, with LSTM layers
+  ``c_n`` (the fields of :class:`~rnn_ref.reference.ForwardResult`); an answer to
+  ``round_trip`` holds ``params.*``, the parameters read back from the Keras model built from
+  the request's.
 * A request that fails is answered with ``error`` alone: a 0-d string, JSON
   ``{"type": ..., "message": ...}``. The parent raises it again with the worker's message, as
   :class:`~rnn_ref.errors.UnsupportedError`, ``ValueError`` or ``TypeError`` when it is of that
@@ -40,6 +41,7 @@ dead.
 from __future__ import annotations
 
 import atexit
+import inspect
 import io
 import json
 import os
@@ -139,18 +141,29 @@ Converters = tuple[Callable[[Any], RNNParams], Callable[[RNNParams], Any]]
 
 def answer(backend: Any, request: Message, converters: Converters) -> dict[str, Any]:
     """One request: ``forward`` (the default) on ``backend``, or ``round_trip`` through the
-    framework's ``(from_native, to_native)``."""
+    framework's ``(from_native, to_native)``. A ``c0`` goes to a backend whose ``forward``
+    takes it; one that takes none (tf-keras's, which holds no LSTM) must refuse the network,
+    and a ``TypeError`` says so if it does not."""
     params = get_params(request)
     out: dict[str, Any] = {}
     if str(request.get("op", "forward")) == "round_trip":
         from_native_, to_native_ = converters
         put_params(out, from_native_(to_native_(params)))
         return out
+    kwargs: dict[str, Any] = {}
+    c0 = get_value(request, "c0")
+    takes_c0 = "c0" in inspect.signature(backend.forward).parameters
+    if c0 is not None and takes_c0:
+        kwargs["c0"] = c0
     res = backend.forward(params, request["x"], h0=get_value(request, "h0"),
-                          lengths=request.get("lengths"), mask=request.get("mask"))
+                          lengths=request.get("lengths"), mask=request.get("mask"), **kwargs)
+    if c0 is not None and not takes_c0:  # it ran an LSTM network it should have refused
+        raise TypeError(f"{getattr(backend, 'name', 'this backend')} takes no c0: it cannot "
+                        f"start an LSTM from the initial cell states given")
     put_value(out, "outputs", res.outputs)
     put_value(out, "h_n", res.h_n)
     put_value(out, "y", res.y)
+    put_value(out, "c_n", getattr(res, "c_n", None))
     if params.config.select != "sequence":
         put_value(out, "selected", res.selected)
     return out
@@ -269,18 +282,20 @@ class KerasProcessBackend(KerasSupport):
         return get_params(self._ask(request))
 
     def forward(self, params: RNNParams, x: Array, *, h0: Any = None, lengths: Any = None,
-                mask: Any = None) -> ForwardResult:
-        """Keras' layers in the worker on ``x (N, T, D)``, ``h0 (L*R, N, M)`` (or L*R
-        ``(N, M_l)``), ``lengths (N,)`` or ``mask (N, T)``: ``outputs (N, T, F)`` (a pair of
-        ``(N, T, M)`` for ``merge_mode=None``), ``h_n (L*R, N, M)`` (or L*R ``(N, M_l)``) and
-        ``y (N, T, K)`` or ``None``. The inputs are checked here, in the parent
-        (:func:`rnn_ref.inputs.check_inputs`), so a bad one raises the oracle's error and is
-        never sent."""
+                mask: Any = None, c0: Any = None) -> ForwardResult:
+        """Keras' layers in the worker on ``x (N, T, D)``, ``h0 (S, N, M)`` (or S
+        ``(N, M_l)``), the LSTM layers' ``c0 (C, N, M)`` (or C ``(N, M_l)``), ``lengths (N,)``
+        or ``mask (N, T)``: ``outputs (N, T, F)`` (a pair of ``(N, T, M)`` for
+        ``merge_mode=None``), ``h_n (S, N, M)`` (or S ``(N, M_l)``), ``y (N, T, K)`` or
+        ``None``, and ``c_n`` like ``c0`` (``None`` without an LSTM layer). The inputs are
+        checked here, in the parent (:func:`rnn_ref.inputs.check_inputs`), so a bad one
+        raises the oracle's error and is never sent."""
         inputs = check_inputs(params.config, x, h0=h0, lengths=lengths, mask=mask,
-                              where=self.name)
+                              where=self.name, c0=c0)
         request: dict[str, Any] = {"op": np.array("forward"), "x": inputs.x}
         put_params(request, params)
-        put_value(request, "h0", inputs.h0)  # L*R arrays (N, M_l), one per layer and direction
+        put_value(request, "h0", inputs.h0)  # S arrays (N, M_l), one per layer and direction
+        put_value(request, "c0", inputs.c0)  # C arrays (N, M_l), one per LSTM direction
         if inputs.lengths is not None:  # (N,) int64
             request["lengths"] = inputs.lengths
         elif inputs.padding == "mask":  # (N, T) bool
@@ -290,8 +305,7 @@ class KerasProcessBackend(KerasSupport):
         selected = (get_value(answer, "selected") if params.config.select != "sequence"
                     else outputs)
         return ForwardResult(outputs, get_value(answer, "h_n"), get_value(answer, "y"),
-                             selected)
-
+                             selected, get_value(answer, "c_n"))
 
 def tensorflow_backend() -> KerasProcessBackend:
     """``keras[tensorflow]``."""
