@@ -146,11 +146,14 @@ def answer(backend: Any, request: Message, converters: Converters) -> dict[str, 
         from_native_, to_native_ = converters
         put_params(out, from_native_(to_native_(params)))
         return out
+    c0 = get_value(request, "c0")  # an LSTM's initial cell states, sent only when given
     res = backend.forward(params, request["x"], h0=get_value(request, "h0"),
-                          lengths=request.get("lengths"), mask=request.get("mask"))
+                          lengths=request.get("lengths"), mask=request.get("mask"),
+                          **({} if c0 is None else {"c0": c0}))
     put_value(out, "outputs", res.outputs)
     put_value(out, "h_n", res.h_n)
     put_value(out, "y", res.y)
+    put_value(out, "c_n", getattr(res, "c_n", None))
     if params.config.select != "sequence":
         put_value(out, "selected", res.selected)
     return out
