@@ -17,9 +17,10 @@ refused. What is read (Keras 3.15 ``keras/src/layers``; Keras 2 writes the same 
 ``batch_input_shape`` and list-form inbound nodes):
 
 * ``InputLayer``; ``Embedding`` (``mask_zero``); ``Masking`` (``mask_value``);
-* ``SimpleRNN``, ``GRU`` and ``LSTM`` (of Keras 3 and Keras 2), the generic ``RNN`` around one ``SimpleRNNCell``, ``GRUCell`` or ``LSTMCell`` (the
-  same layers: ``SimpleRNN`` is that ``RNN``; an ``RNN`` around a list of cells is refused)
-  and ``Bidirectional`` of any, every layer its own direction and cell (a stack may mix
+* ``SimpleRNN``, ``GRU`` and ``LSTM`` (of Keras 3 and Keras 2), the generic ``RNN``
+  around one ``SimpleRNNCell``, ``GRUCell`` or ``LSTMCell`` (the same layers: ``SimpleRNN``
+  is that ``RNN``; an ``RNN`` around a list of cells is refused) and ``Bidirectional`` of
+  any, every layer its own direction and cell (a stack may mix
   them); ``dropout`` and ``recurrent_dropout`` are recorded as identities of the layer;
   ``go_backwards`` only on the last recurrent layer (Keras hands the next layer its outputs
   flipped). A GRU's or LSTM's packed ``kernel (D, G*M)`` and ``recurrent_kernel (M, G*M)``
@@ -541,6 +542,9 @@ class _Reader:
     def activation(self, name: Any, where: str, head: bool = False) -> HeadActivation:
         if head and name in ("softmax", "log_softmax"):
             return Softmax(str(name))
+        if isinstance(name, Mapping) and name.get("class_name") == "function" and ">" in str(
+                name.get("config")):  # a registered function, by its name "package>name"
+            name = name.get("config")
         if isinstance(name, str) and name in self.flavour.activations:
             return self.flavour.activations[name]
         extra = ", softmax, log_softmax" if head else ""

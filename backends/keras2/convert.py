@@ -60,7 +60,7 @@ from rnn_ref.backends.keras.graph import IDENTITY_LAYERS, KERAS2, gated_cell_wei
 from rnn_ref.backends.keras.record import sniff_h5
 from rnn_ref.backends.keras2.record import KERAS2_ACTIVATIONS, KERAS2_NAMES, unsupported
 from rnn_ref.backends.keras2.record import unsupported as keras2_unsupported
-from rnn_ref.cells import pack
+from rnn_ref.cells import CellSpec, pack
 from rnn_ref.config import RNNConfig
 from rnn_ref.errors import UnsupportedError
 from rnn_ref.network import Softmax
@@ -245,7 +245,7 @@ def rnn_layers(params: RNNParams, *, return_sequences: bool = True,
                  if i.after == li and i.kind in ("input_dropout", "recurrent_dropout")}
 
         def one(r: int, backwards: bool, zero: bool, li: int = li, seqs: bool = seqs,
-                drops: dict[str, float] = drops) -> Any:
+                drops: dict[str, float] = drops, spec: CellSpec = spec) -> Any:
             acts = cfg.activations_of(li, r)
             common: dict[str, Any] = dict(
                 use_bias=cfg.bias, return_sequences=seqs, return_state=return_state,
@@ -259,7 +259,7 @@ def rnn_layers(params: RNNParams, *, return_sequences: bool = True,
                 return tk.layers.GRU(units, reset_after=spec.reset_after, **gated)
             return tk.layers.LSTM(units, **gated)
 
-        def weights(r: int, li: int = li) -> list[np.ndarray[Any, Any]]:
+        def weights(r: int, li: int = li, spec: CellSpec = spec) -> list[np.ndarray[Any, Any]]:
             return _weights(params.layers[li][r], spec.reset_after, cfg.bias)
 
         if cfg.num_directions_of(li) == 2:

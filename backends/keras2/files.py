@@ -4,11 +4,13 @@ file functions of :data:`rnn_ref.backends.records.FILE_API`."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from rnn_ref.activations import Activation
 from rnn_ref.backends import file_limits
 from rnn_ref.backends.keras.files import _legacy_h5_contents as legacy_h5_contents
 from rnn_ref.backends.keras.files import list_arrays as _h5_arrays
@@ -18,7 +20,7 @@ from rnn_ref.backends.keras2.convert import held_by_keras2, numpy_of, oracle, to
 from rnn_ref.config import RNNConfig
 from rnn_ref.errors import FileFormatError, UnsupportedError
 from rnn_ref.fileapi import Hints, MissingHintError, NativeFile, hint_activations
-from rnn_ref.params import CellParams, Readout, RNNParams
+from rnn_ref.params import AnyCellParams, CellParams, Readout, RNNParams
 
 __all__ = ["list_arrays", "load_native", "read_file", "run_native", "write_file"]
 
@@ -106,6 +108,121 @@ def _cell(path: Path, layer: str, arrays: tuple[Any, Any, Any]) -> tuple[str, bo
                                                  where=f"{path}: layer {layer!r}")
 
 
+@dataclass
+class _WeightsFile:
+    """What the arrays of a weights-only file say: each recurrent layer's cells (one or two
+    directions), cell kind and ``reset_after``; whether they hold biases; the Dense readout."""
+
+    layers: list[list[AnyCellParams]] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)
+    resets: list[bool] = field(default_factory=list)
+    biases: set[bool] = field(default_factory=set)
+    readout: Readout | None = None
+
+
+def _weights_layers(path: Path, names: list[str], weights: dict[str, dict[str, Any]]
+                    ) -> _WeightsFile:
+    """The layers of a weights-only file in order: recurrent layers (a recurrent kernel),
+    then at most one Dense (a kernel and a bias).
+
+    Raises:
+        UnsupportedError: another layer, a layer after the Dense, a Bidirectional of two
+            different cells, no recurrent layer, layers with and without a bias.
+    """
+    got = _WeightsFile()
+    for name in names:
+        ws = weights[name]
+        if not ws:
+            continue
+        by_leaf = {k.rpartition("/")[2].split(":")[0]: k for k in ws}
+        dense = "recurrent_kernel" not in by_leaf and "kernel" in by_leaf and set(
+            by_leaf) <= {"kernel", "bias"} and bool(got.layers)
+        if got.readout is not None or ("recurrent_kernel" not in by_leaf and not dense):
+            raise UnsupportedError("rnn-ref", f"the layer {name!r} of {path.name} (arrays "
+                                   f"{sorted(by_leaf)})", "a weights-only file is read as "
+                                   "recurrent layers and one Dense readout after them")
+        if dense:
+            kernel = np.asarray(ws[by_leaf["kernel"]])
+            bias = np.asarray(ws[by_leaf["bias"]]) if "bias" in by_leaf else np.zeros(
+                kernel.shape[-1], kernel.dtype)
+            got.readout = Readout(kernel, bias)
+            continue
+        arrays = _direction_arrays(path, name, ws)
+        row = [_cell(path, name, a) for a in arrays]
+        if len({(k, r) for k, r, _ in row}) > 1:
+            raise UnsupportedError("rnn-ref", f"the Bidirectional layer {name!r} whose "
+                                   f"directions hold different cells",
+                                   "the spec's layer has one cell for both directions")
+        got.biases.update(a[2] is not None for a in arrays)
+        got.kinds.append(row[0][0])
+        got.resets.append(row[0][1])
+        got.layers.append([c for _, _, c in row])
+    if not got.layers:
+        raise UnsupportedError("rnn-ref", f"{path.name} without recurrent layers")
+    if len(got.biases) > 1:
+        raise UnsupportedError("rnn-ref", "recurrent layers with and without a bias",
+                               "the spec has one bias flag for the stack")
+    return got
+
+
+def _merge_modes(got: _WeightsFile, hints: Hints) -> list[str | None]:
+    """Each layer's merge mode: ``concat`` unless the next layer's (or the readout's) input
+    width is one direction's, then the ``merge_mode`` hint; a last Bidirectional layer with
+    nothing after it takes the hint, else Keras' default ``concat``.
+
+    Raises:
+        MissingHintError: a merge the widths show is not concat, without the hint.
+        ValueError: a hint the widths contradict.
+    """
+    merges: list[str | None] = []
+    for li, row in enumerate(got.layers):
+        merge = "concat"
+        if len(row) == 2:
+            nxt = (_width(got.layers[li + 1][0]) if li + 1 < len(got.layers) else
+                   int(got.readout.w.shape[0]) if got.readout is not None else None)
+            if nxt is None:  # nothing after it shows its width
+                merge = hints.merge_mode or "concat"
+            elif nxt == _units(row[0]):
+                if hints.merge_mode is None:
+                    raise MissingHintError("merge_mode", f"the Bidirectional layer {li} merges "
+                                           "its directions without concatenating, and the "
+                                           "file does not say how: give the merge_mode hint "
+                                           "(sum, mul or ave)")
+                merge = hints.merge_mode
+            elif hints.merge_mode not in (None, "concat"):
+                raise ValueError(f"merge_mode hint {hints.merge_mode!r}, but the next "
+                                 f"layer's width {nxt} is the concatenation of layer {li}")
+        merges.append(merge)
+    return merges
+
+
+def _gate_activations(got: _WeightsFile, hints: Hints) -> list[list[Activation] | None]:
+    """Each gated layer's ``recurrent_activation`` per direction from the hint (one name, or
+    one per GRU/LSTM layer comma-separated); ``None`` for a SimpleRNN layer.
+
+    Raises:
+        MissingHintError: gated layers without the hint.
+        ValueError: the hint for a file without gated layers.
+    """
+    acts = dict(KERAS2.activations)
+    gated = sum(k != "elman" for k in got.kinds)
+    if not gated:
+        if hints.recurrent_activation is not None:
+            raise ValueError("the recurrent_activation hint is for GRU and LSTM layers; the "
+                             "file has none")
+        return [None] * len(got.kinds)
+    if hints.recurrent_activation is None:
+        raise MissingHintError("recurrent_activation", "a keras2-h5 weights file does not "
+                               "record its GRU/LSTM layers' gate activation "
+                               "(recurrent_activation: sigmoid in tf-keras, hard_sigmoid, "
+                               "0.2 x + 0.5, in Keras <= 2.2): give the recurrent_activation "
+                               f"hint (one of {', '.join(acts)})")
+    it = iter(hint_activations(Hints(activation=hints.recurrent_activation), "keras2-h5", acts,
+                               gated))
+    return [None if k == "elman" else [next(it)] * len(row)
+            for k, row in zip(got.kinds, got.layers, strict=True)]
+
+
 def weights_params(path: Path, names: list[str], weights: dict[str, dict[str, Any]],
                    hints: Hints) -> RNNParams:
     """The network of tf-keras' ``save_weights("x.h5")`` file, which holds arrays by layer
@@ -124,94 +241,23 @@ def weights_params(path: Path, names: list[str], weights: dict[str, dict[str, An
             and without a bias, a Bidirectional of two different cells.
         FileFormatError: arrays that are no cell's or do not fit.
     """
-    fmt = "keras2-h5"
-    acts = dict(KERAS2.activations)
-    layers: list[list[Any]] = []
-    kinds: list[str] = []
-    resets: list[bool] = []
-    biases: set[bool] = set()
-    readout: Readout | None = None
-    for name in names:
-        ws = weights[name]
-        if not ws:
-            continue
-        leaves = {w.rpartition("/")[2].split(":")[0] for w in ws}
-        if readout is not None:
-            raise UnsupportedError("rnn-ref", f"the layer {name!r} after the Dense layer of "
-                                   f"{path.name}", "a weights-only file is read as recurrent "
-                                   "layers and one Dense readout")
-        if "recurrent_kernel" not in leaves:
-            if not leaves <= {"kernel", "bias"} or "kernel" not in leaves or not layers:
-                raise UnsupportedError("rnn-ref", f"the layer {name!r} of {path.name} (arrays "
-                                       f"{sorted(leaves)})", "a weights-only file is read as "
-                                       "recurrent layers and one Dense readout")
-            by_leaf = {k.rpartition("/")[2].split(":")[0]: np.asarray(v) for k, v in ws.items()}
-            kernel = by_leaf["kernel"]
-            readout = Readout(kernel, by_leaf.get("bias", np.zeros(kernel.shape[-1],
-                                                                   kernel.dtype)))
-            continue
-        arrays = _direction_arrays(path, name, ws)
-        row = [_cell(path, name, a) for a in arrays]
-        if len({(k, r) for k, r, _ in row}) > 1:
-            raise UnsupportedError("rnn-ref", f"the Bidirectional layer {name!r} whose "
-                                   f"directions hold different cells",
-                                   "the spec's layer has one cell for both directions")
-        biases.update(a[2] is not None for a in arrays)
-        kinds.append(row[0][0])
-        resets.append(row[0][1])
-        layers.append([c for _, _, c in row])
-    if not layers:
-        raise UnsupportedError("rnn-ref", f"{path.name} without recurrent layers")
-    if len(biases) > 1:
-        raise UnsupportedError("rnn-ref", "recurrent layers with and without a bias",
-                               "the spec has one bias flag for the stack")
-    g = hint_activations(hints, fmt, acts, len(layers))
-    gated = sum(k != "elman" for k in kinds)
-    if gated and hints.recurrent_activation is None:
-        raise MissingHintError("recurrent_activation", "a keras2-h5 weights file does not "
-                               "record its GRU/LSTM layers' gate activation "
-                               "(recurrent_activation: sigmoid in tf-keras, hard_sigmoid, "
-                               "0.2 x + 0.5, in Keras <= 2.2): give the recurrent_activation "
-                               f"hint (one of {', '.join(acts)})")
-    if not gated and hints.recurrent_activation is not None:
-        raise ValueError("the recurrent_activation hint is for GRU and LSTM layers; the file "
-                         "has none")
-    f_it = iter(hint_activations(Hints(activation=hints.recurrent_activation), fmt, acts,
-                                 gated) if gated else [])
-    R = [len(row) for row in layers]
-    merges: list[str | None] = []
-    for li, row in enumerate(layers):
-        merge = "concat"
-        if R[li] == 2:
-            m = _units(row[0])
-            nxt = (_width(layers[li + 1][0]) if li + 1 < len(layers) else
-                   int(readout.w.shape[0]) if readout is not None else None)
-            if nxt is None:  # nothing after it shows its width: Keras' default unless told
-                merge = hints.merge_mode or "concat"
-            elif nxt == m:
-                if hints.merge_mode is None:
-                    raise MissingHintError("merge_mode", f"the Bidirectional layer "
-                                           f"{li} merges its directions without "
-                                           "concatenating, and the file does not say how: "
-                                           "give the merge_mode hint (sum, mul or ave)")
-                merge = hints.merge_mode
-            elif hints.merge_mode not in (None, "concat"):
-                raise ValueError(f"merge_mode hint {hints.merge_mode!r}, but the next "
-                                 f"layer's width {nxt} is the concatenation of layer {li}")
-        merges.append(merge)
+    got = _weights_layers(path, names, weights)
+    R = [len(row) for row in got.layers]
+    g = hint_activations(hints, "keras2-h5", dict(KERAS2.activations), len(got.layers))
+    gates = _gate_activations(got, hints)
+    kinds = got.kinds
     config = RNNConfig(
-        input_size=_width(layers[0][0]),
-        hidden_size=tuple(_units(row[0]) for row in layers),
+        input_size=_width(got.layers[0][0]),
+        hidden_size=tuple(_units(row[0]) for row in got.layers),
         direction=["bidirectional" if r == 2 else "forward" for r in R],
-        activation=[[a] * r for a, r in zip(g, R, strict=True)], bias=biases.pop(),
-        merge_mode=merges,
-        cell=kinds, recurrent_activation=None if not gated else [
-            None if k == "elman" else [next(f_it)] * r for k, r in zip(kinds, R, strict=True)],
-        reset_after=[r if k == "gru" else None for k, r in zip(kinds, resets, strict=True)]
+        activation=[[a] * r for a, r in zip(g, R, strict=True)], bias=got.biases.pop(),
+        merge_mode=_merge_modes(got, hints), cell=kinds,
+        recurrent_activation=None if set(kinds) == {"elman"} else gates,
+        reset_after=[r if k == "gru" else None for k, r in zip(kinds, got.resets, strict=True)]
         if "gru" in kinds else True,
-        output_size=None if readout is None else int(readout.w.shape[1]),
+        output_size=None if got.readout is None else int(got.readout.w.shape[1]),
     )
-    return RNNParams(config, layers, readout)
+    return RNNParams(config, got.layers, got.readout)
 
 
 def _width(cell: Any) -> int:

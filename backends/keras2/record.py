@@ -117,8 +117,8 @@ def unsupported(config: RNNConfig, *, backend: str | None = None, padded: bool =
     ``"final"``, a head of Dense layers with Keras 2 activations or softmax, identity layers;
     SimpleRNN, GRU (either ``reset_after``) and LSTM layers without what tf-keras' cells lack
     (:func:`_keras2_cells`); no clip; every activation (a gated cell's ``recurrent_activation``
-    too) of :data:`KERAS2_ACTIVATIONS`; TensorFlow's masked steps when ``padded``. Keras 2 runs on TensorFlow only, so ``backend`` is ``"tensorflow"`` or
-    ``None``."""
+    too) of :data:`KERAS2_ACTIVATIONS`; TensorFlow's masked steps when ``padded``. Keras 2
+    runs on TensorFlow only, so ``backend`` is ``"tensorflow"`` or ``None``."""
     if backend not in (None, "tensorflow"):
         raise ValueError(f"backend must be 'tensorflow' or None for Keras 2, got {backend!r}")
     reason = _keras2_pieces(config)
