@@ -575,6 +575,8 @@ def _inspect_graph(path: Path, fmt: str) -> int:
         counts[op] = counts.get(op, 0) + 1
     print("ops: " + printable(", ".join(f"{op} x{n}" if n > 1 else op
                                         for op, n in counts.items())))
+    if hasattr(module, "lowering"):  # what the recurrent layers became
+        print("recurrent layers: " + printable(module.lowering(ops)))
     print("\ntensors in the file:")
     print(_table([(n, str(tuple(s)), d) for n, s, d in arrays], ("name", "shape", "dtype")))
     return 0
