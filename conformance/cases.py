@@ -181,6 +181,8 @@ class Case:
             "layers": self.config.num_layers,
             "readout": self.config.output_size is not None,
             "gain": self.gain,
+            "saturated": self.weight_scale is not None,
+            "clip": any(c is not None for c in self.config.clips),
             "network": not self.config.is_plain,
             "tanh": any(a.name == "tanh" for layer in self.config.activations for a in layer),
             "select": self.config.select,

@@ -72,7 +72,7 @@ _ABOUT: dict[str, tuple[str, ...]] = {
     "zero_length": ("length 0",), "empty": ("length 0",), "h0": ("initial state",),
     "padding": ("lengths", "masks with holes"), "padded_output": ("lengths", "masks with holes"),
     "dtype": ("float64",), "readout": ("readout",), "gain": ("long (T >= 300)",),
-    "reverse_layer": ("reverse",),
+    "reverse_layer": ("reverse",), "clip": ("clip",),
 }
 _DIRECTIONS = {"forward": "forward", "reverse": "reverse", "bidirectional": "bidirectional"}
 

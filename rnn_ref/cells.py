@@ -47,6 +47,8 @@ GATE_ORDERS: Mapping[str, tuple[tuple[str, ...], str]] = {
                                    "then r, then h"),
     "gru:torch": (("r", "z", "n"), "torch.nn.GRU docs: weight_ih_l[k] = (W_ir|W_iz|W_in)"),
     "gru:mlx": (("r", "z", "n"), "mlx/python/mlx/nn/layers/recurrent.py, GRU: Wx is r, z, n"),
+    "gru:flax_nnx": (("r", "z", "n"), "flax/nnx/nn/recurrent.py, GRUCell: dense_i and dense_h "
+                                      "of 3 * hidden_features split into r, z, n (flax 0.12.8)"),
     "gru:cudnn": (("r", "z", "n"), "cuDNN cudnnRNNForward, CUDNN_GRU: r, z, h'"),
     "gru:openvino": (("z", "r", "n"), "OpenVINO GRUSequence-5: W = [Wz, Wr, Wh]"),
     "lstm:onnx": (("i", "o", "f", "g"), "onnx/docs/Operators.md, LSTM: W = [Wi, Wo, Wf, Wc]"),
@@ -54,6 +56,9 @@ GATE_ORDERS: Mapping[str, tuple[tuple[str, ...], str]] = {
                                          "(W_ii|W_if|W_ig|W_io)"),
     "lstm:keras": (("i", "f", "g", "o"), "keras/src/layers/rnn/lstm.py: i, f, c, o"),
     "lstm:mlx": (("i", "f", "g", "o"), "mlx/python/mlx/nn/layers/recurrent.py, LSTM: i, f, g, o"),
+    "lstm:flax_optimized": (("i", "f", "g", "o"), "flax/nnx/nn/recurrent.py, OptimizedLSTMCell: "
+                                                  "dense_i and dense_h of 4 * hidden_features "
+                                                  "split into i, f, g, o (flax 0.12.8)"),
     "lstm:cudnn": (("i", "f", "g", "o"), "cuDNN cudnnRNNForward, CUDNN_LSTM: i, f, g, o"),
     "lstm:openvino": (("f", "i", "g", "o"), "OpenVINO LSTMSequence-5: gate order fico"),
     "lstm:tf1": (("i", "g", "f", "o"), "tensorflow BasicLSTMCell: i, j, f, o "

@@ -293,9 +293,10 @@ def verify_files(src: Path, src_fmt: str, src_params: RNNParams, dst: Path, dst_
 
 
 def _arrays(value: Any) -> list[np.ndarray[Any, Any]]:
-    """A model's outputs as a list of arrays: one, or each of a list or tuple."""
+    """A model's outputs as a list of arrays: one, or each of a list or tuple, nested ones
+    flattened in order (``h_n`` of layers of different widths is a tuple)."""
     if isinstance(value, (list, tuple)):
-        return [np.asarray(v) for v in value]
+        return [a for v in value for a in _arrays(v)]
     return [np.asarray(value)]
 
 

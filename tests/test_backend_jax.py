@@ -169,7 +169,7 @@ def test_flax_refusals() -> None:
     with pytest.raises(UnsupportedError, match="activation elu"):
         rnn_ref.to_flax(rnn_ref.init(RNNConfig(3, 2, activation={"name": "elu", "alpha": 1.0}),
                                      seed=0))
-    with pytest.raises(ValueError, match="not SimpleCell parameters"):
+    with pytest.raises(ValueError, match="not SimpleCell, GRUCell or LSTMCell parameters"):
         rnn_ref.from_flax({"params": {"dense": {}}})
 
 

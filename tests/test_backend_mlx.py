@@ -230,13 +230,14 @@ def test_layout_errors() -> None:
 # reading other things, activations
 # --------------------------------------------------------------------------------------------
 def test_from_native_refuses_other_modules_and_bad_dicts() -> None:
-    with pytest.raises(UnsupportedError, match="mlx.nn.GRU.*only mlx.nn.RNN is an Elman RNN"):
-        mlx_backend.from_native(nn.GRU(D, M))
+    with pytest.raises(UnsupportedError, match="mlx.nn.Linear.*mlx.nn.RNN, mlx.nn.GRU and "
+                       "mlx.nn.LSTM are the recurrent layers read"):
+        mlx_backend.from_native(nn.Linear(D, M))
     with pytest.raises(UnsupportedError, match="mlx.nn.Linear"):
         mlx_backend.from_native(nn.Sequential(_user_rnn(51), nn.Linear(M, 2)))
-    with pytest.raises(ValueError, match=r"not mlx.nn.RNN parameters: keys \['Wh', 'Wx', 'b', "
-                       r"'bhn'\]; expected Wxh, Whh and optionally bias"):
-        mlx_backend.from_native(nn.GRU(D, M).parameters())
+    with pytest.raises(ValueError, match=r"not mlx.nn.RNN, GRU or LSTM parameters: keys "
+                       r"\['W', 'Wx'\]; expected Wxh, Whh\[, bias\] \(RNN\)"):
+        mlx_backend.from_native({"Wx": np.zeros((4, 5)), "W": np.zeros((4, 4))})
     with pytest.raises(UnsupportedError, match="layers with and without biases"):
         mlx_backend.from_native([_user_rnn(52), _user_rnn(53, d=M, bias=False)])
     with pytest.raises(TypeError, match="from_mlx takes an mlx.nn.RNN"):

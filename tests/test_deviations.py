@@ -41,10 +41,11 @@ def test_torch_refuses_zero_length() -> None:
                                                 batch_first=True, enforce_sorted=False)
 
 
-def test_torch_refuses_empty_sequence() -> None:
+@pytest.mark.parametrize("module", ["RNN", "GRU", "LSTM"])
+def test_torch_refuses_empty_sequence(module: str) -> None:
     torch = need("torch")
     with pytest.raises(RuntimeError, match="Expected sequence length to be larger than 0"):
-        torch.nn.RNN(3, 4, batch_first=True)(torch.zeros(2, 0, 3))
+        getattr(torch.nn, module)(3, 4, batch_first=True)(torch.zeros(2, 0, 3))
 
 
 def _keras_script(backend: str, code: str) -> str:

@@ -241,8 +241,8 @@ def test_refusals_name_what_they_met() -> None:
                                nnx.RNN(nnx.SimpleCell(3, 4, rngs=nnx.Rngs(1))), merge_fn=jnp.add)
     with pytest.raises(UnsupportedError, match="merge_fn 'add'"):
         rnn_ref.from_flax(summed)
-    with pytest.raises(UnsupportedError, match="flax.nnx.LSTMCell"):
-        rnn_ref.from_flax(nnx.RNN(nnx.LSTMCell(3, 4, rngs=nnx.Rngs(0))))
+    with pytest.raises(UnsupportedError, match="flax.nnx.Linear"):
+        rnn_ref.from_flax(nnx.Sequential(nnx.Linear(3, 4, rngs=nnx.Rngs(0))))
     with pytest.raises(ValueError, match="give variables="):
         rnn_ref.from_flax(rnn)
     processing = rnn_ref.init(rnn_ref.RNNConfig(3, 2, direction="reverse",

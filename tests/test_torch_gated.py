@@ -567,10 +567,14 @@ def test_what_the_reference_cannot_say_is_refused_by_name(make: Any, named: str)
         rnn_ref.oracle(module)(np.zeros((N, T, D)))
 
 
-def test_writing_gated_cells_stays_refused() -> None:
-    """to_torch of a GRU or LSTM is issue 24: refused by name until then."""
-    for module in (_module("gru"), _module("lstm-proj")):
+def test_read_modules_write_back_as_torch_modules() -> None:
+    """to_torch (issue 24) writes back what was read: the same module type, the same
+    weights (tests/test_torch_gated_write.py holds the writer's own tests)."""
+    for module in (_module("gru"), _module("lstm-proj", layers=2, bidir=True)):
         params = rnn_ref.from_torch(module)
-        with pytest.raises(UnsupportedError, match=params.config.cell):
-            rnn_ref.to_torch(params)
-        assert rnn_ref.convert.convertible(params)["torch"] is not None
+        back = rnn_ref.to_torch(params, batch_first=module.batch_first)
+        assert type(back) is type(module) and back.proj_size == module.proj_size
+        for (k, a), (k2, b) in zip(module.state_dict().items(), back.state_dict().items(),
+                                   strict=True):
+            assert k == k2 and torch.equal(a, b)
+        assert rnn_ref.convert.convertible(params)["torch"] is None

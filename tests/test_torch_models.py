@@ -14,6 +14,7 @@ import rnn_ref
 from rnn_ref import RNNConfig, UnsupportedError
 from rnn_ref.convert import MissingHintError
 from rnn_ref.errors import SemanticsWarning
+from rnn_ref.reference import returned
 
 torch = need("torch")
 nn = torch.nn
@@ -704,10 +705,10 @@ def test_modules_returning_several_outputs() -> None:
     torch.manual_seed(28)
     ids = torch.from_numpy(np.random.default_rng(29).integers(0, V, (N, T)))
     x, lengths = _features(30), torch.tensor([4, T, 2])
-    cases = [(_LanguageModel(), (ids,), ("result", "h_n")),
-             (_Encoder(), (x.transpose(0, 1), lengths), ("result", "h_n")),
-             (_ResultAndLastState(), (x,), ("result", "h_n[-1]", "sequence"))]
-    for module, args, names in cases:
+    cases = [(_LanguageModel(), (ids,), ("result", "h_n"), (ids, None)),
+             (_Encoder(), (x.transpose(0, 1), lengths), ("result", "h_n"), (x, lengths)),
+             (_ResultAndLastState(), (x,), ("result", "h_n[-1]", "sequence"), (x, None))]
+    for module, args, names, (xb, lb) in cases:
         module.eval()
         with torch.no_grad():
             want = module(*args)
@@ -717,5 +718,11 @@ def test_modules_returning_several_outputs() -> None:
             assert _largest_error(g, w) < TUTORIAL_ATOL
         params = rnn_ref.from_torch(module, example=args if len(args) > 1 else args[0])
         assert params.config.returns == names
-        with pytest.raises(UnsupportedError, match="several outputs"):
-            rnn_ref.to_torch(params)
+        net = rnn_ref.to_torch(params)  # a TorchNetwork returning them, batch-first
+        with torch.no_grad():
+            mine = net(xb, lb)
+        want = returned(params.config, rnn_ref.forward(
+            params, xb.numpy(), lengths=None if lb is None else lb.numpy()))
+        assert len(mine) == len(want)
+        for g, w in zip(mine, want, strict=True):
+            assert _largest_error(w, g) < TUTORIAL_ATOL

@@ -1,4 +1,4 @@
-"""MLX's record: what a list of mlx.nn.RNN layers holds."""
+"""MLX's record: what a list of mlx.nn.RNN, GRU and LSTM layers holds."""
 
 from __future__ import annotations
 
@@ -10,6 +10,10 @@ from rnn_ref.config import RNNConfig
 MLX_ACTIVATIONS = ("tanh", "relu", "sigmoid", "softplus", "softsign", "linear", "elu",
                    "leaky_relu")
 
+#: the one set of activations mlx.nn.GRU and mlx.nn.LSTM compute: (gates, candidate[, cell])
+MLX_GATED_ACTIVATIONS = {"gru": (Activation("sigmoid"), Activation("tanh")),
+                         "lstm": (Activation("sigmoid"), Activation("tanh"), Activation("tanh"))}
+
 
 def _mlx_can_apply(act: Activation) -> bool:
     if act.name == "leaky_relu":
@@ -17,33 +21,71 @@ def _mlx_can_apply(act: Activation) -> bool:
     return act.name in MLX_ACTIVATIONS
 
 
+def target(config: RNNConfig) -> str:
+    """What an ``UnsupportedError`` of an MLX conversion of ``config`` names."""
+    kinds = dict.fromkeys(c.kind for c in config.cells)
+    return "mlx.nn." + "/".join({"elman": "RNN", "gru": "GRU", "lstm": "LSTM"}[k]
+                                for k in kinds)
+
+
+def _gated_unsupported(config: RNNConfig, li: int) -> tuple[str, str] | None:
+    """What of GRU or LSTM layer ``li`` mlx.nn.GRU / mlx.nn.LSTM cannot hold."""
+    spec = config.cell_of(li)
+    if spec.kind == "gru" and not spec.reset_after:
+        return (f"reset_after=False (layer {li})",
+                "mlx.nn.GRU applies the reset gate after the recurrent product, "
+                "r * (h Wh_n + bhn): reset_after=True only")
+    for switch, on in (("peepholes", spec.peepholes), ("input_forget", spec.input_forget),
+                       (f"proj_size={spec.proj_size}", spec.proj_size is not None)):
+        if on:
+            return (f"{switch} (layer {li})",
+                    "mlx.nn.LSTM has gates i, f, g, o with kernels and one bias, no "
+                    "peepholes, coupled forget gate or projection")
+    acts = config.activations_of(li, 0)
+    fixed = MLX_GATED_ACTIVATIONS[spec.kind]
+    if acts != fixed:
+        names = ("recurrent_activation", "activation", "cell_activation")
+        k = next(i for i, (a, b) in enumerate(zip(acts, fixed, strict=True)) if a != b)
+        return (f"{names[k]} {acts[k]} (layer {li})",
+                f"mlx.nn.{spec.kind.upper()} computes sigmoid gates and tanh "
+                f"{'candidate' if spec.kind == 'gru' else 'candidate and cell state'} only")
+    return None
+
+
 def unsupported(config: RNNConfig) -> tuple[str, str] | None:
-    """``(feature, why)`` for the first part of ``config`` a list of ``mlx.nn.RNN`` layers
-    cannot hold, or ``None``.
+    """``(feature, why)`` for the first part of ``config`` a list of ``mlx.nn.RNN``,
+    ``mlx.nn.GRU`` and ``mlx.nn.LSTM`` layers cannot hold, or ``None``.
 
     In this order: a direction other than forward (reverse, bidirectional: so also merge
-    modes and ``output_order="processing"``); a clip; an activation outside
-    :data:`MLX_ACTIVATIONS` (leaky_relu only with ``0 <= alpha <= 1``); a readout.
-    Per-layer hidden sizes and activations, and ``bias=False``, are expressible (each layer
-    is its own module). ``padded_output`` is not a property of the layers (they take no
+    modes and ``output_order="processing"``); a clip; per layer, an Elman activation outside
+    :data:`MLX_ACTIVATIONS` (leaky_relu only with ``0 <= alpha <= 1``), a reset-before GRU,
+    an LSTM's peepholes, ``input_forget`` or projection, a gated layer's activations other
+    than sigmoid gates and tanh (GRU and LSTM compute those only); a readout.
+    Per-layer hidden sizes, cells and activations, and ``bias=False``, are expressible (each
+    layer is its own module). ``padded_output`` is not a property of the layers (they take no
     lengths) and is not checked; the backend refuses lengths and masks.
     """
-    reason = network_unsupported(config)
+    reason = network_unsupported(config, holds={"gru", "lstm"})
     if reason is not None:
         return reason
     if config.direction != "forward":
         return (f"direction {config.direction!r}",
-                "mlx.nn.RNN runs forward only (no reverse, no bidirectional layer)")
+                f"{target(config)} runs forward only (no reverse, no bidirectional layer)")
     if any(c is not None for c in config.clips):
-        return "clip", "mlx.nn.RNN has no clip"
-    for li, layer in enumerate(config.activations):
-        act = layer[0]
+        return "clip", f"{target(config)} has no clip"
+    for li, cell in enumerate(config.cells):
+        if cell.kind != "elman":
+            reason = _gated_unsupported(config, li)
+            if reason is not None:
+                return reason
+            continue
+        act = config.activations[li][0]
         if not _mlx_can_apply(act):
             return (f"activation {act} (layer {li})",
                     f"mlx.nn has {', '.join(MLX_ACTIVATIONS)} here; leaky_relu with "
                     f"0 <= alpha <= 1 (mlx computes max(alpha z, z))")
     if config.output_size is not None:
-        return "a readout", "mlx.nn.RNN has no output layer"
+        return "a readout", f"{target(config)} has no output layer"
     return None
 
 

@@ -22,11 +22,26 @@ from rnn_ref.reference import ForwardResult
 __all__ = ["OnnxGraphBackend", "OnnxRuntimeBackend", "graph_feeds", "graph_result"]
 
 
-def graph_feeds(cfg: RNNConfig, inputs: Inputs, lengths: np.ndarray[Any, Any] | None
-                ) -> dict[str, np.ndarray[Any, Any]]:
+def _state_feeds(cfg: RNNConfig, which: str, states: tuple[np.ndarray[Any, Any], ...]
+                 ) -> dict[str, np.ndarray[Any, Any]]:
+    """Initial states (``which="h"``: S states by ``state_index``; ``"c"``: the LSTM layers'
+    C cell states by ``cell_state_index``) as the graph's ``h0``/``c0`` feed, or one
+    ``h0_l{l}``/``c0_l{l}`` per layer when the widths differ, float32."""
+    uniform = cfg.uniform_hidden if which == "h" else cfg.uniform_cell
+    if uniform:
+        return {f"{which}0": np.stack(states).astype(np.float32)}
+    index = cfg.state_index if which == "h" else cfg.cell_state_index
+    return {f"{which}0_l{li}": np.stack([np.asarray(states[index(li, r)], np.float32)
+                                         for r in range(cfg.num_directions_of(li))])
+            for li in range(cfg.num_layers) if which == "h" or cfg.cell_of(li).kind == "lstm"}
+
+
+def graph_feeds(cfg: RNNConfig, inputs: Inputs, lengths: np.ndarray[Any, Any] | None, *,
+                initial_state: bool = False) -> dict[str, np.ndarray[Any, Any]]:
     """The feeds of a :func:`to_native` graph, by input name: float32 ``x``, or int64 token
     ids (with ``mask_zero``, id 0 at every step ``inputs.valid`` says is padding, so the graph
-    derives the lengths of a caller's mask or lengths too), ``lengths``, ``h0``."""
+    derives the lengths of a caller's mask or lengths too), ``lengths``, and when either is
+    given (or ``initial_state``) ``h0`` and an LSTM's ``c0`` (zeros for one not given)."""
     if cfg.vocab_size is None:
         x = np.asarray(inputs.x, np.float32)
     else:
@@ -35,14 +50,10 @@ def graph_feeds(cfg: RNNConfig, inputs: Inputs, lengths: np.ndarray[Any, Any] | 
     feeds: dict[str, np.ndarray[Any, Any]] = {"x": x}
     if lengths is not None:
         feeds["lengths"] = lengths.astype(np.int32)
-    if inputs.h0 is not None:
-        if cfg.uniform_hidden:
-            feeds["h0"] = np.stack(inputs.h0).astype(np.float32)
-        else:
-            for li in range(cfg.num_layers):
-                feeds[f"h0_l{li}"] = np.stack([
-                    np.asarray(inputs.h0[cfg.state_index(li, r)], np.float32)
-                    for r in range(cfg.num_directions_of(li))])
+    if initial_state or inputs.h0 is not None or inputs.c0 is not None:
+        feeds |= _state_feeds(cfg, "h", inputs.h0_or_zeros(np.float32))
+        if cfg.num_cell_states:
+            feeds |= _state_feeds(cfg, "c", inputs.c0_or_zeros(np.float32))
     return feeds
 
 
@@ -75,6 +86,11 @@ class OnnxGraphBackend:
         """``(feature, why)`` for what the runtime cannot run, else ``None``."""
         return unsupported(config, padded=padded)
 
+    def zero_states(self, config: RNNConfig) -> bool:
+        """Whether the graph takes its initial states as inputs, fed zeros, when the call
+        gives none (a workaround for a runtime that mishandles absent states)."""
+        return False
+
     def run(self, model: onnx.ModelProto, feeds: dict[str, np.ndarray[Any, Any]]
             ) -> dict[str, np.ndarray[Any, Any]]:
         """The graph's outputs by name, for ``feeds`` by input name."""
@@ -94,16 +110,17 @@ class OnnxGraphBackend:
         return None
 
     def forward(self, params: RNNParams, x: np.ndarray[Any, Any], *, h0: Any = None,
-                lengths: Any = None, mask: Any = None) -> ForwardResult:
+                lengths: Any = None, mask: Any = None, c0: Any = None) -> ForwardResult:
         """The graph on ``x (N, T, D)`` (token ids ``(N, T)`` with an embedding; with
-        ``mask_zero`` any pattern of id 0, lengths or mask), ``h0 (L*R, N, M)`` (or
-        L*R ``(N, M_l)``), ``lengths (N,)`` or a right-padded ``mask (N, T)``: ``outputs
-        (N, T, F)`` (a pair of
-        ``(N, T, M)`` for ``merge_mode=None``), ``h_n (L*R, N, M)`` (or L*R ``(N, M_l)``) and
-        ``y (N, T, K)`` or ``None``, in float32. Bad inputs raise as
-        :func:`rnn_ref.inputs.check_inputs` says."""
+        ``mask_zero`` any pattern of id 0, lengths or mask), ``h0 (S, N, M)`` (or S
+        ``(N, M_l)``), the LSTM layers' ``c0 (C, N, M)`` (or C ``(N, M_l)``), ``lengths
+        (N,)`` or a right-padded ``mask (N, T)``: ``outputs (N, T, F)`` (a pair of
+        ``(N, T, M)`` for ``merge_mode=None``), ``h_n (S, N, M)`` (or S ``(N, M_l)``), ``y
+        (N, T, K)`` or ``None`` and ``c_n (C, N, M)`` (``None`` without LSTM layers), in
+        float32. Bad inputs raise as :func:`rnn_ref.inputs.check_inputs` says."""
         cfg = params.config
-        inputs = check_inputs(cfg, x, h0=h0, lengths=lengths, mask=mask, where=self.name)
+        inputs = check_inputs(cfg, x, h0=h0, lengths=lengths, mask=mask, where=self.name,
+                              c0=c0)
         if self.padding_refusal is not None and inputs.padding is not None:
             raise UnsupportedError(self.name, "lengths or a mask", self.padding_refusal)
         la = _lengths(self.name, inputs)
@@ -111,9 +128,11 @@ class OnnxGraphBackend:
             raise UnsupportedError(self.name, f"dtype {params.dtype}",
                                    "it runs RNN graphs in float32 only")
         raise_if(self.rules(cfg, padded=la is not None or inputs.padded), self.name)
-        model = to_native(params, lengths=la is not None, initial_state=inputs.h0 is not None,
+        initial = inputs.h0 is not None or inputs.c0 is not None or self.zero_states(cfg)
+        model = to_native(params, lengths=la is not None, initial_state=initial,
                           expose_outputs=True)
-        return graph_result(cfg, self.run(model, graph_feeds(cfg, inputs, la)))
+        feeds = graph_feeds(cfg, inputs, la, initial_state=initial)
+        return graph_result(cfg, self.run(model, feeds))
 
 
 class OnnxRuntimeBackend(OnnxGraphBackend):

@@ -1,5 +1,5 @@
-"""ONNX: one ``RNN`` node per layer (read: also ``GRU`` and ``LSTM`` nodes), converters and
-oracle (the files: ``files.py``; the onnxruntime backend: ``backend.py``).
+"""ONNX: one ``RNN``, ``GRU`` or ``LSTM`` node per layer, converters and oracle (the files:
+``files.py``; the onnxruntime backend: ``backend.py``).
 
 How ONNX differs from the reference (ONNX ``Operators.md``, section ``RNN``; onnxruntime
 ``core/providers/cpu/rnn/rnn_helpers.cc``):
@@ -26,18 +26,22 @@ How ONNX differs from the reference (ONNX ``Operators.md``, section ``RNN``; onn
   what the spec forbids is refused naming the rule. onnxruntime refuses ``layout=1`` and nodes
   without ``hidden_size`` (recorded deviations); :func:`to_native` writes ``layout=1`` only
   when asked.
-* ``GRU`` (GRU-1, -3, -7, -14, -22) and ``LSTM`` (LSTM-1, -7, -14, -22) nodes are read and
-  computed the same way (:func:`oracle`, :func:`from_native`; :func:`to_native` does not write
-  them yet): ``W``, ``R``, ``B`` unpacked by gate name from ONNX's orders (z, r, h; i, o, f, c;
-  ``P`` in i, o, f) with :func:`rnn_ref.cells.unpack`; ``activations`` ``(f, g)`` or
-  ``(f, g, h)`` per direction (default ``Sigmoid, Tanh[, Tanh]``) into
+* ``GRU`` (GRU-1, -3, -7, -14, -22) and ``LSTM`` (LSTM-1, -7, -14, -22) nodes are read,
+  computed and written the same way (:func:`oracle`, :func:`from_native`, :func:`to_native`,
+  which writes GRU-14 and LSTM-14 nodes of opset 17): ``W``, ``R``, ``B`` unpacked by gate
+  name from ONNX's orders (z, r, h; i, o, f, c; ``P`` in i, o, f) with
+  :func:`rnn_ref.cells.unpack` (and packed by :func:`rnn_ref.cells.pack`); ``activations``
+  ``(f, g)`` or ``(f, g, h)`` per direction (default ``Sigmoid, Tanh[, Tanh]``) into
   ``recurrent_activation``, ``activation`` and ``cell_activation``; ``linear_before_reset=1``
   is ``reset_after=True`` (GRU-1, which has no such attribute, computes the 0 form);
   ``input_forget=1`` is ``f = 1 - i``, as onnxruntime computes it, and the forget rows of
   ``W``, ``R``, ``B`` and ``P``, which then compute nothing, are dropped; ``P`` given is
   ``peepholes=True``; ``initial_c`` is ``c0`` and ``Y_c`` is ``c_n``. onnxruntime does not
   clip the input of an LSTM's ``h`` (onnxruntime #27224), a recorded deviation: the reference
-  clips every activation's input, as the spec says.
+  clips every activation's input, as the spec says. The writer writes an ``input_forget``
+  LSTM's forget rows as the input gate's rows negated (with a sigmoid-like ``f``, so that
+  ``f(-x) = 1 - i`` even for a runtime that ignores the attribute; zeros otherwise), and
+  refuses a projected LSTM (ONNX's LSTM has no projection).
 * Graphs written by :func:`to_native` carry the config as metadata (``rnn_ref.config``), so
   merge modes, the readout activation and the padding semantics survive a round trip.
 """
@@ -88,7 +92,7 @@ def owns(model: Any) -> bool:
 def to_native(params: RNNParams, *, time_major: bool = False, lengths: bool = False,
               initial_state: bool = False, expose_outputs: bool = False, layout: int = 0
               ) -> onnx.ModelProto:
-    """An ONNX model (opset 17) with one ``RNN`` node per layer.
+    """An ONNX model (opset 17) with one ``RNN``, ``GRU`` or ``LSTM`` node per layer.
 
     Args:
         params: the network.
@@ -100,16 +104,19 @@ def to_native(params: RNNParams, *, time_major: bool = False, lengths: bool = Fa
             graph (``time_major=False``).
         lengths: add an int32 input ``lengths (N,)`` fed to every node's ``sequence_lens``.
         initial_state: add an input ``h0 (L*R, N, M)`` (with hidden sizes that differ: one
-            input ``h0_l{l} (R, N, M_l)`` per layer).
+            input ``h0_l{l} (R, N, M_l)`` per layer), and with LSTM layers ``c0 (C, N, M)``
+            (``c0_l{l}`` per LSTM layer when their sizes differ).
         expose_outputs: with a readout, also output the last layer's outputs (``output``)
             after ``y``.
 
-    Inputs are ``x`` then ``lengths`` then ``h0`` as asked. Outputs: ``output`` (the last
-    layer, merged; ``output_forward`` and ``output_backward`` for ``merge_mode=None``), or
-    ``y`` with a readout; then ``h_n (L*R, N, M)`` (or ``h_n_l{l} (R, N, M_l)`` per layer).
+    Inputs are ``x`` then ``lengths`` then ``h0`` [then ``c0``] as asked. Outputs:
+    ``output`` (the last layer, merged; ``output_forward`` and ``output_backward`` for
+    ``merge_mode=None``), or ``y`` with a readout; then ``h_n (L*R, N, M)`` (or ``h_n_l{l}
+    (R, N, M_l)`` per layer), then with LSTM layers ``c_n (C, N, M)`` (or ``c_n_l{l}``).
 
     Raises:
-        UnsupportedError: ``padded_output`` other than zeros with ``lengths=True``.
+        UnsupportedError: ``padded_output`` other than zeros with ``lengths=True``; an LSTM
+            with a projection (``proj_size``).
     """
     return write_network(params, time_major=time_major, lengths=lengths,
                          initial_state=initial_state, expose_outputs=expose_outputs,

@@ -3,7 +3,7 @@
 ::
 
     x (N, T) int64 ids --Gather(embedding)--> (N, T, D) --Transpose--> (T, N, D)
-        --RNN node per layer (merged as below)--> (T, N, F)
+        --RNN/GRU/LSTM node per layer (merged as below)--> (T, N, F)
         --selection--> (T, N, F) or (N, F) --head: MatMul [+ Add] + activation ...--> y
 
 * The embedding is ``Gather(embedding (V, D), x)``. With ``mask_zero`` (Keras skips every step
@@ -17,8 +17,17 @@
   order, so a ``mask_zero`` graph is written only for selections of final states
   (``onnx_unsupported`` refuses the rest) and exposes no per-step outputs. A ``mask_zero``
   graph is batch-major (``time_major=True`` is refused).
-* One ``RNN`` node per layer, each with its own direction, time-major (``layout=0``) unless
-  asked, and a dynamic sequence length. A layer's two directions are merged as Keras does:
+* One ``RNN``, ``GRU`` or ``LSTM`` node per layer (:func:`node_weights`,
+  :func:`node_attributes`), each with its own direction, time-major (``layout=0``) unless
+  asked, and a dynamic sequence length. ``W``, ``R``, ``B`` (and an LSTM's ``P``) are packed
+  in ONNX's gate orders by :func:`rnn_ref.cells.pack`; a GRU's ``reset_after`` is
+  ``linear_before_reset=1``; an LSTM's ``input_forget`` is ``input_forget=1`` with forget
+  rows that compute ``1 - i`` even where it is ignored (:func:`_gated_blocks`); an LSTM's
+  initial and final cell states are the graph's ``c0`` input and ``c_n`` output (``Y_c``),
+  indexed by ``config.cell_state_index`` as ``h0``/``h_n`` are by ``state_index``. A
+  projected LSTM (``proj_size``) has no ONNX form and is refused
+  (:func:`rnn_ref.backends.onnx.record.unsupported`). A layer's two directions are merged as
+  Keras does:
   ``concat`` is ``Transpose(0, 2, 1, 3)`` + ``Reshape(0, 0, 2M)`` (as torch writes it), the
   others ``Split`` + ``Squeeze`` + ``Add`` / ``Mul`` / ``Add`` then ``Div`` by 2.
 * The selection: ``last_step`` is ``Gather(index -1)`` on the time axis of the last layer's
@@ -36,7 +45,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -47,10 +56,11 @@ from rnn_ref.activations import Activation
 from rnn_ref.backends._common import raise_if
 from rnn_ref.backends.onnx.nodes import ONNX_NAMES, GraphBuilder
 from rnn_ref.backends.onnx.record import unsupported as onnx_unsupported
+from rnn_ref.cells import pack
 from rnn_ref.config import RNNConfig
 from rnn_ref.errors import UnsupportedError
 from rnn_ref.network import POOLINGS, HeadActivation, Softmax
-from rnn_ref.params import RNNParams
+from rnn_ref.params import GRUParams, LSTMParams, RNNParams
 from rnn_ref.reference import ForwardResult
 
 __all__ = ["graph_result", "write_network"]
@@ -69,15 +79,32 @@ def _scalar(value: int) -> np.ndarray[Any, Any]:
     return np.array(value, np.int64)
 
 
+#: The ONNX operator of each cell, and the activations one direction of it takes when the
+#: node lists none (ONNX Operators.md: RNN ``Tanh``; GRU ``Sigmoid, Tanh``; LSTM ``Sigmoid,
+#: Tanh, Tanh``).
+ONNX_OPS = {"elman": "RNN", "gru": "GRU", "lstm": "LSTM"}
+_DEFAULT_ACTS = {"elman": ("tanh",), "gru": ("sigmoid", "tanh"),
+                 "lstm": ("sigmoid", "tanh", "tanh")}
+
+
 def node_attributes(cfg: RNNConfig, layer: int) -> dict[str, Any]:
-    """Layer ``layer``'s RNN node attributes, written as most exporters write them: what equals
-    the spec's default (``direction="forward"``, every activation ``Tanh``) is left out."""
+    """Layer ``layer``'s RNN, GRU or LSTM node attributes, written as most exporters write
+    them: what equals the spec's default (``direction="forward"``, every activation the
+    operator's default, ``linear_before_reset=0``, ``input_forget=0``) is left out.
+
+    ``activations`` lists each direction's ``(f,)``, ``(f, g)`` or ``(f, g, h)``
+    (:meth:`RNNConfig.activations_of`), ``linear`` written as ``Affine(1, 0)``; every alpha
+    and beta follows in the order of the activations that take them. A GRU's ``reset_after``
+    is ``linear_before_reset=1``, an LSTM's ``input_forget`` is ``input_forget=1``."""
+    spec = cfg.cell_of(layer)
     acts = [a if a.name != "linear" else Activation("affine", 1.0, 0.0)
-            for a in cfg.activations[layer]]
+            for r in range(cfg.num_directions_of(layer))
+            for a in cfg.activations_of(layer, r)]
     attrs: dict[str, Any] = {"hidden_size": cfg.hidden_sizes[layer]}
     if cfg.directions[layer] != "forward":
         attrs["direction"] = cfg.directions[layer]
-    if any(a.name != "tanh" for a in acts):
+    defaults = _DEFAULT_ACTS[spec.kind] * cfg.num_directions_of(layer)
+    if any(a.name != d for a, d in zip(acts, defaults, strict=True)):
         attrs["activations"] = [ONNX_NAMES[a.name] for a in acts]
     alphas = [a.alpha for a in acts if a.alpha is not None]
     betas = [a.beta for a in acts if a.beta is not None]
@@ -87,29 +114,55 @@ def node_attributes(cfg: RNNConfig, layer: int) -> dict[str, Any]:
         attrs["activation_beta"] = betas
     if cfg.clips[layer] is not None:
         attrs["clip"] = cfg.clips[layer]
+    if spec.kind == "gru" and spec.reset_after:
+        attrs["linear_before_reset"] = 1
+    if spec.kind == "lstm" and spec.input_forget:
+        attrs["input_forget"] = 1
     return attrs
 
 
+def _state_inputs(cfg: RNNConfig, elem: int, which: str) -> tuple[list[onnx.ValueInfoProto],
+                                                                    list[str]]:
+    """The graph inputs of the initial states ``h0`` (``which="h"``, S states) or the LSTM
+    layers' cell states ``c0`` (``"c"``, C states): one ``(S, N, M)`` input when they share
+    a width, else one ``{which}0_l{l} (R_l, N, M_l)`` per layer that has them; and the name
+    of each layer's input (``""`` where it has none)."""
+    if which == "h":
+        uniform, widths, count = cfg.uniform_hidden, cfg.output_sizes, cfg.num_states
+    else:
+        uniform, widths, count = cfg.uniform_cell, cfg.hidden_sizes, cfg.num_cell_states
+    has = [cfg.cell_of(li).kind == "lstm" or which == "h" for li in range(cfg.num_layers)]
+    if not count:
+        return [], []
+    if uniform:
+        width = next(w for w, h in zip(widths, has, strict=True) if h)
+        return [helper.make_tensor_value_info(f"{which}0", elem, [count, "N", width])], []
+    inputs, names = [], []
+    for li in range(cfg.num_layers):
+        names.append(f"{which}0_l{li}" if has[li] else "")
+        if has[li]:
+            inputs.append(helper.make_tensor_value_info(
+                names[-1], elem, [cfg.num_directions_of(li), "N", widths[li]]))
+    return inputs, names
+
+
 def _graph_inputs(cfg: RNNConfig, elem: int, dims: tuple[str, str], *, lengths: bool,
-                  initial_state: bool) -> tuple[list[onnx.ValueInfoProto], list[str]]:
+                  initial_state: bool) -> tuple[list[onnx.ValueInfoProto], dict[str, list[str]]]:
     """``x`` (``(N, T, D)``, or int64 ids ``(N, T)`` with an embedding; ``dims`` names the first
     two axes), then int32 ``lengths (N,)``, then ``h0 (S, N, M)`` or one ``h0_l{l} (R_l, N,
-    M_l)`` per layer when the hidden sizes differ; and the names of the ``h0_l{l}``."""
+    M_l)`` per layer when the widths differ, then the LSTM layers' ``c0 (C, N, M)`` or
+    ``c0_l{l}``; and each layer's own state input names (``{"h": [...], "c": [...]}``)."""
     if cfg.vocab_size is not None:
         inputs = [helper.make_tensor_value_info("x", TensorProto.INT64, list(dims))]
     else:
         inputs = [helper.make_tensor_value_info("x", elem, [*dims, cfg.input_size])]
     if lengths:
         inputs.append(helper.make_tensor_value_info("lengths", TensorProto.INT32, ["N"]))
-    names: list[str] = []
-    if initial_state and cfg.uniform_hidden:
-        inputs.append(helper.make_tensor_value_info(
-            "h0", elem, [cfg.num_states, "N", cfg.hidden_sizes[0]]))
-    elif initial_state:
-        for li, m in enumerate(cfg.hidden_sizes):
-            names.append(f"h0_l{li}")
-            inputs.append(helper.make_tensor_value_info(
-                names[-1], elem, [cfg.num_directions_of(li), "N", m]))
+    names: dict[str, list[str]] = {"h": [], "c": []}
+    if initial_state:
+        for which in ("h", "c"):
+            more, names[which] = _state_inputs(cfg, elem, which)
+            inputs += more
     return inputs, names
 
 
@@ -153,32 +206,112 @@ def _network_input(g: Any, params: RNNParams, *, time_major: bool, layout: int) 
     return x, lens
 
 
-def _layer_node(g: Any, params: RNNParams, li: int, x: str, *, seq_lens: str,
-                initial_state: bool, h0_names: Sequence[str], layout: int) -> tuple[str, str]:
-    """Layer ``li``'s RNN node on ``x`` with ``W [R, M, D_l]``, ``R [R, M, M]``, ``B [R, 2M]``;
-    returns its ``Y`` (``[T, R, N, M]``, ``[N, T, R, M]`` with layout 1) and its final states
-    ``[R, N, M]`` whatever the layout."""
+def _mirrors_sigmoid(act: Activation) -> bool:
+    """True when ``act(-x) = 1 - act(x)``: sigmoid, and hard_sigmoid with beta 1/2."""
+    return act.name == "sigmoid" or (act.name == "hard_sigmoid" and act.beta == 0.5)
+
+
+def _gated_blocks(cell: GRUParams | LSTMParams, f_act: Activation
+                  ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any],
+                             dict[str, Any] | None]:
+    """``(w_x, w_h, b_x, b_h, p)`` of a gated cell by gate, each block in ONNX's orientation
+    (``W`` and ``R`` rows: ``(M, D_l)``, ``(M, M)``), ``p`` ``None`` without peepholes.
+
+    An LSTM with ``input_forget`` has no forget-gate weights, but ONNX's ``W``, ``R``, ``B``
+    and ``P`` still hold four gate blocks (three in ``P``), which a runtime that honours
+    ``input_forget=1`` never reads. They are written as the input gate's blocks negated when
+    ``f_act(-x) = 1 - f_act(x)`` (sigmoid; hard_sigmoid with beta 1/2): then
+    ``f = f_act(-(a_i + u_i + p_i c)) = 1 - i`` (clip is symmetric), so a runtime that ignores
+    ``input_forget`` (OpenVINO, ``onnx.reference``) computes the same numbers. Otherwise no
+    rows compute ``1 - i`` and they are written as zeros."""
+    w: dict[str, Any] = {k: v.T for k, v in cell.w_x.items()}
+    u: dict[str, Any] = {k: v.T for k, v in cell.w_h.items()}
+    bx: dict[str, Any] = dict(cell.b_x)
+    bh: dict[str, Any] = dict(cell.b_h)
+    p: dict[str, Any] | None = None
+    if isinstance(cell, LSTMParams) and cell.p is not None:
+        p = dict(cell.p)
+    if isinstance(cell, LSTMParams) and "f" not in cell.w_x:
+        mirror = _mirrors_sigmoid(f_act)
+        for b in (w, u, bx, bh, *([p] if p is not None else [])):
+            b["f"] = -b["i"] if mirror else np.zeros_like(b["i"])
+    return w, u, bx, bh, p
+
+
+def node_weights(params: RNNParams, li: int) -> dict[str, np.ndarray[Any, Any] | None]:
+    """Layer ``li``'s node inputs ``W [R, G*M, D_l]``, ``R [R, G*M, M]``, ``B [R, 2*G*M]``
+    (Wb then Rb; ``None`` without biases) and an LSTM's ``P [R, 3*M]`` (``None`` without
+    peepholes), packed in ONNX's gate orders (z, r, h; i, o, f, c; ``P`` in i, o, f) by
+    :func:`rnn_ref.cells.pack` (G = 1 for an RNN node)."""
     cfg = params.config
-    layer = [params.elman_cell(li, r) for r in range(cfg.num_directions_of(li))]
-    node_in = [x, g.const(f"layers.{li}.W", np.stack([c.w_x.T for c in layer])),
-               g.const(f"layers.{li}.R", np.stack([c.w_h.T for c in layer])),
-               g.const(f"layers.{li}.B", np.stack([np.concatenate([c.b_x, c.b_h])
-                                                    for c in layer])) if cfg.bias else "",
-               seq_lens]
+    kind = cfg.cell_of(li).kind
+    nd = cfg.num_directions_of(li)
+    if kind == "elman":
+        cells = [params.elman_cell(li, r) for r in range(nd)]
+        return {"W": np.stack([c.w_x.T for c in cells]),
+                "R": np.stack([c.w_h.T for c in cells]),
+                "B": np.stack([np.concatenate([c.b_x, c.b_h]) for c in cells])
+                if cfg.bias else None, "P": None}
+    order = "gru:onnx" if kind == "gru" else "lstm:onnx"
+    out: dict[str, list[np.ndarray[Any, Any]]] = {"W": [], "R": [], "B": [], "P": []}
+    for r in range(nd):
+        cell = params.layers[li][r]
+        assert isinstance(cell, (GRUParams, LSTMParams))
+        w, u, bx, bh, p = _gated_blocks(cell, cfg.activations_of(li, r)[0])
+        out["W"].append(pack(w, order, cell=kind, axis=0))
+        out["R"].append(pack(u, order, cell=kind, axis=0))
+        out["B"].append(np.concatenate([pack(bx, order, cell=kind),
+                                        pack(bh, order, cell=kind)]))
+        if p is not None:
+            out["P"].append(pack(p, "lstm:onnx_peepholes", cell=kind))
+    return {"W": np.stack(out["W"]), "R": np.stack(out["R"]),
+            "B": np.stack(out["B"]) if cfg.bias else None,
+            "P": np.stack(out["P"]) if out["P"] else None}
+
+
+def _initial_state(g: Any, cfg: RNNConfig, li: int, which: str, names: Sequence[str],
+                   layout: int) -> str:
+    """Layer ``li``'s ``initial_h`` (``which="h"``) or ``initial_c`` (``"c"``): a ``Slice``
+    of the graph input ``h0``/``c0`` from the layer's first state (``state_index``,
+    ``cell_state_index``), or its own input ``h0_l{l}``/``c0_l{l}`` (``names``) when the
+    widths differ; transposed to ``[N, R, M]`` for a batch-major node."""
+    uniform = cfg.uniform_hidden if which == "h" else cfg.uniform_cell
+    if uniform:
+        start = cfg.state_index(li, 0) if which == "h" else cfg.cell_state_index(li, 0)
+        state = g.op1("Slice", [f"{which}0", g.const(g.name("start"), _i64(start)),
+                                g.const(g.name("end"),
+                                        _i64(start + cfg.num_directions_of(li))),
+                                g.const(g.name("axes"), _i64(0))])
+    else:
+        state = names[li]
+    return str(g.op1("Transpose", [state], perm=[1, 0, 2])) if layout else str(state)
+
+
+def _layer_node(g: Any, params: RNNParams, li: int, x: str, *, seq_lens: str,
+                initial_state: bool, state_names: Mapping[str, Sequence[str]], layout: int
+                ) -> tuple[str, str, str]:
+    """Layer ``li``'s ``RNN``, ``GRU`` or ``LSTM`` node on ``x`` (:func:`node_weights`,
+    :func:`node_attributes`); returns its ``Y`` (``[T, R, N, M]``, ``[N, T, R, M]`` with
+    layout 1), its final states ``Y_h`` and an LSTM's final cell states ``Y_c`` (``""`` for
+    the other cells), ``[R, N, M]`` whatever the layout."""
+    cfg = params.config
+    kind = cfg.cell_of(li).kind
+    weights = node_weights(params, li)
+    names = {k: g.const(f"layers.{li}.{k}", v) if v is not None else ""
+             for k, v in weights.items()}
+    node_in = [x, names["W"], names["R"], names["B"], seq_lens]
     if initial_state:
-        if cfg.uniform_hidden:
-            start = cfg.state_index(li, 0)
-            h0_l = g.op1("Slice", ["h0", g.const(g.name("start"), _i64(start)),
-                                   g.const(g.name("end"), _i64(start + len(layer))),
-                                   g.const(g.name("axes"), _i64(0))])
-        else:
-            h0_l = h0_names[li]
-        node_in.append(g.op1("Transpose", [h0_l], perm=[1, 0, 2]) if layout else h0_l)
+        node_in.append(_initial_state(g, cfg, li, "h", state_names["h"], layout))
+        if kind == "lstm":
+            node_in.append(_initial_state(g, cfg, li, "c", state_names["c"], layout))
+    if kind == "lstm" and names["P"]:
+        node_in += [""] * (7 - len(node_in)) + [names["P"]]
     while node_in[-1] == "":
         node_in.pop()
     attrs = node_attributes(cfg, li) | ({"layout": 1} if layout else {})
-    y, y_h = g.op("RNN", node_in, 2, **attrs)
-    return y, (g.op1("Transpose", [y_h], perm=[1, 0, 2]) if layout else y_h)
+    outs = g.op(ONNX_OPS[kind], node_in, 3 if kind == "lstm" else 2, **attrs)
+    states = [g.op1("Transpose", [s], perm=[1, 0, 2]) if layout else s for s in outs[1:]]
+    return outs[0], states[0], (states[1] if kind == "lstm" else "")
 
 
 def _merge(g: Any, merge: str | None, parts: Sequence[str], dtype: np.dtype[Any]) -> list[str]:
@@ -284,16 +417,44 @@ def _output_values(g: Any, params: RNNParams, outputs: list[str], y_hs: list[str
     return named
 
 
+def _state_outputs(g: Any, cfg: RNNConfig, elem: int, which: str, finals: Sequence[str]
+                   ) -> list[onnx.ValueInfoProto]:
+    """The final states ``h_n`` (``which="h"``, every node's ``Y_h``) or the LSTM layers'
+    cell states ``c_n`` (``"c"``, their ``Y_c``; ``""`` for the other layers in ``finals``):
+    one ``Concat`` ``(S, N, M)`` / ``(C, N, M)`` when they share a width, else one
+    ``{which}_n_l{l} (R_l, N, M_l)`` per layer that has them."""
+    if which == "h":
+        uniform, widths, count = cfg.uniform_hidden, cfg.output_sizes, cfg.num_states
+    else:
+        uniform, widths, count = cfg.uniform_cell, cfg.hidden_sizes, cfg.num_cell_states
+    layers = [(li, f) for li, f in enumerate(finals) if f]
+    if not layers:
+        return []
+    if uniform:
+        g.nodes.append(helper.make_node("Concat", [f for _, f in layers], [f"{which}_n"],
+                                        axis=0, name=g.name(f"{which}_n")))
+        return [helper.make_tensor_value_info(f"{which}_n", elem,
+                                              [count, "N", widths[layers[0][0]]])]
+    result = []
+    for li, final in layers:
+        g.nodes.append(helper.make_node("Identity", [final], [f"{which}_n_l{li}"],
+                                        name=g.name(which)))
+        result.append(helper.make_tensor_value_info(
+            f"{which}_n_l{li}", elem, [cfg.num_directions_of(li), "N", widths[li]]))
+    return result
+
+
 def _graph_outputs(g: Any, cfg: RNNConfig, elem: int, dims: tuple[str, str],
                    named: Sequence[tuple[str, str, bool]], y_hs: Sequence[str],
-                   transpose: bool) -> list[onnx.ValueInfoProto]:
+                   y_cs: Sequence[str], transpose: bool) -> list[onnx.ValueInfoProto]:
     """The graph's outputs: each of ``named`` (a sequence ``(N, T, .)``, time-major as
-    ``dims`` says; else ``(N, .)``), then ``h_n (S, N, M)`` or ``h_n_l{l}`` per layer."""
+    ``dims`` says; else ``(N, .)``), then ``h_n (S, N, M)`` or ``h_n_l{l}`` per layer, then
+    the LSTM layers' ``c_n (C, N, M)`` or ``c_n_l{l}``."""
     widths = {"output": cfg.output_features, "selected": cfg.selected_features,
               "y": cfg.output_size or 0}
     result = []
     for name, value, seq in named:
-        width = widths.get(name, cfg.hidden_sizes[-1])
+        width = widths.get(name, cfg.output_sizes[-1])
         if seq and transpose:
             g.nodes.append(helper.make_node("Transpose", [value], [name], name=g.name("out"),
                                             perm=[1, 0, 2]))
@@ -301,17 +462,8 @@ def _graph_outputs(g: Any, cfg: RNNConfig, elem: int, dims: tuple[str, str],
             g.nodes.append(helper.make_node("Identity", [value], [name], name=g.name("out")))
         shape: list[str | int] = [*dims, width] if seq else ["N", width]
         result.append(helper.make_tensor_value_info(name, elem, shape))
-    if cfg.uniform_hidden:
-        g.nodes.append(helper.make_node("Concat", list(y_hs), ["h_n"], axis=0,
-                                        name=g.name("h_n")))
-        result.append(helper.make_tensor_value_info(
-            "h_n", elem, [cfg.num_states, "N", cfg.hidden_sizes[0]]))
-        return result
-    for li, y_h in enumerate(y_hs):
-        g.nodes.append(helper.make_node("Identity", [y_h], [f"h_n_l{li}"], name=g.name("h")))
-        result.append(helper.make_tensor_value_info(
-            f"h_n_l{li}", elem, [cfg.num_directions_of(li), "N", cfg.hidden_sizes[li]]))
-    return result
+    return [*result, *_state_outputs(g, cfg, elem, "h", y_hs),
+            *_state_outputs(g, cfg, elem, "c", y_cs)]
 
 
 def _check_request(params: RNNParams, *, time_major: bool, lengths: bool, layout: int) -> None:
@@ -341,16 +493,19 @@ def write_network(params: RNNParams, *, time_major: bool = False, lengths: bool 
     g = GraphBuilder(params.dtype)
     elem = _DTYPES[params.dtype]
     dims = ("T", "N") if time_major else ("N", "T")
-    inputs, h0_names = _graph_inputs(cfg, elem, dims, lengths=lengths,
-                                     initial_state=initial_state)
+    inputs, state_names = _graph_inputs(cfg, elem, dims, lengths=lengths,
+                                        initial_state=initial_state)
     x, seq_lens = _network_input(g, params, time_major=time_major, layout=layout)
     seq_lens = seq_lens or ("lengths" if lengths else "")
     y_hs: list[str] = []
+    y_cs: list[str] = []
     outputs: list[str] = []
     for li in range(cfg.num_layers):
-        y, y_h = _layer_node(g, params, li, x, seq_lens=seq_lens, initial_state=initial_state,
-                             h0_names=h0_names, layout=layout)
+        y, y_h, y_c = _layer_node(g, params, li, x, seq_lens=seq_lens,
+                                  initial_state=initial_state, state_names=state_names,
+                                  layout=layout)
         y_hs.append(y_h)
+        y_cs.append(y_c)
         outputs = _merged(g, cfg, li, y, layout, params.dtype)
         x = outputs[0]
     t_axis = 1 if layout else 0
@@ -360,7 +515,7 @@ def write_network(params: RNNParams, *, time_major: bool = False, lengths: bool 
                                    g.const(g.name("axes"), _i64(t_axis)),
                                    g.const(g.name("step"), _i64(-1))]) for o in outputs]
     named = _output_values(g, params, outputs, y_hs, t_axis, expose_outputs, seq_lens)
-    graph_outputs = _graph_outputs(g, cfg, elem, dims, named, y_hs,
+    graph_outputs = _graph_outputs(g, cfg, elem, dims, named, y_hs, y_cs,
                                    transpose=not (time_major or layout))
     graph = helper.make_graph(g.nodes, "rnn_ref", inputs, graph_outputs,
                               initializer=g.initializers)
@@ -376,11 +531,17 @@ def write_network(params: RNNParams, *, time_major: bool = False, lengths: bool 
 def graph_result(cfg: RNNConfig, got: dict[str, np.ndarray[Any, Any]]) -> ForwardResult:
     """A :class:`ForwardResult` from the outputs (by name) of a :func:`write_network` graph
     written with ``expose_outputs=True`` (``outputs`` is ``None`` where the graph shows no
-    per-step outputs: ``mask_zero``)."""
-    if cfg.uniform_hidden:
-        h_n: Any = np.asarray(got["h_n"])
-    else:
-        h_n = tuple(np.asarray(h) for li in range(cfg.num_layers) for h in got[f"h_n_l{li}"])
+    per-step outputs: ``mask_zero``; ``c_n`` is ``None`` without LSTM layers)."""
+    def states(which: str, uniform: bool, has: Sequence[bool]) -> Any:
+        if not any(has):
+            return None
+        if uniform:
+            return np.asarray(got[f"{which}_n"])
+        return tuple(np.asarray(h) for li in range(cfg.num_layers) if has[li]
+                     for h in got[f"{which}_n_l{li}"])
+
+    h_n = states("h", cfg.uniform_hidden, [True] * cfg.num_layers)
+    c_n = states("c", cfg.uniform_cell, [c.kind == "lstm" for c in cfg.cells])
 
     def one_or_pair(name: str) -> Any:
         if name in got:
@@ -390,4 +551,4 @@ def graph_result(cfg: RNNConfig, got: dict[str, np.ndarray[Any, Any]]) -> Forwar
     outputs = one_or_pair("output") if any(k.startswith("output") for k in got) else None
     selected = outputs if cfg.select == "sequence" else one_or_pair("selected")
     y = got.get("y")
-    return ForwardResult(outputs, h_n, None if y is None else np.asarray(y), selected)
+    return ForwardResult(outputs, h_n, None if y is None else np.asarray(y), selected, c_n)

@@ -405,13 +405,16 @@ def input_size_of(cell: AnyCellParams) -> int:
     return int((w_x if isinstance(w_x, np.ndarray) else next(iter(w_x.values()))).shape[0])
 
 
-def cell_fields(node: RnnNode, cells: Sequence[AnyCellParams]) -> dict[str, Any]:
+def cell_fields(node: RnnNode, cells: Sequence[AnyCellParams],
+                acts: Sequence[tuple[Activation, ...]] | None = None) -> dict[str, Any]:
     """The :class:`~rnn_ref.RNNConfig` fields of the node's layer, one value (a list per
     direction for the activations): ``activation`` (Elman's f; the candidate's g) and, for a
     GRU or LSTM, ``cell``, ``recurrent_activation`` (f), ``cell_activation`` (h),
     ``reset_after`` (``linear_before_reset``), ``peepholes`` (``P`` given) and
-    ``input_forget``."""
-    acts = [node.activations_of(r) for r in range(node.num_directions)]
+    ``input_forget``. ``acts``: each direction's activations in ONNX's order, when the caller
+    refined the node's float32 parameters (default: the node's)."""
+    if acts is None:
+        acts = [node.activations_of(r) for r in range(node.num_directions)]
     if node.cell == "elman":
         return {"activation": [a[0] for a in acts]}
     fields: dict[str, Any] = {

@@ -893,18 +893,24 @@ def _merge_modes(st: _State, meta: Mapping[str, Any]) -> list[str | None]:
     return modes
 
 
-def _refined_activations(nodes: list[Any], meta: Mapping[str, Any]
-                         ) -> list[list[Activation]]:
-    """The nodes' activations; where the metadata's activation is the same function with
-    parameters that round to the node's float32 attributes (``1/6`` for ``0.16666667``), the
-    metadata's exact parameters. The node decides the function; the metadata only restores
-    precision the float32 attribute could not hold."""
-    acts = [list(rn.activations) for rn in nodes]
+def _refined_activations(st: _State, meta: Mapping[str, Any]
+                         ) -> list[list[tuple[Activation, ...]]]:
+    """Each layer's activations per direction, in ONNX's order (``(f,)``, ``(f, g)``,
+    ``(f, g, h)``); where the metadata's activation is the same function with parameters that
+    round to the node's float32 attributes (``1/6`` for ``0.16666667``), the metadata's exact
+    parameters. The node decides the function; the metadata only restores precision the
+    float32 attribute could not hold (for a metadata whose layers are the nodes' cells and
+    directions)."""
+    nodes = [rn for rn, _, _ in st.layers]
+    acts = [[rn.activations_of(r) for r in range(rn.num_directions)] for rn in nodes]
     try:
         written = RNNConfig.from_dict({**meta, "head": []}) if meta else None
     except (TypeError, ValueError):
         written = None
-    if written is None or [len(a) for a in acts] != [len(a) for a in written.activations]:
+    if written is None or written.num_layers != len(nodes) or any(
+            written.cell_of(li).kind != rn.cell
+            or written.num_directions_of(li) != rn.num_directions
+            for li, rn in enumerate(nodes)):
         return acts
 
     def same(a: Activation, b: Activation) -> bool:
@@ -913,19 +919,21 @@ def _refined_activations(nodes: list[Any], meta: Mapping[str, Any]
                                           and np.float32(x) == np.float32(y))
             for x, y in ((a.alpha, b.alpha), (a.beta, b.beta)))
 
-    return [[w if same(n, w) else n for n, w in zip(layer, wl, strict=True)]
-            for layer, wl in zip(acts, written.activations, strict=True)]
+    return [[tuple(w if same(n, w) else n
+                   for n, w in zip(direction, written.activations_of(li, r), strict=True))
+             for r, direction in enumerate(layer)] for li, layer in enumerate(acts)]
 
 
 def _cell_config(st: _State, meta: Mapping[str, Any]) -> dict[str, Any]:
-    """The layers' cells, switches and activations as :class:`RNNConfig` fields, one value
-    per layer (``None`` at a layer whose cell lacks the field): only ``activation`` for a
-    stack of ``RNN`` nodes, whose float32 parameters the metadata may refine
-    (:func:`_refined_activations`); the nodes as they are otherwise."""
+    """The layers' cells, switches and activations as :class:`RNNConfig` fields: only
+    ``activation`` for a stack of ``RNN`` nodes, else one value per layer (``None`` at a
+    layer whose cell lacks the field); activations refined by the metadata
+    (:func:`_refined_activations`)."""
     nodes = [rn for rn, _, _ in st.layers]
+    acts = _refined_activations(st, meta)
     if all(rn.cell == "elman" for rn in nodes):
-        return {"activation": _refined_activations(nodes, meta)}
-    per_layer = [cell_fields(rn, cells) for rn, cells, _ in st.layers]
+        return {"activation": [[a[0] for a in layer] for layer in acts]}
+    per_layer = [cell_fields(rn, cells, acts[li]) for li, (rn, cells, _) in enumerate(st.layers)]
     names = ("cell", "activation", "recurrent_activation", "cell_activation", "reset_after",
              "peepholes", "input_forget")
     out = {name: [fields.get(name, "elman" if name == "cell" else None)

@@ -1,4 +1,4 @@
-"""ONNX's record: what a graph of RNN nodes holds."""
+"""ONNX's record: what a graph of RNN, GRU and LSTM nodes holds."""
 
 from __future__ import annotations
 
@@ -14,19 +14,26 @@ from rnn_ref.config import RNNConfig
 from rnn_ref.network import SHOWS_PADDED_STEPS
 
 #: The network pieces one ONNX graph holds (backends/onnx/graph.py): ``Gather`` for the
-#: embedding, an ``RNN`` node per layer with its own direction, the selection from ``Y`` or
-#: ``Y_h`` (a pooling by ``ReduceMean``/``ReduceMax``/``ReduceSum``), the head as ``MatMul``
-#: [+ ``Add``] + activation (``Softmax``/``LogSoftmax``).
+#: embedding, an ``RNN``, ``GRU`` or ``LSTM`` node per layer with its own direction, the
+#: selection from ``Y`` or ``Y_h`` (a pooling by ``ReduceMean``/``ReduceMax``/``ReduceSum``),
+#: the head as ``MatMul`` [+ ``Add``] + activation (``Softmax``/``LogSoftmax``).
 #: Not ``mask_value``: Keras' Masking would need a mask derived from the features.
-ONNX_HOLDS = frozenset({"embedding", "mixed_directions", "select", "pooling", "head_stack",
-                        "softmax", "dense_without_bias"})
+ONNX_HOLDS = frozenset({"gru", "lstm", "embedding", "mixed_directions", "select", "pooling",
+                        "head_stack", "softmax", "dense_without_bias"})
 
 
 def unsupported(config: RNNConfig, *, padded: bool = True) -> Reason:
-    """What a graph of ONNX ``RNN`` nodes cannot express (with ``sequence_lens`` when
-    ``padded``, which ``mask_zero`` always is). ``padded_output`` matters only where a padded
-    step is seen: the selection ``sequence`` or ``last_step`` (a final state is the last valid
-    one, and a lower layer's padded outputs feed only padded steps above)."""
+    """What a graph of ONNX ``RNN``, ``GRU`` and ``LSTM`` nodes cannot express (with
+    ``sequence_lens`` when ``padded``, which ``mask_zero`` always is): an LSTM's projection
+    (ONNX's LSTM has none), then the network pieces it lacks. ``padded_output`` matters only
+    where a padded step is seen: the selection ``sequence`` or ``last_step`` (a final state is
+    the last valid one, and a lower layer's padded outputs feed only padded steps above)."""
+    for li, cell in enumerate(config.cells):
+        if cell.proj_size is not None:
+            return (f"an LSTM with a projection (proj_size={cell.proj_size}, layer {li})",
+                    "ONNX's LSTM operator has no projection: its h_t = o * h(c_t) is "
+                    "hidden_size wide (torch.onnx's legacy exporter refuses it too, 'LSTMs "
+                    "with projections')")
     reason = network_unsupported(config, holds=ONNX_HOLDS)
     if reason is not None:
         return reason
@@ -45,7 +52,8 @@ FRAMEWORK = Framework(
     requires=("onnx",), distributions=("onnx", "onnxruntime"),
     unsupported=unsupported, converters=("from_onnx", "to_onnx"),
     recognised_when="onnx",
-    formats=(FileFormat("onnx", (".onnx",), "a graph of RNN nodes (rnn_ref.from_onnx)",
+    formats=(FileFormat("onnx", (".onnx",),
+                        "a graph of RNN, GRU and LSTM nodes (rnn_ref.from_onnx)",
                         runs=("onnxruntime", ("float32",))),),
     files="rnn_ref.backends.onnx.files",
     backends=(BackendSpec("onnxruntime",

@@ -3,9 +3,11 @@ CPU plugin, at the runtime's default inference precision (``openvino``) or in fl
 (``openvino[f32]``).
 
 How OpenVINO differs from the spec (OpenVINO 2026.4.1; its ONNX frontend,
-``src/frontends/onnx/frontend/src/op/rnn.cpp`` and ``utils/recurrent.cpp``, turns each ``RNN``
-node into an ``RNNSequence``; every fact below is reproduced by ``tests/test_backend_openvino.py``
-and recorded in ``openvino/deviations/openvino.json`` / ``openvino_f32.json``):
+``src/frontends/onnx/frontend/src/op/rnn.cpp``, ``gru.cpp``, ``lstm.cpp`` and
+``utils/recurrent.cpp``, turns each ``RNN``, ``GRU`` and ``LSTM`` node into an
+``RNNSequence``, ``GRUSequence`` or ``LSTMSequence``; every fact below is reproduced by
+``tests/test_backend_openvino.py`` or ``tests/test_runtimes_gated.py`` and recorded in
+``openvino/deviations/openvino.json`` / ``openvino_f32.json``):
 
 * **Precision** (spec 4.6). The CPU plugin's default ``INFERENCE_PRECISION_HINT`` is bf16 on a
   CPU with AVX512-BF16 or AMX (``core.get_property("CPU", "INFERENCE_PRECISION_HINT")``):
@@ -20,20 +22,32 @@ and recorded in ``openvino/deviations/openvino.json`` / ``openvino_f32.json``):
   backends reshape the model to the call's shapes before compiling (one compile per call).
 * **Per-direction activations** (spec 2.4). A bidirectional node with ``activations=[Relu,
   Tanh]`` computes Relu in both directions (the frontend passes one activation list to
-  ``RNNSequence``, which takes one activation for every direction). The backends refuse
+  ``RNNSequence``, which takes one activation for every direction); a GRU or LSTM node
+  likewise applies the forward direction's ``f, g[, h]`` to both. The backends refuse
   directions with different activations rather than compute the wrong network.
+* **LSTM peepholes** (spec 2.7.2). The frontend drops an LSTM node's ``P`` (LSTMSequence-5
+  has no peephole input) and computes the LSTM without them: refused.
+* **LSTM input_forget** (spec 2.7.2). Ignored: the forget gate is computed from its own rows.
+  The forget rows ``to_onnx`` writes are the input gate's negated, which compute ``1 - i``
+  with a sigmoid recurrent activation, so the backends run those; with tanh or relu they
+  refuse it.
+* **LSTM clip** (spec 2.7.3). As onnxruntime (#27224), the input of ``h`` is not clipped:
+  recorded as a deviation of the cases where ``|c_t|`` exceeds the clip.
 * **Activations** (spec 2.3). The CPU plugin computes tanh, relu and sigmoid only: any other
-  activation of an RNN node (Softsign, Softplus, Elu, LeakyRelu, HardSigmoid, Affine and so
-  ``linear``, ThresholdedRelu, ScaledTanh) is read but refused by ``compile_model`` ("Unknown
-  activation function", ``src/common/transformations/src/transformations/utils/utils.cpp:294``
-  "Unsupported activation function"); :func:`unsupported` names them before OpenVINO is asked.
+  activation of an RNN, GRU or LSTM node (Softsign, Softplus, Elu, LeakyRelu, HardSigmoid,
+  Affine and so ``linear``, ThresholdedRelu, ScaledTanh) is read but refused by
+  ``compile_model`` ("Unknown activation function",
+  ``src/common/transformations/src/transformations/utils/utils.cpp:294`` "Unsupported
+  activation function"); :func:`unsupported` names them before OpenVINO is asked.
 * **layout=1** (ONNX RNN-14). A batch-major node is read and compiled, but computes wrong
-  values (1.7 from the oracle) and corrupts the heap (``free(): invalid next size``, the process
-  aborts). :func:`to_native` writes ``layout=0`` nodes, so the backends never meet it.
+  values (1.7 from the oracle; a GRU's or LSTM's outputs come out in the wrong shape,
+  ``(N, R, M)`` for ``(N, T, R*M)``, openvino #37820) and corrupts the heap (``free():
+  invalid next size``, the process aborts). :func:`to_native` writes ``layout=0`` nodes, so
+  the backends never meet it.
 * **Zero lengths and empty sequences** (spec 4.4). As onnxruntime, the final state of a
-  zero-length sequence is zeros, not ``h0``; an input with T = 0 is refused at inference
-  ("could not create a primitive descriptor for the vanilla RNN forward propagation
-  primitive").
+  zero-length sequence is zeros, not ``h0`` (an LSTM's final cell state too, not ``c0``);
+  an input with T = 0 is refused at inference ("could not create a primitive descriptor for
+  the vanilla RNN forward propagation primitive").
 * dtypes: the backends take float32 parameters only (OpenVINO's CPU plugin computes float64
   graphs in float32).
 """

@@ -22,11 +22,15 @@ How torch differs from the reference (``torch/nn/modules/rnn.py``, classes ``RNN
 * ``h0``/``h_n`` are ``(L*R, N, M)`` whatever ``batch_first`` is (``(L*R, N, P)`` with a
   projection); an nn.LSTM's ``c0``/``c_n`` ``(L*R, N, M)`` come with them as ``(h, c)``.
 
-Writing an ``nn.GRU`` or ``nn.LSTM`` (``to_torch``) is not yet done: :func:`unsupported`
-refuses a gated network by name.
+Writing (``to_torch``): a plain stack of one torch cell is an ``nn.RNN``, ``nn.GRU`` or
+``nn.LSTM`` (``proj_size`` too); a GRU or LSTM layer torch's modules cannot compute (a
+reset-before GRU, peepholes, ``input_forget``, a clip, other activations) is a
+:class:`~rnn_ref.backends.torch.network.GatedCell` of plain torch inside a
+:class:`TorchNetwork`, exactly the reference's equations (docs/spec.md 2.7).
 
-A readout is a :class:`RNNWithReadout` module: ``.rnn`` (the ``nn.RNN``) and ``.readout`` (an
-``nn.Linear``), returning ``(y, h_n)`` like ``nn.RNN`` returns ``(output, h_n)``.
+A readout is a :class:`RNNWithReadout` module: ``.rnn`` (the ``nn.RNN``, ``nn.GRU`` or
+``nn.LSTM``) and ``.readout`` (an ``nn.Linear``), returning ``(y, h_n)`` like the module
+returns ``(output, h_n)`` (an nn.LSTM's ``(y, (h_n, c_n))``).
 
 The whole network (embedding, stacks of any directions and widths, dropout, the selection, a
 head of ``nn.Linear`` layers with softmax) is a :class:`~rnn_ref.backends.torch.network.
@@ -45,6 +49,7 @@ from torch import nn
 
 from rnn_ref.backends._common import adopt_padded_output, raise_if
 from rnn_ref.backends.torch.graph import (
+    RNN_MODULES,
     TORCH_DTYPES,
     Layout,
     build_network,
@@ -57,6 +62,7 @@ from rnn_ref.backends.torch.graph import (
     read_state_dict,
     refuse_unknown_recurrent,
     torch_cell,
+    torch_weights,
 )
 from rnn_ref.backends.torch.network import TorchNetwork
 from rnn_ref.backends.torch.record import TORCH_READOUT_ACTIVATIONS, torch_lone_rnn, unsupported
@@ -77,13 +83,16 @@ READOUT_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = dict(zi
 
 
 class RNNWithReadout(nn.Module):
-    """An ``nn.RNN`` followed by an ``nn.Linear`` readout (and its activation) at every step.
+    """An ``nn.RNN``, ``nn.GRU`` or ``nn.LSTM`` followed by an ``nn.Linear`` readout (and its
+    activation) at every step.
 
-    ``forward(input, hx=None)`` returns ``(y, h_n)``: ``y`` is ``(N, T, K)`` (batch-first) or
-    ``(T, N, K)``; a ``PackedSequence`` input gives ``y`` on the zero-padded outputs.
+    ``forward(input, hx=None)`` returns ``(y, h_n)`` (an nn.LSTM's ``(y, (h_n, c_n))``, ``hx``
+    its ``(h_0, c_0)``): ``y`` is ``(N, T, K)`` (batch-first) or ``(T, N, K)``; a
+    ``PackedSequence`` input gives ``y`` on the zero-padded outputs.
     """
 
-    def __init__(self, rnn: nn.RNN, readout: nn.Linear, activation: str = "linear") -> None:
+    def __init__(self, rnn: nn.RNNBase, readout: nn.Linear, activation: str = "linear"
+                 ) -> None:
         super().__init__()
         if activation not in READOUT_ACTIVATIONS:
             raise ValueError(f"activation must be one of {list(READOUT_ACTIVATIONS)}, "
@@ -92,8 +101,7 @@ class RNNWithReadout(nn.Module):
         self.readout = readout
         self.activation = activation
 
-    def forward(self, input: Any, hx: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, input: Any, hx: Any = None) -> tuple[torch.Tensor, Any]:
         output, h_n = self.rnn(input, hx)
         if isinstance(output, nn.utils.rnn.PackedSequence):
             output, _ = nn.utils.rnn.pad_packed_sequence(output, batch_first=self.rnn.batch_first)
@@ -348,14 +356,17 @@ def is_lone_rnn(config: RNNConfig) -> bool:
 
 def to_native(params: RNNParams, *, batch_first: bool = True, strict: bool = False
               ) -> nn.Module:
-    """A ready torch module in eval mode, in the params' dtype: an ``nn.RNN`` (or
-    :class:`RNNWithReadout`) when one holds the network (:func:`is_lone_rnn`), else a
-    :class:`TorchNetwork` running the whole network on batch-first input
-    (``forward(x, lengths=None, mask=None)``).
+    """A ready torch module in eval mode, in the params' dtype: an ``nn.RNN``, ``nn.GRU`` or
+    ``nn.LSTM`` (``proj_size`` for a projected LSTM; an :class:`RNNWithReadout` with a
+    readout) when one holds the network (:func:`is_lone_rnn`), else a :class:`TorchNetwork`
+    running the whole network on batch-first input (``forward(x, lengths=None, mask=None,
+    h0=None, c0=None)``; a tuple of outputs for several ``returns``), with the GRU and LSTM
+    layers torch's modules cannot compute as :class:`~rnn_ref.backends.torch.network.
+    GatedCell` s of plain torch.
 
     A network whose padded steps output something other than zeros converts with a
     ``SemanticsWarning`` (torch zero-pads packed sequences); ``strict=True`` refuses it.
-    ``batch_first=False`` applies to a lone ``nn.RNN``; it is refused for a
+    ``batch_first=False`` applies to a lone module; it is refused for a
     :class:`TorchNetwork`, which takes batch-first input.
 
     Raises:
@@ -371,29 +382,33 @@ def to_native(params: RNNParams, *, batch_first: bool = True, strict: bool = Fal
         if not batch_first:
             raise UnsupportedError(NAME, "batch_first=False for this network",
                                    "its module (TorchNetwork) takes batch-first input; only a "
-                                   "lone nn.RNN (with a per-step readout) is written "
-                                   "time-major")
+                                   "lone nn.RNN, nn.GRU or nn.LSTM (with a per-step readout) "
+                                   "is written time-major")
         return build_network(params)
     return _lone_rnn(params, batch_first)
 
 
 def _lone_rnn(params: RNNParams, batch_first: bool) -> nn.Module:
-    """The ``nn.RNN`` (or :class:`RNNWithReadout`) of a network :func:`is_lone_rnn` holds."""
+    """The ``nn.RNN``, ``nn.GRU`` or ``nn.LSTM`` (or :class:`RNNWithReadout`) of a network
+    :func:`is_lone_rnn` holds; a gated cell's blocks packed in torch's order
+    (:func:`~rnn_ref.backends.torch.graph.torch_weights`)."""
     cfg = params.config
     dtype = TORCH_DTYPES[params.dtype]
-    rnn = nn.RNN(cfg.input_size, cfg.hidden_sizes[0], num_layers=cfg.num_layers,
-                 nonlinearity=cfg.activation_of(0, 0).name, bias=cfg.bias,
-                 batch_first=batch_first, bidirectional=cfg.num_directions == 2, dtype=dtype)
+    spec = cfg.cell_of(0)
+    extra: dict[str, Any] = {"nonlinearity": cfg.activation_of(0, 0).name} \
+        if spec.kind == "elman" else {"proj_size": spec.proj_size or 0} \
+        if spec.kind == "lstm" else {}
+    rnn = RNN_MODULES[spec.kind](cfg.input_size, cfg.hidden_sizes[0],
+                                 num_layers=cfg.num_layers, bias=cfg.bias,
+                                 batch_first=batch_first,
+                                 bidirectional=cfg.num_directions == 2, dtype=dtype, **extra)
     with torch.no_grad():
         for li, layer in enumerate(params.layers):
-            for r in range(len(layer)):
-                cell = params.elman_cell(li, r)
+            for r, cell in enumerate(layer):
                 sfx = f"_l{li}" + ("_reverse" if r else "")
-                getattr(rnn, f"weight_ih{sfx}").copy_(_tensor(cell.w_x.T))
-                getattr(rnn, f"weight_hh{sfx}").copy_(_tensor(cell.w_h.T))
-                if cfg.bias:
-                    getattr(rnn, f"bias_ih{sfx}").copy_(_tensor(cell.b_x))
-                    getattr(rnn, f"bias_hh{sfx}").copy_(_tensor(cell.b_h))
+                for name, value in torch_weights(cell).items():
+                    if cfg.bias or not name.startswith("bias"):
+                        getattr(rnn, f"{name}{sfx}").copy_(_tensor(value))
     rnn.eval()
     if params.readout is None:
         return rnn
@@ -411,7 +426,8 @@ def _lone_rnn(params: RNNParams, batch_first: bool) -> nn.Module:
 def oracle(model: nn.Module) -> Callable[..., Any]:
     """A NumPy function returning what ``model(input, hx)`` returns, computed in float64.
 
-    For a :class:`TorchNetwork` it takes ``(x, lengths=None, mask=None)``, for any other
+    For a :class:`TorchNetwork` it takes ``(x, lengths=None, mask=None, h0=None, c0=None)``
+    (a tuple of results for several ``returns``), for any other
     module of the network's pieces ``(x, lengths=None)`` in the module's own layout (read from
     its graph at the first call, with that ``x``'s shape), and returns the module's result
     (nested as it nests them: ``(out, (h_n, c_n))``); a module whose forward packs its input
@@ -518,9 +534,15 @@ def _cell_oracle(cell: nn.RNNCellBase) -> Callable[..., Any]:
     return call
 
 
-def _network_oracle(params: RNNParams) -> Callable[..., np.ndarray[Any, Any]]:
-    def call(x: Any, lengths: Any = None, mask: Any = None) -> np.ndarray[Any, Any]:
-        return np.asarray(forward(params, x, lengths=lengths, mask=mask).result)
+def _network_oracle(params: RNNParams) -> Callable[..., Any]:
+    """What a :class:`TorchNetwork` returns for ``(x, lengths=None, mask=None, h0=None,
+    c0=None)``: its result, or the tuple its config's ``returns`` names."""
+    def call(x: Any, lengths: Any = None, mask: Any = None, h0: Any = None, c0: Any = None
+             ) -> Any:
+        res = forward(params, x, lengths=lengths, mask=mask, h0=h0, c0=c0)
+        if params.config.returns == ("result",):
+            return np.asarray(res.result)
+        return returned(params.config, res)
 
     return call
 

@@ -19,7 +19,7 @@ from rnn_ref.backends.torch.convert import (
     from_native,
     to_native,
 )
-from rnn_ref.backends.torch.graph import file_network, state_dict_cells
+from rnn_ref.backends.torch.graph import file_network, quiet_onednn, state_dict_cells
 from rnn_ref.backends.torch.network import TorchNetwork
 from rnn_ref.errors import FileFormatError
 from rnn_ref.fileapi import Hints, NativeFile, hint_activation
@@ -123,19 +123,23 @@ def load_native(path: Path, fmt: str, params: RNNParams) -> NativeFile:
         padded_output="zeros")), takes_lengths=True)
 
 
-def run_native(model: nn.Module, x: np.ndarray[Any, Any], lengths: Any = None
-               ) -> np.ndarray[Any, Any]:
-    """The result of a :class:`TorchNetwork` (what :func:`load_native` builds), or the first
-    output of an ``nn.RNN`` or :class:`RNNWithReadout`, on batch-first ``x``, through a
-    packed sequence when ``lengths`` are given (padded steps are zeros)."""
+def run_native(model: nn.Module, x: np.ndarray[Any, Any], lengths: Any = None) -> Any:
+    """The result of a :class:`TorchNetwork` (what :func:`load_native` builds; a tuple for
+    one of several outputs, as the oracle's ``returned`` gives them), or the first output of an
+    ``nn.RNN``, ``nn.GRU``, ``nn.LSTM`` or :class:`RNNWithReadout`, on batch-first ``x``,
+    through a packed sequence when ``lengths`` are given (padded steps are zeros)."""
     dtype = next(iter(model.parameters())).dtype
     xt = torch.from_numpy(np.ascontiguousarray(x))
     if xt.is_floating_point():
         xt = xt.to(dtype)  # the model's own dtype
-    with torch.no_grad():
+    with torch.no_grad(), quiet_onednn():
         if isinstance(model, TorchNetwork):
             la = None if lengths is None else torch.from_numpy(np.asarray(lengths, np.int64))
-            return model(xt, la).numpy()
+            res = model(xt, la)
+            if isinstance(res, tuple):
+                return tuple(tuple(t.numpy() for t in item) if isinstance(item, tuple)
+                             else item.numpy() for item in res)
+            return res.numpy()
         if lengths is None:
             return model(xt)[0].numpy()
         packed = nn.utils.rnn.pack_padded_sequence(

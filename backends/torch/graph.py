@@ -64,10 +64,12 @@ network itself.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import operator
 import re
-from collections.abc import Callable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,9 +81,10 @@ from torch import fx, nn
 
 from rnn_ref.activations import Activation
 from rnn_ref.backends.torch.network import Activation as TorchActivation
-from rnn_ref.backends.torch.network import TorchNetwork
+from rnn_ref.backends.torch.network import GatedCell, TorchNetwork
+from rnn_ref.backends.torch.record import torch_native_cell
 from rnn_ref.backends.torch.trace import Traced, TraceError, node_line, trace, unwrap_compiled
-from rnn_ref.cells import unpack
+from rnn_ref.cells import pack, unpack
 from rnn_ref.config import RNNConfig
 from rnn_ref.errors import FileFormatError, UnsupportedError
 from rnn_ref.fileapi import MissingHintError
@@ -97,11 +100,24 @@ from rnn_ref.params import (
 
 __all__ = ["CELL_MODULES", "GATE_ROWS", "RNN_MODULES", "TORCH_DTYPES", "Layout",
            "build_network", "candidate_activation", "cell_switches", "file_network",
-           "module_kind", "module_weights", "network_params", "read_module", "read_state_dict",
-           "refuse_unknown_recurrent", "state_dict_cells", "torch_cell"]
+           "gated_params", "module_kind", "module_weights", "network_params", "quiet_onednn",
+           "read_module", "read_state_dict", "refuse_unknown_recurrent", "state_dict_cells",
+           "torch_cell", "torch_weights"]
 
 TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
 CONFIG_KEY = "rnn_ref_config"
+
+
+@contextlib.contextmanager
+def quiet_onednn() -> Iterator[None]:
+    """Without torch's notice that a projected ``nn.LSTM`` on the CPU runs outside oneDNN
+    ("LSTM with projections is not supported with oneDNN. Using default implementation."): it
+    says which kernel computes, not that anything is wrong; the backends and ``--verify``
+    run such modules on purpose."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="LSTM with projections is not supported "
+                                "with oneDNN", category=UserWarning)
+        yield
 
 
 def _numpy(t: Any) -> np.ndarray[Any, Any]:
@@ -234,6 +250,8 @@ def network_params(module: TorchNetwork) -> RNNParams:
             layers += _rnn_cells(step)  # type: ignore[arg-type]
         elif kind == "pair":
             layers.append([_rnn_cells(s)[0][0] for s in step])  # type: ignore[attr-defined]
+        elif kind == "gated":
+            layers.append([gated_params(c) for c in step])  # type: ignore[attr-defined]
         elif kind == "linear":
             head.append(_readout(step))  # type: ignore[arg-type]
     return RNNParams(config, layers, embedding=embedding, head=head)
@@ -247,12 +265,19 @@ _WRITTEN = {"dropout": nn.Dropout, "alpha_dropout": nn.AlphaDropout}
 
 def _block_plan(cfg: RNNConfig) -> list[tuple[str, list[int], float]]:
     """The network's recurrent layers as blocks ``(kind, layers, dropout between them)``: one
-    ``nn.RNN`` per run of layers that one module can hold (same direction, width and
-    nonlinearity, concatenated, the same ``dropout`` or none between them), a flipped
-    ``nn.RNN`` per reverse layer, a pair per bidirectional layer of two nonlinearities."""
+    ``nn.RNN``, ``nn.GRU`` or ``nn.LSTM`` per run of layers that one module can hold (the same
+    cell and switches, direction, width and nonlinearity, concatenated, the same ``dropout``
+    or none between them), a flipped module per reverse layer, a pair per bidirectional Elman
+    layer of two nonlinearities, and a ``"gated"`` block of :class:`GatedCell` s per GRU or
+    LSTM layer that ``nn.GRU``/``nn.LSTM`` cannot compute (:func:`~rnn_ref.backends.torch.
+    record.torch_native_cell`)."""
     blocks: list[tuple[str, list[int], float]] = []
     li = 0
     while li < cfg.num_layers:
+        if not torch_native_cell(cfg, li):
+            blocks.append(("gated", [li], 0.0))
+            li += 1
+            continue
         acts = set(cfg.activations[li])
         if cfg.directions[li] == "reverse" or len(acts) > 1:
             blocks.append(("rev" if cfg.directions[li] == "reverse" else "pair", [li], 0.0))
@@ -265,6 +290,7 @@ def _block_plan(cfg: RNNConfig) -> list[tuple[str, list[int], float]]:
             p = between[0].rate if len(between) == 1 and between[0].kind == "dropout" else None
             same = (cfg.directions[nxt] == cfg.directions[li]
                     and cfg.hidden_sizes[nxt] == cfg.hidden_sizes[li]
+                    and cfg.cell_of(nxt) == cfg.cell_of(li) and torch_native_cell(cfg, nxt)
                     and set(cfg.activations[nxt]) == acts)
             if not same or (between and p is None) or (rate is not None and (p or 0.0) != rate):
                 break
@@ -275,25 +301,96 @@ def _block_plan(cfg: RNNConfig) -> list[tuple[str, list[int], float]]:
     return blocks
 
 
+def torch_weights(cell: AnyCellParams) -> dict[str, np.ndarray[Any, Any]]:
+    """One direction of one layer as torch's tensors (out, in), the inverse of
+    :func:`torch_cell`: ``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh`` and a
+    projected LSTM's ``weight_hr``; a gated cell's blocks packed on the rows in torch's order
+    (``"gru:torch"`` r, z, n; ``"lstm:torch"`` i, f, g, o) by :func:`rnn_ref.cells.pack`."""
+    if isinstance(cell, CellParams):
+        return {"weight_ih": cell.w_x.T, "weight_hh": cell.w_h.T, "bias_ih": cell.b_x,
+                "bias_hh": cell.b_h}
+    kind = "gru" if isinstance(cell, GRUParams) else "lstm"
+    order = f"{kind}:torch"
+
+    def rows(blocks: Mapping[str, np.ndarray[Any, Any]], transpose: bool
+             ) -> np.ndarray[Any, Any]:
+        return pack({g: b.T if transpose else b for g, b in blocks.items()}, order, cell=kind,
+                    axis=0)
+
+    out = {"weight_ih": rows(cell.w_x, True), "weight_hh": rows(cell.w_h, True),
+           "bias_ih": rows(cell.b_x, False), "bias_hh": rows(cell.b_h, False)}
+    if isinstance(cell, LSTMParams) and cell.w_proj is not None:
+        out["weight_hr"] = cell.w_proj.T
+    return out
+
+
 def _rnn_module(cfg: RNNConfig, params: RNNParams, layers: list[int], cells: list[int],
-                bidirectional: bool, dropout: float) -> nn.RNN:
-    """An ``nn.RNN`` holding ``layers`` (direction ``cells`` of each) of ``params``."""
+                bidirectional: bool, dropout: float) -> nn.RNNBase:
+    """An ``nn.RNN``, ``nn.GRU`` or ``nn.LSTM`` (the layers' cell; ``proj_size`` a projected
+    LSTM's) holding ``layers`` (direction ``cells`` of each) of ``params``."""
     first = layers[0]
-    rnn = nn.RNN(cfg.layer_input_size(first), cfg.hidden_sizes[first], num_layers=len(layers),
-                 nonlinearity=cfg.activation_of(first, cells[0]).name, bias=cfg.bias,
-                 batch_first=True, bidirectional=bidirectional, dropout=dropout,
-                 dtype=TORCH_DTYPES[params.dtype])
+    spec = cfg.cell_of(first)
+    extra: dict[str, Any] = {"nonlinearity": cfg.activation_of(first, cells[0]).name} \
+        if spec.kind == "elman" else {"proj_size": spec.proj_size or 0} \
+        if spec.kind == "lstm" else {}
+    rnn = RNN_MODULES[spec.kind](
+        cfg.layer_input_size(first), cfg.hidden_sizes[first], num_layers=len(layers),
+        bias=cfg.bias, batch_first=True, bidirectional=bidirectional, dropout=dropout,
+        dtype=TORCH_DTYPES[params.dtype], **extra)
     with torch.no_grad():
         for k, li in enumerate(layers):
             for r, c in enumerate(cells):
-                cell = params.elman_cell(li, c)
                 sfx = f"_l{k}" + ("_reverse" if r else "")
-                getattr(rnn, f"weight_ih{sfx}").copy_(torch.from_numpy(cell.w_x.T.copy()))
-                getattr(rnn, f"weight_hh{sfx}").copy_(torch.from_numpy(cell.w_h.T.copy()))
-                if cfg.bias:
-                    getattr(rnn, f"bias_ih{sfx}").copy_(torch.from_numpy(cell.b_x.copy()))
-                    getattr(rnn, f"bias_hh{sfx}").copy_(torch.from_numpy(cell.b_h.copy()))
+                for name, value in torch_weights(params.layers[li][c]).items():
+                    if cfg.bias or not name.startswith("bias"):
+                        getattr(rnn, f"{name}{sfx}").copy_(torch.from_numpy(value.copy()))
     return rnn
+
+
+def _gated_cells(cfg: RNNConfig, params: RNNParams, li: int) -> nn.ModuleList:
+    """Layer ``li`` (a GRU or LSTM) as one :class:`GatedCell` per direction, its weights
+    copied."""
+    spec = cfg.cell_of(li)
+    cells = []
+    for r in range(cfg.num_directions_of(li)):
+        cell = params.layers[li][r]
+        assert isinstance(cell, (GRUParams, LSTMParams))
+        mod = GatedCell(spec.kind, cfg.layer_input_size(li), cfg.hidden_sizes[li],
+                        activations=[(a.name, a.alpha, a.beta)
+                                     for a in cfg.activations_of(li, r)],
+                        reset_after=spec.reset_after, peepholes=spec.peepholes,
+                        input_forget=spec.input_forget, proj_size=spec.proj_size,
+                        clip=cfg.clips[li], bias=cfg.bias, reverse=cfg.is_reverse(li, r),
+                        dtype=TORCH_DTYPES[params.dtype])
+        arrays: dict[str, Any] = {f"w_x.{g}": cell.w_x[g] for g in cell.gates}
+        arrays.update({f"w_h.{g}": cell.w_h[g] for g in cell.gates})
+        if cfg.bias:
+            arrays.update({f"b_x.{g}": cell.b_x[g] for g in cell.gates})
+            arrays.update({f"b_h.{g}": cell.b_h[g] for g in cell.gates})
+        if isinstance(cell, LSTMParams) and cell.p is not None:
+            arrays.update({f"p.{g}": v for g, v in cell.p.items()})
+        if isinstance(cell, LSTMParams) and cell.w_proj is not None:
+            arrays["w_proj"] = cell.w_proj
+        mod.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in arrays.items()})
+        cells.append(mod)
+    return nn.ModuleList(cells)
+
+
+def gated_params(cell: GatedCell) -> GRUParams | LSTMParams:
+    """The canonical parameters of a :class:`GatedCell` (zero biases when it has none)."""
+    def blocks(d: nn.ParameterDict | None, like: Mapping[str, Any] | None = None
+               ) -> dict[str, np.ndarray[Any, Any]]:
+        if d is None:
+            assert like is not None
+            return {g: np.zeros(v.shape[1], v.dtype) for g, v in like.items()}
+        return {g: _numpy(v) for g, v in d.items()}
+
+    w_x, w_h = blocks(cell.w_x), blocks(cell.w_h)
+    b_x, b_h = blocks(cell.b_x, w_x), blocks(cell.b_h, w_x)
+    if cell.kind == "gru":
+        return GRUParams(w_x, w_h, b_x, b_h)
+    return LSTMParams(w_x, w_h, b_x, b_h, p=None if cell.p is None else blocks(cell.p),
+                      w_proj=None if cell.w_proj is None else _numpy(cell.w_proj))
 
 
 def _identity_steps(cfg: RNNConfig, after: int) -> list[tuple[str, nn.Module]]:
@@ -328,6 +425,8 @@ def build_network(params: RNNParams) -> TorchNetwork:
             pair = nn.ModuleList([_rnn_module(cfg, params, layers, [r], False, 0.0)
                                   for r in (0, 1)])
             steps.append((f"pair{suffix}", pair))
+        elif kind == "gated":
+            steps.append((f"gated{suffix}", _gated_cells(cfg, params, last)))
         else:
             bidir = cfg.directions[last] == "bidirectional"
             cells = [0, 1] if bidir else [0]
@@ -1215,8 +1314,17 @@ class _Groups:
 
 
 def _group(sd: Mapping[str, Any]) -> _Groups:
+    """A state dict's keys by module; a :class:`TorchNetwork`'s (its config buffer, any
+    prefix) is its config: the keys under its prefix are those of the network the config
+    describes, which ``load_state_dict`` checks (a :class:`GatedCell`'s ``w_x.z`` ...
+    included), and are not grouped."""
     g = _Groups()
+    config = next((k[: -len(CONFIG_KEY)] for k in sd
+                   if isinstance(k, str) and k.split(".")[-1] == CONFIG_KEY), None)
     for key, value in sd.items():
+        if config is not None and isinstance(key, str) and key.startswith(config) \
+                and key != config + CONFIG_KEY:
+            continue  # the network's own key: load_state_dict checks it
         if not isinstance(key, str):
             raise ValueError(f"a state dict key must be a string, got {key!r}")
         match = _RNN_KEY.match(key)
