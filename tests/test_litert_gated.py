@@ -169,6 +169,40 @@ def test_keras3_graph_holds_keras2_hard_sigmoid() -> None:
     np.testing.assert_allclose(got.y, want.y, atol=1e-6)
 
 
+def test_layers_of_different_directions() -> None:
+    """A stack of layers of different directions, each Keras layer its own: the ``WHILE``
+    graphs compute it; the unrolled one zeroes a padded reverse layer's outputs (last, after
+    a forward one) at the mirror image of its padded steps (the recorded Keras deviation,
+    ``unrolled-reverse-mask-zeroes-wrong-steps``), its final states right."""
+    rng = np.random.default_rng(11)
+    x = _x(seed=12)
+    lengths = np.array([T, 3, 5])
+    elman = _params(seed=13, hidden_size=(M, M2), direction=["bidirectional", "reverse"],
+                    output_order="processing")
+    gated = _params(seed=14, cell=["gru", "lstm"], hidden_size=(M, M2),
+                    direction=["bidirectional", "forward"], output_size=K)
+    for params, names in ((elman, ("litert", "litert[keras2]")), (gated, ("litert[keras2]",))):
+        cfg = params.config
+        h0 = [rng.standard_normal((N, m)).astype(np.float32) for m in cfg.state_sizes]
+        c0 = [rng.standard_normal((N, m)).astype(np.float32) for m in cfg.cell_state_sizes]
+        kw: dict[str, Any] = {"h0": h0, "lengths": lengths, "c0": c0 or None}
+        want = rnn_ref.forward(params, x, **kw)
+        for name in names:
+            got = rnn_ref.get_backend(name).forward(params, x, **kw)
+            np.testing.assert_allclose(got.outputs, want.outputs, atol=2e-6, err_msg=name)
+            for g, w in zip(got.h_n, want.h_n, strict=True):
+                np.testing.assert_allclose(g, w, atol=2e-6, err_msg=name)
+    fwd_rev = _params(seed=15, hidden_size=(M, M2), direction=["forward", "reverse"],
+                      output_order="processing")
+    kw = {"h0": [rng.standard_normal((N, m)).astype(np.float32)
+                 for m in fwd_rev.config.state_sizes], "lengths": lengths}
+    want = rnn_ref.forward(fwd_rev, x, **kw)
+    got = rnn_ref.get_backend("litert[unrolled]").forward(fwd_rev, x, **kw)
+    assert float(np.abs(got.outputs - want.outputs).max()) > 0.1
+    for g, w in zip(got.h_n, want.h_n, strict=True):
+        np.testing.assert_allclose(g, w, atol=2e-6)
+
+
 KERAS3_GATED = {
     "bilstm-h0c0-lengths": dict(cell="lstm", direction="bidirectional", output_size=K),
     "gru-reset-before-lstm-hard-sigmoid": dict(

@@ -127,7 +127,8 @@ class LiteRtBackend:
         if problem is not None:
             raise UnsupportedError(self.name, problem)
         got = self._run(params, inputs, valid, states=True)
-        n_out = 2 if cfg.num_directions == 2 and cfg.merge_modes[-1] is None else 1
+        n_out = 2 if cfg.directions[-1] == "bidirectional" and cfg.merge_modes[-1] is None \
+            else 1
         S, C = len(cfg.state_sizes), cfg.num_cell_states
         outputs: Any = tuple(got[:n_out]) if n_out == 2 else got[0]
         h_n, c_n = got[n_out:n_out + S], got[n_out + S:n_out + S + C]
@@ -170,7 +171,8 @@ class LiteRtKeras2Backend(LiteRtBackend):
         if valid is not None or not fused_lstm_layers(cfg):
             return res  # no fused LSTM: the graph without states is the same loops
         got = self._run(params, inputs, valid, states=False)
-        n_out = 2 if cfg.num_directions == 2 and cfg.merge_modes[-1] is None else 1
+        n_out = 2 if cfg.directions[-1] == "bidirectional" and cfg.merge_modes[-1] is None \
+            else 1
         outputs: Any = tuple(got[:n_out]) if n_out == 2 else got[0]
         y = got[n_out] if params.readout is not None else None
         return ForwardResult(outputs, res.h_n, y, c_n=res.c_n)

@@ -30,14 +30,15 @@ How the conversion goes (ai-edge-litert 2.3.0, tensorflow-cpu 2.21.0, keras 3.15
 and the deviations are reproduced by ``tests/test_backend_litert.py``, the shape and freezing
 errors were seen while writing this module):
 
-* **No fused RNN op** (of Keras 3). A Keras 3 ``SimpleRNN`` runs ``keras/src/backend/tensorflow/rnn.py``'s
-  ``tf.while_loop`` over ``TensorArray`` s; the converter lowers it to a ``WHILE`` op whose
-  cond and body are subgraphs of their own (the cell's ``FULLY_CONNECTED``/``TANH``... in the
-  body), plus ``REVERSE_V2`` for ``go_backwards`` and two loops and a ``CONCATENATION`` for a
-  ``Bidirectional``. It never emits ``UNIDIRECTIONAL_SEQUENCE_RNN`` (users asking for it:
-  tensorflow/tensorflow#56767, #58854; only Keras' LSTM is fused). That fused kernel would
-  not be stateless anyway: its hidden state is input 4, read with ``GetVariableInput`` ("The
-  hidden_state is a variable input tensor that can be modified",
+* **No fused RNN op** (of Keras 3). A Keras 3 ``SimpleRNN`` runs
+  ``keras/src/backend/tensorflow/rnn.py``'s ``tf.while_loop`` over ``TensorArray`` s; the
+  converter lowers it to a ``WHILE`` op whose cond and body are subgraphs of their own (the
+  cell's ``FULLY_CONNECTED``/``TANH``... in the body), plus ``REVERSE_V2`` for
+  ``go_backwards`` and two loops and a ``CONCATENATION`` for a ``Bidirectional``. It never
+  emits ``UNIDIRECTIONAL_SEQUENCE_RNN`` (users asking for it: tensorflow/tensorflow#56767,
+  #58854; only Keras' LSTM is fused). That fused kernel would not be stateless anyway: its
+  hidden state is input 4, read with ``GetVariableInput`` ("The hidden_state is a variable
+  input tensor that can be modified",
   ``tensorflow/lite/kernels/unidirectional_sequence_rnn.cc``), so it carries over from one
   ``invoke`` to the next. ``unroll=True`` gives a graph of per-step ops and no ``WHILE``.
 * **Shapes.** The ``TensorArray`` of the loop is lowered to a tensor list whose element shape
@@ -59,9 +60,10 @@ errors were seen while writing this module):
 * **float32 only**: a float64 graph does not convert (TFLite's builtins have no float64
   MatMul, Tanh...).
 * **Deviations** (``litert/deviations/litert_unrolled.json``, ``litert_keras2.json``;
-  ``litert`` has none on the quick matrix): with ``unroll=True`` Keras zeroes a masked backward layer's outputs at the mirror
-  image of its padded steps (``keras/src/backend/tensorflow/rnn.py``, the unroll branch
-  zeroes outputs in processing order with the unreversed mask), and cannot trace T = 0.
+  ``litert`` has none on the quick matrix): with ``unroll=True`` Keras zeroes a masked
+  backward layer's outputs at the mirror image of its padded steps
+  (``keras/src/backend/tensorflow/rnn.py``, the unroll branch zeroes outputs in processing
+  order with the unreversed mask), and cannot trace T = 0.
 """
 
 from __future__ import annotations

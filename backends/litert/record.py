@@ -16,6 +16,10 @@ from rnn_ref.backends.records import (
 )
 from rnn_ref.config import RNNConfig
 
+#: the network pieces both graphs hold: GRU and LSTM layers, and layers of different
+#: directions (each Keras layer its own; Keras' rules refuse a reverse one below another)
+HELD = frozenset({*GATED, "mixed_directions"})
+
 
 def unsupported(config: RNNConfig, *, padded: bool = False) -> Reason:
     """``(feature, why)`` for the first part of ``config`` the ``.tflite`` graph of a Keras 3
@@ -23,8 +27,8 @@ def unsupported(config: RNNConfig, *, padded: bool = False) -> Reason:
     activations outside Keras' set, stacks of reverse layers, time-aligned reverse outputs;
     with ``padded``, the padded-step outputs that Keras on TensorFlow does not give). The
     pieces around the stack wait for its converter (:func:`network_unsupported`; GRU and LSTM
-    layers as Keras 3 holds them)."""
-    reason = network_unsupported(config, holds=set(GATED))
+    layers as Keras 3 holds them, and layers of different directions: :data:`HELD`)."""
+    reason = network_unsupported(config, holds=HELD)
     if reason is not None:
         return reason
     return keras_unsupported(config, backend="tensorflow", padded=padded)
@@ -35,7 +39,7 @@ def keras2_unsupported(config: RNNConfig, *, padded: bool = False) -> Reason:
     keras=2)``): tf-keras' rules (:func:`rnn_ref.backends.keras2.record.unsupported`:
     SimpleRNN, GRU and LSTM layers, Keras 2's activations, no peepholes, projection, coupled
     gates or clip)."""
-    reason = network_unsupported(config, holds=set(GATED))
+    reason = network_unsupported(config, holds=HELD)
     if reason is not None:
         return reason
     return tf_keras_unsupported(config, backend="tensorflow", padded=padded)
