@@ -169,6 +169,7 @@ def test_keras3_graph_holds_keras2_hard_sigmoid() -> None:
     np.testing.assert_allclose(got.y, want.y, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_layers_of_different_directions() -> None:
     """A stack of layers of different directions, each Keras layer its own: the ``WHILE``
     graphs compute it; the unrolled one zeroes a padded reverse layer's outputs (last, after

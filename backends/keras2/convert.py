@@ -24,6 +24,19 @@ How it differs (tf-keras 2.21.0 sources):
   (:data:`rnn_ref.backends.keras.graph.KERAS2`: Keras 2's activations).
 * ``time_major=True`` layers hold the same weights; the oracle of a bare one then takes and
   returns ``(T, N, ...)`` arrays (in a model they are refused).
+* ``GRU`` and ``LSTM`` (``tf_keras/src/layers/rnn/gru.py``, ``lstm.py``) hold Keras 3's
+  arrays: ``kernel (D, G*M)``, ``recurrent_kernel (M, G*M)`` in the gate orders z, r, h and
+  i, f, c, o, a reset-after GRU's ``bias (2, 3M)`` (input, recurrent), one ``(G*M,)`` bias
+  otherwise; ``recurrent_activation`` is the gates' f, ``activation`` the candidate's g and
+  the LSTM cell state's h. The GRU's ``reset_after`` defaults to True since TF 2 (False in
+  Keras <= 2.2, whose configs before 2.1.3 do not record it: read as False,
+  :data:`rnn_ref.backends.keras.graph.KERAS2`), and Keras <= 2.2.5 defaulted
+  ``recurrent_activation`` to ``hard_sigmoid`` (Keras 2's, above; the config records it).
+  Layers whose activations tf-keras' cuDNN kernel takes run a function of the same result
+  on the CPU (``standard_gru``/``standard_lstm``, tensorflow-cpu never runs cuDNN), with the
+  same masked steps as the generic loop. What tf-keras cannot hold (peepholes: TF 2's
+  experimental ``PeepholeLSTMCell`` is not in tf-keras; ``input_forget``, projection, clip,
+  a cell activation of its own) is refused by name (:func:`unsupported`).
 * A model is read from its config (``model.get_config()``, or the ``model_config`` of an
   ``.h5`` file) by :func:`rnn_ref.backends.keras.graph.parse_model` in the ``KERAS2``
   flavour, the layers it reads, then refused where a Keras 2 model cannot hold the network
