@@ -63,7 +63,9 @@ class FileFormat:
     ``requires`` are the modules needed to read or write it besides the framework's own.
     ``refuses(config)`` is what a file of this format cannot hold at all even where its
     framework can (a weights-only file has no place for an embedding): ``convertible`` and
-    the writer refuse it, so what is written can always be read back.
+    the writer refuse it, so what is written can always be read back. ``loading(config)``
+    says what its framework needs to load such a file (a Keras 3 model holding rnn-ref's
+    registered activation needs the module that registers it), for the ``wrote`` line.
     """
 
     name: str
@@ -76,6 +78,9 @@ class FileFormat:
     runs: tuple[str, tuple[str, ...]] | None = None
     unrecorded: Unrecorded = records_all
     refuses: Callable[[RNNConfig], Reason] = field(default=lambda config: None)
+    #: what loading a file written of the config needs besides its framework (a sentence for
+    #: the ``wrote`` line: a module to import first), or None
+    loading: Callable[[RNNConfig], str | None] = field(default=lambda config: None)
 
 
 #: where a backend computes: "cpu", or a GPU as its framework names it (torch "cuda", JAX "gpu")

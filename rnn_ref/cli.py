@@ -452,8 +452,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
         raise _Fail(str(exc), status=1) from None
     except (ValueError, NotImplementedError, ImportError, OSError, RecursionError) as exc:
         raise _Fail(_one_line(exc)) from None
-    note = convert.not_recorded(done.params, done.dst_format)
-    fmt = f"{done.dst_format}; {note}" if note else done.dst_format
+    notes = [convert.not_recorded(done.params, done.dst_format),
+             convert.loading_needs(done.params, done.dst_format)]
+    fmt = "; ".join([done.dst_format, *(n for n in notes if n)])
     print(printable(f"wrote {args.dst} ({fmt}) from {args.src} "
                     f"({done.src_format}): {_describe(done.params.config, done.src_format)}"))
     if done.verification is not None:
@@ -574,6 +575,8 @@ def _inspect_graph(path: Path, fmt: str) -> int:
         counts[op] = counts.get(op, 0) + 1
     print("ops: " + printable(", ".join(f"{op} x{n}" if n > 1 else op
                                         for op, n in counts.items())))
+    if hasattr(module, "lowering"):  # what the recurrent layers became
+        print("recurrent layers: " + printable(module.lowering(ops)))
     print("\ntensors in the file:")
     print(_table([(n, str(tuple(s)), d) for n, s, d in arrays], ("name", "shape", "dtype")))
     return 0

@@ -45,7 +45,7 @@ from rnn_ref.params import RNNParams
 
 __all__ = ["FORMATS", "Conversion", "Hints", "MissingHintError", "NativeFile", "Verification",
            "VerificationError", "convert", "convertible", "detect", "external_files",
-           "framework_module", "hint_activation", "hint_activations", "hints_read",
+           "framework_module", "hint_activation", "hint_activations", "hints_read", "loading_needs",
            "not_recorded", "readable", "sha256_of", "hints_for", "read", "unrecorded",
            "verify_files", "write"]
 
@@ -176,6 +176,14 @@ def not_recorded(params: RNNParams, fmt: str) -> str:
     pieces = ", ".join(label(h, v) for h, v in missing.items())
     flags = " ".join(f"--{h.replace('_', '-')} {v}" for h, v in missing.items())
     return f"not recorded: {pieces}: give {flags} when reading it"
+
+
+def loading_needs(params: RNNParams, fmt: str) -> str:
+    """What loading a ``fmt`` file of ``params`` needs besides its framework, for the
+    ``wrote`` line (:attr:`~rnn_ref.backends._frameworks.FileFormat.loading`: a Keras 3 model
+    holding Keras 2's hard_sigmoid needs rnn-ref's registered function); empty when
+    nothing."""
+    return _frameworks.file_format(fmt)[1].loading(params.config) or ""
 
 
 def convertible(params: RNNParams) -> dict[str, str | None]:

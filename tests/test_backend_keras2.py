@@ -182,8 +182,8 @@ def test_tf_keras_model_to_canonical_and_bare_layers() -> None:
     xt = x.swapaxes(0, 1)
     want_tm = tm(xt).numpy()
     np.testing.assert_allclose(k2.oracle(tm)(xt), want_tm, atol=3e-6)
-    with pytest.raises(UnsupportedError, match="the LSTM layer"):
-        k2.from_native(tk.Sequential([tk.Input((None, D)), L.LSTM(3)]))
+    with pytest.raises(UnsupportedError, match="the Conv1D layer"):
+        k2.from_native(tk.Sequential([tk.Input((None, D)), L.Conv1D(3, 2), L.LSTM(3)]))
     with pytest.raises(UnsupportedError, match="the Activation layer"):
         k2.from_native(tk.Sequential([tk.Input((None, D)), L.SimpleRNN(3,
                                       return_sequences=True), L.Activation("relu"), L.Dense(2)]))

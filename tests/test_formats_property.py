@@ -28,7 +28,8 @@ need("onnxruntime")
 #: every format that can be written, with an extension that names it
 WRITABLE = {"rnn-ref": ".npz", "torch": ".pt", "safetensors": ".safetensors",
             "keras": ".keras", "keras-weights": ".weights.h5", "keras-h5": ".h5",
-            "keras2-h5": ".h5", "onnx": ".onnx", "tflite": ".tflite"}
+            "keras2-h5": ".h5", "onnx": ".onnx", "tflite": ".tflite",
+            "tflite-keras2": ".tflite"}
 
 
 @st.composite

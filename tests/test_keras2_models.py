@@ -161,8 +161,8 @@ def test_refusals_name_the_layer() -> None:
         rnn_ref.from_keras2(tk.Sequential([
             tk.Input((None, D)), L.SimpleRNN(3, go_backwards=True, return_sequences=True),
             L.SimpleRNN(2)]))
-    with pytest.raises(UnsupportedError, match="the LSTM layer"):
-        rnn_ref.from_keras2(tk.Sequential([tk.Input((None, D)), L.LSTM(3)]))
+    with pytest.raises(UnsupportedError, match="the ConvLSTM1D layer"):
+        rnn_ref.from_keras2(tk.Sequential([tk.Input((None, 2, D)), L.ConvLSTM1D(3, 2)]))
     cfg = rnn_ref.RNNConfig(D, 3, select="last_step")
     with pytest.raises(UnsupportedError, match="select='last_step'"):
         rnn_ref.to_keras2(rnn_ref.init(cfg, seed=0))

@@ -515,14 +515,6 @@ def test_refusals_name_the_layer() -> None:
     refused(keras.Model(inp, L.GRU(M2)(seq, initial_state=[h])), "called with ['initial_state']")
 
 
-def test_keras_2_gated_layers_are_refused_by_name() -> None:
-    tk = pytest.importorskip("tf_keras")
-    for layer, word in ((tk.layers.GRU(3, name="g2"), "the GRU layer 'g2' .Keras 2."),
-                        (tk.layers.Bidirectional(tk.layers.LSTM(3), name="b2"),
-                         "the Bidirectional layer 'b2' around an LSTM layer .Keras 2.")):
-        model = tk.Sequential([tk.Input((None, D)), layer])
-        with pytest.raises(UnsupportedError, match=word):
-            rnn_ref.from_keras2(model)
 
 
 # --------------------------------------------------------------------------------------------

@@ -66,7 +66,12 @@ from rnn_ref.backends.keras.graph import (
     parse_model,
     read_cell,
 )
-from rnn_ref.backends.keras.record import KERAS_ACTIVATIONS, keras_masked_step_output, unsupported
+from rnn_ref.backends.keras.record import (
+    KERAS_ACTIVATIONS,
+    KERAS_REGISTERED,
+    keras_masked_step_output,
+    unsupported,
+)
 from rnn_ref.cells import pack
 from rnn_ref.config import RNNConfig
 from rnn_ref.errors import UnsupportedError
@@ -83,12 +88,20 @@ __all__ = ["LayerCall", "TO_KERAS", "from_native", "fused_layer", "fused_layers"
 #: or its (gates' f, candidate's g) pair (GRU, LSTM)
 CellRead = tuple[AnyCellParams, Activation | tuple[Activation, Activation]]
 
-TO_KERAS = {v: k for k, v in KERAS_ACTIVATIONS.items()}  # one name per function
+TO_KERAS: dict[Activation, Any] = {v: k for k, v in KERAS_ACTIVATIONS.items()}  # one name each
+# rnn-ref's registered functions, as the config Keras deserialises by registered name (Keras'
+# activations.get takes no registered name as a string)
+TO_KERAS.update({v: {"module": "builtins", "class_name": "function", "config": k,
+                     "registered_name": "function"} for k, v in KERAS_REGISTERED.items()})
 
 
 def keras_module() -> Any:
+    """Keras 3, with rnn-ref's activations registered (:data:`KERAS_REGISTERED`)."""
     import keras
 
+    from rnn_ref.backends.keras2.keras3 import register
+
+    register(keras)
     return keras
 
 
@@ -741,4 +754,5 @@ def import_keras() -> Any:
     """Keras for reading and writing files: on TensorFlow unless ``KERAS_BACKEND`` says
     otherwise (:func:`quiet_import`)."""
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    return quiet_import("keras")
+    quiet_import("keras")
+    return keras_module()

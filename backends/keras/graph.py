@@ -17,10 +17,10 @@ refused. What is read (Keras 3.15 ``keras/src/layers``; Keras 2 writes the same 
 ``batch_input_shape`` and list-form inbound nodes):
 
 * ``InputLayer``; ``Embedding`` (``mask_zero``); ``Masking`` (``mask_value``);
-* ``SimpleRNN``, ``GRU`` and ``LSTM`` (Keras 3 only: a Keras 2 ``GRU``/``LSTM`` is refused by
-  name), the generic ``RNN`` around one ``SimpleRNNCell``, ``GRUCell`` or ``LSTMCell`` (the
-  same layers: ``SimpleRNN`` is that ``RNN``; an ``RNN`` around a list of cells is refused)
-  and ``Bidirectional`` of any, every layer its own direction and cell (a stack may mix
+* ``SimpleRNN``, ``GRU`` and ``LSTM`` (of Keras 3 and Keras 2), the generic ``RNN``
+  around one ``SimpleRNNCell``, ``GRUCell`` or ``LSTMCell`` (the same layers: ``SimpleRNN``
+  is that ``RNN``; an ``RNN`` around a list of cells is refused) and ``Bidirectional`` of
+  any, every layer its own direction and cell (a stack may mix
   them); ``dropout`` and ``recurrent_dropout`` are recorded as identities of the layer;
   ``go_backwards`` only on the last recurrent layer (Keras hands the next layer its outputs
   flipped). A GRU's or LSTM's packed ``kernel (D, G*M)`` and ``recurrent_kernel (M, G*M)``
@@ -80,14 +80,17 @@ __all__ = ["CELL_CLASSES", "IDENTITY_LAYERS", "KERAS2", "KERAS3", "LAYER_CELLS",
 
 @dataclass(frozen=True)
 class Flavour:
-    """Which Keras wrote a config: its name in messages and its activation set."""
+    """Which Keras wrote a config: its name in messages, its activation set, and what a GRU
+    config without ``reset_after`` computes (Keras 2 before 2.1.3 had no such key and only
+    the reset-before GRU: keras-team/keras PR #9112 added it)."""
 
     name: str
     activations: Mapping[str, Activation]
+    reset_after_default: bool = True
 
 
 KERAS3 = Flavour("Keras", KERAS_READ_ACTIVATIONS)
-KERAS2 = Flavour("Keras 2", KERAS2_ACTIVATIONS)
+KERAS2 = Flavour("Keras 2", KERAS2_ACTIVATIONS, reset_after_default=False)
 
 
 def read_cell(layer: Any, simple_rnn: type[Any], flavour: Flavour,
@@ -539,6 +542,9 @@ class _Reader:
     def activation(self, name: Any, where: str, head: bool = False) -> HeadActivation:
         if head and name in ("softmax", "log_softmax"):
             return Softmax(str(name))
+        if isinstance(name, Mapping) and name.get("class_name") == "function" and ">" in str(
+                name.get("config")):  # a registered function, by its name "package>name"
+            name = name.get("config")
         if isinstance(name, str) and name in self.flavour.activations:
             return self.flavour.activations[name]
         extra = ", softmax, log_softmax" if head else ""
@@ -625,7 +631,8 @@ class _Reader:
         inner = layer.get("config", {}).get("layer", {}) if len(cells) == 2 else layer
         entry = {"name": name, "direction": direction, "cells": cells, "kind": kind,
                  "class": inner.get("class_name", "SimpleRNN"),
-                 "reset_after": bool(cells[0].get("reset_after", True)),
+                 "reset_after": bool(cells[0].get("reset_after",
+                                                  self.flavour.reset_after_default)),
                  "merge": conf.get("merge_mode", "concat") if len(cells) == 2 else "concat",
                  "return_sequences": bool(cells[0].get("return_sequences", False))}
         li = len(self.rnn)
@@ -696,12 +703,8 @@ class _Reader:
         else:
             kind, conf0 = recurrent_config(layer)
             cells = [conf0]
-        if kind != "elman" and self.flavour is not KERAS3:
-            around = f" around an {kind.upper()} layer" if len(cells) == 2 else ""
-            raise _refuse(f"{_what(layer)}{around} ({self.flavour.name})",
-                          f"rnn-ref reads {self.flavour.name}'s SimpleRNN layers; its GRU and "
-                          f"LSTM layers are not read yet")
-        if kind == "gru" and len({bool(c.get("reset_after", True)) for c in cells}) > 1:
+        default = self.flavour.reset_after_default
+        if kind == "gru" and len({bool(c.get("reset_after", default)) for c in cells}) > 1:
             raise _refuse(f"{_what(layer)} whose directions differ in reset_after",
                           "the spec's layer has one reset_after for both directions")
         for cell in cells:

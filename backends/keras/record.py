@@ -38,13 +38,35 @@ KERAS_READ_ALIASES: dict[str, Activation] = {
     "celu": Activation("elu", alpha=1.0),
     "sparse_sigmoid": Activation("hard_sigmoid", alpha=0.5, beta=0.5),
 }
+#: rnn-ref's activations that Keras 3 has under no name, written into a Keras 3 model as a
+#: function rnn-ref registers in Keras' serialization registry (the config holds the
+#: registered name, never code; :mod:`rnn_ref.backends.keras2.keras3`): Keras 2's
+#: ``hard_sigmoid``, ``0.2 x + 0.5``. A file of one loads where that module is imported
+#: (:func:`keras_loading`).
+KERAS_REGISTERED: dict[str, Activation] = {
+    "rnn_ref>keras2_hard_sigmoid": Activation("hard_sigmoid", alpha=0.2, beta=0.5)}
 #: every Keras 3 activation name rnn-ref reads (models, layers, hints)
-KERAS_READ_ACTIVATIONS: dict[str, Activation] = {**KERAS_ACTIVATIONS, **KERAS_READ_ALIASES}
+KERAS_READ_ACTIVATIONS: dict[str, Activation] = {**KERAS_ACTIVATIONS, **KERAS_READ_ALIASES,
+                                                 **KERAS_REGISTERED}
 
 
 def _keras_name(act: Any) -> str:
     """The Keras name of a cell or Dense activation (``act`` itself if Keras has none)."""
-    return next((k for k, v in KERAS_ACTIVATIONS.items() if v == act), str(act))
+    return next((k for k, v in {**KERAS_ACTIVATIONS, **KERAS_REGISTERED}.items() if v == act),
+                str(act))
+
+
+def keras_loading(config: RNNConfig) -> str | None:
+    """What loading a Keras 3 file of ``config`` needs besides Keras: the module registering
+    the rnn-ref activations it holds (:data:`KERAS_REGISTERED`), or ``None``."""
+    acts = {a for li in range(config.num_layers) for r in range(config.num_directions_of(li))
+            for a in config.activations_of(li, r)} | {d.activation for d in config.head}
+    names = [k for k, v in KERAS_REGISTERED.items() if v in acts]
+    if not names:
+        return None
+    return (f"holds {', '.join(repr(n) for n in names)} (Keras 2's hard_sigmoid, "
+            f"0.2 x + 0.5; Keras 3's is x / 6 + 0.5): import rnn_ref.backends.keras2.keras3 "
+            f"before keras.saving.load_model")
 
 
 def keras_weights_unrecorded(config: RNNConfig) -> dict[str, str]:
@@ -189,17 +211,16 @@ def _keras_layout(config: RNNConfig, padded: bool) -> Reason:
     return None
 
 
-#: Keras 2's hard_sigmoid (``0.2 x + 0.5``), which Keras 3 does not have (keras PR #19477)
-KERAS2_HARD_SIGMOID = Activation("hard_sigmoid", alpha=0.2, beta=0.5)
 
 
 def _gated_unsupported(config: RNNConfig) -> Reason:
     """What a Keras 3 ``GRU`` or ``LSTM`` cannot hold (``keras/src/layers/rnn/gru.py``,
     ``lstm.py``, 3.15.1): peepholes, ``input_forget``, a projection, a cell-state activation
     other than the candidate's (Keras applies ``activation`` to both), gate or candidate
-    activations outside Keras 3's (Keras 2's hard_sigmoid named as such). Both GRU forms
-    (``reset_after``) and their biases are held exactly."""
-    keras_acts = list(KERAS_ACTIVATIONS.values())
+    activations outside Keras 3's and rnn-ref's registered ones (:data:`KERAS_REGISTERED`:
+    Keras 2's hard_sigmoid). Both GRU forms (``reset_after``) and their biases are held
+    exactly."""
+    keras_acts = [*KERAS_ACTIVATIONS.values(), *KERAS_REGISTERED.values()]
     for li, cell in enumerate(config.cells):
         where = f"layer {li}"
         if cell.kind == "elman":
@@ -221,10 +242,6 @@ def _gated_unsupported(config: RNNConfig) -> Reason:
                         f"direction {r})", "Keras' LSTM applies its one activation to the "
                         "candidate and to the cell state")
             for role, act in zip(roles, acts, strict=False):
-                if act == KERAS2_HARD_SIGMOID:
-                    return (f"{role} {act} ({where}, direction {r}): Keras 2's hard_sigmoid",
-                            "Keras 3's hard_sigmoid is x/6 + 0.5 (keras PR #19477); Keras 2's "
-                            "0.2 x + 0.5 is no Keras 3 activation: write it with to_keras2")
                 if act not in keras_acts:
                     return (f"{role} {act} ({where}, direction {r})",
                             f"Keras has {', '.join(str(a) for a in keras_acts)}")
@@ -241,7 +258,7 @@ def unsupported(config: RNNConfig, *, backend: str | None = None, padded: bool =
     ``mask_value`` pads by itself."""
     from rnn_ref.network import Softmax
 
-    keras_acts = list(KERAS_ACTIVATIONS.values())
+    keras_acts = [*KERAS_ACTIVATIONS.values(), *KERAS_REGISTERED.values()]
     for li, clip in enumerate(config.clips):
         if clip is not None:
             return (f"clip={clip} (layer {li})",
@@ -311,14 +328,16 @@ FRAMEWORK = Framework(
     recognised_when="keras",
     formats=(
         FileFormat("keras", (".keras",), "a whole Keras model; keras.saving.load_model("
-                   "safe_mode=True, compile=False)"),
+                   "safe_mode=True, compile=False)", loading=keras_loading),
         FileFormat("keras-weights", (".weights.h5",), "Keras 3 weights by position; the "
                    "architecture from the layer names and shapes",
                    frozenset({"activation", "merge_mode", "direction",
                               "head_activation", "select", "recurrent_activation"}),
-                   unrecorded=keras_weights_unrecorded, refuses=keras_weights_refuses),
+                   unrecorded=keras_weights_unrecorded, refuses=keras_weights_refuses,
+                   loading=keras_loading),
         FileFormat("keras-h5", (".h5",), "legacy Keras HDF5 read by name with h5py: a "
-                   "whole model or weights", frozenset({"activation", "merge_mode"})),
+                   "whole model or weights", frozenset({"activation", "merge_mode"}),
+                   loading=keras_loading),
     ),
     files="rnn_ref.backends.keras.files",
     backends=_KERAS_BACKENDS,

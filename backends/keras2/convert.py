@@ -24,6 +24,19 @@ How it differs (tf-keras 2.21.0 sources):
   (:data:`rnn_ref.backends.keras.graph.KERAS2`: Keras 2's activations).
 * ``time_major=True`` layers hold the same weights; the oracle of a bare one then takes and
   returns ``(T, N, ...)`` arrays (in a model they are refused).
+* ``GRU`` and ``LSTM`` (``tf_keras/src/layers/rnn/gru.py``, ``lstm.py``) hold Keras 3's
+  arrays: ``kernel (D, G*M)``, ``recurrent_kernel (M, G*M)`` in the gate orders z, r, h and
+  i, f, c, o, a reset-after GRU's ``bias (2, 3M)`` (input, recurrent), one ``(G*M,)`` bias
+  otherwise; ``recurrent_activation`` is the gates' f, ``activation`` the candidate's g and
+  the LSTM cell state's h. The GRU's ``reset_after`` defaults to True since TF 2 (False in
+  Keras <= 2.2, whose configs before 2.1.3 do not record it: read as False,
+  :data:`rnn_ref.backends.keras.graph.KERAS2`), and Keras <= 2.2.5 defaulted
+  ``recurrent_activation`` to ``hard_sigmoid`` (Keras 2's, above; the config records it).
+  Layers whose activations tf-keras' cuDNN kernel takes run a function of the same result
+  on the CPU (``standard_gru``/``standard_lstm``, tensorflow-cpu never runs cuDNN), with the
+  same masked steps as the generic loop. What tf-keras cannot hold (peepholes: TF 2's
+  experimental ``PeepholeLSTMCell`` is not in tf-keras; ``input_forget``, projection, clip,
+  a cell activation of its own) is refused by name (:func:`unsupported`).
 * A model is read from its config (``model.get_config()``, or the ``model_config`` of an
   ``.h5`` file) by :func:`rnn_ref.backends.keras.graph.parse_model` in the ``KERAS2``
   flavour, the layers it reads, then refused where a Keras 2 model cannot hold the network
@@ -48,6 +61,7 @@ import numpy as np
 from rnn_ref.activations import Activation
 from rnn_ref.backends._common import raise_if
 from rnn_ref.backends.keras.convert import (
+    CellRead,
     LayerCall,
     layer_oracle,
     model_network,
@@ -55,13 +69,15 @@ from rnn_ref.backends.keras.convert import (
     quiet_import,
     read_bare_layer,
 )
-from rnn_ref.backends.keras.graph import IDENTITY_LAYERS, KERAS2, read_cell
+from rnn_ref.backends.keras.graph import IDENTITY_LAYERS, KERAS2, gated_cell_weights, read_cell
 from rnn_ref.backends.keras.record import sniff_h5
 from rnn_ref.backends.keras2.record import KERAS2_ACTIVATIONS, KERAS2_NAMES, unsupported
 from rnn_ref.backends.keras2.record import unsupported as keras2_unsupported
+from rnn_ref.cells import CellSpec, pack
 from rnn_ref.config import RNNConfig
+from rnn_ref.errors import UnsupportedError
 from rnn_ref.network import Softmax
-from rnn_ref.params import CellParams, RNNParams
+from rnn_ref.params import AnyCellParams, CellParams, GRUParams, LSTMParams, RNNParams
 
 __all__ = ["FORMAT", "KERAS2_ACTIVATIONS", "from_native", "import_tf_keras", "keras2_unsupported",
            "oracle", "owns", "sniff_h5", "to_native", "unsupported"]
@@ -89,18 +105,72 @@ def numpy_of(v: Any) -> np.ndarray[Any, Any]:
 # --------------------------------------------------------------------------------------------
 # from Keras 2
 # --------------------------------------------------------------------------------------------
-def _cell(layer: Any) -> tuple[CellParams, Activation]:
-    """A Keras 2 ``SimpleRNN``'s cell and activation (:func:`keras_graph.read_cell`)."""
-    return read_cell(layer, _tk().layers.SimpleRNN, KERAS2, numpy_of)
+def _gated_kind(layer: Any) -> str | None:
+    """``"gru"`` or ``"lstm"`` for a tf-keras ``GRU``, ``LSTM`` or generic ``RNN`` around a
+    ``GRUCell`` or ``LSTMCell`` (exactly those classes: a subclass may compute something
+    else); else ``None``."""
+    L = _tk().layers
+    if type(layer) not in (L.GRU, L.LSTM, L.RNN):
+        return None
+    cell = getattr(layer, "cell", None)
+    return "gru" if type(cell) is L.GRUCell else "lstm" if type(cell) is L.LSTMCell else None
+
+
+def _gated_cell(layer: Any, kind: str) -> tuple[GRUParams | LSTMParams,
+                                                tuple[Activation, Activation]]:
+    """A tf-keras ``GRU``/``LSTM`` layer object's cell (its packed ``kernel``,
+    ``recurrent_kernel`` and ``bias`` split by :func:`keras_graph.gated_cell_weights`: the
+    same layout as Keras 3's) and its (``recurrent_activation``, ``activation``) in Keras 2's
+    activation set (``hard_sigmoid`` is ``0.2 x + 0.5``).
+
+    Raises:
+        UnsupportedError: a stateful or time-major-in-a-model layer, an activation outside
+            :data:`KERAS2_ACTIVATIONS` (named).
+        ValueError: the layer is not built yet.
+    """
+    title = f"{type(layer).__name__} layer {layer.name!r}"
+    if getattr(layer, "stateful", False):
+        raise UnsupportedError("rnn-ref", f"the stateful Keras 2 {title}",
+                               "its state lives between calls, outside the weights")
+    cell = layer.cell
+    acts = []
+    for attr in ("recurrent_activation", "activation"):
+        fn = getattr(cell, attr)
+        name = getattr(fn, "__name__", str(fn))
+        if name not in KERAS2.activations:
+            raise UnsupportedError("rnn-ref", f"the Keras 2 {attr} {name!r} ({layer.name})",
+                                   f"rnn-ref reads {', '.join(KERAS2.activations)}")
+        acts.append(KERAS2.activations[name])
+    if not getattr(cell, "built", False) or getattr(cell, "kernel", None) is None:
+        raise ValueError(f"the Keras 2 {title} is not built and has no weights yet: call it "
+                         f"on an input or build() it first")
+    params = gated_cell_weights(
+        kind, bool(getattr(cell, "reset_after", False)), numpy_of(cell.kernel),
+        numpy_of(cell.recurrent_kernel), numpy_of(cell.bias) if cell.use_bias else None,
+        where=f"the Keras 2 {title}")
+    return params, (acts[0], acts[1])
+
+
+def _cell(layer: Any) -> CellRead:
+    """One direction of a tf-keras layer: a ``GRU``'s or ``LSTM``'s cell and (f, g)
+    (:func:`_gated_cell`), a ``SimpleRNN``'s cell and activation
+    (:func:`keras_graph.read_cell`; also the generic ``RNN`` around a ``SimpleRNNCell``)."""
+    kind = _gated_kind(layer)
+    if kind is not None:
+        return _gated_cell(layer, kind)
+    L = _tk().layers
+    return read_cell(layer, L.SimpleRNN, KERAS2, numpy_of, generic=(L.RNN, L.SimpleRNNCell))
 
 
 def _bare(obj: Any) -> tuple[RNNParams, LayerCall]:
-    """A bare ``SimpleRNN`` or ``Bidirectional`` layer and how it is called
-    (:func:`rnn_ref.backends.keras.convert.read_bare_layer`, on TensorFlow)."""
+    """A bare ``SimpleRNN``, ``GRU``, ``LSTM`` (or ``RNN`` around one of their cells) or
+    ``Bidirectional`` layer and how it is called
+    (:func:`rnn_ref.backends.keras.convert.read_bare_layer`, on TensorFlow: tensorflow-cpu
+    never runs the cuDNN kernel, so masked steps are the generic loop's)."""
     tk = _tk()
-    if not isinstance(obj, (tk.layers.SimpleRNN, tk.layers.Bidirectional)):
-        raise TypeError(f"from_native takes a tf_keras SimpleRNN, Bidirectional or Model, "
-                        f"got {type(obj).__name__}")
+    if not isinstance(obj, (tk.layers.RNN, tk.layers.Bidirectional)):
+        raise TypeError(f"from_native takes a tf_keras SimpleRNN, GRU, LSTM, RNN, "
+                        f"Bidirectional or Model, got {type(obj).__name__}")
     return read_bare_layer(obj, bidirectional=isinstance(obj, tk.layers.Bidirectional),
                            cell=_cell, backend="tensorflow")
 
@@ -126,9 +196,10 @@ def _model_params(model: Any) -> RNNParams:
 
 
 def from_native(obj: Any) -> RNNParams:
-    """Canonical parameters of a tf-keras ``SimpleRNN``, ``Bidirectional`` or a model
-    (Sequential or functional) of the layers :mod:`rnn_ref.backends.keras.graph` reads,
-    bit-exact (Keras' one bias becomes ``b_x``, ``b_h = 0``), with the Dropout, noise and
+    """Canonical parameters of a tf-keras ``SimpleRNN``, ``GRU``, ``LSTM`` (or ``RNN`` around
+    one of their cells), ``Bidirectional`` or a model (Sequential or functional) of the layers
+    :mod:`rnn_ref.backends.keras.graph` reads, bit-exact (Keras' one bias becomes ``b_x``,
+    ``b_h = 0``; a reset-after GRU's two rows are ``b_x``, ``b_h``), with the Dropout, noise and
     recurrent dropouts recorded as identities. The config records TensorFlow's masked steps
     for objects that can be given a mask (a bare layer, a model with ``Masking`` or
     ``mask_zero``); the last layer's ``return_sequences`` is the selection (``"sequence"``
@@ -148,45 +219,74 @@ def from_native(obj: Any) -> RNNParams:
 # --------------------------------------------------------------------------------------------
 # to Keras 2
 # --------------------------------------------------------------------------------------------
-def _weights(cell: CellParams, bias: bool) -> list[np.ndarray[Any, Any]]:
-    return [cell.w_x, cell.w_h] + ([cell.b_x + cell.b_h] if bias else [])
+def _weights(cell: AnyCellParams, reset_after: bool, bias: bool) -> list[np.ndarray[Any, Any]]:
+    """One direction's arrays in tf-keras' ``get_weights()`` order: ``kernel``,
+    ``recurrent_kernel`` and with ``bias`` the bias. A ``SimpleRNN``'s one bias is
+    ``b_x + b_h``; a ``GRU``'s or ``LSTM``'s blocks are packed in Keras' gate order
+    (:func:`rnn_ref.cells.pack`, ``gru:keras`` z, r, h; ``lstm:keras`` i, f, c, o, as Keras 3),
+    with a reset-after GRU's ``(2, 3M)`` bias (``b_x``, ``b_h``: ``b_h[n]`` stays inside
+    ``r *``) or one ``(G*M,)`` ``b_x + b_h`` (an LSTM's and a reset-before GRU's: every bias
+    there is added to its gate's input)."""
+    if isinstance(cell, CellParams):
+        return [cell.w_x, cell.w_h] + ([cell.b_x + cell.b_h] if bias else [])
+    kind = cell.kind
+    order = f"{kind}:keras"
+    out = [pack(cell.w_x, order, cell=kind), pack(cell.w_h, order, cell=kind)]
+    if bias:
+        b_x, b_h = pack(cell.b_x, order, cell=kind), pack(cell.b_h, order, cell=kind)
+        out.append(np.stack([b_x, b_h]) if kind == "gru" and reset_after else b_x + b_h)
+    return out
 
 
 def rnn_layers(params: RNNParams, *, return_sequences: bool = True,
                return_state: bool = False) -> list[Any]:
-    """The tf-keras RNN layers of ``params``, built and holding its weights (a layer's own
-    ``input_dropout`` / ``recurrent_dropout`` as its ``dropout`` / ``recurrent_dropout``)."""
+    """The tf-keras RNN layers of ``params`` (``SimpleRNN``, ``GRU`` with the cell's
+    ``reset_after``, ``LSTM``; ``go_backwards`` for a reverse layer, ``Bidirectional`` of
+    two), built and holding its weights (:func:`_weights`), a layer's own ``input_dropout``
+    / ``recurrent_dropout`` as its ``dropout`` / ``recurrent_dropout``. A gated layer's
+    ``recurrent_activation`` is the gates' f, its ``activation`` the candidate's g (and an
+    LSTM's cell state's h, which :func:`unsupported` requires to be g)."""
     tk = _tk()
     cfg, dtype = params.config, params.dtype.name
     out = []
     for li in range(cfg.num_layers):
         seqs = return_sequences if li == cfg.num_layers - 1 else True
         d_in = (None, None, cfg.layer_input_size(li))
+        spec = cfg.cell_of(li)
         drops = {("dropout" if i.kind == "input_dropout" else "recurrent_dropout"): i.rate
                  for i in cfg.identities
                  if i.after == li and i.kind in ("input_dropout", "recurrent_dropout")}
 
-        def simple(r: int, backwards: bool, zero: bool, li: int = li, seqs: bool = seqs,
-                   drops: dict[str, float] = drops) -> Any:
-            return tk.layers.SimpleRNN(
-                params.layers[li][r].hidden_size,
-                activation=KERAS2_NAMES[cfg.activation_of(li, r)], use_bias=cfg.bias,
-                return_sequences=seqs, return_state=return_state, go_backwards=backwards,
-                zero_output_for_mask=zero, dtype=dtype, **drops)
+        def one(r: int, backwards: bool, zero: bool, li: int = li, seqs: bool = seqs,
+                drops: dict[str, float] = drops, spec: CellSpec = spec) -> Any:
+            acts = cfg.activations_of(li, r)
+            common: dict[str, Any] = dict(
+                use_bias=cfg.bias, return_sequences=seqs, return_state=return_state,
+                go_backwards=backwards, zero_output_for_mask=zero, dtype=dtype, **drops)
+            units = cfg.hidden_sizes[li]
+            if spec.kind == "elman":
+                return tk.layers.SimpleRNN(units, activation=KERAS2_NAMES[acts[0]], **common)
+            gated = dict(activation=KERAS2_NAMES[acts[1]],
+                         recurrent_activation=KERAS2_NAMES[acts[0]], **common)
+            if spec.kind == "gru":
+                return tk.layers.GRU(units, reset_after=spec.reset_after, **gated)
+            return tk.layers.LSTM(units, **gated)
+
+        def weights(r: int, li: int = li, spec: CellSpec = spec) -> list[np.ndarray[Any, Any]]:
+            return _weights(params.layers[li][r], spec.reset_after, cfg.bias)
 
         if cfg.num_directions_of(li) == 2:
-            rnn = tk.layers.Bidirectional(simple(0, False, False),
-                                          backward_layer=simple(1, True, False),
+            rnn = tk.layers.Bidirectional(one(0, False, False), backward_layer=one(1, True, False),
                                           merge_mode=cfg.merge_modes[li], dtype=dtype)
             rnn.build(d_in)  # Bidirectional copies the layers it wraps: set weights after
-            rnn.forward_layer.set_weights(_weights(params.elman_cell(li, 0), cfg.bias))
-            rnn.backward_layer.set_weights(_weights(params.elman_cell(li, 1), cfg.bias))
+            rnn.forward_layer.set_weights(weights(0))
+            rnn.backward_layer.set_weights(weights(1))
         else:
             # zero_output_for_mask only where the layer returns sequences: a last output of
             # zeros would replace the final state of a sample padded at the end
-            rnn = simple(0, cfg.is_reverse(li, 0), cfg.padded_output == "zeros" and seqs)
+            rnn = one(0, cfg.is_reverse(li, 0), cfg.padded_output == "zeros" and seqs)
             rnn.build(d_in)
-            rnn.set_weights(_weights(params.elman_cell(li, 0), cfg.bias))
+            rnn.set_weights(weights(0))
         out.append(rnn)
     return out
 
@@ -279,7 +379,7 @@ def owns(model: Any) -> bool:
     if "tf_keras" not in sys.modules:
         return False
     tk = sys.modules["tf_keras"]
-    return isinstance(model, (tk.layers.SimpleRNN, tk.layers.Bidirectional, tk.Model))
+    return isinstance(model, (tk.layers.RNN, tk.layers.Bidirectional, tk.Model))
 
 
 def oracle(model: Any) -> Callable[..., Any]:

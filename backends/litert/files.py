@@ -16,16 +16,36 @@ from rnn_ref.errors import UnsupportedError
 from rnn_ref.fileapi import Hints, NativeFile
 from rnn_ref.params import RNNParams
 
-__all__ = ["describe", "list_arrays", "load_native", "read_file", "run_native", "write_file"]
+__all__ = ["RECURRENT_OPS", "describe", "list_arrays", "load_native", "lowering", "read_file",
+           "run_native", "write_file"]
 
 
 # --------------------------------------------------------------------------------------------
 # files: .tflite
 # --------------------------------------------------------------------------------------------
 def write_file(params: RNNParams, path: Path, fmt: str) -> None:
-    """The ``WHILE`` graph of :func:`to_native` (batch
-    :data:`~rnn_ref.backends.litert.convert.FILE_BATCH`, dynamic T)."""
-    Path(path).write_bytes(to_native(params))
+    """The graph of :func:`to_native` (batch
+    :data:`~rnn_ref.backends.litert.convert.FILE_BATCH`, dynamic T): of the Keras 3 model
+    (``tflite``: ``WHILE`` loops), or of the tf-keras model (``tflite-keras2``: fused LSTMs
+    where tf-keras fuses them)."""
+    Path(path).write_bytes(to_native(params, keras=2 if fmt == "tflite-keras2" else 3))
+
+
+#: the ops a recurrent layer becomes, and what each means
+RECURRENT_OPS = {
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": "the fused LSTM (its state a variable tensor)",
+    "BIDIRECTIONAL_SEQUENCE_LSTM": "the fused bidirectional LSTM",
+    "UNIDIRECTIONAL_SEQUENCE_RNN": "the fused RNN (its state a variable tensor)",
+    "WHILE": "a loop over the steps",
+}
+
+
+def lowering(ops: list[str]) -> str:
+    """What the recurrent layers of a graph (its ops, :func:`describe`) became: each fused
+    op and ``WHILE`` loop with its count, or an unrolled graph (neither)."""
+    found = [f"{op} x{ops.count(op)} ({what})" if ops.count(op) > 1 else f"{op} ({what})"
+             for op, what in RECURRENT_OPS.items() if op in ops]
+    return ", ".join(found) if found else "unrolled: one copy of the cell per step"
 
 
 def read_file(path: Path, fmt: str, hints: Hints) -> RNNParams:
