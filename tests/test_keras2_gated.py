@@ -425,7 +425,6 @@ def test_migration_of_keras2_hard_sigmoid(tmp_path: Path, capsys: pytest.Capture
     _loads_only_with_rnn_ref(new, model, _x(8, "float32"))
 
 
-@pytest.mark.xfail(strict=False, reason="needs the keras3w branch (to_keras of GRU/LSTM)")
 def test_migration_of_gated_layers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The issue's migration: a Keras 2 LSTM with hard_sigmoid gates and a reset-before GRU
     become a Keras 3 model computing what the Keras 2 model computed."""

@@ -212,7 +212,6 @@ KERAS3_GATED = {
 }
 
 
-@pytest.mark.xfail(strict=False, reason="needs the keras3w branch (to_keras of GRU/LSTM)")
 @pytest.mark.parametrize("name", KERAS3_GATED)
 def test_keras3_graph_is_a_while_loop_of_each_gated_layer(name: str, tmp_path: Path) -> None:
     """The ``litert`` backend and the ``tflite`` file (Keras 3): every GRU and LSTM a
