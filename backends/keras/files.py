@@ -43,8 +43,8 @@ from rnn_ref.fileapi import (
 )
 from rnn_ref.params import AnyCellParams, CellParams, Readout, RNNParams
 
-__all__ = ["LegacyReader", "list_arrays", "load_native", "read_file", "read_legacy_h5",
-           "run_native", "unused_weights", "write_file"]
+__all__ = ["LegacyReader", "legacy_h5_contents", "list_arrays", "load_native", "read_file",
+           "read_legacy_h5", "run_native", "unused_weights", "write_file"]
 
 
 def _load_model(keras: Any, path: Path) -> Any:
@@ -270,7 +270,7 @@ def _read_weights_h5(path: Path, hints: Hints) -> RNNParams:
     return RNNParams(config, layers, readout)
 
 
-def _legacy_h5_contents(path: Path) -> tuple[list[str], dict[str, dict[str, Any]], Any]:
+def legacy_h5_contents(path: Path) -> tuple[list[str], dict[str, dict[str, Any]], Any]:
     """(layer names, each layer's weights by name, the model config's JSON or ``None``) of a
     legacy Keras 3 or Keras 2 ``.h5`` file, read with h5py."""
     import h5py
@@ -302,7 +302,7 @@ def read_legacy_h5(path: Path, hints: Hints, flavour: Flavour = KERAS3) -> RNNPa
             another size than its config declares.
         UnsupportedError: what the parser refuses; weights no layer of the config reads.
     """
-    names, weights, config = _legacy_h5_contents(path)
+    names, weights, config = legacy_h5_contents(path)
     if config is None:  # weights only: read by weight name, with the hints
         return LegacyReader(path, hints, flavour).params(names, weights, {})
     net = parse_model(config, flavour=flavour, backend="tensorflow")
