@@ -12,9 +12,8 @@ import numpy as np
 
 from rnn_ref.activations import Activation
 from rnn_ref.backends import file_limits
-from rnn_ref.backends.keras.files import legacy_h5_contents
+from rnn_ref.backends.keras.files import legacy_h5_contents, read_legacy_h5
 from rnn_ref.backends.keras.files import list_arrays as _h5_arrays
-from rnn_ref.backends.keras.files import read_legacy_h5
 from rnn_ref.backends.keras.graph import KERAS2, gated_cell_weights
 from rnn_ref.backends.keras2.convert import held_by_keras2, numpy_of, oracle, to_native
 from rnn_ref.config import RNNConfig
